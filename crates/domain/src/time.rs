@@ -1,0 +1,88 @@
+//! Reading timestamps.
+
+use std::fmt;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::ParseError;
+
+/// Milliseconds since the Unix epoch, UTC: InfluxDB's precision for readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct EpochMillis(i64);
+
+/// Years 1677–2262 are what InfluxDB's nanosecond timestamps can hold.
+const MIN_MILLIS: i64 = -9_223_372_036_854;
+const MAX_MILLIS: i64 = 9_223_372_036_854;
+
+impl EpochMillis {
+    /// A timestamp from epoch milliseconds, refused outside what InfluxDB stores.
+    pub fn from_millis(millis: i64) -> Result<Self, ParseError> {
+        if (MIN_MILLIS..=MAX_MILLIS).contains(&millis) {
+            Ok(Self(millis))
+        } else {
+            Err(ParseError::Timestamp(millis.to_string()))
+        }
+    }
+
+    /// The current time.
+    pub fn now() -> Self {
+        Self(Utc::now().timestamp_millis())
+    }
+
+    /// Parses an RFC 3339 string such as `2024-11-22T10:00:00Z`.
+    pub fn parse_rfc3339(text: &str) -> Result<Self, ParseError> {
+        let parsed = DateTime::parse_from_rfc3339(text)
+            .map_err(|_| ParseError::Timestamp(text.chars().take(64).collect()))?;
+        Self::from_millis(parsed.timestamp_millis())
+    }
+
+    /// Milliseconds since the epoch.
+    pub fn as_millis(self) -> i64 {
+        self.0
+    }
+
+    /// The same instant as a chrono `DateTime`.
+    pub fn to_datetime(self) -> DateTime<Utc> {
+        DateTime::from_timestamp_millis(self.0).unwrap_or_default()
+    }
+
+    /// This instant plus `millis` (saturating).
+    pub fn plus_millis(self, millis: i64) -> Self {
+        Self(self.0.saturating_add(millis))
+    }
+}
+
+impl fmt::Display for EpochMillis {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(
+            &self
+                .to_datetime()
+                .to_rfc3339_opts(SecondsFormat::Millis, true),
+        )
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rfc3339_and_millis_agree() {
+        let from_text = EpochMillis::parse_rfc3339("2024-11-22T10:00:00.000Z").unwrap();
+        assert_eq!(
+            from_text,
+            EpochMillis::from_millis(1_732_269_600_000).unwrap()
+        );
+        assert_eq!(from_text.to_string(), "2024-11-22T10:00:00.000Z");
+        let offset = EpochMillis::parse_rfc3339("2024-11-22T11:00:00+01:00").unwrap();
+        assert_eq!(offset, from_text);
+    }
+
+    #[test]
+    fn nonsense_is_refused() {
+        assert!(EpochMillis::parse_rfc3339("yesterday").is_err());
+        assert!(EpochMillis::from_millis(i64::MAX).is_err());
+    }
+}

@@ -1,0 +1,290 @@
+//! Test support: every test gets its own Postgres database, InfluxDB
+//! database, Redis key prefix and MQTT topic prefix on the real local
+//! servers, so tests run in parallel and leave nothing behind.
+//!
+//! Each resource is removed when its guard drops. Postgres database names
+//! carry their creation time, and creating one also drops test databases
+//! older than an hour, which a killed test run may have left behind.
+//!
+//! ```no_run
+//! # async fn example() {
+//! let postgres = stoker_testkit::TestPostgres::create().await;
+//! let influx = stoker_testkit::TestInflux::create().await;
+//! let redis = stoker_testkit::TestRedis::new();
+//! let topics = stoker_testkit::unique_topic_prefix();
+//! # }
+//! ```
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use stoker_timeseries::{Influx, InfluxOptions};
+
+/// Test databases older than this are taken for leftovers of a killed run.
+const STALE_AFTER: Duration = Duration::from_secs(3600);
+
+/// The admin connection for creating databases: `TEST_POSTGRES_URL`, or the
+/// local server with trust auth.
+fn postgres_admin_url() -> String {
+    std::env::var("TEST_POSTGRES_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".into())
+}
+
+fn unique_name(prefix: &str) -> String {
+    let created = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    format!("{prefix}_{created}_{}", uuid::Uuid::new_v4().simple())
+}
+
+/// Whether a name made by [`unique_name`] is older than [`STALE_AFTER`].
+fn is_stale(name: &str, prefix: &str) -> bool {
+    let now = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_secs();
+    name.strip_prefix(prefix)
+        .and_then(|rest| rest.strip_prefix('_'))
+        .and_then(|rest| rest.split('_').next())
+        .and_then(|secs| secs.parse::<u64>().ok())
+        .is_some_and(|created| now.saturating_sub(created) > STALE_AFTER.as_secs())
+}
+
+/// Runs async cleanup from `Drop`, on a thread of its own so it works
+/// whether or not the dropping thread is inside a runtime.
+fn cleanup<F>(work: F)
+where
+    F: std::future::Future<Output = ()> + Send + 'static,
+{
+    let thread = std::thread::spawn(move || {
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            runtime.block_on(work);
+        }
+    });
+    let _ = thread.join();
+}
+
+async fn admin_client() -> tokio_postgres::Client {
+    let (client, connection) =
+        tokio_postgres::connect(&postgres_admin_url(), tokio_postgres::NoTls)
+            .await
+            .expect("Postgres must run on 127.0.0.1:5432 (scripts/dev-up starts it)");
+    tokio::spawn(connection);
+    client
+}
+
+/// A Postgres database of the test's own.
+#[derive(Debug)]
+pub struct TestPostgres {
+    name: String,
+}
+
+impl TestPostgres {
+    const PREFIX: &'static str = "stoker_test";
+
+    /// Creates a fresh, empty database.
+    pub async fn create() -> Self {
+        let client = admin_client().await;
+        let stale = client
+            .query(
+                "SELECT datname FROM pg_database WHERE datname LIKE 'stoker\\_test\\_%'",
+                &[],
+            )
+            .await
+            .expect("list databases");
+        for row in stale {
+            let name: String = row.get(0);
+            if is_stale(&name, Self::PREFIX) {
+                let _ = client
+                    .execute(
+                        &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                        &[],
+                    )
+                    .await;
+            }
+        }
+        let name = unique_name(Self::PREFIX);
+        client
+            .execute(&format!("CREATE DATABASE \"{name}\""), &[])
+            .await
+            .expect("create test database");
+        Self { name }
+    }
+
+    /// The database's name.
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// A connection URL for the database.
+    pub fn url(&self) -> String {
+        let admin = postgres_admin_url();
+        match admin.rsplit_once('/') {
+            Some((server, _)) => format!("{server}/{}", self.name),
+            None => admin,
+        }
+    }
+}
+
+impl Drop for TestPostgres {
+    fn drop(&mut self) {
+        let name = self.name.clone();
+        cleanup(async move {
+            let client = admin_client().await;
+            let _ = client
+                .execute(
+                    &format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"),
+                    &[],
+                )
+                .await;
+        });
+    }
+}
+
+/// The InfluxDB settings tests use: `INFLUX_URL` or the local server.
+pub fn influx_options() -> InfluxOptions {
+    let mut options = InfluxOptions::default();
+    if let Ok(url) = std::env::var("INFLUX_URL") {
+        options.url = url;
+    }
+    options
+}
+
+/// An InfluxDB database of the test's own (InfluxDB 1.x).
+#[derive(Debug)]
+pub struct TestInflux {
+    influx: Influx,
+}
+
+impl TestInflux {
+    const PREFIX: &'static str = "stoker_test";
+
+    /// Creates a fresh database on the local InfluxDB.
+    pub async fn create() -> Self {
+        let server = Influx::connect(&influx_options())
+            .await
+            .expect("InfluxDB must run on 127.0.0.1:8086 (scripts/dev-up starts it)");
+        let name = unique_name(Self::PREFIX);
+        let influx = server.with_database(&name);
+        influx
+            .ensure_database()
+            .await
+            .expect("create test database");
+        Self { influx }
+    }
+
+    /// The connection, bound to the test's database.
+    pub fn influx(&self) -> &Influx {
+        &self.influx
+    }
+
+    /// Settings that point at the test's database.
+    pub fn options(&self) -> InfluxOptions {
+        let mut options = influx_options();
+        options.bucket = self.influx.database().to_owned();
+        options
+    }
+}
+
+impl Drop for TestInflux {
+    fn drop(&mut self) {
+        // A fresh connection: pooled ones are driven by the test's runtime,
+        // which is blocked while this runs.
+        let options = self.options();
+        cleanup(async move {
+            if let Ok(influx) = Influx::connect(&options).await {
+                let _ = influx.drop_database().await;
+            }
+        });
+    }
+}
+
+/// The Redis URL tests use: `REDIS_URL` or the local server.
+pub fn redis_url() -> String {
+    std::env::var("REDIS_URL").unwrap_or_else(|_| "redis://127.0.0.1:6379".into())
+}
+
+/// A Redis key prefix of the test's own; its keys are deleted on drop.
+#[derive(Debug)]
+pub struct TestRedis {
+    prefix: String,
+}
+
+impl TestRedis {
+    /// A fresh prefix such as `test:1f3c…:`.
+    pub fn new() -> Self {
+        Self {
+            prefix: format!("test:{}:", uuid::Uuid::new_v4().simple()),
+        }
+    }
+
+    /// The prefix to configure.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// A plain connection to the local Redis, for assertions.
+    pub async fn connection(&self) -> redis::aio::MultiplexedConnection {
+        redis::Client::open(redis_url())
+            .expect("REDIS_URL")
+            .get_multiplexed_async_connection()
+            .await
+            .expect("Redis must run on 127.0.0.1:6379 (scripts/dev-up starts it)")
+    }
+}
+
+impl Default for TestRedis {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl Drop for TestRedis {
+    fn drop(&mut self) {
+        let pattern = format!("{}*", self.prefix);
+        cleanup(async move {
+            let Ok(client) = redis::Client::open(redis_url()) else {
+                return;
+            };
+            let Ok(mut connection) = client.get_multiplexed_async_connection().await else {
+                return;
+            };
+            let keys: Vec<String> = redis::cmd("KEYS")
+                .arg(&pattern)
+                .query_async(&mut connection)
+                .await
+                .unwrap_or_default();
+            if !keys.is_empty() {
+                let _: redis::RedisResult<()> = redis::cmd("DEL")
+                    .arg(keys)
+                    .query_async(&mut connection)
+                    .await;
+            }
+        });
+    }
+}
+
+/// An MQTT topic prefix of the test's own, such as `test/1f3c…/`.
+pub fn unique_topic_prefix() -> String {
+    format!("test/{}/", uuid::Uuid::new_v4().simple())
+}
+
+/// A unique MQTT client id with a readable stem.
+pub fn unique_client_id(stem: &str) -> String {
+    format!("{stem}-{}", uuid::Uuid::new_v4().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stale_names_are_recognised_by_their_timestamp() {
+        assert!(is_stale("stoker_test_1000_abc", "stoker_test"));
+        assert!(!is_stale(&unique_name("stoker_test"), "stoker_test"));
+        assert!(!is_stale("stoker_other_1000_abc", "stoker_test"));
+    }
+}
