@@ -1,0 +1,474 @@
+//! The InfluxDB connection.
+
+use std::collections::BTreeMap;
+
+use reqwest::{Method, RequestBuilder, StatusCode};
+use serde::Deserialize;
+use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug};
+
+use crate::{Error, InfluxOptions, LineBatch, Result, influxql};
+
+/// Which write API the server speaks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Flavor {
+    /// InfluxDB 1.x: `/write?db=`.
+    V1,
+    /// InfluxDB 2.x or 3.x: `/api/v2/write` through the `influxdb2` crate.
+    V2,
+}
+
+/// A sensor's most recent reading, as InfluxDB has it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LatestPoint {
+    /// The sensor.
+    pub sensor: SensorKey,
+    /// Its type tag.
+    pub sensor_type: SensorType,
+    /// The reading's value.
+    pub value: f64,
+    /// The reading's timestamp.
+    pub timestamp: EpochMillis,
+}
+
+/// A connection to one InfluxDB database (1.x) or bucket (2.x/3.x).
+/// Cheap to clone: clones share the HTTP connection pool.
+#[derive(Clone)]
+pub struct Influx {
+    http: reqwest::Client,
+    v2: Option<influxdb2::Client>,
+    base: url::Url,
+    options: InfluxOptions,
+    version: String,
+    flavor: Flavor,
+}
+
+impl std::fmt::Debug for Influx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Influx")
+            .field("url", &self.base.as_str())
+            .field("database", &self.options.bucket)
+            .field("version", &self.version)
+            .finish()
+    }
+}
+
+impl Influx {
+    /// Connects: checks the URL, pings the server and learns its version.
+    pub async fn connect(options: &InfluxOptions) -> Result<Self> {
+        let base = parse_base_url(&options.url)?;
+        let http = reqwest::Client::builder()
+            .timeout(options.timeout)
+            .connect_timeout(options.timeout.min(std::time::Duration::from_secs(5)))
+            .pool_max_idle_per_host(8)
+            .build()
+            .map_err(|source| Error::Unreachable {
+                url: options.url.clone(),
+                source,
+            })?;
+        let version = ping(&http, &base).await?;
+        let flavor = if version.starts_with("1.") {
+            Flavor::V1
+        } else {
+            Flavor::V2
+        };
+        let v2 = match flavor {
+            Flavor::V1 => None,
+            Flavor::V2 => Some(
+                influxdb2::ClientBuilder::with_builder(
+                    reqwest::Client::builder().timeout(options.timeout),
+                    base.as_str().trim_end_matches('/'),
+                    options.org.clone(),
+                    options.token.expose(),
+                )
+                .build()
+                .map_err(|error| Error::InvalidUrl {
+                    url: options.url.clone(),
+                    reason: error.to_string(),
+                })?,
+            ),
+        };
+        Ok(Self {
+            http,
+            v2,
+            base,
+            options: options.clone(),
+            version,
+            flavor,
+        })
+    }
+
+    /// A connection to another database on the same server (tests give
+    /// each test its own).
+    pub fn with_database(&self, database: &str) -> Self {
+        let mut other = self.clone();
+        other.options.bucket = database.to_owned();
+        other
+    }
+
+    /// The server's version, from `X-Influxdb-Version`.
+    pub fn version(&self) -> &str {
+        &self.version
+    }
+
+    /// The write API in use.
+    pub fn flavor(&self) -> Flavor {
+        self.flavor
+    }
+
+    /// The database (1.x) or bucket (2.x/3.x) in use.
+    pub fn database(&self) -> &str {
+        &self.options.bucket
+    }
+
+    /// Pings the server again; returns its version.
+    pub async fn ping(&self) -> Result<String> {
+        ping(&self.http, &self.base).await
+    }
+
+    /// Writes a batch. A batch is all-or-nothing for Stoker's purposes:
+    /// on error, write it again (points are idempotent).
+    pub async fn write(&self, batch: &LineBatch) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        match &self.v2 {
+            Some(client) => client
+                .write_line_protocol_with_precision(
+                    &self.options.org,
+                    &self.options.bucket,
+                    batch.as_str().to_owned(),
+                    influxdb2::api::write::TimestampPrecision::Milliseconds,
+                )
+                .await
+                .map_err(|error| self.classify_v2(error)),
+            None => {
+                let request = self
+                    .request(Method::POST, "write")
+                    .query(&[("db", self.options.bucket.as_str()), ("precision", "ms")])
+                    .body(batch.as_str().to_owned());
+                self.send(request).await.map(drop)
+            }
+        }
+    }
+
+    /// Creates the database if it does not exist (1.x). On 2.x/3.x the
+    /// bucket must exist already; this checks that it does.
+    pub async fn ensure_database(&self) -> Result<()> {
+        match self.flavor {
+            Flavor::V1 => {
+                let statement = format!(
+                    "CREATE DATABASE {}",
+                    influxql::identifier(&self.options.bucket)
+                );
+                self.run_statement(&statement).await
+            }
+            Flavor::V2 => {
+                let request = self
+                    .request(Method::GET, "api/v2/buckets")
+                    .query(&[("name", self.options.bucket.as_str())]);
+                let body = self.send(request).await?;
+                let buckets: Buckets = serde_json::from_str(&body)
+                    .map_err(|error| Error::Decode(error.to_string()))?;
+                if buckets.buckets.is_empty() {
+                    return Err(Error::Rejected {
+                        status: 404,
+                        message: format!(
+                            "bucket {:?} does not exist in org {:?}: create it (INFLUX_BUCKET)",
+                            self.options.bucket, self.options.org
+                        ),
+                    });
+                }
+                Ok(())
+            }
+        }
+    }
+
+    /// Drops the database (1.x only; used by tests to leave nothing behind).
+    pub async fn drop_database(&self) -> Result<()> {
+        let statement = format!(
+            "DROP DATABASE {}",
+            influxql::identifier(&self.options.bucket)
+        );
+        self.run_statement(&statement).await
+    }
+
+    /// The last reading of every sensor of `site`.
+    pub async fn latest_per_sensor(&self, site: &SiteSlug) -> Result<Vec<LatestPoint>> {
+        let series = self.query(&influxql::latest_per_sensor(site)).await?;
+        let mut points = Vec::with_capacity(series.len());
+        for one in series {
+            let (Some(sensor), Some(sensor_type)) = (one.tags.get("sensor"), one.tags.get("type"))
+            else {
+                continue;
+            };
+            // Tags written by someone else than Stoker may not parse: skip them.
+            let (Ok(sensor), Ok(sensor_type)) = (
+                SensorKey::parse(sensor.as_str()),
+                SensorType::parse(sensor_type.as_str()),
+            ) else {
+                continue;
+            };
+            if let Some((timestamp, value)) = one.rows().next_back() {
+                points.push(LatestPoint {
+                    sensor,
+                    sensor_type,
+                    value,
+                    timestamp,
+                });
+            }
+        }
+        Ok(points)
+    }
+
+    /// One sensor's raw readings in `[start, end)`, oldest first.
+    pub async fn readings(
+        &self,
+        site: &SiteSlug,
+        sensor: &SensorKey,
+        start: EpochMillis,
+        end: EpochMillis,
+    ) -> Result<Vec<(EpochMillis, f64)>> {
+        let series = self
+            .query(&influxql::readings(site, sensor, start, end))
+            .await?;
+        Ok(series.iter().flat_map(Series::rows).collect())
+    }
+
+    /// Runs a read query built by `influxql` and returns its series.
+    async fn query(&self, query: &str) -> Result<Vec<Series>> {
+        let request = self.request(Method::GET, "query").query(&[
+            ("db", self.options.bucket.as_str()),
+            ("q", query),
+            ("epoch", "ms"),
+        ]);
+        let body = self.send(request).await?;
+        let response: QueryResponse =
+            serde_json::from_str(&body).map_err(|error| Error::Decode(error.to_string()))?;
+        if let Some(message) = response.error {
+            return Err(Error::Query { message });
+        }
+        let mut series = Vec::new();
+        for result in response.results {
+            if let Some(message) = result.error {
+                return Err(Error::Query { message });
+            }
+            series.extend(result.series);
+        }
+        Ok(series)
+    }
+
+    /// Runs a statement that changes the server (1.x wants POST for those).
+    async fn run_statement(&self, statement: &str) -> Result<()> {
+        let request = self
+            .request(Method::POST, "query")
+            .form(&[("q", statement)]);
+        let body = self.send(request).await?;
+        let response: QueryResponse =
+            serde_json::from_str(&body).map_err(|error| Error::Decode(error.to_string()))?;
+        let message = response
+            .error
+            .or_else(|| response.results.into_iter().find_map(|result| result.error));
+        match message {
+            Some(message) => Err(Error::Query { message }),
+            None => Ok(()),
+        }
+    }
+
+    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+        let url = self.base.join(path).unwrap_or_else(|_| self.base.clone());
+        let mut request = self.http.request(method, url);
+        let token = self.options.token.expose();
+        if !token.is_empty() {
+            request = match (self.flavor, token.split_once(':')) {
+                // 1.x before 1.8 knows no token header: send user and password.
+                (Flavor::V1, Some((user, password))) => {
+                    request.query(&[("u", user), ("p", password)])
+                }
+                _ => request.header("Authorization", format!("Token {token}")),
+            };
+        }
+        request
+    }
+
+    async fn send(&self, request: RequestBuilder) -> Result<String> {
+        let response = request.send().await.map_err(|source| {
+            if source.is_connect() {
+                Error::Unreachable {
+                    url: self.base.to_string(),
+                    source,
+                }
+            } else {
+                Error::Unavailable {
+                    status: None,
+                    message: source.to_string(),
+                }
+            }
+        })?;
+        let status = response.status();
+        let body = response.text().await.map_err(|error| Error::Unavailable {
+            status: Some(status.as_u16()),
+            message: error.to_string(),
+        })?;
+        if status.is_success() {
+            Ok(body)
+        } else {
+            Err(status_error(status, body))
+        }
+    }
+
+    fn classify_v2(&self, error: influxdb2::RequestError) -> Error {
+        match error {
+            influxdb2::RequestError::Http { status, text } => status_error(status, text),
+            influxdb2::RequestError::ReqwestProcessing { source } if source.is_connect() => {
+                Error::Unreachable {
+                    url: self.base.to_string(),
+                    source,
+                }
+            }
+            other => Error::Unavailable {
+                status: None,
+                message: other.to_string(),
+            },
+        }
+    }
+}
+
+fn status_error(status: StatusCode, body: String) -> Error {
+    // InfluxDB explains errors as {"error": "..."}; keep the raw text otherwise.
+    let message = serde_json::from_str::<ErrorBody>(&body)
+        .map(|parsed| parsed.error.or(parsed.message).unwrap_or_default())
+        .unwrap_or(body);
+    let message: String = message.chars().take(500).collect();
+    if status.is_client_error() && status != StatusCode::TOO_MANY_REQUESTS {
+        Error::Rejected {
+            status: status.as_u16(),
+            message,
+        }
+    } else {
+        Error::Unavailable {
+            status: Some(status.as_u16()),
+            message,
+        }
+    }
+}
+
+fn parse_base_url(text: &str) -> Result<url::Url> {
+    let invalid = |reason: String| Error::InvalidUrl {
+        url: text.to_owned(),
+        reason,
+    };
+    let mut base = url::Url::parse(text).map_err(|error| invalid(error.to_string()))?;
+    if !matches!(base.scheme(), "http" | "https") {
+        return Err(invalid("the scheme must be http or https".into()));
+    }
+    if !base.path().ends_with('/') {
+        let path = format!("{}/", base.path());
+        base.set_path(&path);
+    }
+    Ok(base)
+}
+
+async fn ping(http: &reqwest::Client, base: &url::Url) -> Result<String> {
+    let url = base.join("ping").map_err(|error| Error::InvalidUrl {
+        url: base.to_string(),
+        reason: error.to_string(),
+    })?;
+    let response = http
+        .get(url)
+        .send()
+        .await
+        .map_err(|source| Error::Unreachable {
+            url: base.to_string(),
+            source,
+        })?;
+    response
+        .headers()
+        .get("x-influxdb-version")
+        .and_then(|value| value.to_str().ok())
+        .map(str::to_owned)
+        .ok_or_else(|| Error::NotInflux {
+            url: base.to_string(),
+        })
+}
+
+#[derive(Debug, Deserialize)]
+struct ErrorBody {
+    error: Option<String>,
+    message: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct Buckets {
+    #[serde(default)]
+    buckets: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Deserialize)]
+struct QueryResponse {
+    #[serde(default)]
+    results: Vec<StatementResult>,
+    error: Option<String>,
+}
+
+#[derive(Debug, Deserialize)]
+struct StatementResult {
+    #[serde(default)]
+    series: Vec<Series>,
+    error: Option<String>,
+}
+
+/// One series of a query answer: a tag set and rows of `[time, value]`.
+#[derive(Debug, Deserialize)]
+struct Series {
+    #[serde(default)]
+    tags: BTreeMap<String, String>,
+    #[serde(default)]
+    values: Vec<Vec<serde_json::Value>>,
+}
+
+impl Series {
+    /// Rows as (timestamp, value), skipping nulls (empty GROUP BY buckets).
+    fn rows(&self) -> impl DoubleEndedIterator<Item = (EpochMillis, f64)> + '_ {
+        self.values.iter().filter_map(|row| {
+            let millis = row.first()?.as_i64()?;
+            let value = row.get(1)?.as_f64()?;
+            Some((EpochMillis::from_millis(millis).ok()?, value))
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn urls_must_be_http() {
+        assert!(parse_base_url("http://127.0.0.1:8086").is_ok());
+        assert_eq!(
+            parse_base_url("https://influx.example/prefix")
+                .unwrap()
+                .as_str(),
+            "https://influx.example/prefix/"
+        );
+        let error = parse_base_url("127.0.0.1:8086").unwrap_err().to_string();
+        assert!(error.contains("INFLUX_URL"), "{error}");
+        assert!(parse_base_url("ftp://host").is_err());
+    }
+
+    #[test]
+    fn client_errors_are_permanent_server_errors_transient() {
+        assert!(
+            !status_error(StatusCode::BAD_REQUEST, "{\"error\":\"bad\"}".into()).is_transient()
+        );
+        assert!(status_error(StatusCode::SERVICE_UNAVAILABLE, String::new()).is_transient());
+        assert!(status_error(StatusCode::TOO_MANY_REQUESTS, String::new()).is_transient());
+        let message = status_error(
+            StatusCode::NOT_FOUND,
+            "{\"error\":\"database not found\"}".into(),
+        );
+        assert_eq!(
+            message.to_string(),
+            "InfluxDB refused the request (404): database not found"
+        );
+    }
+}

@@ -1,0 +1,158 @@
+//! Line protocol for readings.
+
+use std::fmt::Write as _;
+
+use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug};
+
+/// The measurement every reading goes to.
+pub(crate) const MEASUREMENT: &str = "readings";
+
+/// A batch of readings encoded as line protocol, ready for one write:
+/// `readings,site=…,sensor=…,type=… value=181.2 1732269600000` per line,
+/// millisecond precision.
+///
+/// Encoding happens as readings are pushed, so a batch costs one `String`
+/// however many points it holds.
+#[derive(Debug, Default, Clone)]
+pub struct LineBatch {
+    body: String,
+    points: usize,
+}
+
+impl LineBatch {
+    /// An empty batch with room for about `points` lines.
+    pub fn with_capacity(points: usize) -> Self {
+        Self {
+            body: String::with_capacity(points * 96),
+            points: 0,
+        }
+    }
+
+    /// Appends one reading. `value` must be finite (the caller validates
+    /// readings; a non-finite value is skipped here rather than written as
+    /// a line InfluxDB would refuse along with the rest of the batch).
+    pub fn push(
+        &mut self,
+        site: &SiteSlug,
+        sensor: &SensorKey,
+        sensor_type: &SensorType,
+        value: f64,
+        timestamp: EpochMillis,
+    ) {
+        if !value.is_finite() {
+            return;
+        }
+        self.body.push_str(MEASUREMENT);
+        for (key, tag) in [
+            ("site", site.as_str()),
+            ("sensor", sensor.as_str()),
+            ("type", sensor_type.as_str()),
+        ] {
+            self.body.push(',');
+            self.body.push_str(key);
+            self.body.push('=');
+            escape_tag_value(&mut self.body, tag);
+        }
+        // `{:?}` prints the shortest text that reads back as the same f64,
+        // switching to exponent form for very large or small magnitudes.
+        let _ = writeln!(self.body, " value={value:?} {}", timestamp.as_millis());
+        self.points += 1;
+    }
+
+    /// Number of points in the batch.
+    pub fn len(&self) -> usize {
+        self.points
+    }
+
+    /// Whether the batch holds no point.
+    pub fn is_empty(&self) -> bool {
+        self.points == 0
+    }
+
+    /// The encoded body.
+    pub fn as_str(&self) -> &str {
+        &self.body
+    }
+
+    /// Empties the batch, keeping its allocation.
+    pub fn clear(&mut self) {
+        self.body.clear();
+        self.points = 0;
+    }
+}
+
+/// Escapes a tag value: commas, spaces and `=` take a backslash (line
+/// protocol's rule). Slugs and keys never need it; the escape keeps the
+/// encoder correct for any value.
+fn escape_tag_value(out: &mut String, value: &str) {
+    if !value.contains([',', ' ', '=', '\\']) {
+        out.push_str(value);
+        return;
+    }
+    for character in value.chars() {
+        if matches!(character, ',' | ' ' | '=') {
+            out.push('\\');
+        }
+        out.push(character);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn reading(batch: &mut LineBatch, value: f64) {
+        batch.push(
+            &SiteSlug::parse("boiler-house-1").unwrap(),
+            &SensorKey::parse("b1_flue_temp").unwrap(),
+            &SensorType::parse("temperature").unwrap(),
+            value,
+            EpochMillis::from_millis(1_732_269_600_000).unwrap(),
+        );
+    }
+
+    #[test]
+    fn encodes_one_line_per_reading() {
+        let mut batch = LineBatch::default();
+        reading(&mut batch, 181.2);
+        reading(&mut batch, 81.0);
+        assert_eq!(
+            batch.as_str(),
+            "readings,site=boiler-house-1,sensor=b1_flue_temp,type=temperature value=181.2 1732269600000\n\
+             readings,site=boiler-house-1,sensor=b1_flue_temp,type=temperature value=81.0 1732269600000\n"
+        );
+        assert_eq!(batch.len(), 2);
+    }
+
+    #[test]
+    fn non_finite_values_are_never_encoded() {
+        let mut batch = LineBatch::default();
+        reading(&mut batch, f64::NAN);
+        reading(&mut batch, f64::INFINITY);
+        assert!(batch.is_empty() && batch.as_str().is_empty());
+    }
+
+    #[test]
+    fn extreme_values_round_trip_as_text() {
+        for value in [1e300, -2.5e-12, 0.1 + 0.2] {
+            let mut batch = LineBatch::default();
+            reading(&mut batch, value);
+            let text = batch.as_str();
+            let field = text
+                .split(" value=")
+                .nth(1)
+                .unwrap()
+                .split(' ')
+                .next()
+                .unwrap();
+            assert_eq!(field.parse::<f64>().unwrap(), value);
+        }
+    }
+
+    #[test]
+    fn tag_values_are_escaped() {
+        let mut out = String::new();
+        escape_tag_value(&mut out, "a b,c=d");
+        assert_eq!(out, r"a\ b\,c\=d");
+    }
+}
