@@ -1,0 +1,110 @@
+//! Latest value per sensor: `latest:{site}:{sensor}`, TTL 300 s.
+
+use serde::{Deserialize, Serialize};
+use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
+
+use crate::{Cache, Error, LATEST_TTL, Result};
+
+/// A sensor's latest reading as cached:
+/// `{"value":…, "ts":…, "type":…, "unit":…}` with `ts` in epoch milliseconds.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LatestValue {
+    /// The reading.
+    pub value: f64,
+    /// Its timestamp.
+    pub ts: EpochMillis,
+    /// The sensor's type.
+    #[serde(rename = "type")]
+    pub sensor_type: SensorType,
+    /// The sensor's unit.
+    pub unit: Unit,
+}
+
+/// Sets each key whose stored `ts` is older than (or equal to) the new one,
+/// or that is missing; `ARGV[1]` is the TTL, then `ts`, JSON pairs per key.
+/// The timestamp is read with a pattern rather than a JSON decode: the
+/// value is always written by this script, with `ts` as an integer.
+const SET_IF_NEWER: &str = r#"
+local ttl = ARGV[1]
+local written = 0
+for index, key in ipairs(KEYS) do
+    local ts = tonumber(ARGV[index * 2])
+    local current = redis.call('GET', key)
+    local current_ts = nil
+    if current then
+        current_ts = tonumber(string.match(current, '"ts":(%-?%d+)'))
+    end
+    if current_ts == nil or ts >= current_ts then
+        redis.call('SET', key, ARGV[index * 2 + 1], 'EX', ttl)
+        written = written + 1
+    end
+end
+return written
+"#;
+
+impl Cache {
+    /// Writes latest values in one round trip; each replaces the cached one
+    /// only if it is not older. Returns how many keys changed.
+    pub async fn set_latest(
+        &self,
+        values: &[(&SiteSlug, &SensorKey, &LatestValue)],
+    ) -> Result<usize> {
+        if values.is_empty() {
+            return Ok(0);
+        }
+        let script = redis::Script::new(SET_IF_NEWER);
+        let mut invocation = script.prepare_invoke();
+        invocation.arg(LATEST_TTL.as_secs());
+        for (site, sensor, latest) in values {
+            let json = serde_json::to_string(latest).map_err(|error| Error::InvalidValue {
+                key: self.latest_key(site, sensor),
+                reason: error.to_string(),
+            })?;
+            invocation
+                .key(self.latest_key(site, sensor))
+                .arg(latest.ts.as_millis())
+                .arg(json);
+        }
+        let mut connection = self.connection.clone();
+        let written: usize = invocation.invoke_async(&mut connection).await?;
+        Ok(written)
+    }
+
+    /// The cached latest values of these sensors of a site, in order;
+    /// `None` where nothing is cached (expired, or never written).
+    pub async fn latest(
+        &self,
+        site: &SiteSlug,
+        sensors: &[SensorKey],
+    ) -> Result<Vec<Option<LatestValue>>> {
+        if sensors.is_empty() {
+            return Ok(Vec::new());
+        }
+        let keys: Vec<String> = sensors
+            .iter()
+            .map(|sensor| self.latest_key(site, sensor))
+            .collect();
+        let mut connection = self.connection.clone();
+        let raw: Vec<Option<String>> = redis::cmd("MGET")
+            .arg(&keys)
+            .query_async(&mut connection)
+            .await?;
+        raw.into_iter()
+            .zip(keys)
+            .map(|(value, key)| {
+                value
+                    .map(|json| {
+                        serde_json::from_str(&json).map_err(|error| Error::InvalidValue {
+                            key,
+                            reason: error.to_string(),
+                        })
+                    })
+                    .transpose()
+            })
+            .collect()
+    }
+
+    fn latest_key(&self, site: &SiteSlug, sensor: &SensorKey) -> String {
+        self.key(&["latest", site.as_str(), sensor.as_str()])
+    }
+}

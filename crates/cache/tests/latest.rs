@@ -1,0 +1,104 @@
+//! Latest values against the real Redis, under a key prefix of the test's own.
+
+use stoker_cache::{Cache, LatestValue, RedisOptions};
+use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
+use stoker_testkit::{TestRedis, redis_url};
+
+fn cache(redis: &TestRedis) -> Cache {
+    Cache::connect(&RedisOptions {
+        url: redis_url(),
+        key_prefix: redis.prefix().to_owned(),
+    })
+    .unwrap()
+}
+
+fn latest(value: f64, millis: i64) -> LatestValue {
+    LatestValue {
+        value,
+        ts: EpochMillis::from_millis(millis).unwrap(),
+        sensor_type: SensorType::parse("pressure").unwrap(),
+        unit: Unit::parse("bar").unwrap(),
+    }
+}
+
+#[tokio::test]
+async fn latest_values_never_move_backwards_and_carry_a_ttl() {
+    let redis = TestRedis::new();
+    let cache = cache(&redis);
+    cache.ping().await.unwrap();
+    let site = SiteSlug::parse("boiler-house-1").unwrap();
+    let pressure = SensorKey::parse("b1_steam_pressure").unwrap();
+    let level = SensorKey::parse("b1_drum_level").unwrap();
+
+    let newer = latest(10.4, 2_000);
+    let written = cache
+        .set_latest(&[(&site, &pressure, &newer)])
+        .await
+        .unwrap();
+    assert_eq!(written, 1);
+
+    // A late, older reading leaves the newer one in place; a new sensor in
+    // the same call is still written.
+    let older = latest(9.9, 1_000);
+    let other = latest(51.0, 1_000);
+    let written = cache
+        .set_latest(&[(&site, &pressure, &older), (&site, &level, &other)])
+        .await
+        .unwrap();
+    assert_eq!(written, 1);
+
+    let cached = cache
+        .latest(
+            &site,
+            &[
+                pressure.clone(),
+                level.clone(),
+                SensorKey::parse("none").unwrap(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(cached, vec![Some(newer), Some(other), None]);
+
+    let mut connection = redis.connection().await;
+    let key = format!("{}latest:boiler-house-1:b1_steam_pressure", redis.prefix());
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!((290..=300).contains(&ttl), "ttl {ttl}");
+    let raw: String = redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(
+        raw,
+        r#"{"value":10.4,"ts":2000,"type":"pressure","unit":"bar"}"#
+    );
+}
+
+#[tokio::test]
+async fn an_unreachable_redis_fails_fast_without_panicking() {
+    let cache = Cache::connect(&RedisOptions {
+        url: "redis://127.0.0.1:9".into(),
+        key_prefix: String::new(),
+    })
+    .unwrap();
+    let started = std::time::Instant::now();
+    assert!(cache.ping().await.is_err());
+    assert!(started.elapsed() < std::time::Duration::from_secs(10));
+}
+
+#[test]
+fn a_bad_url_is_refused_without_echoing_it() {
+    let error = Cache::connect(&RedisOptions {
+        url: "http://user:secret@host".into(),
+        key_prefix: String::new(),
+    })
+    .unwrap_err()
+    .to_string();
+    assert!(error.contains("REDIS_URL"), "{error}");
+    assert!(!error.contains("secret"), "{error}");
+}
