@@ -1,0 +1,434 @@
+//! A small process model of a boiler house, so that the readings move the
+//! way a real plant's do: steam demand wanders slowly, the burner follows it,
+//! and every other quantity follows the burner through its own first-order
+//! lag. Readings add measurement noise and are clamped to the sensor's valid
+//! range, so ingestion never rejects them.
+
+use std::f64::consts::TAU;
+
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+
+use crate::fleet::{Measurement, boilers_for, sensor_slot};
+
+/// Burner firing is limited to this band, as by a real burner's turndown
+/// (low fire) and the operator's margin below full fire.
+const LOAD_MIN: f64 = 0.30;
+const LOAD_MAX: f64 = 0.95;
+/// Mean steam demand and the amplitude of its slow swing.
+const DEMAND_MEAN: f64 = 0.625;
+const DEMAND_SWING: f64 = 0.2;
+/// The steam demand also wanders around its swing (an Ornstein–Uhlenbeck
+/// process): standard deviation and correlation time.
+const DEMAND_WANDER: f64 = 0.06;
+const DEMAND_CORRELATION_SECONDS: f64 = 180.0;
+const PRESSURE_SETPOINT_BAR: f64 = 10.5;
+const ATMOSPHERE_BAR: f64 = 1.013;
+
+/// Time constants (seconds) of the first-order lags: how quickly each
+/// quantity follows the burner.
+const LAG_BURNER: f64 = 20.0;
+const LAG_PRESSURE: f64 = 30.0;
+const LAG_FLUE: f64 = 45.0;
+const LAG_FEEDWATER_TEMP: f64 = 120.0;
+const LAG_FEEDWATER_FLOW: f64 = 15.0;
+const LAG_LEVEL_FAST: f64 = 8.0;
+const LAG_LEVEL_SLOW: f64 = 60.0;
+const LAG_O2: f64 = 10.0;
+const LAG_STACK: f64 = 90.0;
+const LAG_FUEL: f64 = 4.0;
+const LAG_BLOWDOWN: f64 = 40.0;
+
+/// Smoothing factors of the lags for one tick, computed once per site.
+#[derive(Debug, Clone, Copy)]
+struct Smoothing {
+    burner: f64,
+    pressure: f64,
+    flue: f64,
+    feedwater_temp: f64,
+    feedwater_flow: f64,
+    level_fast: f64,
+    level_slow: f64,
+    o2: f64,
+    stack: f64,
+    fuel: f64,
+    blowdown: f64,
+    /// Per-tick decay of the demand's wander and the spread of its
+    /// innovation, from the exact discretisation of the OU process (stable
+    /// for any tick length, unlike Euler steps).
+    wander_decay: f64,
+    wander_spread: f64,
+}
+
+impl Smoothing {
+    fn new(tick_seconds: f64) -> Self {
+        let lag = |time_constant: f64| 1.0 - (-tick_seconds / time_constant).exp();
+        let wander_decay = (-tick_seconds / DEMAND_CORRELATION_SECONDS).exp();
+        Self {
+            burner: lag(LAG_BURNER),
+            pressure: lag(LAG_PRESSURE),
+            flue: lag(LAG_FLUE),
+            feedwater_temp: lag(LAG_FEEDWATER_TEMP),
+            feedwater_flow: lag(LAG_FEEDWATER_FLOW),
+            level_fast: lag(LAG_LEVEL_FAST),
+            level_slow: lag(LAG_LEVEL_SLOW),
+            o2: lag(LAG_O2),
+            stack: lag(LAG_STACK),
+            fuel: lag(LAG_FUEL),
+            blowdown: lag(LAG_BLOWDOWN),
+            wander_decay,
+            wander_spread: DEMAND_WANDER * (1.0 - wander_decay * wander_decay).sqrt(),
+        }
+    }
+}
+
+/// The state of one boiler. Fractions are of full fire (0..1).
+#[derive(Debug, Clone)]
+struct Boiler {
+    swing_period_seconds: f64,
+    swing_phase: f64,
+    level_period_seconds: f64,
+    level_phase: f64,
+    wander: f64,
+    demand: f64,
+    load: f64,
+    pressure: f64,
+    flue_temp: f64,
+    feedwater_temp: f64,
+    feedwater_flow: f64,
+    load_fast: f64,
+    load_slow: f64,
+    o2: f64,
+    stack_temp: f64,
+    fuel_flow: f64,
+    blowdown_temp: f64,
+}
+
+impl Boiler {
+    /// A boiler in steady state at its starting demand, so the first
+    /// readings are already plausible.
+    fn new(rng: &mut StdRng) -> Self {
+        let swing_period_seconds = rng.random_range(15.0..45.0) * 60.0;
+        let swing_phase = rng.random_range(0.0..TAU);
+        let level_period_seconds = rng.random_range(4.0..8.0) * 60.0;
+        let level_phase = rng.random_range(0.0..TAU);
+        let wander = DEMAND_WANDER * gaussian(rng);
+        let demand = demand_at(0.0, swing_period_seconds, swing_phase, wander);
+        let load = demand;
+        let pressure = pressure_target(load, demand);
+        Self {
+            swing_period_seconds,
+            swing_phase,
+            level_period_seconds,
+            level_phase,
+            wander,
+            demand,
+            load,
+            pressure,
+            flue_temp: flue_temp_target(load),
+            feedwater_temp: feedwater_temp_target(load),
+            feedwater_flow: feedwater_flow_target(load),
+            load_fast: load,
+            load_slow: load,
+            o2: o2_target(load),
+            stack_temp: stack_temp_target(load),
+            fuel_flow: fuel_flow_target(load),
+            blowdown_temp: blowdown_temp_target(pressure),
+        }
+    }
+
+    fn step(&mut self, rng: &mut StdRng, smoothing: &Smoothing, elapsed_seconds: f64) {
+        self.wander =
+            self.wander * smoothing.wander_decay + smoothing.wander_spread * gaussian(rng);
+        self.demand = demand_at(
+            elapsed_seconds,
+            self.swing_period_seconds,
+            self.swing_phase,
+            self.wander,
+        );
+        follow(&mut self.load, self.demand, smoothing.burner);
+        let load = self.load;
+        follow(
+            &mut self.pressure,
+            pressure_target(load, self.demand),
+            smoothing.pressure,
+        );
+        follow(&mut self.flue_temp, flue_temp_target(load), smoothing.flue);
+        follow(
+            &mut self.feedwater_temp,
+            feedwater_temp_target(load),
+            smoothing.feedwater_temp,
+        );
+        follow(
+            &mut self.feedwater_flow,
+            feedwater_flow_target(load),
+            smoothing.feedwater_flow,
+        );
+        follow(&mut self.load_fast, load, smoothing.level_fast);
+        follow(&mut self.load_slow, load, smoothing.level_slow);
+        follow(&mut self.o2, o2_target(load), smoothing.o2);
+        follow(
+            &mut self.stack_temp,
+            stack_temp_target(load),
+            smoothing.stack,
+        );
+        follow(&mut self.fuel_flow, fuel_flow_target(load), smoothing.fuel);
+        follow(
+            &mut self.blowdown_temp,
+            blowdown_temp_target(self.pressure),
+            smoothing.blowdown,
+        );
+    }
+
+    /// The true value of a measurement and the standard deviation of the
+    /// noise a sensor adds to it.
+    fn value(&self, measurement: Measurement, elapsed_seconds: f64) -> (f64, f64) {
+        match measurement {
+            Measurement::SteamPressure => (self.pressure, 0.02),
+            Measurement::FlueTemp => (self.flue_temp, 0.6),
+            Measurement::WaterTemp => (self.feedwater_temp, 0.15),
+            Measurement::FeedwaterFlow => (self.feedwater_flow, 0.15),
+            Measurement::DrumLevel => {
+                // Swell and shrink: a rising firing rate makes the drum's
+                // water swell before the level controller catches up, so the
+                // level follows the difference of a fast and a slow lag of
+                // the load, plus the controller's slow hunting.
+                let swell = 40.0 * (self.load_fast - self.load_slow);
+                let hunting = 1.2
+                    * (TAU * elapsed_seconds / self.level_period_seconds + self.level_phase).sin();
+                (50.0 + swell + hunting, 0.3)
+            }
+            Measurement::FlueO2 => (self.o2, 0.05),
+            Measurement::BurnerLoad => (100.0 * self.load, 0.2),
+            Measurement::StackTemp => (self.stack_temp, 0.4),
+            Measurement::FuelFlow => (self.fuel_flow, 4.0),
+            Measurement::BlowdownTemp => (self.blowdown_temp, 0.2),
+        }
+    }
+}
+
+/// Steam demand: a slow swing (the plant's consumers) plus a wander,
+/// limited to what the burner can fire.
+fn demand_at(elapsed_seconds: f64, period_seconds: f64, phase: f64, wander: f64) -> f64 {
+    let swing = DEMAND_SWING * (TAU * elapsed_seconds / period_seconds + phase).sin();
+    (DEMAND_MEAN + swing + wander).clamp(LOAD_MIN, LOAD_MAX)
+}
+
+/// The pressure controller droops a little with load, and pressure rises
+/// while the burner fires more than the steam demand takes (and falls while
+/// it fires less).
+fn pressure_target(load: f64, demand: f64) -> f64 {
+    PRESSURE_SETPOINT_BAR - 0.5 * (load - 0.6) + 6.0 * (load - demand)
+}
+
+fn flue_temp_target(load: f64) -> f64 {
+    140.0 + 90.0 * load
+}
+
+fn feedwater_temp_target(load: f64) -> f64 {
+    105.0 + 4.0 * load
+}
+
+fn feedwater_flow_target(load: f64) -> f64 {
+    8.0 + 20.0 * load
+}
+
+/// More air per unit of fuel at low fire, so more oxygen left in the flue gas.
+fn o2_target(load: f64) -> f64 {
+    6.5 - 3.5 * load
+}
+
+/// After the economiser, so cooler than the flue gas leaving the boiler.
+fn stack_temp_target(load: f64) -> f64 {
+    95.0 + 70.0 * load
+}
+
+fn fuel_flow_target(load: f64) -> f64 {
+    1500.0 * load
+}
+
+/// Blowdown water leaves the drum at about its saturation temperature;
+/// `100 °C · p^0.25` (p absolute, in bar) is within a few degrees of the
+/// steam tables between 1 and 25 bar.
+fn blowdown_temp_target(pressure_bar: f64) -> f64 {
+    100.0 * (pressure_bar.max(0.0) + ATMOSPHERE_BAR).powf(0.25) - 3.0
+}
+
+/// One step of a first-order lag towards `target`.
+fn follow(state: &mut f64, target: f64, smoothing: f64) {
+    *state += (target - *state) * smoothing;
+}
+
+/// A standard normal sample (Box–Muller), to avoid a dependency on
+/// `rand_distr` for one distribution.
+fn gaussian(rng: &mut StdRng) -> f64 {
+    // 1 - [0, 1) is (0, 1], so the logarithm is finite.
+    let radius = (-2.0 * (1.0 - rng.random::<f64>()).ln()).sqrt();
+    radius * (TAU * rng.random::<f64>()).cos()
+}
+
+/// The signals of one site: its boilers and the random stream that drives
+/// them. The same seed, site and tick length give the same readings.
+#[derive(Debug)]
+pub(crate) struct SiteSignals {
+    rng: StdRng,
+    smoothing: Smoothing,
+    tick_seconds: f64,
+    elapsed_seconds: f64,
+    boilers: Vec<Boiler>,
+}
+
+impl SiteSignals {
+    pub(crate) fn new(seed: u64, site_index: usize, sensors: usize, tick_seconds: f64) -> Self {
+        // Each site gets its own stream (and so its own phases), spread out
+        // by the golden-ratio increment so neighbouring sites do not get
+        // related seeds.
+        let site_seed =
+            seed.wrapping_add((site_index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+        let mut rng = StdRng::seed_from_u64(site_seed);
+        let boilers = (0..boilers_for(sensors).max(1))
+            .map(|_| Boiler::new(&mut rng))
+            .collect();
+        Self {
+            rng,
+            smoothing: Smoothing::new(tick_seconds),
+            tick_seconds,
+            elapsed_seconds: 0.0,
+            boilers,
+        }
+    }
+
+    /// Advances the plant by one tick.
+    pub(crate) fn step(&mut self) {
+        self.elapsed_seconds += self.tick_seconds;
+        for boiler in &mut self.boilers {
+            boiler.step(&mut self.rng, &self.smoothing, self.elapsed_seconds);
+        }
+    }
+
+    /// The current reading of the site's sensor at `sensor_index` (message
+    /// order): finite and inside the sensor's valid range.
+    pub(crate) fn reading(&mut self, sensor_index: usize) -> f64 {
+        let (boiler, entry) = sensor_slot(sensor_index);
+        let (value, noise) = self.boilers[boiler].value(entry.measurement, self.elapsed_seconds);
+        let reading = value + noise * gaussian(&mut self.rng);
+        // The model cannot produce NaN, but a reading ingestion would reject
+        // must never leave the simulator, so guard rather than trust.
+        if reading.is_finite() {
+            reading.clamp(entry.min, entry.max)
+        } else {
+            (entry.min + entry.max) / 2.0
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::fleet::CATALOGUE;
+
+    #[test]
+    fn every_reading_is_finite_and_in_range_over_many_steps() {
+        for (seed, tick_seconds) in [(1, 1.0), (2, 0.02), (3, 5.0), (4, 600.0), (5, 0.001)] {
+            let sensors = 30;
+            let mut signals = SiteSignals::new(seed, 0, sensors, tick_seconds);
+            for _ in 0..20_000 {
+                signals.step();
+                for index in 0..sensors {
+                    let (_, entry) = sensor_slot(index);
+                    let reading = signals.reading(index);
+                    assert!(reading.is_finite());
+                    assert!(
+                        (entry.min..=entry.max).contains(&reading),
+                        "{} = {reading} outside {}..{} (tick {tick_seconds} s)",
+                        entry.name,
+                        entry.min,
+                        entry.max
+                    );
+                }
+            }
+        }
+    }
+
+    /// Mean, min and max of each measurement of boiler 1 over two simulated
+    /// hours at one reading per second.
+    fn statistics(seed: u64) -> Vec<(f64, f64, f64)> {
+        let mut signals = SiteSignals::new(seed, 0, CATALOGUE.len(), 1.0);
+        let mut sums = vec![(0.0, f64::MAX, f64::MIN); CATALOGUE.len()];
+        let steps = 7200;
+        for _ in 0..steps {
+            signals.step();
+            for (index, (sum, min, max)) in sums.iter_mut().enumerate() {
+                let reading = signals.reading(index);
+                *sum += reading;
+                *min = min.min(reading);
+                *max = max.max(reading);
+            }
+        }
+        sums.into_iter()
+            .map(|(sum, min, max)| (sum / f64::from(steps), min, max))
+            .collect()
+    }
+
+    #[test]
+    fn readings_are_physically_plausible() {
+        for seed in 0..5 {
+            let stats = statistics(seed);
+            let check = |measurement: Measurement, low: f64, high: f64| {
+                let index = CATALOGUE
+                    .iter()
+                    .position(|entry| entry.measurement == measurement)
+                    .unwrap();
+                let (mean, min, max) = stats[index];
+                assert!(
+                    low <= min && max <= high,
+                    "{measurement:?}: mean {mean}, range {min}..{max} not within {low}..{high}"
+                );
+            };
+            check(Measurement::SteamPressure, 9.5, 11.5);
+            check(Measurement::FlueTemp, 160.0, 240.0);
+            check(Measurement::WaterTemp, 105.0, 110.0);
+            check(Measurement::FeedwaterFlow, 13.0, 28.0);
+            check(Measurement::DrumLevel, 43.0, 57.0);
+            check(Measurement::FlueO2, 2.9, 5.6);
+            check(Measurement::BurnerLoad, 29.0, 96.0);
+            check(Measurement::StackTemp, 110.0, 165.0);
+            check(Measurement::FuelFlow, 420.0, 1450.0);
+            check(Measurement::BlowdownTemp, 175.0, 190.0);
+            // The burner load must actually move: a flat line is no demo.
+            let load = stats[6];
+            assert!(load.2 - load.1 > 10.0, "burner load barely moves: {load:?}");
+        }
+    }
+
+    #[test]
+    fn the_same_seed_gives_the_same_readings_and_sites_differ() {
+        let run = |seed: u64, site: usize| {
+            let mut signals = SiteSignals::new(seed, site, 12, 1.0);
+            (0..100)
+                .map(|_| {
+                    signals.step();
+                    signals.reading(0)
+                })
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(run(7, 0), run(7, 0));
+        assert_ne!(run(7, 0), run(7, 1));
+        assert_ne!(run(7, 0), run(8, 0));
+    }
+
+    #[test]
+    fn load_drives_the_other_quantities() {
+        // At steady state, a higher load means hotter flue gas, more fuel
+        // and less oxygen.
+        let low = 0.35;
+        let high = 0.9;
+        assert!(flue_temp_target(high) > flue_temp_target(low));
+        assert!(fuel_flow_target(high) > fuel_flow_target(low));
+        assert!(o2_target(high) < o2_target(low));
+        assert!((3.0..=6.0).contains(&o2_target(high)));
+        assert!((3.0..=6.0).contains(&o2_target(low)));
+        // Saturation at 10.5 bar(g) is about 186 °C.
+        assert!((blowdown_temp_target(10.5) - 183.0).abs() < 5.0);
+    }
+}
