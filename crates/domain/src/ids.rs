@@ -69,6 +69,14 @@ macro_rules! identifier {
             }
         }
 
+        // Hash and Eq agree with `str`'s, so maps keyed by the newtype can be
+        // searched with a `&str` taken straight from a payload.
+        impl std::borrow::Borrow<str> for $name {
+            fn borrow(&self) -> &str {
+                &self.0
+            }
+        }
+
         impl AsRef<str> for $name {
             fn as_ref(&self) -> &str {
                 &self.0

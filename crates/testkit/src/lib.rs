@@ -272,6 +272,70 @@ pub fn unique_topic_prefix() -> String {
     format!("test/{}/", uuid::Uuid::new_v4().simple())
 }
 
+/// Publishes each `(topic, payload)` at QoS 1 to the local broker and
+/// returns once the broker has acknowledged all of them.
+pub async fn publish_qos1(messages: &[(String, Vec<u8>)]) {
+    let mut options =
+        rumqttc::MqttOptions::new(unique_client_id("test-publisher"), "127.0.0.1", 1883);
+    options.set_max_packet_size(1024 * 1024, 1024 * 1024);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, messages.len() + 10);
+    for (topic, payload) in messages {
+        client
+            .publish(
+                topic.as_str(),
+                rumqttc::QoS::AtLeastOnce,
+                false,
+                payload.clone(),
+            )
+            .await
+            .expect("queue publish");
+    }
+    let mut acknowledged = 0;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    while acknowledged < messages.len() {
+        let event = tokio::time::timeout_at(deadline, eventloop.poll())
+            .await
+            .expect("the broker acknowledges within 30 s")
+            .expect("Mosquitto must run on 127.0.0.1:1883 (scripts/dev-up starts it)");
+        if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) = event {
+            acknowledged += 1;
+        }
+    }
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), eventloop.poll()).await;
+}
+
+/// Removes the broker's persistent session of `client_id` (a test's
+/// ingestion leaves one): connect with a clean session, then disconnect.
+pub async fn clear_mqtt_session(client_id: &str) {
+    let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", 1883);
+    options.set_clean_session(true);
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while let Ok(Ok(event)) = tokio::time::timeout_at(deadline, eventloop.poll()).await {
+        match event {
+            rumqttc::Event::Incoming(rumqttc::Packet::ConnAck(_)) => {
+                let _ = client.try_disconnect();
+            }
+            rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect) => break,
+            _ => {}
+        }
+    }
+}
+
+/// Polls `condition` every 20 ms until it holds; panics with `what` after
+/// `limit`.
+pub async fn wait_until<F: FnMut() -> bool>(what: &str, limit: Duration, mut condition: F) {
+    let deadline = tokio::time::Instant::now() + limit;
+    while !condition() {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {limit:?} waiting until {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
 /// A unique MQTT client id with a readable stem.
 pub fn unique_client_id(stem: &str) -> String {
     format!("{stem}-{}", uuid::Uuid::new_v4().simple())

@@ -1,0 +1,244 @@
+//! Telemetry ingestion: MQTT (and, later, HTTP) payloads validated against
+//! the sensor registry, written to InfluxDB in batches, acknowledged once
+//! durable, and cached as latest values in Redis.
+//!
+//! Data flow inside the crate:
+//!
+//! ```text
+//! broker ─▶ mqtt::Connection (event loop task) ─bounded channel─▶ writer::Writer
+//!             parse + validate (payload, registry) ─▶ LineBatch ─▶ InfluxDB
+//!             ─▶ acknowledge the batch's messages ─▶ latest values ─▶ Redis task
+//! ```
+//!
+//! - `payload`: the JSON shapes of DESIGN.md.
+//! - `registry`: sensors in memory, reloaded on every metadata change.
+//! - `writer`: batching, validation, the write → ack → cache order.
+//! - `mqtt`: connection, subscriptions, manual acknowledgements.
+//!
+//! ```no_run
+//! # async fn example(pool: stoker_metadata::Pool, influx: stoker_timeseries::Influx, cache: stoker_cache::Cache) -> stoker_ingestion::Result<()> {
+//! use stoker_ingestion::{IngestOptions, Ingestion, Stores};
+//! let shutdown = tokio_util::sync::CancellationToken::new();
+//! let stores = Stores { pool, postgres: Default::default(), influx, cache };
+//! let ingestion = Ingestion::start(&IngestOptions::default(), stores, shutdown.clone()).await?;
+//! shutdown.cancel();
+//! ingestion.wait().await;
+//! # Ok(()) }
+//! ```
+
+mod mqtt;
+mod payload;
+mod registry;
+mod stats;
+mod writer;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
+
+use stoker_cache::Cache;
+use stoker_domain::parse_duration;
+use stoker_metadata::{Pool, PostgresOptions};
+use stoker_timeseries::Influx;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+pub use mqtt::{MqttOptions, client_options};
+pub use stats::StatsSnapshot;
+
+use registry::SharedRegistry;
+use stats::Stats;
+use writer::{BatchLimits, Writer};
+
+/// Why a reading (or a whole message) was refused. The names are stable:
+/// they label metrics and the rejected-readings log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Reason {
+    /// The payload is larger than 256 KiB.
+    PayloadTooLarge,
+    /// Not JSON, or not one of the accepted shapes.
+    MalformedJson,
+    /// `ts` is neither epoch milliseconds nor RFC 3339.
+    InvalidTimestamp,
+    /// The topic is outside `sites/{site}/…`.
+    InvalidTopic,
+    /// The site is not registered.
+    UnknownSite,
+    /// The sensor is not registered at its site.
+    UnknownSensor,
+    /// The value is not a finite number.
+    NonNumeric,
+    /// The value is outside the sensor's valid range.
+    OutOfRange,
+    /// The timestamp is more than 5 minutes after the receive time.
+    FutureTimestamp,
+}
+
+impl Reason {
+    /// Every reason, in the order of their discriminants.
+    pub const ALL: [Reason; 9] = [
+        Reason::PayloadTooLarge,
+        Reason::MalformedJson,
+        Reason::InvalidTimestamp,
+        Reason::InvalidTopic,
+        Reason::UnknownSite,
+        Reason::UnknownSensor,
+        Reason::NonNumeric,
+        Reason::OutOfRange,
+        Reason::FutureTimestamp,
+    ];
+
+    /// The stable name of the reason.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Reason::PayloadTooLarge => "payload_too_large",
+            Reason::MalformedJson => "malformed_json",
+            Reason::InvalidTimestamp => "invalid_timestamp",
+            Reason::InvalidTopic => "invalid_topic",
+            Reason::UnknownSite => "unknown_site",
+            Reason::UnknownSensor => "unknown_sensor",
+            Reason::NonNumeric => "non_numeric",
+            Reason::OutOfRange => "out_of_range",
+            Reason::FutureTimestamp => "future_timestamp",
+        }
+    }
+}
+
+/// What can stop ingestion from starting.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// `MQTT_URL` is not a usable broker URL.
+    #[error("MQTT_URL {url:?} is invalid: {reason}")]
+    InvalidMqttUrl {
+        /// The URL, password hidden.
+        url: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// Shutdown was requested before the registry could be loaded.
+    #[error("stopped before the sensor registry could be loaded from Postgres")]
+    Stopped,
+}
+
+/// Result with this crate's [`Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Batching settings.
+#[derive(Debug, Clone, clap::Args)]
+pub struct IngestOptions {
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub mqtt: MqttOptions,
+
+    /// Most readings in one InfluxDB write.
+    #[arg(long = "batch-size", env = "INGEST_BATCH_SIZE", default_value_t = 5000)]
+    pub batch_size: usize,
+
+    /// Longest a reading waits for its batch to fill before it is written (and its message acknowledged).
+    #[arg(long = "batch-linger", env = "INGEST_BATCH_LINGER", default_value = "100ms", value_parser = parse_duration)]
+    pub linger: Duration,
+}
+
+impl Default for IngestOptions {
+    fn default() -> Self {
+        Self {
+            mqtt: MqttOptions::default(),
+            batch_size: 5000,
+            linger: Duration::from_millis(100),
+        }
+    }
+}
+
+/// The stores ingestion reads and writes.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// Postgres pool (sensor registry).
+    pub pool: Pool,
+    /// Postgres settings, for the LISTEN connection.
+    pub postgres: PostgresOptions,
+    /// InfluxDB, where every accepted reading goes.
+    pub influx: Influx,
+    /// Redis, for latest values.
+    pub cache: Cache,
+}
+
+/// A running ingestion.
+#[derive(Debug)]
+pub struct Ingestion {
+    stats: Arc<Stats>,
+    connected: Arc<AtomicBool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Ingestion {
+    /// Loads the sensor registry (waiting for Postgres if needed), connects
+    /// to the broker and starts ingesting. Runs until `shutdown`; then
+    /// flushes, acknowledges and disconnects (see [`Ingestion::wait`]).
+    pub async fn start(
+        options: &IngestOptions,
+        stores: Stores,
+        shutdown: CancellationToken,
+    ) -> Result<Self> {
+        let connection = mqtt::Connection::new(&options.mqtt, None)?;
+        let registry = Arc::new(SharedRegistry::default());
+        if !registry.load_initial(&stores.pool, &shutdown).await {
+            return Err(Error::Stopped);
+        }
+        let stats = Arc::new(Stats::default());
+        let connected = Arc::clone(&connection.connected);
+        let (envelopes_tx, envelopes_rx) = mpsc::channel(4096);
+        let (latest_tx, latest_rx) = mpsc::channel(64);
+        let writer = Writer {
+            registry: Arc::clone(&registry),
+            influx: stores.influx,
+            stats: Arc::clone(&stats),
+            acker: connection.acker(),
+            latest: latest_tx,
+            limits: BatchLimits {
+                max_points: options.batch_size.max(1),
+                linger: options.linger,
+            },
+            shutdown: shutdown.clone(),
+        };
+        let tasks = vec![
+            tokio::spawn(Arc::clone(&registry).follow_changes(
+                stores.pool,
+                stores.postgres,
+                shutdown.clone(),
+            )),
+            tokio::spawn(writer.run(envelopes_rx)),
+            tokio::spawn(writer::run_latest_updates(
+                stores.cache,
+                Arc::clone(&stats),
+                latest_rx,
+            )),
+            tokio::spawn(connection.run(envelopes_tx, shutdown)),
+        ];
+        Ok(Self {
+            stats,
+            connected,
+            tasks,
+        })
+    }
+
+    /// The counters so far.
+    pub fn stats(&self) -> StatsSnapshot {
+        self.stats.snapshot()
+    }
+
+    /// Whether the broker connection is up and subscribed.
+    pub fn is_connected(&self) -> bool {
+        self.connected.load(Ordering::Acquire)
+    }
+
+    /// Waits until every task has finished after shutdown: the last batch
+    /// written and acknowledged, the broker session closed.
+    pub async fn wait(self) {
+        for task in self.tasks {
+            if let Err(error) = task.await {
+                tracing::error!(%error, "an ingestion task failed");
+            }
+        }
+    }
+}

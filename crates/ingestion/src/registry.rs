@@ -1,0 +1,155 @@
+//! The sensor registry, held in memory for speed and refreshed from
+//! Postgres whenever metadata announces a change.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
+use stoker_metadata::{Pool, PostgresOptions, RegistryEntry};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+/// What ingestion knows of one sensor.
+#[derive(Debug)]
+pub(crate) struct SensorEntry {
+    /// Unique across every registry this process loads: a cheap map key
+    /// for coalescing latest values within a batch.
+    pub serial: u64,
+    pub site: SiteSlug,
+    pub key: SensorKey,
+    pub sensor_type: SensorType,
+    pub unit: Unit,
+    pub range: ValidRange,
+}
+
+/// One immutable snapshot of the registry.
+#[derive(Debug, Default)]
+pub(crate) struct Registry {
+    sites: HashMap<SiteSlug, HashMap<SensorKey, Arc<SensorEntry>>>,
+    sensors: usize,
+}
+
+static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
+
+impl Registry {
+    fn from_entries(entries: Vec<RegistryEntry>) -> Self {
+        let mut sites: HashMap<SiteSlug, HashMap<SensorKey, Arc<SensorEntry>>> = HashMap::new();
+        let sensors = entries.len();
+        for entry in entries {
+            let sensor = Arc::new(SensorEntry {
+                serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+                site: entry.site.clone(),
+                key: entry.key.clone(),
+                sensor_type: entry.sensor_type,
+                unit: entry.unit,
+                range: entry.range,
+            });
+            sites
+                .entry(entry.site)
+                .or_default()
+                .insert(entry.key, sensor);
+        }
+        Self { sites, sensors }
+    }
+
+    /// The sensors of a site, if the site is known.
+    pub fn site(&self, slug: &str) -> Option<&HashMap<SensorKey, Arc<SensorEntry>>> {
+        self.sites.get(slug)
+    }
+
+    /// Number of sensors across all sites.
+    pub fn sensor_count(&self) -> usize {
+        self.sensors
+    }
+}
+
+/// The current snapshot, swapped whole on every reload.
+#[derive(Debug, Default)]
+pub(crate) struct SharedRegistry {
+    current: RwLock<Arc<Registry>>,
+}
+
+impl SharedRegistry {
+    pub fn snapshot(&self) -> Arc<Registry> {
+        match self.current.read() {
+            Ok(guard) => Arc::clone(&guard),
+            Err(poisoned) => Arc::clone(&poisoned.into_inner()),
+        }
+    }
+
+    fn replace(&self, registry: Registry) {
+        let registry = Arc::new(registry);
+        match self.current.write() {
+            Ok(mut guard) => *guard = registry,
+            Err(poisoned) => *poisoned.into_inner() = registry,
+        }
+    }
+
+    /// Loads the registry from Postgres; on failure keeps the last one.
+    pub async fn reload(&self, pool: &Pool) -> stoker_metadata::Result<usize> {
+        let entries = stoker_metadata::registry(pool).await?;
+        let registry = Registry::from_entries(entries);
+        let count = registry.sensor_count();
+        self.replace(registry);
+        Ok(count)
+    }
+
+    /// Loads the registry, retrying with backoff until it succeeds or
+    /// `shutdown`. Ingestion takes no reading before this: without a
+    /// registry every reading would be refused.
+    pub async fn load_initial(&self, pool: &Pool, shutdown: &CancellationToken) -> bool {
+        let mut backoff = Duration::from_millis(250);
+        loop {
+            match self.reload(pool).await {
+                Ok(sensors) => {
+                    tracing::info!(sensors, "sensor registry loaded");
+                    return true;
+                }
+                Err(error) => {
+                    tracing::warn!(%error, retry_in = ?backoff, "cannot load the sensor registry yet");
+                    tokio::select! {
+                        () = shutdown.cancelled() => return false,
+                        () = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(Duration::from_secs(5));
+                }
+            }
+        }
+    }
+
+    /// Reloads on every announced change until `shutdown`. While Postgres
+    /// is down, the last registry stays in use.
+    pub async fn follow_changes(
+        self: Arc<Self>,
+        pool: Pool,
+        options: PostgresOptions,
+        shutdown: CancellationToken,
+    ) {
+        let (generation, mut changes) = watch::channel(0_u64);
+        let listener = tokio::spawn(stoker_metadata::watch_changes(
+            options,
+            generation,
+            shutdown.clone(),
+        ));
+        loop {
+            tokio::select! {
+                () = shutdown.cancelled() => break,
+                changed = changes.changed() => {
+                    if changed.is_err() {
+                        break;
+                    }
+                    changes.mark_unchanged();
+                    match self.reload(&pool).await {
+                        Ok(sensors) => tracing::debug!(sensors, "sensor registry reloaded"),
+                        Err(error) => tracing::warn!(%error, "sensor registry reload failed; keeping the last one"),
+                    }
+                }
+            }
+        }
+        if let Ok(Err(error)) = listener.await {
+            tracing::warn!(%error, "metadata change listener stopped");
+        }
+    }
+}

@@ -1,0 +1,401 @@
+//! The writer: validates readings against the registry, batches them,
+//! writes each batch to InfluxDB, then acknowledges its messages, then
+//! updates the latest values in Redis.
+//!
+//! The order is the delivery guarantee: a message is acknowledged only once
+//! every accepted reading in it is durable in InfluxDB. Redis comes last
+//! and off the critical path: it is only a cache.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use bytes::Bytes;
+use stoker_cache::{Cache, LatestValue};
+use stoker_domain::EpochMillis;
+use stoker_timeseries::{Influx, LineBatch};
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
+
+use crate::Reason;
+use crate::mqtt::{Acker, PendingAck};
+use crate::payload::{self, RawReading, Refusal};
+use crate::registry::{SensorEntry, SharedRegistry};
+use crate::stats::Stats;
+
+/// Readings may be at most this far ahead of the receive time (DESIGN.md).
+const MAX_FUTURE_MILLIS: i64 = 5 * 60 * 1000;
+
+/// How long a shutdown waits for InfluxDB to take the last batch before it
+/// gives up; those messages stay unacknowledged and the broker redelivers.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(10);
+
+/// Which topic (or route) a message came in on.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// `sites/{site}/telemetry`.
+    Telemetry { site: String },
+    /// `sites/{site}/sensors/{sensor}`.
+    Sensor { site: String, sensor: String },
+    /// A topic outside the layout.
+    Unknown { topic: String },
+}
+
+/// One message on its way to storage.
+#[derive(Debug)]
+pub(crate) struct Envelope {
+    pub target: Target,
+    pub payload: Bytes,
+    pub received: EpochMillis,
+    /// Set for QoS 1 messages: acknowledged once durable.
+    pub ack: Option<PendingAck>,
+}
+
+/// Batch size and linger.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BatchLimits {
+    pub max_points: usize,
+    pub linger: Duration,
+}
+
+/// Latest value per sensor within one batch: the newest reading wins.
+type LatestBySensor = HashMap<u64, (Arc<SensorEntry>, f64, EpochMillis)>;
+
+pub(crate) struct Writer {
+    pub registry: Arc<SharedRegistry>,
+    pub influx: Influx,
+    pub stats: Arc<Stats>,
+    pub acker: Acker,
+    pub latest: mpsc::Sender<Vec<(Arc<SensorEntry>, f64, EpochMillis)>>,
+    pub limits: BatchLimits,
+    pub shutdown: CancellationToken,
+}
+
+/// What is waiting for the next flush.
+struct Pending {
+    lines: LineBatch,
+    acks: Vec<PendingAck>,
+    latest: LatestBySensor,
+    deadline: Option<Instant>,
+}
+
+impl Writer {
+    /// Runs until `shutdown`, then drains what was received, flushes it and
+    /// disconnects from the broker.
+    pub async fn run(self, mut envelopes: mpsc::Receiver<Envelope>) {
+        let mut pending = Pending {
+            lines: LineBatch::with_capacity(self.limits.max_points),
+            acks: Vec::new(),
+            latest: HashMap::new(),
+            deadline: None,
+        };
+        loop {
+            let deadline = pending.deadline;
+            tokio::select! {
+                biased;
+                () = self.shutdown.cancelled() => break,
+                () = sleep_until(deadline) => self.flush(&mut pending).await,
+                envelope = envelopes.recv() => match envelope {
+                    Some(envelope) => {
+                        self.accept(envelope, &mut pending);
+                        if pending.lines.len() >= self.limits.max_points {
+                            self.flush(&mut pending).await;
+                        }
+                    }
+                    None => break,
+                },
+            }
+        }
+        // Stop intake, take what is already here, flush, acknowledge.
+        envelopes.close();
+        while let Ok(envelope) = envelopes.try_recv() {
+            self.accept(envelope, &mut pending);
+        }
+        self.flush(&mut pending).await;
+        self.acker.disconnect().await;
+    }
+
+    /// Validates one message into the pending batch.
+    fn accept(&self, envelope: Envelope, pending: &mut Pending) {
+        self.stats.messages.fetch_add(1, Ordering::Relaxed);
+        // Whatever the message brings (readings, or only an acknowledgement
+        // for a refused one), it is settled by the next flush.
+        pending
+            .deadline
+            .get_or_insert_with(|| Instant::now() + self.limits.linger);
+        let (site, readings) = match &envelope.target {
+            Target::Telemetry { site } => {
+                (site.as_str(), payload::parse_telemetry(&envelope.payload))
+            }
+            Target::Sensor { site, sensor } => (
+                site.as_str(),
+                payload::parse_sensor_value(&envelope.payload, sensor).map(|reading| vec![reading]),
+            ),
+            Target::Unknown { topic } => {
+                let refusal = Refusal::new(
+                    Reason::InvalidTopic,
+                    format!(
+                        "topic {topic:?} is not sites/{{site}}/telemetry or sites/{{site}}/sensors/{{sensor}}"
+                    ),
+                );
+                self.refuse_message(&envelope, "", &refusal, 1);
+                pending.push_ack(envelope.ack);
+                return;
+            }
+        };
+        let readings = match readings {
+            Ok(readings) => readings,
+            Err(refusal) => {
+                self.refuse_message(&envelope, site, &refusal, 1);
+                pending.push_ack(envelope.ack);
+                return;
+            }
+        };
+        let registry = self.registry.snapshot();
+        let Some(sensors) = registry.site(site) else {
+            let refusal = Refusal::new(
+                Reason::UnknownSite,
+                format!("site {site:?} is not registered"),
+            );
+            self.refuse_message(&envelope, site, &refusal, readings.len() as u64);
+            pending.push_ack(envelope.ack);
+            return;
+        };
+        let mut accepted = 0_u64;
+        for reading in readings {
+            match validate(&reading, sensors, envelope.received) {
+                Ok((entry, value, timestamp)) => {
+                    pending.lines.push(
+                        &entry.site,
+                        &entry.key,
+                        &entry.sensor_type,
+                        value,
+                        timestamp,
+                    );
+                    match pending.latest.get_mut(&entry.serial) {
+                        Some(newest) if newest.2 > timestamp => {}
+                        Some(newest) => {
+                            newest.1 = value;
+                            newest.2 = timestamp;
+                        }
+                        None => {
+                            pending
+                                .latest
+                                .insert(entry.serial, (Arc::clone(entry), value, timestamp));
+                        }
+                    }
+                    accepted += 1;
+                }
+                Err(refusal) => self.refuse_reading(&envelope, site, &reading.sensor, &refusal),
+            }
+        }
+        if accepted == 0 {
+            tracing::debug!(site, "message carried no acceptable reading");
+        }
+        pending.push_ack(envelope.ack);
+    }
+
+    /// Writes the batch until InfluxDB has it, then acknowledges and hands
+    /// the latest values to the cache task.
+    async fn flush(&self, pending: &mut Pending) {
+        pending.deadline = None;
+        if !pending.lines.is_empty() {
+            if !self.write_durably(&pending.lines).await {
+                // Shutting down with InfluxDB away: leave these messages
+                // unacknowledged; the broker redelivers them.
+                tracing::warn!(
+                    readings = pending.lines.len(),
+                    messages = pending.acks.len(),
+                    "InfluxDB did not take the last batch before shutdown; its messages stay unacknowledged for redelivery"
+                );
+                pending.lines.clear();
+                pending.acks.clear();
+                pending.latest.clear();
+                return;
+            }
+            self.stats
+                .accepted
+                .fetch_add(pending.lines.len() as u64, Ordering::Relaxed);
+            self.stats.batches.fetch_add(1, Ordering::Relaxed);
+            pending.lines.clear();
+        }
+        for ack in pending.acks.drain(..) {
+            if self.acker.ack(ack).await {
+                self.stats.acked.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+        if !pending.latest.is_empty() {
+            let latest: Vec<_> = pending.latest.drain().map(|(_, newest)| newest).collect();
+            if self.latest.try_send(latest).is_err() {
+                // The cache task is behind (Redis slow or down): skip this
+                // update; the next reading of each sensor refreshes it.
+                self.stats.cache_errors.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    }
+
+    /// Retries a failed write with backoff; returns false only when a
+    /// shutdown outlasted [`SHUTDOWN_GRACE`].
+    async fn write_durably(&self, lines: &LineBatch) -> bool {
+        let mut backoff = Duration::from_millis(100);
+        let mut give_up_at: Option<Instant> = None;
+        loop {
+            match self.influx.write(lines).await {
+                Ok(()) => return true,
+                Err(error) => {
+                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                    if error.is_transient() {
+                        tracing::warn!(%error, readings = lines.len(), retry_in = ?backoff, "InfluxDB write failed; retrying");
+                    } else {
+                        tracing::error!(%error, readings = lines.len(), retry_in = ?backoff, "InfluxDB refused a batch; retrying until an operator fixes it");
+                    }
+                }
+            }
+            if self.shutdown.is_cancelled() {
+                let deadline = *give_up_at.get_or_insert_with(|| Instant::now() + SHUTDOWN_GRACE);
+                if Instant::now() >= deadline {
+                    return false;
+                }
+            }
+            tokio::time::sleep(backoff).await;
+            backoff = (backoff * 2).min(Duration::from_secs(5));
+        }
+    }
+
+    fn refuse_message(&self, envelope: &Envelope, site: &str, refusal: &Refusal, readings: u64) {
+        self.stats.reject(refusal.reason, readings.max(1));
+        tracing::warn!(
+            reason = refusal.reason.as_str(),
+            site,
+            topic = %envelope.target.describe(),
+            detail = %refusal.detail,
+            "message refused"
+        );
+    }
+
+    fn refuse_reading(&self, envelope: &Envelope, site: &str, sensor: &str, refusal: &Refusal) {
+        self.stats.reject(refusal.reason, 1);
+        tracing::warn!(
+            reason = refusal.reason.as_str(),
+            site,
+            sensor,
+            topic = %envelope.target.describe(),
+            detail = %refusal.detail,
+            "reading refused"
+        );
+    }
+}
+
+impl Pending {
+    fn push_ack(&mut self, ack: Option<PendingAck>) {
+        self.acks.extend(ack);
+    }
+}
+
+impl Target {
+    fn describe(&self) -> String {
+        match self {
+            Target::Telemetry { site } => format!("sites/{site}/telemetry"),
+            Target::Sensor { site, sensor } => format!("sites/{site}/sensors/{sensor}"),
+            Target::Unknown { topic } => topic.clone(),
+        }
+    }
+}
+
+fn validate<'a>(
+    reading: &RawReading,
+    sensors: &'a HashMap<stoker_domain::SensorKey, Arc<SensorEntry>>,
+    received: EpochMillis,
+) -> Result<(&'a Arc<SensorEntry>, f64, EpochMillis), Refusal> {
+    let entry = sensors.get(reading.sensor.as_str()).ok_or_else(|| {
+        Refusal::new(
+            Reason::UnknownSensor,
+            format!(
+                "sensor {:?} is not registered at this site",
+                excerpt(&reading.sensor)
+            ),
+        )
+    })?;
+    let value = reading.value.clone()?;
+    if !entry.range.contains(value) {
+        return Err(Refusal::new(
+            Reason::OutOfRange,
+            format!(
+                "value {value} of {} is outside its valid range [{}, {}]",
+                entry.key,
+                entry
+                    .range
+                    .min()
+                    .map_or("-inf".into(), |min| min.to_string()),
+                entry
+                    .range
+                    .max()
+                    .map_or("+inf".into(), |max| max.to_string()),
+            ),
+        ));
+    }
+    let timestamp = reading.timestamp.unwrap_or(received);
+    if timestamp.as_millis() > received.as_millis() + MAX_FUTURE_MILLIS {
+        return Err(Refusal::new(
+            Reason::FutureTimestamp,
+            format!(
+                "timestamp {timestamp} is more than 5 minutes after the receive time {received}"
+            ),
+        ));
+    }
+    Ok((entry, value, timestamp))
+}
+
+fn excerpt(text: &str) -> String {
+    text.chars().take(64).collect()
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Applies latest values to Redis, one script call per batch, off the
+/// writer's path. Failures are counted and logged, never retried: the next
+/// reading of each sensor refreshes its value.
+pub(crate) async fn run_latest_updates(
+    cache: Cache,
+    stats: Arc<Stats>,
+    mut batches: mpsc::Receiver<Vec<(Arc<SensorEntry>, f64, EpochMillis)>>,
+) {
+    let mut failing = false;
+    while let Some(batch) = batches.recv().await {
+        let values: Vec<LatestValue> = batch
+            .iter()
+            .map(|(entry, value, timestamp)| LatestValue {
+                value: *value,
+                ts: *timestamp,
+                sensor_type: entry.sensor_type.clone(),
+                unit: entry.unit.clone(),
+            })
+            .collect();
+        let keyed: Vec<_> = batch
+            .iter()
+            .zip(&values)
+            .map(|((entry, _, _), latest)| (&entry.site, &entry.key, latest))
+            .collect();
+        match cache.set_latest(&keyed).await {
+            Ok(_) if failing => {
+                failing = false;
+                tracing::info!("Redis is back: latest values are being cached again");
+            }
+            Ok(_) => {}
+            Err(error) => {
+                stats.cache_errors.fetch_add(1, Ordering::Relaxed);
+                if !failing {
+                    failing = true;
+                    tracing::warn!(%error, "cannot cache latest values in Redis; ingestion goes on (Redis is only a cache)");
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,334 @@
+//! Ingestion against the real broker, InfluxDB, Redis and Postgres, each
+//! isolated for the test (topic prefix, database, key prefix, database).
+
+use std::time::Duration;
+
+use stoker_cache::{Cache, LatestValue, RedisOptions};
+use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
+use stoker_ingestion::{IngestOptions, Ingestion, MqttOptions, Stores};
+use stoker_metadata::{NewSensor, NewSite, PostgresOptions};
+use stoker_testkit::{
+    TestInflux, TestPostgres, TestRedis, publish_qos1, unique_client_id, unique_topic_prefix,
+    wait_until,
+};
+use tokio_util::sync::CancellationToken;
+
+struct Harness {
+    _postgres: TestPostgres,
+    influx: TestInflux,
+    redis: TestRedis,
+    cache: Cache,
+    topics: String,
+    client_id: String,
+    ingestion: Option<Ingestion>,
+    shutdown: CancellationToken,
+}
+
+impl Harness {
+    /// A site `boiler-house-1` with a pressure (0..25 bar) and a flue
+    /// temperature (0..600 °C) sensor, and ingestion running.
+    async fn start() -> Self {
+        let postgres = TestPostgres::create().await;
+        let postgres_options = PostgresOptions::from_url(postgres.url());
+        let pool = stoker_metadata::connect(&postgres_options).unwrap();
+        stoker_metadata::migrate(&pool).await.unwrap();
+        let site = NewSite::parse("boiler-house-1", "Boiler house 1", "UTC").unwrap();
+        stoker_metadata::create_site(&pool, &site).await.unwrap();
+        for (key, sensor_type, unit, max) in [
+            ("b1_steam_pressure", "pressure", "bar", 25.0),
+            ("b1_flue_temp", "temperature", "°C", 600.0),
+        ] {
+            let sensor = NewSensor {
+                key: SensorKey::parse(key).unwrap(),
+                sensor_type: SensorType::parse(sensor_type).unwrap(),
+                unit: Unit::parse(unit).unwrap(),
+                range: ValidRange::new(Some(0.0), Some(max)).unwrap(),
+            };
+            stoker_metadata::create_sensor(&pool, site.slug(), &sensor)
+                .await
+                .unwrap();
+        }
+        let influx = TestInflux::create().await;
+        let redis = TestRedis::new();
+        let cache = Cache::connect(&RedisOptions {
+            url: stoker_testkit::redis_url(),
+            key_prefix: redis.prefix().to_owned(),
+        })
+        .unwrap();
+        let topics = unique_topic_prefix();
+        let client_id = unique_client_id("ingest-test");
+        let options = IngestOptions {
+            mqtt: MqttOptions {
+                client_id: client_id.clone(),
+                topic_prefix: topics.clone(),
+                ..MqttOptions::default()
+            },
+            linger: Duration::from_millis(20),
+            ..IngestOptions::default()
+        };
+        let shutdown = CancellationToken::new();
+        let stores = Stores {
+            pool,
+            postgres: postgres_options,
+            influx: influx.influx().clone(),
+            cache: cache.clone(),
+        };
+        let ingestion = Ingestion::start(&options, stores, shutdown.clone())
+            .await
+            .unwrap();
+        wait_until("ingestion is subscribed", Duration::from_secs(10), || {
+            ingestion.is_connected()
+        })
+        .await;
+        Self {
+            _postgres: postgres,
+            influx,
+            redis,
+            cache,
+            topics,
+            client_id,
+            ingestion: Some(ingestion),
+            shutdown,
+        }
+    }
+
+    fn ingestion(&self) -> &Ingestion {
+        self.ingestion.as_ref().unwrap()
+    }
+
+    fn topic(&self, rest: &str) -> String {
+        format!("{}{rest}", self.topics)
+    }
+
+    async fn stop(mut self) {
+        self.shutdown.cancel();
+        if let Some(ingestion) = self.ingestion.take() {
+            tokio::time::timeout(Duration::from_secs(20), ingestion.wait())
+                .await
+                .unwrap();
+        }
+        stoker_testkit::clear_mqtt_session(&self.client_id).await;
+    }
+}
+
+fn site() -> SiteSlug {
+    SiteSlug::parse("boiler-house-1").unwrap()
+}
+
+fn key(name: &str) -> SensorKey {
+    SensorKey::parse(name).unwrap()
+}
+
+#[tokio::test]
+async fn a_qos1_message_reaches_influxdb_and_redis() {
+    let harness = Harness::start().await;
+    let ts = EpochMillis::now().as_millis() - 1000;
+    let payload = format!(
+        r#"{{"ts": {ts}, "values": {{"b1_steam_pressure": 10.4, "b1_flue_temp": 181.2}}}}"#
+    );
+    publish_qos1(&[(
+        harness.topic("sites/boiler-house-1/telemetry"),
+        payload.into_bytes(),
+    )])
+    .await;
+    wait_until(
+        "2 readings are stored and the message acknowledged",
+        Duration::from_secs(10),
+        || {
+            let stats = harness.ingestion().stats();
+            stats.accepted == 2 && stats.acked == 1
+        },
+    )
+    .await;
+
+    // InfluxDB: measurement readings, tags site/sensor/type, field value, ms precision.
+    let at = EpochMillis::from_millis(ts).unwrap();
+    let stored = harness
+        .influx
+        .influx()
+        .readings(&site(), &key("b1_steam_pressure"), at, at.plus_millis(1))
+        .await
+        .unwrap();
+    assert_eq!(stored, vec![(at, 10.4)]);
+    let latest_in_influx = harness
+        .influx
+        .influx()
+        .latest_per_sensor(&site())
+        .await
+        .unwrap();
+    let flue = latest_in_influx
+        .iter()
+        .find(|point| point.sensor == key("b1_flue_temp"))
+        .unwrap();
+    assert_eq!(
+        (flue.sensor_type.as_str(), flue.value, flue.timestamp),
+        ("temperature", 181.2, at)
+    );
+
+    // Redis: latest:{site}:{sensor} with the 300 s TTL (shortly after the writer).
+    let mut cached = Vec::new();
+    for _ in 0..100 {
+        cached = harness
+            .cache
+            .latest(&site(), &[key("b1_steam_pressure")])
+            .await
+            .unwrap();
+        if cached[0].is_some() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        cached[0],
+        Some(LatestValue {
+            value: 10.4,
+            ts: at,
+            sensor_type: SensorType::parse("pressure").unwrap(),
+            unit: Unit::parse("bar").unwrap(),
+        })
+    );
+    let mut connection = harness.redis.connection().await;
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!(
+            "{}latest:boiler-house-1:b1_steam_pressure",
+            harness.redis.prefix()
+        ))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!((290..=300).contains(&ttl), "ttl {ttl}");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn every_rejection_is_counted_by_reason_and_the_rest_is_stored() {
+    let harness = Harness::start().await;
+    let now = EpochMillis::now().as_millis();
+    let future = now + 10 * 60 * 1000;
+    let telemetry = harness.topic("sites/boiler-house-1/telemetry");
+    let messages = vec![
+        (telemetry.clone(), b"{not json".to_vec()),
+        (harness.topic("sites/nowhere/telemetry"), br#"{"a": 1}"#.to_vec()),
+        // One good reading beside an unknown sensor, a string, and an out-of-range value.
+        (telemetry.clone(), format!(r#"{{"ts": {now}, "values": {{"b1_steam_pressure": 11.0, "b1_ghost": 1, "b1_flue_temp": "hot"}}}}"#).into_bytes()),
+        (telemetry.clone(), br#"{"b1_steam_pressure": 99.0}"#.to_vec()),
+        (telemetry.clone(), format!(r#"{{"ts": {future}, "values": {{"b1_steam_pressure": 10.0}}}}"#).into_bytes()),
+        (telemetry.clone(), br#"{"ts": "yesterday", "values": {"b1_steam_pressure": 10.0}}"#.to_vec()),
+        (telemetry, vec![b' '; 256 * 1024 + 1]),
+        // The per-sensor topic, both shapes.
+        (harness.topic("sites/boiler-house-1/sensors/b1_flue_temp"), b"181.5".to_vec()),
+        (harness.topic("sites/boiler-house-1/sensors/b1_flue_temp"), format!(r#"{{"value": 182.5, "ts": {}}}"#, now - 5000).into_bytes()),
+    ];
+    publish_qos1(&messages).await;
+    wait_until(
+        "all 9 messages are settled",
+        Duration::from_secs(10),
+        || harness.ingestion().stats().acked == 9,
+    )
+    .await;
+    let stats = harness.ingestion().stats();
+    assert_eq!(stats.accepted, 3, "{stats:?}");
+    let expected: std::collections::BTreeMap<&str, u64> = [
+        ("malformed_json", 1),
+        ("unknown_site", 1),
+        ("unknown_sensor", 1),
+        ("non_numeric", 1),
+        ("out_of_range", 1),
+        ("future_timestamp", 1),
+        ("invalid_timestamp", 1),
+        ("payload_too_large", 1),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(stats.rejected, expected);
+
+    let start = EpochMillis::from_millis(now - 60_000).unwrap();
+    let end = EpochMillis::from_millis(now + 60_000).unwrap();
+    let influx = harness.influx.influx();
+    let pressure = influx
+        .readings(&site(), &key("b1_steam_pressure"), start, end)
+        .await
+        .unwrap();
+    assert_eq!(
+        pressure.iter().map(|(_, value)| *value).collect::<Vec<_>>(),
+        vec![11.0]
+    );
+    let flue = influx
+        .readings(&site(), &key("b1_flue_temp"), start, end)
+        .await
+        .unwrap();
+    assert_eq!(flue.len(), 2);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn an_older_reading_after_a_newer_one_leaves_latest_unchanged() {
+    let harness = Harness::start().await;
+    let now = EpochMillis::now().as_millis();
+    let topic = harness.topic("sites/boiler-house-1/sensors/b1_steam_pressure");
+    publish_qos1(&[(
+        topic.clone(),
+        format!(r#"{{"value": 12.0, "ts": {now}}}"#).into_bytes(),
+    )])
+    .await;
+    wait_until(
+        "the newer reading is stored",
+        Duration::from_secs(10),
+        || harness.ingestion().stats().acked == 1,
+    )
+    .await;
+    publish_qos1(&[(
+        topic,
+        format!(r#"{{"value": 9.0, "ts": {}}}"#, now - 60_000).into_bytes(),
+    )])
+    .await;
+    wait_until(
+        "the older reading is stored",
+        Duration::from_secs(10),
+        || harness.ingestion().stats().acked == 2,
+    )
+    .await;
+    // Both are history in InfluxDB; the cache keeps the newer.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let cached = harness
+        .cache
+        .latest(&site(), &[key("b1_steam_pressure")])
+        .await
+        .unwrap();
+    assert_eq!(cached[0].as_ref().map(|latest| latest.value), Some(12.0));
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_sensor_added_while_running_is_accepted_at_once() {
+    let harness = Harness::start().await;
+    let pool =
+        stoker_metadata::connect(&PostgresOptions::from_url(harness._postgres.url())).unwrap();
+    let sensor = NewSensor {
+        key: key("b1_drum_level"),
+        sensor_type: SensorType::parse("level").unwrap(),
+        unit: Unit::parse("%").unwrap(),
+        range: ValidRange::new(Some(0.0), Some(100.0)).unwrap(),
+    };
+    stoker_metadata::create_sensor(&pool, &site(), &sensor)
+        .await
+        .unwrap();
+    // The registry reloads on the change notification; give it a moment.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    publish_qos1(&[(
+        harness.topic("sites/boiler-house-1/sensors/b1_drum_level"),
+        b"51.5".to_vec(),
+    )])
+    .await;
+    wait_until("the reading is settled", Duration::from_secs(10), || {
+        harness.ingestion().stats().acked == 1
+    })
+    .await;
+    assert_eq!(
+        harness.ingestion().stats().accepted,
+        1,
+        "{:?}",
+        harness.ingestion().stats()
+    );
+    harness.stop().await;
+}
