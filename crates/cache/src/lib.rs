@@ -34,6 +34,7 @@ pub const LATEST_TTL: Duration = Duration::from_secs(300);
 pub struct RedisOptions {
     /// Redis URL (redis:// or rediss://, optionally with user:password@).
     #[arg(
+        id = "redis_url",
         long = "redis-url",
         env = "REDIS_URL",
         default_value = "redis://127.0.0.1:6379",
@@ -43,6 +44,7 @@ pub struct RedisOptions {
 
     /// Prefix of every key Stoker writes, to share a Redis with others.
     #[arg(
+        id = "redis_key_prefix",
         long = "redis-key-prefix",
         env = "REDIS_KEY_PREFIX",
         default_value = ""

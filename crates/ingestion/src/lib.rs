@@ -132,11 +132,16 @@ pub struct IngestOptions {
     pub mqtt: MqttOptions,
 
     /// Most readings in one InfluxDB write.
-    #[arg(long = "batch-size", env = "INGEST_BATCH_SIZE", default_value_t = 5000)]
+    #[arg(
+        id = "ingest_batch_size",
+        long = "batch-size",
+        env = "INGEST_BATCH_SIZE",
+        default_value_t = 5000
+    )]
     pub batch_size: usize,
 
     /// Longest a reading waits for its batch to fill before it is written (and its message acknowledged).
-    #[arg(long = "batch-linger", env = "INGEST_BATCH_LINGER", default_value = "100ms", value_parser = parse_duration)]
+    #[arg(id = "ingest_linger", long = "batch-linger", env = "INGEST_BATCH_LINGER", default_value = "100ms", value_parser = parse_duration)]
     pub linger: Duration,
 }
 
@@ -230,6 +235,13 @@ impl Ingestion {
     /// Whether the broker connection is up and subscribed.
     pub fn is_connected(&self) -> bool {
         self.connected.load(Ordering::Acquire)
+    }
+
+    /// A probe that says whether the broker connection is up and
+    /// subscribed, for readiness reports.
+    pub fn readiness_probe(&self) -> impl Fn() -> bool + Send + Sync + 'static {
+        let connected = Arc::clone(&self.connected);
+        move || connected.load(Ordering::Acquire)
     }
 
     /// Waits until every task has finished after shutdown: the last batch

@@ -22,6 +22,7 @@ use crate::{Error, Result};
 pub struct MqttOptions {
     /// Broker URL: mqtt://host:port (tcp:// is accepted too); user:password@ for authentication.
     #[arg(
+        id = "mqtt_url",
         long = "mqtt-url",
         env = "MQTT_URL",
         default_value = "mqtt://127.0.0.1:1883",
@@ -31,6 +32,7 @@ pub struct MqttOptions {
 
     /// Client id of the ingestion's persistent session: unacknowledged messages wait for it at the broker across restarts.
     #[arg(
+        id = "mqtt_client_id",
         long = "mqtt-client-id",
         env = "MQTT_CLIENT_ID",
         default_value = "stoker-ingest"
@@ -39,6 +41,7 @@ pub struct MqttOptions {
 
     /// Prefix of every topic (e.g. "plant-a/"), for brokers shared with other systems.
     #[arg(
+        id = "mqtt_topic_prefix",
         long = "mqtt-topic-prefix",
         env = "MQTT_TOPIC_PREFIX",
         default_value = ""

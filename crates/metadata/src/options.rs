@@ -12,11 +12,17 @@ use crate::{Error, Result};
 #[derive(Debug, Clone, clap::Args)]
 pub struct PostgresOptions {
     /// Connection URL, e.g. postgres://user:password@host:5432/stoker; overrides the POSTGRES_* parts.
-    #[arg(long = "database-url", env = "DATABASE_URL", hide_env_values = true)]
+    #[arg(
+        id = "postgres_database_url",
+        long = "database-url",
+        env = "DATABASE_URL",
+        hide_env_values = true
+    )]
     pub database_url: Option<Secret>,
 
     /// Postgres host (when DATABASE_URL is not set).
     #[arg(
+        id = "postgres_host",
         long = "postgres-host",
         env = "POSTGRES_HOST",
         default_value = "127.0.0.1"
@@ -24,15 +30,26 @@ pub struct PostgresOptions {
     pub host: String,
 
     /// Postgres port (when DATABASE_URL is not set).
-    #[arg(long = "postgres-port", env = "POSTGRES_PORT", default_value_t = 5432)]
+    #[arg(
+        id = "postgres_port",
+        long = "postgres-port",
+        env = "POSTGRES_PORT",
+        default_value_t = 5432
+    )]
     pub port: u16,
 
     /// Database name (when DATABASE_URL is not set).
-    #[arg(long = "postgres-db", env = "POSTGRES_DB", default_value = "stoker")]
+    #[arg(
+        id = "postgres_database",
+        long = "postgres-db",
+        env = "POSTGRES_DB",
+        default_value = "stoker"
+    )]
     pub database: String,
 
     /// User name (when DATABASE_URL is not set).
     #[arg(
+        id = "postgres_user",
         long = "postgres-user",
         env = "POSTGRES_USER",
         default_value = "postgres"
@@ -41,6 +58,7 @@ pub struct PostgresOptions {
 
     /// Password (when DATABASE_URL is not set); empty for none.
     #[arg(
+        id = "postgres_password",
         long = "db-password",
         env = "DB_PASSWORD",
         default_value = "",
@@ -50,6 +68,7 @@ pub struct PostgresOptions {
 
     /// Largest number of connections the process keeps open.
     #[arg(
+        id = "postgres_pool_size",
         long = "postgres-pool-size",
         env = "POSTGRES_POOL_SIZE",
         default_value_t = 16

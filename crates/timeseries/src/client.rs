@@ -183,6 +183,26 @@ impl Influx {
         }
     }
 
+    /// Whether the database (1.x) or bucket (2.x/3.x) exists; changes nothing.
+    pub async fn database_exists(&self) -> Result<bool> {
+        match self.flavor {
+            Flavor::V1 => {
+                let series = self.query("SHOW DATABASES").await?;
+                Ok(series.iter().any(|one| {
+                    one.values.iter().any(|row| {
+                        row.first().and_then(|name| name.as_str())
+                            == Some(self.options.bucket.as_str())
+                    })
+                }))
+            }
+            Flavor::V2 => match self.ensure_database().await {
+                Ok(()) => Ok(true),
+                Err(Error::Rejected { status: 404, .. }) => Ok(false),
+                Err(error) => Err(error),
+            },
+        }
+    }
+
     /// Drops the database (1.x only; used by tests to leave nothing behind).
     pub async fn drop_database(&self) -> Result<()> {
         let statement = format!(

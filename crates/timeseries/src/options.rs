@@ -9,6 +9,7 @@ use stoker_domain::{Secret, parse_duration};
 pub struct InfluxOptions {
     /// InfluxDB base URL (1.x, 2.x or 3.x; the version is detected from /ping).
     #[arg(
+        id = "influx_url",
         long = "influx-url",
         env = "INFLUX_URL",
         default_value = "http://127.0.0.1:8086"
@@ -17,6 +18,7 @@ pub struct InfluxOptions {
 
     /// API token (2.x/3.x), or `user:password` for a 1.x server with auth; empty for none.
     #[arg(
+        id = "influx_token",
         long = "influx-token",
         env = "INFLUX_TOKEN",
         default_value = "",
@@ -25,11 +27,17 @@ pub struct InfluxOptions {
     pub token: Secret,
 
     /// Organization (2.x only).
-    #[arg(long = "influx-org", env = "INFLUX_ORG", default_value = "stoker")]
+    #[arg(
+        id = "influx_org",
+        long = "influx-org",
+        env = "INFLUX_ORG",
+        default_value = "stoker"
+    )]
     pub org: String,
 
     /// Bucket (2.x/3.x) or database (1.x) that holds every reading.
     #[arg(
+        id = "influx_bucket",
         long = "influx-bucket",
         env = "INFLUX_BUCKET",
         default_value = "sensor_data"
@@ -37,7 +45,7 @@ pub struct InfluxOptions {
     pub bucket: String,
 
     /// Timeout of one request to InfluxDB.
-    #[arg(long = "influx-timeout", env = "INFLUX_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
+    #[arg(id = "influx_timeout", long = "influx-timeout", env = "INFLUX_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
 }
 

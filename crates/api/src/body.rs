@@ -1,0 +1,139 @@
+//! JSON bodies read field by field, collecting a message per bad field.
+
+use bytes::Bytes;
+use serde_json::{Map, Value};
+use warp::Filter;
+
+use crate::problem::{ApiError, FieldError};
+
+/// Largest metadata request body.
+const MAX_BODY_BYTES: u64 = 64 * 1024;
+
+/// A JSON object body (application/json), at most 64 KiB.
+pub(crate) fn json_object() -> impl Filter<Extract = (Fields,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("content-type")
+        .and_then(|content_type: Option<String>| async move {
+            let is_json = content_type.is_some_and(|value| {
+                value
+                    .split(';')
+                    .next()
+                    .is_some_and(|media| media.trim().eq_ignore_ascii_case("application/json"))
+            });
+            if is_json {
+                Ok(())
+            } else {
+                Err(warp::reject::custom(UnsupportedMediaType))
+            }
+        })
+        .untuple_one()
+        .and(warp::body::content_length_limit(MAX_BODY_BYTES))
+        .and(warp::body::bytes())
+        .and_then(|body: Bytes| async move {
+            match serde_json::from_slice::<Value>(&body) {
+                Ok(Value::Object(map)) => Ok(Fields {
+                    map,
+                    errors: Vec::new(),
+                }),
+                Ok(_) => Err(warp::reject::custom(ApiError::MalformedJson(
+                    "the body must be a JSON object".into(),
+                ))),
+                Err(error) => Err(warp::reject::custom(ApiError::MalformedJson(format!(
+                    "the body is not valid JSON: {error}"
+                )))),
+            }
+        })
+}
+
+/// Raised when the content type is not JSON; rendered as 415.
+#[derive(Debug)]
+pub(crate) struct UnsupportedMediaType;
+impl warp::reject::Reject for UnsupportedMediaType {}
+
+/// A body's fields, and the errors found so far.
+#[derive(Debug)]
+pub(crate) struct Fields {
+    map: Map<String, Value>,
+    errors: Vec<FieldError>,
+}
+
+impl Fields {
+    fn error(&mut self, field: &str, message: impl Into<String>) {
+        self.errors.push(FieldError {
+            field: field.to_owned(),
+            message: message.into(),
+        });
+    }
+
+    /// A required string field, parsed by `parse`.
+    pub fn required<T, E: std::fmt::Display>(
+        &mut self,
+        field: &str,
+        parse: impl FnOnce(String) -> Result<T, E>,
+    ) -> Option<T> {
+        match self.map.remove(field) {
+            Some(Value::String(text)) => match parse(text) {
+                Ok(value) => Some(value),
+                Err(error) => {
+                    self.error(field, error.to_string());
+                    None
+                }
+            },
+            Some(_) => {
+                self.error(field, format!("{field} must be a string"));
+                None
+            }
+            None => {
+                self.error(field, format!("{field} is required"));
+                None
+            }
+        }
+    }
+
+    /// An optional string field with a default.
+    pub fn string_or(&mut self, field: &str, default: &str) -> Option<String> {
+        match self.map.remove(field) {
+            None | Some(Value::Null) => Some(default.to_owned()),
+            Some(Value::String(text)) => Some(text),
+            Some(_) => {
+                self.error(field, format!("{field} must be a string"));
+                None
+            }
+        }
+    }
+
+    /// An optional finite number (`null` or absent: none).
+    pub fn optional_number(&mut self, field: &str) -> Option<Option<f64>> {
+        match self.map.remove(field) {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::Number(number)) => match number.as_f64() {
+                Some(value) if value.is_finite() => Some(Some(value)),
+                _ => {
+                    self.error(field, format!("{field} must be a finite number"));
+                    None
+                }
+            },
+            Some(_) => {
+                self.error(field, format!("{field} must be a number or null"));
+                None
+            }
+        }
+    }
+
+    /// Records an error found after reading the fields (e.g. across two).
+    pub fn invalid(&mut self, field: &str, message: impl Into<String>) {
+        self.error(field, message);
+    }
+
+    /// Fails with every collected error, naming unknown fields too.
+    pub fn finish(mut self) -> Result<(), ApiError> {
+        let unknown: Vec<String> = self.map.keys().cloned().collect();
+        for field in unknown {
+            self.error(&field, format!("unknown field {field:?}"));
+        }
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
+    }
+}

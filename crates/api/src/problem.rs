@@ -1,0 +1,191 @@
+//! Errors as `application/problem+json` (RFC 9457), in exactly one place.
+
+use std::convert::Infallible;
+
+use serde::Serialize;
+use warp::http::StatusCode;
+use warp::{Rejection, Reply};
+
+/// One field's validation message.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct FieldError {
+    /// The field, as named in the request body.
+    pub field: String,
+    /// What is wrong with it.
+    pub message: String,
+}
+
+/// Every failure a handler can report. Each maps to a status and a stable
+/// `code` that clients may match on.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// The body is not JSON, or not an object.
+    #[error("{0}")]
+    MalformedJson(String),
+    /// One or more fields are invalid.
+    #[error("the request has invalid fields")]
+    Validation(Vec<FieldError>),
+    /// The resource does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The resource exists already.
+    #[error("{0}")]
+    Conflict(String),
+    /// A store the request needs is down.
+    #[error("{dependency} is unavailable: {detail}")]
+    Unavailable {
+        /// Which store.
+        dependency: &'static str,
+        /// What happened.
+        detail: String,
+    },
+    /// A bug or an unexpected state; logged with its detail.
+    #[error("internal error")]
+    Internal(String),
+}
+
+impl warp::reject::Reject for ApiError {}
+
+impl From<stoker_metadata::Error> for ApiError {
+    fn from(error: stoker_metadata::Error) -> Self {
+        use stoker_metadata::Error as E;
+        match error {
+            E::SiteNotFound(_) => ApiError::NotFound(error.to_string()),
+            E::SiteExists(_) | E::SensorExists { .. } => ApiError::Conflict(error.to_string()),
+            E::UnknownTimezone(_) => ApiError::Validation(vec![FieldError {
+                field: "timezone".into(),
+                message: error.to_string(),
+            }]),
+            ref other if other.is_unavailable() => ApiError::Unavailable {
+                dependency: "Postgres",
+                detail: error.to_string(),
+            },
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::Unavailable { .. } => {
+                (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable")
+            }
+            ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
+        }
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Problem<'a> {
+    #[serde(rename = "type")]
+    kind: &'static str,
+    title: &'a str,
+    status: u16,
+    code: &'a str,
+    detail: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    errors: Option<&'a [FieldError]>,
+}
+
+fn problem(
+    status: StatusCode,
+    code: &str,
+    detail: String,
+    errors: Option<&[FieldError]>,
+) -> warp::reply::Response {
+    let body = Problem {
+        kind: "about:blank",
+        title: status.canonical_reason().unwrap_or("Error"),
+        status: status.as_u16(),
+        code,
+        detail,
+        errors,
+    };
+    let mut response = warp::reply::with_status(warp::reply::json(&body), status).into_response();
+    response.headers_mut().insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("application/problem+json"),
+    );
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            warp::http::header::RETRY_AFTER,
+            warp::http::HeaderValue::from_static("5"),
+        );
+    }
+    response
+}
+
+/// The one place rejections become responses.
+pub(crate) async fn recover(rejection: Rejection) -> Result<warp::reply::Response, Infallible> {
+    if let Some(error) = rejection.find::<ApiError>() {
+        let (status, code) = error.status_and_code();
+        return Ok(match error {
+            ApiError::Validation(errors) => problem(status, code, error.to_string(), Some(errors)),
+            ApiError::Internal(detail) => {
+                tracing::error!(detail, "internal error answering a request");
+                problem(status, code, error.to_string(), None)
+            }
+            ApiError::Unavailable { .. } => {
+                tracing::warn!(%error, "request failed on an unavailable dependency");
+                problem(status, code, error.to_string(), None)
+            }
+            _ => problem(status, code, error.to_string(), None),
+        });
+    }
+    // A request is tried against every route, so one rejection may hold
+    // several causes: what went wrong with the body of a route that matched
+    // outranks "another route does not take this method", which outranks
+    // "no such route".
+    let (status, code, detail) = if rejection.find::<warp::reject::PayloadTooLarge>().is_some() {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            "the request body is too large".to_owned(),
+        )
+    } else if rejection.find::<warp::reject::LengthRequired>().is_some() {
+        (
+            StatusCode::LENGTH_REQUIRED,
+            "length_required",
+            "a Content-Length header is required".to_owned(),
+        )
+    } else if rejection
+        .find::<warp::reject::UnsupportedMediaType>()
+        .is_some()
+        || rejection
+            .find::<crate::body::UnsupportedMediaType>()
+            .is_some()
+    {
+        (
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "send the body as application/json".to_owned(),
+        )
+    } else if let Some(error) = rejection.find::<warp::reject::InvalidQuery>() {
+        (StatusCode::BAD_REQUEST, "invalid_query", error.to_string())
+    } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
+        (
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            "this route does not take that method".to_owned(),
+        )
+    } else if rejection.is_not_found() {
+        (
+            StatusCode::NOT_FOUND,
+            "route_not_found",
+            "no such route".to_owned(),
+        )
+    } else {
+        tracing::error!(?rejection, "unhandled rejection");
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal",
+            "internal error".to_owned(),
+        )
+    };
+    Ok(problem(status, code, detail, None))
+}

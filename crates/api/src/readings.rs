@@ -1,0 +1,109 @@
+//! Latest values: Redis first; InfluxDB for what Redis does not have
+//! (expired, flushed, or Redis down), which also re-warms Redis.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use stoker_cache::LatestValue;
+use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
+use warp::Filter;
+
+use crate::problem::ApiError;
+use crate::{ApiState, site_from_path};
+
+pub(crate) fn routes(
+    state: ApiState,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    warp::path!("sites" / String / "latest")
+        .and(warp::get())
+        .and(warp::any().map(move || state.clone()))
+        .and_then(latest)
+}
+
+#[derive(Debug, Serialize)]
+struct Latest {
+    site: SiteSlug,
+    readings: Vec<SensorLatest>,
+}
+
+#[derive(Debug, Serialize)]
+struct SensorLatest {
+    sensor: SensorKey,
+    #[serde(rename = "type")]
+    sensor_type: SensorType,
+    unit: Unit,
+    /// `null` when the sensor never reported.
+    value: Option<f64>,
+    /// RFC 3339, milliseconds.
+    ts: Option<String>,
+}
+
+async fn latest(slug: String, state: ApiState) -> Result<warp::reply::Json, warp::Rejection> {
+    let slug = site_from_path(&slug)?;
+    let sensors = stoker_metadata::list_sensors(&state.pool, &slug)
+        .await
+        .map_err(ApiError::from)?;
+    let keys: Vec<SensorKey> = sensors.iter().map(|sensor| sensor.key.clone()).collect();
+    let mut values: Vec<Option<(f64, EpochMillis)>> = match state.cache.latest(&slug, &keys).await {
+        Ok(cached) => cached
+            .into_iter()
+            .map(|value| value.map(|latest| (latest.value, latest.ts)))
+            .collect(),
+        Err(error) => {
+            tracing::warn!(%error, site = %slug, "Redis unavailable; reading latest values from InfluxDB");
+            vec![None; keys.len()]
+        }
+    };
+
+    if values.iter().any(Option::is_none) {
+        let from_influx: HashMap<SensorKey, (f64, EpochMillis)> = state
+            .influx
+            .latest_per_sensor(&slug)
+            .await
+            .map_err(|error| ApiError::Unavailable {
+                dependency: "InfluxDB",
+                detail: error.to_string(),
+            })?
+            .into_iter()
+            .map(|point| (point.sensor, (point.value, point.timestamp)))
+            .collect();
+        let mut rewarm = Vec::new();
+        for (index, sensor) in sensors.iter().enumerate() {
+            if values[index].is_none()
+                && let Some(&(value, ts)) = from_influx.get(&sensor.key)
+            {
+                values[index] = Some((value, ts));
+                let latest = LatestValue {
+                    value,
+                    ts,
+                    sensor_type: sensor.sensor_type.clone(),
+                    unit: sensor.unit.clone(),
+                };
+                rewarm.push((sensor, latest));
+            }
+        }
+        let keyed: Vec<_> = rewarm
+            .iter()
+            .map(|(sensor, latest)| (&slug, &sensor.key, latest))
+            .collect();
+        if let Err(error) = state.cache.set_latest(&keyed).await {
+            tracing::debug!(%error, "could not re-warm latest values in Redis");
+        }
+    }
+
+    let readings = sensors
+        .into_iter()
+        .zip(values)
+        .map(|(sensor, value)| SensorLatest {
+            sensor: sensor.key,
+            sensor_type: sensor.sensor_type,
+            unit: sensor.unit,
+            value: value.map(|(value, _)| value),
+            ts: value.map(|(_, ts)| ts.to_string()),
+        })
+        .collect();
+    Ok(warp::reply::json(&Latest {
+        site: slug,
+        readings,
+    }))
+}

@@ -1,0 +1,297 @@
+//! The API over real HTTP, against real Postgres, InfluxDB and Redis.
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+use stoker_api::ApiState;
+use stoker_cache::{Cache, RedisOptions};
+use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug};
+use stoker_metadata::PostgresOptions;
+use stoker_testkit::{TestInflux, TestPostgres, TestRedis};
+use stoker_timeseries::LineBatch;
+use tokio_util::sync::CancellationToken;
+
+struct TestApp {
+    base: String,
+    http: reqwest::Client,
+    influx: TestInflux,
+    redis: TestRedis,
+    _postgres: TestPostgres,
+    shutdown: CancellationToken,
+}
+
+impl Drop for TestApp {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+async fn spawn_app() -> TestApp {
+    let postgres = TestPostgres::create().await;
+    let pool = stoker_metadata::connect(&PostgresOptions::from_url(postgres.url())).unwrap();
+    stoker_metadata::migrate(&pool).await.unwrap();
+    let influx = TestInflux::create().await;
+    let redis = TestRedis::new();
+    let cache = Cache::connect(&RedisOptions {
+        url: stoker_testkit::redis_url(),
+        key_prefix: redis.prefix().to_owned(),
+    })
+    .unwrap();
+    let state = ApiState {
+        pool,
+        influx: influx.influx().clone(),
+        cache,
+        readiness: stoker_api::Readiness::default().with("always", || true),
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stoker_api::serve(listener, state, shutdown.clone()));
+    TestApp {
+        base,
+        http: reqwest::Client::new(),
+        influx,
+        redis,
+        _postgres: postgres,
+        shutdown,
+    }
+}
+
+impl TestApp {
+    async fn get(&self, path: &str) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value) {
+        let response = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .json(&body)
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        if !status.is_success() {
+            let content_type = response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned();
+            assert_eq!(content_type, "application/problem+json");
+        }
+        (status, response.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn seed(&self) {
+        let (status, _) = self
+            .post("/api/v1/sites", json!({"slug": "boiler-house-1", "name": "Boiler house 1", "timezone": "Europe/Berlin"}))
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+        for (key, kind, unit) in [
+            ("b1_steam_pressure", "pressure", "bar"),
+            ("b1_flue_temp", "temperature", "°C"),
+        ] {
+            let (status, body) = self
+                .post(
+                    "/api/v1/sites/boiler-house-1/sensors",
+                    json!({"key": key, "type": kind, "unit": unit, "min": 0, "max": 600}),
+                )
+                .await;
+            assert_eq!(status, StatusCode::CREATED, "{body}");
+        }
+    }
+}
+
+#[tokio::test]
+async fn healthz_answers() {
+    let app = spawn_app().await;
+    assert_eq!(
+        app.get("/healthz").await,
+        (StatusCode::OK, json!({"status": "ok"}))
+    );
+}
+
+#[tokio::test]
+async fn sites_and_sensors_are_created_and_listed() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let (status, sites) = app.get("/api/v1/sites").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sites["items"][0]["slug"], "boiler-house-1");
+    assert_eq!(sites["items"][0]["timezone"], "Europe/Berlin");
+    assert_eq!(sites["items"][0]["version"], 1);
+
+    let (status, site) = app.get("/api/v1/sites/boiler-house-1").await;
+    assert_eq!(
+        (status, &site["name"]),
+        (StatusCode::OK, &json!("Boiler house 1"))
+    );
+
+    let (status, sensors) = app.get("/api/v1/sites/boiler-house-1/sensors").await;
+    assert_eq!(status, StatusCode::OK);
+    let keys: Vec<&str> = sensors["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["key"].as_str().unwrap())
+        .collect();
+    assert_eq!(keys, ["b1_flue_temp", "b1_steam_pressure"]);
+    assert_eq!(sensors["items"][1]["type"], "pressure");
+    assert_eq!(sensors["items"][1]["max"], 600.0);
+}
+
+#[tokio::test]
+async fn bad_input_gets_a_precise_problem() {
+    let app = spawn_app().await;
+    app.seed().await;
+
+    let (status, problem) = app
+        .post(
+            "/api/v1/sites",
+            json!({"slug": "Boiler House", "timezone": 5, "colour": "red"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert_eq!(problem["code"], "validation_failed");
+    let fields: Vec<&str> = problem["errors"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["field"].as_str().unwrap())
+        .collect();
+    assert_eq!(fields, ["slug", "name", "timezone", "colour"], "{problem}");
+
+    let (status, problem) = app
+        .post(
+            "/api/v1/sites",
+            json!({"slug": "x", "name": "X", "timezone": "Mars/Base"}),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["errors"][0]["field"].as_str()),
+        (StatusCode::UNPROCESSABLE_ENTITY, Some("timezone"))
+    );
+
+    let (status, problem) = app
+        .post(
+            "/api/v1/sites",
+            json!({"slug": "boiler-house-1", "name": "Again"}),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::CONFLICT, Some("conflict"))
+    );
+
+    let (status, problem) = app
+        .post(
+            "/api/v1/sites/boiler-house-1/sensors",
+            json!({"key": "t", "type": "temperature", "unit": "°C", "min": 10, "max": 5}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(
+        problem["errors"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains("min (10) must be below max (5)"),
+        "{problem}"
+    );
+
+    let (status, problem) = app
+        .post(
+            "/api/v1/sites/nowhere/sensors",
+            json!({"key": "t", "type": "temperature", "unit": "°C"}),
+        )
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+
+    let response = app
+        .http
+        .post(format!("{}/api/v1/sites", app.base))
+        .body("{oops")
+        .header("content-type", "application/json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    let problem: Value = response.json().await.unwrap();
+    assert_eq!(problem["code"], "malformed_json");
+
+    let response = app
+        .http
+        .post(format!("{}/api/v1/sites", app.base))
+        .body("slug=x")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+
+    let (status, problem) = app.get("/api/v1/sites/Not%20A%20Slug").await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+    let (status, problem) = app.get("/api/v1/nothing-here").await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("route_not_found"))
+    );
+}
+
+#[tokio::test]
+async fn latest_falls_back_to_influxdb_and_rewarms_redis() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let site = SiteSlug::parse("boiler-house-1").unwrap();
+    let at = EpochMillis::from_millis(EpochMillis::now().as_millis() - 5_000).unwrap();
+    let mut batch = LineBatch::default();
+    batch.push(
+        &site,
+        &SensorKey::parse("b1_steam_pressure").unwrap(),
+        &SensorType::parse("pressure").unwrap(),
+        10.4,
+        at,
+    );
+    app.influx.influx().write(&batch).await.unwrap();
+
+    // Nothing in Redis: the answer comes from InfluxDB.
+    let (status, latest) = app.get("/api/v1/sites/boiler-house-1/latest").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(latest["site"], "boiler-house-1");
+    let readings = latest["readings"].as_array().unwrap();
+    assert_eq!(
+        readings[0],
+        json!({"sensor": "b1_flue_temp", "type": "temperature", "unit": "°C", "value": null, "ts": null})
+    );
+    assert_eq!(
+        readings[1],
+        json!({"sensor": "b1_steam_pressure", "type": "pressure", "unit": "bar", "value": 10.4, "ts": at.to_string()})
+    );
+
+    // ...and Redis holds it now.
+    let mut connection = app.redis.connection().await;
+    let cached: Option<String> = redis::cmd("GET")
+        .arg(format!(
+            "{}latest:boiler-house-1:b1_steam_pressure",
+            app.redis.prefix()
+        ))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!(cached.unwrap().contains("\"value\":10.4"));
+
+    let (status, problem) = app.get("/api/v1/sites/nowhere/latest").await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+}

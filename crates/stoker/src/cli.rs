@@ -1,0 +1,192 @@
+//! The command line: subcommands, each flattening the option blocks of the
+//! crates it wires together.
+
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use stoker_api::HttpOptions;
+use stoker_cache::RedisOptions;
+use stoker_ingestion::IngestOptions;
+use stoker_metadata::PostgresOptions;
+use stoker_simulator::SimulateArgs;
+use stoker_timeseries::InfluxOptions;
+
+use crate::config_file;
+
+/// Stoker: telemetry for industrial boiler houses.
+///
+/// Sensors publish readings over MQTT (or HTTP); Stoker validates them,
+/// stores every reading in InfluxDB, keeps the latest per sensor in Redis,
+/// and serves dashboards over HTTP. Every setting is an environment
+/// variable (shown below each option), optionally read from a TOML file
+/// whose keys are those variable names. Precedence: flag, environment,
+/// file, built-in default. The defaults work with scripts/dev-up.
+#[derive(Debug, Parser)]
+#[command(name = "stoker", version, propagate_version = true)]
+pub struct Cli {
+    /// TOML file of settings, e.g. `INFLUX_URL = "http://influx:8086"`.
+    #[arg(long, env = "STOKER_CONFIG", global = true, value_name = "FILE")]
+    pub config: Option<std::path::PathBuf>,
+
+    #[command(flatten)]
+    pub logging: Logging,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// What to run; `serve` when none is given.
+#[derive(Debug, Subcommand)]
+#[allow(clippy::large_enum_variant)]
+pub enum Command {
+    /// Run every role in one process: ingestion and the HTTP API (the default).
+    Serve(ServeArgs),
+    /// Run the ingestion role alone (MQTT to InfluxDB and Redis).
+    Ingest(IngestArgs),
+    /// Run the HTTP API role alone.
+    Api(ApiArgs),
+    /// Apply the Postgres migrations of every schema, then exit.
+    Migrate(MigrateArgs),
+    /// Check the configuration and every dependency; exit non-zero if any fails.
+    Check(CheckArgs),
+    /// Publish a simulated boiler fleet over MQTT.
+    Simulate(SimulateCommand),
+}
+
+/// Stores every role needs.
+#[derive(Debug, Clone, Args)]
+pub struct StoreArgs {
+    #[command(flatten)]
+    pub postgres: PostgresOptions,
+    #[command(flatten)]
+    pub influx: InfluxOptions,
+    #[command(flatten)]
+    pub redis: RedisOptions,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ServeArgs {
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    #[command(flatten)]
+    pub ingest: IngestOptions,
+    #[command(flatten)]
+    pub http: HttpOptions,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct IngestArgs {
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    #[command(flatten)]
+    pub ingest: IngestOptions,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    #[command(flatten)]
+    pub http: HttpOptions,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    #[command(flatten)]
+    pub postgres: PostgresOptions,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct CheckArgs {
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    #[command(flatten)]
+    pub ingest: IngestOptions,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct SimulateCommand {
+    #[command(flatten)]
+    pub simulate: SimulateArgs,
+
+    /// Broker URL to publish to.
+    #[arg(
+        long = "mqtt-url",
+        env = "MQTT_URL",
+        default_value = "mqtt://127.0.0.1:1883",
+        hide_env_values = true
+    )]
+    pub mqtt_url: String,
+
+    /// Client id of the simulator's MQTT session (QoS 1 uses a persistent session).
+    #[arg(
+        long = "mqtt-client-id",
+        env = "SIMULATE_CLIENT_ID",
+        default_value = "stoker-simulator"
+    )]
+    pub client_id: String,
+}
+
+/// Log output.
+#[derive(Debug, Clone, Args)]
+pub struct Logging {
+    /// Log filter, e.g. `info`, `stoker_ingestion=debug,info`.
+    #[arg(
+        long = "log",
+        env = "RUST_LOG",
+        default_value = "info,tokio_postgres=warn,refinery_core=warn",
+        global = true
+    )]
+    pub filter: String,
+
+    /// Log format: `text` for people, `json` for log collectors.
+    #[arg(long = "log-format", env = "LOG_FORMAT", default_value = "text", value_parser = ["text", "json"], global = true)]
+    pub format: String,
+}
+
+impl Logging {
+    pub fn init(&self) {
+        let filter = tracing_subscriber::EnvFilter::try_new(&self.filter)
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+        let builder = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr);
+        if self.format == "json" {
+            builder.json().init();
+        } else {
+            builder.init();
+        }
+    }
+}
+
+/// Parses the command line, with defaults from the config file when one
+/// is named (by `--config` or `STOKER_CONFIG`).
+pub fn parse() -> anyhow::Result<Cli> {
+    let mut arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
+    let mut command = Cli::command().subcommand_required(false);
+    if let Some(path) = config_file::named_in(&arguments) {
+        let settings = config_file::load(&path)?;
+        command = config_file::apply_defaults(command, &settings)?;
+    }
+    let mut matches = match command.clone().try_get_matches_from(&arguments) {
+        Ok(matches) => matches,
+        Err(error) => error.exit(),
+    };
+    if matches.subcommand_name().is_none() {
+        // No subcommand: `serve`, with the same arguments and file.
+        arguments.push("serve".into());
+        matches = match command.try_get_matches_from(&arguments) {
+            Ok(matches) => matches,
+            Err(error) => error.exit(),
+        };
+    }
+    Ok(Cli::from_arg_matches(&matches)?)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_command_line_is_consistent() {
+        Cli::command().debug_assert();
+    }
+}

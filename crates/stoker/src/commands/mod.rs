@@ -1,0 +1,79 @@
+//! The subcommands.
+
+mod check;
+mod run;
+mod simulate;
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+
+use crate::cli::Command;
+
+pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+    match command {
+        Command::Serve(args) => {
+            run::roles(&args.stores, Some(&args.ingest), Some(&args.http)).await
+        }
+        Command::Ingest(args) => run::roles(&args.stores, Some(&args.ingest), None).await,
+        Command::Api(args) => run::roles(&args.stores, None, Some(&args.http)).await,
+        Command::Migrate(args) => {
+            let pool = stoker_metadata::connect(&args.postgres)?;
+            migrate(&pool, &args.postgres).await?;
+            println!(
+                "migrated: schema metadata is up to date ({})",
+                args.postgres.describe()
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Check(args) => Ok(check::run(&args).await),
+        Command::Simulate(args) => simulate::run(args).await,
+    }
+}
+
+/// Applies every schema's migrations.
+async fn migrate(
+    pool: &stoker_metadata::Pool,
+    options: &stoker_metadata::PostgresOptions,
+) -> anyhow::Result<()> {
+    stoker_metadata::migrate(pool).await.with_context(|| {
+        format!(
+            "migrating Postgres at {} (set DATABASE_URL or POSTGRES_*)",
+            options.describe()
+        )
+    })
+}
+
+/// Resolves on the first SIGINT or SIGTERM; a second one exits at once.
+async fn shutdown_signal() {
+    wait_for_signal().await;
+    tokio::spawn(async {
+        wait_for_signal().await;
+        eprintln!("stoker: second signal, exiting without finishing the shutdown");
+        std::process::exit(130);
+    });
+}
+
+async fn wait_for_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(signal) => signal,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot listen for SIGTERM; only Ctrl-C stops stoker");
+                    let _ = interrupt.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = interrupt.await;
+    }
+}

@@ -1,0 +1,114 @@
+//! `serve`, `ingest` and `api`: the long-running roles.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use stoker_api::{ApiState, HttpOptions, Readiness};
+use stoker_cache::Cache;
+use stoker_ingestion::{IngestOptions, Ingestion, Stores};
+use stoker_timeseries::Influx;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::StoreArgs;
+
+/// Runs the given roles until SIGINT/SIGTERM, then shuts down in order:
+/// stop intake, flush and acknowledge, stop HTTP.
+pub async fn roles(
+    stores: &StoreArgs,
+    ingest: Option<&IngestOptions>,
+    http: Option<&HttpOptions>,
+) -> anyhow::Result<ExitCode> {
+    let pool = stoker_metadata::connect(&stores.postgres)?;
+    super::migrate(&pool, &stores.postgres).await?;
+    let influx = Influx::connect(&stores.influx)
+        .await
+        .with_context(|| format!("connecting to InfluxDB (INFLUX_URL={})", stores.influx.url))?;
+    influx.ensure_database().await.with_context(|| {
+        format!(
+            "preparing InfluxDB database {:?} (INFLUX_BUCKET)",
+            stores.influx.bucket
+        )
+    })?;
+    tracing::info!(
+        version = influx.version(),
+        database = influx.database(),
+        "InfluxDB ready"
+    );
+    let cache = Cache::connect(&stores.redis).context("configuring Redis (REDIS_URL)")?;
+    if let Err(error) = cache.ping().await {
+        tracing::warn!(%error, "Redis is unavailable; going on without the latest-value cache until it answers");
+    }
+
+    // Bind before starting anything else: a taken port is a start-up error.
+    let listener = match http {
+        Some(http) => Some(
+            tokio::net::TcpListener::bind(http.addr)
+                .await
+                .with_context(|| format!("cannot listen on {} (HTTP_ADDR)", http.addr))?,
+        ),
+        None => None,
+    };
+
+    let intake = CancellationToken::new();
+    let ingestion = match ingest {
+        Some(options) => {
+            let stores = Stores {
+                pool: pool.clone(),
+                postgres: stores.postgres.clone(),
+                influx: influx.clone(),
+                cache: cache.clone(),
+            };
+            let start = Ingestion::start(options, stores, intake.clone());
+            let ingestion = tokio::select! {
+                started = start => started.context("starting ingestion")?,
+                () = super::shutdown_signal() => {
+                    intake.cancel();
+                    return Ok(ExitCode::SUCCESS);
+                }
+            };
+            tracing::info!(broker = %redact(&options.mqtt.url), client_id = options.mqtt.client_id, "ingestion started");
+            Some(ingestion)
+        }
+        None => None,
+    };
+
+    let mut readiness = Readiness::default();
+    if let Some(ingestion) = &ingestion {
+        readiness = readiness.with("ingestion_mqtt", ingestion.readiness_probe());
+    }
+    let http_stop = CancellationToken::new();
+    let api = listener.map(|listener| {
+        let state = ApiState {
+            pool,
+            influx,
+            cache,
+            readiness,
+        };
+        tokio::spawn(stoker_api::serve(listener, state, http_stop.clone()))
+    });
+
+    super::shutdown_signal().await;
+    tracing::info!("shutting down: stopping intake, flushing, then stopping HTTP");
+    intake.cancel();
+    if let Some(ingestion) = ingestion {
+        ingestion.wait().await;
+        tracing::info!("ingestion flushed and acknowledged");
+    }
+    http_stop.cancel();
+    if let Some(api) = api {
+        api.await.context("the HTTP server task failed")?;
+    }
+    tracing::info!("stopped");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A URL without its password, for logs.
+pub fn redact(url: &str) -> String {
+    match url::Url::parse(url) {
+        Ok(mut parsed) if parsed.password().is_some() => {
+            let _ = parsed.set_password(Some("***"));
+            parsed.to_string()
+        }
+        _ => url.to_owned(),
+    }
+}

@@ -1,0 +1,28 @@
+//! `simulate`: a boiler fleet publishing over MQTT.
+
+use std::process::ExitCode;
+
+use anyhow::Context;
+use tokio_util::sync::CancellationToken;
+
+use crate::cli::SimulateCommand;
+
+pub async fn run(args: SimulateCommand) -> anyhow::Result<ExitCode> {
+    let mqtt = stoker_ingestion::client_options(&args.mqtt_url, &args.client_id)?;
+    let shutdown = CancellationToken::new();
+    let stop = shutdown.clone();
+    tokio::spawn(async move {
+        super::shutdown_signal().await;
+        stop.cancel();
+    });
+    let summary = stoker_simulator::run(args.simulate, mqtt, shutdown)
+        .await
+        .context("simulation failed")?;
+    println!(
+        "published {} messages ({} readings) in {:.1} s",
+        summary.messages,
+        summary.readings,
+        summary.elapsed.as_secs_f64()
+    );
+    Ok(ExitCode::SUCCESS)
+}

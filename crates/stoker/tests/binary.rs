@@ -1,0 +1,258 @@
+//! The real `stoker` binary, as an operator runs it, against the real
+//! services: each test points it at its own databases, key prefix and topic
+//! prefix through the environment.
+
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use serde_json::{Value, json};
+use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
+use stoker_testkit::{
+    TestInflux, TestPostgres, TestRedis, publish_qos1, unique_client_id, unique_topic_prefix,
+};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_stoker");
+
+/// A running `stoker serve`, interrupted (SIGINT) on drop.
+struct Server {
+    child: Child,
+    base: String,
+    client_id: String,
+}
+
+impl Server {
+    fn interrupt(&mut self) -> std::process::ExitStatus {
+        let _ = Command::new("kill")
+            .args(["-INT", &self.child.id().to_string()])
+            .status();
+        for _ in 0..300 {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return status;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        self.child.wait().expect("wait for stoker")
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            self.interrupt();
+        }
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+async fn spawn_serve(
+    postgres: &TestPostgres,
+    influx: &TestInflux,
+    redis: &TestRedis,
+    topics: &str,
+) -> Server {
+    let port = free_port();
+    let client_id = unique_client_id("binary-test");
+    let child = Command::new(BINARY)
+        .arg("serve")
+        .env("DATABASE_URL", postgres.url())
+        .env("INFLUX_BUCKET", influx.influx().database())
+        .env("REDIS_KEY_PREFIX", redis.prefix())
+        .env("MQTT_TOPIC_PREFIX", topics)
+        .env("MQTT_CLIENT_ID", &client_id)
+        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
+        .env("INGEST_BATCH_LINGER", "20ms")
+        .env("RUST_LOG", "warn")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("run the stoker binary");
+    let server = Server {
+        child,
+        base: format!("http://127.0.0.1:{port}"),
+        client_id,
+    };
+    let http = reqwest::Client::new();
+    for _ in 0..300 {
+        if let Ok(response) = http.get(format!("{}/readyz", server.base)).send().await
+            && response.status().is_success()
+        {
+            return server;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    panic!("stoker serve did not become ready within 15 s");
+}
+
+#[tokio::test]
+async fn one_reading_travels_from_mqtt_to_the_api() {
+    let postgres = TestPostgres::create().await;
+    let influx = TestInflux::create().await;
+    let redis = TestRedis::new();
+    let topics = unique_topic_prefix();
+    let mut server = spawn_serve(&postgres, &influx, &redis, &topics).await;
+    let http = reqwest::Client::new();
+
+    // Metadata through the API.
+    let response = http
+        .post(format!("{}/api/v1/sites", server.base))
+        .json(&json!({"slug": "boiler-house-1", "name": "Boiler house 1", "timezone": "Europe/Berlin"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let response = http
+        .post(format!("{}/api/v1/sites/boiler-house-1/sensors", server.base))
+        .json(&json!({"key": "b1_steam_pressure", "type": "pressure", "unit": "bar", "min": 0, "max": 25}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    // The registry reloads on Postgres' change notification.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    // One QoS 1 message on sites/{site}/telemetry.
+    let ts = EpochMillis::now().as_millis() - 2_000;
+    let payload = format!(r#"{{"ts": {ts}, "values": {{"b1_steam_pressure": 10.4}}}}"#);
+    publish_qos1(&[(
+        format!("{topics}sites/boiler-house-1/telemetry"),
+        payload.into_bytes(),
+    )])
+    .await;
+
+    // → the API's latest values (served from Redis).
+    let at = EpochMillis::from_millis(ts).unwrap();
+    let mut latest = Value::Null;
+    for _ in 0..200 {
+        latest = http
+            .get(format!(
+                "{}/api/v1/sites/boiler-house-1/latest",
+                server.base
+            ))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if latest["readings"][0]["value"] != Value::Null {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        latest["readings"][0],
+        json!({"sensor": "b1_steam_pressure", "type": "pressure", "unit": "bar", "value": 10.4, "ts": at.to_string()})
+    );
+
+    // → one point in InfluxDB, at millisecond precision.
+    let site = SiteSlug::parse("boiler-house-1").unwrap();
+    let sensor = SensorKey::parse("b1_steam_pressure").unwrap();
+    let points = influx
+        .influx()
+        .readings(
+            &site,
+            &sensor,
+            at.plus_millis(-60_000),
+            at.plus_millis(60_000),
+        )
+        .await
+        .unwrap();
+    assert_eq!(points, vec![(at, 10.4)]);
+
+    // → and in Redis, with the 300 s TTL.
+    let mut connection = redis.connection().await;
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(format!(
+            "{}latest:boiler-house-1:b1_steam_pressure",
+            redis.prefix()
+        ))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!((290..=300).contains(&ttl), "ttl {ttl}");
+
+    // SIGINT: flush, acknowledge, stop HTTP, exit 0.
+    let status = server.interrupt();
+    assert!(status.success(), "stoker serve exited with {status}");
+    stoker_testkit::clear_mqtt_session(&server.client_id).await;
+}
+
+#[test]
+fn check_names_redis_and_its_variable_when_redis_is_unreachable() {
+    let output = Command::new(BINARY)
+        .arg("check")
+        .env("REDIS_URL", "redis://127.0.0.1:9")
+        .output()
+        .expect("run stoker check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    assert!(!output.status.success(), "check must fail:\n{stdout}");
+    let line = stdout
+        .lines()
+        .find(|line| line.starts_with("FAIL"))
+        .unwrap_or_default();
+    assert!(
+        line.contains("Redis") && line.contains("REDIS_URL"),
+        "{stdout}"
+    );
+    assert_eq!(
+        stdout
+            .lines()
+            .filter(|line| line.starts_with("FAIL"))
+            .count(),
+        1,
+        "{stdout}"
+    );
+}
+
+#[test]
+fn help_explains_every_setting() {
+    let output = Command::new(BINARY)
+        .args(["serve", "--help"])
+        .output()
+        .expect("run stoker");
+    let help = String::from_utf8_lossy(&output.stdout);
+    for variable in [
+        "INFLUX_URL",
+        "INFLUX_TOKEN",
+        "INFLUX_ORG",
+        "INFLUX_BUCKET",
+        "REDIS_URL",
+        "DATABASE_URL",
+        "POSTGRES_HOST",
+        "DB_PASSWORD",
+        "MQTT_URL",
+        "HTTP_ADDR",
+    ] {
+        assert!(
+            help.contains(variable),
+            "serve --help does not mention {variable}"
+        );
+    }
+}
+
+#[test]
+fn a_config_file_with_an_unknown_setting_is_refused_clearly() {
+    let dir = std::env::temp_dir().join(unique_client_id("stoker-config"));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("stoker.toml");
+    std::fs::write(&file, "INFLUX_BUKET = \"x\"\n").unwrap();
+    let output = Command::new(BINARY)
+        .args(["check", "--config"])
+        .arg(&file)
+        .output()
+        .expect("run stoker");
+    let _ = std::fs::remove_dir_all(&dir);
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert_eq!(output.status.code(), Some(2), "{stderr}");
+    assert!(
+        stderr.contains("INFLUX_BUKET") && stderr.contains("INFLUX_BUCKET"),
+        "{stderr}"
+    );
+}
