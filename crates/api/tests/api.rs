@@ -3,9 +3,7 @@
 use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stoker_api::ApiState;
-use stoker_cache::{Cache, RedisOptions};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug};
-use stoker_metadata::PostgresOptions;
 use stoker_testkit::{TestInflux, TestPostgres, TestRedis};
 use stoker_timeseries::LineBatch;
 use tokio_util::sync::CancellationToken;
@@ -27,15 +25,10 @@ impl Drop for TestApp {
 
 async fn spawn_app() -> TestApp {
     let postgres = TestPostgres::create().await;
-    let pool = stoker_metadata::connect(&PostgresOptions::from_url(postgres.url())).unwrap();
-    stoker_metadata::migrate(&pool).await.unwrap();
+    let pool = postgres.migrated_pool().await;
     let influx = TestInflux::create().await;
     let redis = TestRedis::new();
-    let cache = Cache::connect(&RedisOptions {
-        url: stoker_testkit::redis_url(),
-        key_prefix: redis.prefix().to_owned(),
-    })
-    .unwrap();
+    let cache = redis.cache();
     let state = ApiState {
         pool,
         influx: influx.influx().clone(),

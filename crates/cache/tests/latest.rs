@@ -2,15 +2,7 @@
 
 use stoker_cache::{Cache, LatestValue, RedisOptions};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
-use stoker_testkit::{TestRedis, redis_url};
-
-fn cache(redis: &TestRedis) -> Cache {
-    Cache::connect(&RedisOptions {
-        url: redis_url(),
-        key_prefix: redis.prefix().to_owned(),
-    })
-    .unwrap()
-}
+use stoker_testkit::TestRedis;
 
 fn latest(value: f64, millis: i64) -> LatestValue {
     LatestValue {
@@ -24,7 +16,7 @@ fn latest(value: f64, millis: i64) -> LatestValue {
 #[tokio::test]
 async fn latest_values_never_move_backwards_and_carry_a_ttl() {
     let redis = TestRedis::new();
-    let cache = cache(&redis);
+    let cache = redis.cache();
     cache.ping().await.unwrap();
     let site = SiteSlug::parse("boiler-house-1").unwrap();
     let pressure = SensorKey::parse("b1_steam_pressure").unwrap();

@@ -27,7 +27,7 @@ mod time;
 
 pub use ids::{SensorKey, SensorType, SiteSlug, Unit};
 pub use range::ValidRange;
-pub use secret::Secret;
+pub use secret::{Secret, redact_url};
 pub use time::EpochMillis;
 
 /// Why a value could not become one of the domain types.

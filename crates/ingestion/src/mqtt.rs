@@ -63,7 +63,7 @@ impl Default for MqttOptions {
 /// simulator and `stoker check`.
 pub fn client_options(url: &str, client_id: &str) -> Result<rumqttc::MqttOptions> {
     let invalid = |reason: String| Error::InvalidMqttUrl {
-        url: redact_password(url),
+        url: stoker_domain::redact_url(url),
         reason,
     };
     let parsed = url::Url::parse(url).map_err(|error| invalid(error.to_string()))?;
@@ -95,16 +95,6 @@ pub fn client_options(url: &str, client_id: &str) -> Result<rumqttc::MqttOptions
         // redelivered for ever).
         .set_max_packet_size(16 * 1024 * 1024, 1024 * 1024);
     Ok(options)
-}
-
-fn redact_password(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }
 
 /// Longest wait to queue an acknowledgement or the disconnect.

@@ -3,10 +3,10 @@
 
 use std::time::Duration;
 
-use stoker_cache::{Cache, LatestValue, RedisOptions};
+use stoker_cache::{Cache, LatestValue};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
 use stoker_ingestion::{IngestOptions, Ingestion, MqttOptions, Stores};
-use stoker_metadata::{NewSensor, NewSite, PostgresOptions};
+use stoker_metadata::{NewSensor, NewSite};
 use stoker_testkit::{
     TestInflux, TestPostgres, TestRedis, publish_qos1, unique_client_id, unique_topic_prefix,
     wait_until,
@@ -14,7 +14,7 @@ use stoker_testkit::{
 use tokio_util::sync::CancellationToken;
 
 struct Harness {
-    _postgres: TestPostgres,
+    postgres: TestPostgres,
     influx: TestInflux,
     redis: TestRedis,
     cache: Cache,
@@ -29,9 +29,8 @@ impl Harness {
     /// temperature (0..600 °C) sensor, and ingestion running.
     async fn start() -> Self {
         let postgres = TestPostgres::create().await;
-        let postgres_options = PostgresOptions::from_url(postgres.url());
-        let pool = stoker_metadata::connect(&postgres_options).unwrap();
-        stoker_metadata::migrate(&pool).await.unwrap();
+        let postgres_options = postgres.options();
+        let pool = postgres.migrated_pool().await;
         let site = NewSite::parse("boiler-house-1", "Boiler house 1", "UTC").unwrap();
         stoker_metadata::create_site(&pool, &site).await.unwrap();
         for (key, sensor_type, unit, max) in [
@@ -50,11 +49,7 @@ impl Harness {
         }
         let influx = TestInflux::create().await;
         let redis = TestRedis::new();
-        let cache = Cache::connect(&RedisOptions {
-            url: stoker_testkit::redis_url(),
-            key_prefix: redis.prefix().to_owned(),
-        })
-        .unwrap();
+        let cache = redis.cache();
         let topics = unique_topic_prefix();
         let client_id = unique_client_id("ingest-test");
         let options = IngestOptions {
@@ -81,7 +76,7 @@ impl Harness {
         })
         .await;
         Self {
-            _postgres: postgres,
+            postgres,
             influx,
             redis,
             cache,
@@ -302,8 +297,7 @@ async fn an_older_reading_after_a_newer_one_leaves_latest_unchanged() {
 #[tokio::test]
 async fn a_sensor_added_while_running_is_accepted_at_once() {
     let harness = Harness::start().await;
-    let pool =
-        stoker_metadata::connect(&PostgresOptions::from_url(harness._postgres.url())).unwrap();
+    let pool = stoker_metadata::connect(&harness.postgres.options()).unwrap();
     let sensor = NewSensor {
         key: key("b1_drum_level"),
         sensor_type: SensorType::parse("level").unwrap(),

@@ -8,9 +8,7 @@ use stoker_testkit::TestPostgres;
 use tokio_util::sync::CancellationToken;
 
 async fn migrated(database: &TestPostgres) -> Pool {
-    let pool = stoker_metadata::connect(&PostgresOptions::from_url(database.url())).unwrap();
-    stoker_metadata::migrate(&pool).await.unwrap();
-    pool
+    database.migrated_pool().await
 }
 
 fn site(slug: &str) -> NewSite {

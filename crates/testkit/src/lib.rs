@@ -119,6 +119,18 @@ impl TestPostgres {
         &self.name
     }
 
+    /// Settings that point at the database.
+    pub fn options(&self) -> stoker_metadata::PostgresOptions {
+        stoker_metadata::PostgresOptions::from_url(self.url())
+    }
+
+    /// A migrated pool on the database.
+    pub async fn migrated_pool(&self) -> stoker_metadata::Pool {
+        let pool = stoker_metadata::connect(&self.options()).expect("pool");
+        stoker_metadata::migrate(&pool).await.expect("migrate");
+        pool
+    }
+
     /// A connection URL for the database.
     pub fn url(&self) -> String {
         let admin = postgres_admin_url();
@@ -224,6 +236,19 @@ impl TestRedis {
     /// The prefix to configure.
     pub fn prefix(&self) -> &str {
         &self.prefix
+    }
+
+    /// Settings that write under the prefix.
+    pub fn options(&self) -> stoker_cache::RedisOptions {
+        stoker_cache::RedisOptions {
+            url: redis_url(),
+            key_prefix: self.prefix.clone(),
+        }
+    }
+
+    /// A cache that writes under the prefix.
+    pub fn cache(&self) -> stoker_cache::Cache {
+        stoker_cache::Cache::connect(&self.options()).expect("REDIS_URL")
     }
 
     /// A plain connection to the local Redis, for assertions.

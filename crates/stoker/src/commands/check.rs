@@ -7,8 +7,8 @@ use rumqttc::{Event, Packet};
 use stoker_cache::Cache;
 use stoker_timeseries::Influx;
 
-use super::run::redact;
 use crate::cli::CheckArgs;
+use stoker_domain::redact_url as redact;
 
 /// Longest wait for one dependency.
 const TIMEOUT: Duration = Duration::from_secs(5);

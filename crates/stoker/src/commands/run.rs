@@ -5,6 +5,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use stoker_api::{ApiState, HttpOptions, Readiness};
 use stoker_cache::Cache;
+use stoker_domain::redact_url;
 use stoker_ingestion::{IngestOptions, Ingestion, Stores};
 use stoker_timeseries::Influx;
 use tokio_util::sync::CancellationToken;
@@ -66,7 +67,7 @@ pub async fn roles(
                     return Ok(ExitCode::SUCCESS);
                 }
             };
-            tracing::info!(broker = %redact(&options.mqtt.url), client_id = options.mqtt.client_id, "ingestion started");
+            tracing::info!(broker = %redact_url(&options.mqtt.url), client_id = options.mqtt.client_id, "ingestion started");
             Some(ingestion)
         }
         None => None,
@@ -100,15 +101,4 @@ pub async fn roles(
     }
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
-}
-
-/// A URL without its password, for logs.
-pub fn redact(url: &str) -> String {
-    match url::Url::parse(url) {
-        Ok(mut parsed) if parsed.password().is_some() => {
-            let _ = parsed.set_password(Some("***"));
-            parsed.to_string()
-        }
-        _ => url.to_owned(),
-    }
 }
