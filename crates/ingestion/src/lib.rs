@@ -124,6 +124,35 @@ pub enum Error {
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+/// How often ingestion logs what it did since the last report.
+const PROGRESS_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Logs a line of counts every [`PROGRESS_INTERVAL`] in which anything
+/// arrived, so an operator tailing the log sees readings flowing.
+async fn report_progress(stats: Arc<Stats>, shutdown: CancellationToken) {
+    let mut last = stats.snapshot();
+    let mut ticker = tokio::time::interval(PROGRESS_INTERVAL);
+    ticker.tick().await;
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            _ = ticker.tick() => {}
+        }
+        let now = stats.snapshot();
+        if now.messages != last.messages {
+            tracing::info!(
+                messages = now.messages - last.messages,
+                accepted = now.accepted - last.accepted,
+                rejected = now.rejected_total() - last.rejected_total(),
+                write_errors = now.write_errors - last.write_errors,
+                interval_s = PROGRESS_INTERVAL.as_secs(),
+                "ingestion progress"
+            );
+        }
+        last = now;
+    }
+}
+
 /// Batching settings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct IngestOptions {
@@ -218,6 +247,7 @@ impl Ingestion {
                 Arc::clone(&stats),
                 latest_rx,
             )),
+            tokio::spawn(report_progress(Arc::clone(&stats), shutdown.clone())),
             tokio::spawn(connection.run(envelopes_tx, shutdown)),
         ];
         Ok(Self {
