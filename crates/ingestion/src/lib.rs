@@ -29,6 +29,7 @@
 mod mqtt;
 mod payload;
 mod registry;
+mod spool;
 mod stats;
 mod writer;
 
@@ -116,6 +117,9 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// The spool directory cannot be used.
+    #[error(transparent)]
+    Spool(#[from] spool::SpoolError),
     /// Shutdown was requested before the registry could be loaded.
     #[error("stopped before the sensor registry could be loaded from Postgres")]
     Stopped,
@@ -172,6 +176,24 @@ pub struct IngestOptions {
     /// Longest a reading waits for its batch to fill before it is written (and its message acknowledged).
     #[arg(id = "ingest_linger", long = "batch-linger", env = "INGEST_BATCH_LINGER", default_value = "100ms", value_parser = parse_duration)]
     pub linger: Duration,
+
+    /// Directory of the on-disk spool that holds batches while InfluxDB is down (one per process).
+    #[arg(
+        id = "ingest_spool_dir",
+        long = "spool-dir",
+        env = "INGEST_SPOOL_DIR",
+        default_value = "spool"
+    )]
+    pub spool_dir: std::path::PathBuf,
+
+    /// Most megabytes the spool holds; when full, ingestion stops acknowledging (MQTT) and answers 503 (HTTP).
+    #[arg(
+        id = "ingest_spool_max_mb",
+        long = "spool-max-mb",
+        env = "INGEST_SPOOL_MAX_MB",
+        default_value_t = 1024
+    )]
+    pub spool_max_mb: u64,
 }
 
 impl Default for IngestOptions {
@@ -180,6 +202,8 @@ impl Default for IngestOptions {
             mqtt: MqttOptions::default(),
             batch_size: 5000,
             linger: Duration::from_millis(100),
+            spool_dir: "spool".into(),
+            spool_max_mb: 1024,
         }
     }
 }
@@ -215,6 +239,15 @@ impl Ingestion {
         shutdown: CancellationToken,
     ) -> Result<Self> {
         let connection = mqtt::Connection::new(&options.mqtt, None)?;
+        let spool = Arc::new(spool::Spool::open(
+            &options.spool_dir,
+            options.spool_max_mb.saturating_mul(1024 * 1024),
+        )?);
+        let (segments, bytes) = spool.depth();
+        if segments > 0 {
+            tracing::info!(segments, bytes, directory = %options.spool_dir.display(), "the spool holds batches from an earlier run; replaying them");
+        }
+        let replay = Arc::new(tokio::sync::Notify::new());
         let registry = Arc::new(SharedRegistry::default());
         if !registry.load_initial(&stores.pool, &shutdown).await {
             return Err(Error::Stopped);
@@ -225,7 +258,9 @@ impl Ingestion {
         let (latest_tx, latest_rx) = mpsc::channel(64);
         let writer = Writer {
             registry: Arc::clone(&registry),
-            influx: stores.influx,
+            influx: stores.influx.clone(),
+            spool: Arc::clone(&spool),
+            replay: Arc::clone(&replay),
             stats: Arc::clone(&stats),
             acker: connection.acker(),
             latest: latest_tx,
@@ -246,6 +281,13 @@ impl Ingestion {
                 stores.cache,
                 Arc::clone(&stats),
                 latest_rx,
+            )),
+            tokio::spawn(writer::run_replay(
+                spool,
+                stores.influx,
+                replay,
+                Arc::clone(&stats),
+                shutdown.clone(),
             )),
             tokio::spawn(report_progress(Arc::clone(&stats), shutdown.clone())),
             tokio::spawn(connection.run(envelopes_tx, shutdown)),

@@ -15,6 +15,10 @@ pub(crate) struct Stats {
     pub write_errors: AtomicU64,
     pub cache_errors: AtomicU64,
     pub acked: AtomicU64,
+    pub spooled_batches: AtomicU64,
+    pub replayed_batches: AtomicU64,
+    /// Set while the spool refuses batches: HTTP answers 503.
+    pub spool_full: std::sync::atomic::AtomicBool,
 }
 
 /// A copy of the counters at one moment.
@@ -34,6 +38,10 @@ pub struct StatsSnapshot {
     pub cache_errors: u64,
     /// MQTT messages acknowledged after their readings were durable.
     pub acked: u64,
+    /// Batches written to the spool because InfluxDB could not take them.
+    pub spooled_batches: u64,
+    /// Spooled batches replayed into InfluxDB.
+    pub replayed_batches: u64,
 }
 
 impl StatsSnapshot {
@@ -62,6 +70,8 @@ impl Stats {
             write_errors: load(&self.write_errors),
             cache_errors: load(&self.cache_errors),
             acked: load(&self.acked),
+            spooled_batches: load(&self.spooled_batches),
+            replayed_batches: load(&self.replayed_batches),
         }
     }
 }

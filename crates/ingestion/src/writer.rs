@@ -15,7 +15,7 @@ use bytes::Bytes;
 use stoker_cache::{Cache, LatestValue};
 use stoker_domain::EpochMillis;
 use stoker_timeseries::{Influx, LineBatch};
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
@@ -23,6 +23,7 @@ use crate::Reason;
 use crate::mqtt::{Acker, PendingAck};
 use crate::payload::{self, RawReading, Refusal};
 use crate::registry::{SensorEntry, SharedRegistry};
+use crate::spool::{Spool, SpoolError};
 use crate::stats::Stats;
 
 /// Readings may be at most this far ahead of the receive time (DESIGN.md).
@@ -66,6 +67,8 @@ type LatestBySensor = HashMap<u64, (Arc<SensorEntry>, f64, EpochMillis)>;
 pub(crate) struct Writer {
     pub registry: Arc<SharedRegistry>,
     pub influx: Influx,
+    pub spool: Arc<Spool>,
+    pub replay: Arc<Notify>,
     pub stats: Arc<Stats>,
     pub acker: Acker,
     pub latest: mpsc::Sender<Vec<(Arc<SensorEntry>, f64, EpochMillis)>>,
@@ -208,7 +211,7 @@ impl Writer {
                 tracing::warn!(
                     readings = pending.lines.len(),
                     messages = pending.acks.len(),
-                    "InfluxDB did not take the last batch before shutdown; its messages stay unacknowledged for redelivery"
+                    "neither InfluxDB nor the full spool took the last batch before shutdown; its messages stay unacknowledged for redelivery"
                 );
                 pending.lines.clear();
                 pending.acks.clear();
@@ -236,21 +239,48 @@ impl Writer {
         }
     }
 
-    /// Retries a failed write with backoff; returns false only when a
-    /// shutdown outlasted [`SHUTDOWN_GRACE`].
+    /// Makes the batch durable: in InfluxDB, or, when InfluxDB cannot take
+    /// it (or a backlog is still replaying, to keep the order), in the
+    /// spool. Returns false only when a shutdown outlasted
+    /// [`SHUTDOWN_GRACE`] with the spool full.
     async fn write_durably(&self, lines: &LineBatch) -> bool {
         let mut backoff = Duration::from_millis(100);
         let mut give_up_at: Option<Instant> = None;
         loop {
-            match self.influx.write(lines).await {
-                Ok(()) => return true,
-                Err(error) => {
-                    self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
-                    if error.is_transient() {
-                        tracing::warn!(%error, readings = lines.len(), retry_in = ?backoff, "InfluxDB write failed; retrying");
-                    } else {
-                        tracing::error!(%error, readings = lines.len(), retry_in = ?backoff, "InfluxDB refused a batch; retrying until an operator fixes it");
+            if self.spool.is_empty() {
+                match self.influx.write(lines).await {
+                    Ok(()) => {
+                        self.stats.spool_full.store(false, Ordering::Release);
+                        return true;
                     }
+                    Err(error) => {
+                        self.stats.write_errors.fetch_add(1, Ordering::Relaxed);
+                        if error.is_transient() {
+                            tracing::warn!(%error, readings = lines.len(), "InfluxDB write failed; spooling the batch to disk");
+                        } else {
+                            tracing::error!(%error, readings = lines.len(), "InfluxDB refused a batch; spooling it until an operator fixes InfluxDB");
+                        }
+                    }
+                }
+            }
+            match spool_append(&self.spool, lines).await {
+                Ok(()) => {
+                    self.stats.spooled_batches.fetch_add(1, Ordering::Relaxed);
+                    self.stats.spool_full.store(false, Ordering::Release);
+                    self.replay.notify_one();
+                    return true;
+                }
+                Err(SpoolError::Full { bytes, max_bytes }) => {
+                    if !self.stats.spool_full.swap(true, Ordering::AcqRel) {
+                        tracing::error!(
+                            bytes,
+                            max_bytes,
+                            "spool full: acknowledging nothing until InfluxDB takes the backlog (the broker keeps the messages)"
+                        );
+                    }
+                }
+                Err(error) => {
+                    tracing::error!(%error, "cannot spool a batch; retrying (the batch stays unacknowledged)");
                 }
             }
             if self.shutdown.is_cancelled() {
@@ -260,7 +290,7 @@ impl Writer {
                 }
             }
             tokio::time::sleep(backoff).await;
-            backoff = (backoff * 2).min(Duration::from_secs(5));
+            backoff = (backoff * 2).min(Duration::from_secs(2));
         }
     }
 
@@ -356,6 +386,99 @@ async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
         None => std::future::pending().await,
+    }
+}
+
+/// Appends to the spool off the async threads (it waits for the disk).
+async fn spool_append(spool: &Arc<Spool>, lines: &LineBatch) -> Result<(), SpoolError> {
+    let spool = Arc::clone(spool);
+    let body = lines.as_str().as_bytes().to_vec();
+    tokio::task::spawn_blocking(move || spool.append(&body))
+        .await
+        .unwrap_or_else(|error| {
+            Err(SpoolError::Io {
+                path: "spool".into(),
+                source: std::io::Error::other(error),
+            })
+        })
+}
+
+/// Replays the spool into InfluxDB, oldest segment first, whenever it is
+/// not empty; runs until `shutdown` (what is left replays at the next start).
+pub(crate) async fn run_replay(
+    spool: Arc<Spool>,
+    influx: Influx,
+    replay: Arc<Notify>,
+    stats: Arc<Stats>,
+    shutdown: CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(200);
+    let mut replaying = false;
+    loop {
+        if spool.is_empty() {
+            if replaying {
+                replaying = false;
+                tracing::info!("spool drained: InfluxDB has every spooled reading");
+            }
+            tokio::select! {
+                () = shutdown.cancelled() => return,
+                () = replay.notified() => continue,
+            }
+        }
+        if !replaying {
+            replaying = true;
+            let (segments, bytes) = spool.depth();
+            tracing::info!(segments, bytes, "replaying the spool into InfluxDB");
+        }
+        let oldest = {
+            let spool = Arc::clone(&spool);
+            tokio::task::spawn_blocking(move || spool.oldest()).await
+        };
+        let (sequence, body) = match oldest {
+            Ok(Ok(Some(segment))) => segment,
+            Ok(Ok(None)) => continue,
+            Ok(Err(error)) => {
+                tracing::error!(%error, "cannot read the spool");
+                if sleep_or_stop(&shutdown, Duration::from_secs(5)).await {
+                    return;
+                }
+                continue;
+            }
+            Err(error) => {
+                tracing::error!(%error, "spool reader failed");
+                continue;
+            }
+        };
+        let batch = LineBatch::from_encoded(String::from_utf8_lossy(&body).into_owned());
+        match influx.write(&batch).await {
+            Ok(()) => {
+                backoff = Duration::from_millis(200);
+                stats.replayed_batches.fetch_add(1, Ordering::Relaxed);
+                let spool = Arc::clone(&spool);
+                match tokio::task::spawn_blocking(move || spool.remove(sequence)).await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(error)) => {
+                        tracing::error!(%error, "cannot remove a replayed segment; it will be replayed again (harmless)")
+                    }
+                    Err(error) => tracing::error!(%error, "spool remover failed"),
+                }
+            }
+            Err(error) => {
+                tracing::debug!(%error, retry_in = ?backoff, "InfluxDB still unavailable for the spool replay");
+                if sleep_or_stop(&shutdown, backoff).await {
+                    return;
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+/// Sleeps; returns true if `shutdown` came first.
+async fn sleep_or_stop(shutdown: &CancellationToken, duration: Duration) -> bool {
+    tokio::select! {
+        () = shutdown.cancelled() => true,
+        () = tokio::time::sleep(duration) => false,
     }
 }
 

@@ -8,9 +8,10 @@ use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRan
 use stoker_ingestion::{IngestOptions, Ingestion, MqttOptions, Stores};
 use stoker_metadata::{NewSensor, NewSite};
 use stoker_testkit::{
-    TestInflux, TestPostgres, TestRedis, publish_qos1, unique_client_id, unique_topic_prefix,
-    wait_until,
+    TestInflux, TestInfluxServer, TestPostgres, TestRedis, TestRedisServer, publish_qos1,
+    unique_client_id, unique_topic_prefix, wait_until,
 };
+use stoker_timeseries::Influx;
 use tokio_util::sync::CancellationToken;
 
 struct Harness {
@@ -20,14 +21,26 @@ struct Harness {
     cache: Cache,
     topics: String,
     client_id: String,
+    spool: std::path::PathBuf,
     ingestion: Option<Ingestion>,
     shutdown: CancellationToken,
+}
+
+/// Where ingestion writes: the shared servers unless a test brings its own.
+#[derive(Default)]
+struct Backends {
+    influx: Option<Influx>,
+    cache: Option<Cache>,
 }
 
 impl Harness {
     /// A site `boiler-house-1` with a pressure (0..25 bar) and a flue
     /// temperature (0..600 °C) sensor, and ingestion running.
     async fn start() -> Self {
+        Self::start_with(Backends::default()).await
+    }
+
+    async fn start_with(backends: Backends) -> Self {
         let postgres = TestPostgres::create().await;
         let postgres_options = postgres.options();
         let pool = postgres.migrated_pool().await;
@@ -49,7 +62,8 @@ impl Harness {
         }
         let influx = TestInflux::create().await;
         let redis = TestRedis::new();
-        let cache = redis.cache();
+        let cache = backends.cache.unwrap_or_else(|| redis.cache());
+        let spool = std::env::temp_dir().join(unique_client_id("stoker-test-spool"));
         let topics = unique_topic_prefix();
         let client_id = unique_client_id("ingest-test");
         let options = IngestOptions {
@@ -59,13 +73,14 @@ impl Harness {
                 ..MqttOptions::default()
             },
             linger: Duration::from_millis(20),
+            spool_dir: spool.clone(),
             ..IngestOptions::default()
         };
         let shutdown = CancellationToken::new();
         let stores = Stores {
             pool,
             postgres: postgres_options,
-            influx: influx.influx().clone(),
+            influx: backends.influx.unwrap_or_else(|| influx.influx().clone()),
             cache: cache.clone(),
         };
         let ingestion = Ingestion::start(&options, stores, shutdown.clone())
@@ -82,6 +97,7 @@ impl Harness {
             cache,
             topics,
             client_id,
+            spool,
             ingestion: Some(ingestion),
             shutdown,
         }
@@ -103,7 +119,20 @@ impl Harness {
                 .unwrap();
         }
         stoker_testkit::clear_mqtt_session(&self.client_id).await;
+        let _ = std::fs::remove_dir_all(&self.spool);
     }
+}
+
+/// `count` messages of both sensors, one second apart, starting at `start`.
+fn telemetry_run(harness: &Harness, start: i64, count: i64) -> Vec<(String, Vec<u8>)> {
+    (0..count)
+        .map(|index| {
+            let ts = start + index * 1000;
+            let pressure = 10.0 + (index % 10) as f64 / 10.0;
+            let payload = format!(r#"{{"ts": {ts}, "values": {{"b1_steam_pressure": {pressure}, "b1_flue_temp": 180.5}}}}"#);
+            (harness.topic("sites/boiler-house-1/telemetry"), payload.into_bytes())
+        })
+        .collect()
 }
 
 fn site() -> SiteSlug {
@@ -323,6 +352,133 @@ async fn a_sensor_added_while_running_is_accepted_at_once() {
         1,
         "{:?}",
         harness.ingestion().stats()
+    );
+    harness.stop().await;
+}
+
+/// How long InfluxDB stays down in the outage test (the issue's figure).
+const INFLUX_OUTAGE: Duration = Duration::from_secs(30);
+
+#[tokio::test]
+async fn influxdb_stopped_mid_run_loses_nothing_and_the_spool_drains() {
+    let mut server = TestInfluxServer::start().await;
+    let influx = Influx::connect(&server.options("stoker")).await.unwrap();
+    influx.ensure_database().await.unwrap();
+    let harness = Harness::start_with(Backends {
+        influx: Some(influx.clone()),
+        cache: None,
+    })
+    .await;
+    let start = EpochMillis::now().as_millis() - 3_600_000;
+    let messages = telemetry_run(&harness, start, 600);
+
+    publish_qos1(&messages[..200]).await;
+    wait_until(
+        "the first 200 messages are stored",
+        Duration::from_secs(20),
+        || harness.ingestion().stats().acked == 200,
+    )
+    .await;
+
+    // InfluxDB goes away; ingestion keeps acknowledging into the spool.
+    server.stop();
+    let outage = tokio::time::Instant::now();
+    publish_qos1(&messages[200..400]).await;
+    wait_until(
+        "the outage's messages are spooled and acknowledged",
+        Duration::from_secs(20),
+        || harness.ingestion().stats().acked == 400,
+    )
+    .await;
+    let during = harness.ingestion().stats();
+    assert!(during.spooled_batches > 0, "{during:?}");
+    tokio::time::sleep_until(outage + INFLUX_OUTAGE).await;
+
+    // Back: the spool replays, and new readings keep flowing.
+    server.start_again().await;
+    publish_qos1(&messages[400..]).await;
+    let site = site();
+    let mut stored = 0;
+    for _ in 0..300 {
+        stored = influx.count_readings(&site).await.unwrap_or(0);
+        if stored >= 1200 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        stored, 1200,
+        "every reading of 600 two-reading messages, exactly once"
+    );
+    let after = harness.ingestion().stats();
+    assert!(
+        after.replayed_batches >= during.spooled_batches,
+        "{after:?}"
+    );
+    assert_eq!(after.accepted, 1200);
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn redis_stopped_mid_run_does_not_stop_ingestion() {
+    let mut redis = TestRedisServer::start().await;
+    let cache = Cache::connect(&stoker_cache::RedisOptions {
+        url: redis.url(),
+        key_prefix: String::new(),
+    })
+    .unwrap();
+    let harness = Harness::start_with(Backends {
+        influx: None,
+        cache: Some(cache.clone()),
+    })
+    .await;
+    let start = EpochMillis::now().as_millis() - 600_000;
+    let messages = telemetry_run(&harness, start, 90);
+
+    publish_qos1(&messages[..30]).await;
+    wait_until("30 messages are stored", Duration::from_secs(20), || {
+        harness.ingestion().stats().acked == 30
+    })
+    .await;
+    redis.stop();
+    publish_qos1(&messages[30..60]).await;
+    wait_until(
+        "30 more are stored with Redis down",
+        Duration::from_secs(20),
+        || harness.ingestion().stats().acked == 60,
+    )
+    .await;
+    assert!(harness.ingestion().stats().cache_errors > 0);
+
+    // Redis returns (empty: it only caches) and is filled again.
+    redis.start_again().await;
+    publish_qos1(&messages[60..]).await;
+    wait_until("all 90 are stored", Duration::from_secs(20), || {
+        harness.ingestion().stats().acked == 90
+    })
+    .await;
+    let newest = EpochMillis::from_millis(start + 89_000).unwrap();
+    let mut latest = None;
+    for _ in 0..200 {
+        latest = cache
+            .latest(&site(), &[key("b1_steam_pressure")])
+            .await
+            .ok()
+            .and_then(|mut values| values.remove(0));
+        if latest.as_ref().is_some_and(|value| value.ts == newest) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(latest.map(|value| value.ts), Some(newest));
+    assert_eq!(
+        harness
+            .influx
+            .influx()
+            .count_readings(&site())
+            .await
+            .unwrap(),
+        180
     );
     harness.stop().await;
 }

@@ -60,8 +60,10 @@ async fn spawn_serve(
 ) -> Server {
     let port = free_port();
     let client_id = unique_client_id("binary-test");
+    let spool = std::env::temp_dir().join(&client_id);
     let child = Command::new(BINARY)
         .arg("serve")
+        .env("INGEST_SPOOL_DIR", &spool)
         .env("DATABASE_URL", postgres.url())
         .env("INFLUX_BUCKET", influx.influx().database())
         .env("REDIS_KEY_PREFIX", redis.prefix())

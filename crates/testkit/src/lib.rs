@@ -300,8 +300,15 @@ pub fn unique_topic_prefix() -> String {
 /// Publishes each `(topic, payload)` at QoS 1 to the local broker and
 /// returns once the broker has acknowledged all of them.
 pub async fn publish_qos1(messages: &[(String, Vec<u8>)]) {
+    publish_qos1_on(SYSTEM_BROKER_PORT, messages).await;
+}
+
+/// The machine's own broker, started before the tests (scripts/dev-up).
+pub const SYSTEM_BROKER_PORT: u16 = 1883;
+
+async fn publish_qos1_on(port: u16, messages: &[(String, Vec<u8>)]) {
     let mut options =
-        rumqttc::MqttOptions::new(unique_client_id("test-publisher"), "127.0.0.1", 1883);
+        rumqttc::MqttOptions::new(unique_client_id("test-publisher"), "127.0.0.1", port);
     options.set_max_packet_size(1024 * 1024, 1024 * 1024);
     let (client, mut eventloop) = rumqttc::AsyncClient::new(options, messages.len() + 10);
     for (topic, payload) in messages {
@@ -333,7 +340,11 @@ pub async fn publish_qos1(messages: &[(String, Vec<u8>)]) {
 /// Removes the broker's persistent session of `client_id` (a test's
 /// ingestion leaves one): connect with a clean session, then disconnect.
 pub async fn clear_mqtt_session(client_id: &str) {
-    let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", 1883);
+    clear_mqtt_session_on(SYSTEM_BROKER_PORT, client_id).await;
+}
+
+async fn clear_mqtt_session_on(port: u16, client_id: &str) {
+    let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
     options.set_clean_session(true);
     let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -344,6 +355,284 @@ pub async fn clear_mqtt_session(client_id: &str) {
             }
             rumqttc::Event::Outgoing(rumqttc::Outgoing::Disconnect) => break,
             _ => {}
+        }
+    }
+}
+
+/// A Mosquitto of the test's own on a free port, configured as the project
+/// ships it (`docker/mosquitto/mosquitto.conf`: 1,000 messages in flight,
+/// a million queued per offline session), unlike the machine's broker with
+/// Mosquitto's defaults. Killed on drop.
+#[derive(Debug)]
+pub struct TestBroker {
+    port: u16,
+    directory: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl TestBroker {
+    /// Starts the broker and waits until it accepts connections.
+    pub async fn start() -> Self {
+        let port = free_port();
+        let directory = std::env::temp_dir().join(unique_name("stoker_test_broker"));
+        std::fs::create_dir_all(directory.join("data")).expect("broker directory");
+        let shipped = include_str!("../../../docker/mosquitto/mosquitto.conf");
+        let mut config = String::new();
+        for line in shipped.lines() {
+            let keyword = line.split_whitespace().next().unwrap_or_default();
+            match keyword {
+                "listener" => config.push_str(&format!("listener {port} 127.0.0.1\n")),
+                "persistence_location" => config.push_str(&format!(
+                    "persistence_location {}/\n",
+                    directory.join("data").display()
+                )),
+                "log_dest" | "pid_file" | "user" | "connection_messages" | "log_type" => {}
+                _ => {
+                    config.push_str(line);
+                    config.push('\n');
+                }
+            }
+        }
+        config.push_str(&format!(
+            "log_dest file {}\nlog_type error\nlog_type warning\n",
+            directory.join("mosquitto.log").display()
+        ));
+        // As root, Mosquitto would switch to user `mosquitto`, which cannot
+        // write the test's directory.
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        config.push_str(&format!("user {user}\n"));
+        std::fs::write(directory.join("mosquitto.conf"), config).expect("broker config");
+        let mut broker = Self {
+            port,
+            directory,
+            child: None,
+        };
+        broker.spawn().await;
+        broker
+    }
+
+    async fn spawn(&mut self) {
+        let child = std::process::Command::new("mosquitto")
+            .arg("-c")
+            .arg(self.directory.join("mosquitto.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("mosquitto must be installed (scripts/dev-up installs it)");
+        self.child = Some(child);
+        wait_for_port(self.port, "the test broker").await;
+    }
+
+    /// Stops the broker (SIGTERM: it saves its persistent state).
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+
+    /// Stops and starts the broker again on the same port and state.
+    pub async fn restart(&mut self) {
+        self.stop();
+        self.spawn().await;
+    }
+
+    /// The broker's port on 127.0.0.1.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// `mqtt://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("mqtt://127.0.0.1:{}", self.port)
+    }
+
+    /// Publishes at QoS 1 and waits for every acknowledgement.
+    pub async fn publish_qos1(&self, messages: &[(String, Vec<u8>)]) {
+        publish_qos1_on(self.port, messages).await;
+    }
+}
+
+impl Drop for TestBroker {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .expect("a free port")
+        .port()
+}
+
+async fn wait_for_port(port: u16, what: &str) {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while tokio::net::TcpStream::connect(("127.0.0.1", port))
+        .await
+        .is_err()
+    {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{what} did not start on port {port}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn stop_child(child: &mut Option<std::process::Child>) {
+    if let Some(mut running) = child.take() {
+        let _ = std::process::Command::new("kill")
+            .arg(running.id().to_string())
+            .status();
+        let _ = running.wait();
+    }
+}
+
+/// An InfluxDB server (Debian's `influxd`, 1.x) of the test's own, on free
+/// ports with its data in a temporary directory, for tests that stop and
+/// restart InfluxDB without disturbing the shared one. Removed on drop.
+#[derive(Debug)]
+pub struct TestInfluxServer {
+    port: u16,
+    directory: std::path::PathBuf,
+    child: Option<std::process::Child>,
+}
+
+impl TestInfluxServer {
+    /// Starts `influxd` and waits until it answers.
+    pub async fn start() -> Self {
+        let port = free_port();
+        let rpc_port = free_port();
+        let directory = std::env::temp_dir().join(unique_name("stoker_test_influxd"));
+        std::fs::create_dir_all(&directory).expect("influxd directory");
+        let config = format!(
+            "reporting-enabled = false\nbind-address = \"127.0.0.1:{rpc_port}\"\n\
+             [meta]\n  dir = \"{dir}/meta\"\n  logging-enabled = false\n\
+             [data]\n  dir = \"{dir}/data\"\n  wal-dir = \"{dir}/wal\"\n  query-log-enabled = false\n\
+             [http]\n  bind-address = \"127.0.0.1:{port}\"\n  log-enabled = false\n\
+             [monitor]\n  store-enabled = false\n\
+             [logging]\n  level = \"warn\"\n",
+            dir = directory.display()
+        );
+        std::fs::write(directory.join("influxdb.conf"), config).expect("influxd config");
+        let mut server = Self {
+            port,
+            directory,
+            child: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let child = std::process::Command::new("influxd")
+            .arg("-config")
+            .arg(self.directory.join("influxdb.conf"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("influxd must be installed (scripts/dev-up installs it)");
+        self.child = Some(child);
+        wait_for_port(self.port, "influxd").await;
+    }
+
+    /// Stops the server (SIGTERM).
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+
+    /// Starts it again on the same port and data.
+    pub async fn start_again(&mut self) {
+        self.spawn().await;
+    }
+
+    /// `http://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Settings for database `database` on this server.
+    pub fn options(&self, database: &str) -> InfluxOptions {
+        InfluxOptions {
+            url: self.url(),
+            bucket: database.to_owned(),
+            ..InfluxOptions::default()
+        }
+    }
+}
+
+impl Drop for TestInfluxServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.directory);
+    }
+}
+
+/// A Redis server of the test's own on a free port (nothing persisted),
+/// for tests that stop Redis. Killed on drop.
+#[derive(Debug)]
+pub struct TestRedisServer {
+    port: u16,
+    child: Option<std::process::Child>,
+}
+
+impl TestRedisServer {
+    /// Starts `redis-server` and waits until it accepts connections.
+    pub async fn start() -> Self {
+        let mut server = Self {
+            port: free_port(),
+            child: None,
+        };
+        server.spawn().await;
+        server
+    }
+
+    async fn spawn(&mut self) {
+        let child = std::process::Command::new("redis-server")
+            .args([
+                "--bind",
+                "127.0.0.1",
+                "--port",
+                &self.port.to_string(),
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (scripts/dev-up installs it)");
+        self.child = Some(child);
+        wait_for_port(self.port, "redis-server").await;
+    }
+
+    /// Stops the server.
+    pub fn stop(&mut self) {
+        stop_child(&mut self.child);
+    }
+
+    /// Starts it again on the same port (empty: Redis only caches).
+    pub async fn start_again(&mut self) {
+        self.spawn().await;
+    }
+
+    /// `redis://127.0.0.1:{port}`.
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for TestRedisServer {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
         }
     }
 }

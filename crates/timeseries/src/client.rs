@@ -240,6 +240,16 @@ impl Influx {
         Ok(points)
     }
 
+    /// How many readings a site has in InfluxDB, over all time.
+    pub async fn count_readings(&self, site: &SiteSlug) -> Result<u64> {
+        let series = self.query(&influxql::count_readings(site)).await?;
+        Ok(series
+            .iter()
+            .flat_map(|one| one.values.iter())
+            .filter_map(|row| row.get(1).and_then(serde_json::Value::as_u64))
+            .sum())
+    }
+
     /// One sensor's raw readings in `[start, end)`, oldest first.
     pub async fn readings(
         &self,

@@ -46,6 +46,15 @@ pub(crate) fn latest_per_sensor(site: &SiteSlug) -> String {
     )
 }
 
+/// How many readings a site has, over all time.
+pub(crate) fn count_readings(site: &SiteSlug) -> String {
+    format!(
+        "SELECT count(\"value\") FROM {} WHERE \"site\" = {}",
+        identifier(MEASUREMENT),
+        literal(site.as_str()),
+    )
+}
+
 /// One sensor's raw readings in `[start, end)`, oldest first.
 pub(crate) fn readings(
     site: &SiteSlug,

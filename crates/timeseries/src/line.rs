@@ -59,6 +59,12 @@ impl LineBatch {
         self.points += 1;
     }
 
+    /// A batch from text this type encoded earlier (a spooled batch).
+    pub fn from_encoded(body: String) -> Self {
+        let points = body.lines().filter(|line| !line.is_empty()).count();
+        Self { body, points }
+    }
+
     /// Number of points in the batch.
     pub fn len(&self) -> usize {
         self.points
