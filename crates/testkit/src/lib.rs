@@ -300,13 +300,14 @@ pub fn unique_topic_prefix() -> String {
 /// Publishes each `(topic, payload)` at QoS 1 to the local broker and
 /// returns once the broker has acknowledged all of them.
 pub async fn publish_qos1(messages: &[(String, Vec<u8>)]) {
-    publish_qos1_on(SYSTEM_BROKER_PORT, messages).await;
+    publish_qos1_to(SYSTEM_BROKER_PORT, messages).await;
 }
 
 /// The machine's own broker, started before the tests (scripts/dev-up).
 pub const SYSTEM_BROKER_PORT: u16 = 1883;
 
-async fn publish_qos1_on(port: u16, messages: &[(String, Vec<u8>)]) {
+/// Publishes at QoS 1 to the broker on `port` and waits for every acknowledgement.
+pub async fn publish_qos1_to(port: u16, messages: &[(String, Vec<u8>)]) {
     let mut options =
         rumqttc::MqttOptions::new(unique_client_id("test-publisher"), "127.0.0.1", port);
     options.set_max_packet_size(1024 * 1024, 1024 * 1024);
@@ -340,10 +341,11 @@ async fn publish_qos1_on(port: u16, messages: &[(String, Vec<u8>)]) {
 /// Removes the broker's persistent session of `client_id` (a test's
 /// ingestion leaves one): connect with a clean session, then disconnect.
 pub async fn clear_mqtt_session(client_id: &str) {
-    clear_mqtt_session_on(SYSTEM_BROKER_PORT, client_id).await;
+    clear_mqtt_session_to(SYSTEM_BROKER_PORT, client_id).await;
 }
 
-async fn clear_mqtt_session_on(port: u16, client_id: &str) {
+/// Removes the persistent session of `client_id` on the broker on `port`.
+pub async fn clear_mqtt_session_to(port: u16, client_id: &str) {
     let mut options = rumqttc::MqttOptions::new(client_id, "127.0.0.1", port);
     options.set_clean_session(true);
     let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 10);
@@ -446,7 +448,7 @@ impl TestBroker {
 
     /// Publishes at QoS 1 and waits for every acknowledgement.
     pub async fn publish_qos1(&self, messages: &[(String, Vec<u8>)]) {
-        publish_qos1_on(self.port, messages).await;
+        publish_qos1_to(self.port, messages).await;
     }
 }
 

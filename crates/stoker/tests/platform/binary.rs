@@ -1,55 +1,22 @@
-//! The real `stoker` binary, as an operator runs it, against the real
-//! services: each test points it at its own databases, key prefix and topic
-//! prefix through the environment.
+//! Serving, checking and configuring through the binary.
 
-use std::process::{Child, Command, Stdio};
+use std::process::Command;
 use std::time::Duration;
 
 use serde_json::{Value, json};
+
+use crate::helpers::{BINARY, Stoker, TempDir, free_port};
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
 use stoker_testkit::{
     TestInflux, TestPostgres, TestRedis, publish_qos1, unique_client_id, unique_topic_prefix,
 };
 
-const BINARY: &str = env!("CARGO_BIN_EXE_stoker");
-
-/// A running `stoker serve`, interrupted (SIGINT) on drop.
+/// A running `stoker serve` and where it answers.
 struct Server {
-    child: Child,
+    process: Stoker,
     base: String,
     client_id: String,
-}
-
-impl Server {
-    fn interrupt(&mut self) -> std::process::ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        for _ in 0..300 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        let _ = self.child.kill();
-        self.child.wait().expect("wait for stoker")
-    }
-}
-
-impl Drop for Server {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.interrupt();
-        }
-    }
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+    _spool: TempDir,
 }
 
 async fn spawn_serve(
@@ -60,25 +27,25 @@ async fn spawn_serve(
 ) -> Server {
     let port = free_port();
     let client_id = unique_client_id("binary-test");
-    let spool = std::env::temp_dir().join(&client_id);
-    let child = Command::new(BINARY)
-        .arg("serve")
-        .env("INGEST_SPOOL_DIR", &spool)
-        .env("DATABASE_URL", postgres.url())
-        .env("INFLUX_BUCKET", influx.influx().database())
-        .env("REDIS_KEY_PREFIX", redis.prefix())
-        .env("MQTT_TOPIC_PREFIX", topics)
-        .env("MQTT_CLIENT_ID", &client_id)
-        .env("HTTP_ADDR", format!("127.0.0.1:{port}"))
-        .env("INGEST_BATCH_LINGER", "20ms")
-        .env("RUST_LOG", "warn")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("run the stoker binary");
+    let spool = TempDir::new("stoker-test-spool");
+    let process = Stoker::spawn(
+        "serve",
+        &[
+            ("INGEST_SPOOL_DIR", spool.path()),
+            ("DATABASE_URL", postgres.url()),
+            ("INFLUX_BUCKET", influx.influx().database().to_owned()),
+            ("REDIS_KEY_PREFIX", redis.prefix().to_owned()),
+            ("MQTT_TOPIC_PREFIX", topics.to_owned()),
+            ("MQTT_CLIENT_ID", client_id.clone()),
+            ("HTTP_ADDR", format!("127.0.0.1:{port}")),
+            ("INGEST_BATCH_LINGER", "20ms".to_owned()),
+        ],
+    );
     let server = Server {
-        child,
+        process,
         base: format!("http://127.0.0.1:{port}"),
         client_id,
+        _spool: spool,
     };
     let http = reqwest::Client::new();
     for _ in 0..300 {
@@ -181,7 +148,7 @@ async fn one_reading_travels_from_mqtt_to_the_api() {
     assert!((290..=300).contains(&ttl), "ttl {ttl}");
 
     // SIGINT: flush, acknowledge, stop HTTP, exit 0.
-    let status = server.interrupt();
+    let status = server.process.interrupt();
     assert!(status.success(), "stoker serve exited with {status}");
     stoker_testkit::clear_mqtt_session(&server.client_id).await;
 }
