@@ -9,8 +9,8 @@ use crate::problem::{ApiError, FieldError};
 /// Largest metadata request body.
 const MAX_BODY_BYTES: u64 = 64 * 1024;
 
-/// A JSON object body (application/json), at most 64 KiB.
-pub(crate) fn json_object() -> impl Filter<Extract = (Fields,), Error = warp::Rejection> + Clone {
+/// Refuses (415) a request whose content type is not `application/json`.
+pub(crate) fn require_json() -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
     warp::header::optional::<String>("content-type")
         .and_then(|content_type: Option<String>| async move {
             let is_json = content_type.is_some_and(|value| {
@@ -26,6 +26,11 @@ pub(crate) fn json_object() -> impl Filter<Extract = (Fields,), Error = warp::Re
             }
         })
         .untuple_one()
+}
+
+/// A JSON object body (application/json), at most 64 KiB.
+pub(crate) fn json_object() -> impl Filter<Extract = (Fields,), Error = warp::Rejection> + Clone {
+    require_json()
         .and(warp::body::content_length_limit(MAX_BODY_BYTES))
         .and(warp::body::bytes())
         .and_then(|body: Bytes| async move {

@@ -24,6 +24,7 @@ mod body;
 mod problem;
 mod readings;
 mod sites;
+mod telemetry;
 
 use std::net::SocketAddr;
 
@@ -67,6 +68,9 @@ pub struct ApiState {
     pub cache: Cache,
     /// Roles running in the same process that `/readyz` reports on.
     pub readiness: Readiness,
+    /// Where `POST …/telemetry` hands payloads; none when this process runs
+    /// no ingestion (the route then answers 503).
+    pub intake: Option<stoker_ingestion::Intake>,
 }
 
 /// Named readiness probes of the roles that share the process (e.g. the
@@ -131,9 +135,11 @@ pub fn routes(
         let body = serde_json::json!({"status": if ready { "ready" } else { "not ready" }, "checks": checks});
         warp::reply::with_status(warp::reply::json(&body), status)
     });
-    let api = warp::path("api")
-        .and(warp::path("v1"))
-        .and(sites::routes(state.clone()).or(readings::routes(state)));
+    let api = warp::path("api").and(warp::path("v1")).and(
+        sites::routes(state.clone())
+            .or(readings::routes(state.clone()))
+            .or(telemetry::routes(state)),
+    );
     healthz
         .or(readyz)
         .or(api)

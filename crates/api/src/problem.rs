@@ -39,6 +39,21 @@ pub enum ApiError {
         /// What happened.
         detail: String,
     },
+    /// Telemetry refused as a whole, or every reading of it.
+    #[error("{detail}")]
+    Refused {
+        /// The status that fits the reason.
+        status: StatusCode,
+        /// The reason's stable name.
+        code: &'static str,
+        /// What is wrong.
+        detail: String,
+        /// Each refused reading.
+        rejected: Vec<crate::telemetry::RejectedReading>,
+    },
+    /// Ingestion cannot take more right now; the client should retry.
+    #[error("{0}")]
+    Busy(String),
     /// A bug or an unexpected state; logged with its detail.
     #[error("internal error")]
     Internal(String),
@@ -75,6 +90,8 @@ impl ApiError {
             ApiError::Unavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable")
             }
+            ApiError::Refused { status, code, .. } => (*status, code),
+            ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "ingestion_busy"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -90,6 +107,8 @@ struct Problem<'a> {
     detail: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldError]>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    rejected: Option<&'a [crate::telemetry::RejectedReading]>,
 }
 
 fn problem(
@@ -98,6 +117,16 @@ fn problem(
     detail: String,
     errors: Option<&[FieldError]>,
 ) -> warp::reply::Response {
+    problem_with(status, code, detail, errors, None)
+}
+
+fn problem_with(
+    status: StatusCode,
+    code: &str,
+    detail: String,
+    errors: Option<&[FieldError]>,
+    rejected: Option<&[crate::telemetry::RejectedReading]>,
+) -> warp::reply::Response {
     let body = Problem {
         kind: "about:blank",
         title: status.canonical_reason().unwrap_or("Error"),
@@ -105,6 +134,7 @@ fn problem(
         code,
         detail,
         errors,
+        rejected,
     };
     let mut response = warp::reply::with_status(warp::reply::json(&body), status).into_response();
     response.headers_mut().insert(
@@ -126,6 +156,9 @@ pub(crate) async fn recover(rejection: Rejection) -> Result<warp::reply::Respons
         let (status, code) = error.status_and_code();
         return Ok(match error {
             ApiError::Validation(errors) => problem(status, code, error.to_string(), Some(errors)),
+            ApiError::Refused { rejected, .. } => {
+                problem_with(status, code, error.to_string(), None, Some(rejected))
+            }
             ApiError::Internal(detail) => {
                 tracing::error!(detail, "internal error answering a request");
                 problem(status, code, error.to_string(), None)

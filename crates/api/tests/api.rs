@@ -13,38 +13,59 @@ struct TestApp {
     http: reqwest::Client,
     influx: TestInflux,
     redis: TestRedis,
-    _postgres: TestPostgres,
+    postgres: TestPostgres,
+    spool: std::path::PathBuf,
     shutdown: CancellationToken,
 }
 
 impl Drop for TestApp {
     fn drop(&mut self) {
         self.shutdown.cancel();
+        let _ = std::fs::remove_dir_all(&self.spool);
     }
 }
 
 async fn spawn_app() -> TestApp {
     let postgres = TestPostgres::create().await;
     let pool = postgres.migrated_pool().await;
+    stoker_ingestion::migrate(&pool).await.unwrap();
     let influx = TestInflux::create().await;
     let redis = TestRedis::new();
     let cache = redis.cache();
+    let shutdown = CancellationToken::new();
+    let spool = std::env::temp_dir().join(stoker_testkit::unique_client_id("stoker-test-spool"));
+    let options = stoker_ingestion::IngestOptions {
+        linger: std::time::Duration::from_millis(20),
+        spool_dir: spool.clone(),
+        ..Default::default()
+    };
+    let stores = stoker_ingestion::Stores {
+        pool: pool.clone(),
+        postgres: postgres.options(),
+        influx: influx.influx().clone(),
+        cache: cache.clone(),
+    };
+    let ingestion =
+        stoker_ingestion::Ingestion::start_without_mqtt(&options, stores, shutdown.clone())
+            .await
+            .unwrap();
     let state = ApiState {
         pool,
         influx: influx.influx().clone(),
         cache,
+        intake: Some(ingestion.intake()),
         readiness: stoker_api::Readiness::default().with("always", || true),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let shutdown = CancellationToken::new();
     tokio::spawn(stoker_api::serve(listener, state, shutdown.clone()));
     TestApp {
         base,
         http: reqwest::Client::new(),
         influx,
         redis,
-        _postgres: postgres,
+        postgres,
+        spool,
         shutdown,
     }
 }
@@ -101,11 +122,18 @@ impl TestApp {
 }
 
 #[tokio::test]
-async fn healthz_answers() {
+async fn healthz_and_readyz_answer() {
     let app = spawn_app().await;
     assert_eq!(
         app.get("/healthz").await,
         (StatusCode::OK, json!({"status": "ok"}))
+    );
+    assert_eq!(
+        app.get("/readyz").await,
+        (
+            StatusCode::OK,
+            json!({"status": "ready", "checks": {"always": "ok"}})
+        )
     );
 }
 
@@ -286,5 +314,125 @@ async fn latest_falls_back_to_influxdb_and_rewarms_redis() {
     assert_eq!(
         (status, problem["code"].as_str()),
         (StatusCode::NOT_FOUND, Some("not_found"))
+    );
+}
+
+#[tokio::test]
+async fn telemetry_over_http_answers_once_durable_and_names_each_refusal() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let site = SiteSlug::parse("boiler-house-1").unwrap();
+    let ts = EpochMillis::now().as_millis() - 10_000;
+    let path = "/api/v1/sites/boiler-house-1/telemetry";
+
+    // All accepted: durable when answered.
+    let (status, body) = app
+        .post(
+            path,
+            json!({"ts": ts, "values": {"b1_steam_pressure": 10.4, "b1_flue_temp": 181.2}}),
+        )
+        .await;
+    assert_eq!(
+        (status, body),
+        (StatusCode::OK, json!({"accepted": 2, "rejected": []}))
+    );
+    assert_eq!(app.influx.influx().count_readings(&site).await.unwrap(), 2);
+
+    // Partly refused: the answer names each refused reading and why.
+    let (status, body) = app
+        .post(path, json!([{"ts": ts + 1000, "values": {"b1_steam_pressure": 10.5, "b1_ghost": 1.0, "b1_flue_temp": 9999}}]))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["accepted"], 1);
+    let reasons: Vec<(&str, &str)> = body["rejected"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|refused| {
+            (
+                refused["sensor"].as_str().unwrap(),
+                refused["reason"].as_str().unwrap(),
+            )
+        })
+        .collect();
+    assert_eq!(reasons.len(), 2);
+    assert!(
+        reasons.contains(&("b1_ghost", "unknown_sensor"))
+            && reasons.contains(&("b1_flue_temp", "out_of_range")),
+        "{body}"
+    );
+
+    // Every reading refused: 422 with the list.
+    let (status, problem) = app.post(path, json!({"b1_steam_pressure": "high"})).await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some("all_readings_rejected")
+        )
+    );
+    assert_eq!(problem["rejected"][0]["reason"], "non_numeric");
+
+    // Refused as a whole.
+    let (status, problem) = app
+        .post("/api/v1/sites/nowhere/telemetry", json!({"a": 1}))
+        .await;
+    assert_eq!(
+        (status, problem["code"].as_str()),
+        (StatusCode::NOT_FOUND, Some("unknown_site"))
+    );
+    let response = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .header("content-type", "application/json")
+        .body("{not json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::BAD_REQUEST);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["code"],
+        "malformed_json"
+    );
+    let huge = format!(
+        "{{\"b1_flue_temp\": 1, \"pad\": \"{}\"}}",
+        "x".repeat(300 * 1024)
+    );
+    let response = app
+        .http
+        .post(format!("{}{path}", app.base))
+        .header("content-type", "application/json")
+        .body(huge)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    assert_eq!(
+        response.json::<Value>().await.unwrap()["code"],
+        "payload_too_large"
+    );
+    assert_eq!(app.influx.influx().count_readings(&site).await.unwrap(), 3);
+
+    // Each refusal is recorded in Postgres with source http.
+    let pool = stoker_metadata::connect(&app.postgres.options()).unwrap();
+    let client = pool.get().await.unwrap();
+    let mut recorded = 0_i64;
+    for _ in 0..100 {
+        recorded = client
+            .query_one(
+                "SELECT count(*) FROM ingestion.rejected_readings WHERE source = 'http'",
+                &[],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        if recorded == 6 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+    assert_eq!(
+        recorded, 6,
+        "ghost, out of range, non-numeric, unknown site, malformed, too large"
     );
 }

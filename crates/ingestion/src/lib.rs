@@ -26,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod journal;
 mod mqtt;
 mod payload;
 mod registry;
@@ -45,8 +46,10 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use journal::migrate;
 pub use mqtt::{MqttOptions, client_options};
 pub use stats::StatsSnapshot;
+pub use writer::{Receipt, Refused};
 
 use registry::SharedRegistry;
 use stats::Stats;
@@ -186,6 +189,15 @@ pub struct IngestOptions {
     )]
     pub spool_dir: std::path::PathBuf,
 
+    /// Rejected readings kept in Postgres (ingestion.rejected_readings); the oldest beyond it are pruned.
+    #[arg(
+        id = "ingest_keep_rejected",
+        long = "keep-rejected",
+        env = "INGEST_KEEP_REJECTED",
+        default_value_t = 100_000
+    )]
+    pub keep_rejected: i64,
+
     /// Most megabytes the spool holds; when full, ingestion stops acknowledging (MQTT) and answers 503 (HTTP).
     #[arg(
         id = "ingest_spool_max_mb",
@@ -204,6 +216,7 @@ impl Default for IngestOptions {
             linger: Duration::from_millis(100),
             spool_dir: "spool".into(),
             spool_max_mb: 1024,
+            keep_rejected: 100_000,
         }
     }
 }
@@ -226,7 +239,72 @@ pub struct Stores {
 pub struct Ingestion {
     stats: Arc<Stats>,
     connected: Arc<AtomicBool>,
+    intake: Intake,
     tasks: Vec<JoinHandle<()>>,
+}
+
+/// Where HTTP hands payloads to ingestion. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Intake {
+    envelopes: mpsc::Sender<writer::Envelope>,
+    stats: Arc<Stats>,
+}
+
+/// Why a payload could not be taken now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
+pub enum IntakeError {
+    /// The spool is full or the writer is a whole queue behind: retry later.
+    #[error(
+        "ingestion is saturated (InfluxDB unavailable and the spool full, or a full queue); retry later"
+    )]
+    Busy,
+    /// Ingestion is shutting down.
+    #[error("ingestion is shutting down")]
+    Stopping,
+}
+
+impl Intake {
+    /// Submits a `sites/{site}/telemetry` body and waits until its accepted
+    /// readings are durable; the receipt says what was refused and why.
+    pub async fn submit(&self, site: &str, payload: bytes::Bytes) -> Result<Receipt, IntakeError> {
+        self.send(site, payload, None).await
+    }
+
+    /// Refuses a body of `length` bytes, over the limit, without reading
+    /// it: counted and recorded like any refusal.
+    pub async fn submit_oversized(&self, site: &str, length: u64) -> Result<Receipt, IntakeError> {
+        self.send(site, bytes::Bytes::new(), Some(length)).await
+    }
+
+    async fn send(
+        &self,
+        site: &str,
+        payload: bytes::Bytes,
+        oversized: Option<u64>,
+    ) -> Result<Receipt, IntakeError> {
+        if self.stats.spool_full.load(Ordering::Acquire) && oversized.is_none() {
+            return Err(IntakeError::Busy);
+        }
+        let (reply, receipt) = tokio::sync::oneshot::channel();
+        let envelope = writer::Envelope {
+            source: journal::Source::Http,
+            target: writer::Target::Telemetry {
+                site: site.to_owned(),
+            },
+            payload,
+            received: stoker_domain::EpochMillis::now(),
+            ack: None,
+            reply: Some(reply),
+            oversized,
+        };
+        match self.envelopes.try_send(envelope) {
+            Ok(()) => {}
+            Err(mpsc::error::TrySendError::Full(_)) => return Err(IntakeError::Busy),
+            Err(mpsc::error::TrySendError::Closed(_)) => return Err(IntakeError::Stopping),
+        }
+        // Dropped unanswered: the batch could be neither written nor spooled.
+        receipt.await.map_err(|_| IntakeError::Busy)
+    }
 }
 
 impl Ingestion {
@@ -239,6 +317,25 @@ impl Ingestion {
         shutdown: CancellationToken,
     ) -> Result<Self> {
         let connection = mqtt::Connection::new(&options.mqtt, None)?;
+        Self::start_with(options, stores, shutdown, Some(connection)).await
+    }
+
+    /// Starts ingestion for HTTP alone (the `api` role): the same writer,
+    /// spool and journal, no broker connection.
+    pub async fn start_without_mqtt(
+        options: &IngestOptions,
+        stores: Stores,
+        shutdown: CancellationToken,
+    ) -> Result<Self> {
+        Self::start_with(options, stores, shutdown, None).await
+    }
+
+    async fn start_with(
+        options: &IngestOptions,
+        stores: Stores,
+        shutdown: CancellationToken,
+        connection: Option<mqtt::Connection>,
+    ) -> Result<Self> {
         let spool = Arc::new(spool::Spool::open(
             &options.spool_dir,
             options.spool_max_mb.saturating_mul(1024 * 1024),
@@ -253,30 +350,45 @@ impl Ingestion {
             return Err(Error::Stopped);
         }
         let stats = Arc::new(Stats::default());
-        let connected = Arc::clone(&connection.connected);
+        let connected = connection.as_ref().map_or_else(
+            || Arc::new(AtomicBool::new(true)),
+            |connection| Arc::clone(&connection.connected),
+        );
         let (envelopes_tx, envelopes_rx) = mpsc::channel(4096);
         let (latest_tx, latest_rx) = mpsc::channel(64);
+        let (journal_tx, journal_rx) = mpsc::channel(64);
         let writer = Writer {
             registry: Arc::clone(&registry),
             influx: stores.influx.clone(),
             spool: Arc::clone(&spool),
             replay: Arc::clone(&replay),
             stats: Arc::clone(&stats),
-            acker: connection.acker(),
+            acker: connection.as_ref().map(mqtt::Connection::acker),
             latest: latest_tx,
+            journal: journal_tx,
             limits: BatchLimits {
                 max_points: options.batch_size.max(1),
                 linger: options.linger,
             },
             shutdown: shutdown.clone(),
         };
-        let tasks = vec![
+        let intake = Intake {
+            envelopes: envelopes_tx.clone(),
+            stats: Arc::clone(&stats),
+        };
+        let mut tasks = vec![
             tokio::spawn(Arc::clone(&registry).follow_changes(
-                stores.pool,
+                stores.pool.clone(),
                 stores.postgres,
                 shutdown.clone(),
             )),
             tokio::spawn(writer.run(envelopes_rx)),
+            tokio::spawn(journal::run(
+                stores.pool,
+                options.keep_rejected,
+                Arc::clone(&stats),
+                journal_rx,
+            )),
             tokio::spawn(writer::run_latest_updates(
                 stores.cache,
                 Arc::clone(&stats),
@@ -290,13 +402,21 @@ impl Ingestion {
                 shutdown.clone(),
             )),
             tokio::spawn(report_progress(Arc::clone(&stats), shutdown.clone())),
-            tokio::spawn(connection.run(envelopes_tx, shutdown)),
         ];
+        if let Some(connection) = connection {
+            tasks.push(tokio::spawn(connection.run(envelopes_tx, shutdown)));
+        }
         Ok(Self {
             stats,
             connected,
+            intake,
             tasks,
         })
+    }
+
+    /// The handle HTTP submits payloads through.
+    pub fn intake(&self) -> Intake {
+        self.intake.clone()
     }
 
     /// The counters so far.

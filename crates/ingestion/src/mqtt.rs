@@ -255,10 +255,13 @@ impl Connection {
             },
         });
         Envelope {
+            source: crate::journal::Source::Mqtt,
             target,
             payload: publish.payload,
             received: EpochMillis::now(),
             ack,
+            reply: None,
+            oversized: None,
         }
     }
 }

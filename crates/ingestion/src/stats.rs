@@ -17,6 +17,7 @@ pub(crate) struct Stats {
     pub acked: AtomicU64,
     pub spooled_batches: AtomicU64,
     pub replayed_batches: AtomicU64,
+    pub rejections_unrecorded: AtomicU64,
     /// Set while the spool refuses batches: HTTP answers 503.
     pub spool_full: std::sync::atomic::AtomicBool,
 }
@@ -42,6 +43,9 @@ pub struct StatsSnapshot {
     pub spooled_batches: u64,
     /// Spooled batches replayed into InfluxDB.
     pub replayed_batches: u64,
+    /// Rejections counted and logged but not recorded in Postgres (the
+    /// in-memory bound was reached while Postgres was slow or away).
+    pub rejections_unrecorded: u64,
 }
 
 impl StatsSnapshot {
@@ -72,6 +76,7 @@ impl Stats {
             acked: load(&self.acked),
             spooled_batches: load(&self.spooled_batches),
             replayed_batches: load(&self.replayed_batches),
+            rejections_unrecorded: load(&self.rejections_unrecorded),
         }
     }
 }

@@ -15,11 +15,12 @@ use bytes::Bytes;
 use stoker_cache::{Cache, LatestValue};
 use stoker_domain::EpochMillis;
 use stoker_timeseries::{Influx, LineBatch};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
 use crate::Reason;
+use crate::journal::{self, Entries, Rejection, Source};
 use crate::mqtt::{Acker, PendingAck};
 use crate::payload::{self, RawReading, Refusal};
 use crate::registry::{SensorEntry, SharedRegistry};
@@ -47,11 +48,38 @@ pub(crate) enum Target {
 /// One message on its way to storage.
 #[derive(Debug)]
 pub(crate) struct Envelope {
+    pub source: Source,
     pub target: Target,
     pub payload: Bytes,
     pub received: EpochMillis,
     /// Set for QoS 1 messages: acknowledged once durable.
     pub ack: Option<PendingAck>,
+    /// Set for HTTP requests: answered once durable.
+    pub reply: Option<oneshot::Sender<Receipt>>,
+    /// Set when an HTTP body was refused unread for its declared length.
+    pub oversized: Option<u64>,
+}
+
+/// What became of one message, for the HTTP answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Receipt {
+    /// Readings stored.
+    pub accepted: usize,
+    /// Readings (or the whole message) refused.
+    pub refused: Vec<Refused>,
+    /// Whether the message as a whole was refused (malformed, unknown site…).
+    pub message_refused: bool,
+}
+
+/// One refusal in a [`Receipt`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// The sensor as named, when the refusal is about one reading.
+    pub sensor: Option<String>,
+    /// Why.
+    pub reason: Reason,
+    /// A precise explanation.
+    pub detail: String,
 }
 
 /// Batch size and linger.
@@ -70,8 +98,10 @@ pub(crate) struct Writer {
     pub spool: Arc<Spool>,
     pub replay: Arc<Notify>,
     pub stats: Arc<Stats>,
-    pub acker: Acker,
+    /// The broker connection's acknowledgements; none without MQTT.
+    pub acker: Option<Acker>,
     pub latest: mpsc::Sender<Vec<(Arc<SensorEntry>, f64, EpochMillis)>>,
+    pub journal: mpsc::Sender<Entries>,
     pub limits: BatchLimits,
     pub shutdown: CancellationToken,
 }
@@ -80,8 +110,41 @@ pub(crate) struct Writer {
 struct Pending {
     lines: LineBatch,
     acks: Vec<PendingAck>,
+    /// HTTP callers waiting for their readings to be durable.
+    replies: Vec<(oneshot::Sender<Receipt>, Receipt)>,
     latest: LatestBySensor,
+    journal: Entries,
+    log: RejectionLog,
     deadline: Option<Instant>,
+}
+
+/// At most one log line per rejection reason every [`LOG_EVERY`], with the
+/// number of further rejections it stands for: a sensor gone mad must not
+/// flood the log (every rejection is still counted and recorded).
+#[derive(Debug, Default)]
+struct RejectionLog {
+    last: [Option<Instant>; Reason::ALL.len()],
+    suppressed: [u64; Reason::ALL.len()],
+}
+
+const LOG_EVERY: Duration = Duration::from_secs(10);
+
+impl RejectionLog {
+    /// Whether to log this one; if so, how many were suppressed before it.
+    fn admit(&mut self, reason: Reason) -> Option<u64> {
+        let index = reason as usize;
+        let now = Instant::now();
+        match self.last[index] {
+            Some(last) if now.duration_since(last) < LOG_EVERY => {
+                self.suppressed[index] += 1;
+                None
+            }
+            _ => {
+                self.last[index] = Some(now);
+                Some(std::mem::take(&mut self.suppressed[index]))
+            }
+        }
+    }
 }
 
 impl Writer {
@@ -91,7 +154,10 @@ impl Writer {
         let mut pending = Pending {
             lines: LineBatch::with_capacity(self.limits.max_points),
             acks: Vec::new(),
+            replies: Vec::new(),
             latest: HashMap::new(),
+            journal: Entries::default(),
+            log: RejectionLog::default(),
             deadline: None,
         };
         loop {
@@ -117,87 +183,106 @@ impl Writer {
             self.accept(envelope, &mut pending);
         }
         self.flush(&mut pending).await;
-        self.acker.disconnect().await;
+        if let Some(acker) = &self.acker {
+            acker.disconnect().await;
+        }
     }
 
     /// Validates one message into the pending batch.
     fn accept(&self, envelope: Envelope, pending: &mut Pending) {
         self.stats.messages.fetch_add(1, Ordering::Relaxed);
-        // Whatever the message brings (readings, or only an acknowledgement
-        // for a refused one), it is settled by the next flush.
+        // Whatever the message brings (readings, or only a settlement for a
+        // refused one), it is settled by the next flush.
         pending
             .deadline
             .get_or_insert_with(|| Instant::now() + self.limits.linger);
-        let (site, readings) = match &envelope.target {
-            Target::Telemetry { site } => {
-                (site.as_str(), payload::parse_telemetry(&envelope.payload))
-            }
-            Target::Sensor { site, sensor } => (
-                site.as_str(),
-                payload::parse_sensor_value(&envelope.payload, sensor).map(|reading| vec![reading]),
-            ),
-            Target::Unknown { topic } => {
-                let refusal = Refusal::new(
-                    Reason::InvalidTopic,
+        let mut receipt = Receipt::default();
+        let readings = match &envelope.target {
+            Target::Telemetry { site } => match envelope.oversized {
+                Some(length) => Err(Refusal::new(
+                    Reason::PayloadTooLarge,
                     format!(
-                        "topic {topic:?} is not sites/{{site}}/telemetry or sites/{{site}}/sensors/{{sensor}}"
+                        "payload is {length} bytes; the limit is {}",
+                        payload::MAX_PAYLOAD_BYTES
                     ),
-                );
-                self.refuse_message(&envelope, "", &refusal, 1);
-                pending.push_ack(envelope.ack);
-                return;
+                )),
+                None => payload::parse_telemetry(&envelope.payload)
+                    .map(|readings| (site.as_str(), readings)),
+            },
+            Target::Sensor { site, sensor } => {
+                payload::parse_sensor_value(&envelope.payload, sensor)
+                    .map(|reading| (site.as_str(), vec![reading]))
             }
+            Target::Unknown { topic } => Err(Refusal::new(
+                Reason::InvalidTopic,
+                format!(
+                    "topic {topic:?} is not sites/{{site}}/telemetry or sites/{{site}}/sensors/{{sensor}}"
+                ),
+            )),
         };
-        let readings = match readings {
-            Ok(readings) => readings,
+        let site_named = envelope.target.site();
+        match readings {
             Err(refusal) => {
-                self.refuse_message(&envelope, site, &refusal, 1);
-                pending.push_ack(envelope.ack);
-                return;
+                self.refuse_message(&envelope, site_named, refusal, 1, &mut receipt, pending)
             }
-        };
-        let registry = self.registry.snapshot();
-        let Some(sensors) = registry.site(site) else {
-            let refusal = Refusal::new(
-                Reason::UnknownSite,
-                format!("site {site:?} is not registered"),
-            );
-            self.refuse_message(&envelope, site, &refusal, readings.len() as u64);
-            pending.push_ack(envelope.ack);
-            return;
-        };
-        let mut accepted = 0_u64;
-        for reading in readings {
-            match validate(&reading, sensors, envelope.received) {
-                Ok((entry, value, timestamp)) => {
-                    pending.lines.push(
-                        &entry.site,
-                        &entry.key,
-                        &entry.sensor_type,
-                        value,
-                        timestamp,
-                    );
-                    match pending.latest.get_mut(&entry.serial) {
-                        Some(newest) if newest.2 > timestamp => {}
-                        Some(newest) => {
-                            newest.1 = value;
-                            newest.2 = timestamp;
-                        }
-                        None => {
-                            pending
-                                .latest
-                                .insert(entry.serial, (Arc::clone(entry), value, timestamp));
-                        }
+            Ok((site, readings)) => {
+                let registry = self.registry.snapshot();
+                match registry.site(site) {
+                    None => {
+                        let refusal = Refusal::new(
+                            Reason::UnknownSite,
+                            format!("site {:?} is not registered", excerpt(site)),
+                        );
+                        self.refuse_message(
+                            &envelope,
+                            site,
+                            refusal,
+                            readings.len() as u64,
+                            &mut receipt,
+                            pending,
+                        );
                     }
-                    accepted += 1;
+                    Some(sensors) => {
+                        let mut rejected = 0_i64;
+                        for reading in readings {
+                            match validate(&reading, sensors, envelope.received) {
+                                Ok((entry, value, timestamp)) => {
+                                    pending.push_reading(entry, value, timestamp);
+                                    receipt.accepted += 1;
+                                }
+                                Err(refusal) => {
+                                    rejected += 1;
+                                    self.stats.reject(refusal.reason, 1);
+                                    self.record(
+                                        &envelope,
+                                        site,
+                                        Some(&reading.sensor),
+                                        &refusal,
+                                        pending,
+                                    );
+                                    receipt.refused.push(Refused {
+                                        sensor: Some(excerpt(&reading.sensor)),
+                                        reason: refusal.reason,
+                                        detail: refusal.detail,
+                                    });
+                                }
+                            }
+                        }
+                        pending.journal.count(
+                            envelope.received,
+                            envelope.source,
+                            1,
+                            receipt.accepted as i64,
+                            rejected,
+                        );
+                    }
                 }
-                Err(refusal) => self.refuse_reading(&envelope, site, &reading.sensor, &refusal),
             }
         }
-        if accepted == 0 {
-            tracing::debug!(site, "message carried no acceptable reading");
+        pending.acks.extend(envelope.ack);
+        if let Some(reply) = envelope.reply {
+            pending.replies.push((reply, receipt));
         }
-        pending.push_ack(envelope.ack);
     }
 
     /// Writes the batch until InfluxDB has it, then acknowledges and hands
@@ -215,6 +300,8 @@ impl Writer {
                 );
                 pending.lines.clear();
                 pending.acks.clear();
+                // Dropping the replies tells HTTP callers the batch was not taken (503).
+                pending.replies.clear();
                 pending.latest.clear();
                 return;
             }
@@ -224,9 +311,27 @@ impl Writer {
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
             pending.lines.clear();
         }
-        for ack in pending.acks.drain(..) {
-            if self.acker.ack(ack).await {
-                self.stats.acked.fetch_add(1, Ordering::Relaxed);
+        if let Some(acker) = &self.acker {
+            for ack in pending.acks.drain(..) {
+                if acker.ack(ack).await {
+                    self.stats.acked.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+        }
+        for (reply, receipt) in pending.replies.drain(..) {
+            // The caller may have gone; its readings are stored all the same.
+            let _ = reply.send(receipt);
+        }
+        if !pending.journal.is_empty() {
+            match self.journal.try_send(std::mem::take(&mut pending.journal)) {
+                Ok(()) => {}
+                // The journal task is behind: keep the entries for the next flush.
+                Err(
+                    mpsc::error::TrySendError::Full(entries)
+                    | mpsc::error::TrySendError::Closed(entries),
+                ) => {
+                    pending.journal = entries;
+                }
             }
         }
         if !pending.latest.is_empty() {
@@ -294,37 +399,100 @@ impl Writer {
         }
     }
 
-    fn refuse_message(&self, envelope: &Envelope, site: &str, refusal: &Refusal, readings: u64) {
-        self.stats.reject(refusal.reason, readings.max(1));
-        tracing::warn!(
-            reason = refusal.reason.as_str(),
-            site,
-            topic = %envelope.target.describe(),
-            detail = %refusal.detail,
-            "message refused"
-        );
+    fn refuse_message(
+        &self,
+        envelope: &Envelope,
+        site: &str,
+        refusal: Refusal,
+        readings: u64,
+        receipt: &mut Receipt,
+        pending: &mut Pending,
+    ) {
+        let readings = readings.max(1);
+        self.stats.reject(refusal.reason, readings);
+        pending
+            .journal
+            .count(envelope.received, envelope.source, 1, 0, readings as i64);
+        self.record(envelope, site, None, &refusal, pending);
+        receipt.message_refused = true;
+        receipt.refused.push(Refused {
+            sensor: None,
+            reason: refusal.reason,
+            detail: refusal.detail,
+        });
     }
 
-    fn refuse_reading(&self, envelope: &Envelope, site: &str, sensor: &str, refusal: &Refusal) {
-        self.stats.reject(refusal.reason, 1);
-        tracing::warn!(
-            reason = refusal.reason.as_str(),
-            site,
-            sensor,
-            topic = %envelope.target.describe(),
-            detail = %refusal.detail,
-            "reading refused"
-        );
+    /// Logs (rate-limited) and records one refusal for the journal.
+    fn record(
+        &self,
+        envelope: &Envelope,
+        site: &str,
+        sensor: Option<&str>,
+        refusal: &Refusal,
+        pending: &mut Pending,
+    ) {
+        let topic = envelope.target.describe();
+        if let Some(suppressed) = pending.log.admit(refusal.reason) {
+            tracing::warn!(
+                reason = refusal.reason.as_str(),
+                site,
+                sensor,
+                topic = %topic,
+                detail = %refusal.detail,
+                similar_refusals_not_logged = suppressed,
+                "reading refused"
+            );
+        }
+        let rejection = Rejection {
+            received: envelope.received,
+            source: envelope.source,
+            reason: refusal.reason,
+            site: site.chars().take(200).collect(),
+            sensor: sensor.map(|sensor| sensor.chars().take(200).collect()),
+            topic,
+            detail: refusal.detail.clone(),
+            payload_excerpt: journal::excerpt(&envelope.payload),
+        };
+        if !pending.journal.record(rejection) {
+            self.stats
+                .rejections_unrecorded
+                .fetch_add(1, Ordering::Relaxed);
+        }
     }
 }
 
 impl Pending {
-    fn push_ack(&mut self, ack: Option<PendingAck>) {
-        self.acks.extend(ack);
+    fn push_reading(&mut self, entry: &Arc<SensorEntry>, value: f64, timestamp: EpochMillis) {
+        self.lines.push(
+            &entry.site,
+            &entry.key,
+            &entry.sensor_type,
+            value,
+            timestamp,
+        );
+        match self.latest.get_mut(&entry.serial) {
+            Some(newest) if newest.2 > timestamp => {}
+            Some(newest) => {
+                newest.1 = value;
+                newest.2 = timestamp;
+            }
+            None => {
+                self.latest
+                    .insert(entry.serial, (Arc::clone(entry), value, timestamp));
+            }
+        }
     }
 }
 
 impl Target {
+    /// The site as named in the topic or route (not validated).
+    fn site(&self) -> &str {
+        match self {
+            Target::Telemetry { site } | Target::Sensor { site, .. } => site,
+            Target::Unknown { .. } => "",
+        }
+    }
+
     fn describe(&self) -> String {
         match self {
             Target::Telemetry { site } => format!("sites/{site}/telemetry"),

@@ -44,6 +44,7 @@ impl Harness {
         let postgres = TestPostgres::create().await;
         let postgres_options = postgres.options();
         let pool = postgres.migrated_pool().await;
+        stoker_ingestion::migrate(&pool).await.unwrap();
         let site = NewSite::parse("boiler-house-1", "Boiler house 1", "UTC").unwrap();
         stoker_metadata::create_site(&pool, &site).await.unwrap();
         for (key, sensor_type, unit, max) in [

@@ -41,7 +41,7 @@ pub enum Command {
     Serve(ServeArgs),
     /// Run the ingestion role alone (MQTT to InfluxDB and Redis).
     Ingest(IngestArgs),
-    /// Run the HTTP API role alone.
+    /// Run the HTTP API role alone (HTTP telemetry included, no MQTT).
     Api(ApiArgs),
     /// Apply the Postgres migrations of every schema, then exit.
     Migrate(MigrateArgs),
@@ -86,6 +86,10 @@ pub struct ApiArgs {
     pub stores: StoreArgs,
     #[command(flatten)]
     pub http: HttpOptions,
+    /// HTTP telemetry is written by an ingestion writer in this process
+    /// (batching and spool settings below; the MQTT settings are unused).
+    #[command(flatten)]
+    pub ingest: IngestOptions,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -13,10 +13,12 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::StoreArgs;
 
 /// Runs the given roles until SIGINT/SIGTERM, then shuts down in order:
-/// stop intake, flush and acknowledge, stop HTTP.
+/// stop intake, flush and acknowledge, stop HTTP. Every role writes
+/// readings (MQTT when `mqtt`, HTTP telemetry when there is an API).
 pub async fn roles(
     stores: &StoreArgs,
-    ingest: Option<&IngestOptions>,
+    ingest: &IngestOptions,
+    mqtt: bool,
     http: Option<&HttpOptions>,
 ) -> anyhow::Result<ExitCode> {
     let pool = stoker_metadata::connect(&stores.postgres)?;
@@ -51,30 +53,32 @@ pub async fn roles(
     };
 
     let intake = CancellationToken::new();
-    let ingestion = match ingest {
-        Some(options) => {
-            let stores = Stores {
-                pool: pool.clone(),
-                postgres: stores.postgres.clone(),
-                influx: influx.clone(),
-                cache: cache.clone(),
-            };
-            let start = Ingestion::start(options, stores, intake.clone());
-            let ingestion = tokio::select! {
-                started = start => started.context("starting ingestion")?,
-                () = super::shutdown_signal() => {
-                    intake.cancel();
-                    return Ok(ExitCode::SUCCESS);
-                }
-            };
-            tracing::info!(broker = %redact_url(&options.mqtt.url), client_id = options.mqtt.client_id, "ingestion started");
-            Some(ingestion)
-        }
-        None => None,
+    let ingestion_stores = Stores {
+        pool: pool.clone(),
+        postgres: stores.postgres.clone(),
+        influx: influx.clone(),
+        cache: cache.clone(),
     };
+    let start = async {
+        if mqtt {
+            Ingestion::start(ingest, ingestion_stores, intake.clone()).await
+        } else {
+            Ingestion::start_without_mqtt(ingest, ingestion_stores, intake.clone()).await
+        }
+    };
+    let ingestion = tokio::select! {
+        started = start => started.context("starting ingestion")?,
+        () = super::shutdown_signal() => {
+            intake.cancel();
+            return Ok(ExitCode::SUCCESS);
+        }
+    };
+    if mqtt {
+        tracing::info!(broker = %redact_url(&ingest.mqtt.url), client_id = ingest.mqtt.client_id, "ingestion started");
+    }
 
     let mut readiness = Readiness::default();
-    if let Some(ingestion) = &ingestion {
+    if mqtt {
         readiness = readiness.with("ingestion_mqtt", ingestion.readiness_probe());
     }
     let http_stop = CancellationToken::new();
@@ -84,6 +88,7 @@ pub async fn roles(
             influx,
             cache,
             readiness,
+            intake: Some(ingestion.intake()),
         };
         tokio::spawn(stoker_api::serve(listener, state, http_stop.clone()))
     });
@@ -91,10 +96,8 @@ pub async fn roles(
     super::shutdown_signal().await;
     tracing::info!("shutting down: stopping intake, flushing, then stopping HTTP");
     intake.cancel();
-    if let Some(ingestion) = ingestion {
-        ingestion.wait().await;
-        tracing::info!("ingestion flushed and acknowledged");
-    }
+    ingestion.wait().await;
+    tracing::info!("ingestion flushed and acknowledged");
     http_stop.cancel();
     if let Some(api) = api {
         api.await.context("the HTTP server task failed")?;

@@ -1,0 +1,134 @@
+//! `POST /api/v1/sites/{site}/telemetry`: the MQTT telemetry bodies over
+//! HTTP. The answer comes once the accepted readings are durable.
+
+use bytes::Bytes;
+use serde::Serialize;
+use stoker_ingestion::{IntakeError, Reason, Receipt};
+use warp::Filter;
+use warp::http::StatusCode;
+
+use crate::ApiState;
+use crate::body::require_json;
+use crate::problem::ApiError;
+
+/// Bodies above this are refused unread (DESIGN.md).
+const MAX_PAYLOAD_BYTES: u64 = 256 * 1024;
+
+pub(crate) fn routes(
+    state: ApiState,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    warp::path!("sites" / String / "telemetry")
+        .and(warp::post())
+        .and(warp::any().map(move || state.clone()))
+        .and(require_json())
+        .and(body())
+        .and_then(submit)
+}
+
+/// The body, or only its declared length when it is over the limit (it is
+/// then refused unread). No Content-Length at all: 411 from warp.
+enum Body {
+    Within(Bytes),
+    Oversized(u64),
+}
+
+fn body() -> impl Filter<Extract = (Body,), Error = warp::Rejection> + Clone {
+    warp::body::content_length_limit(MAX_PAYLOAD_BYTES)
+        .and(warp::body::bytes())
+        .map(Body::Within)
+        .or(warp::header::<u64>("content-length").map(Body::Oversized))
+        .unify()
+}
+
+#[derive(Debug, Serialize)]
+struct Accepted {
+    accepted: usize,
+    rejected: Vec<RejectedReading>,
+}
+
+/// One refused reading in an answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedReading {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sensor: Option<String>,
+    reason: &'static str,
+    detail: String,
+}
+
+async fn submit(
+    site: String,
+    state: ApiState,
+    body: Body,
+) -> Result<warp::reply::Response, warp::Rejection> {
+    let Some(intake) = &state.intake else {
+        return Err(warp::reject::custom(ApiError::Unavailable {
+            dependency: "ingestion",
+            detail: "this process runs no ingestion".into(),
+        }));
+    };
+    // An oversized body still goes to ingestion (as its length), which
+    // counts and records the refusal like any other.
+    let submitted = match body {
+        Body::Within(bytes) => intake.submit(&site, bytes).await,
+        Body::Oversized(length) => intake.submit_oversized(&site, length).await,
+    };
+    let receipt = submitted.map_err(|error| match error {
+        IntakeError::Busy => ApiError::Busy(error.to_string()),
+        IntakeError::Stopping => ApiError::Unavailable {
+            dependency: "ingestion",
+            detail: error.to_string(),
+        },
+    })?;
+    answer(receipt).map_err(warp::reject::custom)
+}
+
+fn answer(receipt: Receipt) -> Result<warp::reply::Response, ApiError> {
+    let rejected: Vec<RejectedReading> = receipt
+        .refused
+        .iter()
+        .map(|refused| RejectedReading {
+            sensor: refused.sensor.clone(),
+            reason: refused.reason.as_str(),
+            detail: refused.detail.clone(),
+        })
+        .collect();
+    if receipt.message_refused {
+        let first = receipt
+            .refused
+            .first()
+            .map(|refused| refused.reason)
+            .unwrap_or(Reason::MalformedJson);
+        let status = match first {
+            Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reason::UnknownSite => StatusCode::NOT_FOUND,
+            Reason::MalformedJson => StatusCode::BAD_REQUEST,
+            _ => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        let detail = receipt
+            .refused
+            .first()
+            .map(|refused| refused.detail.clone())
+            .unwrap_or_default();
+        return Err(ApiError::Refused {
+            status,
+            code: first.as_str(),
+            detail,
+            rejected,
+        });
+    }
+    if receipt.accepted == 0 {
+        return Err(ApiError::Refused {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            code: "all_readings_rejected",
+            detail: format!("none of the {} readings was accepted", rejected.len()),
+            rejected,
+        });
+    }
+    let body = Accepted {
+        accepted: receipt.accepted,
+        rejected,
+    };
+    Ok(warp::reply::with_status(warp::reply::json(&body), StatusCode::OK).into_response())
+}
+
+use warp::Reply as _;
