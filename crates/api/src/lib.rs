@@ -27,6 +27,9 @@ mod sites;
 mod telemetry;
 
 use std::net::SocketAddr;
+use std::sync::Arc;
+
+use prometheus_client::registry::Registry;
 
 use stoker_cache::Cache;
 use stoker_metadata::Pool;
@@ -71,6 +74,8 @@ pub struct ApiState {
     /// Where `POST …/telemetry` hands payloads; none when this process runs
     /// no ingestion (the route then answers 503).
     pub intake: Option<stoker_ingestion::Intake>,
+    /// Metrics served at `/metrics`.
+    pub metrics: Arc<Registry>,
 }
 
 /// Named readiness probes of the roles that share the process (e.g. the
@@ -121,10 +126,22 @@ impl std::fmt::Debug for Readiness {
 pub fn routes(
     state: ApiState,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
+    let api = warp::path("api").and(warp::path("v1")).and(
+        sites::routes(state.clone())
+            .or(readings::routes(state.clone()))
+            .or(telemetry::routes(state.clone())),
+    );
+    with_errors_and_logs(ops(state.readiness, state.metrics).or(api))
+}
+
+/// `/healthz`, `/readyz` and `/metrics`: no key, no store needed.
+fn ops(
+    readiness: Readiness,
+    metrics: Arc<Registry>,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
-    let readiness = state.readiness.clone();
     let readyz = warp::path!("readyz").and(warp::get()).map(move || {
         let (ready, checks) = readiness.report();
         let status = if ready {
@@ -135,14 +152,28 @@ pub fn routes(
         let body = serde_json::json!({"status": if ready { "ready" } else { "not ready" }, "checks": checks});
         warp::reply::with_status(warp::reply::json(&body), status)
     });
-    let api = warp::path("api").and(warp::path("v1")).and(
-        sites::routes(state.clone())
-            .or(readings::routes(state.clone()))
-            .or(telemetry::routes(state)),
-    );
-    healthz
-        .or(readyz)
-        .or(api)
+    let metrics = warp::path!("metrics").and(warp::get()).map(move || {
+        let mut body = String::new();
+        if let Err(error) = prometheus_client::encoding::text::encode(&mut body, &metrics) {
+            tracing::error!(%error, "cannot encode metrics");
+        }
+        warp::reply::with_header(
+            body,
+            "content-type",
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )
+    });
+    healthz.or(readyz).or(metrics)
+}
+
+fn with_errors_and_logs<F>(
+    filter: F,
+) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone
+where
+    F: Filter<Error = warp::Rejection> + Clone + Send + Sync + 'static,
+    F::Extract: warp::Reply,
+{
+    filter
         .recover(problem::recover)
         .with(warp::log::custom(|info| {
             tracing::debug!(
@@ -153,6 +184,24 @@ pub fn routes(
                 "request"
             );
         }))
+}
+
+/// Serves only `/healthz`, `/readyz` and `/metrics` (roles without the
+/// API, such as `ingest`) until `shutdown`.
+pub async fn serve_ops(
+    listener: tokio::net::TcpListener,
+    readiness: Readiness,
+    metrics: Arc<Registry>,
+    shutdown: CancellationToken,
+) {
+    if let Ok(address) = listener.local_addr() {
+        tracing::info!(%address, "health and metrics listening");
+    }
+    warp::serve(with_errors_and_logs(ops(readiness, metrics)))
+        .incoming(listener)
+        .graceful(async move { shutdown.cancelled().await })
+        .run()
+        .await;
 }
 
 /// Serves the API on `listener` until `shutdown`; requests in flight are

@@ -54,6 +54,11 @@ async fn spawn_app() -> TestApp {
         influx: influx.influx().clone(),
         cache,
         intake: Some(ingestion.intake()),
+        metrics: {
+            let mut registry = prometheus_client::registry::Registry::default();
+            ingestion.register_metrics(&mut registry);
+            std::sync::Arc::new(registry)
+        },
         readiness: stoker_api::Readiness::default().with("always", || true),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
@@ -434,5 +439,35 @@ async fn telemetry_over_http_answers_once_durable_and_names_each_refusal() {
     assert_eq!(
         recorded, 6,
         "ghost, out of range, non-numeric, unknown site, malformed, too large"
+    );
+
+    // The same, as Prometheus metrics.
+    let response = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert!(
+        response.headers()["content-type"]
+            .to_str()
+            .unwrap()
+            .starts_with("application/openmetrics-text")
+    );
+    let metrics = response.text().await.unwrap();
+    for line in [
+        "stoker_ingest_readings_accepted_total 3",
+        "stoker_ingest_readings_rejected_total{reason=\"unknown_sensor\"} 1",
+        "stoker_ingest_readings_rejected_total{reason=\"payload_too_large\"} 1",
+        "stoker_ingest_spool_segments 0",
+    ] {
+        assert!(
+            metrics.lines().any(|metric| metric == line),
+            "no {line:?} in\n{metrics}"
+        );
+    }
+    assert!(
+        metrics.contains("stoker_ingest_write_seconds_bucket"),
+        "{metrics}"
     );
 }

@@ -27,6 +27,7 @@
 //! ```
 
 mod journal;
+mod metrics;
 mod mqtt;
 mod payload;
 mod registry;
@@ -240,6 +241,8 @@ pub struct Ingestion {
     stats: Arc<Stats>,
     connected: Arc<AtomicBool>,
     intake: Intake,
+    spool: Arc<spool::Spool>,
+    histograms: metrics::Histograms,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -316,7 +319,7 @@ impl Ingestion {
         stores: Stores,
         shutdown: CancellationToken,
     ) -> Result<Self> {
-        let connection = mqtt::Connection::new(&options.mqtt, None)?;
+        let connection = mqtt::Connection::new(&options.mqtt)?;
         Self::start_with(options, stores, shutdown, Some(connection)).await
     }
 
@@ -345,6 +348,8 @@ impl Ingestion {
             tracing::info!(segments, bytes, directory = %options.spool_dir.display(), "the spool holds batches from an earlier run; replaying them");
         }
         let replay = Arc::new(tokio::sync::Notify::new());
+        let spool_handle = Arc::clone(&spool);
+        let histograms = metrics::Histograms::default();
         let registry = Arc::new(SharedRegistry::default());
         if !registry.load_initial(&stores.pool, &shutdown).await {
             return Err(Error::Stopped);
@@ -362,6 +367,7 @@ impl Ingestion {
             influx: stores.influx.clone(),
             spool: Arc::clone(&spool),
             replay: Arc::clone(&replay),
+            histograms: histograms.clone(),
             stats: Arc::clone(&stats),
             acker: connection.as_ref().map(mqtt::Connection::acker),
             latest: latest_tx,
@@ -410,8 +416,21 @@ impl Ingestion {
             stats,
             connected,
             intake,
+            spool: spool_handle,
+            histograms,
             tasks,
         })
+    }
+
+    /// Adds ingestion's metrics to a Prometheus registry.
+    pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
+        metrics::register(
+            registry,
+            &self.stats,
+            &self.spool,
+            &self.connected,
+            &self.histograms,
+        );
     }
 
     /// The handle HTTP submits payloads through.

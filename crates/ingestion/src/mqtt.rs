@@ -47,6 +47,15 @@ pub struct MqttOptions {
         default_value = ""
     )]
     pub topic_prefix: String,
+
+    /// Shared subscription group: ingestion processes in the same group split the messages between them ($share/{group}/...); empty to subscribe plainly.
+    #[arg(
+        id = "mqtt_shared_group",
+        long = "mqtt-shared-group",
+        env = "MQTT_SHARED_GROUP",
+        default_value = "stoker"
+    )]
+    pub shared_group: String,
 }
 
 impl Default for MqttOptions {
@@ -55,6 +64,7 @@ impl Default for MqttOptions {
             url: "mqtt://127.0.0.1:1883".into(),
             client_id: "stoker-ingest".into(),
             topic_prefix: String::new(),
+            shared_group: "stoker".into(),
         }
     }
 }
@@ -148,7 +158,8 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub fn new(options: &MqttOptions, shared_group: Option<&str>) -> Result<Self> {
+    pub fn new(options: &MqttOptions) -> Result<Self> {
+        let shared_group = Some(options.shared_group.as_str()).filter(|group| !group.is_empty());
         let mut mqtt = client_options(&options.url, &options.client_id)?;
         mqtt.set_clean_session(false).set_manual_acks(true);
         // Acknowledgements travel through the request channel: room for a

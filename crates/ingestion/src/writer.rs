@@ -21,6 +21,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::Reason;
 use crate::journal::{self, Entries, Rejection, Source};
+use crate::metrics::Histograms;
 use crate::mqtt::{Acker, PendingAck};
 use crate::payload::{self, RawReading, Refusal};
 use crate::registry::{SensorEntry, SharedRegistry};
@@ -97,6 +98,7 @@ pub(crate) struct Writer {
     pub influx: Influx,
     pub spool: Arc<Spool>,
     pub replay: Arc<Notify>,
+    pub histograms: Histograms,
     pub stats: Arc<Stats>,
     /// The broker connection's acknowledgements; none without MQTT.
     pub acker: Option<Acker>,
@@ -116,6 +118,8 @@ struct Pending {
     journal: Entries,
     log: RejectionLog,
     deadline: Option<Instant>,
+    /// When the batch's oldest message arrived (for the lag histogram).
+    oldest: Option<std::time::Instant>,
 }
 
 /// At most one log line per rejection reason every [`LOG_EVERY`], with the
@@ -159,6 +163,7 @@ impl Writer {
             journal: Entries::default(),
             log: RejectionLog::default(),
             deadline: None,
+            oldest: None,
         };
         loop {
             let deadline = pending.deadline;
@@ -196,6 +201,7 @@ impl Writer {
         pending
             .deadline
             .get_or_insert_with(|| Instant::now() + self.limits.linger);
+        pending.oldest.get_or_insert_with(std::time::Instant::now);
         let mut receipt = Receipt::default();
         let readings = match &envelope.target {
             Target::Telemetry { site } => match envelope.oversized {
@@ -289,6 +295,7 @@ impl Writer {
     /// the latest values to the cache task.
     async fn flush(&self, pending: &mut Pending) {
         pending.deadline = None;
+        let oldest = pending.oldest.take();
         if !pending.lines.is_empty() {
             if !self.write_durably(&pending.lines).await {
                 // Shutting down with InfluxDB away: leave these messages
@@ -309,6 +316,9 @@ impl Writer {
                 .accepted
                 .fetch_add(pending.lines.len() as u64, Ordering::Relaxed);
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
+            self.histograms
+                .batch_readings
+                .observe(pending.lines.len() as f64);
             pending.lines.clear();
         }
         if let Some(acker) = &self.acker {
@@ -317,6 +327,11 @@ impl Writer {
                     self.stats.acked.fetch_add(1, Ordering::Relaxed);
                 }
             }
+        }
+        if let Some(oldest) = oldest {
+            self.histograms
+                .lag_seconds
+                .observe(oldest.elapsed().as_secs_f64());
         }
         for (reply, receipt) in pending.replies.drain(..) {
             // The caller may have gone; its readings are stored all the same.
@@ -353,7 +368,12 @@ impl Writer {
         let mut give_up_at: Option<Instant> = None;
         loop {
             if self.spool.is_empty() {
-                match self.influx.write(lines).await {
+                let started = std::time::Instant::now();
+                let written = self.influx.write(lines).await;
+                self.histograms
+                    .write_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                match written {
                     Ok(()) => {
                         self.stats.spool_full.store(false, Ordering::Release);
                         return true;

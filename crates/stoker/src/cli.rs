@@ -78,6 +78,13 @@ pub struct IngestArgs {
     pub stores: StoreArgs,
     #[command(flatten)]
     pub ingest: IngestOptions,
+    /// Where `stoker ingest` serves /healthz, /readyz and /metrics.
+    #[arg(
+        long = "metrics-addr",
+        env = "METRICS_ADDR",
+        default_value = "127.0.0.1:9464"
+    )]
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -15,15 +15,24 @@ async fn session(port: u16, client_id: &str) -> (AsyncClient, rumqttc::EventLoop
 
 #[tokio::test]
 async fn an_offline_persistent_session_keeps_a_backlog_of_3000_messages() {
+    offline_backlog("backlog/+").await;
+}
+
+/// Ingestion subscribes through a shared group: the broker must queue for
+/// an offline member too, or a lone ingestion process that restarts would
+/// lose what was published meanwhile.
+#[tokio::test]
+async fn an_offline_shared_subscription_member_keeps_its_backlog() {
+    offline_backlog("$share/stoker/backlog/+").await;
+}
+
+async fn offline_backlog(filter: &str) {
     let broker = TestBroker::start().await;
     let client_id = unique_client_id("backlog");
 
     // Subscribe with a persistent session, then go offline.
     let (client, mut eventloop) = session(broker.port(), &client_id).await;
-    client
-        .subscribe("backlog/+", QoS::AtLeastOnce)
-        .await
-        .unwrap();
+    client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
     loop {
         if let Event::Incoming(Packet::SubAck(_)) = eventloop.poll().await.unwrap() {
             break;

@@ -13,10 +13,32 @@ use crate::cli::Command;
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => {
-            run::roles(&args.stores, &args.ingest, true, Some(&args.http)).await
+            run::roles(
+                &args.stores,
+                &args.ingest,
+                true,
+                run::Http::Api(args.http.addr),
+            )
+            .await
         }
-        Command::Ingest(args) => run::roles(&args.stores, &args.ingest, true, None).await,
-        Command::Api(args) => run::roles(&args.stores, &args.ingest, false, Some(&args.http)).await,
+        Command::Ingest(args) => {
+            run::roles(
+                &args.stores,
+                &args.ingest,
+                true,
+                run::Http::Ops(args.metrics_addr),
+            )
+            .await
+        }
+        Command::Api(args) => {
+            run::roles(
+                &args.stores,
+                &args.ingest,
+                false,
+                run::Http::Api(args.http.addr),
+            )
+            .await
+        }
         Command::Migrate(args) => {
             let pool = stoker_metadata::connect(&args.postgres)?;
             migrate(&pool, &args.postgres).await?;

@@ -1,9 +1,12 @@
 //! `serve`, `ingest` and `api`: the long-running roles.
 
+use std::net::SocketAddr;
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use anyhow::Context;
-use stoker_api::{ApiState, HttpOptions, Readiness};
+use prometheus_client::registry::Registry;
+use stoker_api::{ApiState, Readiness};
 use stoker_cache::Cache;
 use stoker_domain::redact_url;
 use stoker_ingestion::{IngestOptions, Ingestion, Stores};
@@ -12,14 +15,23 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::StoreArgs;
 
-/// Runs the given roles until SIGINT/SIGTERM, then shuts down in order:
-/// stop intake, flush and acknowledge, stop HTTP. Every role writes
-/// readings (MQTT when `mqtt`, HTTP telemetry when there is an API).
+/// What the process serves over HTTP.
+#[derive(Debug, Clone, Copy)]
+pub enum Http {
+    /// The whole API (with /healthz, /readyz, /metrics).
+    Api(SocketAddr),
+    /// Only /healthz, /readyz and /metrics.
+    Ops(SocketAddr),
+}
+
+/// Runs a role until SIGINT/SIGTERM, then shuts down in order: stop
+/// intake, flush and acknowledge, stop HTTP. Every role writes readings:
+/// from MQTT when `mqtt`, from HTTP telemetry when it serves the API.
 pub async fn roles(
     stores: &StoreArgs,
     ingest: &IngestOptions,
     mqtt: bool,
-    http: Option<&HttpOptions>,
+    http: Http,
 ) -> anyhow::Result<ExitCode> {
     let pool = stoker_metadata::connect(&stores.postgres)?;
     super::migrate(&pool, &stores.postgres).await?;
@@ -43,14 +55,13 @@ pub async fn roles(
     }
 
     // Bind before starting anything else: a taken port is a start-up error.
-    let listener = match http {
-        Some(http) => Some(
-            tokio::net::TcpListener::bind(http.addr)
-                .await
-                .with_context(|| format!("cannot listen on {} (HTTP_ADDR)", http.addr))?,
-        ),
-        None => None,
+    let (address, variable) = match http {
+        Http::Api(address) => (address, "HTTP_ADDR"),
+        Http::Ops(address) => (address, "METRICS_ADDR"),
     };
+    let listener = tokio::net::TcpListener::bind(address)
+        .await
+        .with_context(|| format!("cannot listen on {address} ({variable})"))?;
 
     let intake = CancellationToken::new();
     let ingestion_stores = Stores {
@@ -77,21 +88,33 @@ pub async fn roles(
         tracing::info!(broker = %redact_url(&ingest.mqtt.url), client_id = ingest.mqtt.client_id, "ingestion started");
     }
 
+    let mut registry = Registry::default();
+    ingestion.register_metrics(&mut registry);
+    let metrics = Arc::new(registry);
     let mut readiness = Readiness::default();
     if mqtt {
         readiness = readiness.with("ingestion_mqtt", ingestion.readiness_probe());
     }
     let http_stop = CancellationToken::new();
-    let api = listener.map(|listener| {
-        let state = ApiState {
-            pool,
-            influx,
-            cache,
+    let server = match http {
+        Http::Api(_) => {
+            let state = ApiState {
+                pool,
+                influx,
+                cache,
+                readiness,
+                intake: Some(ingestion.intake()),
+                metrics,
+            };
+            tokio::spawn(stoker_api::serve(listener, state, http_stop.clone()))
+        }
+        Http::Ops(_) => tokio::spawn(stoker_api::serve_ops(
+            listener,
             readiness,
-            intake: Some(ingestion.intake()),
-        };
-        tokio::spawn(stoker_api::serve(listener, state, http_stop.clone()))
-    });
+            metrics,
+            http_stop.clone(),
+        )),
+    };
 
     super::shutdown_signal().await;
     tracing::info!("shutting down: stopping intake, flushing, then stopping HTTP");
@@ -99,9 +122,7 @@ pub async fn roles(
     ingestion.wait().await;
     tracing::info!("ingestion flushed and acknowledged");
     http_stop.cancel();
-    if let Some(api) = api {
-        api.await.context("the HTTP server task failed")?;
-    }
+    server.await.context("the HTTP server task failed")?;
     tracing::info!("stopped");
     Ok(ExitCode::SUCCESS)
 }

@@ -12,7 +12,7 @@ use crate::helpers::{Stoker, TempDir};
 const SENSORS: usize = 20;
 const MESSAGES: usize = 2_500;
 
-async fn seed(pool: &Pool, slug: &str, sensors: usize) {
+pub async fn seed(pool: &Pool, slug: &str, sensors: usize) {
     let site = NewSite::parse(slug, slug, "UTC").unwrap();
     stoker_metadata::create_site(pool, &site).await.unwrap();
     for index in 0..sensors {

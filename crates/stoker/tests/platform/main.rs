@@ -5,3 +5,4 @@
 mod binary;
 mod faults;
 mod helpers;
+mod scale;
