@@ -43,7 +43,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             let pool = stoker_metadata::connect(&args.postgres)?;
             migrate(&pool, &args.postgres).await?;
             println!(
-                "migrated: schema metadata is up to date ({})",
+                "migrated: schemas metadata and ingestion are up to date ({})",
                 args.postgres.describe()
             );
             Ok(ExitCode::SUCCESS)
@@ -58,12 +58,17 @@ async fn migrate(
     pool: &stoker_metadata::Pool,
     options: &stoker_metadata::PostgresOptions,
 ) -> anyhow::Result<()> {
-    stoker_metadata::migrate(pool).await.with_context(|| {
+    let context = || {
         format!(
             "migrating Postgres at {} (set DATABASE_URL or POSTGRES_*)",
             options.describe()
         )
-    })
+    };
+    stoker_metadata::migrate(pool).await.with_context(context)?;
+    stoker_ingestion::migrate(pool)
+        .await
+        .with_context(context)?;
+    Ok(())
 }
 
 /// Resolves on the first SIGINT or SIGTERM; a second one exits at once.

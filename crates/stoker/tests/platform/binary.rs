@@ -147,6 +147,27 @@ async fn one_reading_travels_from_mqtt_to_the_api() {
         .unwrap();
     assert!((290..=300).contains(&ttl), "ttl {ttl}");
 
+    // → and counted in the ingestion log (the binary migrated schema
+    // ingestion and the journal writes it about once a second).
+    let pool = stoker_metadata::connect(&postgres.options()).unwrap();
+    let client = pool.get().await.unwrap();
+    let mut accepted = 0_i64;
+    for _ in 0..100 {
+        accepted = client
+            .query_one(
+                "SELECT coalesce(sum(accepted), 0)::bigint FROM ingestion.ingestion_log",
+                &[],
+            )
+            .await
+            .map(|row| row.get(0))
+            .unwrap_or(0);
+        if accepted == 1 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(accepted, 1);
+
     // SIGINT: flush, acknowledge, stop HTTP, exit 0.
     let status = server.process.interrupt();
     assert!(status.success(), "stoker serve exited with {status}");
