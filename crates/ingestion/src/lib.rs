@@ -30,6 +30,7 @@ mod journal;
 mod metrics;
 mod mqtt;
 mod payload;
+mod queue;
 mod registry;
 mod spool;
 mod stats;
@@ -242,6 +243,7 @@ pub struct Ingestion {
     connected: Arc<AtomicBool>,
     intake: Intake,
     spool: Arc<spool::Spool>,
+    queued: Arc<std::sync::atomic::AtomicUsize>,
     histograms: metrics::Histograms,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -249,9 +251,13 @@ pub struct Ingestion {
 /// Where HTTP hands payloads to ingestion. Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct Intake {
-    envelopes: mpsc::Sender<writer::Envelope>,
+    envelopes: queue::QueueSender,
     stats: Arc<Stats>,
 }
+
+/// HTTP bodies are refused (503) while this many messages wait for the
+/// writer: the queue itself never blocks the MQTT event loop.
+const MAX_QUEUED_FOR_HTTP: usize = 10_000;
 
 /// Why a payload could not be taken now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
@@ -300,10 +306,11 @@ impl Intake {
             reply: Some(reply),
             oversized,
         };
-        match self.envelopes.try_send(envelope) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => return Err(IntakeError::Busy),
-            Err(mpsc::error::TrySendError::Closed(_)) => return Err(IntakeError::Stopping),
+        if self.envelopes.depth() >= MAX_QUEUED_FOR_HTTP {
+            return Err(IntakeError::Busy);
+        }
+        if self.envelopes.send(envelope).is_err() {
+            return Err(IntakeError::Stopping);
         }
         // Dropped unanswered: the batch could be neither written nor spooled.
         receipt.await.map_err(|_| IntakeError::Busy)
@@ -359,7 +366,7 @@ impl Ingestion {
             || Arc::new(AtomicBool::new(true)),
             |connection| Arc::clone(&connection.connected),
         );
-        let (envelopes_tx, envelopes_rx) = mpsc::channel(4096);
+        let (envelopes_tx, envelopes_rx, queued) = queue::queue();
         let (latest_tx, latest_rx) = mpsc::channel(64);
         let (journal_tx, journal_rx) = mpsc::channel(64);
         let writer = Writer {
@@ -417,6 +424,7 @@ impl Ingestion {
             connected,
             intake,
             spool: spool_handle,
+            queued,
             histograms,
             tasks,
         })
@@ -426,10 +434,13 @@ impl Ingestion {
     pub fn register_metrics(&self, registry: &mut prometheus_client::registry::Registry) {
         metrics::register(
             registry,
-            &self.stats,
-            &self.spool,
-            &self.connected,
-            &self.histograms,
+            metrics::Sources {
+                stats: &self.stats,
+                spool: &self.spool,
+                connected: &self.connected,
+                queued: &self.queued,
+                histograms: &self.histograms,
+            },
         );
     }
 

@@ -3,7 +3,7 @@
 //! histograms are observed once per batch.
 
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use prometheus_client::collector::Collector;
 use prometheus_client::encoding::{DescriptorEncoder, EncodeMetric};
@@ -44,6 +44,7 @@ struct Counters {
     stats: Arc<Stats>,
     spool: Arc<Spool>,
     connected: Arc<AtomicBool>,
+    queued: Arc<AtomicUsize>,
 }
 
 impl Collector for Counters {
@@ -107,7 +108,12 @@ impl Collector for Counters {
             ConstCounter::new(count).encode(rejected.encode_family(&labels)?)?;
         }
         let (segments, bytes) = self.spool.depth();
-        let gauges: [(&str, &str, i64); 4] = [
+        let gauges: [(&str, &str, i64); 5] = [
+            (
+                "stoker_ingest_queued_messages",
+                "Messages received and waiting for the writer.",
+                self.queued.load(Ordering::Relaxed) as i64,
+            ),
             (
                 "stoker_ingest_spool_segments",
                 "Batches waiting in the spool.",
@@ -141,18 +147,23 @@ impl Collector for Counters {
     }
 }
 
+/// What the metrics read.
+pub(crate) struct Sources<'a> {
+    pub stats: &'a Arc<Stats>,
+    pub spool: &'a Arc<Spool>,
+    pub connected: &'a Arc<AtomicBool>,
+    pub queued: &'a Arc<AtomicUsize>,
+    pub histograms: &'a Histograms,
+}
+
 /// Registers every ingestion metric.
-pub(crate) fn register(
-    registry: &mut Registry,
-    stats: &Arc<Stats>,
-    spool: &Arc<Spool>,
-    connected: &Arc<AtomicBool>,
-    histograms: &Histograms,
-) {
+pub(crate) fn register(registry: &mut Registry, sources: Sources<'_>) {
+    let histograms = sources.histograms;
     registry.register_collector(Box::new(Counters {
-        stats: Arc::clone(stats),
-        spool: Arc::clone(spool),
-        connected: Arc::clone(connected),
+        stats: Arc::clone(sources.stats),
+        spool: Arc::clone(sources.spool),
+        connected: Arc::clone(sources.connected),
+        queued: Arc::clone(sources.queued),
     }));
     registry.register(
         "stoker_ingest_batch_readings",

@@ -11,9 +11,9 @@ use std::time::Duration;
 
 use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS};
 use stoker_domain::EpochMillis;
-use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::queue::QueueSender;
 use crate::writer::{Envelope, Target};
 use crate::{Error, Result};
 
@@ -194,15 +194,14 @@ impl Connection {
 
     /// Polls the event loop until the writer disconnects, or until
     /// `stopping` and the connection is gone.
-    pub async fn run(mut self, envelopes: mpsc::Sender<Envelope>, stopping: CancellationToken) {
+    pub async fn run(mut self, envelopes: QueueSender, stopping: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
         loop {
             match self.eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let envelope = self.envelope(publish);
-                    // Waits only when the writer is a whole channel behind;
-                    // the broker's in-flight window bounds this anyway.
-                    if envelopes.send(envelope).await.is_err() {
+                    // Never waits: see `queue` for why the event loop must not.
+                    if envelopes.send(envelope).is_err() {
                         tracing::debug!("writer stopped; leaving further messages to the broker");
                     }
                 }

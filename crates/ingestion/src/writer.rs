@@ -24,6 +24,7 @@ use crate::journal::{self, Entries, Rejection, Source};
 use crate::metrics::Histograms;
 use crate::mqtt::{Acker, PendingAck};
 use crate::payload::{self, RawReading, Refusal};
+use crate::queue::QueueReceiver;
 use crate::registry::{SensorEntry, SharedRegistry};
 use crate::spool::{Spool, SpoolError};
 use crate::stats::Stats;
@@ -154,7 +155,7 @@ impl RejectionLog {
 impl Writer {
     /// Runs until `shutdown`, then drains what was received, flushes it and
     /// disconnects from the broker.
-    pub async fn run(self, mut envelopes: mpsc::Receiver<Envelope>) {
+    pub async fn run(self, mut envelopes: QueueReceiver) {
         let mut pending = Pending {
             lines: LineBatch::with_capacity(self.limits.max_points),
             acks: Vec::new(),
@@ -184,7 +185,7 @@ impl Writer {
         }
         // Stop intake, take what is already here, flush, acknowledge.
         envelopes.close();
-        while let Ok(envelope) = envelopes.try_recv() {
+        while let Some(envelope) = envelopes.try_recv() {
             self.accept(envelope, &mut pending);
         }
         self.flush(&mut pending).await;
