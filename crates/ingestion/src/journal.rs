@@ -107,7 +107,7 @@ impl Entries {
         }
     }
 
-    fn merge(&mut self, other: Entries, stats: &Stats) {
+    pub fn merge(&mut self, other: Entries, stats: &Stats) {
         for (key, counts) in other.counts {
             let entry = self.counts.entry(key).or_default();
             entry.messages += counts.messages;

@@ -174,13 +174,22 @@ pub struct IngestOptions {
         id = "ingest_batch_size",
         long = "batch-size",
         env = "INGEST_BATCH_SIZE",
-        default_value_t = 5000
+        default_value_t = 20_000
     )]
     pub batch_size: usize,
 
     /// Longest a reading waits for its batch to fill before it is written (and its message acknowledged).
     #[arg(id = "ingest_linger", long = "batch-linger", env = "INGEST_BATCH_LINGER", default_value = "100ms", value_parser = parse_duration)]
     pub linger: Duration,
+
+    /// InfluxDB writes in flight at once; acknowledgements keep the order of receipt regardless.
+    #[arg(
+        id = "ingest_writes_in_flight",
+        long = "writes-in-flight",
+        env = "INGEST_WRITES_IN_FLIGHT",
+        default_value_t = 4
+    )]
+    pub writes_in_flight: usize,
 
     /// Directory of the on-disk spool that holds batches while InfluxDB is down (one per process).
     #[arg(
@@ -214,8 +223,9 @@ impl Default for IngestOptions {
     fn default() -> Self {
         Self {
             mqtt: MqttOptions::default(),
-            batch_size: 5000,
+            batch_size: 20_000,
             linger: Duration::from_millis(100),
+            writes_in_flight: 4,
             spool_dir: "spool".into(),
             spool_max_mb: 1024,
             keep_rejected: 100_000,
@@ -382,6 +392,7 @@ impl Ingestion {
             limits: BatchLimits {
                 max_points: options.batch_size.max(1),
                 linger: options.linger,
+                writes_in_flight: options.writes_in_flight.max(1),
             },
             shutdown: shutdown.clone(),
         };

@@ -133,12 +133,16 @@ impl Acker {
         if pending.connection != self.connection.load(Ordering::Acquire) {
             return false;
         }
-        // Bounded: if the event loop is gone (broker away at shutdown) the
-        // request channel may never drain; the broker redelivers instead.
-        matches!(
-            tokio::time::timeout(REQUEST_TIMEOUT, self.client.ack(&pending.publish)).await,
-            Ok(Ok(()))
-        )
+        // Most acks fit the request channel at once; only when it is full
+        // wait, bounded: if the event loop is gone (broker away at
+        // shutdown) the channel may never drain, and the broker redelivers.
+        match self.client.try_ack(&pending.publish) {
+            Ok(()) => true,
+            Err(_) => matches!(
+                tokio::time::timeout(REQUEST_TIMEOUT, self.client.ack(&pending.publish)).await,
+                Ok(Ok(()))
+            ),
+        }
     }
 
     /// Ends the session cleanly once every acknowledgement is queued.

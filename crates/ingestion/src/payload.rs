@@ -1,8 +1,18 @@
 //! Payload parsing: the JSON shapes of DESIGN.md, before any registry
 //! lookup. A malformed message is refused whole; a reading whose value or
 //! timestamp is wrong is refused alone, and the rest of its message stands.
+//!
+//! The parse streams through serde visitors rather than building a
+//! `serde_json::Value`: sensor keys are borrowed from the payload and the
+//! only allocation per message is the vector of readings. When the shape
+//! is wrong, the visitor leaves the precise refusal in a side slot and
+//! aborts the parse.
 
-use serde_json::{Map, Value};
+use std::borrow::Cow;
+use std::cell::RefCell;
+use std::fmt;
+
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use stoker_domain::EpochMillis;
 
 use crate::Reason;
@@ -12,9 +22,9 @@ pub(crate) const MAX_PAYLOAD_BYTES: usize = 256 * 1024;
 
 /// A reading as the payload states it, not yet checked against the registry.
 #[derive(Debug, Clone, PartialEq)]
-pub(crate) struct RawReading {
+pub(crate) struct RawReading<'a> {
     /// The sensor key as written (validated later).
-    pub sensor: String,
+    pub sensor: Cow<'a, str>,
     /// The value, or why it is not one.
     pub value: Result<f64, Refusal>,
     /// The timestamp, when the payload gives one.
@@ -50,165 +60,585 @@ fn check_size(payload: &[u8]) -> Result<(), Refusal> {
     Ok(())
 }
 
-fn parse_json(payload: &[u8]) -> Result<Value, Refusal> {
+/// Runs a seed over the payload; a refusal the visitors left wins over
+/// serde's own error (which then only says where the parse stopped).
+fn parse<'a, T>(
+    payload: &'a [u8],
+    seed: impl for<'s> FnOnce(&'s Slot) -> Seeded<'s, T>,
+) -> Result<T, Refusal>
+where
+    for<'s> Seeded<'s, T>: DeserializeSeed<'a, Value = T>,
+{
     check_size(payload)?;
-    serde_json::from_slice(payload)
-        .map_err(|error| Refusal::new(Reason::MalformedJson, format!("invalid JSON: {error}")))
-}
-
-/// Parses a `sites/{site}/telemetry` payload: `{"ts", "values"}`, an array
-/// of those, or a flat map of sensor to value (with an optional `ts`).
-pub(crate) fn parse_telemetry(payload: &[u8]) -> Result<Vec<RawReading>, Refusal> {
-    let mut readings = Vec::new();
-    match parse_json(payload)? {
-        Value::Array(messages) => {
-            for (index, message) in messages.into_iter().enumerate() {
-                let Value::Object(message) = message else {
-                    return Err(shape(format!(
-                        "element {index} of the array is not an object"
-                    )));
-                };
-                parse_message(message, &mut readings).map_err(|refusal| {
-                    Refusal::new(
-                        refusal.reason,
-                        format!("element {index}: {}", refusal.detail),
-                    )
-                })?;
-            }
-        }
-        Value::Object(message) => parse_message(message, &mut readings)?,
-        other => {
-            return Err(shape(format!(
-                "expected an object or an array of objects, got {}",
-                kind(&other)
-            )));
-        }
-    }
-    Ok(readings)
-}
-
-/// One `{"ts": …, "values": {…}}` object, or a flat map.
-fn parse_message(
-    mut message: Map<String, Value>,
-    readings: &mut Vec<RawReading>,
-) -> Result<(), Refusal> {
-    let timestamp = message
-        .remove("ts")
-        .map(|ts| parse_timestamp(&ts))
-        .transpose()?;
-    let values = match message.remove("values") {
-        Some(Value::Object(values)) => {
-            if let Some(extra) = message.keys().next() {
-                return Err(shape(format!(
-                    "unexpected field {extra:?} beside \"values\" (expected only \"ts\" and \"values\")"
-                )));
-            }
-            values
-        }
-        Some(other) => {
-            return Err(shape(format!(
-                "\"values\" must be an object, got {}",
-                kind(&other)
-            )));
-        }
-        // A flat map: every remaining field is a sensor.
-        None => message,
-    };
-    if values.is_empty() {
-        return Err(shape("the message holds no reading".to_owned()));
-    }
-    readings.reserve(values.len());
-    for (sensor, value) in values {
-        let value = number(&sensor, &value);
-        readings.push(RawReading {
-            sensor,
-            value,
-            timestamp,
-        });
-    }
-    Ok(())
-}
-
-/// Parses a `sites/{site}/sensors/{sensor}` payload: a bare number, or
-/// `{"value": …, "ts": …}`.
-pub(crate) fn parse_sensor_value(payload: &[u8], sensor: &str) -> Result<RawReading, Refusal> {
-    match parse_json(payload)? {
-        Value::Object(mut object) => {
-            let timestamp = object
-                .remove("ts")
-                .map(|ts| parse_timestamp(&ts))
-                .transpose()?;
-            let Some(value) = object.remove("value") else {
-                return Err(shape(
-                    "expected a number or an object with \"value\"".to_owned(),
-                ));
-            };
-            if let Some(extra) = object.keys().next() {
-                return Err(shape(format!(
-                    "unexpected field {extra:?} (expected only \"value\" and \"ts\")"
-                )));
-            }
-            Ok(RawReading {
-                sensor: sensor.to_owned(),
-                value: number(sensor, &value),
-                timestamp,
-            })
-        }
-        value => Ok(RawReading {
-            sensor: sensor.to_owned(),
-            value: number(sensor, &value),
-            timestamp: None,
-        }),
-    }
-}
-
-fn number(sensor: &str, value: &Value) -> Result<f64, Refusal> {
-    match value.as_f64() {
-        Some(number) if number.is_finite() => Ok(number),
-        _ => Err(Refusal::new(
-            Reason::NonNumeric,
-            format!(
-                "value of {sensor:?} is {}, not a finite number",
-                kind(value)
-            ),
+    let slot = Slot::default();
+    let mut deserializer = serde_json::Deserializer::from_slice(payload);
+    let outcome = seed(&slot)
+        .deserialize(&mut deserializer)
+        .and_then(|value| deserializer.end().map(|()| value));
+    match (outcome, slot.0.into_inner()) {
+        (Ok(value), _) => Ok(value),
+        (Err(_), Some(refusal)) => Err(refusal),
+        (Err(error), None) => Err(Refusal::new(
+            Reason::MalformedJson,
+            format!("invalid JSON: {error}"),
         )),
     }
 }
 
-/// `ts` is epoch milliseconds (an integer) or an RFC 3339 string.
-fn parse_timestamp(value: &Value) -> Result<EpochMillis, Refusal> {
-    let invalid = || {
-        Refusal::new(
-            Reason::InvalidTimestamp,
-            format!(
-                "\"ts\" {} is neither epoch milliseconds nor an RFC 3339 string",
-                excerpt(&value.to_string())
-            ),
-        )
+/// Where a visitor leaves the precise refusal before aborting the parse.
+#[derive(Debug, Default)]
+pub(crate) struct Slot(RefCell<Option<Refusal>>);
+
+impl Slot {
+    fn refuse<E: de::Error>(&self, refusal: Refusal) -> E {
+        let message = refusal.detail.clone();
+        self.0.borrow_mut().get_or_insert(refusal);
+        E::custom(message)
+    }
+}
+
+/// A seed that knows the slot; `T` says what it parses.
+pub(crate) struct Seeded<'s, T> {
+    slot: &'s Slot,
+    kind: std::marker::PhantomData<T>,
+}
+
+fn seeded<T>(slot: &Slot) -> Seeded<'_, T> {
+    Seeded {
+        slot,
+        kind: std::marker::PhantomData,
+    }
+}
+
+/// Parses a `sites/{site}/telemetry` payload: `{"ts", "values"}`, an array
+/// of those, or a flat map of sensor to value (with an optional `ts`).
+pub(crate) fn parse_telemetry(payload: &[u8]) -> Result<Vec<RawReading<'_>>, Refusal> {
+    parse(payload, seeded::<Telemetry<'_>>).map(|telemetry| telemetry.0)
+}
+
+/// Parses a `sites/{site}/sensors/{sensor}` payload: a bare number, or
+/// `{"value": …, "ts": …}`.
+pub(crate) fn parse_sensor_value<'a>(
+    payload: &'a [u8],
+    sensor: &'a str,
+) -> Result<RawReading<'a>, Refusal> {
+    let (value, timestamp) = parse(payload, seeded::<SensorValue>)?.0;
+    Ok(RawReading {
+        sensor: Cow::Borrowed(sensor),
+        value: value.into_value(sensor),
+        timestamp,
+    })
+}
+
+/// Every reading of a telemetry payload.
+pub(crate) struct Telemetry<'a>(Vec<RawReading<'a>>);
+
+impl<'de, 's> DeserializeSeed<'de> for Seeded<'s, Telemetry<'de>> {
+    type Value = Telemetry<'de>;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(TelemetryVisitor { slot: self.slot })
+    }
+}
+
+struct TelemetryVisitor<'s> {
+    slot: &'s Slot,
+}
+
+impl<'de> Visitor<'de> for TelemetryVisitor<'_> {
+    type Value = Telemetry<'de>;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an object or an array of objects")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Self::Value, A::Error> {
+        let mut readings = Vec::new();
+        read_message(map, &mut readings, self.slot, None)?;
+        Ok(Telemetry(readings))
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Self::Value, A::Error> {
+        let mut readings = Vec::new();
+        let mut index = 0;
+        while let Some(()) = sequence.next_element_seed(MessageSeed {
+            slot: self.slot,
+            readings: &mut readings,
+            index,
+        })? {
+            index += 1;
+        }
+        Ok(Telemetry(readings))
+    }
+
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
+        Err(self.not_a_message(Kind::Bool(value)))
+    }
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+        Err(self.not_a_message(Kind::Text(value.to_string())))
+    }
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+        Err(self.not_a_message(Kind::Text(value.to_string())))
+    }
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
+        Err(self.not_a_message(Kind::Text(value.to_string())))
+    }
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Err(self.not_a_message(Kind::String(value)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Err(self.not_a_message(Kind::Null))
+    }
+}
+
+impl TelemetryVisitor<'_> {
+    fn not_a_message<E: de::Error>(&self, kind: Kind<'_>) -> E {
+        self.slot.refuse(shape(format!(
+            "expected an object or an array of objects, got {kind}"
+        )))
+    }
+}
+
+/// One element of an array: must be a message object.
+struct MessageSeed<'s, 'r, 'de> {
+    slot: &'s Slot,
+    readings: &'r mut Vec<RawReading<'de>>,
+    index: usize,
+}
+
+impl<'de> DeserializeSeed<'de> for MessageSeed<'_, '_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for MessageSeed<'_, '_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a message object")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<(), A::Error> {
+        read_message(map, self.readings, self.slot, Some(self.index))
+    }
+
+    fn visit_bool<E: de::Error>(self, _: bool) -> Result<(), E> {
+        Err(self.not_an_object())
+    }
+    fn visit_i64<E: de::Error>(self, _: i64) -> Result<(), E> {
+        Err(self.not_an_object())
+    }
+    fn visit_u64<E: de::Error>(self, _: u64) -> Result<(), E> {
+        Err(self.not_an_object())
+    }
+    fn visit_f64<E: de::Error>(self, _: f64) -> Result<(), E> {
+        Err(self.not_an_object())
+    }
+    fn visit_str<E: de::Error>(self, _: &str) -> Result<(), E> {
+        Err(self.not_an_object())
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(self.not_an_object())
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.not_an_object())
+    }
+}
+
+impl MessageSeed<'_, '_, '_> {
+    fn not_an_object<E: de::Error>(&self) -> E {
+        self.slot.refuse(shape(format!(
+            "element {} of the array is not an object",
+            self.index
+        )))
+    }
+}
+
+/// Reads one `{"ts", "values"}` object or flat map into `readings`.
+fn read_message<'de, A: MapAccess<'de>>(
+    mut map: A,
+    readings: &mut Vec<RawReading<'de>>,
+    slot: &Slot,
+    element: Option<usize>,
+) -> Result<(), A::Error> {
+    let at = |detail: String| match element {
+        Some(index) => format!("element {index}: {detail}"),
+        None => detail,
     };
-    match value {
-        Value::Number(number) => number
-            .as_i64()
-            .and_then(|millis| EpochMillis::from_millis(millis).ok())
-            .ok_or_else(invalid),
-        Value::String(text) => EpochMillis::parse_rfc3339(text).map_err(|_| invalid()),
-        _ => Err(invalid()),
+    let first = readings.len();
+    let mut timestamp = None;
+    let mut nested = false;
+    let mut flat: Option<Cow<'de, str>> = None;
+    while let Some(key) = map.next_key::<Key<'de>>()? {
+        match key.0.as_ref() {
+            "ts" => {
+                let value: Timestamp = map.next_value()?;
+                timestamp = Some(value.into_millis().map_err(|refusal| {
+                    slot.refuse(Refusal::new(refusal.reason, at(refusal.detail)))
+                })?);
+            }
+            "values" if flat.is_none() => {
+                nested = true;
+                map.next_value_seed(ValuesSeed {
+                    slot,
+                    readings,
+                    element,
+                })?;
+            }
+            _ if nested || key.0 == "values" => {
+                let extra = if nested {
+                    key.0
+                } else {
+                    flat.take().unwrap_or_default()
+                };
+                return Err(slot.refuse(shape(at(format!(
+                    "unexpected field {extra:?} beside \"values\" (expected only \"ts\" and \"values\")"
+                )))));
+            }
+            _ => {
+                let value: Scalar = map.next_value()?;
+                let sensor = key.0;
+                flat.get_or_insert_with(|| sensor.clone());
+                readings.push(RawReading {
+                    value: value.into_value(&sensor),
+                    sensor,
+                    timestamp: None,
+                });
+            }
+        }
+    }
+    if readings.len() == first {
+        return Err(slot.refuse(shape(at("the message holds no reading".to_owned()))));
+    }
+    for reading in &mut readings[first..] {
+        reading.timestamp = timestamp;
+    }
+    Ok(())
+}
+
+/// The `values` object.
+struct ValuesSeed<'s, 'r, 'de> {
+    slot: &'s Slot,
+    readings: &'r mut Vec<RawReading<'de>>,
+    element: Option<usize>,
+}
+
+impl<'de> DeserializeSeed<'de> for ValuesSeed<'_, '_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<(), D::Error> {
+        deserializer.deserialize_any(self)
+    }
+}
+
+impl<'de> Visitor<'de> for ValuesSeed<'_, '_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("an object of sensor values")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            let value: Scalar = map.next_value()?;
+            self.readings.push(RawReading {
+                value: value.into_value(&key.0),
+                sensor: key.0,
+                timestamp: None,
+            });
+        }
+        Ok(())
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, _: A) -> Result<(), A::Error> {
+        Err(self.not_an_object(Kind::Array))
+    }
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<(), E> {
+        Err(self.not_an_object(Kind::Bool(value)))
+    }
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<(), E> {
+        Err(self.not_an_object(Kind::Text(value.to_string())))
+    }
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<(), E> {
+        Err(self.not_an_object(Kind::Text(value.to_string())))
+    }
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<(), E> {
+        Err(self.not_an_object(Kind::Text(value.to_string())))
+    }
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<(), E> {
+        Err(self.not_an_object(Kind::String(value)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<(), E> {
+        Err(self.not_an_object(Kind::Null))
+    }
+}
+
+impl ValuesSeed<'_, '_, '_> {
+    fn not_an_object<E: de::Error>(&self, kind: Kind<'_>) -> E {
+        let detail = format!("\"values\" must be an object, got {kind}");
+        let detail = match self.element {
+            Some(index) => format!("element {index}: {detail}"),
+            None => detail,
+        };
+        self.slot.refuse(shape(detail))
+    }
+}
+
+/// The `sites/{site}/sensors/{sensor}` payload.
+pub(crate) struct SensorValue((Scalar, Option<EpochMillis>));
+
+impl<'de, 's> DeserializeSeed<'de> for Seeded<'s, SensorValue> {
+    type Value = SensorValue;
+
+    fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
+        deserializer.deserialize_any(SensorValueVisitor { slot: self.slot })
+    }
+}
+
+struct SensorValueVisitor<'s> {
+    slot: &'s Slot,
+}
+
+impl<'de> Visitor<'de> for SensorValueVisitor<'_> {
+    type Value = SensorValue;
+
+    fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        formatter.write_str("a number or {\"value\": …, \"ts\": …}")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut value = None;
+        let mut timestamp = None;
+        while let Some(key) = map.next_key::<Key<'de>>()? {
+            match key.0.as_ref() {
+                "value" => value = Some(map.next_value::<Scalar>()?),
+                "ts" => {
+                    let ts: Timestamp = map.next_value()?;
+                    timestamp = Some(
+                        ts.into_millis()
+                            .map_err(|refusal| self.slot.refuse(refusal))?,
+                    );
+                }
+                other => {
+                    return Err(self.slot.refuse(shape(format!(
+                        "unexpected field {other:?} (expected only \"value\" and \"ts\")"
+                    ))));
+                }
+            }
+        }
+        match value {
+            Some(value) => Ok(SensorValue((value, timestamp))),
+            None => Err(self.slot.refuse(shape(
+                "expected a number or an object with \"value\"".to_owned(),
+            ))),
+        }
+    }
+
+    fn visit_f64<E: de::Error>(self, value: f64) -> Result<Self::Value, E> {
+        Ok(SensorValue((Scalar::Number(value), None)))
+    }
+    fn visit_i64<E: de::Error>(self, value: i64) -> Result<Self::Value, E> {
+        Ok(SensorValue((Scalar::Number(value as f64), None)))
+    }
+    fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
+        Ok(SensorValue((Scalar::Number(value as f64), None)))
+    }
+    fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
+        Ok(SensorValue((
+            Scalar::Other(Kind::String(value).to_string()),
+            None,
+        )))
+    }
+    fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
+        Ok(SensorValue((Scalar::Other(value.to_string()), None)))
+    }
+    fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+        Ok(SensorValue((Scalar::Other("null".into()), None)))
+    }
+    fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Self::Value, A::Error> {
+        while sequence.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(SensorValue((Scalar::Other("an array".into()), None)))
+    }
+}
+
+/// A map key, borrowed from the payload when it has no escapes.
+struct Key<'de>(Cow<'de, str>);
+
+impl<'de> de::Deserialize<'de> for Key<'de> {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct KeyVisitor;
+        impl<'de> Visitor<'de> for KeyVisitor {
+            type Value = Key<'de>;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a string key")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Borrowed(value)))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Key<'de>, E> {
+                Ok(Key(Cow::Owned(value.to_owned())))
+            }
+        }
+        deserializer.deserialize_str(KeyVisitor)
+    }
+}
+
+/// A reading's value: a number, or a description of what came instead.
+enum Scalar {
+    Number(f64),
+    Other(String),
+}
+
+impl Scalar {
+    fn into_value(self, sensor: &str) -> Result<f64, Refusal> {
+        match self {
+            Scalar::Number(number) if number.is_finite() => Ok(number),
+            Scalar::Number(number) => Err(non_numeric(sensor, &number.to_string())),
+            Scalar::Other(kind) => Err(non_numeric(sensor, &kind)),
+        }
+    }
+}
+
+fn non_numeric(sensor: &str, kind: &str) -> Refusal {
+    Refusal::new(
+        Reason::NonNumeric,
+        format!("value of {sensor:?} is {kind}, not a finite number"),
+    )
+}
+
+impl<'de> de::Deserialize<'de> for Scalar {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct ScalarVisitor;
+        impl<'de> Visitor<'de> for ScalarVisitor {
+            type Value = Scalar;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("a value")
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(value))
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(value as f64))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Scalar, E> {
+                Ok(Scalar::Number(value as f64))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Scalar, E> {
+                Ok(Scalar::Other(Kind::String(value).to_string()))
+            }
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<Scalar, E> {
+                Ok(Scalar::Other(value.to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+                Ok(Scalar::Other("null".into()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Scalar, A::Error> {
+                while sequence.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other("an array".into()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Scalar::Other("an object".into()))
+            }
+        }
+        deserializer.deserialize_any(ScalarVisitor)
+    }
+}
+
+/// `ts`: epoch milliseconds (an integer) or an RFC 3339 string.
+enum Timestamp {
+    Millis(Option<i64>),
+    Text(String),
+    Other(String),
+}
+
+impl Timestamp {
+    fn into_millis(self) -> Result<EpochMillis, Refusal> {
+        let (parsed, shown) = match self {
+            Timestamp::Millis(Some(millis)) => {
+                (EpochMillis::from_millis(millis).ok(), millis.to_string())
+            }
+            Timestamp::Millis(None) => (None, "a number out of range".to_owned()),
+            Timestamp::Text(text) => (EpochMillis::parse_rfc3339(&text).ok(), format!("{text:?}")),
+            Timestamp::Other(shown) => (None, shown),
+        };
+        parsed.ok_or_else(|| {
+            Refusal::new(
+                Reason::InvalidTimestamp,
+                format!(
+                    "\"ts\" {} is neither epoch milliseconds nor an RFC 3339 string",
+                    excerpt(&shown)
+                ),
+            )
+        })
+    }
+}
+
+impl<'de> de::Deserialize<'de> for Timestamp {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct TimestampVisitor;
+        impl<'de> Visitor<'de> for TimestampVisitor {
+            type Value = Timestamp;
+            fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+                formatter.write_str("epoch milliseconds or an RFC 3339 string")
+            }
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Timestamp, E> {
+                Ok(Timestamp::Millis(Some(value)))
+            }
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Timestamp, E> {
+                Ok(Timestamp::Millis(i64::try_from(value).ok()))
+            }
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Timestamp, E> {
+                Ok(Timestamp::Other(value.to_string()))
+            }
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Timestamp, E> {
+                Ok(Timestamp::Text(value.to_owned()))
+            }
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<Timestamp, E> {
+                Ok(Timestamp::Other(value.to_string()))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Timestamp, E> {
+                Ok(Timestamp::Other("null".into()))
+            }
+            fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Timestamp, A::Error> {
+                while sequence.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(Timestamp::Other("an array".into()))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Timestamp, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(Timestamp::Other("an object".into()))
+            }
+        }
+        deserializer.deserialize_any(TimestampVisitor)
+    }
+}
+
+/// What a JSON value is, for messages.
+enum Kind<'a> {
+    Null,
+    Bool(bool),
+    Text(String),
+    String(&'a str),
+    Array,
+}
+
+impl fmt::Display for Kind<'_> {
+    fn fmt(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Kind::Null => formatter.write_str("null"),
+            Kind::Bool(flag) => write!(formatter, "{flag}"),
+            Kind::Text(text) => formatter.write_str(text),
+            Kind::String(text) => write!(formatter, "the string {}", excerpt(&format!("{text:?}"))),
+            Kind::Array => formatter.write_str("an array"),
+        }
     }
 }
 
 fn shape(detail: String) -> Refusal {
     Refusal::new(Reason::MalformedJson, detail)
-}
-
-fn kind(value: &Value) -> String {
-    match value {
-        Value::Null => "null".into(),
-        Value::Bool(flag) => flag.to_string(),
-        Value::Number(number) => number.to_string(),
-        Value::String(text) => format!("the string {}", excerpt(&format!("{text:?}"))),
-        Value::Array(_) => "an array".into(),
-        Value::Object(_) => "an object".into(),
-    }
 }
 
 fn excerpt(text: &str) -> String {
@@ -354,6 +784,50 @@ mod tests {
                 refusal.detail
             );
         }
+    }
+
+    #[test]
+    fn ts_may_follow_the_values_and_keys_may_be_escaped() {
+        let readings = parse_telemetry(
+            br#"{"values": {"b\u0031_flue": 1, "b2": {"x": 1}}, "ts": 1732269600000}"#,
+        )
+        .unwrap();
+        assert_eq!(readings[0].sensor, "b1_flue");
+        assert!(
+            readings
+                .iter()
+                .all(|reading| reading.timestamp == millis(1_732_269_600_000))
+        );
+        let nested = readings[1].value.as_ref().unwrap_err();
+        assert_eq!(
+            nested.detail,
+            "value of \"b2\" is an object, not a finite number"
+        );
+    }
+
+    #[test]
+    fn errors_inside_an_array_name_the_element() {
+        let refusal = parse_telemetry(br#"[{"values": {"a": 1}}, {"values": 5}]"#).unwrap_err();
+        assert_eq!(refusal.reason, Reason::MalformedJson);
+        assert_eq!(
+            refusal.detail,
+            "element 1: \"values\" must be an object, got 5"
+        );
+        let refusal = parse_telemetry(br#"[{"ts": "soon", "values": {"a": 1}}]"#).unwrap_err();
+        assert_eq!(refusal.reason, Reason::InvalidTimestamp);
+        assert!(
+            refusal.detail.starts_with("element 0: "),
+            "{}",
+            refusal.detail
+        );
+        let refusal = parse_telemetry(br#"{"a": 1, "values": {"b": 2}}"#).unwrap_err();
+        assert!(
+            refusal
+                .detail
+                .contains("unexpected field \"a\" beside \"values\""),
+            "{}",
+            refusal.detail
+        );
     }
 
     #[test]

@@ -12,6 +12,9 @@ use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 use bytes::Bytes;
+use futures::StreamExt;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
 use stoker_cache::{Cache, LatestValue};
 use stoker_domain::EpochMillis;
 use stoker_timeseries::{Influx, LineBatch};
@@ -89,6 +92,8 @@ pub struct Refused {
 pub(crate) struct BatchLimits {
     pub max_points: usize,
     pub linger: Duration,
+    /// InfluxDB writes in flight at once (at least 1).
+    pub writes_in_flight: usize,
 }
 
 /// Latest value per sensor within one batch: the newest reading wins.
@@ -107,6 +112,25 @@ pub(crate) struct Writer {
     pub journal: mpsc::Sender<Entries>,
     pub limits: BatchLimits,
     pub shutdown: CancellationToken,
+}
+
+/// A batch on its way to InfluxDB, with everything that waits on it.
+struct Batch {
+    lines: LineBatch,
+    acks: Vec<PendingAck>,
+    replies: Vec<(oneshot::Sender<Receipt>, Receipt)>,
+    latest: LatestBySensor,
+    journal: Entries,
+    oldest: Option<std::time::Instant>,
+}
+
+impl Batch {
+    fn is_empty(&self) -> bool {
+        self.lines.is_empty()
+            && self.acks.is_empty()
+            && self.replies.is_empty()
+            && self.journal.is_empty()
+    }
 }
 
 /// What is waiting for the next flush.
@@ -153,8 +177,8 @@ impl RejectionLog {
 }
 
 impl Writer {
-    /// Runs until `shutdown`, then drains what was received, flushes it and
-    /// disconnects from the broker.
+    /// Runs until `shutdown`, then drains what was received, writes it,
+    /// settles every batch and disconnects from the broker.
     pub async fn run(self, mut envelopes: QueueReceiver) {
         let mut pending = Pending {
             lines: LineBatch::with_capacity(self.limits.max_points),
@@ -166,32 +190,72 @@ impl Writer {
             deadline: None,
             oldest: None,
         };
+        // Writes in flight, settled in the order they were dispatched so
+        // that acknowledgements keep the order of receipt.
+        let mut in_flight: FuturesOrdered<BoxFuture<'_, (Batch, bool)>> = FuturesOrdered::new();
+        let mut journal_backlog = Entries::default();
         loop {
             let deadline = pending.deadline;
             tokio::select! {
                 biased;
                 () = self.shutdown.cancelled() => break,
-                () = sleep_until(deadline) => self.flush(&mut pending).await,
+                Some((batch, durable)) = in_flight.next(), if !in_flight.is_empty() => {
+                    self.settle(batch, durable, &mut journal_backlog).await;
+                }
+                () = sleep_until(deadline) => {
+                    self.dispatch(&mut pending, &mut in_flight, &mut journal_backlog).await;
+                }
                 envelope = envelopes.recv() => match envelope {
                     Some(envelope) => {
                         self.accept(envelope, &mut pending);
                         if pending.lines.len() >= self.limits.max_points {
-                            self.flush(&mut pending).await;
+                            self.dispatch(&mut pending, &mut in_flight, &mut journal_backlog).await;
                         }
                     }
                     None => break,
                 },
             }
         }
-        // Stop intake, take what is already here, flush, acknowledge.
+        // Stop intake, take what is already here, write, settle everything.
         envelopes.close();
         while let Some(envelope) = envelopes.try_recv() {
             self.accept(envelope, &mut pending);
         }
-        self.flush(&mut pending).await;
+        self.dispatch(&mut pending, &mut in_flight, &mut journal_backlog)
+            .await;
+        while let Some((batch, durable)) = in_flight.next().await {
+            self.settle(batch, durable, &mut journal_backlog).await;
+        }
+        if !journal_backlog.is_empty() {
+            let _ = self.journal.send(journal_backlog).await;
+        }
         if let Some(acker) = &self.acker {
             acker.disconnect().await;
         }
+    }
+
+    /// Hands the pending batch to a write, waiting for the oldest write in
+    /// flight first when the limit is reached.
+    async fn dispatch<'a>(
+        &'a self,
+        pending: &mut Pending,
+        in_flight: &mut FuturesOrdered<BoxFuture<'a, (Batch, bool)>>,
+        journal_backlog: &mut Entries,
+    ) {
+        pending.deadline = None;
+        let batch = pending.take_batch(self.limits.max_points);
+        if batch.is_empty() {
+            return;
+        }
+        while in_flight.len() >= self.limits.writes_in_flight {
+            if let Some((done, durable)) = in_flight.next().await {
+                self.settle(done, durable, journal_backlog).await;
+            }
+        }
+        in_flight.push_back(Box::pin(async move {
+            let durable = batch.lines.is_empty() || self.write_durably(&batch.lines).await;
+            (batch, durable)
+        }));
     }
 
     /// Validates one message into the pending batch.
@@ -292,66 +356,58 @@ impl Writer {
         }
     }
 
-    /// Writes the batch until InfluxDB has it, then acknowledges and hands
-    /// the latest values to the cache task.
-    async fn flush(&self, pending: &mut Pending) {
-        pending.deadline = None;
-        let oldest = pending.oldest.take();
-        if !pending.lines.is_empty() {
-            if !self.write_durably(&pending.lines).await {
-                // Shutting down with InfluxDB away: leave these messages
-                // unacknowledged; the broker redelivers them.
-                tracing::warn!(
-                    readings = pending.lines.len(),
-                    messages = pending.acks.len(),
-                    "neither InfluxDB nor the full spool took the last batch before shutdown; its messages stay unacknowledged for redelivery"
-                );
-                pending.lines.clear();
-                pending.acks.clear();
-                // Dropping the replies tells HTTP callers the batch was not taken (503).
-                pending.replies.clear();
-                pending.latest.clear();
-                return;
-            }
+    /// Completes a batch once its write is over: acknowledges its
+    /// messages, answers its HTTP callers, and hands its latest values and
+    /// journal entries on. A batch that could not be made durable (shutdown
+    /// with the spool full) is acknowledged to nobody: the broker
+    /// redelivers, HTTP callers get 503.
+    async fn settle(&self, mut batch: Batch, durable: bool, journal_backlog: &mut Entries) {
+        if !durable {
+            tracing::warn!(
+                readings = batch.lines.len(),
+                messages = batch.acks.len(),
+                "neither InfluxDB nor the full spool took the last batch before shutdown; its messages stay unacknowledged for redelivery"
+            );
+            return;
+        }
+        if !batch.lines.is_empty() {
             self.stats
                 .accepted
-                .fetch_add(pending.lines.len() as u64, Ordering::Relaxed);
+                .fetch_add(batch.lines.len() as u64, Ordering::Relaxed);
             self.stats.batches.fetch_add(1, Ordering::Relaxed);
             self.histograms
                 .batch_readings
-                .observe(pending.lines.len() as f64);
-            pending.lines.clear();
+                .observe(batch.lines.len() as f64);
         }
         if let Some(acker) = &self.acker {
-            for ack in pending.acks.drain(..) {
+            for ack in batch.acks.drain(..) {
                 if acker.ack(ack).await {
                     self.stats.acked.fetch_add(1, Ordering::Relaxed);
                 }
             }
         }
-        if let Some(oldest) = oldest {
+        if let Some(oldest) = batch.oldest {
             self.histograms
                 .lag_seconds
                 .observe(oldest.elapsed().as_secs_f64());
         }
-        for (reply, receipt) in pending.replies.drain(..) {
+        for (reply, receipt) in batch.replies.drain(..) {
             // The caller may have gone; its readings are stored all the same.
             let _ = reply.send(receipt);
         }
-        if !pending.journal.is_empty() {
-            match self.journal.try_send(std::mem::take(&mut pending.journal)) {
+        journal_backlog.merge(std::mem::take(&mut batch.journal), &self.stats);
+        if !journal_backlog.is_empty() {
+            match self.journal.try_send(std::mem::take(journal_backlog)) {
                 Ok(()) => {}
-                // The journal task is behind: keep the entries for the next flush.
+                // The journal task is behind: keep the entries for the next batch.
                 Err(
                     mpsc::error::TrySendError::Full(entries)
                     | mpsc::error::TrySendError::Closed(entries),
-                ) => {
-                    pending.journal = entries;
-                }
+                ) => *journal_backlog = entries,
             }
         }
-        if !pending.latest.is_empty() {
-            let latest: Vec<_> = pending.latest.drain().map(|(_, newest)| newest).collect();
+        if !batch.latest.is_empty() {
+            let latest: Vec<_> = batch.latest.into_values().collect();
             if self.latest.try_send(latest).is_err() {
                 // The cache task is behind (Redis slow or down): skip this
                 // update; the next reading of each sensor refreshes it.
@@ -483,6 +539,23 @@ impl Writer {
 }
 
 impl Pending {
+    /// Takes what accumulated, leaving an empty batch with room for the next.
+    fn take_batch(&mut self, capacity: usize) -> Batch {
+        let lines = if self.lines.is_empty() {
+            LineBatch::default()
+        } else {
+            std::mem::replace(&mut self.lines, LineBatch::with_capacity(capacity))
+        };
+        Batch {
+            lines,
+            acks: std::mem::take(&mut self.acks),
+            replies: std::mem::take(&mut self.replies),
+            latest: std::mem::take(&mut self.latest),
+            journal: std::mem::take(&mut self.journal),
+            oldest: self.oldest.take(),
+        }
+    }
+
     fn push_reading(&mut self, entry: &Arc<SensorEntry>, value: f64, timestamp: EpochMillis) {
         self.lines.push(
             &entry.site,
@@ -528,7 +601,7 @@ fn validate<'a>(
     sensors: &'a HashMap<stoker_domain::SensorKey, Arc<SensorEntry>>,
     received: EpochMillis,
 ) -> Result<(&'a Arc<SensorEntry>, f64, EpochMillis), Refusal> {
-    let entry = sensors.get(reading.sensor.as_str()).ok_or_else(|| {
+    let entry = sensors.get(reading.sensor.as_ref()).ok_or_else(|| {
         Refusal::new(
             Reason::UnknownSensor,
             format!(

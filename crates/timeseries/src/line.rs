@@ -1,7 +1,5 @@
 //! Line protocol for readings.
 
-use std::fmt::Write as _;
-
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug};
 
 /// The measurement every reading goes to.
@@ -53,9 +51,15 @@ impl LineBatch {
             self.body.push('=');
             escape_tag_value(&mut self.body, tag);
         }
-        // `{:?}` prints the shortest text that reads back as the same f64,
-        // switching to exponent form for very large or small magnitudes.
-        let _ = writeln!(self.body, " value={value:?} {}", timestamp.as_millis());
+        // ryu prints the shortest text that reads back as the same f64 (with
+        // exponent form for very large or small magnitudes), much faster
+        // than `fmt`; line protocol reads it as a float.
+        self.body.push_str(" value=");
+        self.body.push_str(ryu::Buffer::new().format_finite(value));
+        self.body.push(' ');
+        self.body
+            .push_str(itoa::Buffer::new().format(timestamp.as_millis()));
+        self.body.push('\n');
         self.points += 1;
     }
 
