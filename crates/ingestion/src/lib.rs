@@ -336,7 +336,12 @@ impl Ingestion {
         stores: Stores,
         shutdown: CancellationToken,
     ) -> Result<Self> {
-        let connection = mqtt::Connection::new(&options.mqtt)?;
+        let connection = mqtt::Connection::new(
+            &options.mqtt,
+            // A message may hold one reading: every batch in flight may be
+            // that many messages awaiting acks.
+            options.batch_size.max(1) * options.writes_in_flight.max(1),
+        )?;
         Self::start_with(options, stores, shutdown, Some(connection)).await
     }
 

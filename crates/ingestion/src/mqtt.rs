@@ -107,6 +107,12 @@ pub fn client_options(url: &str, client_id: &str) -> Result<rumqttc::MqttOptions
     Ok(options)
 }
 
+/// The writer may fall this many messages behind before the event loop
+/// stops reading from the broker (which then keeps the rest).
+pub(crate) const HIGH_WATER: usize = 2_000;
+/// Reading resumes once the writer is this far behind or less.
+const LOW_WATER: usize = 500;
+
 /// Longest wait to queue an acknowledgement or the disconnect.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
 
@@ -162,13 +168,16 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub fn new(options: &MqttOptions) -> Result<Self> {
+    /// `acks_outstanding`: the most acknowledgements that can wait for the
+    /// event loop at once (see `HIGH_WATER`).
+    pub fn new(options: &MqttOptions, acks_outstanding: usize) -> Result<Self> {
         let shared_group = Some(options.shared_group.as_str()).filter(|group| !group.is_empty());
         let mut mqtt = client_options(&options.url, &options.client_id)?;
         mqtt.set_clean_session(false).set_manual_acks(true);
-        // Acknowledgements travel through the request channel: room for a
-        // whole batch of them.
-        let (client, eventloop) = AsyncClient::new(mqtt, 8192);
+        // Acknowledgements travel through the request channel: room for
+        // every one that can be outstanding, so that the writer never waits
+        // to queue one while the event loop pauses for backpressure.
+        let (client, eventloop) = AsyncClient::new(mqtt, acks_outstanding + HIGH_WATER + 1024);
         let filters = ["sites/+/telemetry", "sites/+/sensors/+"]
             .iter()
             .map(|filter| {
@@ -201,6 +210,16 @@ impl Connection {
     pub async fn run(mut self, envelopes: QueueSender, stopping: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
         loop {
+            // Backpressure without blocking the event loop on the writer:
+            // when the writer is HIGH_WATER messages behind, read nothing
+            // more until it is down to LOW_WATER. The writer meanwhile
+            // settles batches and queues their acks, which the request
+            // channel has room for; they leave when polling resumes.
+            if envelopes.depth() >= HIGH_WATER {
+                while envelopes.depth() > LOW_WATER && !stopping.is_cancelled() {
+                    tokio::time::sleep(Duration::from_millis(2)).await;
+                }
+            }
             match self.eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let envelope = self.envelope(publish);
@@ -261,11 +280,15 @@ impl Connection {
         let target = parse_topic(&publish.topic, &self.topic_prefix);
         let ack = (publish.qos != QoS::AtMostOnce).then(|| PendingAck {
             connection: self.connection.load(Ordering::Acquire),
+            // The ack needs only the packet id and QoS: no copy of the
+            // topic or payload waits with it.
             publish: Publish {
-                // The payload is kept once, in the envelope; the ack needs
-                // only the packet id and QoS.
+                dup: false,
+                qos: publish.qos,
+                retain: false,
+                topic: String::new(),
+                pkid: publish.pkid,
                 payload: bytes::Bytes::new(),
-                ..publish.clone()
             },
         });
         Envelope {
