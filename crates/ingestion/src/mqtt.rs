@@ -107,11 +107,9 @@ pub fn client_options(url: &str, client_id: &str) -> Result<rumqttc::MqttOptions
     Ok(options)
 }
 
-/// The writer may fall this many messages behind before the event loop
-/// stops reading from the broker (which then keeps the rest).
-pub(crate) const HIGH_WATER: usize = 2_000;
-/// Reading resumes once the writer is this far behind or less.
-const LOW_WATER: usize = 500;
+/// Extra room in rumqttc's request channel for acks of messages still
+/// waiting in the queue.
+const QUEUED_ACK_ROOM: usize = 8_192;
 
 /// Longest wait to queue an acknowledgement or the disconnect.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
@@ -168,16 +166,15 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// `acks_outstanding`: the most acknowledgements that can wait for the
-    /// event loop at once (see `HIGH_WATER`).
+    /// `acks_outstanding`: the acknowledgements a full set of batches in
+    /// flight can queue at once.
     pub fn new(options: &MqttOptions, acks_outstanding: usize) -> Result<Self> {
         let shared_group = Some(options.shared_group.as_str()).filter(|group| !group.is_empty());
         let mut mqtt = client_options(&options.url, &options.client_id)?;
         mqtt.set_clean_session(false).set_manual_acks(true);
         // Acknowledgements travel through the request channel: room for
-        // every one that can be outstanding, so that the writer never waits
-        // to queue one while the event loop pauses for backpressure.
-        let (client, eventloop) = AsyncClient::new(mqtt, acks_outstanding + HIGH_WATER + 1024);
+        // those of every batch in flight, so settling rarely waits.
+        let (client, eventloop) = AsyncClient::new(mqtt, acks_outstanding + QUEUED_ACK_ROOM);
         let filters = ["sites/+/telemetry", "sites/+/sensors/+"]
             .iter()
             .map(|filter| {
@@ -210,16 +207,6 @@ impl Connection {
     pub async fn run(mut self, envelopes: QueueSender, stopping: CancellationToken) {
         let mut backoff = Duration::from_millis(200);
         loop {
-            // Backpressure without blocking the event loop on the writer:
-            // when the writer is HIGH_WATER messages behind, read nothing
-            // more until it is down to LOW_WATER. The writer meanwhile
-            // settles batches and queues their acks, which the request
-            // channel has room for; they leave when polling resumes.
-            if envelopes.depth() >= HIGH_WATER {
-                while envelopes.depth() > LOW_WATER && !stopping.is_cancelled() {
-                    tokio::time::sleep(Duration::from_millis(2)).await;
-                }
-            }
             match self.eventloop.poll().await {
                 Ok(Event::Incoming(Packet::Publish(publish))) => {
                     let envelope = self.envelope(publish);
