@@ -3,8 +3,9 @@
 //! Unbounded on purpose: the event loop must never wait on the writer.
 //! Acknowledgements leave through the same event loop, so an event loop
 //! blocked on a full queue would stop the very acks that let the writer
-//! drain it. The broker's in-flight window (`max_inflight_messages` in the
-//! shipped configuration) bounds what MQTT can put here; HTTP checks the
+//! drain it. The cost: under sustained overload (publishers faster than
+//! InfluxDB over minutes) the queue holds the backlog and memory grows; the
+//! depth is exported as `stoker_ingest_queued_messages`. HTTP checks the
 //! depth before it adds more.
 
 use std::sync::Arc;
