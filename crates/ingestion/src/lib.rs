@@ -5,9 +5,9 @@
 //! Data flow inside the crate:
 //!
 //! ```text
-//! broker ─▶ mqtt::Connection (event loop task) ─bounded channel─▶ writer::Writer
+//! broker ─▶ mqtt::Connection (reader half) ─queue, bounded in bytes─▶ writer::Writer
 //!             parse + validate (payload, registry) ─▶ LineBatch ─▶ InfluxDB
-//!             ─▶ acknowledge the batch's messages ─▶ latest values ─▶ Redis task
+//!             ─▶ acknowledge (mqtt::Connection, writer half) ─▶ latest values ─▶ Redis task
 //! ```
 //!
 //! - `payload`: the JSON shapes of DESIGN.md.
@@ -217,6 +217,15 @@ pub struct IngestOptions {
         default_value_t = 1024
     )]
     pub spool_max_mb: u64,
+
+    /// Most megabytes of received messages waiting for the writer; when full, ingestion stops reading from the broker (which keeps the backlog) and answers 503 to HTTP. Bounds memory under overload.
+    #[arg(
+        id = "ingest_queue_max_mb",
+        long = "queue-max-mb",
+        env = "INGEST_QUEUE_MAX_MB",
+        default_value_t = 16
+    )]
+    pub queue_max_mb: usize,
 }
 
 impl Default for IngestOptions {
@@ -228,6 +237,7 @@ impl Default for IngestOptions {
             writes_in_flight: 4,
             spool_dir: "spool".into(),
             spool_max_mb: 1024,
+            queue_max_mb: 16,
             keep_rejected: 100_000,
         }
     }
@@ -265,14 +275,10 @@ pub struct Intake {
     stats: Arc<Stats>,
 }
 
-/// HTTP bodies are refused (503) while this many messages wait for the
-/// writer: the queue itself never blocks the MQTT event loop.
-const MAX_QUEUED_FOR_HTTP: usize = 10_000;
-
 /// Why a payload could not be taken now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, thiserror::Error)]
 pub enum IntakeError {
-    /// The spool is full or the writer is a whole queue behind: retry later.
+    /// The spool is full or the writer a whole queue behind: retry later.
     #[error(
         "ingestion is saturated (InfluxDB unavailable and the spool full, or a full queue); retry later"
     )]
@@ -316,11 +322,10 @@ impl Intake {
             reply: Some(reply),
             oversized,
         };
-        if self.envelopes.depth() >= MAX_QUEUED_FOR_HTTP {
-            return Err(IntakeError::Busy);
-        }
-        if self.envelopes.send(envelope).is_err() {
-            return Err(IntakeError::Stopping);
+        match self.envelopes.try_send(envelope) {
+            Ok(()) => {}
+            Err(queue::SendError::Full) => return Err(IntakeError::Busy),
+            Err(queue::SendError::Closed) => return Err(IntakeError::Stopping),
         }
         // Dropped unanswered: the batch could be neither written nor spooled.
         receipt.await.map_err(|_| IntakeError::Busy)
@@ -336,12 +341,7 @@ impl Ingestion {
         stores: Stores,
         shutdown: CancellationToken,
     ) -> Result<Self> {
-        let connection = mqtt::Connection::new(
-            &options.mqtt,
-            // A message may hold one reading: every batch in flight may be
-            // that many messages awaiting acks.
-            options.batch_size.max(1) * options.writes_in_flight.max(1),
-        )?;
+        let connection = mqtt::Connection::new(&options.mqtt)?;
         Self::start_with(options, stores, shutdown, Some(connection)).await
     }
 
@@ -381,7 +381,8 @@ impl Ingestion {
             || Arc::new(AtomicBool::new(true)),
             |connection| Arc::clone(&connection.connected),
         );
-        let (envelopes_tx, envelopes_rx, queued) = queue::queue();
+        let (envelopes_tx, envelopes_rx, queued) =
+            queue::queue(options.queue_max_mb.saturating_mul(1024 * 1024));
         let (latest_tx, latest_rx) = mpsc::channel(64);
         let (journal_tx, journal_rx) = mpsc::channel(64);
         let writer = Writer {
@@ -468,6 +469,11 @@ impl Ingestion {
     /// The counters so far.
     pub fn stats(&self) -> StatsSnapshot {
         self.stats.snapshot()
+    }
+
+    /// Messages received and waiting for the writer.
+    pub fn queued_messages(&self) -> usize {
+        self.queued.load(Ordering::Acquire)
     }
 
     /// Whether the broker connection is up and subscribed.

@@ -1,16 +1,22 @@
-//! The MQTT side: connection, subscriptions, the event loop, and
-//! acknowledgements.
+//! The MQTT side: connection, subscriptions, and acknowledgements.
 //!
-//! The event loop is polled in a task of its own and never waits on
-//! storage: publishes go through a bounded channel to the writer, which
-//! acknowledges them (manual acks, persistent session) once durable.
+//! Publishes go through the queue (bounded in bytes) to the writer, which
+//! acknowledges them (manual acks, persistent session) once durable. See
+//! [`Connection`] for why reading and writing are separate halves.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
-use rumqttc::{AsyncClient, Event, EventLoop, Outgoing, Packet, Publish, QoS};
+use bytes::BytesMut;
+use rumqttc::{
+    Connect, ConnectReturnCode, Login, Packet, PubAck, Publish, QoS, Subscribe, SubscribeFilter,
+    SubscribeReasonCode,
+};
 use stoker_domain::EpochMillis;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
 use crate::queue::QueueSender;
@@ -48,12 +54,12 @@ pub struct MqttOptions {
     )]
     pub topic_prefix: String,
 
-    /// Shared subscription group: ingestion processes in the same group split the messages between them ($share/{group}/...); empty to subscribe plainly.
+    /// Shared subscription group, to scale out: ingest processes in the same group (e.g. "stoker") split the messages between them ($share/{group}/...). Empty (the default): a plain subscription, whose queued messages survive a broker restart (Mosquitto 2.0.11 loses a shared one's until it is renewed).
     #[arg(
         id = "mqtt_shared_group",
         long = "mqtt-shared-group",
         env = "MQTT_SHARED_GROUP",
-        default_value = "stoker"
+        default_value = ""
     )]
     pub shared_group: String,
 }
@@ -64,7 +70,7 @@ impl Default for MqttOptions {
             url: "mqtt://127.0.0.1:1883".into(),
             client_id: "stoker-ingest".into(),
             topic_prefix: String::new(),
-            shared_group: "stoker".into(),
+            shared_group: String::new(),
         }
     }
 }
@@ -107,25 +113,37 @@ pub fn client_options(url: &str, client_id: &str) -> Result<rumqttc::MqttOptions
     Ok(options)
 }
 
-/// Extra room in rumqttc's request channel for acks of messages still
-/// waiting in the queue.
-const QUEUED_ACK_ROOM: usize = 8_192;
+/// Longest wait for the TCP connection and for the broker's CONNACK.
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// Longest wait to queue an acknowledgement or the disconnect.
-const REQUEST_TIMEOUT: Duration = Duration::from_secs(5);
+/// Largest packet read from the broker. Large enough that an oversized
+/// payload arrives and is refused with a count, instead of breaking the
+/// connection (and being redelivered for ever).
+const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
+
+/// Acknowledgements gathered into one socket write, at most.
+const ACK_WRITE_BYTES: usize = 64 * 1024;
 
 /// A QoS 1 message waiting for its acknowledgement, tagged with the
 /// connection it arrived on.
 #[derive(Debug)]
 pub(crate) struct PendingAck {
-    publish: Publish,
+    pkid: u16,
     connection: u64,
 }
 
-/// Sends acknowledgements and the final disconnect.
+/// What the writing half of the connection sends.
+#[derive(Debug)]
+enum Command {
+    Ack(PendingAck),
+    Disconnect,
+}
+
+/// Sends acknowledgements and the final disconnect. Never waits: the
+/// connection's writing half takes them in bulk.
 #[derive(Debug, Clone)]
 pub(crate) struct Acker {
-    client: AsyncClient,
+    commands: mpsc::UnboundedSender<Command>,
     connection: Arc<AtomicU64>,
 }
 
@@ -133,32 +151,58 @@ impl Acker {
     /// Acknowledges a message, unless it arrived on an earlier connection:
     /// its packet id means nothing on the new one (the broker redelivers the
     /// message, and that copy is acknowledged). Returns whether it was sent.
-    pub async fn ack(&self, pending: PendingAck) -> bool {
-        if pending.connection != self.connection.load(Ordering::Acquire) {
-            return false;
-        }
-        // Most acks fit the request channel at once; only when it is full
-        // wait, bounded: if the event loop is gone (broker away at
-        // shutdown) the channel may never drain, and the broker redelivers.
-        match self.client.try_ack(&pending.publish) {
-            Ok(()) => true,
-            Err(_) => matches!(
-                tokio::time::timeout(REQUEST_TIMEOUT, self.client.ack(&pending.publish)).await,
-                Ok(Ok(()))
-            ),
-        }
+    pub fn ack(&self, pending: PendingAck) -> bool {
+        pending.connection == self.connection.load(Ordering::Acquire)
+            && self.commands.send(Command::Ack(pending)).is_ok()
     }
 
-    /// Ends the session cleanly once every acknowledgement is queued.
-    pub async fn disconnect(&self) {
-        let _ = tokio::time::timeout(REQUEST_TIMEOUT, self.client.disconnect()).await;
+    /// Ends the session cleanly after every acknowledgement already given.
+    pub fn disconnect(&self) {
+        let _ = self.commands.send(Command::Disconnect);
     }
 }
 
-/// The connection: client, event loop and its state.
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+enum SessionError {
+    #[error("cannot reach the broker: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the broker did not answer within {0:?}")]
+    Timeout(Duration),
+    #[error("the broker closed the connection")]
+    Closed,
+    #[error("the broker refused the connection: {0:?}")]
+    Refused(ConnectReturnCode),
+    #[error("protocol error: {0:?}")]
+    Protocol(rumqttc::mqttbytes::Error),
+    #[error("unexpected {0} before CONNACK")]
+    Unexpected(&'static str),
+}
+
+/// How a session ended without an error.
+enum End {
+    /// The writer said goodbye: the session is closed cleanly.
+    Disconnected,
+}
+
+/// The ingestion's MQTT connection (MQTT 3.1.1, persistent session, manual
+/// acknowledgements), built on rumqttc's packet codec.
+///
+/// Reading and writing are two halves that never wait on each other. The
+/// reading half hands publishes to the queue and, when the queue is full,
+/// stops reading the socket: the broker keeps the backlog, and memory here
+/// stays bounded. The writing half sends acknowledgements as the writer
+/// gives them, many per socket write, so a full queue never holds them up.
+/// (rumqttc's own event loop reads and writes in one loop, one queued ack
+/// per turn, so it can neither pause reading nor keep up with acks.)
 pub(crate) struct Connection {
-    pub client: AsyncClient,
-    eventloop: EventLoop,
+    host: String,
+    port: u16,
+    client_id: String,
+    login: Option<Login>,
+    keep_alive: Duration,
+    commands_tx: Option<mpsc::UnboundedSender<Command>>,
+    commands: mpsc::UnboundedReceiver<Command>,
     connection: Arc<AtomicU64>,
     pub connected: Arc<AtomicBool>,
     filters: Vec<String>,
@@ -166,15 +210,11 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    /// `acks_outstanding`: the acknowledgements a full set of batches in
-    /// flight can queue at once.
-    pub fn new(options: &MqttOptions, acks_outstanding: usize) -> Result<Self> {
+    pub fn new(options: &MqttOptions) -> Result<Self> {
         let shared_group = Some(options.shared_group.as_str()).filter(|group| !group.is_empty());
-        let mut mqtt = client_options(&options.url, &options.client_id)?;
-        mqtt.set_clean_session(false).set_manual_acks(true);
-        // Acknowledgements travel through the request channel: room for
-        // those of every batch in flight, so settling rarely waits.
-        let (client, eventloop) = AsyncClient::new(mqtt, acks_outstanding + QUEUED_ACK_ROOM);
+        let mqtt = client_options(&options.url, &options.client_id)?;
+        let (host, port) = mqtt.broker_address();
+        let (commands_tx, commands) = mpsc::unbounded_channel();
         let filters = ["sites/+/telemetry", "sites/+/sensors/+"]
             .iter()
             .map(|filter| {
@@ -186,8 +226,13 @@ impl Connection {
             })
             .collect();
         Ok(Self {
-            client,
-            eventloop,
+            host,
+            port,
+            client_id: mqtt.client_id(),
+            login: mqtt.credentials(),
+            keep_alive: mqtt.keep_alive(),
+            commands_tx: Some(commands_tx),
+            commands,
             connection: Arc::new(AtomicU64::new(0)),
             connected: Arc::new(AtomicBool::new(false)),
             filters,
@@ -195,63 +240,36 @@ impl Connection {
         })
     }
 
+    /// The writer's handle. Take every one before [`Connection::run`]: the
+    /// session ends when the writer disconnects or every handle is gone.
     pub fn acker(&self) -> Acker {
         Acker {
-            client: self.client.clone(),
+            commands: self
+                .commands_tx
+                .clone()
+                .expect("ackers are taken before the connection runs"),
             connection: Arc::clone(&self.connection),
         }
     }
 
-    /// Polls the event loop until the writer disconnects, or until
+    /// Connects, and reconnects, until the writer disconnects, or until
     /// `stopping` and the connection is gone.
     pub async fn run(mut self, envelopes: QueueSender, stopping: CancellationToken) {
+        self.commands_tx = None;
         let mut backoff = Duration::from_millis(200);
         loop {
-            match self.eventloop.poll().await {
-                Ok(Event::Incoming(Packet::Publish(publish))) => {
-                    let envelope = self.envelope(publish);
-                    // Never waits: see `queue` for why the event loop must not.
-                    if envelopes.send(envelope).is_err() {
-                        tracing::debug!("writer stopped; leaving further messages to the broker");
-                    }
-                }
-                Ok(Event::Incoming(Packet::ConnAck(connack))) => {
-                    let number = self.connection.fetch_add(1, Ordering::AcqRel) + 1;
-                    // With a session present the subscriptions are still in
-                    // place; otherwise ready once the broker confirms them.
-                    self.connected
-                        .store(connack.session_present, Ordering::Release);
-                    backoff = Duration::from_millis(200);
-                    tracing::info!(
-                        connection = number,
-                        session_present = connack.session_present,
-                        "connected to the MQTT broker"
-                    );
-                    if !connack.session_present {
-                        for filter in &self.filters {
-                            if let Err(error) =
-                                self.client.try_subscribe(filter.as_str(), QoS::AtLeastOnce)
-                            {
-                                tracing::error!(%error, filter, "cannot subscribe");
-                            }
-                        }
-                    }
-                }
-                Ok(Event::Incoming(Packet::SubAck(suback))) => {
-                    self.connected.store(true, Ordering::Release);
-                    tracing::info!(filters = ?self.filters, codes = ?suback.return_codes, "subscribed");
-                }
-                Ok(Event::Outgoing(Outgoing::Disconnect)) => {
+            let ended = self.session(&envelopes, &mut backoff).await;
+            self.connected.store(false, Ordering::Release);
+            match ended {
+                Ok(End::Disconnected) => {
                     tracing::info!("disconnected from the MQTT broker");
                     break;
                 }
-                Ok(_) => {}
                 Err(error) => {
-                    self.connected.store(false, Ordering::Release);
                     if stopping.is_cancelled() {
                         break;
                     }
-                    tracing::warn!(%error, retry_in = ?backoff, "MQTT connection lost; reconnecting");
+                    tracing::warn!(%error, broker = %format!("{}:{}", self.host, self.port), retry_in = ?backoff, "MQTT connection lost; reconnecting");
                     tokio::select! {
                         () = stopping.cancelled() => break,
                         () = tokio::time::sleep(backoff) => {}
@@ -260,33 +278,232 @@ impl Connection {
                 }
             }
         }
-        self.connected.store(false, Ordering::Release);
     }
 
-    fn envelope(&self, publish: Publish) -> Envelope {
-        let target = parse_topic(&publish.topic, &self.topic_prefix);
-        let ack = (publish.qos != QoS::AtMostOnce).then(|| PendingAck {
-            connection: self.connection.load(Ordering::Acquire),
-            // The ack needs only the packet id and QoS: no copy of the
-            // topic or payload waits with it.
-            publish: Publish {
-                dup: false,
-                qos: publish.qos,
-                retain: false,
-                topic: String::new(),
-                pkid: publish.pkid,
-                payload: bytes::Bytes::new(),
-            },
-        });
-        Envelope {
-            source: crate::journal::Source::Mqtt,
-            target,
-            payload: publish.payload,
-            received: EpochMillis::now(),
-            ack,
-            reply: None,
-            oversized: None,
+    /// One connection, from CONNECT until it ends.
+    async fn session(
+        &mut self,
+        envelopes: &QueueSender,
+        backoff: &mut Duration,
+    ) -> std::result::Result<End, SessionError> {
+        let stream = tokio::time::timeout(
+            CONNECT_TIMEOUT,
+            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
+        )
+        .await
+        .map_err(|_| SessionError::Timeout(CONNECT_TIMEOUT))??;
+        stream.set_nodelay(true)?;
+        let (read, mut write) = stream.into_split();
+        let mut reader = PacketReader {
+            read,
+            buffer: BytesMut::with_capacity(64 * 1024),
+        };
+        let mut connect = Connect::new(self.client_id.as_str());
+        connect.keep_alive = u16::try_from(self.keep_alive.as_secs()).unwrap_or(u16::MAX);
+        connect.clean_session = false;
+        connect.login = self.login.clone();
+        write_packet(&mut write, &Packet::Connect(connect)).await?;
+        let connack = match tokio::time::timeout(CONNECT_TIMEOUT, reader.next())
+            .await
+            .map_err(|_| SessionError::Timeout(CONNECT_TIMEOUT))??
+        {
+            Packet::ConnAck(connack) => connack,
+            _ => return Err(SessionError::Unexpected("a packet other than CONNACK")),
+        };
+        if connack.code != ConnectReturnCode::Success {
+            return Err(SessionError::Refused(connack.code));
         }
+        let number = self.connection.fetch_add(1, Ordering::AcqRel) + 1;
+        *backoff = Duration::from_millis(200);
+        tracing::info!(
+            connection = number,
+            session_present = connack.session_present,
+            "connected to the MQTT broker"
+        );
+        // Subscribe on every connection, even with a session present
+        // (subscribing again is harmless): Mosquitto 2.0.11 restores a
+        // persistent session's shared subscriptions after a restart in
+        // name only, and says "session present" while delivering nothing.
+        // Ready once the broker confirms.
+        let mut subscribe = Subscribe::new_many(
+            self.filters
+                .iter()
+                .map(|filter| SubscribeFilter::new(filter.clone(), QoS::AtLeastOnce)),
+        );
+        subscribe.pkid = 1;
+        write_packet(&mut write, &Packet::Subscribe(subscribe)).await?;
+        let reading = read_half(
+            &mut reader,
+            envelopes,
+            number,
+            self.keep_alive,
+            &self.connected,
+            &self.filters,
+            &self.topic_prefix,
+        );
+        let writing = write_half(&mut write, &mut self.commands, number, self.keep_alive);
+        tokio::select! {
+            ended = reading => ended,
+            ended = writing => ended,
+        }
+    }
+}
+
+/// Reads packets: publishes go to the queue (waiting while it is full,
+/// which is how the broker is held back), SUBACK marks the subscription.
+async fn read_half(
+    reader: &mut PacketReader,
+    envelopes: &QueueSender,
+    connection: u64,
+    keep_alive: Duration,
+    connected: &AtomicBool,
+    filters: &[String],
+    topic_prefix: &str,
+) -> std::result::Result<End, SessionError> {
+    // The writing half pings every half keep-alive: a live broker is
+    // never silent for this long.
+    let silence = keep_alive * 2;
+    loop {
+        let packet = tokio::time::timeout(silence, reader.next())
+            .await
+            .map_err(|_| SessionError::Timeout(silence))??;
+        match packet {
+            Packet::Publish(publish) => {
+                let envelope = envelope(publish, connection, topic_prefix);
+                if envelopes.send(envelope).await.is_err() {
+                    tracing::debug!("writer stopped; leaving further messages to the broker");
+                }
+            }
+            Packet::SubAck(suback) => {
+                let refused = suback
+                    .return_codes
+                    .iter()
+                    .any(|code| matches!(code, SubscribeReasonCode::Failure));
+                if refused {
+                    tracing::error!(?filters, codes = ?suback.return_codes, "the broker refused a subscription (check its ACLs)");
+                } else {
+                    tracing::info!(?filters, "subscribed");
+                }
+                connected.store(true, Ordering::Release);
+            }
+            Packet::PingResp => {}
+            other => tracing::debug!(packet = ?other, "ignored a packet from the broker"),
+        }
+    }
+}
+
+/// Writes acknowledgements as they come, many per socket write; pings
+/// every half keep-alive; sends DISCONNECT when the writer is done.
+async fn write_half(
+    write: &mut OwnedWriteHalf,
+    commands: &mut mpsc::UnboundedReceiver<Command>,
+    connection: u64,
+    keep_alive: Duration,
+) -> std::result::Result<End, SessionError> {
+    let mut ping = tokio::time::interval(keep_alive / 2);
+    ping.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    ping.tick().await;
+    let mut buffer = BytesMut::with_capacity(ACK_WRITE_BYTES);
+    loop {
+        let command = tokio::select! {
+            command = commands.recv() => command,
+            _ = ping.tick() => {
+                write_packet(write, &Packet::PingReq).await?;
+                continue;
+            }
+        };
+        buffer.clear();
+        let mut next = command;
+        let mut disconnect = false;
+        loop {
+            match next {
+                Some(Command::Ack(ack)) => {
+                    // An ack from an earlier connection would name another
+                    // message on this one: leave it (the broker redelivers).
+                    if ack.connection == connection {
+                        encode(&Packet::PubAck(PubAck::new(ack.pkid)), &mut buffer)?;
+                    }
+                }
+                Some(Command::Disconnect) | None => {
+                    encode(&Packet::Disconnect, &mut buffer)?;
+                    disconnect = true;
+                    break;
+                }
+            }
+            if buffer.len() >= ACK_WRITE_BYTES {
+                break;
+            }
+            match commands.try_recv() {
+                Ok(command) => next = Some(command),
+                Err(_) => break,
+            }
+        }
+        write.write_all(&buffer).await?;
+        if disconnect {
+            let _ = write.shutdown().await;
+            return Ok(End::Disconnected);
+        }
+    }
+}
+
+fn encode(packet: &Packet, buffer: &mut BytesMut) -> std::result::Result<(), SessionError> {
+    packet
+        .write(buffer, usize::MAX)
+        .map(drop)
+        .map_err(SessionError::Protocol)
+}
+
+async fn write_packet(
+    write: &mut OwnedWriteHalf,
+    packet: &Packet,
+) -> std::result::Result<(), SessionError> {
+    let mut buffer = BytesMut::new();
+    encode(packet, &mut buffer)?;
+    write.write_all(&buffer).await?;
+    Ok(())
+}
+
+/// Reads whole packets from the socket.
+struct PacketReader {
+    read: OwnedReadHalf,
+    buffer: BytesMut,
+}
+
+impl PacketReader {
+    async fn next(&mut self) -> std::result::Result<Packet, SessionError> {
+        loop {
+            match Packet::read(&mut self.buffer, MAX_INCOMING_PACKET) {
+                Ok(packet) => return Ok(packet),
+                Err(rumqttc::mqttbytes::Error::InsufficientBytes(needed)) => {
+                    self.buffer.reserve(needed.max(16 * 1024));
+                }
+                Err(error) => return Err(SessionError::Protocol(error)),
+            }
+            if self.read.read_buf(&mut self.buffer).await? == 0 {
+                return Err(SessionError::Closed);
+            }
+        }
+    }
+}
+
+/// A publish as the writer takes it.
+fn envelope(publish: Publish, connection: u64, topic_prefix: &str) -> Envelope {
+    let target = parse_topic(&publish.topic, topic_prefix);
+    // Subscribed at QoS 1, so the broker sends QoS 0 or 1.
+    let ack = (publish.qos != QoS::AtMostOnce).then_some(PendingAck {
+        pkid: publish.pkid,
+        connection,
+    });
+    Envelope {
+        source: crate::journal::Source::Mqtt,
+        target,
+        // A copy of its own: the payload would otherwise keep the whole
+        // read buffer it came in alive while it waits in the queue.
+        payload: bytes::Bytes::copy_from_slice(&publish.payload),
+        received: EpochMillis::now(),
+        ack,
+        reply: None,
+        oversized: None,
     }
 }
 

@@ -230,7 +230,7 @@ impl Writer {
             let _ = self.journal.send(journal_backlog).await;
         }
         if let Some(acker) = &self.acker {
-            acker.disconnect().await;
+            acker.disconnect();
         }
     }
 
@@ -381,7 +381,7 @@ impl Writer {
         }
         if let Some(acker) = &self.acker {
             for ack in batch.acks.drain(..) {
-                if acker.ack(ack).await {
+                if acker.ack(ack) {
                     self.stats.acked.fetch_add(1, Ordering::Relaxed);
                 }
             }

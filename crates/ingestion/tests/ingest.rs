@@ -8,8 +8,8 @@ use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRan
 use stoker_ingestion::{IngestOptions, Ingestion, MqttOptions, Stores};
 use stoker_metadata::{NewSensor, NewSite};
 use stoker_testkit::{
-    TestInflux, TestInfluxServer, TestPostgres, TestRedis, TestRedisServer, publish_qos1,
-    unique_client_id, unique_topic_prefix, wait_until,
+    TestBroker, TestInflux, TestInfluxServer, TestPostgres, TestRedis, TestRedisServer,
+    publish_qos1, unique_client_id, unique_topic_prefix, wait_until,
 };
 use stoker_timeseries::Influx;
 use tokio_util::sync::CancellationToken;
@@ -26,11 +26,14 @@ struct Harness {
     shutdown: CancellationToken,
 }
 
-/// Where ingestion writes: the shared servers unless a test brings its own.
+/// Where ingestion reads and writes: the shared servers unless a test
+/// brings its own; and limits a test may tighten.
 #[derive(Default)]
 struct Backends {
     influx: Option<Influx>,
     cache: Option<Cache>,
+    mqtt_url: Option<String>,
+    tune: Option<fn(&mut IngestOptions)>,
 }
 
 impl Harness {
@@ -67,7 +70,7 @@ impl Harness {
         let spool = std::env::temp_dir().join(unique_client_id("stoker-test-spool"));
         let topics = unique_topic_prefix();
         let client_id = unique_client_id("ingest-test");
-        let options = IngestOptions {
+        let mut options = IngestOptions {
             mqtt: MqttOptions {
                 client_id: client_id.clone(),
                 topic_prefix: topics.clone(),
@@ -77,6 +80,12 @@ impl Harness {
             spool_dir: spool.clone(),
             ..IngestOptions::default()
         };
+        if let Some(url) = backends.mqtt_url {
+            options.mqtt.url = url;
+        }
+        if let Some(tune) = backends.tune {
+            tune(&mut options);
+        }
         let shutdown = CancellationToken::new();
         let stores = Stores {
             pool,
@@ -367,7 +376,7 @@ async fn influxdb_stopped_mid_run_loses_nothing_and_the_spool_drains() {
     influx.ensure_database().await.unwrap();
     let harness = Harness::start_with(Backends {
         influx: Some(influx.clone()),
-        cache: None,
+        ..Backends::default()
     })
     .await;
     let start = EpochMillis::now().as_millis() - 3_600_000;
@@ -429,8 +438,8 @@ async fn redis_stopped_mid_run_does_not_stop_ingestion() {
     })
     .unwrap();
     let harness = Harness::start_with(Backends {
-        influx: None,
         cache: Some(cache.clone()),
+        ..Backends::default()
     })
     .await;
     let start = EpochMillis::now().as_millis() - 600_000;
@@ -481,5 +490,123 @@ async fn redis_stopped_mid_run_does_not_stop_ingestion() {
             .unwrap(),
         180
     );
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_stalled_writer_leaves_the_backlog_at_the_broker_and_memory_bounded() {
+    let broker = TestBroker::start().await;
+    let mut server = TestInfluxServer::start().await;
+    let influx = Influx::connect(&server.options("stoker")).await.unwrap();
+    influx.ensure_database().await.unwrap();
+    let harness = Harness::start_with(Backends {
+        influx: Some(influx.clone()),
+        mqtt_url: Some(broker.url()),
+        tune: Some(|options| {
+            options.queue_max_mb = 1;
+            options.spool_max_mb = 1;
+            options.batch_size = 200;
+            options.writes_in_flight = 2;
+        }),
+        ..Backends::default()
+    })
+    .await;
+    // InfluxDB away and the 1 MB spool soon full: nothing can be made
+    // durable, so the writer stalls with the broker still sending.
+    server.stop();
+    let start = EpochMillis::now().as_millis() - 6 * 3_600_000;
+    let messages = telemetry_run(&harness, start, 20_000);
+    broker.publish_qos1(&messages).await;
+    let received = || {
+        let ingestion = harness.ingestion();
+        ingestion.stats().messages as usize + ingestion.queued_messages()
+    };
+    let (mut last, mut since) = (received(), tokio::time::Instant::now());
+    let stalled_at = loop {
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        let now = received();
+        if now != last {
+            (last, since) = (now, tokio::time::Instant::now());
+        } else if now > 0 && since.elapsed() >= Duration::from_secs(2) {
+            break now;
+        }
+        assert!(
+            since.elapsed() < Duration::from_secs(60),
+            "ingestion neither progressed nor stalled"
+        );
+    };
+    let queued = harness.ingestion().queued_messages();
+    // 1 MiB of queue; each message is charged at least 256 bytes.
+    assert!(queued > 0 && queued <= 4096, "{queued} messages queued");
+    assert!(
+        stalled_at < messages.len(),
+        "the broker must keep what ingestion cannot take (read {stalled_at})"
+    );
+
+    // InfluxDB is back: the spool drains, the writer resumes, the broker's
+    // backlog follows, and every reading is stored exactly once.
+    server.start_again().await;
+    let site = site();
+    let mut stored = 0;
+    for _ in 0..600 {
+        stored = influx.count_readings(&site).await.unwrap_or(0);
+        if stored >= 40_000 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        stored, 40_000,
+        "every reading of 20,000 two-reading messages"
+    );
+    wait_until(
+        "every message is acknowledged",
+        Duration::from_secs(20),
+        || harness.ingestion().stats().acked >= 20_000,
+    )
+    .await;
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_broker_restart_resumes_the_persistent_session() {
+    let mut broker = TestBroker::start().await;
+    let harness = Harness::start_with(Backends {
+        mqtt_url: Some(broker.url()),
+        ..Backends::default()
+    })
+    .await;
+    let start = EpochMillis::now().as_millis() - 3_600_000;
+    let messages = telemetry_run(&harness, start, 300);
+    broker.publish_qos1(&messages[..100]).await;
+    wait_until("100 messages are stored", Duration::from_secs(20), || {
+        harness.ingestion().stats().acked == 100
+    })
+    .await;
+
+    // The broker restarts with its saved state; messages published while
+    // ingestion reconnects wait in its persistent session.
+    broker.restart().await;
+    broker.publish_qos1(&messages[100..200]).await;
+    wait_until("ingestion reconnects", Duration::from_secs(20), || {
+        harness.ingestion().is_connected()
+    })
+    .await;
+    broker.publish_qos1(&messages[200..]).await;
+    let site = site();
+    let mut stored = 0;
+    for _ in 0..200 {
+        stored = harness
+            .influx
+            .influx()
+            .count_readings(&site)
+            .await
+            .unwrap_or(0);
+        if stored >= 600 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(stored, 600, "every reading of 300 messages, none lost");
     harness.stop().await;
 }

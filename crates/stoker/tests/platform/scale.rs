@@ -38,6 +38,7 @@ async fn two_ingest_processes_share_a_subscription_and_store_every_reading_once(
                 ("REDIS_KEY_PREFIX", redis.prefix().to_owned()),
                 ("MQTT_URL", broker.url()),
                 ("MQTT_CLIENT_ID", client_id.clone()),
+                ("MQTT_SHARED_GROUP", "stoker".to_owned()),
                 ("INGEST_SPOOL_DIR", spool.path()),
                 ("METRICS_ADDR", metrics.clone()),
                 ("INGEST_BATCH_LINGER", "20ms".to_owned()),
