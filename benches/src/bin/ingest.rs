@@ -1618,7 +1618,11 @@ async fn soak(
     }
     let expected = published * per_message;
     // Polls one sensor per site (cheap), then confirms with a full count.
-    let drain_deadline = Instant::now() + Duration::from_secs(120);
+    // At the full rate publishers outpace InfluxDB over minutes and the
+    // broker holds a backlog (ingestion reads only as fast as it writes):
+    // allow as long again as the soak to drain it. A stall (no progress
+    // for 30 s) still ends the wait early.
+    let drain_deadline = Instant::now() + Duration::from_secs(120) + duration;
     let (mut last_seen, mut last_progress) = (0, Instant::now());
     let mut next_report = Instant::now() + Duration::from_secs(10);
     let drained_after = loop {
@@ -2116,7 +2120,7 @@ impl Report {
                 thousands(soak.stored),
                 thousands(soak.published),
                 soak.drained_after.map_or(
-                    " (NOT all: the drain wait ended at 120 s or after 30 s without progress)"
+                    " (NOT all: the drain wait ended after 120 s plus the soak's length, or after 30 s without progress)"
                         .into(),
                     |after| format!(" {after:.1} s after the last publish")
                 ),

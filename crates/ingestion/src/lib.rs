@@ -223,7 +223,7 @@ pub struct IngestOptions {
         id = "ingest_queue_max_mb",
         long = "queue-max-mb",
         env = "INGEST_QUEUE_MAX_MB",
-        default_value_t = 16
+        default_value_t = 8
     )]
     pub queue_max_mb: usize,
 }
@@ -237,7 +237,7 @@ impl Default for IngestOptions {
             writes_in_flight: 4,
             spool_dir: "spool".into(),
             spool_max_mb: 1024,
-            queue_max_mb: 16,
+            queue_max_mb: 8,
             keep_rejected: 100_000,
         }
     }
