@@ -8,6 +8,8 @@
 //! - `sites`: sites and sensors (metadata).
 //! - `readings`: latest values: Redis first, InfluxDB on a miss (which
 //!   re-warms Redis).
+//! - `history`: one sensor's readings per time bucket (InfluxQL
+//!   `GROUP BY time`), at most 10,000 points.
 //!
 //! [`serve`] takes an already-bound listener and a shutdown token, so tests
 //! bind port 0.
@@ -21,6 +23,7 @@
 //! ```
 
 mod body;
+mod history;
 mod problem;
 mod readings;
 mod sites;
@@ -78,11 +81,35 @@ pub struct ApiState {
     pub metrics: Arc<Registry>,
 }
 
-/// Named readiness probes of the roles that share the process (e.g. the
-/// ingestion's broker subscription), reported by `/readyz`.
+/// What `/readyz` checks: each store the process uses (Postgres and
+/// InfluxDB must answer; Redis down is reported as degraded, since every
+/// route falls back without it) and named probes of the roles that share
+/// the process (e.g. the ingestion's broker subscription).
 #[derive(Clone, Default)]
 pub struct Readiness {
     probes: Vec<(&'static str, Probe)>,
+    stores: Option<StoreChecks>,
+}
+
+/// The stores `/readyz` tries.
+#[derive(Clone)]
+struct StoreChecks {
+    pool: Pool,
+    influx: Influx,
+    cache: Cache,
+}
+
+/// How long `/readyz` waits for one store.
+const STORE_CHECK_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(2);
+
+/// One store check: `Ok` or what went wrong.
+async fn bounded_check(
+    check: impl std::future::Future<Output = Result<(), String>>,
+) -> Result<(), String> {
+    match tokio::time::timeout(STORE_CHECK_TIMEOUT, check).await {
+        Ok(outcome) => outcome,
+        Err(_) => Err(format!("no answer within {STORE_CHECK_TIMEOUT:?}")),
+    }
 }
 
 /// One readiness probe: true when its role is ready.
@@ -99,9 +126,56 @@ impl Readiness {
         self
     }
 
-    fn report(&self) -> (bool, serde_json::Map<String, serde_json::Value>) {
+    /// Adds the stores: `/readyz` tries each one on every call.
+    pub fn with_stores(mut self, pool: Pool, influx: Influx, cache: Cache) -> Self {
+        self.stores = Some(StoreChecks {
+            pool,
+            influx,
+            cache,
+        });
+        self
+    }
+
+    async fn report(&self) -> (bool, serde_json::Map<String, serde_json::Value>) {
         let mut ready = true;
         let mut checks = serde_json::Map::new();
+        if let Some(stores) = &self.stores {
+            let postgres = bounded_check(async {
+                let client = stores.pool.get().await.map_err(|error| error.to_string())?;
+                client
+                    .simple_query("SELECT 1")
+                    .await
+                    .map(drop)
+                    .map_err(|error| error.to_string())
+            });
+            let influx = bounded_check(async {
+                stores
+                    .influx
+                    .ping()
+                    .await
+                    .map(drop)
+                    .map_err(|error| error.to_string())
+            });
+            let redis = bounded_check(async {
+                stores.cache.ping().await.map_err(|error| error.to_string())
+            });
+            let (postgres, influx, redis) = tokio::join!(postgres, influx, redis);
+            for (name, outcome, required) in [
+                ("postgres", postgres, true),
+                ("influxdb", influx, true),
+                ("redis", redis, false),
+            ] {
+                let value = match outcome {
+                    Ok(()) => serde_json::Value::from("ok"),
+                    Err(detail) => {
+                        ready &= !required;
+                        let state = if required { "failed" } else { "degraded" };
+                        serde_json::json!({ "status": state, "detail": detail })
+                    }
+                };
+                checks.insert(name.to_owned(), value);
+            }
+        }
         for (name, probe) in &self.probes {
             let ok = probe();
             ready &= ok;
@@ -116,8 +190,12 @@ impl Readiness {
 
 impl std::fmt::Debug for Readiness {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list()
-            .entries(self.probes.iter().map(|(name, _)| name))
+        f.debug_struct("Readiness")
+            .field(
+                "probes",
+                &self.probes.iter().map(|(name, _)| name).collect::<Vec<_>>(),
+            )
+            .field("stores", &self.stores.is_some())
             .finish()
     }
 }
@@ -129,6 +207,7 @@ pub fn routes(
     let api = warp::path("api").and(warp::path("v1")).and(
         sites::routes(state.clone())
             .or(readings::routes(state.clone()))
+            .or(history::routes(state.clone()))
             .or(telemetry::routes(state.clone())),
     );
     with_errors_and_logs(ops(state.readiness, state.metrics).or(api))
@@ -142,15 +221,18 @@ fn ops(
     let healthz = warp::path!("healthz")
         .and(warp::get())
         .map(|| warp::reply::json(&serde_json::json!({"status": "ok"})));
-    let readyz = warp::path!("readyz").and(warp::get()).map(move || {
-        let (ready, checks) = readiness.report();
-        let status = if ready {
-            warp::http::StatusCode::OK
-        } else {
-            warp::http::StatusCode::SERVICE_UNAVAILABLE
-        };
-        let body = serde_json::json!({"status": if ready { "ready" } else { "not ready" }, "checks": checks});
-        warp::reply::with_status(warp::reply::json(&body), status)
+    let readyz = warp::path!("readyz").and(warp::get()).then(move || {
+        let readiness = readiness.clone();
+        async move {
+            let (ready, checks) = readiness.report().await;
+            let status = if ready {
+                warp::http::StatusCode::OK
+            } else {
+                warp::http::StatusCode::SERVICE_UNAVAILABLE
+            };
+            let body = serde_json::json!({"status": if ready { "ready" } else { "not ready" }, "checks": checks});
+            warp::reply::with_status(warp::reply::json(&body), status)
+        }
     });
     let metrics = warp::path!("metrics").and(warp::get()).map(move || {
         let mut body = String::new();
@@ -226,5 +308,16 @@ fn site_from_path(value: &str) -> Result<stoker_domain::SiteSlug, ApiError> {
     stoker_domain::SiteSlug::parse(value).map_err(|_| {
         let shown: String = value.chars().take(64).collect();
         ApiError::NotFound(format!("site {shown:?} does not exist"))
+    })
+}
+
+/// A sensor key from the path; one that cannot be a key names no sensor (404).
+fn sensor_from_path(
+    site: &stoker_domain::SiteSlug,
+    value: &str,
+) -> Result<stoker_domain::SensorKey, ApiError> {
+    stoker_domain::SensorKey::parse(value).map_err(|_| {
+        let shown: String = value.chars().take(64).collect();
+        ApiError::NotFound(format!("sensor {shown:?} does not exist at site {site}"))
     })
 }

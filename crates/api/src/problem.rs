@@ -25,6 +25,14 @@ pub enum ApiError {
     /// One or more fields are invalid.
     #[error("the request has invalid fields")]
     Validation(Vec<FieldError>),
+    /// A query parameter is invalid.
+    #[error("{detail}")]
+    BadParameter {
+        /// The parameter.
+        parameter: &'static str,
+        /// What is wrong, and what would do.
+        detail: String,
+    },
     /// The resource does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -85,6 +93,7 @@ impl ApiError {
         match self {
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            ApiError::BadParameter { .. } => (StatusCode::BAD_REQUEST, "invalid_parameter"),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unavailable { .. } => {
@@ -156,6 +165,13 @@ pub(crate) async fn recover(rejection: Rejection) -> Result<warp::reply::Respons
         let (status, code) = error.status_and_code();
         return Ok(match error {
             ApiError::Validation(errors) => problem(status, code, error.to_string(), Some(errors)),
+            ApiError::BadParameter { parameter, detail } => {
+                let errors = [FieldError {
+                    field: (*parameter).to_owned(),
+                    message: detail.clone(),
+                }];
+                problem(status, code, detail.clone(), Some(&errors))
+            }
             ApiError::Refused { rejected, .. } => {
                 problem_with(status, code, error.to_string(), None, Some(rejected))
             }

@@ -49,6 +49,9 @@ async fn spawn_app() -> TestApp {
         stoker_ingestion::Ingestion::start_without_mqtt(&options, stores, shutdown.clone())
             .await
             .unwrap();
+    let readiness = stoker_api::Readiness::default()
+        .with_stores(pool.clone(), influx.influx().clone(), cache.clone())
+        .with("always", || true);
     let state = ApiState {
         pool,
         influx: influx.influx().clone(),
@@ -59,7 +62,7 @@ async fn spawn_app() -> TestApp {
             ingestion.register_metrics(&mut registry);
             std::sync::Arc::new(registry)
         },
-        readiness: stoker_api::Readiness::default().with("always", || true),
+        readiness,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -137,7 +140,7 @@ async fn healthz_and_readyz_answer() {
         app.get("/readyz").await,
         (
             StatusCode::OK,
-            json!({"status": "ready", "checks": {"always": "ok"}})
+            json!({"status": "ready", "checks": {"always": "ok", "postgres": "ok", "influxdb": "ok", "redis": "ok"}})
         )
     );
 }
@@ -472,4 +475,126 @@ async fn telemetry_over_http_answers_once_durable_and_names_each_refusal() {
         metrics.contains("stoker_ingest_write_seconds_bucket"),
         "{metrics}"
     );
+}
+
+#[tokio::test]
+async fn history_aggregates_per_bucket_and_refuses_bad_parameters() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let site = SiteSlug::parse("boiler-house-1").unwrap();
+    let sensor = SensorKey::parse("b1_steam_pressure").unwrap();
+    let kind = SensorType::parse("pressure").unwrap();
+    // Ten minutes of one reading per 10 s, values 0, 1, 2, … (aligned to
+    // ten minutes, as buckets are to the epoch: each minute holds six
+    // consecutive values, each 5 minutes thirty).
+    let start = (EpochMillis::now().as_millis() / 600_000 - 6) * 600_000;
+    let mut batch = LineBatch::default();
+    for index in 0..60 {
+        let at = EpochMillis::from_millis(start + index * 10_000).unwrap();
+        batch.push(&site, &sensor, &kind, index as f64, at);
+    }
+    app.influx.influx().write(&batch).await.unwrap();
+    let end = start + 600_000;
+    let path = |query: &str| {
+        format!(
+            "/api/v1/sites/boiler-house-1/sensors/b1_steam_pressure/history?start={start}&end={end}{query}"
+        )
+    };
+
+    let (status, body) = app.get(&path("&every=1m&agg=max")).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["agg"], "max");
+    assert_eq!(body["every"], "1m");
+    assert_eq!(body["unit"], "bar");
+    let points = body["points"].as_array().unwrap();
+    assert_eq!(points.len(), 10);
+    assert_eq!(points[0]["value"], 5.0);
+    assert_eq!(points[9]["value"], 59.0);
+    assert_eq!(
+        points[1]["ts"],
+        EpochMillis::from_millis(start + 60_000)
+            .unwrap()
+            .to_string()
+    );
+
+    let (_, body) = app.get(&path("&every=5m")).await;
+    let means: Vec<f64> = body["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|point| point["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(means, vec![14.5, 44.5], "mean is the default");
+
+    // Without `every`, the server picks one from the range.
+    let (status, body) = app.get(&path("&agg=last")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["every"], "1s", "10 min / 1,000 points → 1 s");
+    assert_eq!(body["points"].as_array().unwrap().len(), 60);
+
+    for (query, parameter) in [
+        ("&every=1ms", "every"),
+        ("&agg=median", "agg"),
+        ("&every=soon", "every"),
+        ("&limit=3", "query"),
+    ] {
+        let (status, body) = app.get(&path(query)).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+        assert_eq!(body["code"], "invalid_parameter");
+        assert_eq!(body["errors"][0]["field"], parameter, "{body}");
+    }
+    let (status, _) = app
+        .get("/api/v1/sites/boiler-house-1/sensors/no_such_sensor/history")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _) = app
+        .get("/api/v1/sites/nowhere/sensors/b1_steam_pressure/history")
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn readyz_names_each_dependency_and_which_failed() {
+    let postgres = TestPostgres::create().await;
+    let pool = postgres.migrated_pool().await;
+    let mut server = stoker_testkit::TestInfluxServer::start().await;
+    let influx = stoker_timeseries::Influx::connect(&server.options("stoker"))
+        .await
+        .unwrap();
+    // Nothing listens on port 1.
+    let cache = stoker_cache::Cache::connect(&stoker_cache::RedisOptions {
+        url: "redis://127.0.0.1:1".into(),
+        key_prefix: String::new(),
+    })
+    .unwrap();
+    let readiness = stoker_api::Readiness::default().with_stores(pool, influx, cache);
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}/readyz", listener.local_addr().unwrap());
+    let shutdown = CancellationToken::new();
+    tokio::spawn(stoker_api::serve_ops(
+        listener,
+        readiness,
+        std::sync::Arc::new(prometheus_client::registry::Registry::default()),
+        shutdown.clone(),
+    ));
+    let http = reqwest::Client::new();
+
+    // Redis down: degraded, still ready (every route works without it).
+    let response = http.get(&base).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["checks"]["postgres"], "ok");
+    assert_eq!(body["checks"]["influxdb"], "ok");
+    assert_eq!(body["checks"]["redis"]["status"], "degraded", "{body}");
+
+    // InfluxDB down too: not ready, and the answer says which.
+    server.stop();
+    let response = http.get(&base).send().await.unwrap();
+    assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+    let body: Value = response.json().await.unwrap();
+    assert_eq!(body["status"], "not ready");
+    assert_eq!(body["checks"]["influxdb"]["status"], "failed", "{body}");
+    assert!(body["checks"]["influxdb"]["detail"].as_str().unwrap().len() > 5);
+    assert_eq!(body["checks"]["postgres"], "ok");
+    shutdown.cancel();
 }

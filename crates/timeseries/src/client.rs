@@ -264,6 +264,27 @@ impl Influx {
         Ok(series.iter().flat_map(Series::rows).collect())
     }
 
+    /// One sensor's readings in `[start, end)` summed up by `aggregate` per
+    /// `every` bucket (aligned to the epoch), oldest first; buckets without
+    /// readings are left out.
+    pub async fn history(
+        &self,
+        site: &SiteSlug,
+        sensor: &SensorKey,
+        start: EpochMillis,
+        end: EpochMillis,
+        every: std::time::Duration,
+        aggregate: crate::Aggregate,
+    ) -> Result<Vec<(EpochMillis, f64)>> {
+        let every_ms = u64::try_from(every.as_millis()).unwrap_or(u64::MAX);
+        let series = self
+            .query(&influxql::history(
+                site, sensor, start, end, every_ms, aggregate,
+            ))
+            .await?;
+        Ok(series.iter().flat_map(Series::rows).collect())
+    }
+
     /// Runs a read query built by `influxql` and returns its series.
     async fn query(&self, query: &str) -> Result<Vec<Series>> {
         let request = self.request(Method::GET, "query").query(&[

@@ -77,9 +77,91 @@ pub(crate) fn readings(
     query
 }
 
+/// How a history bucket sums up its readings.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Aggregate {
+    /// The arithmetic mean.
+    Mean,
+    /// The lowest reading.
+    Min,
+    /// The highest reading.
+    Max,
+    /// The newest reading.
+    Last,
+}
+
+impl Aggregate {
+    /// Every aggregate, for parsers and documentation.
+    pub const ALL: [Aggregate; 4] = [
+        Aggregate::Mean,
+        Aggregate::Min,
+        Aggregate::Max,
+        Aggregate::Last,
+    ];
+
+    /// The name in URLs (`agg=mean`) and InfluxQL (`mean(...)`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Aggregate::Mean => "mean",
+            Aggregate::Min => "min",
+            Aggregate::Max => "max",
+            Aggregate::Last => "last",
+        }
+    }
+
+    /// Parses `mean`, `min`, `max` or `last`.
+    pub fn parse(value: &str) -> Option<Self> {
+        Self::ALL
+            .into_iter()
+            .find(|aggregate| aggregate.as_str() == value)
+    }
+}
+
+/// One sensor's readings in `[start, end)` summed up per `every_ms`
+/// bucket (aligned to the epoch); empty buckets are left out.
+pub(crate) fn history(
+    site: &SiteSlug,
+    sensor: &SensorKey,
+    start: EpochMillis,
+    end: EpochMillis,
+    every_ms: u64,
+    aggregate: Aggregate,
+) -> String {
+    format!(
+        "SELECT {}(\"value\") AS \"value\" FROM {} WHERE \"site\" = {} AND \"sensor\" = {} \
+         AND time >= {}ms AND time < {}ms GROUP BY time({}ms) fill(none)",
+        aggregate.as_str(),
+        identifier(MEASUREMENT),
+        literal(site.as_str()),
+        literal(sensor.as_str()),
+        start.as_millis(),
+        end.as_millis(),
+        every_ms.max(1),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn history_groups_by_time_with_every_value_quoted() {
+        let query = history(
+            &SiteSlug::parse("b-1").unwrap(),
+            &SensorKey::parse("t_1").unwrap(),
+            EpochMillis::from_millis(1_000).unwrap(),
+            EpochMillis::from_millis(61_000).unwrap(),
+            60_000,
+            Aggregate::Max,
+        );
+        assert_eq!(
+            query,
+            "SELECT max(\"value\") AS \"value\" FROM \"readings\" WHERE \"site\" = 'b-1' AND \"sensor\" = 't_1' \
+             AND time >= 1000ms AND time < 61000ms GROUP BY time(60000ms) fill(none)"
+        );
+        assert_eq!(Aggregate::parse("last"), Some(Aggregate::Last));
+        assert_eq!(Aggregate::parse("median"), None);
+    }
 
     #[test]
     fn quotes_and_backslashes_are_escaped() {

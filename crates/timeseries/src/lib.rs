@@ -39,6 +39,7 @@ mod line;
 mod options;
 
 pub use client::{Flavor, Influx, LatestPoint};
+pub use influxql::Aggregate;
 pub use line::LineBatch;
 pub use options::InfluxOptions;
 

@@ -91,7 +91,8 @@ pub async fn roles(
     let mut registry = Registry::default();
     ingestion.register_metrics(&mut registry);
     let metrics = Arc::new(registry);
-    let mut readiness = Readiness::default();
+    let mut readiness =
+        Readiness::default().with_stores(pool.clone(), influx.clone(), cache.clone());
     if mqtt {
         readiness = readiness.with("ingestion_mqtt", ingestion.readiness_probe());
     }
