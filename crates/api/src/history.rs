@@ -211,14 +211,10 @@ async fn history(
     let site = site_from_path(&site)?;
     let sensor = crate::sensor_from_path(&site, &sensor)?;
     let request = parse_query(&query, EpochMillis::now())?;
-    let found = stoker_metadata::list_sensors(&state.pool, &site)
-        .await
-        .map_err(ApiError::from)?
-        .into_iter()
-        .find(|candidate| candidate.key == sensor)
-        .ok_or_else(|| {
-            ApiError::NotFound(format!("sensor {sensor} does not exist at site {site}"))
-        })?;
+    let entry = state.catalog.site(&state.pool, &site).await?;
+    let found = entry.sensor(&sensor).ok_or_else(|| {
+        ApiError::NotFound(format!("sensor {sensor} does not exist at site {site}"))
+    })?;
     let rows = state
         .influx
         .history(
@@ -237,7 +233,7 @@ async fn history(
     Ok(warp::reply::json(&History {
         site,
         sensor,
-        unit: found.unit,
+        unit: found.unit.clone(),
         agg: request.aggregate.as_str(),
         every: humantime::format_duration(Duration::from_millis(request.every_ms)).to_string(),
         start: request.start.to_string(),

@@ -6,6 +6,8 @@
 //! - `body`: JSON bodies parsed field by field, so a bad request gets a
 //!   message per field.
 //! - `sites`: sites and sensors (metadata).
+//! - `catalog`: sites and sensors in memory for the read routes, dropped
+//!   on every metadata change Postgres announces.
 //! - `readings`: latest values: Redis first, InfluxDB on a miss (which
 //!   re-warms Redis).
 //! - `history`: one sensor's readings per time bucket (InfluxQL
@@ -23,6 +25,7 @@
 //! ```
 
 mod body;
+mod catalog;
 mod history;
 mod problem;
 mod readings;
@@ -40,6 +43,7 @@ use stoker_timeseries::Influx;
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
+pub use catalog::Catalog;
 pub use problem::ApiError;
 
 /// Where the API listens.
@@ -79,6 +83,8 @@ pub struct ApiState {
     pub intake: Option<stoker_ingestion::Intake>,
     /// Metrics served at `/metrics`.
     pub metrics: Arc<Registry>,
+    /// Sites and sensors in memory for the read routes.
+    pub catalog: Catalog,
 }
 
 /// What `/readyz` checks: each store the process uses (Postgres and

@@ -40,9 +40,8 @@ struct SensorLatest {
 
 async fn latest(slug: String, state: ApiState) -> Result<warp::reply::Json, warp::Rejection> {
     let slug = site_from_path(&slug)?;
-    let sensors = stoker_metadata::list_sensors(&state.pool, &slug)
-        .await
-        .map_err(ApiError::from)?;
+    let entry = state.catalog.site(&state.pool, &slug).await?;
+    let sensors = &entry.sensors;
     let keys: Vec<SensorKey> = sensors.iter().map(|sensor| sensor.key.clone()).collect();
     let mut values: Vec<Option<(f64, EpochMillis)>> = match state.cache.latest(&slug, &keys).await {
         Ok(cached) => cached
@@ -92,12 +91,12 @@ async fn latest(slug: String, state: ApiState) -> Result<warp::reply::Json, warp
     }
 
     let readings = sensors
-        .into_iter()
+        .iter()
         .zip(values)
         .map(|(sensor, value)| SensorLatest {
-            sensor: sensor.key,
-            sensor_type: sensor.sensor_type,
-            unit: sensor.unit,
+            sensor: sensor.key.clone(),
+            sensor_type: sensor.sensor_type.clone(),
+            unit: sensor.unit.clone(),
             value: value.map(|(value, _)| value),
             ts: value.map(|(_, ts)| ts.to_string()),
         })

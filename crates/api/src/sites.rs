@@ -125,5 +125,6 @@ async fn create_sensor(
     let sensor = stoker_metadata::create_sensor(&state.pool, &slug, &sensor)
         .await
         .map_err(ApiError::from)?;
+    state.catalog.invalidate(&slug);
     Ok(created(&sensor))
 }

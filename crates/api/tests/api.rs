@@ -63,6 +63,7 @@ async fn spawn_app() -> TestApp {
             std::sync::Arc::new(registry)
         },
         readiness,
+        catalog: stoker_api::Catalog::follow(postgres.options(), shutdown.clone()),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());

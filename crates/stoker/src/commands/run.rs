@@ -106,6 +106,7 @@ pub async fn roles(
                 readiness,
                 intake: Some(ingestion.intake()),
                 metrics,
+                catalog: stoker_api::Catalog::follow(stores.postgres.clone(), http_stop.clone()),
             };
             tokio::spawn(stoker_api::serve(listener, state, http_stop.clone()))
         }

@@ -1,0 +1,131 @@
+//! Sites and their sensors held in memory for the read routes (`latest`,
+//! `history`, `dashboard`), so a hot read costs no Postgres round trip.
+//!
+//! An entry is dropped when Postgres announces a metadata change
+//! (LISTEN `stoker_metadata`, followed by a task of its own; a reconnection
+//! counts as a change, since announcements were missed meanwhile), when
+//! this process changes the site itself, and in any case after
+//! [`MAX_AGE`]. Postgres stays the source of truth: a miss reads it.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use stoker_domain::{SensorKey, SiteSlug};
+use stoker_metadata::{Pool, PostgresOptions, Sensor};
+use tokio::sync::watch;
+use tokio_util::sync::CancellationToken;
+
+use crate::problem::ApiError;
+
+/// Longest an entry is trusted without a change announcement, should one
+/// be lost.
+const MAX_AGE: Duration = Duration::from_secs(60);
+
+/// A site's sensors, by key.
+#[derive(Debug)]
+pub(crate) struct SiteEntry {
+    pub sensors: Vec<Sensor>,
+}
+
+impl SiteEntry {
+    /// One sensor of the site.
+    pub fn sensor(&self, key: &SensorKey) -> Option<&Sensor> {
+        self.sensors.iter().find(|sensor| &sensor.key == key)
+    }
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    generation: u64,
+    sites: HashMap<SiteSlug, (Arc<SiteEntry>, Instant)>,
+}
+
+/// The in-memory catalog. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Catalog {
+    entries: Arc<RwLock<Entries>>,
+    generation: Option<watch::Receiver<u64>>,
+}
+
+impl Catalog {
+    /// A catalog kept current by a LISTEN on Postgres (a task that runs
+    /// until `shutdown`).
+    pub fn follow(postgres: PostgresOptions, shutdown: CancellationToken) -> Self {
+        let (sender, receiver) = watch::channel(0);
+        tokio::spawn(async move {
+            if let Err(error) = stoker_metadata::watch_changes(postgres, sender, shutdown).await {
+                tracing::error!(%error, "cannot follow metadata changes; cached sites expire after {MAX_AGE:?}");
+            }
+        });
+        Self::with_generation(Some(receiver))
+    }
+
+    /// A catalog without change announcements: entries live [`MAX_AGE`] at
+    /// most, and only this process's own changes drop them sooner.
+    pub fn unfollowed() -> Self {
+        Self::with_generation(None)
+    }
+
+    fn with_generation(generation: Option<watch::Receiver<u64>>) -> Self {
+        Self {
+            entries: Arc::new(RwLock::new(Entries::default())),
+            generation,
+        }
+    }
+
+    fn current_generation(&self) -> u64 {
+        self.generation
+            .as_ref()
+            .map_or(0, |generation| *generation.borrow())
+    }
+
+    /// The site and its sensors: from memory, or from Postgres (then kept).
+    pub(crate) async fn site(
+        &self,
+        pool: &Pool,
+        slug: &SiteSlug,
+    ) -> Result<Arc<SiteEntry>, ApiError> {
+        let generation = self.current_generation();
+        {
+            let entries = self
+                .entries
+                .read()
+                .unwrap_or_else(|poison| poison.into_inner());
+            if entries.generation == generation
+                && let Some((entry, loaded)) = entries.sites.get(slug)
+                && loaded.elapsed() < MAX_AGE
+            {
+                return Ok(Arc::clone(entry));
+            }
+        }
+        // An unknown site is an error (404), not an empty list.
+        let sensors = stoker_metadata::list_sensors(pool, slug)
+            .await
+            .map_err(ApiError::from)?;
+        let entry = Arc::new(SiteEntry { sensors });
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if entries.generation != generation {
+            // A change was announced since: start over from this load,
+            // which began after the announcement was counted.
+            entries.sites.clear();
+            entries.generation = generation;
+        }
+        entries
+            .sites
+            .insert(slug.clone(), (Arc::clone(&entry), Instant::now()));
+        Ok(entry)
+    }
+
+    /// Drops a site (this process changed it).
+    pub(crate) fn invalidate(&self, slug: &SiteSlug) {
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        entries.sites.remove(slug);
+    }
+}
