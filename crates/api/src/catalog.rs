@@ -1,5 +1,6 @@
-//! Sites and their sensors held in memory for the read routes (`latest`,
-//! `history`, `dashboard`), so a hot read costs no Postgres round trip.
+//! Sites with their sensors, and API keys, held in memory for the hot
+//! routes (`latest`, `history`, `dashboard`, every key check), so that they
+//! cost no Postgres round trip.
 //!
 //! An entry is dropped when Postgres announces a metadata change
 //! (LISTEN `stoker_metadata`, followed by a task of its own; a reconnection
@@ -12,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use stoker_domain::{SensorKey, SiteSlug};
-use stoker_metadata::{Pool, PostgresOptions, Sensor};
+use stoker_metadata::{Pool, PostgresOptions, Sensor, StoredKey};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -39,6 +40,23 @@ impl SiteEntry {
 struct Entries {
     generation: u64,
     sites: HashMap<SiteSlug, (Arc<SiteEntry>, Instant)>,
+    /// API keys by public id; `None` remembers an unknown id.
+    keys: HashMap<String, (Option<StoredKey>, Instant)>,
+}
+
+/// Most API key ids remembered (known or not); beyond it the memory starts
+/// over, so a flood of made-up ids cannot grow it.
+const MAX_KEYS: usize = 10_000;
+
+impl Entries {
+    /// Forgets everything if a change was announced since it was filled.
+    fn align(&mut self, generation: u64) {
+        if self.generation != generation {
+            self.sites.clear();
+            self.keys.clear();
+            self.generation = generation;
+        }
+    }
 }
 
 /// The in-memory catalog. Cheap to clone.
@@ -108,16 +126,50 @@ impl Catalog {
             .entries
             .write()
             .unwrap_or_else(|poison| poison.into_inner());
-        if entries.generation != generation {
-            // A change was announced since: start over from this load,
-            // which began after the announcement was counted.
-            entries.sites.clear();
-            entries.generation = generation;
-        }
+        // A change announced since the read began: start over from this
+        // load, which began after the announcement was counted.
+        entries.align(generation);
         entries
             .sites
             .insert(slug.clone(), (Arc::clone(&entry), Instant::now()));
         Ok(entry)
+    }
+
+    /// The stored API key with this public id, if any: from memory, or
+    /// from Postgres (then kept, unknown ids too).
+    pub(crate) async fn api_key(
+        &self,
+        pool: &Pool,
+        key_id: &str,
+    ) -> Result<Option<StoredKey>, ApiError> {
+        let generation = self.current_generation();
+        {
+            let entries = self
+                .entries
+                .read()
+                .unwrap_or_else(|poison| poison.into_inner());
+            if entries.generation == generation
+                && let Some((key, loaded)) = entries.keys.get(key_id)
+                && loaded.elapsed() < MAX_AGE
+            {
+                return Ok(key.clone());
+            }
+        }
+        let key = stoker_metadata::fetch_key(pool, key_id)
+            .await
+            .map_err(ApiError::from)?;
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        entries.align(generation);
+        if entries.keys.len() >= MAX_KEYS {
+            entries.keys.clear();
+        }
+        entries
+            .keys
+            .insert(key_id.to_owned(), (key.clone(), Instant::now()));
+        Ok(key)
     }
 
     /// Drops a site (this process changed it).

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug, Unit};
+use stoker_metadata::Scope;
 use stoker_timeseries::Aggregate;
 use warp::Filter;
 
@@ -51,6 +52,7 @@ pub(crate) fn routes(
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     warp::path!("sites" / String / "sensors" / String / "history")
         .and(warp::get())
+        .and(crate::auth::require(Scope::Read, state.clone()))
         .and(warp::query::<HashMap<String, String>>())
         .and(warp::any().map(move || state.clone()))
         .and_then(history)

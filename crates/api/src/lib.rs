@@ -1,6 +1,8 @@
 //! Stoker's HTTP API (warp): the only crate that speaks HTTP to clients.
 //!
 //! Layout:
+//! - `auth`: API keys (`Authorization: Bearer`), checked against the
+//!   catalog's in-memory copy; 401 vs 403.
 //! - `problem`: [`ApiError`] and the one `recover` handler that turns every
 //!   rejection into `application/problem+json` with a stable `code`.
 //! - `body`: JSON bodies parsed field by field, so a bad request gets a
@@ -24,6 +26,7 @@
 //! # Ok(()) }
 //! ```
 
+mod auth;
 mod body;
 mod catalog;
 mod history;
@@ -43,6 +46,7 @@ use stoker_timeseries::Influx;
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
+pub use auth::Denied;
 pub use catalog::Catalog;
 pub use problem::ApiError;
 

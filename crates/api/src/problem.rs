@@ -33,6 +33,12 @@ pub enum ApiError {
         /// What is wrong, and what would do.
         detail: String,
     },
+    /// No usable API key (401).
+    #[error("{0}")]
+    Unauthorized(crate::auth::Denied),
+    /// The key lacks the route's scope (403).
+    #[error("{0}")]
+    Forbidden(crate::auth::Denied),
     /// The resource does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -94,6 +100,8 @@ impl ApiError {
             ApiError::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
             ApiError::Validation(_) => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             ApiError::BadParameter { .. } => (StatusCode::BAD_REQUEST, "invalid_parameter"),
+            ApiError::Unauthorized(denied) => (StatusCode::UNAUTHORIZED, denied.code()),
+            ApiError::Forbidden(denied) => (StatusCode::FORBIDDEN, denied.code()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::Unavailable { .. } => {
@@ -150,6 +158,12 @@ fn problem_with(
         warp::http::header::CONTENT_TYPE,
         warp::http::HeaderValue::from_static("application/problem+json"),
     );
+    if status == StatusCode::UNAUTHORIZED {
+        response.headers_mut().insert(
+            warp::http::header::WWW_AUTHENTICATE,
+            warp::http::HeaderValue::from_static("Bearer realm=\"stoker\""),
+        );
+    }
     if status == StatusCode::SERVICE_UNAVAILABLE {
         response.headers_mut().insert(
             warp::http::header::RETRY_AFTER,

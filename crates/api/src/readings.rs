@@ -6,6 +6,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use stoker_cache::LatestValue;
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
+use stoker_metadata::Scope;
 use warp::Filter;
 
 use crate::problem::ApiError;
@@ -16,6 +17,7 @@ pub(crate) fn routes(
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     warp::path!("sites" / String / "latest")
         .and(warp::get())
+        .and(crate::auth::require(Scope::Read, state.clone()))
         .and(warp::any().map(move || state.clone()))
         .and_then(latest)
 }

@@ -1,10 +1,11 @@
 //! Sites and sensors.
 
 use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
-use stoker_metadata::{NewSensor, NewSite};
+use stoker_metadata::{NewSensor, NewSite, Scope};
 use warp::Filter;
 use warp::http::StatusCode;
 
+use crate::auth::require;
 use crate::body::{Fields, json_object};
 use crate::problem::ApiError;
 use crate::{ApiState, site_from_path};
@@ -12,26 +13,33 @@ use crate::{ApiState, site_from_path};
 pub(crate) fn routes(
     state: ApiState,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+    let read = require(Scope::Read, state.clone());
+    let admin = require(Scope::Admin, state.clone());
     let with_state = warp::any().map(move || state.clone());
     let list_sites = warp::path!("sites")
         .and(warp::get())
+        .and(read.clone())
         .and(with_state.clone())
         .and_then(list_sites);
     let create_site = warp::path!("sites")
         .and(warp::post())
+        .and(admin.clone())
         .and(with_state.clone())
         .and(json_object())
         .and_then(create_site);
     let get_site = warp::path!("sites" / String)
         .and(warp::get())
+        .and(read.clone())
         .and(with_state.clone())
         .and_then(get_site);
     let list_sensors = warp::path!("sites" / String / "sensors")
         .and(warp::get())
+        .and(read)
         .and(with_state.clone())
         .and_then(list_sensors);
     let create_sensor = warp::path!("sites" / String / "sensors")
         .and(warp::post())
+        .and(admin)
         .and(with_state)
         .and(json_object())
         .and_then(create_sensor);

@@ -4,6 +4,7 @@
 use bytes::Bytes;
 use serde::Serialize;
 use stoker_ingestion::{IntakeError, Reason, Receipt};
+use stoker_metadata::Scope;
 use warp::Filter;
 use warp::http::StatusCode;
 
@@ -19,6 +20,7 @@ pub(crate) fn routes(
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     warp::path!("sites" / String / "telemetry")
         .and(warp::post())
+        .and(crate::auth::require(Scope::Write, state.clone()))
         .and(warp::any().map(move || state.clone()))
         .and(require_json())
         .and(body())

@@ -1,5 +1,5 @@
-//! Sites, sensors (and, later, alert rules and API keys) in Postgres, schema
-//! `metadata`: the source of truth for what exists.
+//! Sites, sensors, alert rules and API keys in Postgres, schema `metadata`:
+//! the source of truth for what exists and who may use it.
 //!
 //! Layout:
 //! - `options`: [`PostgresOptions`] (`DATABASE_URL` or `POSTGRES_*`) and
@@ -7,9 +7,23 @@
 //! - `migrations`: [`migrate`] for this crate's schema and
 //!   [`run_schema_migrations`], the runner every crate uses for its own
 //!   schema (a history table per schema, under an advisory lock).
-//! - `sites`, `sensors`: repository functions; all SQL lives there.
-//! - `changes`: [`watch_changes`], a LISTEN on `stoker_metadata` so that
-//!   in-memory copies of the registry refresh as soon as it changes.
+//! - `sites`, `sensors`: repository functions (create, get, keyset pages,
+//!   update with optimistic locking, delete that never orphans); all SQL
+//!   lives in the modules of this crate.
+//! - `alert_rules`: the [`AlertRule`] model (one explicit set of columns per
+//!   [`RuleKind`], validated by [`NewAlertRule`] and by the table's CHECKs),
+//!   its DESIGN.md JSON shape, and its repository functions.
+//! - `api_keys`: [`create_api_key`] (tokens `stk_<key_id>_<secret>`, only the
+//!   SHA-256 of the secret is stored), [`revoke_api_key`], and
+//!   [`authenticate`] / [`verify`], which compare hashes in constant time.
+//! - `changes`: [`watch_changes`] and [`watch_change_events`], a LISTEN on
+//!   `stoker_metadata` (row-level triggers say which table and site changed)
+//!   so that in-memory copies refresh as soon as the data changes.
+//!
+//! Every query is a prepared statement with bound parameters; optimistic
+//! locking means every update and delete names the version it read
+//! ([`Error::VersionConflict`] otherwise), and pages are keyset pages
+//! ([`Page`]).
 //!
 //! ```no_run
 //! # async fn example() -> stoker_metadata::Result<()> {
@@ -21,20 +35,41 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
+mod alert_rules;
+mod api_keys;
 mod changes;
 mod migrations;
 mod options;
 mod sensors;
 mod sites;
 
-pub use changes::watch_changes;
+pub use alert_rules::{
+    Agg, AlertRule, NewAlertRule, Op, RuleDraft, RuleFilter, RuleKind, RuleSelector, Severity,
+    create_alert_rule, delete_alert_rule, enabled_alert_rules, get_alert_rule,
+    list_alert_rules_page, update_alert_rule,
+};
+pub use api_keys::{
+    ApiKey, KeyCheck, Scope, StoredKey, authenticate, create_api_key, fetch_key, list_api_keys,
+    revoke_api_key, token_key_id, verify,
+};
+pub use changes::{Change, watch_change_events, watch_changes};
 pub use deadpool_postgres::Pool;
 pub use migrations::{migrate, run_schema_migrations};
 pub use options::{PostgresOptions, connect};
-pub use sensors::{NewSensor, RegistryEntry, Sensor, create_sensor, list_sensors, registry};
-pub use sites::{NewSite, Site, create_site, get_site, list_sites};
+pub use sensors::{
+    NewSensor, RegistryEntry, Sensor, SensorChanges, create_sensor, delete_sensor, get_sensor,
+    list_sensors, list_sensors_page, registry, update_sensor,
+};
+pub use sites::{
+    NewSite, Site, SiteChanges, create_site, delete_site, get_site, list_sites, list_sites_page,
+    update_site,
+};
 
+use serde::Serialize;
 use stoker_domain::{SensorKey, SiteSlug};
+use uuid::Uuid;
 
 /// What can go wrong with metadata.
 #[derive(Debug, thiserror::Error)]
@@ -88,6 +123,52 @@ pub enum Error {
     /// The timezone is not an IANA name Postgres knows.
     #[error("timezone {0:?} is unknown: use an IANA name such as Europe/Berlin or UTC")]
     UnknownTimezone(String),
+    /// The row exists, but with another version than the one the change
+    /// was based on: someone changed it in between. Re-read and retry.
+    #[error(
+        "the record was changed in the meantime (its version is now {current}): re-read it and retry"
+    )]
+    VersionConflict {
+        /// The row's version now.
+        current: i64,
+    },
+    /// A site that still has sensors or alert rules cannot be deleted:
+    /// deleting it would orphan them, and nothing is deleted in cascade.
+    #[error(
+        "the site still has {sensors} sensor(s) and {alert_rules} alert rule(s): delete them first"
+    )]
+    SiteHasDependents {
+        /// Its sensors.
+        sensors: i64,
+        /// The alert rules scoped to it.
+        alert_rules: i64,
+    },
+    /// The site has no sensor with this key.
+    #[error("sensor {sensor} does not exist at site {site}")]
+    SensorNotFound {
+        /// The site.
+        site: SiteSlug,
+        /// The sensor's key.
+        sensor: SensorKey,
+    },
+    /// No alert rule has this id.
+    #[error("alert rule {0} does not exist")]
+    AlertRuleNotFound(Uuid),
+    /// No API key has this id, key id or name.
+    #[error("API key {0:?} does not exist")]
+    ApiKeyNotFound(String),
+    /// An active API key has this name already (names pick out one active
+    /// key, so that a key can be revoked by name).
+    #[error("an active API key named {0:?} exists already")]
+    ApiKeyExists(String),
+    /// An argument is invalid; `field` names it.
+    #[error("{field} is invalid: {message}")]
+    InvalidInput {
+        /// The argument or field.
+        field: &'static str,
+        /// What is wrong, in words.
+        message: String,
+    },
 }
 
 impl Error {
@@ -104,7 +185,63 @@ impl Error {
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
+impl From<(&'static str, String)> for Error {
+    /// A validating constructor's `(field, message)` error.
+    fn from((field, message): (&'static str, String)) -> Self {
+        Error::InvalidInput { field, message }
+    }
+}
+
 /// Whether a query failed on a unique constraint.
 fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
     error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
+}
+
+/// Whether a query failed on a foreign key (a referenced row vanished, or a
+/// referencing row appeared, concurrently).
+fn is_foreign_key_violation(error: &tokio_postgres::Error) -> bool {
+    error.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
+}
+
+/// The largest page any `list_*_page` function returns.
+pub const MAX_PAGE_LIMIT: i64 = 1000;
+
+/// One page of a list in a stable order (keyset pagination: a page starts
+/// after the sort key of the previous page's last item, so rows inserted
+/// or deleted meanwhile never cause duplicates or gaps among the others).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Page<T> {
+    /// The items, in the list's order; at most the requested limit.
+    pub items: Vec<T>,
+    /// The sort key of the last item when more items follow, to pass as
+    /// `after` for the next page; `None` on the last page.
+    pub next_after: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from up to `limit + 1` rows fetched in order: the
+    /// extra row only tells that another page follows.
+    fn from_rows(mut items: Vec<T>, limit: i64, key: impl Fn(&T) -> String) -> Self {
+        let limit = usize::try_from(limit).unwrap_or(usize::MAX);
+        let next_after = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(key)
+        } else {
+            None
+        };
+        Self { items, next_after }
+    }
+}
+
+/// Checks a page size and returns the number of rows to fetch (one more
+/// than the page holds, to know whether another page follows).
+fn fetch_limit(limit: i64) -> Result<i64> {
+    if (1..=MAX_PAGE_LIMIT).contains(&limit) {
+        Ok(limit + 1)
+    } else {
+        Err(Error::InvalidInput {
+            field: "limit",
+            message: format!("limit must be between 1 and {MAX_PAGE_LIMIT}"),
+        })
+    }
 }

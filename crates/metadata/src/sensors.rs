@@ -7,7 +7,7 @@ use serde::Serialize;
 use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
 use uuid::Uuid;
 
-use crate::{Error, Result, get_site, is_unique_violation};
+use crate::{Error, Page, Result, fetch_limit, get_site, is_unique_violation};
 
 /// A sensor of a site.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -46,6 +46,19 @@ pub struct NewSensor {
     pub unit: Unit,
     /// Valid range of its readings.
     pub range: ValidRange,
+}
+
+/// Changes to a sensor, already validated: `None` keeps the current value.
+/// The key and the site never change.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SensorChanges {
+    /// The new type.
+    pub sensor_type: Option<SensorType>,
+    /// The new unit.
+    pub unit: Option<Unit>,
+    /// The new valid range: replaces both bounds (an unbounded side of it
+    /// clears that bound).
+    pub range: Option<ValidRange>,
 }
 
 /// What ingestion needs to know of a sensor to validate and tag a reading.
@@ -178,4 +191,188 @@ pub async fn registry(pool: &Pool) -> Result<Vec<RegistryEntry>> {
         .iter()
         .map(registry_entry)
         .collect()
+}
+
+/// One sensor of a site. Fails with [`Error::SensorNotFound`], or
+/// [`Error::SiteNotFound`] when the site itself is unknown.
+pub async fn get_sensor(pool: &Pool, site: &SiteSlug, key: &SensorKey) -> Result<Sensor> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM metadata.sensors se JOIN metadata.sites s ON s.id = se.site_id
+             WHERE s.slug = $1 AND se.key = $2"
+        ))
+        .await?;
+    match client
+        .query_opt(&statement, &[&site.as_str(), &key.as_str()])
+        .await?
+    {
+        Some(row) => from_row(&row),
+        None => Err(not_found(&client, site, key).await?),
+    }
+}
+
+/// One page of a site's sensors in key order (byte order), starting after
+/// the key `after`. `limit` is 1 to [`MAX_PAGE_LIMIT`](crate::MAX_PAGE_LIMIT);
+/// an unknown site is [`Error::SiteNotFound`], not an empty page.
+pub async fn list_sensors_page(
+    pool: &Pool,
+    site: &SiteSlug,
+    limit: i64,
+    after: Option<&SensorKey>,
+) -> Result<Page<Sensor>> {
+    let fetch = fetch_limit(limit)?;
+    let client = pool.get().await?;
+    // One statement, so that "the site exists" and its sensors are read
+    // from one snapshot: a site without (further) sensors gives one row of
+    // NULL sensor columns.
+    let statement = client
+        .prepare_cached(
+            "SELECT se.id, s.slug AS site, se.key, se.type, se.unit, se.min_value, se.max_value,
+                    se.version, se.created_at, se.updated_at
+             FROM metadata.sites s
+             LEFT JOIN LATERAL (
+                 SELECT * FROM metadata.sensors
+                 WHERE site_id = s.id AND ($2::text IS NULL OR key COLLATE \"C\" > $2::text)
+                 ORDER BY key COLLATE \"C\"
+                 LIMIT $3
+             ) se ON true
+             WHERE s.slug = $1
+             ORDER BY se.key COLLATE \"C\"",
+        )
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[&site.as_str(), &after.map(SensorKey::as_str), &fetch],
+        )
+        .await?;
+    if rows.is_empty() {
+        return Err(Error::SiteNotFound(site.clone()));
+    }
+    let sensors = rows
+        .iter()
+        .filter(|row| row.get::<_, Option<Uuid>>("id").is_some())
+        .map(from_row)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_rows(sensors, limit, |sensor| {
+        sensor.key.to_string()
+    }))
+}
+
+/// Changes a sensor's type, unit or valid range if its version is still
+/// `expected_version`; the version goes up by one. Fails with
+/// [`Error::SiteNotFound`], [`Error::SensorNotFound`] or
+/// [`Error::VersionConflict`] (with the current version).
+pub async fn update_sensor(
+    pool: &Pool,
+    site: &SiteSlug,
+    key: &SensorKey,
+    expected_version: i64,
+    changes: &SensorChanges,
+) -> Result<Sensor> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(&format!(
+            "UPDATE metadata.sensors se
+             SET type = coalesce($4::text, se.type),
+                 unit = coalesce($5::text, se.unit),
+                 min_value = CASE WHEN $6::boolean THEN $7::double precision ELSE se.min_value END,
+                 max_value = CASE WHEN $6::boolean THEN $8::double precision ELSE se.max_value END,
+                 version = se.version + 1,
+                 updated_at = now()
+             FROM metadata.sites s
+             WHERE s.id = se.site_id AND s.slug = $1 AND se.key = $2 AND se.version = $3
+             RETURNING {COLUMNS}"
+        ))
+        .await?;
+    let range = changes.range;
+    let updated = client
+        .query_opt(
+            &statement,
+            &[
+                &site.as_str(),
+                &key.as_str(),
+                &expected_version,
+                &changes.sensor_type.as_ref().map(SensorType::as_str),
+                &changes.unit.as_ref().map(Unit::as_str),
+                &range.is_some(),
+                &range.and_then(|range| range.min()),
+                &range.and_then(|range| range.max()),
+            ],
+        )
+        .await?;
+    match updated {
+        Some(row) => from_row(&row),
+        None => Err(not_found_or_conflict(&client, site, key).await?),
+    }
+}
+
+/// Deletes a sensor, if its version is `expected_version` (when given).
+/// Alert rules that name its key stay (they may match the key at other
+/// sites, or a sensor created again later). Fails with
+/// [`Error::SiteNotFound`], [`Error::SensorNotFound`] or
+/// [`Error::VersionConflict`].
+pub async fn delete_sensor(
+    pool: &Pool,
+    site: &SiteSlug,
+    key: &SensorKey,
+    expected_version: Option<i64>,
+) -> Result<()> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "DELETE FROM metadata.sensors se USING metadata.sites s
+             WHERE s.id = se.site_id AND s.slug = $1 AND se.key = $2
+               AND ($3::bigint IS NULL OR se.version = $3::bigint)",
+        )
+        .await?;
+    let deleted = client
+        .execute(
+            &statement,
+            &[&site.as_str(), &key.as_str(), &expected_version],
+        )
+        .await?;
+    if deleted > 0 {
+        return Ok(());
+    }
+    Err(not_found_or_conflict(&client, site, key).await?)
+}
+
+/// Why a sensor was not found: its site or itself is missing.
+async fn not_found(
+    client: &deadpool_postgres::Client,
+    site: &SiteSlug,
+    key: &SensorKey,
+) -> Result<Error> {
+    not_found_or_conflict(client, site, key).await
+}
+
+/// Why a change to a sensor matched no row: the site or the sensor is
+/// missing, or the sensor has another version than the one expected.
+async fn not_found_or_conflict(
+    client: &deadpool_postgres::Client,
+    site: &SiteSlug,
+    key: &SensorKey,
+) -> Result<Error> {
+    let statement = client
+        .prepare_cached(
+            "SELECT se.version FROM metadata.sites s
+             LEFT JOIN metadata.sensors se ON se.site_id = s.id AND se.key = $2
+             WHERE s.slug = $1",
+        )
+        .await?;
+    let row = client
+        .query_opt(&statement, &[&site.as_str(), &key.as_str()])
+        .await?;
+    Ok(match row.map(|row| row.get::<_, Option<i64>>("version")) {
+        None => Error::SiteNotFound(site.clone()),
+        Some(None) => Error::SensorNotFound {
+            site: site.clone(),
+            sensor: key.clone(),
+        },
+        // Another version, or (rarely) the sensor changed in between the
+        // two statements: either way the caller's view is stale.
+        Some(Some(current)) => Error::VersionConflict { current },
+    })
 }

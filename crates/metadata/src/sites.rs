@@ -6,7 +6,7 @@ use serde::Serialize;
 use stoker_domain::{ParseError, SiteSlug};
 use uuid::Uuid;
 
-use crate::{Error, Result, is_unique_violation};
+use crate::{Error, Page, Result, fetch_limit, is_foreign_key_violation, is_unique_violation};
 
 /// A boiler house.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -35,31 +35,73 @@ pub struct NewSite {
     timezone: String,
 }
 
+/// A site's display name: trimmed, 1 to 200 characters.
+fn parse_name(name: &str) -> Result<String, (&'static str, String)> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > 200 {
+        return Err(("name", "name must be 1 to 200 characters".into()));
+    }
+    Ok(name.to_owned())
+}
+
+/// A timezone's shape; whether Postgres knows it is checked on write.
+fn parse_timezone(timezone: &str) -> Result<String, (&'static str, String)> {
+    if timezone.is_empty() || timezone.len() > 64 {
+        return Err((
+            "timezone",
+            "timezone must be an IANA name such as Europe/Berlin".into(),
+        ));
+    }
+    Ok(timezone.to_owned())
+}
+
 impl NewSite {
     /// Validates the parts of a new site; the error names the field.
     pub fn parse(slug: &str, name: &str, timezone: &str) -> Result<Self, (&'static str, String)> {
         let slug =
             SiteSlug::parse(slug).map_err(|error: ParseError| ("slug", error.to_string()))?;
-        let name = name.trim();
-        if name.is_empty() || name.chars().count() > 200 {
-            return Err(("name", "name must be 1 to 200 characters".into()));
-        }
-        if timezone.is_empty() || timezone.len() > 64 {
-            return Err((
-                "timezone",
-                "timezone must be an IANA name such as Europe/Berlin".into(),
-            ));
-        }
         Ok(Self {
             slug,
-            name: name.to_owned(),
-            timezone: timezone.to_owned(),
+            name: parse_name(name)?,
+            timezone: parse_timezone(timezone)?,
         })
     }
 
     /// The slug of the site to create.
     pub fn slug(&self) -> &SiteSlug {
         &self.slug
+    }
+}
+
+/// Changes to a site, already validated: `None` keeps the current value.
+/// The slug never changes (it is in topics, keys and InfluxDB tags).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SiteChanges {
+    name: Option<String>,
+    timezone: Option<String>,
+}
+
+impl SiteChanges {
+    /// Validates the changes; the error names the field. The timezone is
+    /// checked against Postgres' list when the change is written.
+    pub fn parse(
+        name: Option<&str>,
+        timezone: Option<&str>,
+    ) -> Result<Self, (&'static str, String)> {
+        Ok(Self {
+            name: name.map(parse_name).transpose()?,
+            timezone: timezone.map(parse_timezone).transpose()?,
+        })
+    }
+
+    /// The new display name, if it changes.
+    pub fn name(&self) -> Option<&str> {
+        self.name.as_deref()
+    }
+
+    /// The new timezone, if it changes.
+    pub fn timezone(&self) -> Option<&str> {
+        self.timezone.as_deref()
     }
 }
 
@@ -144,4 +186,159 @@ pub async fn list_sites(pool: &Pool) -> Result<Vec<Site>> {
         .iter()
         .map(from_row)
         .collect()
+}
+
+/// One page of sites in slug order (byte order), starting after the slug
+/// `after`. `limit` is 1 to [`MAX_PAGE_LIMIT`](crate::MAX_PAGE_LIMIT);
+/// `next_after` is the last slug of the page when more sites follow.
+pub async fn list_sites_page(
+    pool: &Pool,
+    limit: i64,
+    after: Option<&SiteSlug>,
+) -> Result<Page<Site>> {
+    let fetch = fetch_limit(limit)?;
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM metadata.sites
+             WHERE $1::text IS NULL OR slug COLLATE \"C\" > $1::text
+             ORDER BY slug COLLATE \"C\"
+             LIMIT $2"
+        ))
+        .await?;
+    let sites = client
+        .query(&statement, &[&after.map(SiteSlug::as_str), &fetch])
+        .await?
+        .iter()
+        .map(from_row)
+        .collect::<Result<Vec<_>>>()?;
+    Ok(Page::from_rows(sites, limit, |site| site.slug.to_string()))
+}
+
+/// Changes a site's name or timezone if its version is still
+/// `expected_version`; the version goes up by one. Fails with
+/// [`Error::SiteNotFound`], [`Error::VersionConflict`] (with the current
+/// version) or [`Error::UnknownTimezone`].
+pub async fn update_site(
+    pool: &Pool,
+    slug: &SiteSlug,
+    expected_version: i64,
+    changes: &SiteChanges,
+) -> Result<Site> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(&format!(
+            "UPDATE metadata.sites
+             SET name = coalesce($3::text, name),
+                 timezone = coalesce($4::text, timezone),
+                 version = version + 1,
+                 updated_at = now()
+             WHERE slug = $1 AND version = $2
+               AND ($4::text IS NULL
+                    OR EXISTS (SELECT 1 FROM pg_timezone_names WHERE name = $4::text))
+             RETURNING {COLUMNS}"
+        ))
+        .await?;
+    let updated = client
+        .query_opt(
+            &statement,
+            &[
+                &slug.as_str(),
+                &expected_version,
+                &changes.name,
+                &changes.timezone,
+            ],
+        )
+        .await?;
+    if let Some(row) = updated {
+        return from_row(&row);
+    }
+    // Nothing changed: say why.
+    let current = current_version(&client, slug).await?;
+    match current {
+        None => Err(Error::SiteNotFound(slug.clone())),
+        Some(current) if current != expected_version => Err(Error::VersionConflict { current }),
+        // The version matches, so the timezone check refused the change
+        // (or, without a new timezone, the site appeared in between).
+        Some(current) => Err(match &changes.timezone {
+            Some(timezone) => Error::UnknownTimezone(timezone.clone()),
+            None => Error::VersionConflict { current },
+        }),
+    }
+}
+
+async fn current_version(
+    client: &deadpool_postgres::Client,
+    slug: &SiteSlug,
+) -> Result<Option<i64>> {
+    let statement = client
+        .prepare_cached("SELECT version FROM metadata.sites WHERE slug = $1")
+        .await?;
+    Ok(client
+        .query_opt(&statement, &[&slug.as_str()])
+        .await?
+        .map(|row| row.get("version")))
+}
+
+/// Deletes a site, if its version is `expected_version` (when given) and
+/// it has neither sensors nor alert rules: nothing is deleted in cascade
+/// and nothing is orphaned ([`Error::SiteHasDependents`] says how many of
+/// each remain). Fails with [`Error::SiteNotFound`] or
+/// [`Error::VersionConflict`] too.
+pub async fn delete_site(
+    pool: &Pool,
+    slug: &SiteSlug,
+    expected_version: Option<i64>,
+) -> Result<()> {
+    let client = pool.get().await?;
+    let delete = client
+        .prepare_cached(
+            "DELETE FROM metadata.sites s
+             WHERE s.slug = $1 AND ($2::bigint IS NULL OR s.version = $2::bigint)
+               AND NOT EXISTS (SELECT 1 FROM metadata.sensors WHERE site_id = s.id)
+               AND NOT EXISTS (SELECT 1 FROM metadata.alert_rules WHERE site_id = s.id)",
+        )
+        .await?;
+    let diagnose = client
+        .prepare_cached(
+            "SELECT s.version,
+                    (SELECT count(*) FROM metadata.sensors WHERE site_id = s.id) AS sensors,
+                    (SELECT count(*) FROM metadata.alert_rules WHERE site_id = s.id) AS alert_rules
+             FROM metadata.sites s WHERE s.slug = $1",
+        )
+        .await?;
+    // A dependent may come or go between the delete and the diagnosis; a
+    // few attempts settle it.
+    let mut last = None;
+    for _ in 0..3 {
+        match client
+            .execute(&delete, &[&slug.as_str(), &expected_version])
+            .await
+        {
+            Ok(1..) => return Ok(()),
+            Ok(0) => {}
+            // A sensor or rule was added concurrently: the foreign key held.
+            Err(error) if is_foreign_key_violation(&error) => {}
+            Err(error) => return Err(error.into()),
+        }
+        let Some(row) = client.query_opt(&diagnose, &[&slug.as_str()]).await? else {
+            return Err(Error::SiteNotFound(slug.clone()));
+        };
+        let current: i64 = row.get("version");
+        if expected_version.is_some_and(|expected| expected != current) {
+            return Err(Error::VersionConflict { current });
+        }
+        let sensors: i64 = row.get("sensors");
+        let alert_rules: i64 = row.get("alert_rules");
+        if sensors > 0 || alert_rules > 0 {
+            return Err(Error::SiteHasDependents {
+                sensors,
+                alert_rules,
+            });
+        }
+        last = Some(current);
+    }
+    Err(Error::VersionConflict {
+        current: last.unwrap_or_default(),
+    })
 }

@@ -49,6 +49,37 @@ pub enum Command {
     Check(CheckArgs),
     /// Publish a simulated boiler fleet over MQTT.
     Simulate(SimulateCommand),
+    /// Create, list and revoke API keys (stored only as hashes).
+    #[command(subcommand)]
+    Apikey(ApikeyCommand),
+}
+
+/// `stoker apikey …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum ApikeyCommand {
+    /// Create a key and print it once (on stdout, alone: `KEY=$(stoker apikey create …)`); only its hash is kept.
+    Create {
+        #[command(flatten)]
+        postgres: PostgresOptions,
+        /// A name to recognise the key by (unique among live keys), e.g. "grafana" or "gateway-bh1".
+        #[arg(long)]
+        name: String,
+        /// What the key may do, comma-separated: read (GET routes), write (telemetry, alert acknowledgement), admin (everything, metadata changes included).
+        #[arg(long, default_value = "read")]
+        scopes: String,
+    },
+    /// List keys: name, id, scopes, created, revoked (never the secret).
+    List {
+        #[command(flatten)]
+        postgres: PostgresOptions,
+    },
+    /// Revoke a key by its name, its public id (the part after stk_) or its UUID; effective at once.
+    Revoke {
+        #[command(flatten)]
+        postgres: PostgresOptions,
+        /// Name, public id or UUID of the key.
+        key: String,
+    },
 }
 
 /// Stores every role needs.

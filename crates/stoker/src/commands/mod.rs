@@ -1,5 +1,6 @@
 //! The subcommands.
 
+mod apikey;
 mod check;
 mod run;
 mod simulate;
@@ -50,6 +51,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         }
         Command::Check(args) => Ok(check::run(&args).await),
         Command::Simulate(args) => simulate::run(args).await,
+        Command::Apikey(command) => apikey::run(command).await,
     }
 }
 

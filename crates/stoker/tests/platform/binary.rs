@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{BINARY, Stoker, TempDir, free_port};
+use crate::helpers::{BINARY, Stoker, TempDir, create_api_key, free_port};
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
 use stoker_testkit::{
     TestInflux, TestPostgres, TestRedis, publish_qos1, unique_client_id, unique_topic_prefix,
@@ -66,7 +66,27 @@ async fn one_reading_travels_from_mqtt_to_the_api() {
     let redis = TestRedis::new();
     let topics = unique_topic_prefix();
     let mut server = spawn_serve(&postgres, &influx, &redis, &topics).await;
-    let http = reqwest::Client::new();
+    let token = create_api_key(&postgres.url(), "platform-test", "admin");
+    let http = reqwest::Client::builder()
+        .default_headers(
+            [(
+                reqwest::header::AUTHORIZATION,
+                format!("Bearer {token}").parse().unwrap(),
+            )]
+            .into_iter()
+            .collect(),
+        )
+        .build()
+        .unwrap();
+
+    // Without the key: 401.
+    let status = reqwest::Client::new()
+        .get(format!("{}/api/v1/sites", server.base))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(status, 401);
 
     // Metadata through the API.
     let response = http

@@ -6,6 +6,26 @@ use std::time::Duration;
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_stoker");
 
+/// Creates an API key with `stoker apikey create` against the database at
+/// `database_url` and returns the token it prints.
+pub fn create_api_key(database_url: &str, name: &str, scopes: &str) -> String {
+    let output = Command::new(BINARY)
+        .args(["apikey", "create", "--name", name, "--scopes", scopes])
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .output()
+        .expect("run the stoker binary");
+    assert!(
+        output.status.success(),
+        "stoker apikey create failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    let token = String::from_utf8(output.stdout).expect("a UTF-8 token");
+    let token = token.trim().to_owned();
+    assert!(token.starts_with("stk_"), "{token}");
+    token
+}
+
 /// A running `stoker` process, interrupted (SIGINT) on drop.
 pub struct Stoker {
     child: Child,

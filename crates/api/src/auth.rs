@@ -1,0 +1,122 @@
+//! API keys: `Authorization: Bearer stk_<key_id>_<secret>`.
+//!
+//! Keys are looked up by their public id in the [`Catalog`](crate::Catalog)
+//! (memory, dropped on every metadata change Postgres announces) and
+//! checked by `stoker_metadata::verify`: the secret's SHA-256 against the
+//! stored hash, in constant time. No key, a malformed one, an unknown one
+//! or a revoked one is 401; a key without the route's scope is 403.
+//! `admin` includes `read` and `write`; `read` and `write` are separate, so
+//! a gateway's write-only key reads nothing.
+
+use stoker_metadata::{KeyCheck, Scope};
+use warp::Filter;
+
+use crate::ApiState;
+use crate::problem::ApiError;
+
+/// Why a request is not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// No `Authorization` header.
+    Missing,
+    /// Not `Bearer stk_<id>_<secret>`.
+    Malformed,
+    /// No such key, or the wrong secret.
+    Invalid,
+    /// The key was revoked.
+    Revoked,
+    /// The key lacks the route's scope.
+    Scope {
+        /// The scope the route needs.
+        needed: Scope,
+    },
+}
+
+/// Whether a key's scopes allow `needed`.
+pub(crate) fn allows(scopes: &[Scope], needed: Scope) -> bool {
+    scopes.contains(&needed) || scopes.contains(&Scope::Admin)
+}
+
+/// Lets the request through only with a live key that has `scope`.
+pub(crate) fn require(
+    scope: Scope,
+    state: ApiState,
+) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("authorization")
+        .and(warp::any().map(move || state.clone()))
+        .and_then(move |header: Option<String>, state: ApiState| async move {
+            authorize(header.as_deref(), scope, &state)
+                .await
+                .map_err(warp::reject::custom)
+        })
+        .untuple_one()
+}
+
+async fn authorize(header: Option<&str>, needed: Scope, state: &ApiState) -> Result<(), ApiError> {
+    let header = header.ok_or(ApiError::Unauthorized(Denied::Missing))?;
+    let token = header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .ok_or(ApiError::Unauthorized(Denied::Malformed))?;
+    let key_id =
+        stoker_metadata::token_key_id(token).ok_or(ApiError::Unauthorized(Denied::Malformed))?;
+    let stored = state.catalog.api_key(&state.pool, key_id).await?;
+    let check = match stored {
+        Some(stored) => stoker_metadata::verify(token, &stored),
+        None => KeyCheck::Unknown,
+    };
+    match check {
+        KeyCheck::Valid { scopes, .. } if allows(&scopes, needed) => Ok(()),
+        KeyCheck::Valid { .. } => Err(ApiError::Forbidden(Denied::Scope { needed })),
+        KeyCheck::Revoked => Err(ApiError::Unauthorized(Denied::Revoked)),
+        KeyCheck::Unknown => Err(ApiError::Unauthorized(Denied::Invalid)),
+        KeyCheck::Malformed => Err(ApiError::Unauthorized(Denied::Malformed)),
+    }
+}
+
+impl Denied {
+    /// The stable code of the problem.
+    pub fn code(self) -> &'static str {
+        match self {
+            Denied::Missing => "missing_api_key",
+            Denied::Malformed => "malformed_api_key",
+            Denied::Invalid => "invalid_api_key",
+            Denied::Revoked => "revoked_api_key",
+            Denied::Scope { .. } => "insufficient_scope",
+        }
+    }
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Denied::Missing => f.write_str(
+                "this route needs an API key: send Authorization: Bearer <key> (stoker apikey create)",
+            ),
+            Denied::Malformed => f.write_str(
+                "the Authorization header must be Bearer followed by a key of the form stk_<id>_<secret>",
+            ),
+            Denied::Invalid => f.write_str("the API key is not valid"),
+            Denied::Revoked => f.write_str("the API key was revoked"),
+            Denied::Scope { needed } => {
+                write!(f, "the API key lacks scope {}, which this route needs", needed.as_str())
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn admin_includes_read_and_write_but_they_stay_apart() {
+        assert!(allows(&[Scope::Admin], Scope::Read));
+        assert!(allows(&[Scope::Admin], Scope::Write));
+        assert!(allows(&[Scope::Read], Scope::Read));
+        assert!(!allows(&[Scope::Write], Scope::Read));
+        assert!(!allows(&[Scope::Read], Scope::Write));
+        assert!(!allows(&[Scope::Read, Scope::Write], Scope::Admin));
+    }
+}
