@@ -49,6 +49,49 @@ pub(crate) fn json_object() -> impl Filter<Extract = (Fields,), Error = warp::Re
         })
 }
 
+/// One field of a PATCH.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Patch<T> {
+    /// Absent: keep the current value.
+    Keep,
+    /// `null`: remove the value.
+    Clear,
+    /// A new value.
+    Set(T),
+}
+
+impl<T> Patch<T> {
+    /// The value after the patch, given the current one.
+    pub fn apply(self, current: Option<T>) -> Option<T> {
+        match self {
+            Patch::Keep => current,
+            Patch::Clear => None,
+            Patch::Set(value) => Some(value),
+        }
+    }
+}
+
+/// The version in an `If-Match` header (`"3"`, `W/"3"` or `3`), if any;
+/// a header that is not one is refused.
+pub(crate) fn if_match() -> impl Filter<Extract = (Option<i64>,), Error = warp::Rejection> + Clone {
+    warp::header::optional::<String>("if-match").and_then(|value: Option<String>| async move {
+        let Some(value) = value else {
+            return Ok(None);
+        };
+        let bare = value.trim().trim_start_matches("W/").trim_matches('"');
+        match bare.parse::<i64>() {
+            Ok(version) if version >= 1 => Ok(Some(version)),
+            _ => Err(warp::reject::custom(ApiError::BadParameter {
+                parameter: "If-Match",
+                detail: format!(
+                    "If-Match must be the ETag this API sent (\"<version>\"), not {:?}",
+                    value.chars().take(64).collect::<String>()
+                ),
+            })),
+        }
+    })
+}
+
 /// Raised when the content type is not JSON; rendered as 415.
 #[derive(Debug)]
 pub(crate) struct UnsupportedMediaType;
@@ -121,6 +164,76 @@ impl Fields {
                 self.error(field, format!("{field} must be a number or null"));
                 None
             }
+        }
+    }
+
+    /// An optional string field: absent is `Some(None)`; a wrong type is
+    /// an error (`None`).
+    pub fn optional_string(&mut self, field: &str) -> Option<Option<String>> {
+        match self.map.remove(field) {
+            None => Some(None),
+            Some(Value::String(text)) => Some(Some(text)),
+            Some(_) => {
+                self.error(field, format!("{field} must be a string"));
+                None
+            }
+        }
+    }
+
+    /// A number field of a PATCH: absent keeps, `null` clears, a finite
+    /// number sets. A wrong type is an error (`None`).
+    pub fn patch_number(&mut self, field: &str) -> Option<Patch<f64>> {
+        match self.map.remove(field) {
+            None => Some(Patch::Keep),
+            Some(Value::Null) => Some(Patch::Clear),
+            Some(Value::Number(number)) => match number.as_f64() {
+                Some(value) if value.is_finite() => Some(Patch::Set(value)),
+                _ => {
+                    self.error(field, format!("{field} must be a finite number"));
+                    None
+                }
+            },
+            Some(_) => {
+                self.error(field, format!("{field} must be a number or null"));
+                None
+            }
+        }
+    }
+
+    /// The `version` the client read, from the body or else from
+    /// `If-Match`; required for a change (no lost updates).
+    pub fn version(&mut self, if_match: Option<i64>) -> Option<i64> {
+        match self.map.remove("version") {
+            Some(Value::Number(number)) => match number.as_i64() {
+                Some(version) if version >= 1 => Some(version),
+                _ => {
+                    self.error("version", "version must be a positive integer");
+                    None
+                }
+            },
+            Some(_) => {
+                self.error("version", "version must be a positive integer");
+                None
+            }
+            None => match if_match {
+                Some(version) => Some(version),
+                None => {
+                    self.error(
+                        "version",
+                        "version is required: send the version you read (in the body, or as If-Match: \"<version>\")",
+                    );
+                    None
+                }
+            },
+        }
+    }
+
+    /// Refuses a field that may not change (present with another value).
+    pub fn unchangeable(&mut self, field: &str, current: &str) {
+        match self.map.remove(field) {
+            None => {}
+            Some(Value::String(text)) if text == current => {}
+            Some(_) => self.error(field, format!("{field} cannot change")),
         }
     }
 

@@ -12,6 +12,8 @@
 //!   on every metadata change Postgres announces.
 //! - `readings`: latest values: Redis first, InfluxDB on a miss (which
 //!   re-warms Redis).
+//! - `openapi`: the OpenAPI 3 document, from one table of every route.
+//! - `page`: cursor pagination (`limit`, `cursor`, `next_cursor`).
 //! - `history`: one sensor's readings per time bucket (InfluxQL
 //!   `GROUP BY time`), at most 10,000 points.
 //!
@@ -30,6 +32,8 @@ mod auth;
 mod body;
 mod catalog;
 mod history;
+mod openapi;
+mod page;
 mod problem;
 mod readings;
 mod sites;
@@ -215,10 +219,19 @@ pub fn routes(
     state: ApiState,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     let api = warp::path("api").and(warp::path("v1")).and(
-        sites::routes(state.clone())
-            .or(readings::routes(state.clone()))
-            .or(history::routes(state.clone()))
-            .or(telemetry::routes(state.clone())),
+        boxed(
+            warp::path!("openapi.json")
+                .and(warp::get())
+                .map(|| warp::reply::json(&openapi::document())),
+        )
+        .or(boxed(sites::routes(state.clone())))
+        .unify()
+        .or(boxed(readings::routes(state.clone())))
+        .unify()
+        .or(boxed(history::routes(state.clone())))
+        .unify()
+        .or(boxed(telemetry::routes(state.clone())))
+        .unify(),
     );
     with_errors_and_logs(ops(state.readiness, state.metrics).or(api))
 }
@@ -330,4 +343,14 @@ fn sensor_from_path(
         let shown: String = value.chars().take(64).collect();
         ApiError::NotFound(format!("sensor {shown:?} does not exist at site {site}"))
     })
+}
+
+/// A route as a boxed filter answering a plain response: keeps the types,
+/// and the futures, of long route chains small.
+fn boxed<F, R>(filter: F) -> warp::filters::BoxedFilter<(warp::reply::Response,)>
+where
+    F: Filter<Extract = (R,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+    R: warp::Reply + 'static,
+{
+    filter.map(|reply: R| reply.into_response()).boxed()
 }

@@ -45,6 +45,17 @@ pub enum ApiError {
     /// The resource exists already.
     #[error("{0}")]
     Conflict(String),
+    /// The change was based on an older version than the stored one.
+    #[error(
+        "the resource changed since it was read: its version is now {current}; read it again and reapply the change"
+    )]
+    VersionConflict {
+        /// The stored version.
+        current: i64,
+    },
+    /// Deleting would leave other resources without their parent.
+    #[error("{0}")]
+    HasDependents(String),
     /// A store the request needs is down.
     #[error("{dependency} is unavailable: {detail}")]
     Unavailable {
@@ -79,8 +90,19 @@ impl From<stoker_metadata::Error> for ApiError {
     fn from(error: stoker_metadata::Error) -> Self {
         use stoker_metadata::Error as E;
         match error {
-            E::SiteNotFound(_) => ApiError::NotFound(error.to_string()),
-            E::SiteExists(_) | E::SensorExists { .. } => ApiError::Conflict(error.to_string()),
+            E::SiteNotFound(_)
+            | E::SensorNotFound { .. }
+            | E::AlertRuleNotFound(_)
+            | E::ApiKeyNotFound(_) => ApiError::NotFound(error.to_string()),
+            E::SiteExists(_) | E::SensorExists { .. } | E::ApiKeyExists(_) => {
+                ApiError::Conflict(error.to_string())
+            }
+            E::VersionConflict { current } => ApiError::VersionConflict { current },
+            E::SiteHasDependents { .. } => ApiError::HasDependents(error.to_string()),
+            E::InvalidInput { field, message } => ApiError::Validation(vec![FieldError {
+                field: field.to_owned(),
+                message,
+            }]),
             E::UnknownTimezone(_) => ApiError::Validation(vec![FieldError {
                 field: "timezone".into(),
                 message: error.to_string(),
@@ -104,6 +126,8 @@ impl ApiError {
             ApiError::Forbidden(denied) => (StatusCode::FORBIDDEN, denied.code()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
+            ApiError::VersionConflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
+            ApiError::HasDependents(_) => (StatusCode::CONFLICT, "has_dependents"),
             ApiError::Unavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable")
             }

@@ -1,24 +1,30 @@
 //! Sites and sensors.
 
+use std::collections::HashMap;
 use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
-use stoker_metadata::{NewSensor, NewSite, Scope};
+
+use stoker_metadata::{NewSensor, NewSite, Scope, SensorChanges, SiteChanges};
 use warp::Filter;
+use warp::Reply;
 use warp::http::StatusCode;
 
 use crate::auth::require;
-use crate::body::{Fields, json_object};
+use crate::body::{Fields, Patch, if_match, json_object};
+use crate::page::{self, PageBody};
 use crate::problem::ApiError;
-use crate::{ApiState, site_from_path};
+use crate::{ApiState, boxed, sensor_from_path, site_from_path};
 
 pub(crate) fn routes(
     state: ApiState,
-) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let read = require(Scope::Read, state.clone());
     let admin = require(Scope::Admin, state.clone());
     let with_state = warp::any().map(move || state.clone());
+    let query = warp::query::<HashMap<String, String>>();
     let list_sites = warp::path!("sites")
         .and(warp::get())
         .and(read.clone())
+        .and(query)
         .and(with_state.clone())
         .and_then(list_sites);
     let create_site = warp::path!("sites")
@@ -32,33 +38,112 @@ pub(crate) fn routes(
         .and(read.clone())
         .and(with_state.clone())
         .and_then(get_site);
+    let update_site = warp::path!("sites" / String)
+        .and(warp::patch())
+        .and(admin.clone())
+        .and(with_state.clone())
+        .and(if_match())
+        .and(json_object())
+        .and_then(update_site);
+    let delete_site = warp::path!("sites" / String)
+        .and(warp::delete())
+        .and(admin.clone())
+        .and(with_state.clone())
+        .and(if_match())
+        .and_then(delete_site);
     let list_sensors = warp::path!("sites" / String / "sensors")
         .and(warp::get())
-        .and(read)
+        .and(read.clone())
+        .and(query)
         .and(with_state.clone())
         .and_then(list_sensors);
     let create_sensor = warp::path!("sites" / String / "sensors")
         .and(warp::post())
-        .and(admin)
-        .and(with_state)
+        .and(admin.clone())
+        .and(with_state.clone())
         .and(json_object())
         .and_then(create_sensor);
-    list_sites
-        .or(create_site)
-        .or(get_site)
-        .or(list_sensors)
-        .or(create_sensor)
+    let get_sensor = warp::path!("sites" / String / "sensors" / String)
+        .and(warp::get())
+        .and(read)
+        .and(with_state.clone())
+        .and_then(get_sensor);
+    let update_sensor = warp::path!("sites" / String / "sensors" / String)
+        .and(warp::patch())
+        .and(admin.clone())
+        .and(with_state.clone())
+        .and(if_match())
+        .and(json_object())
+        .and_then(update_sensor);
+    let delete_sensor = warp::path!("sites" / String / "sensors" / String)
+        .and(warp::delete())
+        .and(admin)
+        .and(with_state)
+        .and(if_match())
+        .and_then(delete_sensor);
+    // Boxed one by one: a chain of ten unboxed routes makes a future too
+    // large for a thread's stack in debug builds.
+    boxed(list_sites)
+        .or(boxed(create_site))
+        .unify()
+        .or(boxed(get_site))
+        .unify()
+        .or(boxed(update_site))
+        .unify()
+        .or(boxed(delete_site))
+        .unify()
+        .or(boxed(list_sensors))
+        .unify()
+        .or(boxed(create_sensor))
+        .unify()
+        .or(boxed(get_sensor))
+        .unify()
+        .or(boxed(update_sensor))
+        .unify()
+        .or(boxed(delete_sensor))
+        .unify()
 }
 
 fn created(value: &impl serde::Serialize) -> warp::reply::WithStatus<warp::reply::Json> {
     warp::reply::with_status(warp::reply::json(value), StatusCode::CREATED)
 }
 
-async fn list_sites(state: ApiState) -> Result<warp::reply::Json, warp::Rejection> {
-    let sites = stoker_metadata::list_sites(&state.pool)
+/// A resource with its version as ETag, for If-Match on the next change.
+fn versioned(value: &impl serde::Serialize, version: i64) -> warp::reply::Response {
+    let mut response = warp::reply::json(value).into_response();
+    if let Ok(etag) = warp::http::HeaderValue::from_str(&format!("\"{version}\"")) {
+        response
+            .headers_mut()
+            .insert(warp::http::header::ETAG, etag);
+    }
+    response
+}
+
+fn no_content() -> warp::reply::Response {
+    warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response()
+}
+
+async fn list_sites(
+    query: HashMap<String, String>,
+    state: ApiState,
+) -> Result<warp::reply::Json, warp::Rejection> {
+    let page = page::parse(&query, &[])?;
+    let after = match page.after.as_deref().map(SiteSlug::parse) {
+        None => None,
+        Some(Ok(slug)) => Some(slug),
+        Some(Err(_)) => return Err(bad_cursor().into()),
+    };
+    let sites = stoker_metadata::list_sites_page(&state.pool, page.limit, after.as_ref())
         .await
         .map_err(ApiError::from)?;
-    Ok(warp::reply::json(&serde_json::json!({ "items": sites })))
+    Ok(warp::reply::json(&PageBody::from(sites)))
+}
+
+fn bad_cursor() -> ApiError {
+    ApiError::BadParameter {
+        parameter: "cursor",
+        detail: "cursor is not one this API gave (use next_cursor from the previous page)".into(),
+    }
 }
 
 async fn create_site(
@@ -85,20 +170,153 @@ async fn create_site(
     Ok(created(&site))
 }
 
-async fn get_site(slug: String, state: ApiState) -> Result<warp::reply::Json, warp::Rejection> {
+async fn get_site(slug: String, state: ApiState) -> Result<warp::reply::Response, warp::Rejection> {
     let slug = site_from_path(&slug)?;
     let site = stoker_metadata::get_site(&state.pool, &slug)
         .await
         .map_err(ApiError::from)?;
-    Ok(warp::reply::json(&site))
+    Ok(versioned(&site, site.version))
 }
 
-async fn list_sensors(slug: String, state: ApiState) -> Result<warp::reply::Json, warp::Rejection> {
+async fn update_site(
+    slug: String,
+    state: ApiState,
+    if_match: Option<i64>,
+    mut fields: Fields,
+) -> Result<warp::reply::Response, warp::Rejection> {
     let slug = site_from_path(&slug)?;
-    let sensors = stoker_metadata::list_sensors(&state.pool, &slug)
+    fields.unchangeable("slug", slug.as_str());
+    let version = fields.version(if_match);
+    let name = fields.optional_string("name");
+    let timezone = fields.optional_string("timezone");
+    let mut changes = None;
+    if let (Some(name), Some(timezone)) = (&name, &timezone) {
+        match SiteChanges::parse(name.as_deref(), timezone.as_deref()) {
+            Ok(parsed) => changes = Some(parsed),
+            Err((field, message)) => fields.invalid(field, message),
+        }
+    }
+    fields.finish()?;
+    let (Some(version), Some(changes)) = (version, changes) else {
+        return Err(ApiError::Internal("site changes validated without changes".into()).into());
+    };
+    let site = stoker_metadata::update_site(&state.pool, &slug, version, &changes)
         .await
         .map_err(ApiError::from)?;
-    Ok(warp::reply::json(&serde_json::json!({ "items": sensors })))
+    state.catalog.invalidate(&slug);
+    Ok(versioned(&site, site.version))
+}
+
+async fn delete_site(
+    slug: String,
+    state: ApiState,
+    if_match: Option<i64>,
+) -> Result<warp::reply::Response, warp::Rejection> {
+    let slug = site_from_path(&slug)?;
+    stoker_metadata::delete_site(&state.pool, &slug, if_match)
+        .await
+        .map_err(ApiError::from)?;
+    state.catalog.invalidate(&slug);
+    Ok(no_content())
+}
+
+async fn list_sensors(
+    slug: String,
+    query: HashMap<String, String>,
+    state: ApiState,
+) -> Result<warp::reply::Json, warp::Rejection> {
+    let slug = site_from_path(&slug)?;
+    let page = page::parse(&query, &[])?;
+    let after = match page.after.as_deref().map(SensorKey::parse) {
+        None => None,
+        Some(Ok(key)) => Some(key),
+        Some(Err(_)) => return Err(bad_cursor().into()),
+    };
+    let sensors =
+        stoker_metadata::list_sensors_page(&state.pool, &slug, page.limit, after.as_ref())
+            .await
+            .map_err(ApiError::from)?;
+    Ok(warp::reply::json(&PageBody::from(sensors)))
+}
+
+async fn get_sensor(
+    slug: String,
+    key: String,
+    state: ApiState,
+) -> Result<warp::reply::Response, warp::Rejection> {
+    let slug = site_from_path(&slug)?;
+    let key = sensor_from_path(&slug, &key)?;
+    let sensor = stoker_metadata::get_sensor(&state.pool, &slug, &key)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(versioned(&sensor, sensor.version))
+}
+
+async fn update_sensor(
+    slug: String,
+    key: String,
+    state: ApiState,
+    if_match: Option<i64>,
+    mut fields: Fields,
+) -> Result<warp::reply::Response, warp::Rejection> {
+    let slug = site_from_path(&slug)?;
+    let key = sensor_from_path(&slug, &key)?;
+    let current = stoker_metadata::get_sensor(&state.pool, &slug, &key)
+        .await
+        .map_err(ApiError::from)?;
+    fields.unchangeable("key", key.as_str());
+    let version = fields.version(if_match);
+    let sensor_type = fields
+        .optional_string("type")
+        .map(|text| text.map(SensorType::parse).transpose());
+    let unit = fields
+        .optional_string("unit")
+        .map(|text| text.map(Unit::parse).transpose());
+    let min = fields.patch_number("min");
+    let max = fields.patch_number("max");
+    let mut changes = SensorChanges::default();
+    match sensor_type {
+        Some(Ok(value)) => changes.sensor_type = value,
+        Some(Err(error)) => fields.invalid("type", error.to_string()),
+        None => {}
+    }
+    match unit {
+        Some(Ok(value)) => changes.unit = value,
+        Some(Err(error)) => fields.invalid("unit", error.to_string()),
+        None => {}
+    }
+    if let (Some(min), Some(max)) = (min, max)
+        && (min != Patch::Keep || max != Patch::Keep)
+    {
+        match ValidRange::new(min.apply(current.min), max.apply(current.max)) {
+            Ok(range) => changes.range = Some(range),
+            Err(error) => fields.invalid("max", error.to_string()),
+        }
+    }
+    fields.finish()?;
+    let Some(version) = version else {
+        return Err(ApiError::Internal("sensor changes validated without a version".into()).into());
+    };
+    let sensor = stoker_metadata::update_sensor(&state.pool, &slug, &key, version, &changes)
+        .await
+        .map_err(ApiError::from)?;
+    state.catalog.invalidate(&slug);
+    Ok(versioned(&sensor, sensor.version))
+}
+
+async fn delete_sensor(
+    slug: String,
+    key: String,
+    state: ApiState,
+    if_match: Option<i64>,
+) -> Result<warp::reply::Response, warp::Rejection> {
+    let slug = site_from_path(&slug)?;
+    let key = sensor_from_path(&slug, &key)?;
+    stoker_metadata::delete_sensor(&state.pool, &slug, &key, if_match)
+        .await
+        .map_err(ApiError::from)?;
+    state.catalog.invalidate(&slug);
+    Ok(no_content())
 }
 
 async fn create_sensor(

@@ -766,3 +766,294 @@ async fn every_key_case_gets_the_right_status_and_code() {
         assert_eq!(status, StatusCode::OK, "{path}");
     }
 }
+
+impl TestApp {
+    /// Sends `method path` with an optional JSON body and headers.
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+        headers: &[(&str, &str)],
+    ) -> (StatusCode, reqwest::header::HeaderMap, Value) {
+        let mut request = self.http.request(method, format!("{}{path}", self.base));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        for (name, value) in headers {
+            request = request.header(*name, *value);
+        }
+        let response = request.send().await.unwrap();
+        let status = response.status();
+        let headers = response.headers().clone();
+        (
+            status,
+            headers,
+            response.json().await.unwrap_or(Value::Null),
+        )
+    }
+}
+
+#[tokio::test]
+async fn sites_and_sensors_change_with_versions_and_list_in_pages() {
+    use reqwest::Method;
+    let app = spawn_app().await;
+    app.seed().await;
+    let site = "/api/v1/sites/boiler-house-1";
+
+    // Read: the version is the ETag.
+    let (status, headers, body) = app.send(Method::GET, site, None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["etag"], "\"1\"");
+    assert_eq!(body["version"], 1);
+
+    // Change with the version read; again with the same (stale) version.
+    let rename = json!({"name": "Boiler house one", "version": 1});
+    let (status, headers, body) = app
+        .send(Method::PATCH, site, Some(rename.clone()), &[])
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (body["name"].as_str(), body["version"].as_i64()),
+        (Some("Boiler house one"), Some(2))
+    );
+    assert_eq!(headers["etag"], "\"2\"");
+    let (status, _, body) = app.send(Method::PATCH, site, Some(rename), &[]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["code"], "version_conflict");
+    // If-Match instead of a version in the body.
+    let (status, _, body) = app
+        .send(
+            Method::PATCH,
+            site,
+            Some(json!({"timezone": "UTC"})),
+            &[("if-match", "\"2\"")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(body["timezone"], "UTC");
+    for (patch, field) in [
+        (json!({"name": "x"}), "version"),
+        (json!({"slug": "elsewhere", "version": 3}), "slug"),
+        (
+            json!({"timezone": "Mars/Olympus", "version": 3}),
+            "timezone",
+        ),
+        (json!({"colour": "red", "version": 3}), "colour"),
+    ] {
+        let (status, _, body) = app.send(Method::PATCH, site, Some(patch), &[]).await;
+        assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{field}: {body}");
+        assert_eq!(body["errors"][0]["field"], field, "{body}");
+    }
+    let (status, _, body) = app
+        .send(
+            Method::PATCH,
+            site,
+            Some(json!({"name": "x"})),
+            &[("if-match", "yesterday")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+
+    // Pages: five sites, two per page, each once, in order.
+    for slug in ["b-2", "b-3", "b-4", "b-5"] {
+        let (status, _, _) = app
+            .send(
+                Method::POST,
+                "/api/v1/sites",
+                Some(json!({"slug": slug, "name": slug})),
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED);
+    }
+    let mut seen = Vec::new();
+    let mut path = "/api/v1/sites?limit=2".to_owned();
+    for page in 0.. {
+        let (status, _, body) = app.send(Method::GET, &path, None, &[]).await;
+        assert_eq!(status, StatusCode::OK, "{body}");
+        let items = body["items"].as_array().unwrap();
+        assert!(items.len() <= 2);
+        seen.extend(
+            items
+                .iter()
+                .map(|site| site["slug"].as_str().unwrap().to_owned()),
+        );
+        match body["next_cursor"].as_str() {
+            Some(cursor) => path = format!("/api/v1/sites?limit=2&cursor={cursor}"),
+            None => {
+                assert_eq!(page, 2, "three pages");
+                break;
+            }
+        }
+    }
+    assert_eq!(seen, ["b-2", "b-3", "b-4", "b-5", "boiler-house-1"]);
+    for query in ["limit=0", "limit=x", "cursor=zz", "order=desc"] {
+        let (status, _, body) = app
+            .send(Method::GET, &format!("/api/v1/sites?{query}"), None, &[])
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}");
+        assert_eq!(body["code"], "invalid_parameter");
+    }
+
+    // Sensors: one by key, changed (a bound cleared), listed in pages.
+    let sensor = "/api/v1/sites/boiler-house-1/sensors/b1_flue_temp";
+    let (status, headers, body) = app.send(Method::GET, sensor, None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(headers["etag"], "\"1\"");
+    assert_eq!(
+        (body["min"].as_f64(), body["max"].as_f64()),
+        (Some(0.0), Some(600.0))
+    );
+    let (status, _, body) = app
+        .send(
+            Method::PATCH,
+            sensor,
+            Some(json!({"min": null, "max": 650, "unit": "degC", "version": 1})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    assert_eq!(
+        (
+            body["min"].as_f64(),
+            body["max"].as_f64(),
+            body["unit"].as_str()
+        ),
+        (None, Some(650.0), Some("degC"))
+    );
+    let (status, _, body) = app
+        .send(
+            Method::PATCH,
+            sensor,
+            Some(json!({"min": 700, "version": 2})),
+            &[],
+        )
+        .await;
+    assert_eq!(
+        status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "min above max: {body}"
+    );
+    let (_, _, body) = app
+        .send(
+            Method::GET,
+            "/api/v1/sites/boiler-house-1/sensors?limit=1",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(body["items"].as_array().unwrap().len(), 1);
+    assert!(body["next_cursor"].is_string());
+
+    // Deleting: a site with sensors says so; a stale version is refused.
+    let (status, _, body) = app.send(Method::DELETE, site, None, &[]).await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(body["code"], "has_dependents");
+    assert!(body["detail"].as_str().unwrap().contains('2'), "{body}");
+    let (status, _, _) = app
+        .send(Method::DELETE, sensor, None, &[("if-match", "\"1\"")])
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    let (status, _, _) = app
+        .send(Method::DELETE, sensor, None, &[("if-match", "\"2\"")])
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = app.send(Method::GET, sensor, None, &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    let (status, _, _) = app
+        .send(
+            Method::DELETE,
+            "/api/v1/sites/boiler-house-1/sensors/b1_steam_pressure",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = app.send(Method::DELETE, site, None, &[]).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = app.send(Method::GET, site, None, &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_openapi_document_lists_every_route_answered_and_nothing_else() {
+    use reqwest::Method;
+    let app = spawn_app().await;
+    app.seed().await;
+    let bare = reqwest::Client::new();
+    let document: Value = bare
+        .get(format!("{}/api/v1/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(document["openapi"].as_str().unwrap().starts_with("3."));
+    let paths = document["paths"].as_object().unwrap();
+    assert!(paths.len() >= 10, "{}", paths.len());
+    let methods = [
+        Method::GET,
+        Method::POST,
+        Method::PUT,
+        Method::PATCH,
+        Method::DELETE,
+    ];
+    let mut operations = 0;
+    for (template, item) in paths {
+        let path = template
+            .replace("{site}", "boiler-house-1")
+            .replace("{sensor}", "b1_flue_temp");
+        for method in &methods {
+            let documented = item.get(method.as_str().to_lowercase()).is_some();
+            // No body: a documented route may refuse it (415, 422), but it
+            // must not be "no such route" or "wrong method". Deletes go
+            // to a path that does not exist, so nothing is lost.
+            let target = if *method == Method::DELETE {
+                path.replace("boiler-house-1", "gone")
+                    .replace("b1_flue_temp", "gone")
+            } else {
+                path.clone()
+            };
+            let (status, _, body) = app.send(method.clone(), &target, None, &[]).await;
+            let code = body["code"].as_str().unwrap_or("");
+            if documented {
+                operations += 1;
+                assert!(
+                    code != "route_not_found" && code != "method_not_allowed",
+                    "{method} {template} is documented but answered {status} {code}"
+                );
+                let security = &item[method.as_str().to_lowercase()]["security"];
+                let open = security.as_array().is_some_and(Vec::is_empty);
+                let status_without_key = bare
+                    .request(method.clone(), format!("{}{target}", app.base))
+                    .send()
+                    .await
+                    .unwrap()
+                    .status();
+                assert_eq!(
+                    status_without_key == StatusCode::UNAUTHORIZED,
+                    !open,
+                    "{method} {template}: security in the document vs 401 without a key"
+                );
+            } else {
+                assert!(
+                    status == StatusCode::METHOD_NOT_ALLOWED || status == StatusCode::NOT_FOUND,
+                    "{method} {template} is not documented but answered {status} {body}"
+                );
+            }
+        }
+    }
+    assert!(operations >= 17, "{operations} operations");
+    // Paths outside the document are not answered.
+    for path in [
+        "/api/v1/nothing",
+        "/api/v1/sites/boiler-house-1/other",
+        "/api/v2/sites",
+        "/admin",
+    ] {
+        let (status, _, body) = app.send(Method::GET, path, None, &[]).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
+    }
+}
