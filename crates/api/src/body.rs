@@ -242,6 +242,16 @@ impl Fields {
         self.error(field, message);
     }
 
+    /// The fields not read yet, for a body parsed as a whole; fails with
+    /// the errors collected so far.
+    pub fn into_map(self) -> Result<Map<String, Value>, ApiError> {
+        if self.errors.is_empty() {
+            Ok(self.map)
+        } else {
+            Err(ApiError::Validation(self.errors))
+        }
+    }
+
     /// Fails with every collected error, naming unknown fields too.
     pub fn finish(mut self) -> Result<(), ApiError> {
         let unknown: Vec<String> = self.map.keys().cloned().collect();

@@ -12,6 +12,7 @@
 //!   on every metadata change Postgres announces.
 //! - `readings`: latest values: Redis first, InfluxDB on a miss (which
 //!   re-warms Redis).
+//! - `rules`: alert rules; a PATCH is merged onto the stored rule.
 //! - `openapi`: the OpenAPI 3 document, from one table of every route.
 //! - `page`: cursor pagination (`limit`, `cursor`, `next_cursor`).
 //! - `history`: one sensor's readings per time bucket (InfluxQL
@@ -28,6 +29,9 @@
 //! # Ok(()) }
 //! ```
 
+// The OpenAPI document is one large `json!` literal.
+#![recursion_limit = "512"]
+
 mod auth;
 mod body;
 mod catalog;
@@ -36,6 +40,7 @@ mod openapi;
 mod page;
 mod problem;
 mod readings;
+mod rules;
 mod sites;
 mod telemetry;
 
@@ -231,6 +236,8 @@ pub fn routes(
         .or(boxed(history::routes(state.clone())))
         .unify()
         .or(boxed(telemetry::routes(state.clone())))
+        .unify()
+        .or(boxed(rules::routes(state.clone())))
         .unify(),
     );
     with_errors_and_logs(ops(state.readiness, state.metrics).or(api))

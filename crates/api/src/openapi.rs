@@ -184,6 +184,56 @@ pub(crate) const ROUTES: &[Route] = &[
         ok: (200, Some("History")),
     },
     Route {
+        method: "get",
+        path: "/api/v1/alert-rules",
+        scope: Some("read"),
+        summary: "Alert rules, in creation order, in pages; filter by site (rules scoped to it) and enabled.",
+        query: &[
+            ("limit", "Items per page, 1 to 1000 (default 50)."),
+            ("cursor", "next_cursor of the previous page."),
+            ("site", "Only the rules scoped to this site."),
+            ("enabled", "true or false."),
+        ],
+        body: None,
+        ok: (200, Some("AlertRulePage")),
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/alert-rules",
+        scope: Some("admin"),
+        summary: "Create an alert rule (threshold, rate_of_change, no_data or anomaly).",
+        query: &[],
+        body: Some("AlertRuleDraft"),
+        ok: (201, Some("AlertRule")),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/alert-rules/{rule}",
+        scope: Some("read"),
+        summary: "One alert rule; its version is the ETag.",
+        query: &[],
+        body: None,
+        ok: (200, Some("AlertRule")),
+    },
+    Route {
+        method: "patch",
+        path: "/api/v1/alert-rules/{rule}",
+        scope: Some("admin"),
+        summary: "Change a rule: the fields given are merged onto it (a new kind drops the old kind's values) and the result validated; needs the version read.",
+        query: &[],
+        body: Some("AlertRuleDraft"),
+        ok: (200, Some("AlertRule")),
+    },
+    Route {
+        method: "delete",
+        path: "/api/v1/alert-rules/{rule}",
+        scope: Some("admin"),
+        summary: "Delete an alert rule (If-Match optional).",
+        query: &[],
+        body: None,
+        ok: (204, None),
+    },
+    Route {
         method: "post",
         path: "/api/v1/sites/{site}/telemetry",
         scope: Some("write"),
@@ -214,6 +264,9 @@ fn operation(route: &Route) -> Value {
                 "schema": { "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$" }
             }));
         }
+    }
+    if route.path.contains("{rule}") {
+        parameters.push(json!({ "name": "rule", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }));
     }
     for (name, description) in route.query {
         parameters.push(json!({ "name": name, "in": "query", "required": false, "description": description, "schema": { "type": "string" } }));
@@ -313,6 +366,20 @@ pub(crate) fn document() -> Value {
                 "Latest": { "type": "object", "properties": { "site": slug, "readings": { "type": "array", "items": { "type": "object", "properties": { "sensor": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "value": number_or_null, "ts": { "type": ["string", "null"], "format": "date-time" } } } } } },
                 "History": { "type": "object", "properties": { "site": slug, "sensor": slug, "unit": { "type": "string" }, "agg": { "type": "string" }, "every": { "type": "string" }, "start": time, "end": time, "points": { "type": "array", "items": { "type": "object", "properties": { "ts": time, "value": { "type": "number" } } } } } },
                 "Telemetry": { "description": "{\"ts\": …, \"values\": {sensor: value}}, an array of those, or a flat {sensor: value} map; ts is epoch ms or RFC 3339.", "oneOf": [ { "type": "object" }, { "type": "array", "items": { "type": "object" } } ] },
+                "AlertRuleDraft": { "type": "object", "description": "By kind: threshold needs agg, op, threshold, clear_threshold, window (for optional); rate_of_change op, rate_per_min, clear_rate_per_min, window; no_data timeout; anomaly window, baseline, z, clear_z. At least one of site, sensor, sensor_type. Durations as 30s, 5m, 24h.", "properties": {
+                    "name": { "type": "string" }, "kind": { "enum": ["threshold", "rate_of_change", "no_data", "anomaly"] },
+                    "site": slug, "sensor": slug, "sensor_type": { "type": "string" },
+                    "agg": { "enum": ["mean", "min", "max", "last"] }, "op": { "enum": [">", ">=", "<", "<="] },
+                    "threshold": { "type": "number" }, "clear_threshold": { "type": "number" },
+                    "window": { "type": "string" }, "for": { "type": "string" },
+                    "rate_per_min": { "type": "number" }, "clear_rate_per_min": { "type": "number" },
+                    "timeout": { "type": "string" }, "baseline": { "type": "string" },
+                    "z": { "type": "number" }, "clear_z": { "type": "number" },
+                    "severity": { "enum": ["info", "warning", "critical"] }, "enabled": { "type": "boolean" },
+                    "version": { "type": "integer", "description": "PATCH: the version read." }
+                } },
+                "AlertRule": { "allOf": [ schema("AlertRuleDraft"), { "type": "object", "properties": { "id": { "type": "string", "format": "uuid" }, "created_at": time, "updated_at": time } } ] },
+                "AlertRulePage": { "type": "object", "properties": { "items": { "type": "array", "items": schema("AlertRule") }, "next_cursor": { "type": ["string", "null"] } } },
                 "RejectedReading": { "type": "object", "properties": { "sensor": { "type": "string" }, "reason": { "type": "string" }, "detail": { "type": "string" } } },
                 "TelemetryReceipt": { "type": "object", "properties": { "accepted": { "type": "integer" }, "rejected": { "type": "array", "items": schema("RejectedReading") } } }
             }

@@ -981,6 +981,16 @@ async fn the_openapi_document_lists_every_route_answered_and_nothing_else() {
     use reqwest::Method;
     let app = spawn_app().await;
     app.seed().await;
+    let (status, _, rule) = app
+        .send(
+            Method::POST,
+            "/api/v1/alert-rules",
+            Some(threshold_rule()),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rule}");
+    let rule_id = rule["id"].as_str().unwrap().to_owned();
     let bare = reqwest::Client::new();
     let document: Value = bare
         .get(format!("{}/api/v1/openapi.json", app.base))
@@ -1004,7 +1014,8 @@ async fn the_openapi_document_lists_every_route_answered_and_nothing_else() {
     for (template, item) in paths {
         let path = template
             .replace("{site}", "boiler-house-1")
-            .replace("{sensor}", "b1_flue_temp");
+            .replace("{sensor}", "b1_flue_temp")
+            .replace("{rule}", &rule_id);
         for method in &methods {
             let documented = item.get(method.as_str().to_lowercase()).is_some();
             // No body: a documented route may refuse it (415, 422), but it
@@ -1013,6 +1024,7 @@ async fn the_openapi_document_lists_every_route_answered_and_nothing_else() {
             let target = if *method == Method::DELETE {
                 path.replace("boiler-house-1", "gone")
                     .replace("b1_flue_temp", "gone")
+                    .replace(&rule_id, "00000000-0000-0000-0000-000000000000")
             } else {
                 path.clone()
             };
@@ -1045,7 +1057,7 @@ async fn the_openapi_document_lists_every_route_answered_and_nothing_else() {
             }
         }
     }
-    assert!(operations >= 17, "{operations} operations");
+    assert!(operations >= 22, "{operations} operations");
     // Paths outside the document are not answered.
     for path in [
         "/api/v1/nothing",
@@ -1056,4 +1068,149 @@ async fn the_openapi_document_lists_every_route_answered_and_nothing_else() {
         let (status, _, body) = app.send(Method::GET, path, None, &[]).await;
         assert_eq!(status, StatusCode::NOT_FOUND, "{path}: {body}");
     }
+}
+
+/// DESIGN.md's threshold rule.
+fn threshold_rule() -> Value {
+    json!({"name": "Steam pressure high", "kind": "threshold", "site": "boiler-house-1",
+           "sensor_type": "pressure", "agg": "mean", "op": ">", "threshold": 12.5,
+           "clear_threshold": 12.0, "window": "60s", "for": "30s", "severity": "warning",
+           "enabled": true})
+}
+
+#[tokio::test]
+async fn alert_rules_are_created_changed_listed_and_deleted() {
+    use reqwest::Method;
+    let app = spawn_app().await;
+    app.seed().await;
+    let (status, headers, rule) = app
+        .send(
+            Method::POST,
+            "/api/v1/alert-rules",
+            Some(threshold_rule()),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{rule}");
+    assert_eq!(headers["etag"], "\"1\"");
+    for (field, value) in [
+        ("kind", "threshold"),
+        ("agg", "mean"),
+        ("op", ">"),
+        ("severity", "warning"),
+        ("site", "boiler-house-1"),
+    ] {
+        assert_eq!(rule[field], value, "{field}: {rule}");
+    }
+    assert_eq!(rule["threshold"], 12.5);
+    let path = format!("/api/v1/alert-rules/{}", rule["id"].as_str().unwrap());
+
+    // Invalid rules name the field.
+    for (change, field) in [
+        (json!({"clear_threshold": 13.0}), "clear_threshold"),
+        (json!({"op": "=="}), "op"),
+        (json!({"threshold": "high"}), "threshold"),
+        (json!({"window": "soon"}), "window"),
+        (json!({"site": null, "sensor_type": null}), "selector"),
+        (json!({"timeout": "60s"}), "timeout"),
+        (json!({"colour": "red"}), "colour"),
+    ] {
+        let mut body = threshold_rule();
+        for (key, value) in change.as_object().unwrap() {
+            body[key] = value.clone();
+        }
+        let (status, _, problem) = app
+            .send(Method::POST, "/api/v1/alert-rules", Some(body), &[])
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{field}: {problem}"
+        );
+        assert_eq!(problem["errors"][0]["field"], field, "{problem}");
+    }
+
+    // A PATCH merges; a new kind drops the old kind's values.
+    let (status, _, changed) = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(json!({"threshold": 13.5, "version": 1})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(
+        (
+            changed["threshold"].as_f64(),
+            changed["clear_threshold"].as_f64()
+        ),
+        (Some(13.5), Some(12.0))
+    );
+    let (status, _, changed) = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(json!({"kind": "no_data", "timeout": "2m"})),
+            &[("if-match", "\"2\"")],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{changed}");
+    assert_eq!(changed["kind"], "no_data");
+    assert!(
+        changed.get("threshold").is_none() || changed["threshold"].is_null(),
+        "{changed}"
+    );
+    let (status, _, problem) = app
+        .send(
+            Method::PATCH,
+            &path,
+            Some(json!({"severity": "critical", "version": 2})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CONFLICT);
+    assert_eq!(problem["code"], "version_conflict");
+
+    // Listed, filtered, in pages.
+    let (_, _, second) = app
+        .send(Method::POST, "/api/v1/alert-rules", Some(json!({"name": "Flue gas silent", "kind": "no_data", "sensor": "b1_flue_temp", "timeout": "5m", "severity": "critical"})), &[])
+        .await;
+    let (_, _, page) = app
+        .send(Method::GET, "/api/v1/alert-rules?limit=1", None, &[])
+        .await;
+    assert_eq!(page["items"].as_array().unwrap().len(), 1);
+    let cursor = page["next_cursor"].as_str().unwrap().to_owned();
+    let (_, _, next) = app
+        .send(
+            Method::GET,
+            &format!("/api/v1/alert-rules?limit=1&cursor={cursor}"),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(next["items"][0]["id"], second["id"]);
+    assert!(next["next_cursor"].is_null());
+    let (_, _, scoped) = app
+        .send(
+            Method::GET,
+            "/api/v1/alert-rules?site=boiler-house-1",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(scoped["items"].as_array().unwrap().len(), 1);
+    let (status, _, _) = app
+        .send(Method::GET, "/api/v1/alert-rules?enabled=maybe", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    let (status, _, _) = app
+        .send(Method::GET, "/api/v1/alert-rules/not-a-uuid", None, &[])
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+
+    let (status, _, _) = app.send(Method::DELETE, &path, None, &[]).await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (status, _, _) = app.send(Method::GET, &path, None, &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
 }
