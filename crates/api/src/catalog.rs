@@ -12,9 +12,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
+use stoker_cache::Cache;
 use stoker_domain::{SensorKey, SiteSlug};
+use stoker_metadata::Change;
 use stoker_metadata::{Pool, PostgresOptions, Sensor, StoredKey};
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 
 use crate::problem::ApiError;
@@ -67,16 +69,49 @@ pub struct Catalog {
 }
 
 impl Catalog {
-    /// A catalog kept current by a LISTEN on Postgres (a task that runs
-    /// until `shutdown`).
-    pub fn follow(postgres: PostgresOptions, shutdown: CancellationToken) -> Self {
-        let (sender, receiver) = watch::channel(0);
-        tokio::spawn(async move {
-            if let Err(error) = stoker_metadata::watch_changes(postgres, sender, shutdown).await {
-                tracing::error!(%error, "cannot follow metadata changes; cached sites expire after {MAX_AGE:?}");
+    /// A catalog kept current by a LISTEN on Postgres (tasks that run
+    /// until `shutdown`). Each change also drops the cached dashboards it
+    /// may concern from Redis (`dashboard:{site}`; all of them when the
+    /// change names no site).
+    pub fn follow(postgres: PostgresOptions, cache: Cache, shutdown: CancellationToken) -> Self {
+        let (generation_tx, generation_rx) = watch::channel(0);
+        let (changes_tx, mut changes) = broadcast::channel(1024);
+        tokio::spawn({
+            let shutdown = shutdown.clone();
+            async move {
+                if let Err(error) =
+                    stoker_metadata::watch_change_events(postgres, changes_tx, shutdown).await
+                {
+                    tracing::error!(%error, "cannot follow metadata changes; cached sites expire after {MAX_AGE:?}, dashboards after their TTL");
+                }
             }
         });
-        Self::with_generation(Some(receiver))
+        tokio::spawn(async move {
+            loop {
+                let change = tokio::select! {
+                    () = shutdown.cancelled() => break,
+                    change = changes.recv() => change,
+                };
+                let change = match change {
+                    Ok(change) => change,
+                    // Missed some: anything may have changed.
+                    Err(broadcast::error::RecvError::Lagged(_)) => Change::everything(),
+                    Err(broadcast::error::RecvError::Closed) => break,
+                };
+                generation_tx.send_modify(|generation| *generation += 1);
+                if change.table == "api_keys" {
+                    continue;
+                }
+                let forgotten = match &change.site {
+                    Some(site) => cache.forget_dashboard(site).await.map(drop),
+                    None => cache.forget_all_dashboards().await.map(drop),
+                };
+                if let Err(error) = forgotten {
+                    tracing::warn!(%error, "could not drop cached dashboards after a metadata change; they expire within {:?}", stoker_cache::DASHBOARD_TTL);
+                }
+            }
+        });
+        Self::with_generation(Some(generation_rx))
     }
 
     /// A catalog without change announcements: entries live [`MAX_AGE`] at

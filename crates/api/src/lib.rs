@@ -12,6 +12,8 @@
 //!   on every metadata change Postgres announces.
 //! - `readings`: latest values: Redis first, InfluxDB on a miss (which
 //!   re-warms Redis).
+//! - `dashboard`: latest values with a status per sensor, cached in Redis
+//!   for 60 s and dropped on metadata changes.
 //! - `rules`: alert rules; a PATCH is merged onto the stored rule.
 //! - `openapi`: the OpenAPI 3 document, from one table of every route.
 //! - `page`: cursor pagination (`limit`, `cursor`, `next_cursor`).
@@ -35,6 +37,7 @@
 mod auth;
 mod body;
 mod catalog;
+mod dashboard;
 mod history;
 mod openapi;
 mod page;
@@ -238,6 +241,8 @@ pub fn routes(
         .or(boxed(telemetry::routes(state.clone())))
         .unify()
         .or(boxed(rules::routes(state.clone())))
+        .unify()
+        .or(boxed(dashboard::routes(state.clone())))
         .unify(),
     );
     with_errors_and_logs(ops(state.readiness, state.metrics).or(api))

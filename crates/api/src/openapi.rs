@@ -234,6 +234,15 @@ pub(crate) const ROUTES: &[Route] = &[
         ok: (204, None),
     },
     Route {
+        method: "get",
+        path: "/api/v1/sites/{site}/dashboard",
+        scope: Some("read"),
+        summary: "Every sensor's latest value with its status (ok, stale, out_of_range, alerting) and the site's open alerts; cached 60 s, dropped when the site's metadata changes.",
+        query: &[],
+        body: None,
+        ok: (200, Some("Dashboard")),
+    },
+    Route {
         method: "post",
         path: "/api/v1/sites/{site}/telemetry",
         scope: Some("write"),
@@ -380,6 +389,10 @@ pub(crate) fn document() -> Value {
                 } },
                 "AlertRule": { "allOf": [ schema("AlertRuleDraft"), { "type": "object", "properties": { "id": { "type": "string", "format": "uuid" }, "created_at": time, "updated_at": time } } ] },
                 "AlertRulePage": { "type": "object", "properties": { "items": { "type": "array", "items": schema("AlertRule") }, "next_cursor": { "type": ["string", "null"] } } },
+                "Dashboard": { "type": "object", "properties": { "site": slug, "generated_at": time,
+                    "counts": { "type": "object", "properties": { "ok": { "type": "integer" }, "stale": { "type": "integer" }, "out_of_range": { "type": "integer" }, "alerting": { "type": "integer" } } },
+                    "sensors": { "type": "array", "items": { "type": "object", "properties": { "sensor": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "value": number_or_null, "ts": { "type": ["string", "null"], "format": "date-time" }, "min": number_or_null, "max": number_or_null, "status": { "enum": ["ok", "stale", "out_of_range", "alerting"] } } } },
+                    "open_alerts": { "type": "array", "items": { "type": "object" } } } },
                 "RejectedReading": { "type": "object", "properties": { "sensor": { "type": "string" }, "reason": { "type": "string" }, "detail": { "type": "string" } } },
                 "TelemetryReceipt": { "type": "object", "properties": { "accepted": { "type": "integer" }, "rejected": { "type": "array", "items": schema("RejectedReading") } } }
             }

@@ -44,8 +44,33 @@ async fn latest(slug: String, state: ApiState) -> Result<warp::reply::Json, warp
     let slug = site_from_path(&slug)?;
     let entry = state.catalog.site(&state.pool, &slug).await?;
     let sensors = &entry.sensors;
+    let values = latest_values(&state, &slug, sensors).await?;
+    let readings = sensors
+        .iter()
+        .zip(values)
+        .map(|(sensor, value)| SensorLatest {
+            sensor: sensor.key.clone(),
+            sensor_type: sensor.sensor_type.clone(),
+            unit: sensor.unit.clone(),
+            value: value.map(|(value, _)| value),
+            ts: value.map(|(_, ts)| ts.to_string()),
+        })
+        .collect();
+    Ok(warp::reply::json(&Latest {
+        site: slug,
+        readings,
+    }))
+}
+
+/// Each sensor's latest (value, time), in the order of `sensors`: from
+/// Redis, and from InfluxDB for what Redis lacks (then re-warmed).
+pub(crate) async fn latest_values(
+    state: &ApiState,
+    slug: &SiteSlug,
+    sensors: &[stoker_metadata::Sensor],
+) -> Result<Vec<Option<(f64, EpochMillis)>>, ApiError> {
     let keys: Vec<SensorKey> = sensors.iter().map(|sensor| sensor.key.clone()).collect();
-    let mut values: Vec<Option<(f64, EpochMillis)>> = match state.cache.latest(&slug, &keys).await {
+    let mut values: Vec<Option<(f64, EpochMillis)>> = match state.cache.latest(slug, &keys).await {
         Ok(cached) => cached
             .into_iter()
             .map(|value| value.map(|latest| (latest.value, latest.ts)))
@@ -59,7 +84,7 @@ async fn latest(slug: String, state: ApiState) -> Result<warp::reply::Json, warp
     if values.iter().any(Option::is_none) {
         let from_influx: HashMap<SensorKey, (f64, EpochMillis)> = state
             .influx
-            .latest_per_sensor(&slug)
+            .latest_per_sensor(slug)
             .await
             .map_err(|error| ApiError::Unavailable {
                 dependency: "InfluxDB",
@@ -85,26 +110,12 @@ async fn latest(slug: String, state: ApiState) -> Result<warp::reply::Json, warp
         }
         let keyed: Vec<_> = rewarm
             .iter()
-            .map(|(sensor, latest)| (&slug, &sensor.key, latest))
+            .map(|(sensor, latest)| (slug, &sensor.key, latest))
             .collect();
         if let Err(error) = state.cache.set_latest(&keyed).await {
             tracing::debug!(%error, "could not re-warm latest values in Redis");
         }
     }
 
-    let readings = sensors
-        .iter()
-        .zip(values)
-        .map(|(sensor, value)| SensorLatest {
-            sensor: sensor.key.clone(),
-            sensor_type: sensor.sensor_type.clone(),
-            unit: sensor.unit.clone(),
-            value: value.map(|(value, _)| value),
-            ts: value.map(|(_, ts)| ts.to_string()),
-        })
-        .collect();
-    Ok(warp::reply::json(&Latest {
-        site: slug,
-        readings,
-    }))
+    Ok(values)
 }

@@ -59,6 +59,7 @@ async fn spawn_app() -> TestApp {
     let readiness = stoker_api::Readiness::default()
         .with_stores(pool.clone(), influx.influx().clone(), cache.clone())
         .with("always", || true);
+    let catalog = stoker_api::Catalog::follow(postgres.options(), cache.clone(), shutdown.clone());
     let state = ApiState {
         pool,
         influx: influx.influx().clone(),
@@ -70,7 +71,7 @@ async fn spawn_app() -> TestApp {
             std::sync::Arc::new(registry)
         },
         readiness,
-        catalog: stoker_api::Catalog::follow(postgres.options(), shutdown.clone()),
+        catalog,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -1212,5 +1213,68 @@ async fn alert_rules_are_created_changed_listed_and_deleted() {
     let (status, _, _) = app.send(Method::DELETE, &path, None, &[]).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
     let (status, _, _) = app.send(Method::GET, &path, None, &[]).await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+}
+
+#[tokio::test]
+async fn the_dashboard_is_cached_and_dropped_when_its_site_changes() {
+    use reqwest::Method;
+    let app = spawn_app().await;
+    app.seed().await;
+    let (status, _, body) = app
+        .send(
+            Method::POST,
+            "/api/v1/sites/boiler-house-1/telemetry",
+            Some(json!({"b1_steam_pressure": 10.5})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let path = "/api/v1/sites/boiler-house-1/dashboard";
+    let (status, headers, dashboard) = app.send(Method::GET, path, None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{dashboard}");
+    assert_eq!(headers["x-cache"], "miss");
+    assert_eq!(
+        dashboard["counts"],
+        json!({"ok": 1, "stale": 1, "out_of_range": 0, "alerting": 0})
+    );
+    let sensors = dashboard["sensors"].as_array().unwrap();
+    assert_eq!(
+        (sensors[0]["sensor"].as_str(), sensors[0]["status"].as_str()),
+        (Some("b1_flue_temp"), Some("stale"))
+    );
+    assert_eq!(
+        (sensors[1]["value"].as_f64(), sensors[1]["status"].as_str()),
+        (Some(10.5), Some("ok"))
+    );
+    assert_eq!(dashboard["open_alerts"], json!([]));
+    let (_, headers, again) = app.send(Method::GET, path, None, &[]).await;
+    assert_eq!(headers["x-cache"], "hit");
+    assert_eq!(again, dashboard);
+
+    // The sensor's range changes: the cached dashboard goes, and the new
+    // one says the value is out of range.
+    let (status, _, body) = app
+        .send(
+            Method::PATCH,
+            "/api/v1/sites/boiler-house-1/sensors/b1_steam_pressure",
+            Some(json!({"max": 10, "version": 1})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let mut fresh = Value::Null;
+    for _ in 0..100 {
+        let (_, headers, body) = app.send(Method::GET, path, None, &[]).await;
+        if headers["x-cache"] == "miss" {
+            fresh = body;
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(fresh["sensors"][1]["status"], "out_of_range", "{fresh}");
+    let (status, _, _) = app
+        .send(Method::GET, "/api/v1/sites/nowhere/dashboard", None, &[])
+        .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }

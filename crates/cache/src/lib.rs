@@ -18,12 +18,14 @@
 //! # Ok(()) }
 //! ```
 
+mod dashboard;
 mod latest;
 
 use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+pub use dashboard::DASHBOARD_TTL;
 pub use latest::LatestValue;
 
 /// How long a latest value lives: a sensor silent for longer shows as stale.

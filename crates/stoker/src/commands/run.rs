@@ -99,6 +99,11 @@ pub async fn roles(
     let http_stop = CancellationToken::new();
     let server = match http {
         Http::Api(_) => {
+            let catalog = stoker_api::Catalog::follow(
+                stores.postgres.clone(),
+                cache.clone(),
+                http_stop.clone(),
+            );
             let state = ApiState {
                 pool,
                 influx,
@@ -106,7 +111,7 @@ pub async fn roles(
                 readiness,
                 intake: Some(ingestion.intake()),
                 metrics,
-                catalog: stoker_api::Catalog::follow(stores.postgres.clone(), http_stop.clone()),
+                catalog,
             };
             tokio::spawn(stoker_api::serve(listener, state, http_stop.clone()))
         }

@@ -1,0 +1,186 @@
+//! `GET /sites/{site}/dashboard`: every sensor's latest value with its
+//! status, and the site's open alerts, in one answer. Cached in Redis as
+//! `dashboard:{site}` for 60 s; the catalog drops it whenever Postgres
+//! announces a change to the site's metadata.
+
+use serde::Serialize;
+use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
+use stoker_metadata::Scope;
+use warp::Filter;
+use warp::Reply as _;
+
+use crate::problem::ApiError;
+use crate::readings::latest_values;
+use crate::{ApiState, site_from_path};
+
+/// A latest value older than this is `stale` (the latest-value TTL).
+pub(crate) const STALE_AFTER_MILLIS: i64 = 300_000;
+
+pub(crate) fn routes(
+    state: ApiState,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    warp::path!("sites" / String / "dashboard")
+        .and(warp::get())
+        .and(crate::auth::require(Scope::Read, state.clone()))
+        .and(warp::any().map(move || state.clone()))
+        .and_then(dashboard)
+}
+
+/// What a sensor's latest value says.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub(crate) enum Status {
+    /// Recent and within its valid range.
+    Ok,
+    /// No value within the last 5 minutes (or never).
+    Stale,
+    /// Outside the sensor's valid range (the range changed since).
+    OutOfRange,
+    /// An alert is open for it.
+    Alerting,
+}
+
+/// A sensor's status from its latest value; `alerting` wins.
+pub(crate) fn status(
+    value: Option<(f64, EpochMillis)>,
+    min: Option<f64>,
+    max: Option<f64>,
+    alerting: bool,
+    now: EpochMillis,
+) -> Status {
+    if alerting {
+        return Status::Alerting;
+    }
+    let Some((value, at)) = value else {
+        return Status::Stale;
+    };
+    if now.as_millis() - at.as_millis() > STALE_AFTER_MILLIS {
+        Status::Stale
+    } else if min.is_some_and(|min| value < min) || max.is_some_and(|max| value > max) {
+        Status::OutOfRange
+    } else {
+        Status::Ok
+    }
+}
+
+#[derive(Debug, Serialize)]
+struct Dashboard {
+    site: SiteSlug,
+    generated_at: String,
+    counts: Counts,
+    sensors: Vec<SensorStatus>,
+    /// Open alerts of the site (raised by analytics).
+    open_alerts: Vec<serde_json::Value>,
+}
+
+#[derive(Debug, Default, Serialize)]
+struct Counts {
+    ok: usize,
+    stale: usize,
+    out_of_range: usize,
+    alerting: usize,
+}
+
+#[derive(Debug, Serialize)]
+struct SensorStatus {
+    sensor: SensorKey,
+    #[serde(rename = "type")]
+    sensor_type: SensorType,
+    unit: Unit,
+    value: Option<f64>,
+    ts: Option<String>,
+    min: Option<f64>,
+    max: Option<f64>,
+    status: Status,
+}
+
+async fn dashboard(
+    slug: String,
+    state: ApiState,
+) -> Result<warp::reply::Response, warp::Rejection> {
+    let slug = site_from_path(&slug)?;
+    match state.cache.dashboard(&slug).await {
+        Ok(Some(cached)) => return Ok(json_body(cached, "hit")),
+        Ok(None) => {}
+        Err(error) => tracing::debug!(%error, "Redis unavailable; building the dashboard"),
+    }
+    let entry = state.catalog.site(&state.pool, &slug).await?;
+    let values = latest_values(&state, &slug, &entry.sensors).await?;
+    let now = EpochMillis::now();
+    let mut counts = Counts::default();
+    let sensors = entry
+        .sensors
+        .iter()
+        .zip(values)
+        .map(|(sensor, value)| {
+            let status = status(value, sensor.min, sensor.max, false, now);
+            match status {
+                Status::Ok => counts.ok += 1,
+                Status::Stale => counts.stale += 1,
+                Status::OutOfRange => counts.out_of_range += 1,
+                Status::Alerting => counts.alerting += 1,
+            }
+            SensorStatus {
+                sensor: sensor.key.clone(),
+                sensor_type: sensor.sensor_type.clone(),
+                unit: sensor.unit.clone(),
+                value: value.map(|(value, _)| value),
+                ts: value.map(|(_, ts)| ts.to_string()),
+                min: sensor.min,
+                max: sensor.max,
+                status,
+            }
+        })
+        .collect();
+    let body = serde_json::to_string(&Dashboard {
+        site: slug.clone(),
+        generated_at: now.to_string(),
+        counts,
+        sensors,
+        open_alerts: Vec::new(),
+    })
+    .map_err(|error| ApiError::Internal(format!("cannot encode a dashboard: {error}")))?;
+    if let Err(error) = state.cache.set_dashboard(&slug, &body).await {
+        tracing::debug!(%error, "could not cache the dashboard in Redis");
+    }
+    Ok(json_body(body, "miss"))
+}
+
+fn json_body(body: String, cache: &'static str) -> warp::reply::Response {
+    let mut response = body.into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        warp::http::header::CONTENT_TYPE,
+        warp::http::HeaderValue::from_static("application/json"),
+    );
+    headers.insert("x-cache", warp::http::HeaderValue::from_static(cache));
+    response
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn status_from_the_latest_value() {
+        let now = EpochMillis::from_millis(1_000_000_000).unwrap();
+        let at = |ago: i64| EpochMillis::from_millis(1_000_000_000 - ago).unwrap();
+        assert_eq!(
+            status(Some((5.0, at(1_000))), Some(0.0), Some(10.0), false, now),
+            Status::Ok
+        );
+        assert_eq!(
+            status(Some((5.0, at(301_000))), None, None, false, now),
+            Status::Stale
+        );
+        assert_eq!(status(None, None, None, false, now), Status::Stale);
+        assert_eq!(
+            status(Some((11.0, at(0))), None, Some(10.0), false, now),
+            Status::OutOfRange
+        );
+        assert_eq!(
+            status(Some((5.0, at(0))), None, None, true, now),
+            Status::Alerting
+        );
+    }
+}
