@@ -1278,3 +1278,120 @@ async fn the_dashboard_is_cached_and_dropped_when_its_site_changes() {
         .await;
     assert_eq!(status, StatusCode::NOT_FOUND);
 }
+
+#[tokio::test]
+async fn injection_attempts_in_paths_and_parameters_go_nowhere() {
+    use reqwest::Method;
+    let app = spawn_app().await;
+    app.seed().await;
+    let (status, _, _) = app
+        .send(
+            Method::POST,
+            "/api/v1/sites/boiler-house-1/telemetry",
+            Some(json!({"b1_steam_pressure": 10.5})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    let history = "/api/v1/sites/boiler-house-1/sensors/b1_steam_pressure/history";
+    // Path segments: not slugs, so no such site or sensor (404), whatever
+    // they would do in InfluxQL, SQL or a Redis key.
+    for (path, expected) in [
+        (
+            "/api/v1/sites/boiler-house-1'%20OR%20'1'='1/latest",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/v1/sites/x%22%3B%20DROP%20DATABASE%20stoker%3B/latest",
+            StatusCode::NOT_FOUND,
+        ),
+        ("/api/v1/sites/*/dashboard", StatusCode::NOT_FOUND),
+        (
+            "/api/v1/sites/boiler-house-1:*/dashboard",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/v1/sites/boiler-house-1/sensors/b1'%20OR%201=1--/history",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/api/v1/sites/boiler-house-1%00/latest",
+            StatusCode::NOT_FOUND,
+        ),
+        ("/api/v1/alert-rules/1%20OR%201=1", StatusCode::NOT_FOUND),
+        (
+            "/api/v1/sites/'%3B%20DELETE%20FROM%20metadata.sites%3B--",
+            StatusCode::NOT_FOUND,
+        ),
+    ] {
+        let (status, _, body) = app.send(Method::GET, path, None, &[]).await;
+        assert_eq!(status, expected, "{path}: {body}");
+    }
+    // Query parameters: parsed into numbers, durations, enums or slugs
+    // first, refused (400) when they are not.
+    for query in [
+        "?agg=mean(%22value%22)%3B%20DROP%20DATABASE%20x",
+        "?every=1m)%20fill(0)%3B%20DROP%20DATABASE%20x",
+        "?start=0%20OR%201=1",
+        "?end=now()",
+        "?agg=last&agg=max%22",
+    ] {
+        let (status, _, body) = app
+            .send(Method::GET, &format!("{history}{query}"), None, &[])
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+    }
+    for query in [
+        "?site=x'%20OR%201=1",
+        "?cursor=27204f5220313d31",
+        "?enabled=true%20OR%201=1",
+        "?limit=1;DROP",
+    ] {
+        let (status, _, body) = app
+            .send(
+                Method::GET,
+                &format!("/api/v1/alert-rules{query}"),
+                None,
+                &[],
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{query}: {body}");
+    }
+    let (status, _, _) = app
+        .send(
+            Method::GET,
+            "/api/v1/sites?cursor=2720".to_owned().as_str(),
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST);
+    // A body's strings are bound parameters: a name full of SQL is stored as text.
+    let (status, _, site) = app
+        .send(
+            Method::POST,
+            "/api/v1/sites",
+            Some(json!({"slug": "b-2", "name": "x'); DROP TABLE metadata.sites; --"})),
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    assert_eq!(site["name"], "x'); DROP TABLE metadata.sites; --");
+
+    // Everything is still there and answers.
+    let (status, _, sites) = app.send(Method::GET, "/api/v1/sites", None, &[]).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(sites["items"].as_array().unwrap().len(), 2);
+    let (status, _, latest) = app
+        .send(
+            Method::GET,
+            "/api/v1/sites/boiler-house-1/latest",
+            None,
+            &[],
+        )
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(latest["readings"][1]["value"], 10.5);
+    let (status, _, body) = app.send(Method::GET, history, None, &[]).await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+}
