@@ -133,6 +133,37 @@ impl Catalog {
             .map_or(0, |generation| *generation.borrow())
     }
 
+    /// A remembered value, if it is from the current generation and not
+    /// older than [`MAX_AGE`].
+    fn remembered<T: Clone>(
+        &self,
+        generation: u64,
+        pick: impl FnOnce(&Entries) -> Option<&(T, Instant)>,
+    ) -> Option<T> {
+        let entries = self
+            .entries
+            .read()
+            .unwrap_or_else(|poison| poison.into_inner());
+        if entries.generation != generation {
+            return None;
+        }
+        pick(&entries)
+            .filter(|(_, loaded)| loaded.elapsed() < MAX_AGE)
+            .map(|(value, _)| value.clone())
+    }
+
+    /// Remembers a value loaded while `generation` was current. A change
+    /// announced since the load began empties the memory first: the load
+    /// itself began after the announcement was counted, so it stays.
+    fn remember(&self, generation: u64, insert: impl FnOnce(&mut Entries)) {
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        entries.align(generation);
+        insert(&mut entries);
+    }
+
     /// The site and its sensors: from memory, or from Postgres (then kept).
     pub(crate) async fn site(
         &self,
@@ -140,33 +171,19 @@ impl Catalog {
         slug: &SiteSlug,
     ) -> Result<Arc<SiteEntry>, ApiError> {
         let generation = self.current_generation();
-        {
-            let entries = self
-                .entries
-                .read()
-                .unwrap_or_else(|poison| poison.into_inner());
-            if entries.generation == generation
-                && let Some((entry, loaded)) = entries.sites.get(slug)
-                && loaded.elapsed() < MAX_AGE
-            {
-                return Ok(Arc::clone(entry));
-            }
+        if let Some(entry) = self.remembered(generation, |entries| entries.sites.get(slug)) {
+            return Ok(entry);
         }
         // An unknown site is an error (404), not an empty list.
         let sensors = stoker_metadata::list_sensors(pool, slug)
             .await
             .map_err(ApiError::from)?;
         let entry = Arc::new(SiteEntry { sensors });
-        let mut entries = self
-            .entries
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner());
-        // A change announced since the read began: start over from this
-        // load, which began after the announcement was counted.
-        entries.align(generation);
-        entries
-            .sites
-            .insert(slug.clone(), (Arc::clone(&entry), Instant::now()));
+        self.remember(generation, |entries| {
+            entries
+                .sites
+                .insert(slug.clone(), (Arc::clone(&entry), Instant::now()));
+        });
         Ok(entry)
     }
 
@@ -178,32 +195,20 @@ impl Catalog {
         key_id: &str,
     ) -> Result<Option<StoredKey>, ApiError> {
         let generation = self.current_generation();
-        {
-            let entries = self
-                .entries
-                .read()
-                .unwrap_or_else(|poison| poison.into_inner());
-            if entries.generation == generation
-                && let Some((key, loaded)) = entries.keys.get(key_id)
-                && loaded.elapsed() < MAX_AGE
-            {
-                return Ok(key.clone());
-            }
+        if let Some(key) = self.remembered(generation, |entries| entries.keys.get(key_id)) {
+            return Ok(key);
         }
         let key = stoker_metadata::fetch_key(pool, key_id)
             .await
             .map_err(ApiError::from)?;
-        let mut entries = self
-            .entries
-            .write()
-            .unwrap_or_else(|poison| poison.into_inner());
-        entries.align(generation);
-        if entries.keys.len() >= MAX_KEYS {
-            entries.keys.clear();
-        }
-        entries
-            .keys
-            .insert(key_id.to_owned(), (key.clone(), Instant::now()));
+        self.remember(generation, |entries| {
+            if entries.keys.len() >= MAX_KEYS {
+                entries.keys.clear();
+            }
+            entries
+                .keys
+                .insert(key_id.to_owned(), (key.clone(), Instant::now()));
+        });
         Ok(key)
     }
 
