@@ -387,6 +387,7 @@ impl Ingestion {
         let (journal_tx, journal_rx) = mpsc::channel(64);
         let writer = Writer {
             registry: Arc::clone(&registry),
+            pool: stores.pool.clone(),
             influx: stores.influx.clone(),
             spool: Arc::clone(&spool),
             replay: Arc::clone(&replay),

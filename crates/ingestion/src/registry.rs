@@ -3,8 +3,8 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
-use std::time::Duration;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
 
 use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
 use stoker_metadata::{Pool, PostgresOptions, RegistryEntry};
@@ -63,12 +63,30 @@ impl Registry {
     pub fn sensor_count(&self) -> usize {
         self.sensors
     }
+
+    /// Whether any of these sensors of `site` (or the site) is unknown.
+    pub fn lacks_any<'a>(&self, site: &str, mut sensors: impl Iterator<Item = &'a str>) -> bool {
+        match self.site(site) {
+            None => true,
+            Some(known) => sensors.any(|sensor| !known.contains_key(sensor)),
+        }
+    }
 }
+
+/// Least time between two reloads that an unknown name forces.
+const FORCED_RELOAD_INTERVAL: Duration = Duration::from_secs(1);
+/// How long a forced reload may hold up validation.
+const FORCED_RELOAD_TIMEOUT: Duration = Duration::from_millis(500);
+/// After a forced reload fails, none is tried for this long (the change
+/// notifications still reload as usual).
+const FORCED_RELOAD_BACKOFF: Duration = Duration::from_secs(30);
 
 /// The current snapshot, swapped whole on every reload.
 #[derive(Debug, Default)]
 pub(crate) struct SharedRegistry {
     current: RwLock<Arc<Registry>>,
+    /// When an unknown name may next force a reload; none: at once.
+    next_forced: Mutex<Option<Instant>>,
 }
 
 impl SharedRegistry {
@@ -94,6 +112,45 @@ impl SharedRegistry {
         let count = registry.sensor_count();
         self.replace(registry);
         Ok(count)
+    }
+
+    /// The registry to validate a message that names an unknown site or
+    /// sensor against. A sensor created a moment ago is in Postgres before
+    /// its change notice reaches this process, so the registry is reloaded
+    /// first, at most once per second, bounded in time (a slow or failed
+    /// reload keeps the current registry and pauses forced reloads for
+    /// 30 s). A stream of truly unknown names therefore costs one small
+    /// query per second at most.
+    pub async fn reload_for_unknown(&self, pool: &Pool) -> Arc<Registry> {
+        let now = Instant::now();
+        {
+            let mut next = self
+                .next_forced
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if next.is_some_and(|next| now < next) {
+                return self.snapshot();
+            }
+            *next = Some(now + FORCED_RELOAD_INTERVAL);
+        }
+        match tokio::time::timeout(FORCED_RELOAD_TIMEOUT, self.reload(pool)).await {
+            Ok(Ok(sensors)) => {
+                tracing::debug!(sensors, "sensor registry reloaded for an unknown name");
+            }
+            outcome => {
+                let error = match outcome {
+                    Ok(Err(error)) => error.to_string(),
+                    _ => format!("no answer within {FORCED_RELOAD_TIMEOUT:?}"),
+                };
+                tracing::warn!(%error, retry_in = ?FORCED_RELOAD_BACKOFF, "could not reload the sensor registry for an unknown name; keeping the last one");
+                *self
+                    .next_forced
+                    .lock()
+                    .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                    Some(Instant::now() + FORCED_RELOAD_BACKOFF);
+            }
+        }
+        self.snapshot()
     }
 
     /// Loads the registry, retrying with backoff until it succeeds or

@@ -17,6 +17,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use stoker_cache::{Cache, LatestValue};
 use stoker_domain::EpochMillis;
+use stoker_metadata::Pool;
 use stoker_timeseries::{Influx, LineBatch};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;
@@ -101,6 +102,9 @@ type LatestBySensor = HashMap<u64, (Arc<SensorEntry>, f64, EpochMillis)>;
 
 pub(crate) struct Writer {
     pub registry: Arc<SharedRegistry>,
+    /// Postgres, to reload the registry when a message names a sensor it
+    /// does not know yet.
+    pub pool: Pool,
     pub influx: Influx,
     pub spool: Arc<Spool>,
     pub replay: Arc<Notify>,
@@ -207,7 +211,7 @@ impl Writer {
                 }
                 envelope = envelopes.recv() => match envelope {
                     Some(envelope) => {
-                        self.accept(envelope, &mut pending);
+                        self.accept(envelope, &mut pending).await;
                         if pending.lines.len() >= self.limits.max_points {
                             self.dispatch(&mut pending, &mut in_flight, &mut journal_backlog).await;
                         }
@@ -219,7 +223,7 @@ impl Writer {
         // Stop intake, take what is already here, write, settle everything.
         envelopes.close();
         while let Some(envelope) = envelopes.try_recv() {
-            self.accept(envelope, &mut pending);
+            self.accept(envelope, &mut pending).await;
         }
         self.dispatch(&mut pending, &mut in_flight, &mut journal_backlog)
             .await;
@@ -259,7 +263,7 @@ impl Writer {
     }
 
     /// Validates one message into the pending batch.
-    fn accept(&self, envelope: Envelope, pending: &mut Pending) {
+    async fn accept(&self, envelope: Envelope, pending: &mut Pending) {
         self.stats.messages.fetch_add(1, Ordering::Relaxed);
         // Whatever the message brings (readings, or only a settlement for a
         // refused one), it is settled by the next flush.
@@ -297,7 +301,11 @@ impl Writer {
                 self.refuse_message(&envelope, site_named, refusal, 1, &mut receipt, pending)
             }
             Ok((site, readings)) => {
-                let registry = self.registry.snapshot();
+                let mut registry = self.registry.snapshot();
+                if registry.lacks_any(site, readings.iter().map(|reading| reading.sensor.as_ref()))
+                {
+                    registry = self.registry.reload_for_unknown(&self.pool).await;
+                }
                 match registry.site(site) {
                     None => {
                         let refusal = Refusal::new(

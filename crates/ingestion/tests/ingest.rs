@@ -366,6 +366,47 @@ async fn a_sensor_added_while_running_is_accepted_at_once() {
     harness.stop().await;
 }
 
+#[tokio::test]
+async fn a_sensor_whose_change_notice_has_not_arrived_is_still_accepted() {
+    let harness = Harness::start().await;
+    // Insert the sensor with triggers off: no change notice is sent, as if
+    // the reading overtook it. Ingestion must look in Postgres before it
+    // refuses the name.
+    let pool = stoker_metadata::connect(&harness.postgres.options()).unwrap();
+    let mut client = pool.get().await.unwrap();
+    let transaction = client.transaction().await.unwrap();
+    transaction
+        .batch_execute(
+            "SET LOCAL session_replication_role = replica;
+             INSERT INTO metadata.sensors (id, site_id, key, type, unit, min_value, max_value)
+             SELECT gen_random_uuid(), id, 'b1_drum_level', 'level', '%', 0, 100
+             FROM metadata.sites WHERE slug = 'boiler-house-1'",
+        )
+        .await
+        .unwrap();
+    transaction.commit().await.unwrap();
+    publish_qos1(&[
+        (
+            harness.topic("sites/boiler-house-1/sensors/b1_drum_level"),
+            b"51.5".to_vec(),
+        ),
+        // A name that exists nowhere is still refused.
+        (
+            harness.topic("sites/boiler-house-1/sensors/b1_nowhere"),
+            b"1.0".to_vec(),
+        ),
+    ])
+    .await;
+    wait_until("both messages are settled", Duration::from_secs(10), || {
+        harness.ingestion().stats().acked == 2
+    })
+    .await;
+    let stats = harness.ingestion().stats();
+    assert_eq!(stats.accepted, 1, "{stats:?}");
+    assert_eq!(stats.rejected.get("unknown_sensor"), Some(&1), "{stats:?}");
+    harness.stop().await;
+}
+
 /// How long InfluxDB stays down in the outage test (the issue's figure).
 const INFLUX_OUTAGE: Duration = Duration::from_secs(30);
 
