@@ -11,7 +11,7 @@
 use stoker_metadata::{KeyCheck, Scope};
 use warp::Filter;
 
-use crate::ApiState;
+use crate::State;
 use crate::problem::ApiError;
 
 /// Why a request is not let in.
@@ -40,11 +40,11 @@ pub(crate) fn allows(scopes: &[Scope], needed: Scope) -> bool {
 /// Lets the request through only with a live key that has `scope`.
 pub(crate) fn require(
     scope: Scope,
-    state: ApiState,
+    state: State,
 ) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
     warp::header::optional::<String>("authorization")
         .and(warp::any().map(move || state.clone()))
-        .and_then(move |header: Option<String>, state: ApiState| async move {
+        .and_then(move |header: Option<String>, state: State| async move {
             authorize(header.as_deref(), scope, &state)
                 .await
                 .map_err(warp::reject::custom)
@@ -52,7 +52,7 @@ pub(crate) fn require(
         .untuple_one()
 }
 
-async fn authorize(header: Option<&str>, needed: Scope, state: &ApiState) -> Result<(), ApiError> {
+async fn authorize(header: Option<&str>, needed: Scope, state: &State) -> Result<(), ApiError> {
     let header = header.ok_or(ApiError::Unauthorized(Denied::Missing))?;
     let token = header
         .strip_prefix("Bearer ")

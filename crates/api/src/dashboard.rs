@@ -11,13 +11,13 @@ use warp::Reply as _;
 
 use crate::problem::ApiError;
 use crate::readings::latest_values;
-use crate::{ApiState, site_from_path};
+use crate::{State, site_from_path};
 
 /// A latest value older than this is `stale` (the latest-value TTL).
 pub(crate) const STALE_AFTER_MILLIS: i64 = 300_000;
 
 pub(crate) fn routes(
-    state: ApiState,
+    state: State,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     warp::path!("sites" / String / "dashboard")
         .and(warp::get())
@@ -94,10 +94,7 @@ struct SensorStatus {
     status: Status,
 }
 
-async fn dashboard(
-    slug: String,
-    state: ApiState,
-) -> Result<warp::reply::Response, warp::Rejection> {
+async fn dashboard(slug: String, state: State) -> Result<warp::reply::Response, warp::Rejection> {
     let slug = site_from_path(&slug)?;
     match state.cache.dashboard(&slug).await {
         Ok(Some(cached)) => return Ok(json_body(cached, "hit")),

@@ -11,7 +11,7 @@ use stoker_timeseries::Aggregate;
 use warp::Filter;
 
 use crate::problem::ApiError;
-use crate::{ApiState, site_from_path};
+use crate::{State, site_from_path};
 
 /// Most points one answer holds.
 pub(crate) const MAX_POINTS: u64 = 10_000;
@@ -48,7 +48,7 @@ const NICE_STEPS: [u64; 20] = [
 ];
 
 pub(crate) fn routes(
-    state: ApiState,
+    state: State,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     warp::path!("sites" / String / "sensors" / String / "history")
         .and(warp::get())
@@ -208,7 +208,7 @@ async fn history(
     site: String,
     sensor: String,
     query: HashMap<String, String>,
-    state: ApiState,
+    state: State,
 ) -> Result<warp::reply::Json, warp::Rejection> {
     let site = site_from_path(&site)?;
     let sensor = crate::sensor_from_path(&site, &sensor)?;

@@ -83,7 +83,8 @@ impl Default for HttpOptions {
     }
 }
 
-/// What the handlers share. Cheap to clone.
+/// What the handlers share, once per process: routes hold it behind an
+/// [`Arc`] ([`State`]), so a request clones one pointer.
 #[derive(Debug, Clone)]
 pub struct ApiState {
     /// Postgres (metadata).
@@ -102,6 +103,9 @@ pub struct ApiState {
     /// Sites and sensors in memory for the read routes.
     pub catalog: Catalog,
 }
+
+/// The handlers' shared state.
+pub(crate) type State = Arc<ApiState>;
 
 /// What `/readyz` checks: each store the process uses (Postgres and
 /// InfluxDB must answer; Redis down is reported as degraded, since every
@@ -226,6 +230,8 @@ impl std::fmt::Debug for Readiness {
 pub fn routes(
     state: ApiState,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
+    let ops = ops(state.readiness.clone(), state.metrics.clone());
+    let state: State = Arc::new(state);
     let api = warp::path("api").and(warp::path("v1")).and(
         boxed(
             warp::path!("openapi.json")
@@ -245,7 +251,7 @@ pub fn routes(
         .or(boxed(dashboard::routes(state.clone())))
         .unify(),
     );
-    with_errors_and_logs(ops(state.readiness, state.metrics).or(api))
+    with_errors_and_logs(ops.or(api))
 }
 
 /// `/healthz`, `/readyz` and `/metrics`: no key, no store needed.

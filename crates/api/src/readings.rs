@@ -10,10 +10,10 @@ use stoker_metadata::Scope;
 use warp::Filter;
 
 use crate::problem::ApiError;
-use crate::{ApiState, site_from_path};
+use crate::{State, site_from_path};
 
 pub(crate) fn routes(
-    state: ApiState,
+    state: State,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     warp::path!("sites" / String / "latest")
         .and(warp::get())
@@ -23,24 +23,24 @@ pub(crate) fn routes(
 }
 
 #[derive(Debug, Serialize)]
-struct Latest {
+struct Latest<'a> {
     site: SiteSlug,
-    readings: Vec<SensorLatest>,
+    readings: Vec<SensorLatest<'a>>,
 }
 
 #[derive(Debug, Serialize)]
-struct SensorLatest {
-    sensor: SensorKey,
+struct SensorLatest<'a> {
+    sensor: &'a SensorKey,
     #[serde(rename = "type")]
-    sensor_type: SensorType,
-    unit: Unit,
+    sensor_type: &'a SensorType,
+    unit: &'a Unit,
     /// `null` when the sensor never reported.
     value: Option<f64>,
     /// RFC 3339, milliseconds.
     ts: Option<String>,
 }
 
-async fn latest(slug: String, state: ApiState) -> Result<warp::reply::Json, warp::Rejection> {
+async fn latest(slug: String, state: State) -> Result<warp::reply::Json, warp::Rejection> {
     let slug = site_from_path(&slug)?;
     let entry = state.catalog.site(&state.pool, &slug).await?;
     let sensors = &entry.sensors;
@@ -49,9 +49,9 @@ async fn latest(slug: String, state: ApiState) -> Result<warp::reply::Json, warp
         .iter()
         .zip(values)
         .map(|(sensor, value)| SensorLatest {
-            sensor: sensor.key.clone(),
-            sensor_type: sensor.sensor_type.clone(),
-            unit: sensor.unit.clone(),
+            sensor: &sensor.key,
+            sensor_type: &sensor.sensor_type,
+            unit: &sensor.unit,
             value: value.map(|(value, _)| value),
             ts: value.map(|(_, ts)| ts.to_string()),
         })
@@ -65,18 +65,15 @@ async fn latest(slug: String, state: ApiState) -> Result<warp::reply::Json, warp
 /// Each sensor's latest (value, time), in the order of `sensors`: from
 /// Redis, and from InfluxDB for what Redis lacks (then re-warmed).
 pub(crate) async fn latest_values(
-    state: &ApiState,
+    state: &State,
     slug: &SiteSlug,
     sensors: &[stoker_metadata::Sensor],
 ) -> Result<Vec<Option<(f64, EpochMillis)>>, ApiError> {
     let keys: Vec<SensorKey> = sensors.iter().map(|sensor| sensor.key.clone()).collect();
-    let mut values: Vec<Option<(f64, EpochMillis)>> = match state.cache.latest(slug, &keys).await {
-        Ok(cached) => cached
-            .into_iter()
-            .map(|value| value.map(|latest| (latest.value, latest.ts)))
-            .collect(),
+    let mut values = match state.cache.latest_points(slug, &keys).await {
+        Ok(cached) => cached,
         Err(error) => {
-            tracing::warn!(%error, site = %slug, "Redis unavailable; reading latest values from InfluxDB");
+            tracing::warn!(%error, site = %slug, "could not read latest values from Redis; reading them from InfluxDB");
             vec![None; keys.len()]
         }
     };

@@ -16,7 +16,7 @@ use crate::auth::require;
 use crate::body::{Fields, if_match, json_object};
 use crate::page::{self, PageBody};
 use crate::problem::{ApiError, FieldError};
-use crate::{ApiState, boxed};
+use crate::{State, boxed};
 
 /// Every field a rule body may hold.
 const RULE_FIELDS: [&str; 20] = [
@@ -43,7 +43,7 @@ const RULE_FIELDS: [&str; 20] = [
 ];
 
 pub(crate) fn routes(
-    state: ApiState,
+    state: State,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let read = require(Scope::Read, state.clone());
     let admin = require(Scope::Admin, state.clone());
@@ -173,7 +173,7 @@ use warp::Reply as _;
 
 async fn list_rules(
     query: HashMap<String, String>,
-    state: ApiState,
+    state: State,
 ) -> Result<warp::reply::Json, warp::Rejection> {
     let page = page::parse(&query, &["site", "enabled"])?;
     let after = match page.after.as_deref().map(Uuid::parse_str) {
@@ -223,7 +223,7 @@ async fn list_rules(
 }
 
 async fn create_rule(
-    state: ApiState,
+    state: State,
     fields: Fields,
 ) -> Result<warp::reply::Response, warp::Rejection> {
     let draft = draft_from(fields.into_map()?, RuleDraft::default())?;
@@ -234,7 +234,7 @@ async fn create_rule(
     Ok(versioned(&created, StatusCode::CREATED))
 }
 
-async fn get_rule(id: String, state: ApiState) -> Result<warp::reply::Response, warp::Rejection> {
+async fn get_rule(id: String, state: State) -> Result<warp::reply::Response, warp::Rejection> {
     let id = rule_id(&id)?;
     let rule = stoker_metadata::get_alert_rule(&state.pool, id)
         .await
@@ -244,7 +244,7 @@ async fn get_rule(id: String, state: ApiState) -> Result<warp::reply::Response, 
 
 async fn update_rule(
     id: String,
-    state: ApiState,
+    state: State,
     if_match: Option<i64>,
     mut fields: Fields,
 ) -> Result<warp::reply::Response, warp::Rejection> {
@@ -267,7 +267,7 @@ async fn update_rule(
 
 async fn delete_rule(
     id: String,
-    state: ApiState,
+    state: State,
     if_match: Option<i64>,
 ) -> Result<warp::reply::Response, warp::Rejection> {
     let id = rule_id(&id)?;

@@ -12,10 +12,10 @@ use crate::auth::require;
 use crate::body::{Fields, Patch, if_match, json_object};
 use crate::page::{self, PageBody};
 use crate::problem::ApiError;
-use crate::{ApiState, boxed, sensor_from_path, site_from_path};
+use crate::{State, boxed, sensor_from_path, site_from_path};
 
 pub(crate) fn routes(
-    state: ApiState,
+    state: State,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let read = require(Scope::Read, state.clone());
     let admin = require(Scope::Admin, state.clone());
@@ -125,7 +125,7 @@ fn no_content() -> warp::reply::Response {
 
 async fn list_sites(
     query: HashMap<String, String>,
-    state: ApiState,
+    state: State,
 ) -> Result<warp::reply::Json, warp::Rejection> {
     let page = page::parse(&query, &[])?;
     let after = match page.after.as_deref().map(SiteSlug::parse) {
@@ -147,7 +147,7 @@ fn bad_cursor() -> ApiError {
 }
 
 async fn create_site(
-    state: ApiState,
+    state: State,
     mut fields: Fields,
 ) -> Result<impl warp::Reply, warp::Rejection> {
     let slug = fields.required("slug", |text| SiteSlug::parse(text.as_str()).map(|_| text));
@@ -170,7 +170,7 @@ async fn create_site(
     Ok(created(&site))
 }
 
-async fn get_site(slug: String, state: ApiState) -> Result<warp::reply::Response, warp::Rejection> {
+async fn get_site(slug: String, state: State) -> Result<warp::reply::Response, warp::Rejection> {
     let slug = site_from_path(&slug)?;
     let site = stoker_metadata::get_site(&state.pool, &slug)
         .await
@@ -180,7 +180,7 @@ async fn get_site(slug: String, state: ApiState) -> Result<warp::reply::Response
 
 async fn update_site(
     slug: String,
-    state: ApiState,
+    state: State,
     if_match: Option<i64>,
     mut fields: Fields,
 ) -> Result<warp::reply::Response, warp::Rejection> {
@@ -209,7 +209,7 @@ async fn update_site(
 
 async fn delete_site(
     slug: String,
-    state: ApiState,
+    state: State,
     if_match: Option<i64>,
 ) -> Result<warp::reply::Response, warp::Rejection> {
     let slug = site_from_path(&slug)?;
@@ -223,7 +223,7 @@ async fn delete_site(
 async fn list_sensors(
     slug: String,
     query: HashMap<String, String>,
-    state: ApiState,
+    state: State,
 ) -> Result<warp::reply::Json, warp::Rejection> {
     let slug = site_from_path(&slug)?;
     let page = page::parse(&query, &[])?;
@@ -242,7 +242,7 @@ async fn list_sensors(
 async fn get_sensor(
     slug: String,
     key: String,
-    state: ApiState,
+    state: State,
 ) -> Result<warp::reply::Response, warp::Rejection> {
     let slug = site_from_path(&slug)?;
     let key = sensor_from_path(&slug, &key)?;
@@ -255,7 +255,7 @@ async fn get_sensor(
 async fn update_sensor(
     slug: String,
     key: String,
-    state: ApiState,
+    state: State,
     if_match: Option<i64>,
     mut fields: Fields,
 ) -> Result<warp::reply::Response, warp::Rejection> {
@@ -307,7 +307,7 @@ async fn update_sensor(
 async fn delete_sensor(
     slug: String,
     key: String,
-    state: ApiState,
+    state: State,
     if_match: Option<i64>,
 ) -> Result<warp::reply::Response, warp::Rejection> {
     let slug = site_from_path(&slug)?;
@@ -321,7 +321,7 @@ async fn delete_sensor(
 
 async fn create_sensor(
     slug: String,
-    state: ApiState,
+    state: State,
     mut fields: Fields,
 ) -> Result<impl warp::Reply, warp::Rejection> {
     let slug = site_from_path(&slug)?;

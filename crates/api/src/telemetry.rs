@@ -8,7 +8,7 @@ use stoker_metadata::Scope;
 use warp::Filter;
 use warp::http::StatusCode;
 
-use crate::ApiState;
+use crate::State;
 use crate::body::require_json;
 use crate::problem::ApiError;
 
@@ -16,7 +16,7 @@ use crate::problem::ApiError;
 const MAX_PAYLOAD_BYTES: u64 = 256 * 1024;
 
 pub(crate) fn routes(
-    state: ApiState,
+    state: State,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     warp::path!("sites" / String / "telemetry")
         .and(warp::post())
@@ -59,7 +59,7 @@ pub struct RejectedReading {
 
 async fn submit(
     site: String,
-    state: ApiState,
+    state: State,
     body: Body,
 ) -> Result<warp::reply::Response, warp::Rejection> {
     let Some(intake) = &state.intake else {

@@ -50,7 +50,26 @@ async fn latest_values_never_move_backwards_and_carry_a_ttl() {
         )
         .await
         .unwrap();
-    assert_eq!(cached, vec![Some(newer), Some(other), None]);
+    assert_eq!(cached, vec![Some(newer.clone()), Some(other.clone()), None]);
+    let points = cache
+        .latest_points(
+            &site,
+            &[
+                SensorKey::parse("none").unwrap(),
+                level.clone(),
+                pressure.clone(),
+            ],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        points,
+        vec![
+            None,
+            Some((other.value, other.ts)),
+            Some((newer.value, newer.ts))
+        ]
+    );
 
     let mut connection = redis.connection().await;
     let key = format!("{}latest:boiler-house-1:b1_steam_pressure", redis.prefix());
@@ -69,6 +88,28 @@ async fn latest_values_never_move_backwards_and_carry_a_ttl() {
         raw,
         r#"{"value":10.4,"ts":2000,"type":"pressure","unit":"bar"}"#
     );
+}
+
+#[tokio::test]
+async fn a_corrupt_cached_value_is_an_error_naming_its_key() {
+    let redis = TestRedis::new();
+    let cache = redis.cache();
+    let site = SiteSlug::parse("boiler-house-1").unwrap();
+    let sensor = SensorKey::parse("b1_steam_pressure").unwrap();
+    let key = format!("{}latest:boiler-house-1:b1_steam_pressure", redis.prefix());
+    let mut connection = redis.connection().await;
+    let () = redis::cmd("SET")
+        .arg(&key)
+        .arg("not json")
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    let error = cache
+        .latest_points(&site, &[sensor])
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(error.contains(&key), "{error}");
 }
 
 #[tokio::test]
