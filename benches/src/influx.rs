@@ -117,3 +117,17 @@ impl InfluxHttp {
             .sum())
     }
 }
+
+/// The version the InfluxDB server at `url` reports on `/ping`
+/// (`unreachable`, or `unknown` without the header).
+pub async fn server_version(url: &str) -> String {
+    let Ok(response) = reqwest::get(format!("{}/ping", url.trim_end_matches('/'))).await else {
+        return "unreachable".into();
+    };
+    response
+        .headers()
+        .get("X-Influxdb-Version")
+        .and_then(|value| value.to_str().ok())
+        .unwrap_or("unknown")
+        .to_owned()
+}

@@ -1,15 +1,20 @@
 //! Building blocks of Stoker's benchmarks (`src/bin/*`): the benchmark
 //! fleet and its payloads, a bare InfluxDB HTTP client, tight MQTT
-//! publishers and subscribers, and `/proc` sampling of processes.
+//! publishers and subscribers, `/proc` sampling of processes, the `stoker`
+//! child process and the CPU accounting around it, the parts every report
+//! shares, and the frame each benchmark binary runs in.
 //!
 //! Everything here measures from the outside: the process under test is the
 //! real `stoker` binary, and the figures come from the broker, InfluxDB and
 //! the kernel, never from Stoker's own counters.
 
 pub mod fleet;
+pub mod harness;
 pub mod influx;
 pub mod mqtt;
+pub mod process;
 pub mod procstat;
+pub mod report;
 
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};

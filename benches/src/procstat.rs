@@ -1,5 +1,7 @@
-//! Resident memory and CPU time of processes, from `/proc` (Linux).
+//! Resident memory and CPU time of processes, and busy time of the whole
+//! machine, from `/proc` (Linux).
 
+use std::collections::HashMap;
 use std::path::Path;
 
 /// What `/proc/<pid>/status` and `/proc/<pid>/stat` say of a process.
@@ -33,12 +35,54 @@ fn stat_fields(pid: u32) -> Option<Vec<String>> {
     Some(rest.split_whitespace().map(str::to_owned).collect())
 }
 
+/// User + system clock ticks from the fields of [`stat_fields`].
+fn ticks_of<S: AsRef<str>>(fields: &[S]) -> Option<u64> {
+    let user: u64 = fields.get(11)?.as_ref().parse().ok()?;
+    let system: u64 = fields.get(12)?.as_ref().parse().ok()?;
+    Some(user + system)
+}
+
 /// User + system CPU time of a process, in clock ticks.
 pub fn cpu_ticks(pid: u32) -> Option<u64> {
-    let fields = stat_fields(pid)?;
-    let user: u64 = fields.get(11)?.parse().ok()?;
-    let system: u64 = fields.get(12)?.parse().ok()?;
-    Some(user + system)
+    ticks_of(&stat_fields(pid)?)
+}
+
+/// User + system CPU time of every process, in clock ticks: pid →
+/// (command name, ticks).
+pub fn all_cpu_ticks() -> HashMap<u32, (String, u64)> {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return HashMap::new();
+    };
+    entries
+        .filter_map(Result::ok)
+        .filter_map(|entry| entry.file_name().to_str()?.parse::<u32>().ok())
+        .filter_map(|pid| {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+            let (head, rest) = text.rsplit_once(')')?;
+            let command = head.split_once('(')?.1.to_owned();
+            let fields: Vec<&str> = rest.split_whitespace().collect();
+            Some((pid, (command, ticks_of(&fields)?)))
+        })
+        .collect()
+}
+
+/// Busy clock ticks of the whole machine: every field of `/proc/stat`'s
+/// `cpu` line but idle and iowait (guest time is already in user).
+pub fn machine_busy_ticks() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/stat").ok()?;
+    let fields: Vec<u64> = text
+        .lines()
+        .next()?
+        .strip_prefix("cpu ")?
+        .split_whitespace()
+        .filter_map(|field| field.parse().ok())
+        .collect();
+    // user nice system idle iowait irq softirq steal
+    let busy = [0, 1, 2, 5, 6, 7]
+        .iter()
+        .filter_map(|index| fields.get(*index))
+        .sum();
+    Some(busy)
 }
 
 /// Whether a process exists and is not a zombie.
@@ -94,5 +138,8 @@ mod tests {
         assert!(own.rss_kib > 0 && own.hwm_kib >= own.rss_kib);
         assert!(is_alive(std::process::id()));
         assert!(clock_ticks_per_second() > 0.0);
+        let all = all_cpu_ticks();
+        assert!(all.contains_key(&std::process::id()));
+        assert!(machine_busy_ticks().is_some());
     }
 }

@@ -14,8 +14,8 @@
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
-use std::path::{Path, PathBuf};
-use std::process::{ExitCode, ExitStatus, Stdio};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -25,9 +25,12 @@ use bytes::Bytes;
 use clap::Parser;
 use serde_json::json;
 use stoker_benches::fleet::{Fleet, PROBE_SENSOR, PROBE_SITE};
-use stoker_benches::influx::InfluxHttp;
+use stoker_benches::harness::{self, bounded};
+use stoker_benches::influx::{self, InfluxHttp};
 use stoker_benches::mqtt::{IN_FLIGHT, Publisher, Subscriber};
+use stoker_benches::process::{self, Cpu, Procs, StokerProcess, log_tail};
 use stoker_benches::procstat::{self, ProcSample};
+use stoker_benches::report::{self, Bound, Check, Figures, RunRecord, nearest_rank};
 use stoker_benches::{progress, rate, thousands, wall_millis};
 use stoker_domain::parse_duration;
 use stoker_testkit::{TestBroker, TestInflux, TestPostgres, TestRedis, unique_client_id};
@@ -124,74 +127,16 @@ const TARGET_SOAK_GROWTH: f64 = 0.10;
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    stoker_benches::since_start();
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
-        Ok(runtime) => runtime,
-        Err(error) => {
-            eprintln!("ingest: cannot start the async runtime: {error}");
-            return ExitCode::from(2);
-        }
-    };
-    let mut report = Report::new(&args);
-    let outcome = runtime.block_on(async {
-        tokio::select! {
-            result = run(&args, &mut report) => result,
-            signal = interrupted() => Err(anyhow!("{signal}: stopped Stoker and removed the test databases")),
-        }
-    });
-    // Every guard (Stoker's process, broker, databases) is dropped by now.
-    if let Err(error) = &outcome {
-        report.error = Some(format!("{error:#}"));
-    }
-    let text = report.render();
-    println!("\n{text}");
-    if let Some(path) = &args.json {
-        match std::fs::write(
-            path,
-            serde_json::to_string_pretty(&report.json()).unwrap_or_default(),
-        ) {
-            Ok(()) => println!("JSON written to {}", path.display()),
-            Err(error) => eprintln!("ingest: cannot write {}: {error}", path.display()),
-        }
-    }
-    runtime.shutdown_timeout(Duration::from_secs(2));
-    match outcome {
-        Err(error) => {
-            eprintln!("ingest: benchmark incomplete: {error:#}");
-            ExitCode::from(2)
-        }
-        Ok(()) if report.all_pass() => ExitCode::SUCCESS,
-        Ok(()) => ExitCode::from(1),
-    }
-}
-
-async fn interrupted() -> &'static str {
-    let mut terminate =
-        match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(signal) => signal,
-            Err(_) => {
-                let _ = tokio::signal::ctrl_c().await;
-                return "interrupted";
-            }
-        };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => "interrupted (SIGINT)",
-        _ = terminate.recv() => "terminated (SIGTERM)",
-    }
-}
-
-/// Runs `work` for at most `limit`; past it, the phase fails with a clear message.
-async fn bounded<T>(
-    phase: &str,
-    limit: Duration,
-    work: impl Future<Output = anyhow::Result<T>>,
-) -> anyhow::Result<T> {
-    tokio::time::timeout(limit, work).await.map_err(|_| {
-        anyhow!("phase {phase} did not finish within its hard limit of {limit:?}; giving up")
-    })?
+    harness::main(
+        "ingest",
+        None,
+        args.json.as_deref(),
+        || Report {
+            record: run_record(),
+            figures: Results::new(&args),
+        },
+        async |report| run(&args, report).await,
+    )
 }
 
 async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
@@ -213,11 +158,11 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let per_message = fleet.readings_per_message() as u64;
     let messages = args.readings.div_ceil(per_message);
     let total = messages * per_message;
-    report.readings = total;
-    report.messages = messages;
+    report.figures.readings = total;
+    report.figures.messages = messages;
     let influx_url = stoker_testkit::influx_options().url;
     let influx = InfluxHttp::new(&influx_url)?;
-    report.influx_version = influx_version(&influx_url).await;
+    report.figures.influx_version = influx::server_version(&influx_url).await;
 
     // ------------------------------------------------------------- setup
     progress!(
@@ -237,13 +182,16 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     })
     .await?;
     let database = stoker_db.influx().database().to_owned();
-    let procs = Procs {
-        stoker: None,
-        influxd: procstat::find_process("influxd", None),
-        mosquitto: procstat::find_process("mosquitto", Some(std::process::id())),
-        bench: std::process::id(),
-        ticks: procstat::clock_ticks_per_second(),
-    };
+    let procs = Procs::new(
+        vec![
+            ("influxd", procstat::find_process("influxd", None)),
+            (
+                "mosquitto",
+                procstat::find_process("mosquitto", Some(std::process::id())),
+            ),
+        ],
+        false,
+    );
 
     // Timestamps of phase (b): a site's messages are 1 ms apart, all in
     // the past (ending a minute ago), so every reading is a distinct point.
@@ -261,7 +209,7 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
 
     // ------------------------------------------------ (a) InfluxDB raw
     let raw_limit = Duration::from_secs(60) + Duration::from_secs(args.readings / 10_000);
-    report.influx_raw = Some(
+    report.figures.influx_raw = Some(
         bounded(
             "(a) InfluxDB raw",
             raw_limit,
@@ -272,7 +220,7 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     settle().await;
 
     // ----------------------------------------------- (a) Mosquitto raw
-    report.mosquitto_raw = Some(
+    report.figures.mosquitto_raw = Some(
         bounded(
             "(a) Mosquitto raw",
             raw_limit,
@@ -283,60 +231,25 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     settle().await;
 
     // ----------------------------------------------------- Stoker start
-    if let Some(parent) = args
-        .log
-        .parent()
-        .filter(|parent| !parent.as_os_str().is_empty())
-    {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating the log directory {}", parent.display()))?;
-    }
     let client_id = unique_client_id("stoker-bench-ingest");
-    // A spool directory and a metrics port of the run's own (Stoker's
-    // defaults, ./spool and 127.0.0.1:9464, may be taken by another run).
-    let scratch = ScratchDir::create()?;
-    let metrics_port = std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .context("finding a free port for Stoker's metrics")?
-        .port();
-    let mut stoker = StokerProcess::spawn(
-        &args.stoker,
-        &[
-            ("DATABASE_URL", postgres.url()),
-            ("INFLUX_URL", influx_url.clone()),
-            ("INFLUX_BUCKET", database.clone()),
-            ("REDIS_URL", stoker_testkit::redis_url()),
-            ("REDIS_KEY_PREFIX", redis.prefix().to_owned()),
-            ("MQTT_URL", broker.url()),
-            ("MQTT_CLIENT_ID", client_id),
-            (
-                "INGEST_SPOOL_DIR",
-                scratch.path().join("spool").display().to_string(),
-            ),
-            ("METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
-            ("RUST_LOG", args.stoker_log.clone()),
-            ("LOG_FORMAT", "text".into()),
-            ("NO_COLOR", "1".into()),
-        ],
-        &args.log,
-        metrics_port,
-    )?;
-    report.log_path = Some(args.log.clone());
-    let procs = Procs {
-        stoker: Some(stoker.pid()),
-        ..procs
-    };
-    progress!(
-        "started {} ingest (pid {}); probing until it is subscribed",
-        args.stoker.display(),
-        stoker.pid()
-    );
-    let ready_in = bounded(
-        "Stoker start",
-        Duration::from_secs(90),
-        wait_ready(&mut stoker, &influx, &database, broker.port()),
-    )
-    .await?;
+    // A metrics port of the run's own (Stoker's default, 127.0.0.1:9464,
+    // may be taken by another run).
+    let metrics_port = process::free_port("Stoker's metrics")?;
+    let mut env = process::store_env(&postgres, &stoker_db, &redis);
+    env.extend([
+        ("MQTT_URL", broker.url()),
+        ("MQTT_CLIENT_ID", client_id),
+        ("METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
+    ]);
+    let mut stoker =
+        StokerProcess::spawn(&args.stoker, "ingest", &env, &args.log, &args.stoker_log)?
+            .with_metrics_port(metrics_port);
+    let procs = procs.with_stoker(stoker.pid());
+    let ready_in = stoker
+        .until_ready("; probing until it is subscribed", async |stoker| {
+            wait_ready(stoker, &influx, &database, broker.port()).await
+        })
+        .await?;
     progress!("Stoker stores readings {ready_in:.1?} after its start");
     let watch = RssWatch::start(stoker.pid());
     settle().await;
@@ -362,7 +275,7 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     )
     .await?;
     let full_rate = e2e.rate;
-    report.e2e = Some(e2e);
+    report.figures.e2e = Some(e2e);
     settle().await;
 
     // ------------------------------------------------------ (c) latency
@@ -381,7 +294,7 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         ),
     )
     .await?;
-    report.latency = Some(latency);
+    report.figures.latency = Some(latency);
 
     // ---------------------------------------------------------- soak
     if let Some(duration) = args.soak {
@@ -401,18 +314,14 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             ),
         )
         .await?;
-        report.soak = Some(soak);
+        report.figures.soak = Some(soak);
     }
 
     // ------------------------------------------------------------ end
     watch.stop();
-    let status = stoker.stop().await;
-    progress!("stopped Stoker: {status}");
-    report.stoker_exit = Some(status);
-    report.log = Some(LogSummary::read(&args.log));
+    report.record.stop_stoker(&mut stoker).await;
     progress!("removing the test broker and databases");
     drop(stoker);
-    drop(scratch);
     drop(redis);
     drop(stoker_db);
     drop(postgres);
@@ -426,255 +335,33 @@ async fn settle() {
     tokio::time::sleep(Duration::from_secs(2)).await;
 }
 
-async fn influx_version(url: &str) -> String {
-    let Ok(response) = reqwest::get(format!("{}/ping", url.trim_end_matches('/'))).await else {
-        return "unreachable".into();
+/// Stoker's own counters from its `/metrics` (for diagnostics only:
+/// every figure of the report is measured from the outside).
+async fn counters(stoker: &StokerProcess) -> String {
+    let Some(text) = stoker.metrics().await else {
+        return "its /metrics did not answer".into();
     };
-    response
-        .headers()
-        .get("X-Influxdb-Version")
-        .and_then(|value| value.to_str().ok())
-        .unwrap_or("unknown")
-        .to_owned()
-}
-
-// ------------------------------------------------------------------ processes
-
-/// The processes whose CPU time the report breaks down.
-#[derive(Debug, Clone, Copy)]
-struct Procs {
-    stoker: Option<u32>,
-    influxd: Option<u32>,
-    mosquitto: Option<u32>,
-    bench: u32,
-    ticks: f64,
-}
-
-/// CPU seconds (user + system) per process; `NaN` where unknown.
-#[derive(Debug, Clone, Copy)]
-struct Cpu {
-    stoker: f64,
-    influxd: f64,
-    mosquitto: f64,
-    bench: f64,
-}
-
-impl Procs {
-    fn cpu(&self) -> Cpu {
-        let seconds = |pid: Option<u32>| {
-            pid.and_then(procstat::cpu_ticks)
-                .map_or(f64::NAN, |ticks| ticks as f64 / self.ticks)
-        };
-        Cpu {
-            stoker: seconds(self.stoker),
-            influxd: seconds(self.influxd),
-            mosquitto: seconds(self.mosquitto),
-            bench: seconds(Some(self.bench)),
-        }
-    }
-}
-
-impl std::ops::Sub for Cpu {
-    type Output = Cpu;
-    fn sub(self, earlier: Cpu) -> Cpu {
-        Cpu {
-            stoker: self.stoker - earlier.stoker,
-            influxd: self.influxd - earlier.influxd,
-            mosquitto: self.mosquitto - earlier.mosquitto,
-            bench: self.bench - earlier.bench,
-        }
-    }
-}
-
-impl Cpu {
-    fn describe(&self, elapsed: f64) -> String {
-        let part = |name: &str, seconds: f64| {
-            if seconds.is_nan() {
-                format!("{name} n/a")
-            } else {
-                format!("{name} {seconds:.1} s ({:.0}%)", seconds / elapsed * 100.0)
-            }
-        };
-        let mut parts = Vec::new();
-        if !self.stoker.is_nan() {
-            parts.push(part("stoker", self.stoker));
-        }
-        parts.push(part("influxd", self.influxd));
-        parts.push(part("mosquitto", self.mosquitto));
-        parts.push(part("bench", self.bench));
-        parts.join(", ")
-    }
-
-    fn json(&self) -> serde_json::Value {
-        let number = |seconds: f64| (!seconds.is_nan()).then_some(seconds);
-        json!({
-            "stoker": number(self.stoker),
-            "influxd": number(self.influxd),
-            "mosquitto": number(self.mosquitto),
-            "bench": number(self.bench),
-        })
-    }
-}
-
-/// The `stoker ingest` child process; killed on drop if still running.
-#[derive(Debug)]
-struct StokerProcess {
-    child: std::process::Child,
-    log: PathBuf,
-    metrics_port: u16,
-}
-
-impl StokerProcess {
-    fn spawn(
-        binary: &Path,
-        env: &[(&str, String)],
-        log: &Path,
-        metrics_port: u16,
-    ) -> anyhow::Result<Self> {
-        let log_file = std::fs::File::create(log)
-            .with_context(|| format!("creating the log file {}", log.display()))?;
-        let mut command = std::process::Command::new(binary);
-        command
-            .arg("ingest")
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file);
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {} ingest", binary.display()))?;
-        Ok(Self {
-            child,
-            log: log.to_owned(),
-            metrics_port,
-        })
-    }
-
-    fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// Stoker's own counters from its `/metrics` (for diagnostics only:
-    /// every figure of the report is measured from the outside).
-    async fn counters(&self) -> String {
-        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port);
-        let text = match reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-        {
-            Ok(response) => response.text().await.unwrap_or_default(),
-            Err(_) => return "its /metrics did not answer".into(),
-        };
-        let wanted = [
-            ("stoker_ingest_messages_total", "messages"),
-            ("stoker_ingest_readings_accepted_total", "readings accepted"),
-            ("stoker_ingest_acked_total", "acked"),
-            ("stoker_ingest_write_errors_total", "write errors"),
-            ("stoker_ingest_spooled_batches_total", "spooled batches"),
-            ("stoker_ingest_mqtt_connected", "mqtt connected"),
-        ];
-        let found: Vec<String> = wanted
-            .iter()
-            .filter_map(|(metric, label)| {
-                text.lines()
-                    .find_map(|line| line.strip_prefix(metric)?.strip_prefix(' '))
-                    .map(|value| format!("{label} {}", value.trim()))
-            })
-            .collect();
-        if found.is_empty() {
-            "no stoker_ingest_* counters in its /metrics".into()
-        } else {
-            found.join(", ")
-        }
-    }
-
-    /// An error with the end of the log if the process has exited.
-    fn check_alive(&mut self) -> anyhow::Result<()> {
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(anyhow!(
-                "stoker ingest exited ({status}); last lines of {}:\n{}",
-                self.log.display(),
-                log_tail(&self.log, 15)
-            )),
-            Err(error) => Err(anyhow!("cannot check on stoker ingest: {error}")),
-        }
-    }
-
-    /// SIGTERM, then SIGKILL if it is still running after 15 s.
-    async fn stop(&mut self) -> String {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return format!("had already exited ({status})");
-        }
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return describe_exit(status);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        "did not stop within 15 s of SIGTERM; killed".into()
-    }
-}
-
-/// A directory of the run's own under the system's temporary directory,
-/// removed on drop.
-#[derive(Debug)]
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    fn create() -> anyhow::Result<Self> {
-        let path = std::env::temp_dir().join(unique_client_id("stoker-bench-ingest"));
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Self(path))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn describe_exit(status: ExitStatus) -> String {
-    if status.success() {
-        "exited cleanly on SIGTERM".into()
-    } else {
-        format!("exited on SIGTERM with {status}")
-    }
-}
-
-impl Drop for StokerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..]
+    let wanted = [
+        ("stoker_ingest_messages_total", "messages"),
+        ("stoker_ingest_readings_accepted_total", "readings accepted"),
+        ("stoker_ingest_acked_total", "acked"),
+        ("stoker_ingest_write_errors_total", "write errors"),
+        ("stoker_ingest_spooled_batches_total", "spooled batches"),
+        ("stoker_ingest_mqtt_connected", "mqtt connected"),
+    ];
+    let found: Vec<String> = wanted
         .iter()
-        .map(|line| format!("    {line}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+        .filter_map(|(metric, label)| {
+            text.lines()
+                .find_map(|line| line.strip_prefix(metric)?.strip_prefix(' '))
+                .map(|value| format!("{label} {}", value.trim()))
+        })
+        .collect();
+    if found.is_empty() {
+        "no stoker_ingest_* counters in its /metrics".into()
+    } else {
+        found.join(", ")
+    }
 }
 
 /// The highest RSS of a process since the last reset, sampled every 100 ms.
@@ -821,7 +508,7 @@ async fn influx_raw(
         rate(raw.rate),
         thousands(lines),
         seconds,
-        cpu.describe(seconds)
+        raw.cpu.describe(seconds)
     );
     Ok(raw)
 }
@@ -957,7 +644,7 @@ async fn mosquitto_raw(
         "(a) Mosquitto raw: {} readings/s ({} msg/s; CPU {})",
         rate(raw.rate),
         rate(messages as f64 / seconds),
-        cpu.describe(seconds)
+        raw.cpu.describe(seconds)
     );
     Ok(raw)
 }
@@ -998,7 +685,7 @@ async fn wait_ready(
         if now >= deadline {
             return Err(anyhow!(
                 "no probe reading reached InfluxDB within 60 s of starting stoker ingest; its log:\n{}",
-                log_tail(&stoker.log, 15)
+                log_tail(stoker.log(), 15)
             ));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -1133,14 +820,14 @@ async fn end_to_end(
                 thousands(total),
                 (polled - started).as_secs_f64(),
                 thousands(publishers.iter().map(|p| p.acked()).sum()),
-                (procs.cpu() - cpu_before).stoker,
-                stoker.counters().await,
-                log_tail(&stoker.log, 10)
+                (procs.cpu() - &cpu_before).stoker(),
+                counters(stoker).await,
+                log_tail(stoker.log(), 10)
             ));
         }
         if polled >= next_report {
             let seconds = (polled - started).as_secs_f64();
-            let cpu = procs.cpu() - cpu_before;
+            let cpu = procs.cpu() - &cpu_before;
             progress!(
                 "(b) end to end: {:.1} s: published {}, acked by broker {}, queryable {} readings ({} /s so far); CPU-s stoker {:.1}, influxd {:.1}",
                 seconds,
@@ -1148,8 +835,8 @@ async fn end_to_end(
                 thousands(publishers.iter().map(|p| p.acked()).sum()),
                 thousands(stored),
                 rate(stored as f64 / seconds),
-                cpu.stoker,
-                cpu.influxd
+                cpu.stoker(),
+                cpu.service("influxd")
             );
             next_report = polled + Duration::from_secs(2);
         }
@@ -1185,12 +872,12 @@ async fn end_to_end(
         rate(e2e.rate),
         thousands(total),
         seconds,
-        cpu.describe(seconds)
+        e2e.cpu.describe(seconds)
     );
-    progress!("(b) Stoker's own counters: {}", stoker.counters().await);
+    progress!("(b) Stoker's own counters: {}", counters(stoker).await);
     progress!(
         "(d) ingestion: {:.1} CPU-s per million readings; peak RSS {:.1} MiB (VmHWM {:.1} MiB)",
-        cpu.stoker / total as f64 * 1e6,
+        e2e.cpu.stoker() / total as f64 * 1e6,
         mib(e2e.peak_rss_kib),
         mib(e2e.hwm_kib)
     );
@@ -1394,12 +1081,9 @@ struct Latency {
 /// The `q`-quantile of sorted values (nearest rank); `missing` values
 /// count as infinitely late.
 fn quantile(sorted: &[f64], missing: usize, q: f64) -> f64 {
-    let n = sorted.len() + missing;
-    if n == 0 {
-        return f64::NAN;
-    }
-    let rank = ((q * n as f64).ceil() as usize).clamp(1, n);
-    sorted.get(rank - 1).copied().unwrap_or(f64::INFINITY)
+    nearest_rank(sorted.len() + missing, q).map_or(f64::NAN, |index| {
+        sorted.get(index).copied().unwrap_or(f64::INFINITY)
+    })
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -1653,7 +1337,7 @@ async fn soak(
                 } else {
                     ""
                 },
-                stoker.counters().await
+                counters(stoker).await
             );
             break None;
         }
@@ -1690,53 +1374,11 @@ async fn soak(
 
 // ------------------------------------------------------------------ report
 
-/// Warnings and errors in the ingestion's log.
-#[derive(Debug, Clone, Default)]
-struct LogSummary {
-    warnings: usize,
-    errors: usize,
-    /// A few distinct messages, timestamps stripped.
-    samples: Vec<String>,
-}
+type Report = report::Report<Results>;
 
-impl LogSummary {
-    fn read(path: &Path) -> Self {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
-        let mut summary = Self::default();
-        for line in text.lines() {
-            let level = if line.contains(" WARN ") {
-                summary.warnings += 1;
-                true
-            } else if line.contains("ERROR") {
-                summary.errors += 1;
-                true
-            } else {
-                false
-            };
-            // Drop the timestamp (first word) to group repeats.
-            let message = line
-                .split_once(' ')
-                .map_or(line, |(_, rest)| rest)
-                .trim()
-                .chars()
-                .take(200)
-                .collect::<String>();
-            if level && summary.samples.len() < 5 && !summary.samples.contains(&message) {
-                summary.samples.push(message);
-            }
-        }
-        summary
-    }
-}
-
+/// The figures of one run.
 #[derive(Debug)]
-struct Report {
-    /// Stoker settings inherited from the environment.
-    overrides: Vec<String>,
-    command: String,
-    date: String,
-    commit: String,
-    machine: String,
+struct Results {
     influx_version: String,
     mosquitto_version: String,
     sites: usize,
@@ -1748,82 +1390,36 @@ struct Report {
     e2e: Option<EndToEnd>,
     latency: Option<Latency>,
     soak: Option<Soak>,
-    stoker_exit: Option<String>,
-    log: Option<LogSummary>,
-    log_path: Option<PathBuf>,
-    error: Option<String>,
 }
 
-/// One row of the targets table.
-#[derive(Debug)]
-struct Check {
-    name: &'static str,
-    measured: String,
-    target: String,
-    ratio: f64,
-    pass: bool,
+/// The run's record. It reports the settings Stoker reads from the
+/// environment it inherits (these prefixes), other than those the
+/// benchmark sets itself.
+fn run_record() -> RunRecord {
+    RunRecord::gather(
+        "benches/ingest",
+        &[
+            "INGEST_",
+            "MQTT_",
+            "INFLUX_",
+            "REDIS_",
+            "POSTGRES_",
+            "STOKER_",
+        ],
+        &[
+            "DATABASE_URL",
+            "INFLUX_BUCKET",
+            "REDIS_KEY_PREFIX",
+            "MQTT_URL",
+            "MQTT_CLIENT_ID",
+            "INGEST_SPOOL_DIR",
+            "METRICS_ADDR",
+        ],
+    )
 }
 
-fn command_output(program: &str, args: &[&str]) -> Option<String> {
-    let output = std::process::Command::new(program)
-        .args(args)
-        .output()
-        .ok()?;
-    let text = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    (!text.is_empty()).then_some(text)
-}
-
-fn shell_word(word: &str) -> String {
-    if !word.is_empty()
-        && word
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./=:,".contains(c))
-    {
-        word.to_owned()
-    } else {
-        format!("'{}'", word.replace('\'', r"'\''"))
-    }
-}
-
-impl Report {
+impl Results {
     fn new(args: &Args) -> Self {
-        let mut command = String::from("benches/ingest");
-        for word in std::env::args().skip(1) {
-            command.push(' ');
-            command.push_str(&shell_word(&word));
-        }
-        let commit = command_output("git", &["rev-parse", "--short", "HEAD"]).map_or_else(
-            || "unknown".to_owned(),
-            |commit| {
-                let dirty =
-                    command_output("git", &["status", "--porcelain", "--untracked-files=no"])
-                        .is_some();
-                if dirty {
-                    format!("{commit} + uncommitted changes")
-                } else {
-                    commit
-                }
-            },
-        );
-        let cpu_model = std::fs::read_to_string("/proc/cpuinfo")
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|line| line.strip_prefix("model name"))
-                    .map(|rest| rest.trim_start_matches([' ', '\t', ':']).to_owned())
-            })
-            .unwrap_or_else(|| "unknown CPU".into());
-        let cores = std::thread::available_parallelism().map_or(0, usize::from);
-        let memory = std::fs::read_to_string("/proc/meminfo")
-            .ok()
-            .and_then(|text| {
-                text.lines()
-                    .find_map(|line| line.strip_prefix("MemTotal:"))
-                    .and_then(|rest| rest.split_whitespace().next()?.parse::<u64>().ok())
-            })
-            .map_or_else(String::new, |kib| {
-                format!(", {:.0} GiB RAM", kib as f64 / 1048576.0)
-            });
         let mosquitto_version = std::process::Command::new("mosquitto")
             .arg("-h")
             .output()
@@ -1835,46 +1431,7 @@ impl Report {
                     .map(str::to_owned)
             })
             .unwrap_or_else(|| "unknown".into());
-        // Settings Stoker reads from the environment it inherits, other
-        // than those the benchmark sets itself.
-        let set_here = [
-            "DATABASE_URL",
-            "INFLUX_BUCKET",
-            "REDIS_KEY_PREFIX",
-            "MQTT_URL",
-            "MQTT_CLIENT_ID",
-            "INGEST_SPOOL_DIR",
-            "METRICS_ADDR",
-        ];
-        let mut overrides: Vec<String> = std::env::vars()
-            .filter(|(name, _)| {
-                [
-                    "INGEST_",
-                    "MQTT_",
-                    "INFLUX_",
-                    "REDIS_",
-                    "POSTGRES_",
-                    "STOKER_",
-                ]
-                .iter()
-                .any(|prefix| name.starts_with(prefix))
-                    && !set_here.contains(&name.as_str())
-            })
-            .map(|(name, value)| {
-                if name.contains("TOKEN") || name.contains("PASSWORD") {
-                    format!("{name}=…")
-                } else {
-                    format!("{name}={value}")
-                }
-            })
-            .collect();
-        overrides.sort();
         Self {
-            overrides,
-            command,
-            date: chrono::Utc::now().format("%Y-%m-%d %H:%M UTC").to_string(),
-            commit,
-            machine: format!("{cores} CPUs ({cpu_model}){memory}"),
             influx_version: String::new(),
             mosquitto_version,
             sites: args.sites,
@@ -1886,10 +1443,6 @@ impl Report {
             e2e: None,
             latency: None,
             soak: None,
-            stoker_exit: None,
-            log: None,
-            log_path: None,
-            error: None,
         }
     }
 
@@ -1902,89 +1455,87 @@ impl Report {
             (mosquitto, "Mosquitto")
         })
     }
+}
+
+impl Figures for Results {
+    const NOUN: &'static str = "ingestion";
+    const TARGET_WIDTHS: [usize; 3] = [42, 22, 14];
 
     fn checks(&self) -> Vec<Check> {
         let mut checks = Vec::new();
+        let rss = |name, peak_mib: f64| {
+            Check::new(
+                name,
+                peak_mib,
+                Bound::Below,
+                TARGET_RSS_MIB,
+                format!("{peak_mib:.1} MiB"),
+                format!("< {TARGET_RSS_MIB:.0} MiB"),
+            )
+        };
         if let Some(e2e) = &self.e2e {
-            let per_million = e2e.cpu.stoker / e2e.readings as f64 * 1e6;
-            checks.push(Check {
-                name: "(d) CPU per million readings, full rate",
-                measured: format!("{per_million:.2} CPU-s"),
-                target: format!("≤ {TARGET_CPU_PER_MILLION:.1} CPU-s"),
-                ratio: per_million / TARGET_CPU_PER_MILLION,
-                pass: per_million <= TARGET_CPU_PER_MILLION,
-            });
+            let per_million = e2e.cpu.stoker() / e2e.readings as f64 * 1e6;
+            checks.push(Check::new(
+                "(d) CPU per million readings, full rate",
+                per_million,
+                Bound::AtMost,
+                TARGET_CPU_PER_MILLION,
+                format!("{per_million:.2} CPU-s"),
+                format!("≤ {TARGET_CPU_PER_MILLION:.1} CPU-s"),
+            ));
             if let Some((lower, which)) = self.lower_raw() {
                 let share = e2e.rate / lower;
-                checks.push(Check {
-                    name: "(b) throughput / lower raw limit",
-                    measured: format!("{:.1}% (of {which})", share * 100.0),
-                    target: format!("≥ {:.0}%", TARGET_THROUGHPUT_SHARE * 100.0),
-                    ratio: share / TARGET_THROUGHPUT_SHARE,
-                    pass: share >= TARGET_THROUGHPUT_SHARE,
-                });
+                checks.push(Check::new(
+                    "(b) throughput / lower raw limit",
+                    share,
+                    Bound::AtLeast,
+                    TARGET_THROUGHPUT_SHARE,
+                    format!("{:.1}% (of {which})", share * 100.0),
+                    format!("≥ {:.0}%", TARGET_THROUGHPUT_SHARE * 100.0),
+                ));
             }
         }
         if let Some(latency) = &self.latency {
-            checks.push(Check {
-                name: "(c) p99 publish→queryable, half rate",
-                measured: format!("{:.0} ms", latency.p99_ms),
-                target: format!("< {TARGET_P99_MS:.0} ms"),
-                ratio: latency.p99_ms / TARGET_P99_MS,
-                pass: latency.p99_ms < TARGET_P99_MS,
-            });
+            checks.push(Check::new(
+                "(c) p99 publish→queryable, half rate",
+                latency.p99_ms,
+                Bound::Below,
+                TARGET_P99_MS,
+                format!("{:.0} ms", latency.p99_ms),
+                format!("< {TARGET_P99_MS:.0} ms"),
+            ));
         }
         if let Some(e2e) = &self.e2e {
-            let peak = mib(e2e.hwm_kib.max(e2e.peak_rss_kib));
-            checks.push(Check {
-                name: "(d) peak RSS of ingestion, full rate",
-                measured: format!("{peak:.1} MiB"),
-                target: format!("< {TARGET_RSS_MIB:.0} MiB"),
-                ratio: peak / TARGET_RSS_MIB,
-                pass: peak < TARGET_RSS_MIB,
-            });
+            checks.push(rss(
+                "(d) peak RSS of ingestion, full rate",
+                mib(e2e.hwm_kib.max(e2e.peak_rss_kib)),
+            ));
         }
         if let Some(soak) = &self.soak {
             let growth = soak.growth();
-            checks.push(Check {
-                name: "soak: RSS growth, 1 min → end",
-                measured: format!("{:+.1}%", growth * 100.0),
-                target: format!("≤ {:.0}%", TARGET_SOAK_GROWTH * 100.0),
-                ratio: growth / TARGET_SOAK_GROWTH,
-                pass: growth <= TARGET_SOAK_GROWTH,
-            });
+            checks.push(Check::new(
+                "soak: RSS growth, 1 min → end",
+                growth,
+                Bound::AtMost,
+                TARGET_SOAK_GROWTH,
+                format!("{:+.1}%", growth * 100.0),
+                format!("≤ {:.0}%", TARGET_SOAK_GROWTH * 100.0),
+            ));
+            let share = soak.stored as f64 / soak.published.max(1) as f64;
             checks.push(Check {
                 name: "soak: every reading queryable",
-                measured: format!(
-                    "{:.1}%",
-                    soak.stored as f64 / soak.published.max(1) as f64 * 100.0
-                ),
+                measured: format!("{:.1}%", share * 100.0),
                 target: "100%".into(),
-                ratio: soak.stored as f64 / soak.published.max(1) as f64,
+                ratio: share,
                 pass: soak.stored >= soak.published,
             });
             let peak = soak.samples.iter().map(|(_, kib)| *kib).max().unwrap_or(0);
-            checks.push(Check {
-                name: "soak: peak RSS",
-                measured: format!("{:.1} MiB", mib(peak)),
-                target: format!("< {TARGET_RSS_MIB:.0} MiB"),
-                ratio: mib(peak) / TARGET_RSS_MIB,
-                pass: mib(peak) < TARGET_RSS_MIB,
-            });
+            checks.push(rss("soak: peak RSS", mib(peak)));
         }
         checks
     }
 
-    fn all_pass(&self) -> bool {
-        self.checks().iter().all(|check| check.pass)
-    }
-
-    fn render(&self) -> String {
-        let mut out = String::new();
-        let _ = writeln!(out, "Stoker ingestion benchmark");
-        let _ = writeln!(out, "  date      {}", self.date);
-        let _ = writeln!(out, "  commit    {}", self.commit);
-        let _ = writeln!(out, "  machine   {}", self.machine);
+    fn write_body(&self, out: &mut String, record: &RunRecord) {
         let _ = writeln!(
             out,
             "  servers   InfluxDB {}; {} (test broker, shipped config)",
@@ -1999,17 +1550,9 @@ impl Report {
             thousands(self.readings),
             thousands(self.messages)
         );
-        let _ = writeln!(
+        record.write_settings(
             out,
-            "  stoker    {}",
-            if self.overrides.is_empty() {
-                "its defaults (no INGEST_*/MQTT_*/INFLUX_*/… settings inherited)".to_owned()
-            } else {
-                format!(
-                    "settings inherited from the environment: {}",
-                    self.overrides.join(" ")
-                )
-            }
+            "its defaults (no INGEST_*/MQTT_*/INFLUX_*/… settings inherited)",
         );
         let _ = writeln!(out);
         let _ = writeln!(out, "  {:<48} {:>13}  detail", "measurement", "readings/s");
@@ -2018,7 +1561,7 @@ impl Report {
         };
         if let Some(raw) = &self.influx_raw {
             row(
-                &mut out,
+                out,
                 "(a) raw InfluxDB write, tight client",
                 rate(raw.rate),
                 format!(
@@ -2031,7 +1574,7 @@ impl Report {
         }
         if let Some(raw) = &self.mosquitto_raw {
             row(
-                &mut out,
+                out,
                 "(a) raw Mosquitto → bare QoS 1 subscriber",
                 rate(raw.rate),
                 format!("{:.2} s, {}", raw.seconds, raw.detail),
@@ -2039,7 +1582,7 @@ impl Report {
         }
         if let Some(e2e) = &self.e2e {
             row(
-                &mut out,
+                out,
                 "(b) Stoker end to end (publish → queryable)",
                 rate(e2e.rate),
                 format!(
@@ -2056,7 +1599,7 @@ impl Report {
         }
         if let Some(latency) = &self.latency {
             row(
-                &mut out,
+                out,
                 "(c) latency phase rate (half of b)",
                 rate(latency.readings_per_second),
                 format!(
@@ -2077,8 +1620,8 @@ impl Report {
             let _ = writeln!(
                 out,
                 "  (d) ingestion process during (b): CPU {:.2} s = {:.2} CPU-s per million readings; peak RSS {:.1} MiB sampled, VmHWM {:.1} MiB",
-                e2e.cpu.stoker,
-                e2e.cpu.stoker / e2e.readings as f64 * 1e6,
+                e2e.cpu.stoker(),
+                e2e.cpu.stoker() / e2e.readings as f64 * 1e6,
                 mib(e2e.peak_rss_kib),
                 mib(e2e.hwm_kib)
             );
@@ -2086,7 +1629,7 @@ impl Report {
                 out,
                 "  CPU during (b), {:.2} s wall on {}: {}",
                 e2e.seconds,
-                self.machine.split(" (").next().unwrap_or_default(),
+                record.machine.split(" (").next().unwrap_or_default(),
                 e2e.cpu.describe(e2e.seconds)
             );
         }
@@ -2133,59 +1676,6 @@ impl Report {
                 .collect();
             let _ = writeln!(out, "  soak RSS (MiB): {}", series.join(", "));
         }
-        if let Some(exit) = &self.stoker_exit {
-            let _ = writeln!(out, "  stoker ingest {exit}");
-        }
-        if let Some(log) = &self.log {
-            let _ = writeln!(
-                out,
-                "  ingestion log ({}): {} warnings, {} errors",
-                self.log_path
-                    .as_ref()
-                    .map_or("?".into(), |path| path.display().to_string()),
-                log.warnings,
-                log.errors
-            );
-            for sample in &log.samples {
-                let _ = writeln!(out, "    {sample}");
-            }
-        }
-        let checks = self.checks();
-        if !checks.is_empty() {
-            let _ = writeln!(out);
-            let _ = writeln!(
-                out,
-                "  {:<42} {:>22} {:>14} {:>7}  result",
-                "target", "measured", "target", "ratio"
-            );
-            for check in &checks {
-                let _ = writeln!(
-                    out,
-                    "  {:<42} {:>22} {:>14} {:>7.2}  {}",
-                    check.name,
-                    check.measured,
-                    check.target,
-                    check.ratio,
-                    if check.pass { "PASS" } else { "FAIL" }
-                );
-            }
-            let _ = writeln!(
-                out,
-                "  (ratio = measured / target: ≤ 1 passes an upper bound, ≥ 1 a lower bound)"
-            );
-        }
-        if let Some(error) = &self.error {
-            let _ = writeln!(out);
-            let _ = writeln!(out, "  INCOMPLETE: {error}");
-        }
-        let _ = writeln!(out);
-        let prefix: String = self
-            .overrides
-            .iter()
-            .map(|one| format!("{} ", shell_word(one)))
-            .collect();
-        let _ = writeln!(out, "  reproduce: {prefix}{}", self.command);
-        out
     }
 
     fn json(&self) -> serde_json::Value {
@@ -2199,11 +1689,6 @@ impl Report {
         };
         let finite = |value: f64| value.is_finite().then_some(value);
         json!({
-            "command": self.command,
-            "stoker_environment": self.overrides,
-            "date": self.date,
-            "commit": self.commit,
-            "machine": self.machine,
             "influxdb": self.influx_version,
             "mosquitto": self.mosquitto_version,
             "sites": self.sites,
@@ -2215,7 +1700,7 @@ impl Report {
                 "readings": e2e.readings, "seconds": e2e.seconds, "readings_per_second": e2e.rate,
                 "broker_acked_all_after_seconds": e2e.published_after,
                 "cpu_seconds": e2e.cpu.json(),
-                "stoker_cpu_seconds_per_million": e2e.cpu.stoker / e2e.readings as f64 * 1e6,
+                "stoker_cpu_seconds_per_million": e2e.cpu.stoker() / e2e.readings as f64 * 1e6,
                 "stoker_peak_rss_mib": mib(e2e.peak_rss_kib), "stoker_vmhwm_mib": mib(e2e.hwm_kib),
                 "count_query_ms": e2e.count_query_ms, "confirm_count_ms": e2e.confirm_ms,
             })),
@@ -2232,15 +1717,6 @@ impl Report {
                 "rss_mib": soak.samples.iter().map(|(at, kib)| json!([at, mib(*kib)])).collect::<Vec<_>>(),
                 "growth": soak.growth(), "cpu_seconds": soak.cpu.json(),
             })),
-            "stoker_exit": self.stoker_exit,
-            "log": self.log.as_ref().map(|log| json!({
-                "warnings": log.warnings, "errors": log.errors, "samples": log.samples,
-            })),
-            "targets": self.checks().iter().map(|check| json!({
-                "name": check.name, "measured": check.measured, "target": check.target,
-                "ratio": finite(check.ratio), "pass": check.pass,
-            })).collect::<Vec<_>>(),
-            "error": self.error,
         })
     }
 }
@@ -2286,13 +1762,6 @@ mod tests {
         assert_eq!((counter.watermark, counter.confirmed), (1, 6));
         assert_eq!(counter.absorb(vec![6, 3]), 15);
         assert_eq!(counter.watermark, 3);
-    }
-
-    #[test]
-    fn shell_words_are_quoted_when_needed() {
-        assert_eq!(shell_word("--soak"), "--soak");
-        assert_eq!(shell_word("300s"), "300s");
-        assert_eq!(shell_word("a b"), "'a b'");
     }
 
     #[test]

@@ -1,0 +1,473 @@
+//! The process under test and the processes around it: the real `stoker`
+//! binary as a child process (started on the run's own stores and scratch
+//! directory, watched, stopped, killed on drop), the end of its log, and
+//! the CPU time of Stoker, the services it works with and the benchmark.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::process::{ExitStatus, Stdio};
+use std::time::Duration;
+
+use anyhow::{Context, anyhow};
+use serde_json::Value;
+use stoker_testkit::{TestInflux, TestPostgres, TestRedis, unique_client_id};
+use tokio::time::Instant;
+
+use crate::procstat;
+
+/// The settings that point Stoker at the run's own stores: its Postgres
+/// database, InfluxDB database and Redis key prefix.
+pub fn store_env(
+    postgres: &TestPostgres,
+    influx: &TestInflux,
+    redis: &TestRedis,
+) -> Vec<(&'static str, String)> {
+    vec![
+        ("DATABASE_URL", postgres.url()),
+        ("INFLUX_URL", stoker_testkit::influx_options().url),
+        ("INFLUX_BUCKET", influx.influx().database().to_owned()),
+        ("REDIS_URL", stoker_testkit::redis_url()),
+        ("REDIS_KEY_PREFIX", redis.prefix().to_owned()),
+    ]
+}
+
+/// A free port on the loopback interface; `what` names its use in the error.
+pub fn free_port(what: &str) -> anyhow::Result<u16> {
+    Ok(std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|listener| listener.local_addr())
+        .with_context(|| format!("finding a free port for {what}"))?
+        .port())
+}
+
+/// One `stoker <subcommand>` child process with its log file and a spool
+/// directory of its own; killed on drop if still running, the spool
+/// directory removed after it.
+#[derive(Debug)]
+pub struct StokerProcess {
+    child: std::process::Child,
+    binary: PathBuf,
+    subcommand: &'static str,
+    log: PathBuf,
+    metrics_port: Option<u16>,
+    /// Dropped after the process is killed (fields drop after `drop`).
+    _scratch: ScratchDir,
+}
+
+impl StokerProcess {
+    /// Starts `binary subcommand` with `env` on top of the inherited
+    /// environment, plus `RUST_LOG=rust_log`, plain-text logs (stdout and
+    /// stderr) to `log`, and `INGEST_SPOOL_DIR` in a scratch directory of
+    /// the run's own (Stoker's default, `./spool`, may be another run's).
+    pub fn spawn(
+        binary: &Path,
+        subcommand: &'static str,
+        env: &[(&str, String)],
+        log: &Path,
+        rust_log: &str,
+    ) -> anyhow::Result<Self> {
+        if let Some(parent) = log.parent().filter(|parent| !parent.as_os_str().is_empty()) {
+            std::fs::create_dir_all(parent)
+                .with_context(|| format!("creating the log directory {}", parent.display()))?;
+        }
+        let scratch = ScratchDir::create(&format!("stoker-bench-{subcommand}"))?;
+        let log_file = std::fs::File::create(log)
+            .with_context(|| format!("creating the log file {}", log.display()))?;
+        let mut command = std::process::Command::new(binary);
+        command
+            .arg(subcommand)
+            .stdin(Stdio::null())
+            .stdout(log_file.try_clone()?)
+            .stderr(log_file);
+        for (name, value) in env {
+            command.env(name, value);
+        }
+        command
+            .env("INGEST_SPOOL_DIR", scratch.path().join("spool"))
+            .env("RUST_LOG", rust_log)
+            .env("LOG_FORMAT", "text")
+            .env("NO_COLOR", "1");
+        let child = command
+            .spawn()
+            .with_context(|| format!("starting {} {subcommand}", binary.display()))?;
+        Ok(Self {
+            child,
+            binary: binary.to_owned(),
+            subcommand,
+            log: log.to_owned(),
+            metrics_port: None,
+            _scratch: scratch,
+        })
+    }
+
+    /// The process serves its `/metrics` on this loopback port (its
+    /// `METRICS_ADDR`), for [`StokerProcess::metrics`].
+    pub fn with_metrics_port(mut self, port: u16) -> Self {
+        self.metrics_port = Some(port);
+        self
+    }
+
+    /// `stoker <subcommand>`.
+    pub fn name(&self) -> String {
+        format!("stoker {}", self.subcommand)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The file that receives its stdout and stderr.
+    pub fn log(&self) -> &Path {
+        &self.log
+    }
+
+    /// The text of its `/metrics` (for diagnostics only: a benchmark's
+    /// figures are measured from the outside); `None` if it does not answer
+    /// or no metrics port was given.
+    pub async fn metrics(&self) -> Option<String> {
+        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port?);
+        let response = reqwest::Client::new()
+            .get(url)
+            .timeout(Duration::from_secs(2))
+            .send()
+            .await
+            .ok()?;
+        Some(response.text().await.unwrap_or_default())
+    }
+
+    /// Says it started (`note` follows the pid, e.g. `; waiting for
+    /// /readyz`), then runs `ready` for at most 90 s: it waits until the
+    /// process is ready and says how long that took.
+    pub async fn until_ready(
+        &mut self,
+        note: &str,
+        ready: impl AsyncFnOnce(&mut Self) -> anyhow::Result<Duration>,
+    ) -> anyhow::Result<Duration> {
+        crate::progress!(
+            "started {} {} (pid {}){note}",
+            self.binary.display(),
+            self.subcommand,
+            self.pid()
+        );
+        crate::harness::bounded("Stoker start", Duration::from_secs(90), ready(self)).await
+    }
+
+    /// An error with the end of the log if the process has exited.
+    pub fn check_alive(&mut self) -> anyhow::Result<()> {
+        let subcommand = self.subcommand;
+        match self.child.try_wait() {
+            Ok(None) => Ok(()),
+            Ok(Some(status)) => Err(anyhow!(
+                "stoker {subcommand} exited ({status}); last lines of {}:\n{}",
+                self.log.display(),
+                log_tail(&self.log, 15)
+            )),
+            Err(error) => Err(anyhow!("cannot check on stoker {subcommand}: {error}")),
+        }
+    }
+
+    /// SIGTERM, then SIGKILL if it is still running after 15 s; says how it ended.
+    pub async fn stop(&mut self) -> String {
+        if let Ok(Some(status)) = self.child.try_wait() {
+            return format!("had already exited ({status})");
+        }
+        let _ = std::process::Command::new("kill")
+            .arg("-TERM")
+            .arg(self.pid().to_string())
+            .status();
+        let deadline = Instant::now() + Duration::from_secs(15);
+        while Instant::now() < deadline {
+            if let Ok(Some(status)) = self.child.try_wait() {
+                return describe_exit(status);
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        "did not stop within 15 s of SIGTERM; killed".into()
+    }
+}
+
+impl Drop for StokerProcess {
+    fn drop(&mut self) {
+        if let Ok(None) = self.child.try_wait() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// How a process ended after SIGTERM.
+fn describe_exit(status: ExitStatus) -> String {
+    if status.success() {
+        "exited cleanly on SIGTERM".into()
+    } else {
+        format!("exited on SIGTERM with {status}")
+    }
+}
+
+/// A directory of the run's own under the system's temporary directory,
+/// removed on drop.
+#[derive(Debug)]
+struct ScratchDir(PathBuf);
+
+impl ScratchDir {
+    /// A new directory named after `stem` and made unique.
+    fn create(stem: &str) -> anyhow::Result<Self> {
+        let path = std::env::temp_dir().join(unique_client_id(stem));
+        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
+        Ok(Self(path))
+    }
+
+    fn path(&self) -> &Path {
+        &self.0
+    }
+}
+
+impl Drop for ScratchDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// The last `lines` lines of a file, each indented by four spaces.
+pub fn log_tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..]
+        .iter()
+        .map(|line| format!("    {line}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// The processes whose CPU time a report breaks down: Stoker (once it
+/// runs), the services it works with, the benchmark itself and, if asked
+/// for, the whole machine.
+#[derive(Debug, Clone)]
+pub struct Procs {
+    stoker: Option<u32>,
+    /// (name in the report, pid if found).
+    services: Vec<(&'static str, Option<u32>)>,
+    bench: u32,
+    machine: bool,
+    ticks: f64,
+}
+
+impl Procs {
+    /// `services` in the order the report lists them; with `machine`, the
+    /// report adds the busy time of every other process ("everything else").
+    pub fn new(services: Vec<(&'static str, Option<u32>)>, machine: bool) -> Self {
+        Self {
+            stoker: None,
+            services,
+            bench: std::process::id(),
+            machine,
+            ticks: procstat::clock_ticks_per_second(),
+        }
+    }
+
+    /// The same, with Stoker's process.
+    pub fn with_stoker(self, pid: u32) -> Self {
+        Self {
+            stoker: Some(pid),
+            ..self
+        }
+    }
+
+    /// CPU seconds used so far.
+    pub fn cpu(&self) -> Cpu {
+        let seconds = |pid: Option<u32>| {
+            pid.and_then(procstat::cpu_ticks)
+                .map_or(f64::NAN, |ticks| ticks as f64 / self.ticks)
+        };
+        Cpu {
+            stoker: seconds(self.stoker),
+            services: self
+                .services
+                .iter()
+                .map(|(name, pid)| (*name, seconds(*pid)))
+                .collect(),
+            bench: seconds(Some(self.bench)),
+            machine: self.machine.then(|| {
+                procstat::machine_busy_ticks().map_or(f64::NAN, |ticks| ticks as f64 / self.ticks)
+            }),
+        }
+    }
+
+    /// The three commands, other than the processes above, that used the
+    /// most CPU between two [`procstat::all_cpu_ticks`] snapshots, in CPU
+    /// seconds (processes born and gone in between are not seen).
+    pub fn busiest_others(
+        &self,
+        before: &HashMap<u32, (String, u64)>,
+        after: &HashMap<u32, (String, u64)>,
+    ) -> Vec<(String, f64)> {
+        let ours: Vec<u32> = self
+            .stoker
+            .into_iter()
+            .chain(self.services.iter().filter_map(|(_, pid)| *pid))
+            .chain([self.bench])
+            .collect();
+        let mut per_command: HashMap<&str, u64> = HashMap::new();
+        for (pid, (command, ticks)) in after {
+            if ours.contains(pid) {
+                continue;
+            }
+            let earlier = before.get(pid).map_or(0, |(_, ticks)| *ticks);
+            *per_command.entry(command.as_str()).or_default() += ticks.saturating_sub(earlier);
+        }
+        let mut busiest: Vec<(String, f64)> = per_command
+            .into_iter()
+            .filter(|(_, ticks)| *ticks > 0)
+            .map(|(command, ticks)| (command.to_owned(), ticks as f64 / self.ticks))
+            .collect();
+        busiest.sort_by(|a, b| b.1.total_cmp(&a.1));
+        busiest.truncate(3);
+        busiest
+    }
+}
+
+/// CPU seconds (user + system) per process of [`Procs`]; `NaN` where
+/// unknown. A difference of two is the CPU time between them.
+#[derive(Debug, Clone, Default)]
+pub struct Cpu {
+    stoker: f64,
+    services: Vec<(&'static str, f64)>,
+    bench: f64,
+    /// Every process of the machine, where asked for.
+    machine: Option<f64>,
+}
+
+impl std::ops::Sub<&Cpu> for Cpu {
+    type Output = Cpu;
+    fn sub(self, earlier: &Cpu) -> Cpu {
+        Cpu {
+            stoker: self.stoker - earlier.stoker,
+            services: self
+                .services
+                .iter()
+                .zip(&earlier.services)
+                .map(|((name, now), (_, then))| (*name, now - then))
+                .collect(),
+            bench: self.bench - earlier.bench,
+            machine: self
+                .machine
+                .zip(earlier.machine)
+                .map(|(now, then)| now - then),
+        }
+    }
+}
+
+impl std::ops::Sub for Cpu {
+    type Output = Cpu;
+    fn sub(self, earlier: Cpu) -> Cpu {
+        self - &earlier
+    }
+}
+
+impl Cpu {
+    pub fn stoker(&self) -> f64 {
+        self.stoker
+    }
+
+    /// The service of that name in [`Procs::new`]; `NaN` if none.
+    pub fn service(&self, name: &str) -> f64 {
+        self.services
+            .iter()
+            .find(|(service, _)| *service == name)
+            .map_or(f64::NAN, |(_, seconds)| *seconds)
+    }
+
+    /// E.g. `stoker 1.2 s (60%), influxd 0.4 s (20%), bench 0.1 s (5%)`
+    /// over `elapsed` seconds; Stoker only where it was measured.
+    pub fn describe(&self, elapsed: f64) -> String {
+        let part = |name: &str, seconds: f64| {
+            if seconds.is_nan() {
+                format!("{name} n/a")
+            } else {
+                format!("{name} {seconds:.1} s ({:.0}%)", seconds / elapsed * 100.0)
+            }
+        };
+        let mut parts = Vec::new();
+        if !self.stoker.is_nan() {
+            parts.push(part("stoker", self.stoker));
+        }
+        for (name, seconds) in &self.services {
+            parts.push(part(name, *seconds));
+        }
+        parts.push(part("bench", self.bench));
+        if let Some(machine) = self.machine {
+            let ours = [self.stoker, self.bench]
+                .into_iter()
+                .chain(self.services.iter().map(|(_, seconds)| *seconds))
+                .filter(|seconds| !seconds.is_nan())
+                .sum::<f64>();
+            parts.push(part("everything else", (machine - ours).max(0.0)));
+        }
+        parts.join(", ")
+    }
+
+    /// `{"stoker": …, <services>…, "bench": …[, "machine": …]}`, `null` where unknown.
+    pub fn json(&self) -> Value {
+        let number = |seconds: f64| Value::from((!seconds.is_nan()).then_some(seconds));
+        let mut object = serde_json::Map::new();
+        object.insert("stoker".into(), number(self.stoker));
+        for (name, seconds) in &self.services {
+            object.insert((*name).into(), number(*seconds));
+        }
+        object.insert("bench".into(), number(self.bench));
+        if let Some(machine) = self.machine {
+            object.insert("machine".into(), number(machine));
+        }
+        Value::Object(object)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn cpu(stoker: f64, influxd: f64, machine: Option<f64>) -> Cpu {
+        Cpu {
+            stoker,
+            services: vec![("influxd", influxd)],
+            bench: 1.0,
+            machine,
+        }
+    }
+
+    #[test]
+    fn cpu_is_described_per_process() {
+        let spent = cpu(3.0, 2.0, None) - cpu(1.0, f64::NAN, None);
+        assert_eq!(spent.stoker(), 2.0);
+        assert!(spent.service("influxd").is_nan());
+        assert!(spent.service("mosquitto").is_nan());
+        assert_eq!(
+            spent.describe(4.0),
+            "stoker 2.0 s (50%), influxd n/a, bench 0.0 s (0%)"
+        );
+        assert_eq!(
+            cpu(f64::NAN, 1.0, None).describe(2.0),
+            "influxd 1.0 s (50%), bench 1.0 s (50%)"
+        );
+        assert_eq!(
+            cpu(1.0, 1.0, Some(5.0)).describe(10.0),
+            "stoker 1.0 s (10%), influxd 1.0 s (10%), bench 1.0 s (10%), everything else 2.0 s (20%)"
+        );
+        assert_eq!(
+            cpu(f64::NAN, 0.5, Some(2.0)).json().to_string(),
+            r#"{"bench":1.0,"influxd":0.5,"machine":2.0,"stoker":null}"#
+        );
+    }
+
+    #[test]
+    fn log_tails_are_indented() {
+        let dir = ScratchDir::create("stoker-bench-test").unwrap();
+        let path = dir.path().join("log");
+        std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
+        assert_eq!(log_tail(&path, 2), "    two\n    three");
+        let kept = dir.path().to_owned();
+        drop(dir);
+        assert!(!kept.exists());
+    }
+}
