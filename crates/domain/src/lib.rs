@@ -20,11 +20,13 @@
 //! assert!(SiteSlug::parse("Boiler House").is_err());
 //! ```
 
+mod broker;
 mod ids;
 mod range;
 mod secret;
 mod time;
 
+pub use broker::BrokerAddress;
 pub use ids::{SensorKey, SensorType, SiteSlug, Unit};
 pub use range::ValidRange;
 pub use secret::{Secret, redact_url};

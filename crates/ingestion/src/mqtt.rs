@@ -82,27 +82,10 @@ pub fn client_options(url: &str, client_id: &str) -> Result<rumqttc::MqttOptions
         url: stoker_domain::redact_url(url),
         reason,
     };
-    let parsed = url::Url::parse(url).map_err(|error| invalid(error.to_string()))?;
-    match parsed.scheme() {
-        "mqtt" | "tcp" => {}
-        "mqtts" | "ssl" => {
-            return Err(invalid(
-                "TLS (mqtts://) is not supported yet; use mqtt://".into(),
-            ));
-        }
-        other => {
-            return Err(invalid(format!(
-                "unknown scheme {other:?}; use mqtt://host:port"
-            )));
-        }
-    }
-    let host = parsed
-        .host_str()
-        .filter(|host| !host.is_empty())
-        .ok_or_else(|| invalid("no host".into()))?;
-    let mut options = rumqttc::MqttOptions::new(client_id, host, parsed.port().unwrap_or(1883));
-    if !parsed.username().is_empty() {
-        options.set_credentials(parsed.username(), parsed.password().unwrap_or_default());
+    let address = stoker_domain::BrokerAddress::parse(url).map_err(invalid)?;
+    let mut options = rumqttc::MqttOptions::new(client_id, address.host, address.port);
+    if let Some((user, password)) = address.credentials {
+        options.set_credentials(user, password);
     }
     options
         .set_keep_alive(Duration::from_secs(30))
