@@ -285,6 +285,23 @@ impl Influx {
         Ok(series.iter().flat_map(Series::rows).collect())
     }
 
+    /// Per-bucket statistics of every series `filter` selects over
+    /// `[start, end)`, in `bucket_ms` buckets aligned to the epoch (see
+    /// [`BucketStats`]); empty buckets are left out, and series without a
+    /// reading in the range are absent.
+    pub async fn bucket_stats(
+        &self,
+        filter: &crate::SeriesFilter,
+        start: EpochMillis,
+        end: EpochMillis,
+        bucket_ms: u64,
+    ) -> Result<Vec<SeriesBuckets>> {
+        let series = self
+            .query(&influxql::bucket_stats(filter, start, end, bucket_ms))
+            .await?;
+        series.into_iter().map(SeriesBuckets::from_series).collect()
+    }
+
     /// Runs a read query built by `influxql` and returns its series.
     async fn query(&self, query: &str) -> Result<Vec<Series>> {
         let request = self.request(Method::GET, "query").query(&[
@@ -466,6 +483,88 @@ struct StatementResult {
     #[serde(default)]
     series: Vec<Series>,
     error: Option<String>,
+}
+
+/// The readings of one bucket of one series, as InfluxDB sums them up.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct BucketStats {
+    /// The bucket's start.
+    pub start: EpochMillis,
+    /// Readings in the bucket (at least 1).
+    pub count: u64,
+    /// Their sum.
+    pub sum: f64,
+    /// The lowest.
+    pub min: f64,
+    /// The highest.
+    pub max: f64,
+    /// The oldest.
+    pub first: f64,
+    /// The newest.
+    pub last: f64,
+    /// Sample standard deviation; 0 for a single reading.
+    pub stddev: f64,
+}
+
+/// One series' buckets, oldest first.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SeriesBuckets {
+    /// The `site` tag.
+    pub site: String,
+    /// The `sensor` tag.
+    pub sensor: String,
+    /// Its non-empty buckets, oldest first.
+    pub buckets: Vec<BucketStats>,
+}
+
+impl SeriesBuckets {
+    fn from_series(series: Series) -> Result<Self> {
+        let tag = |name: &str| series.tags.get(name).cloned().unwrap_or_default();
+        let (site, sensor) = (tag("site"), tag("sensor"));
+        let malformed = |row: &[serde_json::Value]| {
+            Error::Decode(format!(
+                "bucket row of {site}/{sensor} is not [time, {}]: {row:?}",
+                influxql::BUCKET_COLUMNS.join(", ")
+            ))
+        };
+        let mut buckets = Vec::with_capacity(series.values.len());
+        for row in &series.values {
+            let number = |index: usize| row.get(index).and_then(serde_json::Value::as_f64);
+            let start = row
+                .first()
+                .and_then(serde_json::Value::as_i64)
+                .and_then(|millis| EpochMillis::from_millis(millis).ok())
+                .ok_or_else(|| malformed(row))?;
+            let count = row
+                .get(1)
+                .and_then(serde_json::Value::as_u64)
+                .ok_or_else(|| malformed(row))?;
+            if count == 0 {
+                continue;
+            }
+            let (Some(sum), Some(min), Some(max), Some(first), Some(last)) =
+                (number(2), number(3), number(4), number(5), number(6))
+            else {
+                return Err(malformed(row));
+            };
+            buckets.push(BucketStats {
+                start,
+                count,
+                sum,
+                min,
+                max,
+                first,
+                last,
+                // InfluxDB answers null for a single reading.
+                stddev: number(7).unwrap_or(0.0),
+            });
+        }
+        Ok(Self {
+            site,
+            sensor,
+            buckets,
+        })
+    }
 }
 
 /// One series of a query answer: a tag set and rows of `[time, value]`.

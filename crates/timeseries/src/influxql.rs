@@ -5,7 +5,7 @@
 
 use std::fmt::Write as _;
 
-use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
+use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug};
 
 use crate::line::MEASUREMENT;
 
@@ -140,9 +140,124 @@ pub(crate) fn history(
     )
 }
 
+/// Which series a query reads: those matching any of `any_of`; every
+/// series when empty.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesFilter {
+    /// Conjunctions of tag equalities, OR-ed together.
+    pub any_of: Vec<SeriesMatch>,
+}
+
+/// Tags a series must have; `None` matches any value.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SeriesMatch {
+    /// The `site` tag.
+    pub site: Option<SiteSlug>,
+    /// The `sensor` tag.
+    pub sensor: Option<SensorKey>,
+    /// The `type` tag.
+    pub sensor_type: Option<SensorType>,
+}
+
+impl SeriesFilter {
+    /// ` AND (…)` for the WHERE clause; empty when every series is read
+    /// (no conjunctions, or one that matches everything).
+    fn condition(&self) -> String {
+        let mut alternatives = Vec::with_capacity(self.any_of.len());
+        for matched in &self.any_of {
+            let mut terms = Vec::with_capacity(3);
+            if let Some(site) = &matched.site {
+                terms.push(format!("\"site\" = {}", literal(site.as_str())));
+            }
+            if let Some(sensor) = &matched.sensor {
+                terms.push(format!("\"sensor\" = {}", literal(sensor.as_str())));
+            }
+            if let Some(sensor_type) = &matched.sensor_type {
+                terms.push(format!("\"type\" = {}", literal(sensor_type.as_str())));
+            }
+            if terms.is_empty() {
+                return String::new();
+            }
+            alternatives.push(format!("({})", terms.join(" AND ")));
+        }
+        if alternatives.is_empty() {
+            String::new()
+        } else {
+            format!(" AND ({})", alternatives.join(" OR "))
+        }
+    }
+}
+
+/// The columns of [`bucket_stats`], in order after `time`.
+pub(crate) const BUCKET_COLUMNS: [&str; 7] =
+    ["count", "sum", "min", "max", "first", "last", "stddev"];
+
+/// Per series (site, sensor) and per `bucket_ms` bucket (aligned to the
+/// epoch) of `[start, end)`: count, sum, min, max, first, last and sample
+/// standard deviation of the readings; empty buckets left out.
+pub(crate) fn bucket_stats(
+    filter: &SeriesFilter,
+    start: EpochMillis,
+    end: EpochMillis,
+    bucket_ms: u64,
+) -> String {
+    format!(
+        "SELECT count(\"value\"), sum(\"value\"), min(\"value\"), max(\"value\"), \
+         first(\"value\"), last(\"value\"), stddev(\"value\") FROM {} \
+         WHERE time >= {}ms AND time < {}ms{} GROUP BY time({}ms), \"site\", \"sensor\" fill(none)",
+        identifier(MEASUREMENT),
+        start.as_millis(),
+        end.as_millis(),
+        filter.condition(),
+        bucket_ms.max(1),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bucket_stats_filters_by_any_of_the_matches() {
+        let filter = SeriesFilter {
+            any_of: vec![
+                SeriesMatch {
+                    site: Some(SiteSlug::parse("b-1").unwrap()),
+                    sensor_type: Some(SensorType::parse("pressure").unwrap()),
+                    ..SeriesMatch::default()
+                },
+                SeriesMatch {
+                    sensor: Some(SensorKey::parse("t_1").unwrap()),
+                    ..SeriesMatch::default()
+                },
+            ],
+        };
+        let query = bucket_stats(
+            &filter,
+            EpochMillis::from_millis(0).unwrap(),
+            EpochMillis::from_millis(60_000).unwrap(),
+            10_000,
+        );
+        assert_eq!(
+            query,
+            "SELECT count(\"value\"), sum(\"value\"), min(\"value\"), max(\"value\"), \
+             first(\"value\"), last(\"value\"), stddev(\"value\") FROM \"readings\" \
+             WHERE time >= 0ms AND time < 60000ms AND ((\"site\" = 'b-1' AND \"type\" = 'pressure') \
+             OR (\"sensor\" = 't_1')) GROUP BY time(10000ms), \"site\", \"sensor\" fill(none)"
+        );
+        let everything = SeriesFilter {
+            any_of: vec![SeriesMatch::default(), filter.any_of[0].clone()],
+        };
+        assert!(
+            !bucket_stats(
+                &everything,
+                EpochMillis::from_millis(0).unwrap(),
+                EpochMillis::from_millis(1).unwrap(),
+                1
+            )
+            .contains("site\" =")
+        );
+    }
 
     #[test]
     fn history_groups_by_time_with_every_value_quoted() {

@@ -38,8 +38,8 @@ mod influxql;
 mod line;
 mod options;
 
-pub use client::{Flavor, Influx, LatestPoint};
-pub use influxql::Aggregate;
+pub use client::{BucketStats, Flavor, Influx, LatestPoint, SeriesBuckets};
+pub use influxql::{Aggregate, SeriesFilter, SeriesMatch};
 pub use line::LineBatch;
 pub use options::InfluxOptions;
 

@@ -80,3 +80,82 @@ async fn an_unreachable_server_is_a_transient_error_naming_the_url() {
     assert!(error.is_transient());
     assert!(error.to_string().contains("127.0.0.1:9"), "{error}");
 }
+
+#[tokio::test]
+async fn bucket_stats_sum_up_each_series_per_bucket() {
+    let test = TestInflux::create().await;
+    let influx = test.influx();
+    let (site, sensor, sensor_type) = ids();
+    let other = SensorKey::parse("b1_flue_temp").unwrap();
+    let elsewhere = SiteSlug::parse("boiler-house-2").unwrap();
+    let start = EpochMillis::from_millis(1_732_269_600_000).unwrap();
+    let mut batch = LineBatch::default();
+    // Bucket 0: 1, 3; bucket 1: nothing; bucket 2: 8.
+    for (offset, value) in [(0, 1.0), (4_000, 3.0), (21_000, 8.0)] {
+        batch.push(
+            &site,
+            &sensor,
+            &sensor_type,
+            value,
+            start.plus_millis(offset),
+        );
+    }
+    batch.push(&site, &other, &sensor_type, 5.0, start.plus_millis(1_000));
+    batch.push(
+        &elsewhere,
+        &sensor,
+        &sensor_type,
+        7.0,
+        start.plus_millis(1_000),
+    );
+    influx.write(&batch).await.unwrap();
+
+    let only = stoker_timeseries::SeriesFilter {
+        any_of: vec![stoker_timeseries::SeriesMatch {
+            site: Some(site.clone()),
+            sensor: Some(sensor.clone()),
+            sensor_type: None,
+        }],
+    };
+    let series = influx
+        .bucket_stats(&only, start, start.plus_millis(30_000), 10_000)
+        .await
+        .unwrap();
+    assert_eq!(series.len(), 1, "{series:?}");
+    assert_eq!(
+        (series[0].site.as_str(), series[0].sensor.as_str()),
+        (site.as_str(), sensor.as_str())
+    );
+    let buckets = &series[0].buckets;
+    assert_eq!(
+        buckets.len(),
+        2,
+        "the empty bucket is left out: {buckets:?}"
+    );
+    assert_eq!(buckets[0].start, start);
+    assert_eq!(
+        (
+            buckets[0].count,
+            buckets[0].sum,
+            buckets[0].min,
+            buckets[0].max,
+            buckets[0].first,
+            buckets[0].last
+        ),
+        (2, 4.0, 1.0, 3.0, 1.0, 3.0)
+    );
+    assert!((buckets[0].stddev - 2.0_f64.sqrt()).abs() < 1e-12);
+    assert_eq!(buckets[1].start, start.plus_millis(20_000));
+    assert_eq!((buckets[1].count, buckets[1].stddev), (1, 0.0));
+
+    let all = influx
+        .bucket_stats(
+            &Default::default(),
+            start,
+            start.plus_millis(30_000),
+            10_000,
+        )
+        .await
+        .unwrap();
+    assert_eq!(all.len(), 3);
+}
