@@ -4,7 +4,8 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::fleet::{MAX_SENSORS_PER_SITE, is_identifier};
+use crate::faults::{DEFAULT_FAULT_CYCLE, MIN_FAULT_CYCLE};
+use crate::fleet::{MAX_SENSORS_PER_SITE, is_identifier, site_slug};
 
 /// The highest rate a site may publish at. Timestamps are whole
 /// milliseconds and InfluxDB identifies a point by its tags and timestamp,
@@ -72,6 +73,27 @@ pub struct SimulateArgs {
     /// at start so a run can be repeated.
     #[arg(long)]
     pub seed: Option<u64>,
+
+    /// Inject sensor faults into the first site's boiler 1, so that alert
+    /// rules fire and clear: the flue O2 sticks, the feedwater temperature
+    /// drifts, the flue temperature spikes, the feedwater flow falls silent,
+    /// and the steam pressure goes through an overpressure episode. The
+    /// schedule repeats every --fault-cycle and does not depend on --seed;
+    /// each fault's start and end is logged.
+    #[arg(long)]
+    pub faults: bool,
+
+    /// Length of the fault schedule, which repeats from the start of the
+    /// run. Every start, duration and period in it scales with the cycle,
+    /// the faulty values do not; cycles much shorter than the default are
+    /// for tests.
+    #[arg(
+        long,
+        default_value = "8m",
+        value_parser = parse_fault_cycle,
+        requires = "faults"
+    )]
+    pub fault_cycle: Duration,
 }
 
 // Written by hand rather than derived so that the API key never reaches a
@@ -91,6 +113,8 @@ impl std::fmt::Debug for SimulateArgs {
             .field("api_key", &self.api_key.as_ref().map(|_| "<redacted>"))
             .field("topic_prefix", &self.topic_prefix)
             .field("seed", &self.seed)
+            .field("faults", &self.faults)
+            .field("fault_cycle", &self.fault_cycle)
             .finish()
     }
 }
@@ -110,6 +134,8 @@ impl Default for SimulateArgs {
             api_key: None,
             topic_prefix: String::new(),
             seed: None,
+            faults: false,
+            fault_cycle: DEFAULT_FAULT_CYCLE,
         }
     }
 }
@@ -135,7 +161,7 @@ impl SimulateArgs {
             return Err(Error::NoMessages);
         }
         // The longest slug is the one of the last site.
-        let longest_slug = format!("{}-{}", self.site_prefix, self.sites);
+        let longest_slug = site_slug(&self.site_prefix, self.sites);
         if !is_identifier(&longest_slug) {
             return Err(Error::InvalidSitePrefix {
                 prefix: self.site_prefix.clone(),
@@ -146,7 +172,7 @@ impl SimulateArgs {
                 prefix: self.topic_prefix.clone(),
             });
         }
-        Ok(())
+        check_fault_cycle(self.fault_cycle)
     }
 }
 
@@ -167,6 +193,21 @@ fn check_rate(rate: f64) -> Result<()> {
         Ok(())
     } else {
         Err(Error::InvalidRate { rate })
+    }
+}
+
+/// Parses `--fault-cycle`: a duration of at least a second, e.g. "8m".
+fn parse_fault_cycle(text: &str) -> std::result::Result<Duration, String> {
+    let cycle = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    check_fault_cycle(cycle).map_err(|error| error.to_string())?;
+    Ok(cycle)
+}
+
+fn check_fault_cycle(cycle: Duration) -> Result<()> {
+    if cycle >= MIN_FAULT_CYCLE {
+        Ok(())
+    } else {
+        Err(Error::InvalidFaultCycle { cycle })
     }
 }
 
@@ -243,6 +284,8 @@ mod tests {
         assert_eq!(parsed.qos, 1);
         assert_eq!(parsed.site_prefix, "boiler-house");
         assert_eq!(parsed.seed, None);
+        assert!(!parsed.faults);
+        assert_eq!(parsed.fault_cycle, default.fault_cycle);
         parsed.validate().unwrap();
     }
 
@@ -269,6 +312,9 @@ mod tests {
             "test-1/",
             "--seed",
             "42",
+            "--faults",
+            "--fault-cycle",
+            "90s",
         ])
         .unwrap();
         assert_eq!(parsed.sites, 100);
@@ -281,6 +327,8 @@ mod tests {
         assert_eq!(parsed.seed_api.as_deref(), Some("http://127.0.0.1:8080"));
         assert_eq!(parsed.topic_prefix, "test-1/");
         assert_eq!(parsed.seed, Some(42));
+        assert!(parsed.faults);
+        assert_eq!(parsed.fault_cycle, Duration::from_secs(90));
         parsed.validate().unwrap();
     }
 
@@ -298,6 +346,10 @@ mod tests {
             &["--site-prefix", "Boiler House"],
             &["--site-prefix", "-x"],
             &["--topic-prefix", "a/#/"],
+            &["--faults", "--fault-cycle", "500ms"],
+            &["--faults", "--fault-cycle", "often"],
+            // A cycle without faults is a mistake worth pointing out.
+            &["--fault-cycle", "1m"],
         ] {
             assert!(parse(arguments).is_err(), "{arguments:?} was accepted");
         }
@@ -336,6 +388,11 @@ mod tests {
             },
             SimulateArgs {
                 topic_prefix: "+/".to_owned(),
+                ..SimulateArgs::default()
+            },
+            SimulateArgs {
+                faults: true,
+                fault_cycle: Duration::from_millis(999),
                 ..SimulateArgs::default()
             },
         ];

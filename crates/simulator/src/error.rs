@@ -56,6 +56,13 @@ pub enum Error {
         prefix: String,
     },
 
+    /// `--fault-cycle` is shorter than a second.
+    #[error("--fault-cycle must be at least 1s, not {cycle:?}")]
+    InvalidFaultCycle {
+        /// The rejected cycle.
+        cycle: Duration,
+    },
+
     /// `--seed-api` is not an absolute http(s) URL.
     #[error("--seed-api `{url}` is not an http(s) base URL: {reason}")]
     InvalidSeedApiUrl {

@@ -181,9 +181,9 @@ pub struct SensorSpec {
 pub fn fleet(args: &SimulateArgs) -> Vec<SiteSpec> {
     let sensors: Vec<SensorSpec> = (0..args.sensors as usize)
         .map(|index| {
-            let (boiler, entry) = sensor_slot(index);
+            let (_, entry) = sensor_slot(index);
             SensorSpec {
-                key: format!("b{}_{}", boiler + 1, entry.name),
+                key: sensor_key(index),
                 sensor_type: entry.sensor_type.to_owned(),
                 unit: entry.unit.to_owned(),
                 min: entry.min,
@@ -194,12 +194,23 @@ pub fn fleet(args: &SimulateArgs) -> Vec<SiteSpec> {
     let name_prefix = display_name(&args.site_prefix);
     (1..=args.sites)
         .map(|number| SiteSpec {
-            slug: format!("{}-{number}", args.site_prefix),
+            slug: site_slug(&args.site_prefix, number),
             name: format!("{name_prefix} {number}"),
             timezone: TIMEZONE.to_owned(),
             sensors: sensors.clone(),
         })
         .collect()
+}
+
+/// The slug of the site numbered `number` (counting from 1).
+pub(crate) fn site_slug(site_prefix: &str, number: u32) -> String {
+    format!("{site_prefix}-{number}")
+}
+
+/// The key of a site's sensor by position: `b{boiler}_{measurement}`.
+pub(crate) fn sensor_key(index: usize) -> String {
+    let (boiler, entry) = sensor_slot(index);
+    format!("b{}_{}", boiler + 1, entry.name)
 }
 
 /// "boiler-house" → "Boiler house".

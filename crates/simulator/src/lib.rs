@@ -10,11 +10,14 @@
 //! publishes all its readings in one message to
 //! `{topic_prefix}sites/{site}/telemetry`:
 //! `{"ts": 1732269600000, "values": {"b1_steam_pressure": 10.43, …}}`.
+//! With `--faults`, some of the first site's sensors misbehave on a fixed
+//! schedule ([`fault_plan`]), so that alert rules have something to catch.
 //!
 //! Layout:
 //! - `args`: [`SimulateArgs`], the clap options of `stoker simulate`;
 //! - `fleet`: the sensor catalogue and [`fleet`], the sites a run publishes;
 //! - `signal`: the process model behind the readings;
+//! - `faults`: the faults `--faults` injects, and when;
 //! - `payload`: the message body, written into one buffer per message;
 //! - `seeding`: creating the sites and sensors through Stoker's HTTP API;
 //! - `run`: [`run`], the publishing loop and the MQTT event loop.
@@ -41,6 +44,7 @@
 
 mod args;
 mod error;
+mod faults;
 mod fleet;
 mod payload;
 mod run;
@@ -49,5 +53,6 @@ mod signal;
 
 pub use args::SimulateArgs;
 pub use error::{Error, Result};
+pub use faults::{FaultKind, FaultSpec, fault_plan};
 pub use fleet::{SensorSpec, SiteSpec, fleet};
 pub use run::{Summary, run};

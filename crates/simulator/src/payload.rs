@@ -41,23 +41,28 @@ impl Encoder {
     }
 
     /// The payload of one message; `reading(i)` gives the value of the
-    /// `i`-th sensor. Readings are rounded to two decimals, which is finer
-    /// than the sensors' noise.
+    /// `i`-th sensor, or `None` to leave that sensor out. Readings are
+    /// rounded to two decimals, which is finer than the sensors' noise.
     pub(crate) fn encode(
         &mut self,
         ts_millis: i64,
-        mut reading: impl FnMut(usize) -> f64,
+        mut reading: impl FnMut(usize) -> Option<f64>,
     ) -> Vec<u8> {
         let mut payload = String::with_capacity(self.capacity);
         // Writing into a String cannot fail, so the fmt::Results are ignored.
         let _ = write!(payload, r#"{{"ts":{ts_millis},"values":{{"#);
+        let mut first = true;
         for (index, key) in self.rendered_keys.iter().enumerate() {
-            if index > 0 {
+            let Some(value) = reading(index) else {
+                continue;
+            };
+            if !first {
                 payload.push(',');
             }
+            first = false;
             payload.push_str(key);
             // Adding 0.0 turns -0.0 into 0.0, so no "-0.00" appears.
-            let _ = write!(payload, "{:.2}", reading(index) + 0.0);
+            let _ = write!(payload, "{:.2}", value + 0.0);
         }
         payload.push_str("}}");
         self.capacity = self.capacity.max(payload.len());
@@ -79,7 +84,7 @@ mod tests {
         });
         let mut encoder = Encoder::new(&sites[0].sensors);
         let values = [10.434_999, 181.2, -0.0];
-        let payload = encoder.encode(1_732_269_600_000, |index| values[index]);
+        let payload = encoder.encode(1_732_269_600_000, |index| Some(values[index]));
         assert_eq!(
             std::str::from_utf8(&payload).unwrap(),
             r#"{"ts":1732269600000,"values":{"b1_steam_pressure":10.43,"b1_flue_temp":181.20,"b1_water_temp":0.00}}"#
@@ -92,6 +97,25 @@ mod tests {
     }
 
     #[test]
+    fn payload_leaves_out_silent_sensors() {
+        let sites = fleet(&SimulateArgs {
+            sensors: 3,
+            ..SimulateArgs::default()
+        });
+        let mut encoder = Encoder::new(&sites[0].sensors);
+        let payload = encoder.encode(5, |index| (index != 0).then_some(1.5));
+        assert_eq!(
+            std::str::from_utf8(&payload).unwrap(),
+            r#"{"ts":5,"values":{"b1_flue_temp":1.50,"b1_water_temp":1.50}}"#
+        );
+        let payload = encoder.encode(5, |index| (index != 1).then_some(1.5));
+        assert_eq!(
+            std::str::from_utf8(&payload).unwrap(),
+            r#"{"ts":5,"values":{"b1_steam_pressure":1.50,"b1_water_temp":1.50}}"#
+        );
+    }
+
+    #[test]
     fn payload_with_every_sensor_parses_and_fits_its_buffer() {
         let sites = fleet(&SimulateArgs {
             sensors: 1000,
@@ -99,7 +123,7 @@ mod tests {
         });
         let mut encoder = Encoder::new(&sites[0].sensors);
         let capacity = encoder.capacity;
-        let payload = encoder.encode(1, |_| 1999.99);
+        let payload = encoder.encode(1, |_| Some(1999.99));
         assert!(payload.len() <= capacity, "{} > {capacity}", payload.len());
         assert!(payload.len() < 256 * 1024);
         let parsed: serde_json::Value = serde_json::from_slice(&payload).unwrap();

@@ -11,6 +11,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::args::SimulateArgs;
 use crate::error::{Error, Result};
+use crate::faults::{FaultSpec, SiteFaults, fault_plan};
 use crate::fleet::{SiteSpec, fleet};
 use crate::payload::Encoder;
 use crate::seeding::seed_fleet;
@@ -38,7 +39,8 @@ const BEHIND_TOLERANCE: Duration = Duration::from_secs(1);
 pub struct Summary {
     /// Messages published (one per site and tick).
     pub messages: u64,
-    /// Readings published (messages × sensors per site).
+    /// Readings published: messages × sensors per site, less those of
+    /// sensors that a fault silenced.
     pub readings: u64,
     /// From the first publish until the broker confirmed the last message.
     pub elapsed: Duration,
@@ -155,7 +157,8 @@ async fn publish_and_confirm(
     shutdown: &CancellationToken,
 ) -> Result<Summary> {
     let started = Instant::now();
-    let messages = publish(args, seed, sites, client, qos, shutdown).await?;
+    let Published { messages, readings } =
+        publish(args, seed, sites, client, qos, shutdown).await?;
     let confirmed_count = || match qos {
         QoS::AtMostOnce => confirmations.sent.load(Ordering::Relaxed),
         _ => confirmations.acknowledged.load(Ordering::Relaxed),
@@ -173,13 +176,20 @@ async fn publish_and_confirm(
     }
     Ok(Summary {
         messages,
-        readings: messages * u64::from(args.sensors),
+        readings,
         elapsed: started.elapsed(),
     })
 }
 
-/// Publishes on schedule and returns how many messages were handed to the
-/// client.
+/// What `publish` handed to the client.
+#[derive(Debug, Clone, Copy)]
+struct Published {
+    messages: u64,
+    readings: u64,
+}
+
+/// Publishes on schedule and returns how many messages and readings were
+/// handed to the client.
 ///
 /// The schedule is computed, not ticked: message `k` (of all sites, round
 /// robin) is due at `start + k / (rate × sites)`, which spreads the sites
@@ -194,18 +204,21 @@ async fn publish(
     client: &AsyncClient,
     qos: QoS,
     shutdown: &CancellationToken,
-) -> Result<u64> {
+) -> Result<Published> {
     let tick_seconds = 1.0 / args.rate;
     let site_count = sites.len() as u64;
     let spacing_seconds = tick_seconds / sites.len() as f64;
     let sensors = args.sensors as usize;
     let mut encoder = Encoder::new(&sites[0].sensors);
+    let faults = fault_plan(args);
+    log_fault_plan(&faults);
     let mut runs: Vec<SiteRun> = sites
         .iter()
         .enumerate()
         .map(|(index, site)| SiteRun {
             topic: format!("{}sites/{}/telemetry", args.topic_prefix, site.slug),
-            signals: SiteSignals::new(seed, index, sensors, tick_seconds),
+            signals: SiteSignals::new(seed, index, sensors, tick_seconds)
+                .with_faults(SiteFaults::new(&faults, site)),
         })
         .collect();
 
@@ -213,12 +226,9 @@ async fn publish(
     let start_millis = chrono::Utc::now().timestamp_millis();
     let end = args.duration.map(|duration| start + duration);
     let limit = args.messages.unwrap_or(u64::MAX);
-    let mut progress = Progress::new(
-        start,
-        args.rate * sites.len() as f64,
-        u64::from(args.sensors),
-    );
+    let mut progress = Progress::new(start, args.rate * sites.len() as f64);
     let mut published: u64 = 0;
+    let mut readings: u64 = 0;
 
     while published < limit {
         let offset_seconds = published as f64 * spacing_seconds;
@@ -239,7 +249,12 @@ async fn publish(
         let site = &mut runs[(published % site_count) as usize];
         site.signals.step();
         let ts_millis = start_millis + (offset_seconds * 1000.0).round() as i64;
-        let payload = encoder.encode(ts_millis, |index| site.signals.reading(index));
+        let mut readings_in_message: u64 = 0;
+        let payload = encoder.encode(ts_millis, |index| {
+            let reading = site.signals.reading(index);
+            readings_in_message += u64::from(reading.is_some());
+            reading
+        });
         // rumqttc takes the topic by value; this clone and the payload are
         // the only allocations per message.
         tokio::select! {
@@ -248,16 +263,40 @@ async fn publish(
             sent = client.publish(site.topic.clone(), qos, false, payload) => sent?,
         }
         published += 1;
-        progress.maybe_log(published, due);
+        readings += readings_in_message;
+        progress.maybe_log(published, readings, due);
     }
     progress.log_behind_at_end(published);
-    Ok(published)
+    Ok(Published {
+        messages: published,
+        readings,
+    })
+}
+
+/// Says which faults the run will inject, and when.
+fn log_fault_plan(faults: &[FaultSpec]) {
+    for fault in faults {
+        let FaultSpec {
+            site, sensor, kind, ..
+        } = fault;
+        let start = humantime::format_duration(fault.start);
+        let duration = humantime::format_duration(fault.duration);
+        let cycle = humantime::format_duration(fault.cycle);
+        tracing::info!(
+            fault = %kind,
+            %site,
+            %sensor,
+            %start,
+            %duration,
+            %cycle,
+            "fault plan: {kind} on {site}/{sensor} from {start} for {duration}, every {cycle}"
+        );
+    }
 }
 
 /// The periodic progress log line.
 #[derive(Debug)]
 struct Progress {
-    readings_per_message: u64,
     target_rate: f64,
     next_log: Instant,
     last_log: Instant,
@@ -266,9 +305,8 @@ struct Progress {
 }
 
 impl Progress {
-    fn new(start: Instant, target_rate: f64, readings_per_message: u64) -> Self {
+    fn new(start: Instant, target_rate: f64) -> Self {
         Self {
-            readings_per_message,
             target_rate,
             next_log: start + PROGRESS_INTERVAL,
             last_log: start,
@@ -277,7 +315,7 @@ impl Progress {
         }
     }
 
-    fn maybe_log(&mut self, published: u64, due: Instant) {
+    fn maybe_log(&mut self, published: u64, readings: u64, due: Instant) {
         let now = Instant::now();
         self.worst_behind = self.worst_behind.max(now.saturating_duration_since(due));
         if now < self.next_log {
@@ -289,7 +327,7 @@ impl Progress {
         if self.worst_behind > BEHIND_TOLERANCE {
             tracing::warn!(
                 messages = published,
-                readings = published * self.readings_per_message,
+                readings,
                 rate,
                 target_rate = self.target_rate,
                 behind_ms,
@@ -298,7 +336,7 @@ impl Progress {
         } else {
             tracing::info!(
                 messages = published,
-                readings = published * self.readings_per_message,
+                readings,
                 rate,
                 target_rate = self.target_rate,
                 behind_ms,

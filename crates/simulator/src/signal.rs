@@ -2,13 +2,16 @@
 //! way a real plant's do: steam demand wanders slowly, the burner follows it,
 //! and every other quantity follows the burner through its own first-order
 //! lag. Readings add measurement noise and are clamped to the sensor's valid
-//! range, so ingestion never rejects them.
+//! range, so ingestion never rejects them. Injected faults (`--faults`) act
+//! on the readings, not on the model, and draw nothing from the random
+//! stream: every reading a fault leaves alone is the same as without faults.
 
 use std::f64::consts::TAU;
 
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
+use crate::faults::SiteFaults;
 use crate::fleet::{Measurement, boilers_for, sensor_slot};
 
 /// Burner firing is limited to this band, as by a real burner's turndown
@@ -276,6 +279,7 @@ pub(crate) struct SiteSignals {
     tick_seconds: f64,
     elapsed_seconds: f64,
     boilers: Vec<Boiler>,
+    faults: SiteFaults,
 }
 
 impl SiteSignals {
@@ -295,7 +299,13 @@ impl SiteSignals {
             tick_seconds,
             elapsed_seconds: 0.0,
             boilers,
+            faults: SiteFaults::default(),
         }
+    }
+
+    /// The same signals with `faults` injected.
+    pub(crate) fn with_faults(self, faults: SiteFaults) -> Self {
+        Self { faults, ..self }
     }
 
     /// Advances the plant by one tick.
@@ -304,21 +314,31 @@ impl SiteSignals {
         for boiler in &mut self.boilers {
             boiler.step(&mut self.rng, &self.smoothing, self.elapsed_seconds);
         }
+        self.faults.advance(self.elapsed_seconds);
     }
 
     /// The current reading of the site's sensor at `sensor_index` (message
-    /// order): finite and inside the sensor's valid range.
-    pub(crate) fn reading(&mut self, sensor_index: usize) -> f64 {
+    /// order): finite and inside the sensor's valid range, or `None` while
+    /// the sensor is silent.
+    pub(crate) fn reading(&mut self, sensor_index: usize) -> Option<f64> {
         let (boiler, entry) = sensor_slot(sensor_index);
         let (value, noise) = self.boilers[boiler].value(entry.measurement, self.elapsed_seconds);
-        let reading = value + noise * gaussian(&mut self.rng);
+        // The noise is drawn even for a sensor that a fault silences or
+        // overrides, so that the other sensors' readings stay the same.
+        let healthy = value + noise * gaussian(&mut self.rng);
+        let reading = self.faults.apply(
+            sensor_index,
+            self.elapsed_seconds,
+            self.tick_seconds,
+            healthy,
+        )?;
         // The model cannot produce NaN, but a reading ingestion would reject
         // must never leave the simulator, so guard rather than trust.
-        if reading.is_finite() {
+        Some(if reading.is_finite() {
             reading.clamp(entry.min, entry.max)
         } else {
             (entry.min + entry.max) / 2.0
-        }
+        })
     }
 }
 
@@ -336,7 +356,7 @@ mod tests {
                 signals.step();
                 for index in 0..sensors {
                     let (_, entry) = sensor_slot(index);
-                    let reading = signals.reading(index);
+                    let reading = signals.reading(index).unwrap();
                     assert!(reading.is_finite());
                     assert!(
                         (entry.min..=entry.max).contains(&reading),
@@ -359,7 +379,7 @@ mod tests {
         for _ in 0..steps {
             signals.step();
             for (index, (sum, min, max)) in sums.iter_mut().enumerate() {
-                let reading = signals.reading(index);
+                let reading = signals.reading(index).unwrap();
                 *sum += reading;
                 *min = min.min(reading);
                 *max = max.max(reading);
@@ -408,13 +428,52 @@ mod tests {
             (0..100)
                 .map(|_| {
                     signals.step();
-                    signals.reading(0)
+                    signals.reading(0).unwrap()
                 })
                 .collect::<Vec<_>>()
         };
         assert_eq!(run(7, 0), run(7, 0));
         assert_ne!(run(7, 0), run(7, 1));
         assert_ne!(run(7, 0), run(8, 0));
+    }
+
+    /// Readings of seed 7, site 0, 12 sensors at one tick a second, after
+    /// 150, 300, 450 and 600 ticks, as the payload writes them. Recorded
+    /// before fault injection existed: without `--faults` the signals must
+    /// not change.
+    const GOLDEN: [[&str; 12]; 4] = [
+        [
+            "10.36", "217.39", "108.61", "25.74", "49.27", "3.42", "88.45", "155.98", "1314.29",
+            "180.45", "10.58", "178.69",
+        ],
+        [
+            "10.37", "217.96", "108.42", "25.43", "50.61", "3.49", "86.68", "155.86", "1300.38",
+            "180.75", "10.60", "179.19",
+        ],
+        [
+            "10.52", "205.51", "107.79", "21.86", "47.09", "4.06", "67.71", "147.74", "1017.79",
+            "181.18", "10.57", "179.06",
+        ],
+        [
+            "10.53", "201.33", "108.06", "21.43", "49.26", "4.16", "67.06", "144.77", "1012.31",
+            "181.26", "10.65", "177.60",
+        ],
+    ];
+
+    #[test]
+    fn signals_without_faults_are_the_recorded_ones() {
+        let mut signals = SiteSignals::new(7, 0, 12, 1.0);
+        let mut rows = Vec::new();
+        for step in 1..=600 {
+            signals.step();
+            let row: Vec<String> = (0..12)
+                .map(|index| format!("{:.2}", signals.reading(index).unwrap() + 0.0))
+                .collect();
+            if step % 150 == 0 {
+                rows.push(row);
+            }
+        }
+        assert_eq!(rows, GOLDEN);
     }
 
     #[test]
