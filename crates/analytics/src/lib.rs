@@ -1,8 +1,72 @@
 //! Alert rules evaluated on the InfluxDB history.
 //!
-//! This crate is where rule evaluation lives: it will read the history
-//! through `stoker-timeseries` (batched InfluxQL, one query per group of
-//! rules sharing a window), keep alerts and their event trail in Postgres
-//! (schema `analytics`), and cache alert state in Redis. It holds no code
-//! yet; the crate exists so the workspace layout shows the whole data flow
-//! and nothing else grows alerting logic in the meantime.
+//! Layout:
+//! - `engine`: how a rule judges one sensor at one tick (pure; shared by
+//!   the live loop and the backtest).
+//! - `store`: alerts and their append-only event trail in Postgres; each
+//!   transition queues its notifications in the same transaction.
+//! - `notify`: the notification outbox (`analytics.notifications`): each
+//!   alert transition is announced on MQTT `alerts/{site}` and POSTed,
+//!   signed, to the configured webhooks, with retries and a bound.
+
+pub mod engine;
+pub mod notify;
+pub mod store;
+
+use stoker_metadata::Pool;
+
+mod embedded {
+    refinery::embed_migrations!("../../migrations/analytics");
+}
+
+/// Applies the `analytics` schema's migrations. Re-running is a no-op.
+pub async fn migrate(pool: &Pool) -> stoker_metadata::Result<()> {
+    stoker_metadata::run_schema_migrations(pool, "analytics", embedded::migrations::runner()).await
+}
+
+/// What can go wrong in analytics.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// No connection could be had from the pool.
+    #[error("Postgres is unavailable: {0}")]
+    Unavailable(#[from] deadpool_postgres::PoolError),
+    /// A query failed.
+    #[error("Postgres query failed: {0}")]
+    Query(#[from] tokio_postgres::Error),
+    /// Metadata (rules, sensors) could not be read.
+    #[error(transparent)]
+    Metadata(#[from] stoker_metadata::Error),
+    /// InfluxDB could not answer.
+    #[error(transparent)]
+    Influx(#[from] stoker_timeseries::Error),
+    /// No alert has this id.
+    #[error("alert {0} does not exist")]
+    AlertNotFound(uuid::Uuid),
+    /// The alert's state does not allow the change asked for.
+    #[error("alert {id} is {state}: it cannot be {action}")]
+    InvalidTransition {
+        /// The alert.
+        id: uuid::Uuid,
+        /// Its current state.
+        state: store::AlertState,
+        /// What was asked (`acknowledged`, `resolved`).
+        action: &'static str,
+    },
+    /// A stored row holds a value Stoker does not write.
+    #[error("stored {what} is invalid: {reason}")]
+    InvalidRow {
+        /// The kind of value.
+        what: &'static str,
+        /// Why it was refused.
+        reason: String,
+    },
+    /// The notification outbox refused the event.
+    #[error("notification outbox: {0}")]
+    Notify(#[from] notify::Error),
+    /// An event could not be written as JSON.
+    #[error("alert event cannot be encoded: {0}")]
+    Encode(String),
+}
+
+/// Analytics' results.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
