@@ -3,6 +3,10 @@
 //! Layout:
 //! - `engine`: how a rule judges one sensor at one tick (pure; shared by
 //!   the live loop and the backtest).
+//! - `evaluate`: rules applied to the sensors they select, grouped by plan
+//!   (one query per group and tick), stepped tick by tick; the backtest.
+//! - `live`: the evaluation loop (interval, grace, takeover, Redis mirror).
+//! - `leader`: the Postgres advisory lock that makes one process evaluate.
 //! - `store`: alerts and their append-only event trail in Postgres; each
 //!   transition queues its notifications in the same transaction.
 //! - `notify`: the notification outbox (`analytics.notifications`): each
@@ -10,6 +14,9 @@
 //!   signed, to the configured webhooks, with retries and a bound.
 
 pub mod engine;
+pub mod evaluate;
+pub mod leader;
+pub mod live;
 pub mod notify;
 pub mod store;
 
@@ -63,6 +70,15 @@ pub enum Error {
     /// The notification outbox refused the event.
     #[error("notification outbox: {0}")]
     Notify(#[from] notify::Error),
+    /// The leadership could not be taken or checked.
+    #[error("analytics leadership: {0}")]
+    Leader(String),
+    /// A time outside what InfluxDB stores.
+    #[error("time out of range: {0}")]
+    InvalidRange(String),
+    /// A backtest would read too much.
+    #[error("{0}")]
+    TooLarge(String),
     /// An event could not be written as JSON.
     #[error("alert event cannot be encoded: {0}")]
     Encode(String),

@@ -369,6 +369,46 @@ pub async fn clear_alert(
     settle(transaction, outbox, row, "resolved", clearing).await
 }
 
+/// Resolves an open alert on behalf of analytics for a reason other than
+/// its rule clearing (the rule was disabled or deleted, the sensor went);
+/// returns it when it was open.
+pub async fn retire(
+    pool: &Pool,
+    outbox: &dyn Outbox,
+    id: Uuid,
+    at: EpochMillis,
+    message: &str,
+) -> Result<Option<Alert>> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let at = timestamp(at);
+    let row = transaction
+        .query_opt(
+            &format!(
+                "UPDATE analytics.alerts
+                 SET state = 'resolved', resolved_at = $2, resolved_by = $3, version = version + 1
+                 WHERE id = $1 AND state <> 'resolved'
+                 RETURNING {COLUMNS}"
+            ),
+            &[&id, &at, &ANALYTICS],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let alert = alert_from_row(&row)?;
+    let draft = Draft {
+        transition: "resolved",
+        at,
+        actor: ANALYTICS,
+        value: None,
+        detail: message,
+    };
+    record(&transaction, outbox, &alert, draft).await?;
+    transaction.commit().await?;
+    Ok(Some(alert))
+}
+
 /// Acknowledges a firing alert on behalf of `actor`.
 pub async fn acknowledge(pool: &Pool, outbox: &dyn Outbox, id: Uuid, actor: &str) -> Result<Alert> {
     change_by_hand(pool, outbox, id, actor, Action::Acknowledge).await

@@ -18,6 +18,7 @@
 //! # Ok(()) }
 //! ```
 
+mod alert_state;
 mod dashboard;
 mod latest;
 
@@ -25,6 +26,7 @@ use std::time::Duration;
 
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
+pub use alert_state::{ALERT_STATE_TTL, AlertStateKey};
 pub use dashboard::DASHBOARD_TTL;
 pub use latest::LatestValue;
 

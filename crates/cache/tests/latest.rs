@@ -135,3 +135,47 @@ fn a_bad_url_is_refused_without_echoing_it() {
     assert!(error.contains("REDIS_URL"), "{error}");
     assert!(!error.contains("secret"), "{error}");
 }
+
+#[tokio::test]
+async fn alert_states_are_written_with_a_ttl_and_deleted() {
+    use stoker_cache::AlertStateKey;
+    let redis = TestRedis::new();
+    let cache = redis.cache();
+    let pending = AlertStateKey {
+        rule_id: "0190a2b4-0000-7000-8000-000000000001",
+        site: "boiler-house-1",
+        sensor: "b1_steam_pressure",
+    };
+    let firing = AlertStateKey {
+        sensor: "b1_flue_temp",
+        ..pending
+    };
+    cache
+        .write_alert_states(
+            &[
+                (pending, r#"{"phase":"pending"}"#.into()),
+                (firing, r#"{"phase":"firing"}"#.into()),
+            ],
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.alert_state(pending).await.unwrap().as_deref(),
+        Some(r#"{"phase":"pending"}"#)
+    );
+    let mut connection = redis.connection().await;
+    let key = format!(
+        "{}alert_state:0190a2b4-0000-7000-8000-000000000001:boiler-house-1:b1_flue_temp",
+        redis.prefix()
+    );
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!((290..=300).contains(&ttl), "ttl {ttl}");
+    cache.write_alert_states(&[], &[pending]).await.unwrap();
+    assert_eq!(cache.alert_state(pending).await.unwrap(), None);
+    assert!(cache.alert_state(firing).await.unwrap().is_some());
+}

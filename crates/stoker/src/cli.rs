@@ -2,6 +2,8 @@
 //! crates it wires together.
 
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
+use stoker_analytics::live::EvaluationOptions;
+use stoker_analytics::notify::NotifyOptions;
 use stoker_api::HttpOptions;
 use stoker_cache::RedisOptions;
 use stoker_ingestion::IngestOptions;
@@ -37,12 +39,14 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)]
 pub enum Command {
-    /// Run every role in one process: ingestion and the HTTP API (the default).
+    /// Run every role in one process: ingestion, alert evaluation and the HTTP API (the default).
     Serve(ServeArgs),
     /// Run the ingestion role alone (MQTT to InfluxDB and Redis).
     Ingest(IngestArgs),
     /// Run the HTTP API role alone (HTTP telemetry included, no MQTT).
     Api(ApiArgs),
+    /// Run alert evaluation alone: one of several such processes evaluates (Postgres advisory lock), every one sends notifications.
+    Analytics(AnalyticsArgs),
     /// Apply the Postgres migrations of every schema, then exit.
     Migrate(MigrateArgs),
     /// Check the configuration and every dependency; exit non-zero if any fails.
@@ -101,6 +105,36 @@ pub struct ServeArgs {
     pub ingest: IngestOptions,
     #[command(flatten)]
     pub http: HttpOptions,
+    #[command(flatten)]
+    pub evaluation: EvaluationOptions,
+    #[command(flatten)]
+    pub notify: NotifyOptions,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct AnalyticsArgs {
+    #[command(flatten)]
+    pub stores: StoreArgs,
+    #[command(flatten)]
+    pub evaluation: EvaluationOptions,
+    #[command(flatten)]
+    pub notify: NotifyOptions,
+    /// The broker alert notifications are published to (`alerts/{site}`).
+    #[arg(
+        id = "analytics_mqtt_url",
+        long = "mqtt-url",
+        env = "MQTT_URL",
+        default_value = "mqtt://127.0.0.1:1883"
+    )]
+    pub mqtt_url: String,
+    /// Where `stoker analytics` serves /healthz, /readyz and /metrics.
+    #[arg(
+        id = "analytics_metrics_addr",
+        long = "metrics-addr",
+        env = "METRICS_ADDR",
+        default_value = "127.0.0.1:9465"
+    )]
+    pub metrics_addr: std::net::SocketAddr,
 }
 
 #[derive(Debug, Clone, Args)]

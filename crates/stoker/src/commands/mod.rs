@@ -14,37 +14,56 @@ use crate::cli::Command;
 pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => {
-            run::roles(
-                &args.stores,
-                &args.ingest,
-                true,
-                run::Http::Api(args.http.addr),
-            )
-            .await
+            let analytics = run::AnalyticsRole {
+                evaluation: &args.evaluation,
+                notify: &args.notify,
+                mqtt_url: &args.ingest.mqtt.url,
+            };
+            let roles = run::Roles {
+                ingest: Some(&args.ingest),
+                mqtt: true,
+                analytics: Some(analytics),
+                http: run::Http::Api(args.http.addr),
+            };
+            run::roles(&args.stores, roles).await
         }
         Command::Ingest(args) => {
-            run::roles(
-                &args.stores,
-                &args.ingest,
-                true,
-                run::Http::Ops(args.metrics_addr),
-            )
-            .await
+            let roles = run::Roles {
+                ingest: Some(&args.ingest),
+                mqtt: true,
+                analytics: None,
+                http: run::Http::Ops(args.metrics_addr),
+            };
+            run::roles(&args.stores, roles).await
         }
         Command::Api(args) => {
-            run::roles(
-                &args.stores,
-                &args.ingest,
-                false,
-                run::Http::Api(args.http.addr),
-            )
-            .await
+            let roles = run::Roles {
+                ingest: Some(&args.ingest),
+                mqtt: false,
+                analytics: None,
+                http: run::Http::Api(args.http.addr),
+            };
+            run::roles(&args.stores, roles).await
+        }
+        Command::Analytics(args) => {
+            let analytics = run::AnalyticsRole {
+                evaluation: &args.evaluation,
+                notify: &args.notify,
+                mqtt_url: &args.mqtt_url,
+            };
+            let roles = run::Roles {
+                ingest: None,
+                mqtt: false,
+                analytics: Some(analytics),
+                http: run::Http::Ops(args.metrics_addr),
+            };
+            run::roles(&args.stores, roles).await
         }
         Command::Migrate(args) => {
             let pool = stoker_metadata::connect(&args.postgres)?;
             migrate(&pool, &args.postgres).await?;
             println!(
-                "migrated: schemas metadata and ingestion are up to date ({})",
+                "migrated: schemas metadata, ingestion and analytics are up to date ({})",
                 args.postgres.describe()
             );
             Ok(ExitCode::SUCCESS)
@@ -68,6 +87,9 @@ async fn migrate(
     };
     stoker_metadata::migrate(pool).await.with_context(context)?;
     stoker_ingestion::migrate(pool)
+        .await
+        .with_context(context)?;
+    stoker_analytics::migrate(pool)
         .await
         .with_context(context)?;
     Ok(())

@@ -1,4 +1,4 @@
-//! `serve`, `ingest` and `api`: the long-running roles.
+//! `serve`, `ingest`, `api` and `analytics`: the long-running roles.
 
 use std::net::SocketAddr;
 use std::process::ExitCode;
@@ -6,6 +6,8 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use prometheus_client::registry::Registry;
+use stoker_analytics::live::EvaluationOptions;
+use stoker_analytics::notify::{Dispatcher, NotifyOptions};
 use stoker_api::{ApiState, Readiness};
 use stoker_cache::Cache;
 use stoker_domain::redact_url;
@@ -24,15 +26,45 @@ pub enum Http {
     Ops(SocketAddr),
 }
 
-/// Runs a role until SIGINT/SIGTERM, then shuts down in order: stop
-/// intake, flush and acknowledge, stop HTTP. Every role writes readings:
-/// from MQTT when `mqtt`, from HTTP telemetry when it serves the API.
-pub async fn roles(
-    stores: &StoreArgs,
-    ingest: &IngestOptions,
-    mqtt: bool,
-    http: Http,
-) -> anyhow::Result<ExitCode> {
+/// Which roles a process runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Roles<'a> {
+    /// Ingestion's settings; none: the process writes no readings.
+    pub ingest: Option<&'a IngestOptions>,
+    /// Whether ingestion subscribes to MQTT (else only HTTP telemetry).
+    pub mqtt: bool,
+    /// Alert evaluation and notifications.
+    pub analytics: Option<AnalyticsRole<'a>>,
+    /// What is served over HTTP.
+    pub http: Http,
+}
+
+/// The analytics role's settings.
+#[derive(Debug, Clone, Copy)]
+pub struct AnalyticsRole<'a> {
+    /// Interval and grace.
+    pub evaluation: &'a EvaluationOptions,
+    /// Webhooks, retries, topic prefix.
+    pub notify: &'a NotifyOptions,
+    /// The broker notifications are published to.
+    pub mqtt_url: &'a str,
+}
+
+/// Runs the roles until SIGINT/SIGTERM, then shuts down in order: stop
+/// intake, flush and acknowledge, stop analytics, stop HTTP.
+pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitCode> {
+    let Roles {
+        ingest,
+        mqtt,
+        analytics,
+        http,
+    } = roles;
+    if let Some(analytics) = analytics {
+        analytics
+            .notify
+            .validate()
+            .context("alert notification settings")?;
+    }
     let pool = stoker_metadata::connect(&stores.postgres)?;
     super::migrate(&pool, &stores.postgres).await?;
     let influx = Influx::connect(&stores.influx)
@@ -70,30 +102,64 @@ pub async fn roles(
         influx: influx.clone(),
         cache: cache.clone(),
     };
-    let start = async {
-        if mqtt {
-            Ingestion::start(ingest, ingestion_stores, intake.clone()).await
-        } else {
-            Ingestion::start_without_mqtt(ingest, ingestion_stores, intake.clone()).await
+    let ingestion = match ingest {
+        None => None,
+        Some(ingest) => {
+            let start = async {
+                if mqtt {
+                    Ingestion::start(ingest, ingestion_stores, intake.clone()).await
+                } else {
+                    Ingestion::start_without_mqtt(ingest, ingestion_stores, intake.clone()).await
+                }
+            };
+            let ingestion = tokio::select! {
+                started = start => started.context("starting ingestion")?,
+                () = super::shutdown_signal() => {
+                    intake.cancel();
+                    return Ok(ExitCode::SUCCESS);
+                }
+            };
+            if mqtt {
+                tracing::info!(broker = %redact_url(&ingest.mqtt.url), client_id = ingest.mqtt.client_id, "ingestion started");
+            }
+            Some(ingestion)
         }
     };
-    let ingestion = tokio::select! {
-        started = start => started.context("starting ingestion")?,
-        () = super::shutdown_signal() => {
-            intake.cancel();
-            return Ok(ExitCode::SUCCESS);
-        }
-    };
-    if mqtt {
-        tracing::info!(broker = %redact_url(&ingest.mqtt.url), client_id = ingest.mqtt.client_id, "ingestion started");
+
+    let analytics_stop = CancellationToken::new();
+    let mut analytics_tasks = Vec::new();
+    if let Some(analytics) = analytics {
+        let analytics_stores = stoker_analytics::live::Stores {
+            pool: pool.clone(),
+            postgres: stores.postgres.clone(),
+            influx: influx.clone(),
+            cache: cache.clone(),
+        };
+        analytics_tasks.push(tokio::spawn(stoker_analytics::live::run(
+            analytics_stores,
+            analytics.notify.clone(),
+            analytics.evaluation.clone(),
+            analytics_stop.clone(),
+        )));
+        let dispatcher = Dispatcher::new(
+            pool.clone(),
+            &stores.postgres,
+            analytics.notify.clone(),
+            analytics.mqtt_url,
+        )
+        .context("starting alert notifications")?;
+        analytics_tasks.push(tokio::spawn(dispatcher.run(analytics_stop.clone())));
+        tracing::info!(broker = %redact_url(analytics.mqtt_url), webhooks = analytics.notify.webhooks.len(), "alert notifications started");
     }
 
     let mut registry = Registry::default();
-    ingestion.register_metrics(&mut registry);
+    if let Some(ingestion) = &ingestion {
+        ingestion.register_metrics(&mut registry);
+    }
     let metrics = Arc::new(registry);
     let mut readiness =
         Readiness::default().with_stores(pool.clone(), influx.clone(), cache.clone());
-    if mqtt {
+    if let (true, Some(ingestion)) = (mqtt, &ingestion) {
         readiness = readiness.with("ingestion_mqtt", ingestion.readiness_probe());
     }
     let http_stop = CancellationToken::new();
@@ -109,7 +175,7 @@ pub async fn roles(
                 influx,
                 cache,
                 readiness,
-                intake: Some(ingestion.intake()),
+                intake: ingestion.as_ref().map(Ingestion::intake),
                 metrics,
                 catalog,
             };
@@ -124,10 +190,18 @@ pub async fn roles(
     };
 
     super::shutdown_signal().await;
-    tracing::info!("shutting down: stopping intake, flushing, then stopping HTTP");
+    tracing::info!("shutting down: stopping intake, flushing, stopping analytics, then HTTP");
     intake.cancel();
-    ingestion.wait().await;
-    tracing::info!("ingestion flushed and acknowledged");
+    if let Some(ingestion) = ingestion {
+        ingestion.wait().await;
+        tracing::info!("ingestion flushed and acknowledged");
+    }
+    analytics_stop.cancel();
+    for task in analytics_tasks {
+        if let Err(error) = task.await {
+            tracing::warn!(%error, "an analytics task failed");
+        }
+    }
     http_stop.cancel();
     server.await.context("the HTTP server task failed")?;
     tracing::info!("stopped");

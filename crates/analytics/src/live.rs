@@ -1,0 +1,481 @@
+//! The evaluation loop: at every tick (a multiple of `ANALYTICS_INTERVAL`,
+//! evaluated `ANALYTICS_GRACE` later so that readings of the tick's last
+//! moments have arrived) the leader reads the enabled rules and the sensor
+//! registry, runs one InfluxQL query per group of rules sharing a plan,
+//! steps every rule for every sensor it selects, and records what fired or
+//! cleared. Only the process holding the Postgres advisory lock evaluates
+//! ([`crate::leader`]); the others try to take it at every tick.
+//!
+//! The leader's state (which rule is pending or firing for which sensor)
+//! lives in memory and is mirrored to Redis (`alert_state`). It is never
+//! read back from there: a new leader rebuilds it from Postgres (open
+//! alerts are firing) and InfluxDB (a threshold's pending `for` count is
+//! replayed over the ticks before), so a Redis loss loses nothing.
+
+use std::collections::{HashMap, HashSet};
+use std::time::Duration;
+
+use serde::Serialize;
+use stoker_cache::{AlertStateKey, Cache};
+use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
+use stoker_metadata::{Pool, PostgresOptions, RuleKind};
+use stoker_timeseries::Influx;
+use tokio_util::sync::CancellationToken;
+use uuid::Uuid;
+
+use crate::engine::{self, Phase, Transition};
+use crate::evaluate::{self, Step, Watch};
+use crate::notify::NotifyOptions;
+use crate::store::{self, Verdict};
+use crate::{Result, leader};
+
+/// How and how often rules are evaluated.
+#[derive(Debug, Clone, clap::Args)]
+pub struct EvaluationOptions {
+    /// How often every enabled rule is evaluated: ticks are multiples of
+    /// this since the epoch, and a rule's windows are read up to the tick.
+    #[arg(
+        id = "analytics_interval",
+        long = "analytics-interval",
+        env = "ANALYTICS_INTERVAL",
+        default_value = "10s",
+        value_parser = parse_interval
+    )]
+    pub interval: Duration,
+    /// How long after a tick its evaluation starts, so that readings
+    /// timestamped just before the tick have been stored. A reading stored
+    /// later than this is seen by later ticks and by backtests, not by the
+    /// tick it belonged to.
+    #[arg(
+        id = "analytics_grace",
+        long = "analytics-grace",
+        env = "ANALYTICS_GRACE",
+        default_value = "2s",
+        value_parser = humantime::parse_duration
+    )]
+    pub grace: Duration,
+}
+
+impl Default for EvaluationOptions {
+    fn default() -> Self {
+        Self {
+            interval: Duration::from_secs(10),
+            grace: Duration::from_secs(2),
+        }
+    }
+}
+
+fn parse_interval(text: &str) -> Result<Duration, String> {
+    let interval = humantime::parse_duration(text).map_err(|error| error.to_string())?;
+    if interval < Duration::from_secs(1) || interval.subsec_nanos() != 0 {
+        return Err("the interval must be at least 1s, in whole seconds".into());
+    }
+    Ok(interval)
+}
+
+/// What the loop needs.
+#[derive(Debug, Clone)]
+pub struct Stores {
+    /// Postgres (rules, sensors, alerts).
+    pub pool: Pool,
+    /// For the leader's own connection (the advisory lock).
+    pub postgres: PostgresOptions,
+    /// InfluxDB (readings).
+    pub influx: Influx,
+    /// Redis (alert state mirror, dashboards to drop).
+    pub cache: Cache,
+}
+
+/// What one tick did.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct TickReport {
+    /// The tick, epoch milliseconds.
+    pub tick: i64,
+    /// Enabled rules.
+    pub rules: usize,
+    /// (rule, sensor) pairs judged.
+    pub judged: usize,
+    /// InfluxDB queries run.
+    pub queries: usize,
+    /// Alerts opened.
+    pub fired: usize,
+    /// Alerts cleared (rule cleared, or its rule or sensor gone).
+    pub cleared: usize,
+}
+
+type StateKey = (Uuid, SiteSlug, SensorKey);
+
+/// The leader's evaluation state and what it writes to.
+#[derive(Debug)]
+pub struct Evaluator {
+    stores: Stores,
+    outbox: NotifyOptions,
+    interval_ms: i64,
+    phases: HashMap<StateKey, Phase>,
+    /// Keys mirrored to Redis at the last tick.
+    mirrored: HashSet<StateKey>,
+}
+
+impl Evaluator {
+    /// An evaluator with no state yet: call [`Evaluator::take_over`] first.
+    pub fn new(stores: Stores, outbox: NotifyOptions, options: &EvaluationOptions) -> Self {
+        Self {
+            stores,
+            outbox,
+            interval_ms: i64::try_from(options.interval.as_millis()).unwrap_or(10_000),
+            phases: HashMap::new(),
+            mirrored: HashSet::new(),
+        }
+    }
+
+    /// Rebuilds the state as of just before tick `tick`: open alerts are
+    /// firing; a threshold's pending `for` count is replayed from InfluxDB
+    /// over the ticks before.
+    pub async fn take_over(&mut self, tick: i64) -> Result<()> {
+        self.phases.clear();
+        for alert in store::open_alerts(&self.stores.pool, None).await? {
+            let (Ok(site), Ok(sensor)) = (
+                SiteSlug::parse(&alert.site),
+                SensorKey::parse(&alert.sensor),
+            ) else {
+                continue;
+            };
+            self.phases.insert(
+                (alert.rule_id, site, sensor),
+                Phase::Firing {
+                    since: alert.opened_at.timestamp_millis(),
+                },
+            );
+        }
+        let rules = stoker_metadata::enabled_alert_rules(&self.stores.pool).await?;
+        let registry = stoker_metadata::registry(&self.stores.pool).await?;
+        let watches: Vec<Watch> = evaluate::watches(rules, &registry)
+            .into_iter()
+            .filter(|watch| matches!(watch.rule.kind, RuleKind::Threshold { for_, .. } if !for_.is_zero()))
+            .collect();
+        for (plan, group) in evaluate::groups(&watches, self.interval_ms) {
+            let longest = group
+                .iter()
+                .map(|watch| match watch.rule.kind {
+                    RuleKind::Threshold { for_, .. } => {
+                        i64::try_from(for_.as_millis()).unwrap_or(0)
+                    }
+                    _ => 0,
+                })
+                .max()
+                .unwrap_or(0);
+            let ticks = evaluate::ticks(
+                tick - longest - self.interval_ms,
+                tick - 1,
+                self.interval_ms,
+            );
+            let (Some(first), Some(last)) = (ticks.clone().next(), ticks.clone().last()) else {
+                continue;
+            };
+            let data = evaluate::fetch(
+                &self.stores.influx,
+                plan,
+                &evaluate::filter(&group),
+                first,
+                last,
+            )
+            .await?;
+            for watch in group {
+                let mut phases: Vec<Phase> = watch
+                    .targets
+                    .iter()
+                    .map(|target| {
+                        self.phases
+                            .get(&key(watch, target))
+                            .copied()
+                            .unwrap_or_default()
+                    })
+                    .collect();
+                let open: Vec<bool> = phases
+                    .iter()
+                    .map(|phase| matches!(phase, Phase::Firing { .. }))
+                    .collect();
+                evaluate::replay(watch, &data, plan.bucket_ms, &mut phases, ticks.clone());
+                let hold = match watch.rule.kind {
+                    RuleKind::Threshold { for_, .. } => {
+                        i64::try_from(for_.as_millis()).unwrap_or(0)
+                    }
+                    _ => 0,
+                };
+                for ((target, phase), was_open) in watch.targets.iter().zip(phases).zip(open) {
+                    // An open alert stays firing (the next tick clears it if
+                    // the value has cleared); otherwise only a pending count
+                    // carries over. A replay that fired without an open
+                    // alert means the condition held while no process led:
+                    // pending since long enough, it fires at the next tick.
+                    let carried = match (was_open, phase) {
+                        (true, _) => continue,
+                        (false, Phase::Pending { since }) => Phase::Pending { since },
+                        (false, Phase::Firing { since }) => Phase::Pending {
+                            since: since - hold,
+                        },
+                        (false, Phase::Quiet) => continue,
+                    };
+                    self.phases.insert(key(watch, target), carried);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Evaluates tick `tick`: every enabled rule for every sensor it selects.
+    pub async fn tick(&mut self, tick: i64) -> Result<TickReport> {
+        let mut report = TickReport {
+            tick,
+            ..TickReport::default()
+        };
+        let rules = stoker_metadata::enabled_alert_rules(&self.stores.pool).await?;
+        report.rules = rules.len();
+        let registry = stoker_metadata::registry(&self.stores.pool).await?;
+        let watches = evaluate::watches(rules, &registry);
+        let mut watched: HashSet<StateKey> = HashSet::new();
+        for (plan, group) in evaluate::groups(&watches, self.interval_ms) {
+            let data = evaluate::fetch(
+                &self.stores.influx,
+                plan,
+                &evaluate::filter(&group),
+                tick,
+                tick,
+            )
+            .await?;
+            report.queries += 1;
+            for watch in group {
+                let keys: Vec<StateKey> = watch
+                    .targets
+                    .iter()
+                    .map(|target| key(watch, target))
+                    .collect();
+                let mut phases: Vec<Phase> = keys
+                    .iter()
+                    .map(|key| self.phases.get(key).copied().unwrap_or_default())
+                    .collect();
+                let steps = evaluate::replay(
+                    watch,
+                    &data,
+                    plan.bucket_ms,
+                    &mut phases,
+                    std::iter::once(tick),
+                );
+                report.judged += keys.len();
+                for (key, phase) in keys.into_iter().zip(phases) {
+                    if phase == Phase::Quiet {
+                        self.phases.remove(&key);
+                    } else {
+                        self.phases.insert(key.clone(), phase);
+                    }
+                    watched.insert(key);
+                }
+                for step in steps {
+                    self.apply(watch, step, &mut report).await?;
+                }
+            }
+        }
+        self.phases.retain(|key, _| watched.contains(key));
+        self.retire_unwatched(tick, &watched, &mut report).await?;
+        self.mirror(tick).await;
+        Ok(report)
+    }
+
+    async fn apply(&self, watch: &Watch, step: Step, report: &mut TickReport) -> Result<()> {
+        let target = &watch.targets[step.target];
+        let verdict = Verdict {
+            rule: &watch.rule,
+            site: &target.site,
+            sensor: &target.sensor,
+            at: EpochMillis::from_millis(step.tick).unwrap_or_else(|_| EpochMillis::now()),
+            value: match step.transition {
+                Transition::Fire(value) => evaluate::fired_value(&watch.rule.kind, value),
+                Transition::Clear(value) => Some(value),
+            },
+            message: engine::describe(&watch.rule.kind, step.transition, target.unit.as_str()),
+        };
+        let changed = match step.transition {
+            Transition::Fire(_) => {
+                let alert = store::open_alert(&self.stores.pool, &self.outbox, &verdict).await?;
+                if let Some(alert) = &alert {
+                    report.fired += 1;
+                    tracing::info!(alert = %alert.id, rule = %watch.rule.name, site = %target.site, sensor = %target.sensor, severity = %alert.severity, message = %verdict.message, "alert fired");
+                }
+                alert.is_some()
+            }
+            Transition::Clear(_) => {
+                let alert = store::clear_alert(&self.stores.pool, &self.outbox, &verdict).await?;
+                if let Some(alert) = &alert {
+                    report.cleared += 1;
+                    tracing::info!(alert = %alert.id, rule = %watch.rule.name, site = %target.site, sensor = %target.sensor, message = %verdict.message, "alert cleared");
+                }
+                alert.is_some()
+            }
+        };
+        if changed {
+            self.forget_dashboard(&target.site).await;
+        }
+        Ok(())
+    }
+
+    /// Resolves open alerts whose rule is disabled or deleted, or whose
+    /// sensor is gone or no longer selected.
+    async fn retire_unwatched(
+        &self,
+        tick: i64,
+        watched: &HashSet<StateKey>,
+        report: &mut TickReport,
+    ) -> Result<()> {
+        let at = EpochMillis::from_millis(tick).unwrap_or_else(|_| EpochMillis::now());
+        for alert in store::open_alerts(&self.stores.pool, None).await? {
+            let (Ok(site), Ok(sensor)) = (
+                SiteSlug::parse(&alert.site),
+                SensorKey::parse(&alert.sensor),
+            ) else {
+                continue;
+            };
+            if watched.contains(&(alert.rule_id, site.clone(), sensor)) {
+                continue;
+            }
+            let message = "its rule is disabled or deleted, or no longer selects this sensor";
+            if store::retire(&self.stores.pool, &self.outbox, alert.id, at, message)
+                .await?
+                .is_some()
+            {
+                report.cleared += 1;
+                tracing::info!(alert = %alert.id, rule = %alert.rule_name, site = %alert.site, sensor = %alert.sensor, "alert resolved: {message}");
+                self.forget_dashboard(&site).await;
+            }
+        }
+        Ok(())
+    }
+
+    async fn forget_dashboard(&self, site: &SiteSlug) {
+        if let Err(error) = self.stores.cache.forget_dashboard(site).await {
+            tracing::debug!(%error, %site, "could not drop the cached dashboard");
+        }
+    }
+
+    /// Writes pending and firing states to Redis and deletes the states
+    /// that became quiet. Redis is a mirror: a failure is logged, no more.
+    async fn mirror(&mut self, tick: i64) {
+        #[derive(Serialize)]
+        struct Mirrored {
+            phase: &'static str,
+            since: i64,
+            tick: i64,
+        }
+        let rule_ids: HashMap<Uuid, String> = self
+            .phases
+            .keys()
+            .chain(self.mirrored.iter())
+            .map(|(rule, _, _)| (*rule, rule.to_string()))
+            .collect();
+        fn as_key<'a>(
+            rule_ids: &'a HashMap<Uuid, String>,
+            (rule, site, sensor): &'a StateKey,
+        ) -> AlertStateKey<'a> {
+            AlertStateKey {
+                rule_id: rule_ids.get(rule).map_or("", String::as_str),
+                site: site.as_str(),
+                sensor: sensor.as_str(),
+            }
+        }
+        let mut set = Vec::with_capacity(self.phases.len());
+        for (key, phase) in &self.phases {
+            let (phase, since) = match *phase {
+                Phase::Pending { since } => ("pending", since),
+                Phase::Firing { since } => ("firing", since),
+                Phase::Quiet => continue,
+            };
+            let json = serde_json::to_string(&Mirrored { phase, since, tick }).unwrap_or_default();
+            set.push((as_key(&rule_ids, key), json));
+        }
+        let gone: Vec<AlertStateKey<'_>> = self
+            .mirrored
+            .iter()
+            .filter(|key| !self.phases.contains_key(*key))
+            .map(|key| as_key(&rule_ids, key))
+            .collect();
+        if let Err(error) = self.stores.cache.write_alert_states(&set, &gone).await {
+            tracing::debug!(%error, "could not mirror alert states to Redis");
+        }
+        drop(set);
+        drop(gone);
+        self.mirrored = self.phases.keys().cloned().collect();
+    }
+}
+
+fn key(watch: &Watch, target: &evaluate::Target) -> StateKey {
+    (watch.rule.id, target.site.clone(), target.sensor.clone())
+}
+
+/// The latest tick whose evaluation may start at `now` (ticks are
+/// evaluated `grace` after they pass).
+pub fn due_tick(now: i64, interval_ms: i64, grace_ms: i64) -> i64 {
+    (now - grace_ms).div_euclid(interval_ms) * interval_ms
+}
+
+/// Runs the evaluation loop until `shutdown`: tries to lead at every tick,
+/// and evaluates while it leads. Errors of one tick are logged; the next
+/// tick tries again.
+pub async fn run(
+    stores: Stores,
+    outbox: NotifyOptions,
+    options: EvaluationOptions,
+    shutdown: CancellationToken,
+) {
+    let interval_ms = i64::try_from(options.interval.as_millis()).unwrap_or(10_000);
+    let grace_ms = i64::try_from(options.grace.as_millis()).unwrap_or(0);
+    let mut evaluator = Evaluator::new(stores.clone(), outbox, &options);
+    let mut leadership: Option<leader::Leadership> = None;
+    let mut last_tick = due_tick(EpochMillis::now().as_millis(), interval_ms, grace_ms);
+    tracing::info!(interval = ?options.interval, grace = ?options.grace, "alert evaluation started");
+    loop {
+        let next = last_tick + interval_ms;
+        let wait = next + grace_ms - EpochMillis::now().as_millis();
+        tokio::select! {
+            () = shutdown.cancelled() => break,
+            () = tokio::time::sleep(Duration::from_millis(u64::try_from(wait).unwrap_or(0))) => {}
+        }
+        let due = due_tick(EpochMillis::now().as_millis(), interval_ms, grace_ms);
+        if due > next {
+            tracing::warn!(
+                skipped = (due - next) / interval_ms,
+                "evaluation is behind; skipping to the latest tick"
+            );
+        }
+        last_tick = due.max(next);
+        if let Some(held) = &leadership
+            && !held.holds().await
+        {
+            tracing::warn!(
+                "lost the analytics leadership (its Postgres connection ended); trying to take it back"
+            );
+            leadership = None;
+        }
+        if leadership.is_none() {
+            match leader::try_lead(&stores.postgres).await {
+                Ok(Some(held)) => {
+                    tracing::info!("leading alert evaluation");
+                    if let Err(error) = evaluator.take_over(last_tick).await {
+                        tracing::warn!(%error, "could not rebuild the alert state; trying again at the next tick");
+                        continue;
+                    }
+                    leadership = Some(held);
+                }
+                Ok(None) => continue,
+                Err(error) => {
+                    tracing::warn!(%error, "cannot reach Postgres to take the analytics leadership");
+                    continue;
+                }
+            }
+        }
+        let started = std::time::Instant::now();
+        match evaluator.tick(last_tick).await {
+            Ok(report) => tracing::debug!(?report, elapsed = ?started.elapsed(), "tick evaluated"),
+            Err(error) => tracing::warn!(%error, tick = last_tick, "tick not evaluated"),
+        }
+    }
+    tracing::info!("alert evaluation stopped");
+}
