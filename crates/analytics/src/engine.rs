@@ -29,7 +29,7 @@
 use std::time::Duration;
 
 use stoker_metadata::{Agg, RuleKind};
-use stoker_timeseries::BucketStats;
+use stoker_timeseries::{BucketStats, Columns};
 
 /// Milliseconds of a rule duration (durations are validated to whole
 /// milliseconds that fit).
@@ -66,6 +66,41 @@ impl Plan {
             bucket_ms,
             lookback_ms: spans.iter().sum(),
         }
+    }
+}
+
+/// The bucket statistics a rule reads (besides the count, always read).
+pub fn columns(kind: &RuleKind) -> Columns {
+    match *kind {
+        RuleKind::Threshold { agg, .. } => match agg {
+            Agg::Mean => Columns {
+                sum: true,
+                ..Columns::default()
+            },
+            Agg::Min => Columns {
+                min: true,
+                ..Columns::default()
+            },
+            Agg::Max => Columns {
+                max: true,
+                ..Columns::default()
+            },
+            Agg::Last => Columns {
+                last: true,
+                ..Columns::default()
+            },
+        },
+        RuleKind::RateOfChange { .. } => Columns {
+            first: true,
+            last: true,
+            ..Columns::default()
+        },
+        RuleKind::NoData { .. } => Columns::default(),
+        RuleKind::Anomaly { .. } => Columns {
+            sum: true,
+            stddev: true,
+            ..Columns::default()
+        },
     }
 }
 

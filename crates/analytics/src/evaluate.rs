@@ -7,7 +7,7 @@ use std::collections::{BTreeMap, HashMap};
 use serde::Serialize;
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug, Unit};
 use stoker_metadata::{AlertRule, RegistryEntry, RuleSelector};
-use stoker_timeseries::{Influx, SeriesFilter, SeriesMatch};
+use stoker_timeseries::{BucketStats, Columns, Influx, SeriesFilter, SeriesMatch};
 
 use crate::engine::{self, Phase, Plan, Series, Transition};
 use crate::{Error, Result};
@@ -92,8 +92,36 @@ pub fn filter(watches: &[&Watch]) -> SeriesFilter {
     }
 }
 
+/// The statistics a group of rules reads.
+pub fn columns(watches: &[&Watch]) -> Columns {
+    watches.iter().fold(Columns::default(), |columns, watch| {
+        columns.union(engine::columns(&watch.rule.kind))
+    })
+}
+
 /// A series' identity in fetched data.
 pub type SeriesKey = (String, String);
+
+/// Raw buckets of `[start, end)` per series.
+async fn read_buckets(
+    influx: &Influx,
+    plan: Plan,
+    filter: &SeriesFilter,
+    columns: Columns,
+    start: i64,
+    end: i64,
+) -> Result<HashMap<SeriesKey, Vec<BucketStats>>> {
+    let start = EpochMillis::from_millis(start).map_err(out_of_range)?;
+    let end = EpochMillis::from_millis(end).map_err(out_of_range)?;
+    let bucket = u64::try_from(plan.bucket_ms).unwrap_or(1);
+    let answer = influx
+        .bucket_stats(filter, start, end, bucket, columns)
+        .await?;
+    Ok(answer
+        .into_iter()
+        .map(|series| ((series.site, series.sensor), series.buckets))
+        .collect())
+}
 
 /// The buckets a plan needs for the ticks `first_tick..=last_tick`, per
 /// series.
@@ -101,21 +129,73 @@ pub async fn fetch(
     influx: &Influx,
     plan: Plan,
     filter: &SeriesFilter,
+    columns: Columns,
     first_tick: i64,
     last_tick: i64,
 ) -> Result<HashMap<SeriesKey, Series>> {
-    let start = EpochMillis::from_millis(first_tick - plan.lookback_ms).map_err(out_of_range)?;
-    let end = EpochMillis::from_millis(last_tick).map_err(out_of_range)?;
-    let bucket = u64::try_from(plan.bucket_ms).unwrap_or(1);
-    let answer = influx.bucket_stats(filter, start, end, bucket).await?;
-    Ok(answer
+    let buckets = read_buckets(
+        influx,
+        plan,
+        filter,
+        columns,
+        first_tick - plan.lookback_ms,
+        last_tick,
+    )
+    .await?;
+    Ok(buckets
         .into_iter()
-        .map(|series| {
-            (
-                (series.site, series.sensor),
-                Series::new(plan.bucket_ms, series.buckets),
-            )
-        })
+        .map(|(key, buckets)| (key, Series::new(plan.bucket_ms, buckets)))
+        .collect())
+}
+
+/// The buckets one group read at earlier ticks, so that the next tick
+/// reads only the buckets since (a past bucket does not change once its
+/// tick is evaluated; a reading stored later than the grace is seen by
+/// backtests, not by the live loop).
+#[derive(Debug, Default)]
+pub struct Window {
+    filter: SeriesFilter,
+    columns: Columns,
+    /// The end of what was read (exclusive): the last tick.
+    until: i64,
+    series: HashMap<SeriesKey, Vec<BucketStats>>,
+}
+
+/// Like [`fetch`] for one tick, reading only what `window` lacks and
+/// keeping the result in it. The buckets are those [`fetch`] would read,
+/// so the values are identical.
+pub async fn fetch_into(
+    influx: &Influx,
+    plan: Plan,
+    filter: &SeriesFilter,
+    columns: Columns,
+    tick: i64,
+    window: &mut Window,
+) -> Result<HashMap<SeriesKey, Series>> {
+    let from = tick - plan.lookback_ms;
+    let reusable = window.filter == *filter
+        && window.columns == columns
+        && window.until <= tick
+        && window.until > from;
+    if reusable {
+        let fresh = read_buckets(influx, plan, filter, columns, window.until, tick).await?;
+        for (key, buckets) in fresh {
+            window.series.entry(key).or_default().extend(buckets);
+        }
+    } else {
+        window.filter = filter.clone();
+        window.columns = columns;
+        window.series = read_buckets(influx, plan, filter, columns, from, tick).await?;
+    }
+    window.until = tick;
+    window.series.retain(|_, buckets| {
+        buckets.retain(|bucket| bucket.start.as_millis() >= from);
+        !buckets.is_empty()
+    });
+    Ok(window
+        .series
+        .iter()
+        .map(|(key, buckets)| (key.clone(), Series::new(plan.bucket_ms, buckets.clone())))
         .collect())
 }
 
@@ -232,7 +312,15 @@ pub async fn backtest(
         return Ok(Vec::new());
     }
     let last_tick = all_ticks.clone().last().unwrap_or(first_tick);
-    let data = fetch(influx, plan, &filter(&[watch]), first_tick, last_tick).await?;
+    let data = fetch(
+        influx,
+        plan,
+        &filter(&[watch]),
+        engine::columns(&watch.rule.kind),
+        first_tick,
+        last_tick,
+    )
+    .await?;
     let mut phases = vec![Phase::Quiet; watch.targets.len()];
     let steps = replay(watch, &data, plan.bucket_ms, &mut phases, all_ticks);
     Ok(episodes(watch, &steps))

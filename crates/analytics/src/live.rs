@@ -114,6 +114,8 @@ pub struct Evaluator {
     phases: HashMap<StateKey, Phase>,
     /// Keys mirrored to Redis at the last tick.
     mirrored: HashSet<StateKey>,
+    /// What each group read at the last tick.
+    windows: HashMap<engine::Plan, evaluate::Window>,
 }
 
 impl Evaluator {
@@ -125,6 +127,7 @@ impl Evaluator {
             interval_ms: i64::try_from(options.interval.as_millis()).unwrap_or(10_000),
             phases: HashMap::new(),
             mirrored: HashSet::new(),
+            windows: HashMap::new(),
         }
     }
 
@@ -133,6 +136,7 @@ impl Evaluator {
     /// over the ticks before.
     pub async fn take_over(&mut self, tick: i64) -> Result<()> {
         self.phases.clear();
+        self.windows.clear();
         for alert in store::open_alerts(&self.stores.pool, None).await? {
             let (Ok(site), Ok(sensor)) = (
                 SiteSlug::parse(&alert.site),
@@ -176,6 +180,7 @@ impl Evaluator {
                 &self.stores.influx,
                 plan,
                 &evaluate::filter(&group),
+                evaluate::columns(&group),
                 first,
                 last,
             )
@@ -234,15 +239,19 @@ impl Evaluator {
         let registry = stoker_metadata::registry(&self.stores.pool).await?;
         let watches = evaluate::watches(rules, &registry);
         let mut watched: HashSet<StateKey> = HashSet::new();
+        let mut planned = HashSet::new();
         for (plan, group) in evaluate::groups(&watches, self.interval_ms) {
-            let data = evaluate::fetch(
+            let window = self.windows.entry(plan).or_default();
+            let data = evaluate::fetch_into(
                 &self.stores.influx,
                 plan,
                 &evaluate::filter(&group),
+                evaluate::columns(&group),
                 tick,
-                tick,
+                window,
             )
             .await?;
+            planned.insert(plan);
             report.queries += 1;
             for watch in group {
                 let keys: Vec<StateKey> = watch
@@ -276,6 +285,7 @@ impl Evaluator {
             }
         }
         self.phases.retain(|key, _| watched.contains(key));
+        self.windows.retain(|plan, _| planned.contains(plan));
         self.retire_unwatched(tick, &watched, &mut report).await?;
         self.mirror(tick).await;
         Ok(report)

@@ -295,9 +295,12 @@ impl Influx {
         start: EpochMillis,
         end: EpochMillis,
         bucket_ms: u64,
+        columns: crate::Columns,
     ) -> Result<Vec<SeriesBuckets>> {
         let series = self
-            .query(&influxql::bucket_stats(filter, start, end, bucket_ms))
+            .query(&influxql::bucket_stats(
+                filter, start, end, bucket_ms, columns,
+            ))
             .await?;
         series.into_iter().map(SeriesBuckets::from_series).collect()
     }
@@ -486,6 +489,7 @@ struct StatementResult {
 }
 
 /// The readings of one bucket of one series, as InfluxDB sums them up.
+/// Statistics the query did not ask for ([`crate::Columns`]) are NaN.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct BucketStats {
     /// The bucket's start.
@@ -523,27 +527,42 @@ impl SeriesBuckets {
         let (site, sensor) = (tag("site"), tag("sensor"));
         let malformed = |row: &[serde_json::Value]| {
             Error::Decode(format!(
-                "bucket row of {site}/{sensor} is not [time, {}]: {row:?}",
-                influxql::BUCKET_COLUMNS.join(", ")
+                "bucket row of {site}/{sensor} does not match the columns {:?}: {row:?}",
+                series.columns
             ))
         };
+        let position = |name: &str| series.columns.iter().position(|column| column == name);
+        let at = [
+            position("count"),
+            position("sum"),
+            position("min"),
+            position("max"),
+            position("first"),
+            position("last"),
+            position("stddev"),
+        ];
         let mut buckets = Vec::with_capacity(series.values.len());
         for row in &series.values {
-            let number = |index: usize| row.get(index).and_then(serde_json::Value::as_f64);
+            // A column not asked for is NaN; one asked for must be a number
+            // (stddev excepted: null for a single reading).
+            let number = |slot: usize| match at[slot] {
+                None => Some(f64::NAN),
+                Some(index) => row.get(index).and_then(serde_json::Value::as_f64),
+            };
             let start = row
                 .first()
                 .and_then(serde_json::Value::as_i64)
                 .and_then(|millis| EpochMillis::from_millis(millis).ok())
                 .ok_or_else(|| malformed(row))?;
-            let count = row
-                .get(1)
+            let count = at[0]
+                .and_then(|index| row.get(index))
                 .and_then(serde_json::Value::as_u64)
                 .ok_or_else(|| malformed(row))?;
             if count == 0 {
                 continue;
             }
             let (Some(sum), Some(min), Some(max), Some(first), Some(last)) =
-                (number(2), number(3), number(4), number(5), number(6))
+                (number(1), number(2), number(3), number(4), number(5))
             else {
                 return Err(malformed(row));
             };
@@ -556,7 +575,7 @@ impl SeriesBuckets {
                 first,
                 last,
                 // InfluxDB answers null for a single reading.
-                stddev: number(7).unwrap_or(0.0),
+                stddev: number(6).unwrap_or(0.0),
             });
         }
         Ok(Self {
@@ -572,6 +591,8 @@ impl SeriesBuckets {
 struct Series {
     #[serde(default)]
     tags: BTreeMap<String, String>,
+    #[serde(default)]
+    columns: Vec<String>,
     #[serde(default)]
     values: Vec<Vec<serde_json::Value>>,
 }

@@ -188,23 +188,87 @@ impl SeriesFilter {
     }
 }
 
-/// The columns of [`bucket_stats`], in order after `time`.
-pub(crate) const BUCKET_COLUMNS: [&str; 7] =
-    ["count", "sum", "min", "max", "first", "last", "stddev"];
+/// Which statistics a [`bucket_stats`] query asks for besides `count`
+/// (always read). Each costs InfluxDB 1.x a cursor per series, about as
+/// much as the whole query with one function, so a query asks only for
+/// what its rules read.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Columns {
+    /// `sum`.
+    pub sum: bool,
+    /// `min`.
+    pub min: bool,
+    /// `max`.
+    pub max: bool,
+    /// `first`.
+    pub first: bool,
+    /// `last`.
+    pub last: bool,
+    /// `stddev` (sample).
+    pub stddev: bool,
+}
+
+impl Columns {
+    /// Every statistic.
+    pub const ALL: Columns = Columns {
+        sum: true,
+        min: true,
+        max: true,
+        first: true,
+        last: true,
+        stddev: true,
+    };
+
+    /// What either asks for.
+    pub fn union(self, other: Columns) -> Columns {
+        Columns {
+            sum: self.sum || other.sum,
+            min: self.min || other.min,
+            max: self.max || other.max,
+            first: self.first || other.first,
+            last: self.last || other.last,
+            stddev: self.stddev || other.stddev,
+        }
+    }
+
+    /// The functions selected, `count` first.
+    pub(crate) fn names(self) -> Vec<&'static str> {
+        let mut names = vec!["count"];
+        for (wanted, name) in [
+            (self.sum, "sum"),
+            (self.min, "min"),
+            (self.max, "max"),
+            (self.first, "first"),
+            (self.last, "last"),
+            (self.stddev, "stddev"),
+        ] {
+            if wanted {
+                names.push(name);
+            }
+        }
+        names
+    }
+}
 
 /// Per series (site, sensor) and per `bucket_ms` bucket (aligned to the
-/// epoch) of `[start, end)`: count, sum, min, max, first, last and sample
-/// standard deviation of the readings; empty buckets left out.
+/// epoch) of `[start, end)`: the count of readings and the `columns`
+/// asked for, each named as its function; empty buckets left out.
 pub(crate) fn bucket_stats(
     filter: &SeriesFilter,
     start: EpochMillis,
     end: EpochMillis,
     bucket_ms: u64,
+    columns: Columns,
 ) -> String {
+    let selected: Vec<String> = columns
+        .names()
+        .iter()
+        .map(|name| format!("{name}(\"value\") AS \"{name}\""))
+        .collect();
     format!(
-        "SELECT count(\"value\"), sum(\"value\"), min(\"value\"), max(\"value\"), \
-         first(\"value\"), last(\"value\"), stddev(\"value\") FROM {} \
+        "SELECT {} FROM {} \
          WHERE time >= {}ms AND time < {}ms{} GROUP BY time({}ms), \"site\", \"sensor\" fill(none)",
+        selected.join(", "),
         identifier(MEASUREMENT),
         start.as_millis(),
         end.as_millis(),
@@ -237,25 +301,32 @@ mod tests {
             EpochMillis::from_millis(0).unwrap(),
             EpochMillis::from_millis(60_000).unwrap(),
             10_000,
+            Columns {
+                sum: true,
+                last: true,
+                ..Columns::default()
+            },
         );
         assert_eq!(
             query,
-            "SELECT count(\"value\"), sum(\"value\"), min(\"value\"), max(\"value\"), \
-             first(\"value\"), last(\"value\"), stddev(\"value\") FROM \"readings\" \
-             WHERE time >= 0ms AND time < 60000ms AND ((\"site\" = 'b-1' AND \"type\" = 'pressure') \
+            "SELECT count(\"value\") AS \"count\", sum(\"value\") AS \"sum\", last(\"value\") AS \"last\" \
+             FROM \"readings\" WHERE time >= 0ms AND time < 60000ms AND ((\"site\" = 'b-1' AND \"type\" = 'pressure') \
              OR (\"sensor\" = 't_1')) GROUP BY time(10000ms), \"site\", \"sensor\" fill(none)"
         );
         let everything = SeriesFilter {
             any_of: vec![SeriesMatch::default(), filter.any_of[0].clone()],
         };
+        let query = bucket_stats(
+            &everything,
+            EpochMillis::from_millis(0).unwrap(),
+            EpochMillis::from_millis(1).unwrap(),
+            1,
+            Columns::ALL,
+        );
+        assert!(!query.contains("site\" ="), "{query}");
         assert!(
-            !bucket_stats(
-                &everything,
-                EpochMillis::from_millis(0).unwrap(),
-                EpochMillis::from_millis(1).unwrap(),
-                1
-            )
-            .contains("site\" =")
+            query.starts_with("SELECT count(\"value\") AS \"count\", sum("),
+            "{query}"
         );
     }
 

@@ -39,7 +39,7 @@ mod line;
 mod options;
 
 pub use client::{BucketStats, Flavor, Influx, LatestPoint, SeriesBuckets};
-pub use influxql::{Aggregate, SeriesFilter, SeriesMatch};
+pub use influxql::{Aggregate, Columns, SeriesFilter, SeriesMatch};
 pub use line::LineBatch;
 pub use options::InfluxOptions;
 

@@ -118,7 +118,13 @@ async fn bucket_stats_sum_up_each_series_per_bucket() {
         }],
     };
     let series = influx
-        .bucket_stats(&only, start, start.plus_millis(30_000), 10_000)
+        .bucket_stats(
+            &only,
+            start,
+            start.plus_millis(30_000),
+            10_000,
+            stoker_timeseries::Columns::ALL,
+        )
         .await
         .unwrap();
     assert_eq!(series.len(), 1, "{series:?}");
@@ -154,8 +160,20 @@ async fn bucket_stats_sum_up_each_series_per_bucket() {
             start,
             start.plus_millis(30_000),
             10_000,
+            stoker_timeseries::Columns {
+                max: true,
+                ..Default::default()
+            },
         )
         .await
         .unwrap();
     assert_eq!(all.len(), 3);
+    // Only the count and what was asked for: the rest is NaN.
+    let first = &all
+        .iter()
+        .find(|series| series.sensor == sensor.as_str() && series.site == site.as_str())
+        .unwrap()
+        .buckets[0];
+    assert_eq!((first.count, first.max), (2, 3.0));
+    assert!(first.sum.is_nan() && first.last.is_nan() && first.stddev.is_nan());
 }
