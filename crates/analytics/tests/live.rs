@@ -146,6 +146,7 @@ async fn each_rule_kind_fires_and_clears_on_time_and_the_backtest_agrees() {
     let harness = Harness::start().await;
     harness.sensor("b1_water_temp", "temperature", "°C").await;
     harness.sensor("b1_feedwater_flow", "flow", "m3/h").await;
+    harness.sensor("b1_flue_temp", "temperature", "°C").await;
     let origin = origin();
     // Pressure: 10 bar, then 14 from 100 s to 200 s; 14 again from 300 s,
     // then from 320 s to 500 s a swing between 13 and 12.2 every 10 s, whose
@@ -171,6 +172,19 @@ async fn each_rule_kind_fires_and_clears_on_time_and_the_backtest_agrees() {
     harness
         .write("b1_feedwater_flow", origin, -60..700, |s| {
             (!(250..450).contains(&s)).then_some(20.0)
+        })
+        .await;
+
+    // Flue temperature: 180 ± 1, with a 30 s excursion to 190 from 400 s.
+    harness
+        .write("b1_flue_temp", origin, -700..700, |s| {
+            Some(if (400..430).contains(&s) {
+                190.0
+            } else if s % 2 == 0 {
+                181.0
+            } else {
+                179.0
+            })
         })
         .await;
 
@@ -210,6 +224,19 @@ async fn each_rule_kind_fires_and_clears_on_time_and_the_backtest_agrees() {
         )
         .await;
 
+    let anomaly = harness
+        .rule(
+            "Flue temperature unusual",
+            "b1_flue_temp",
+            RuleKind::Anomaly {
+                window: Duration::from_secs(30),
+                baseline: Duration::from_secs(600),
+                z: 3.0,
+                clear_z: 1.5,
+            },
+        )
+        .await;
+
     let options = EvaluationOptions {
         interval: Duration::from_secs(10),
         grace: Duration::ZERO,
@@ -219,12 +246,12 @@ async fn each_rule_kind_fires_and_clears_on_time_and_the_backtest_agrees() {
     let mut queries = 0;
     for tick in evaluate::ticks(origin, origin + 690 * SECOND, 10 * SECOND) {
         let report = evaluator.tick(tick).await.unwrap();
-        assert_eq!(report.judged, 3);
+        assert_eq!(report.judged, 4);
         queries += report.queries;
     }
     // One query per group of rules sharing a plan, per tick: the rate and
-    // no-data rules both read 60 s in 10 s buckets, so two plans.
-    assert_eq!(queries, 2 * 70);
+    // no-data rules both read 60 s in 10 s buckets, so three plans.
+    assert_eq!(queries, 3 * 70);
 
     // mean over 30 s > 12.5 from tick 120 ([90, 120) has 20 s of 14); held
     // 20 s → fires at 140. The mean falls to ≤ 12 at tick 220. Again from
@@ -246,9 +273,18 @@ async fn each_rule_kind_fires_and_clears_on_time_and_the_backtest_agrees() {
         vec![(310, Some(460))]
     );
 
+    // The mean of [t − 30 s, t) is more than 3 standard deviations from
+    // the 10 minutes before it first at tick 410 (10 s at 190); by tick 450
+    // the window holds 10 s at 190 and the baseline 20 s of it: z ≈ 1.2,
+    // within 1.5, cleared.
+    assert_eq!(
+        alerts_of(&harness.pool, &anomaly, origin).await,
+        vec![(410, Some(450))]
+    );
+
     // The backtest over the same ticks raises the same alerts.
     let registry = stoker_metadata::registry(&harness.pool).await.unwrap();
-    for rule in [&threshold, &rate, &silence] {
+    for rule in [&threshold, &rate, &silence, &anomaly] {
         let watch = Watch {
             targets: evaluate::targets(&rule.selector, &registry),
             rule: rule.clone(),
@@ -290,7 +326,7 @@ async fn each_rule_kind_fires_and_clears_on_time_and_the_backtest_agrees() {
         )
         .await
         .unwrap();
-    assert_eq!((counts.get::<_, i64>(0), counts.get::<_, i64>(1)), (8, 8));
+    assert_eq!((counts.get::<_, i64>(0), counts.get::<_, i64>(1)), (10, 10));
     drop(harness.redis);
 }
 
