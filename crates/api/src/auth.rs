@@ -6,7 +6,8 @@
 //! stored hash, in constant time. No key, a malformed one, an unknown one
 //! or a revoked one is 401; a key without the route's scope is 403.
 //! `admin` includes `read` and `write`; `read` and `write` are separate, so
-//! a gateway's write-only key reads nothing.
+//! a gateway's write-only key reads nothing. `require_key` also hands the
+//! handler the key's name, for routes that record who acted.
 
 use stoker_metadata::{KeyCheck, Scope};
 use warp::Filter;
@@ -42,6 +43,17 @@ pub(crate) fn require(
     scope: Scope,
     state: State,
 ) -> impl Filter<Extract = (), Error = warp::Rejection> + Clone {
+    require_key(scope, state)
+        .map(|_name: String| ())
+        .untuple_one()
+}
+
+/// Like [`require`], and hands the handler the key's name: who acted, for
+/// routes that record it (an alert's acknowledgement or resolution).
+pub(crate) fn require_key(
+    scope: Scope,
+    state: State,
+) -> impl Filter<Extract = (String,), Error = warp::Rejection> + Clone {
     warp::header::optional::<String>("authorization")
         .and(warp::any().map(move || state.clone()))
         .and_then(move |header: Option<String>, state: State| async move {
@@ -49,10 +61,9 @@ pub(crate) fn require(
                 .await
                 .map_err(warp::reject::custom)
         })
-        .untuple_one()
 }
 
-async fn authorize(header: Option<&str>, needed: Scope, state: &State) -> Result<(), ApiError> {
+async fn authorize(header: Option<&str>, needed: Scope, state: &State) -> Result<String, ApiError> {
     let header = header.ok_or(ApiError::Unauthorized(Denied::Missing))?;
     let token = header
         .strip_prefix("Bearer ")
@@ -67,7 +78,7 @@ async fn authorize(header: Option<&str>, needed: Scope, state: &State) -> Result
         None => KeyCheck::Unknown,
     };
     match check {
-        KeyCheck::Valid { scopes, .. } if allows(&scopes, needed) => Ok(()),
+        KeyCheck::Valid { name, scopes, .. } if allows(&scopes, needed) => Ok(name),
         KeyCheck::Valid { .. } => Err(ApiError::Forbidden(Denied::Scope { needed })),
         KeyCheck::Revoked => Err(ApiError::Unauthorized(Denied::Revoked)),
         KeyCheck::Unknown => Err(ApiError::Unauthorized(Denied::Invalid)),

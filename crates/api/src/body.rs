@@ -105,6 +105,18 @@ pub(crate) struct Fields {
 }
 
 impl Fields {
+    /// The fields of a body that is already an object (unit tests).
+    #[cfg(test)]
+    pub fn from_value(body: Value) -> Self {
+        match body {
+            Value::Object(map) => Self {
+                map,
+                errors: Vec::new(),
+            },
+            other => panic!("not an object: {other}"),
+        }
+    }
+
     fn error(&mut self, field: &str, message: impl Into<String>) {
         self.errors.push(FieldError {
             field: field.to_owned(),
@@ -178,6 +190,25 @@ impl Fields {
                 None
             }
         }
+    }
+
+    /// An optional JSON object field: absent or `null` is `Some(None)`; a
+    /// wrong type is an error (`None`).
+    pub fn optional_object(&mut self, field: &str) -> Option<Option<Map<String, Value>>> {
+        match self.map.remove(field) {
+            None | Some(Value::Null) => Some(None),
+            Some(Value::Object(map)) => Some(Some(map)),
+            Some(_) => {
+                self.error(field, format!("{field} must be an object"));
+                None
+            }
+        }
+    }
+
+    /// A field's value as sent (`null` reads as absent), for a value read
+    /// by other rules than a body's: a time as a number or a string.
+    pub fn take(&mut self, field: &str) -> Option<Value> {
+        self.map.remove(field).filter(|value| !value.is_null())
     }
 
     /// A number field of a PATCH: absent keeps, `null` clears, a finite

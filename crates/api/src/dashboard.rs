@@ -1,9 +1,13 @@
 //! `GET /sites/{site}/dashboard`: every sensor's latest value with its
-//! status, and the site's open alerts, in one answer. Cached in Redis as
-//! `dashboard:{site}` for 60 s; the catalog drops it whenever Postgres
-//! announces a change to the site's metadata.
+//! status, and the site's open alerts, in one answer. Open alerts come from
+//! Postgres (analytics' store, the truth); a sensor with one is `alerting`.
+//! Cached in Redis as `dashboard:{site}` for 60 s; the catalog drops it
+//! whenever Postgres announces a change to the site's metadata, and every
+//! alert transition drops it too (analytics' loop, and the API's
+//! acknowledge and resolve).
 
 use serde::Serialize;
+use stoker_analytics::store::{self, Alert};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
 use stoker_metadata::Scope;
 use warp::Filter;
@@ -69,8 +73,8 @@ struct Dashboard {
     generated_at: String,
     counts: Counts,
     sensors: Vec<SensorStatus>,
-    /// Open alerts of the site (raised by analytics).
-    open_alerts: Vec<serde_json::Value>,
+    /// Open alerts of the site (firing or acknowledged), newest first.
+    open_alerts: Vec<Alert>,
 }
 
 #[derive(Debug, Default, Serialize)]
@@ -103,6 +107,9 @@ async fn dashboard(slug: String, state: State) -> Result<warp::reply::Response, 
     }
     let entry = state.catalog.site(&state.pool, &slug).await?;
     let values = latest_values(&state, &slug, &entry.sensors).await?;
+    let open_alerts = store::open_alerts(&state.pool, Some(&slug))
+        .await
+        .map_err(ApiError::from)?;
     let now = EpochMillis::now();
     let mut counts = Counts::default();
     let sensors = entry
@@ -110,7 +117,10 @@ async fn dashboard(slug: String, state: State) -> Result<warp::reply::Response, 
         .iter()
         .zip(values)
         .map(|(sensor, value)| {
-            let status = status(value, sensor.min, sensor.max, false, now);
+            let alerting = open_alerts
+                .iter()
+                .any(|alert| alert.sensor == sensor.key.as_str());
+            let status = status(value, sensor.min, sensor.max, alerting, now);
             match status {
                 Status::Ok => counts.ok += 1,
                 Status::Stale => counts.stale += 1,
@@ -134,7 +144,7 @@ async fn dashboard(slug: String, state: State) -> Result<warp::reply::Response, 
         generated_at: now.to_string(),
         counts,
         sensors,
-        open_alerts: Vec::new(),
+        open_alerts,
     })
     .map_err(|error| ApiError::Internal(format!("cannot encode a dashboard: {error}")))?;
     if let Err(error) = state.cache.set_dashboard(&slug, &body).await {
@@ -143,7 +153,8 @@ async fn dashboard(slug: String, state: State) -> Result<warp::reply::Response, 
     Ok(json_body(body, "miss"))
 }
 
-fn json_body(body: String, cache: &'static str) -> warp::reply::Response {
+/// A JSON body as sent, with `x-cache` saying whether Redis served it.
+pub(crate) fn json_body(body: String, cache: &'static str) -> warp::reply::Response {
     let mut response = body.into_response();
     let headers = response.headers_mut();
     headers.insert(

@@ -21,7 +21,7 @@ pub(crate) const MAX_POINTS: u64 = 10_000;
 const TARGET_POINTS: u64 = 1_000;
 
 /// Range when `start` is absent.
-const DEFAULT_RANGE: Duration = Duration::from_secs(24 * 3600);
+pub(crate) const DEFAULT_RANGE: Duration = Duration::from_secs(24 * 3600);
 
 /// Bucket widths `every` is chosen from when absent.
 const NICE_STEPS: [u64; 20] = [
@@ -67,14 +67,14 @@ pub(crate) struct HistoryQuery {
     pub aggregate: Aggregate,
 }
 
-fn bad(parameter: &'static str, detail: impl Into<String>) -> ApiError {
+pub(crate) fn bad(parameter: &'static str, detail: impl Into<String>) -> ApiError {
     ApiError::BadParameter {
         parameter,
         detail: detail.into(),
     }
 }
 
-fn timestamp(parameter: &'static str, text: &str) -> Result<EpochMillis, ApiError> {
+pub(crate) fn timestamp(parameter: &'static str, text: &str) -> Result<EpochMillis, ApiError> {
     let parsed = match text.parse::<i64>() {
         Ok(millis) => EpochMillis::from_millis(millis),
         Err(_) => EpochMillis::parse_rfc3339(text),
@@ -253,13 +253,7 @@ async fn history(
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect()
-    }
+    use crate::page::query;
 
     fn now() -> EpochMillis {
         EpochMillis::from_millis(1_800_000_000_000).unwrap()

@@ -12,9 +12,15 @@
 //!   on every metadata change Postgres announces.
 //! - `readings`: latest values: Redis first, InfluxDB on a miss (which
 //!   re-warms Redis).
-//! - `dashboard`: latest values with a status per sensor, cached in Redis
-//!   for 60 s and dropped on metadata changes.
+//! - `dashboard`: latest values with a status per sensor and the site's
+//!   open alerts (Postgres), cached in Redis for 60 s and dropped on
+//!   metadata changes and alert transitions.
 //! - `rules`: alert rules; a PATCH is merged onto the stored rule.
+//! - `preview`: `POST /alert-rules/preview`, a saved or draft rule replayed
+//!   over a past range by analytics' backtest; answers cached in Redis.
+//! - `alerts`: alerts and their event trail (analytics' store);
+//!   acknowledged and resolved under the API key's name, with the
+//!   transition's notifications queued like the evaluation loop's.
 //! - `openapi`: the OpenAPI 3 document, from one table of every route.
 //! - `page`: cursor pagination (`limit`, `cursor`, `next_cursor`).
 //! - `history`: one sensor's readings per time bucket (InfluxQL
@@ -34,6 +40,7 @@
 // The OpenAPI document is one large `json!` literal.
 #![recursion_limit = "512"]
 
+mod alerts;
 mod auth;
 mod body;
 mod catalog;
@@ -41,6 +48,7 @@ mod dashboard;
 mod history;
 mod openapi;
 mod page;
+mod preview;
 mod problem;
 mod readings;
 mod rules;
@@ -87,11 +95,11 @@ impl Default for HttpOptions {
 /// [`Arc`] ([`State`]), so a request clones one pointer.
 #[derive(Debug, Clone)]
 pub struct ApiState {
-    /// Postgres (metadata).
+    /// Postgres (metadata, alerts).
     pub pool: Pool,
     /// InfluxDB (history; latest values when Redis misses).
     pub influx: Influx,
-    /// Redis (latest values).
+    /// Redis (latest values, dashboard and preview caches).
     pub cache: Cache,
     /// Roles running in the same process that `/readyz` reports on.
     pub readiness: Readiness,
@@ -102,6 +110,10 @@ pub struct ApiState {
     pub metrics: Arc<Registry>,
     /// Sites and sensors in memory for the read routes.
     pub catalog: Catalog,
+    /// Where the notifications of alerts acknowledged or resolved through
+    /// the API go (MQTT topic prefix, webhooks): the same settings as the
+    /// evaluation loop's, so every transition is announced alike.
+    pub notify: stoker_analytics::notify::NotifyOptions,
 }
 
 /// The handlers' shared state.
@@ -246,7 +258,11 @@ pub fn routes(
         .unify()
         .or(boxed(telemetry::routes(state.clone())))
         .unify()
+        .or(boxed(preview::routes(state.clone())))
+        .unify()
         .or(boxed(rules::routes(state.clone())))
+        .unify()
+        .or(boxed(alerts::routes(state.clone())))
         .unify()
         .or(boxed(dashboard::routes(state.clone())))
         .unify(),
@@ -360,6 +376,17 @@ fn sensor_from_path(
     stoker_domain::SensorKey::parse(value).map_err(|_| {
         let shown: String = value.chars().take(64).collect();
         ApiError::NotFound(format!("sensor {shown:?} does not exist at site {site}"))
+    })
+}
+
+/// A resource id from the path; one that is not a UUID names no
+/// `resource` (404).
+fn uuid_from_path(resource: &str, value: &str) -> Result<uuid::Uuid, ApiError> {
+    uuid::Uuid::parse_str(value).map_err(|_| {
+        let shown: String = value.chars().take(64).collect();
+        ApiError::NotFound(format!(
+            "{resource} {shown:?} does not exist (ids are UUIDs)"
+        ))
     })
 }
 

@@ -234,10 +234,62 @@ pub(crate) const ROUTES: &[Route] = &[
         ok: (204, None),
     },
     Route {
+        method: "post",
+        path: "/api/v1/alert-rules/preview",
+        scope: Some("read"),
+        summary: "The alerts a saved rule (rule_id) or a draft (rule) would have raised over a past range, by the evaluation loop's own steps; changes nothing, hence scope read. A range whose end is 10 minutes past is cached 30 min (x-cache: hit, miss, bypass).",
+        query: &[],
+        body: Some("PreviewRequest"),
+        ok: (200, Some("Preview")),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/alerts",
+        scope: Some("read"),
+        summary: "Alerts, newest first, in pages; filter by state (open: firing or acknowledged), site, sensor and rule.",
+        query: &[
+            ("limit", "Items per page, 1 to 1000 (default 50)."),
+            ("cursor", "next_cursor of the previous page."),
+            ("state", "open, firing, acknowledged or resolved."),
+            ("site", "Only this site's alerts."),
+            ("sensor", "Only alerts of sensors with this key."),
+            ("rule", "Only this alert rule's alerts (its id)."),
+        ],
+        body: None,
+        ok: (200, Some("AlertPage")),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/alerts/{alert}",
+        scope: Some("read"),
+        summary: "One alert with its event trail (fired, acknowledged, resolved: when, by whom, why), oldest first.",
+        query: &[],
+        body: None,
+        ok: (200, Some("AlertWithEvents")),
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/alerts/{alert}/ack",
+        scope: Some("write"),
+        summary: "Acknowledge a firing alert, recorded under the API key's name; notifications are queued. Not firing: 409 invalid_transition.",
+        query: &[],
+        body: None,
+        ok: (200, Some("Alert")),
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/alerts/{alert}/resolve",
+        scope: Some("write"),
+        summary: "Resolve an open alert, recorded under the API key's name; notifications are queued. Already resolved: 409 invalid_transition.",
+        query: &[],
+        body: None,
+        ok: (200, Some("Alert")),
+    },
+    Route {
         method: "get",
         path: "/api/v1/sites/{site}/dashboard",
         scope: Some("read"),
-        summary: "Every sensor's latest value with its status (ok, stale, out_of_range, alerting) and the site's open alerts; cached 60 s, dropped when the site's metadata changes.",
+        summary: "Every sensor's latest value with its status (ok, stale, out_of_range, alerting) and the site's open alerts (a sensor with one is alerting); cached 60 s, dropped when the site's metadata or one of its alerts changes.",
         query: &[],
         body: None,
         ok: (200, Some("Dashboard")),
@@ -274,8 +326,10 @@ fn operation(route: &Route) -> Value {
             }));
         }
     }
-    if route.path.contains("{rule}") {
-        parameters.push(json!({ "name": "rule", "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }));
+    for name in ["rule", "alert"] {
+        if route.path.contains(&format!("{{{name}}}")) {
+            parameters.push(json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }));
+        }
     }
     for (name, description) in route.query {
         parameters.push(json!({ "name": name, "in": "query", "required": false, "description": description, "schema": { "type": "string" } }));
@@ -298,7 +352,10 @@ fn operation(route: &Route) -> Value {
             problem("No key, or a malformed, unknown or revoked one."),
         );
         responses.insert("403".into(), problem("The key lacks the route's scope."));
-        responses.insert("404".into(), problem("No such site or sensor."));
+        responses.insert(
+            "404".into(),
+            problem("No such site, sensor, alert rule or alert."),
+        );
         responses.insert("400".into(), problem("A bad query parameter or header."));
         responses.insert(
             "503".into(),
@@ -311,6 +368,18 @@ fn operation(route: &Route) -> Value {
         responses.insert(
             "422".into(),
             problem("Invalid fields: one message per field in errors."),
+        );
+    }
+    if route.path.starts_with("/api/v1/alerts/") && route.method == "post" {
+        responses.insert(
+            "409".into(),
+            problem("invalid_transition: the alert's state does not allow this change."),
+        );
+    }
+    if route.path == "/api/v1/alert-rules/preview" {
+        responses.insert(
+            "422".into(),
+            problem("Invalid fields (a draft's named rule.<field>), or backtest_too_large: the backtest would read more than 5,000,000 buckets."),
         );
     }
     if matches!(route.method, "patch" | "delete" | "post") && route.scope == Some("admin") {
@@ -346,12 +415,15 @@ pub(crate) fn document() -> Value {
     let slug = json!({ "type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,62}$" });
     let time = json!({ "type": "string", "format": "date-time" });
     let number_or_null = json!({ "type": ["number", "null"] });
+    let string_or_null = json!({ "type": ["string", "null"] });
+    let time_or_null = json!({ "type": ["string", "null"], "format": "date-time" });
+    let uuid = json!({ "type": "string", "format": "uuid" });
     json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Stoker API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "Telemetry of industrial boiler houses: sites, sensors, latest values, history and HTTP telemetry. Every /api/v1 route but this document needs Authorization: Bearer <API key> (stoker apikey create); errors are application/problem+json with a stable code."
+            "description": "Telemetry of industrial boiler houses: sites, sensors, latest values, history, HTTP telemetry, alert rules with previews, and alerts. Every /api/v1 route but this document needs Authorization: Bearer <API key> (stoker apikey create); errors are application/problem+json with a stable code."
         },
         "paths": paths,
         "components": {
@@ -392,7 +464,39 @@ pub(crate) fn document() -> Value {
                 "Dashboard": { "type": "object", "properties": { "site": slug, "generated_at": time,
                     "counts": { "type": "object", "properties": { "ok": { "type": "integer" }, "stale": { "type": "integer" }, "out_of_range": { "type": "integer" }, "alerting": { "type": "integer" } } },
                     "sensors": { "type": "array", "items": { "type": "object", "properties": { "sensor": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "value": number_or_null, "ts": { "type": ["string", "null"], "format": "date-time" }, "min": number_or_null, "max": number_or_null, "status": { "enum": ["ok", "stale", "out_of_range", "alerting"] } } } },
-                    "open_alerts": { "type": "array", "items": { "type": "object" } } } },
+                    "open_alerts": { "type": "array", "items": schema("Alert") } } },
+                "Alert": { "type": "object", "description": "DESIGN.md's alert, with the rule's name and kind, the limit compared with, who acknowledged and resolved it (an API key's name, or analytics) and its version.", "properties": {
+                    "id": uuid, "rule_id": uuid, "rule_name": { "type": "string" }, "kind": { "type": "string" },
+                    "site": slug, "sensor": slug, "severity": { "enum": ["info", "warning", "critical"] },
+                    "state": { "enum": ["firing", "acknowledged", "resolved"] },
+                    "opened_at": time, "acknowledged_at": time_or_null, "resolved_at": time_or_null,
+                    "value": number_or_null, "threshold": number_or_null, "message": { "type": "string" },
+                    "acknowledged_by": string_or_null, "resolved_by": string_or_null, "version": { "type": "integer" }
+                } },
+                "AlertEvent": { "type": "object", "properties": {
+                    "id": { "type": "integer" }, "alert_id": uuid, "transition": { "enum": ["fired", "acknowledged", "resolved"] },
+                    "at": time, "actor": { "type": "string" }, "value": number_or_null, "detail": { "type": "string" }
+                } },
+                "AlertWithEvents": { "allOf": [ schema("Alert"), { "type": "object", "properties": { "events": { "type": "array", "items": schema("AlertEvent") } } } ] },
+                "AlertPage": { "type": "object", "properties": { "items": { "type": "array", "items": schema("Alert") }, "next_cursor": { "type": ["string", "null"] } } },
+                "PreviewRequest": { "type": "object", "description": "Exactly one of rule_id and rule.", "properties": {
+                    "rule_id": uuid, "rule": schema("AlertRuleDraft"),
+                    "start": { "type": ["string", "integer"], "description": "Epoch milliseconds or RFC 3339; default end minus 24 h; at most 31 days before end." },
+                    "end": { "type": ["string", "integer"], "description": "Epoch milliseconds or RFC 3339; default now (a later end is taken as now)." },
+                    "interval": { "type": "string", "description": "Evaluation interval, whole seconds of at least 1s; default 10s." }
+                } },
+                "Preview": { "type": "object", "properties": {
+                    "rule": { "type": "object", "description": "The saved rule, or the draft as validated (no id, version or times)." },
+                    "start": time, "end": time, "interval": { "type": "string" },
+                    "sensors": { "type": "integer", "description": "Sensors the rule selects." },
+                    "alerts": { "type": "array", "items": { "type": "object", "properties": {
+                        "site": slug, "sensor": slug,
+                        "opened_at": { "type": "integer", "description": "Epoch milliseconds: the tick it fired at." },
+                        "value": number_or_null, "message": { "type": "string" },
+                        "cleared_at": { "type": ["integer", "null"], "description": "Epoch milliseconds; null: still firing at end." },
+                        "cleared_message": string_or_null
+                    } } }
+                } },
                 "RejectedReading": { "type": "object", "properties": { "sensor": { "type": "string" }, "reason": { "type": "string" }, "detail": { "type": "string" } } },
                 "TelemetryReceipt": { "type": "object", "properties": { "accepted": { "type": "integer" }, "rejected": { "type": "array", "items": schema("RejectedReading") } } }
             }

@@ -9,6 +9,10 @@ use stoker_metadata::Page;
 
 use crate::problem::ApiError;
 
+/// What a cursor this API did not give is told.
+pub(crate) const FOREIGN_CURSOR: &str =
+    "cursor is not one this API gave (use next_cursor from the previous page)";
+
 /// Items per page when `limit` is absent.
 const DEFAULT_LIMIT: i64 = 50;
 
@@ -56,8 +60,7 @@ pub(crate) fn parse(query: &HashMap<String, String>, also: &[&str]) -> Result<Pa
         None => None,
         Some(cursor) => Some(decode(cursor).ok_or_else(|| ApiError::BadParameter {
             parameter: "cursor",
-            detail:
-                "cursor is not one this API gave (use next_cursor from the previous page)".into(),
+            detail: FOREIGN_CURSOR.into(),
         })?),
     };
     Ok(PageQuery { limit, after })
@@ -94,16 +97,19 @@ impl<T> From<Page<T>> for PageBody<T> {
     }
 }
 
+/// A query string's parameters from pairs (unit tests of the routes that
+/// read them).
+#[cfg(test)]
+pub(crate) fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
+    pairs
+        .iter()
+        .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn query(pairs: &[(&str, &str)]) -> HashMap<String, String> {
-        pairs
-            .iter()
-            .map(|(name, value)| ((*name).to_owned(), (*value).to_owned()))
-            .collect()
-    }
 
     #[test]
     fn cursors_round_trip_and_bad_ones_are_refused() {

@@ -56,6 +56,16 @@ pub enum ApiError {
     /// Deleting would leave other resources without their parent.
     #[error("{0}")]
     HasDependents(String),
+    /// The alert's state does not allow the change asked for (acknowledging
+    /// an alert that is not firing, resolving a resolved one).
+    #[error("{0}")]
+    InvalidTransition(String),
+    /// A backtest would read more than analytics allows.
+    #[error("{0}")]
+    TooLarge(String),
+    /// A time outside what InfluxDB stores.
+    #[error("{0}")]
+    InvalidRange(String),
     /// A store the request needs is down.
     #[error("{dependency} is unavailable: {detail}")]
     Unavailable {
@@ -116,6 +126,36 @@ impl From<stoker_metadata::Error> for ApiError {
     }
 }
 
+impl From<stoker_analytics::Error> for ApiError {
+    fn from(error: stoker_analytics::Error) -> Self {
+        use stoker_analytics::Error as E;
+        use stoker_analytics::notify::Error as Notify;
+        match error {
+            E::AlertNotFound(_) => ApiError::NotFound(error.to_string()),
+            E::InvalidTransition { .. } => ApiError::InvalidTransition(error.to_string()),
+            E::TooLarge(detail) => ApiError::TooLarge(detail),
+            E::InvalidRange(_) => ApiError::InvalidRange(error.to_string()),
+            // The store refuses a cursor it did not make.
+            E::InvalidRow { what: "cursor", .. } => ApiError::BadParameter {
+                parameter: "cursor",
+                detail: crate::page::FOREIGN_CURSOR.into(),
+            },
+            // Postgres failures read as the metadata crate's do: the same
+            // test tells "Postgres is down" from "the query is wrong".
+            E::Unavailable(error) => stoker_metadata::Error::Unavailable(error).into(),
+            E::Query(error) | E::Notify(Notify::Query(error)) => {
+                stoker_metadata::Error::Query(error).into()
+            }
+            E::Metadata(error) | E::Notify(Notify::Postgres(error)) => error.into(),
+            E::Influx(error) if error.is_transient() => ApiError::Unavailable {
+                dependency: "InfluxDB",
+                detail: error.to_string(),
+            },
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
 impl ApiError {
     fn status_and_code(&self) -> (StatusCode, &'static str) {
         match self {
@@ -128,6 +168,9 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::VersionConflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
             ApiError::HasDependents(_) => (StatusCode::CONFLICT, "has_dependents"),
+            ApiError::InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
+            ApiError::TooLarge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "backtest_too_large"),
+            ApiError::InvalidRange(_) => (StatusCode::BAD_REQUEST, "invalid_range"),
             ApiError::Unavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable")
             }

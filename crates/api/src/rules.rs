@@ -60,14 +60,18 @@ pub(crate) fn routes(
         .and(with_state.clone())
         .and(json_object())
         .and_then(create_rule);
+    // The id is read before the body, so that a path that names no rule
+    // (`/alert-rules/preview` with another method) is 404, whatever the body.
     let get = warp::path!("alert-rules" / String)
         .and(warp::get())
         .and(read)
+        .and_then(rule_id_from_path)
         .and(with_state.clone())
         .and_then(get_rule);
     let update = warp::path!("alert-rules" / String)
         .and(warp::patch())
         .and(admin.clone())
+        .and_then(rule_id_from_path)
         .and(with_state.clone())
         .and(if_match())
         .and(json_object())
@@ -75,6 +79,7 @@ pub(crate) fn routes(
     let delete = warp::path!("alert-rules" / String)
         .and(warp::delete())
         .and(admin)
+        .and_then(rule_id_from_path)
         .and(with_state)
         .and(if_match())
         .and_then(delete_rule);
@@ -89,13 +94,14 @@ pub(crate) fn routes(
         .unify()
 }
 
-fn rule_id(text: &str) -> Result<Uuid, ApiError> {
-    Uuid::parse_str(text).map_err(|_| {
-        ApiError::NotFound(format!(
-            "alert rule {:?} does not exist (ids are UUIDs)",
-            text.chars().take(64).collect::<String>()
-        ))
-    })
+async fn rule_id_from_path(text: String) -> Result<Uuid, warp::Rejection> {
+    Ok(crate::uuid_from_path("alert rule", &text)?)
+}
+
+/// A new rule from a body's fields (a POST, or a preview's draft): field by
+/// field, then validated as a whole.
+pub(crate) fn new_rule(fields: Map<String, Value>) -> Result<NewAlertRule, ApiError> {
+    validated(&draft_from(fields, RuleDraft::default())?)
 }
 
 /// A draft from a body's fields, each checked on its own so that a wrong
@@ -182,8 +188,7 @@ async fn list_rules(
         Some(Err(_)) => {
             return Err(ApiError::BadParameter {
                 parameter: "cursor",
-                detail: "cursor is not one this API gave (use next_cursor from the previous page)"
-                    .into(),
+                detail: page::FOREIGN_CURSOR.into(),
             }
             .into());
         }
@@ -226,16 +231,14 @@ async fn create_rule(
     state: State,
     fields: Fields,
 ) -> Result<warp::reply::Response, warp::Rejection> {
-    let draft = draft_from(fields.into_map()?, RuleDraft::default())?;
-    let rule = validated(&draft)?;
+    let rule = new_rule(fields.into_map()?)?;
     let created = stoker_metadata::create_alert_rule(&state.pool, &rule)
         .await
         .map_err(ApiError::from)?;
     Ok(versioned(&created, StatusCode::CREATED))
 }
 
-async fn get_rule(id: String, state: State) -> Result<warp::reply::Response, warp::Rejection> {
-    let id = rule_id(&id)?;
+async fn get_rule(id: Uuid, state: State) -> Result<warp::reply::Response, warp::Rejection> {
     let rule = stoker_metadata::get_alert_rule(&state.pool, id)
         .await
         .map_err(ApiError::from)?;
@@ -243,12 +246,11 @@ async fn get_rule(id: String, state: State) -> Result<warp::reply::Response, war
 }
 
 async fn update_rule(
-    id: String,
+    id: Uuid,
     state: State,
     if_match: Option<i64>,
     mut fields: Fields,
 ) -> Result<warp::reply::Response, warp::Rejection> {
-    let id = rule_id(&id)?;
     let current = stoker_metadata::get_alert_rule(&state.pool, id)
         .await
         .map_err(ApiError::from)?;
@@ -266,11 +268,10 @@ async fn update_rule(
 }
 
 async fn delete_rule(
-    id: String,
+    id: Uuid,
     state: State,
     if_match: Option<i64>,
 ) -> Result<warp::reply::Response, warp::Rejection> {
-    let id = rule_id(&id)?;
     stoker_metadata::delete_alert_rule(&state.pool, id, if_match)
         .await
         .map_err(ApiError::from)?;

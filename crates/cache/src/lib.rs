@@ -9,6 +9,8 @@
 //! - latest values: [`Cache::set_latest`] writes a whole batch in one round
 //!   trip through a Lua script that compares timestamps inside Redis, so a
 //!   late, older reading never replaces a newer one.
+//! - caches: dashboards (`dashboard:{site}`, 60 s) and alert-rule previews
+//!   (`analytics:preview:{digest}`, 30 min).
 //!
 //! ```no_run
 //! # async fn example() -> stoker_cache::Result<()> {
@@ -21,6 +23,7 @@
 mod alert_state;
 mod dashboard;
 mod latest;
+mod preview;
 
 use std::time::Duration;
 
@@ -29,6 +32,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 pub use alert_state::{ALERT_STATE_TTL, AlertStateKey};
 pub use dashboard::DASHBOARD_TTL;
 pub use latest::LatestValue;
+pub use preview::ANALYTICS_TTL;
 
 /// How long a latest value lives: a sensor silent for longer shows as stale.
 pub const LATEST_TTL: Duration = Duration::from_secs(300);

@@ -1,4 +1,5 @@
-//! Latest values against the real Redis, under a key prefix of the test's own.
+//! Latest values, alert states and previews against the real Redis, under
+//! a key prefix of the test's own.
 
 use stoker_cache::{Cache, LatestValue, RedisOptions};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
@@ -178,4 +179,35 @@ async fn alert_states_are_written_with_a_ttl_and_deleted() {
     cache.write_alert_states(&[], &[pending]).await.unwrap();
     assert_eq!(cache.alert_state(pending).await.unwrap(), None);
     assert!(cache.alert_state(firing).await.unwrap().is_some());
+}
+
+#[tokio::test]
+async fn previews_are_cached_under_their_digest_in_hex_with_a_ttl() {
+    let redis = TestRedis::new();
+    let cache = redis.cache();
+    let mut digest = [0u8; 32];
+    digest[0] = 0xab;
+    digest[31] = 0x01;
+    assert_eq!(cache.preview(&digest).await.unwrap(), None);
+    cache
+        .set_preview(&digest, r#"{"alerts":[]}"#)
+        .await
+        .unwrap();
+    assert_eq!(
+        cache.preview(&digest).await.unwrap().as_deref(),
+        Some(r#"{"alerts":[]}"#)
+    );
+    assert_eq!(cache.preview(&[0u8; 32]).await.unwrap(), None);
+    let mut connection = redis.connection().await;
+    let key = format!(
+        "{}analytics:preview:ab{}01",
+        redis.prefix(),
+        "00".repeat(30)
+    );
+    let ttl: i64 = redis::cmd("TTL")
+        .arg(&key)
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert!((1790..=1800).contains(&ttl), "ttl {ttl}");
 }

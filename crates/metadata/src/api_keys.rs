@@ -123,6 +123,7 @@ pub struct ApiKey {
 #[derive(Clone)]
 pub struct StoredKey {
     key_id: String,
+    name: String,
     secret_sha256: [u8; 32],
     scopes: Vec<Scope>,
     revoked: bool,
@@ -162,6 +163,8 @@ pub enum KeyCheck {
     Valid {
         /// The key's public id (for logs).
         key_id: String,
+        /// The key's name (who acted, in records such as alert events).
+        name: String,
         /// What it may do.
         scopes: Vec<Scope>,
     },
@@ -218,6 +221,7 @@ pub fn verify(presented_token: &str, stored: &StoredKey) -> KeyCheck {
     } else {
         KeyCheck::Valid {
             key_id: stored.key_id.clone(),
+            name: stored.name.clone(),
             scopes: stored.scopes.clone(),
         }
     }
@@ -253,7 +257,7 @@ pub async fn fetch_key(pool: &Pool, key_id: &str) -> Result<Option<StoredKey>> {
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "SELECT key_id, secret_sha256, scopes, revoked_at IS NOT NULL AS revoked
+            "SELECT key_id, name, secret_sha256, scopes, revoked_at IS NOT NULL AS revoked
              FROM metadata.api_keys WHERE key_id = $1",
         )
         .await?;
@@ -267,6 +271,7 @@ pub async fn fetch_key(pool: &Pool, key_id: &str) -> Result<Option<StoredKey>> {
     })?;
     Ok(Some(StoredKey {
         key_id: row.try_get("key_id")?,
+        name: row.try_get("name")?,
         secret_sha256,
         scopes: parse_scopes(row.try_get("scopes")?)?,
         revoked: row.try_get("revoked")?,
@@ -412,6 +417,7 @@ mod tests {
     fn stored(secret: &str, revoked: bool) -> StoredKey {
         StoredKey {
             key_id: "abcdef012345".into(),
+            name: "gateway-1".into(),
             secret_sha256: sha256(secret),
             scopes: vec![Scope::Read],
             revoked,
@@ -427,6 +433,7 @@ mod tests {
             verify(&token, &stored(SECRET, false)),
             KeyCheck::Valid {
                 key_id: "abcdef012345".into(),
+                name: "gateway-1".into(),
                 scopes: vec![Scope::Read]
             }
         );

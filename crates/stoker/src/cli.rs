@@ -162,6 +162,11 @@ pub struct ApiArgs {
     /// (batching and spool settings below; the MQTT settings are unused).
     #[command(flatten)]
     pub ingest: IngestOptions,
+    /// Alerts acknowledged or resolved through the API queue their
+    /// notifications with these settings (the analytics processes deliver
+    /// them): set them as for `stoker analytics`.
+    #[command(flatten)]
+    pub notify: NotifyOptions,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -38,6 +38,7 @@ async fn a_key_authenticates_until_it_is_revoked() {
 
     let valid = KeyCheck::Valid {
         key_id: key.key_id.clone(),
+        name: key.name.clone(),
         scopes: vec![Scope::Read, Scope::Write],
     };
     assert_eq!(

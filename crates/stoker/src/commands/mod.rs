@@ -24,6 +24,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 mqtt: true,
                 analytics: Some(analytics),
                 http: run::Http::Api(args.http.addr),
+                api_notify: Some(&args.notify),
             };
             run::roles(&args.stores, roles).await
         }
@@ -33,6 +34,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 mqtt: true,
                 analytics: None,
                 http: run::Http::Ops(args.metrics_addr),
+                api_notify: None,
             };
             run::roles(&args.stores, roles).await
         }
@@ -42,6 +44,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 mqtt: false,
                 analytics: None,
                 http: run::Http::Api(args.http.addr),
+                api_notify: Some(&args.notify),
             };
             run::roles(&args.stores, roles).await
         }
@@ -56,6 +59,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 mqtt: false,
                 analytics: Some(analytics),
                 http: run::Http::Ops(args.metrics_addr),
+                api_notify: None,
             };
             run::roles(&args.stores, roles).await
         }

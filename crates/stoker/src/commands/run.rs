@@ -37,6 +37,9 @@ pub struct Roles<'a> {
     pub analytics: Option<AnalyticsRole<'a>>,
     /// What is served over HTTP.
     pub http: Http,
+    /// Where the notifications of alerts acknowledged or resolved through
+    /// the API go; none: the defaults (MQTT `alerts/{site}` only).
+    pub api_notify: Option<&'a NotifyOptions>,
 }
 
 /// The analytics role's settings.
@@ -58,12 +61,14 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
         mqtt,
         analytics,
         http,
+        api_notify,
     } = roles;
-    if let Some(analytics) = analytics {
-        analytics
-            .notify
-            .validate()
-            .context("alert notification settings")?;
+    for notify in analytics
+        .map(|analytics| analytics.notify)
+        .iter()
+        .chain(&api_notify)
+    {
+        notify.validate().context("alert notification settings")?;
     }
     let pool = stoker_metadata::connect(&stores.postgres)?;
     super::migrate(&pool, &stores.postgres).await?;
@@ -178,6 +183,7 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
                 intake: ingestion.as_ref().map(Ingestion::intake),
                 metrics,
                 catalog,
+                notify: api_notify.cloned().unwrap_or_default(),
             };
             tokio::spawn(stoker_api::serve(listener, state, http_stop.clone()))
         }

@@ -1,4 +1,9 @@
 //! The API over real HTTP, against real Postgres, InfluxDB and Redis.
+//!
+//! `alerts`: alerts, their transitions, the dashboard's open alerts and
+//! rule previews.
+
+mod alerts;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -29,12 +34,34 @@ impl Drop for TestApp {
 }
 
 async fn spawn_app() -> TestApp {
+    spawn_app_with(AppOptions::default()).await
+}
+
+/// How a test's app differs from the usual one.
+#[derive(Default)]
+struct AppOptions {
+    /// Where alert transitions made through the API are announced.
+    notify: stoker_analytics::notify::NotifyOptions,
+    /// Redis settings to use instead of the test's key prefix (e.g. a Redis
+    /// that is down).
+    redis: Option<stoker_cache::RedisOptions>,
+}
+
+async fn spawn_app_with(options: AppOptions) -> TestApp {
+    let AppOptions {
+        notify,
+        redis: redis_options,
+    } = options;
     let postgres = TestPostgres::create().await;
     let pool = postgres.migrated_pool().await;
     stoker_ingestion::migrate(&pool).await.unwrap();
+    stoker_analytics::migrate(&pool).await.unwrap();
     let influx = TestInflux::create().await;
     let redis = TestRedis::new();
-    let cache = redis.cache();
+    let cache = match redis_options {
+        Some(options) => stoker_cache::Cache::connect(&options).unwrap(),
+        None => redis.cache(),
+    };
     let shutdown = CancellationToken::new();
     let spool = std::env::temp_dir().join(stoker_testkit::unique_client_id("stoker-test-spool"));
     let options = stoker_ingestion::IngestOptions {
@@ -72,6 +99,7 @@ async fn spawn_app() -> TestApp {
         },
         readiness,
         catalog,
+        notify,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -1016,7 +1044,8 @@ async fn the_openapi_document_lists_every_route_answered_and_nothing_else() {
         let path = template
             .replace("{site}", "boiler-house-1")
             .replace("{sensor}", "b1_flue_temp")
-            .replace("{rule}", &rule_id);
+            .replace("{rule}", &rule_id)
+            .replace("{alert}", "00000000-0000-0000-0000-000000000000");
         for method in &methods {
             let documented = item.get(method.as_str().to_lowercase()).is_some();
             // No body: a documented route may refuse it (415, 422), but it
@@ -1058,7 +1087,7 @@ async fn the_openapi_document_lists_every_route_answered_and_nothing_else() {
             }
         }
     }
-    assert!(operations >= 22, "{operations} operations");
+    assert!(operations >= 27, "{operations} operations");
     // Paths outside the document are not answered.
     for path in [
         "/api/v1/nothing",

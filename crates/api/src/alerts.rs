@@ -1,0 +1,208 @@
+//! Alerts raised by analytics: `GET /alerts` (newest first, in pages,
+//! filtered by `state`, `site`, `sensor`, `rule`), `GET /alerts/{id}` with
+//! its event trail, and `POST /alerts/{id}/ack` and `…/resolve`, recorded
+//! under the name of the API key that asked.
+//!
+//! Postgres (schema `analytics`) is the truth; a transition is one
+//! transaction that changes the alert, appends its event and queues its
+//! MQTT and webhook notifications ([`ApiState::notify`](crate::ApiState)),
+//! as the evaluation loop's transitions do. The site's cached dashboard
+//! is dropped after each one.
+
+use std::collections::HashMap;
+
+use serde::Serialize;
+use stoker_analytics::store::{self, Alert, AlertEvent, AlertFilter, StateFilter};
+use stoker_domain::{SensorKey, SiteSlug};
+use stoker_metadata::Scope;
+use uuid::Uuid;
+use warp::Filter;
+
+use crate::auth::{require, require_key};
+use crate::page::{self, PageBody};
+use crate::problem::ApiError;
+use crate::{State, boxed};
+
+pub(crate) fn routes(
+    state: State,
+) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
+    let read = require(Scope::Read, state.clone());
+    let write = require_key(Scope::Write, state.clone());
+    let with_state = warp::any().map(move || state.clone());
+    let list = warp::path!("alerts")
+        .and(warp::get())
+        .and(read.clone())
+        .and(warp::query::<HashMap<String, String>>())
+        .and(with_state.clone())
+        .and_then(list_alerts);
+    let get = warp::path!("alerts" / String)
+        .and(warp::get())
+        .and(read)
+        .and(with_state.clone())
+        .and_then(get_alert);
+    let acknowledge = warp::path!("alerts" / String / "ack")
+        .and(warp::post())
+        .and(write.clone())
+        .and(with_state.clone())
+        .and_then(|id, actor, state| transition(id, actor, state, Action::Acknowledge));
+    let resolve = warp::path!("alerts" / String / "resolve")
+        .and(warp::post())
+        .and(write)
+        .and(with_state)
+        .and_then(|id, actor, state| transition(id, actor, state, Action::Resolve));
+    boxed(list)
+        .or(boxed(get))
+        .unify()
+        .or(boxed(acknowledge))
+        .unify()
+        .or(boxed(resolve))
+        .unify()
+}
+
+/// The filters of a list query.
+fn filter(query: &HashMap<String, String>) -> Result<AlertFilter, ApiError> {
+    let state = match query.get("state") {
+        None => None,
+        Some(text) => Some(
+            StateFilter::parse(text).ok_or_else(|| ApiError::BadParameter {
+                parameter: "state",
+                detail: format!(
+                    "state={:?} is not one of {}",
+                    text.chars().take(32).collect::<String>(),
+                    StateFilter::NAMES.join(", ")
+                ),
+            })?,
+        ),
+    };
+    let site = query
+        .get("site")
+        .map(|text| SiteSlug::parse(text.as_str()))
+        .transpose()
+        .map_err(|error| ApiError::BadParameter {
+            parameter: "site",
+            detail: error.to_string(),
+        })?;
+    let sensor = query
+        .get("sensor")
+        .map(|text| SensorKey::parse(text.as_str()))
+        .transpose()
+        .map_err(|error| ApiError::BadParameter {
+            parameter: "sensor",
+            detail: error.to_string(),
+        })?;
+    let rule_id = query
+        .get("rule")
+        .map(|text| Uuid::parse_str(text))
+        .transpose()
+        .map_err(|_| ApiError::BadParameter {
+            parameter: "rule",
+            detail: "rule must be an alert rule's id (a UUID)".into(),
+        })?;
+    Ok(AlertFilter {
+        state,
+        site,
+        sensor,
+        rule_id,
+    })
+}
+
+async fn list_alerts(
+    query: HashMap<String, String>,
+    state: State,
+) -> Result<warp::reply::Json, warp::Rejection> {
+    let page = page::parse(&query, &["state", "site", "sensor", "rule"])?;
+    let filter = filter(&query)?;
+    let alerts = store::list_alerts(&state.pool, &filter, page.limit, page.after.as_deref())
+        .await
+        .map_err(ApiError::from)?;
+    Ok(warp::reply::json(&PageBody::from(alerts)))
+}
+
+/// An alert with its event trail, oldest event first.
+#[derive(Debug, Serialize)]
+struct AlertWithEvents {
+    #[serde(flatten)]
+    alert: Alert,
+    events: Vec<AlertEvent>,
+}
+
+async fn get_alert(id: String, state: State) -> Result<warp::reply::Json, warp::Rejection> {
+    let id = crate::uuid_from_path("alert", &id)?;
+    let (alert, events) = store::get_alert(&state.pool, id)
+        .await
+        .map_err(ApiError::from)?;
+    Ok(warp::reply::json(&AlertWithEvents { alert, events }))
+}
+
+/// What a person may do to an alert.
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Acknowledge,
+    Resolve,
+}
+
+async fn transition(
+    id: String,
+    actor: String,
+    state: State,
+    action: Action,
+) -> Result<warp::reply::Json, warp::Rejection> {
+    let id = crate::uuid_from_path("alert", &id)?;
+    let changed = match action {
+        Action::Acknowledge => store::acknowledge(&state.pool, &state.notify, id, &actor).await,
+        Action::Resolve => store::resolve(&state.pool, &state.notify, id, &actor).await,
+    }
+    .map_err(ApiError::from)?;
+    tracing::info!(alert = %changed.id, state = %changed.state, actor, "alert changed by hand");
+    // The dashboard shows the alert's state; Redis only speeds it up, so a
+    // failure here leaves a summary that expires within its TTL.
+    match SiteSlug::parse(&changed.site) {
+        Ok(site) => {
+            if let Err(error) = state.cache.forget_dashboard(&site).await {
+                tracing::debug!(%error, "could not drop the cached dashboard; it expires within {:?}", stoker_cache::DASHBOARD_TTL);
+            }
+        }
+        Err(error) => tracing::warn!(%error, site = changed.site, "an alert names an invalid site"),
+    }
+    Ok(warp::reply::json(&changed))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::page::query;
+
+    #[test]
+    fn filters_are_parsed_and_bad_ones_named() {
+        let rule = Uuid::now_v7();
+        let parsed = filter(&query(&[
+            ("state", "open"),
+            ("site", "boiler-house-1"),
+            ("sensor", "b1_flue_temp"),
+            ("rule", &rule.to_string()),
+        ]))
+        .unwrap();
+        assert_eq!(parsed.state, Some(StateFilter::Open));
+        assert_eq!(parsed.rule_id, Some(rule));
+        assert_eq!(filter(&query(&[])).unwrap(), AlertFilter::default());
+        for (name, value) in [
+            ("state", "closed"),
+            ("site", "Boiler House"),
+            ("sensor", "b1 flue"),
+            ("rule", "7"),
+        ] {
+            match filter(&query(&[(name, value)])) {
+                Err(ApiError::BadParameter { parameter, detail }) => {
+                    assert_eq!(parameter, name, "{detail}");
+                    if name == "state" {
+                        assert!(
+                            detail.contains("open, firing, acknowledged, resolved"),
+                            "{detail}"
+                        );
+                    }
+                }
+                other => panic!("{name}={value}: {other:?}"),
+            }
+        }
+    }
+}
