@@ -2,6 +2,7 @@
 //! services: each test points it at its own databases, key prefix, topic
 //! prefix and spool through the environment.
 
+mod analytics;
 mod binary;
 mod faults;
 mod helpers;

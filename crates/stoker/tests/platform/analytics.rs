@@ -1,0 +1,125 @@
+//! Several `stoker analytics` processes: one evaluates, another takes over
+//! when it is killed, and no alert is opened twice.
+
+use std::time::Duration;
+
+use stoker_analytics::store;
+use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
+use stoker_metadata::{NewAlertRule, NewSensor, Pool, RuleKind, RuleSelector, Severity};
+use stoker_testkit::{TestInflux, TestPostgres, TestRedis, unique_topic_prefix};
+
+use crate::faults::seed;
+use crate::helpers::{Stoker, free_port};
+
+async fn open_alerts(pool: &Pool) -> usize {
+    store::open_alerts(pool, None)
+        .await
+        .map_or(0, |alerts| alerts.len())
+}
+
+async fn wait_for_open_alerts(pool: &Pool, expected: usize, limit: Duration) -> usize {
+    let deadline = tokio::time::Instant::now() + limit;
+    loop {
+        let open = open_alerts(pool).await;
+        if open >= expected || tokio::time::Instant::now() >= deadline {
+            return open;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+#[tokio::test]
+async fn a_killed_analytics_leader_is_replaced_within_two_intervals_without_duplicates() {
+    let postgres = TestPostgres::create().await;
+    let pool = postgres.migrated_pool().await;
+    stoker_analytics::migrate(&pool).await.unwrap();
+    seed(&pool, "boiler-house-1", 2).await;
+    let site = SiteSlug::parse("boiler-house-1").unwrap();
+    // No reading ever arrives: a no-data rule on the site fires for every
+    // sensor at the first tick.
+    let rule = NewAlertRule::new(
+        "Sensor silent",
+        RuleSelector {
+            site: Some(site.clone()),
+            sensor: None,
+            sensor_type: None,
+        },
+        RuleKind::NoData {
+            timeout: Duration::from_secs(5),
+        },
+        Severity::Warning,
+        true,
+    )
+    .unwrap();
+    stoker_metadata::create_alert_rule(&pool, &rule)
+        .await
+        .unwrap();
+    let influx = TestInflux::create().await;
+    let redis = TestRedis::new();
+    let topics = unique_topic_prefix();
+    let spawn = || {
+        Stoker::spawn(
+            "analytics",
+            &[
+                ("DATABASE_URL", postgres.url()),
+                ("INFLUX_BUCKET", influx.influx().database().to_owned()),
+                ("REDIS_KEY_PREFIX", redis.prefix().to_owned()),
+                ("ALERT_MQTT_TOPIC_PREFIX", topics.clone()),
+                ("METRICS_ADDR", format!("127.0.0.1:{}", free_port())),
+                ("ANALYTICS_INTERVAL", "1s".to_owned()),
+                ("ANALYTICS_GRACE", "0s".to_owned()),
+            ],
+        )
+    };
+
+    let mut leader = spawn();
+    assert_eq!(
+        wait_for_open_alerts(&pool, 2, Duration::from_secs(20)).await,
+        2,
+        "the first process raised no alerts"
+    );
+    let mut follower = spawn();
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert_eq!(open_alerts(&pool).await, 2, "the follower evaluated too");
+
+    leader.kill();
+    let killed = tokio::time::Instant::now();
+    let sensor = NewSensor {
+        key: SensorKey::parse("t99").unwrap(),
+        sensor_type: SensorType::parse("temperature").unwrap(),
+        unit: Unit::parse("°C").unwrap(),
+        range: ValidRange::new(Some(0.0), Some(1000.0)).unwrap(),
+    };
+    stoker_metadata::create_sensor(&pool, &site, &sensor)
+        .await
+        .unwrap();
+    assert_eq!(
+        wait_for_open_alerts(&pool, 3, Duration::from_secs(15)).await,
+        3,
+        "the follower did not take over"
+    );
+    // Two intervals, plus the tick at which the new sensor is first judged.
+    assert!(
+        killed.elapsed() < Duration::from_secs(4),
+        "took {:?}",
+        killed.elapsed()
+    );
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let client = pool.get().await.unwrap();
+    let row = client
+        .query_one(
+            "SELECT count(*), count(DISTINCT (rule_id, site, sensor)) FROM analytics.alerts",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        (row.get::<_, i64>(0), row.get::<_, i64>(1)),
+        (3, 3),
+        "an alert was opened twice"
+    );
+    assert!(
+        follower.interrupt().success(),
+        "the follower did not stop cleanly"
+    );
+}
