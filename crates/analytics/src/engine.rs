@@ -359,6 +359,18 @@ pub fn limit(kind: &RuleKind) -> Option<f64> {
     }
 }
 
+/// A measured value for people: at most three decimals, no trailing
+/// zeros (`12.758666…` → `12.759`, `13.0` → `13`).
+fn shown(value: f64) -> String {
+    let text = format!("{value:.3}");
+    let text = text.trim_end_matches('0').trim_end_matches('.');
+    if text == "-0" {
+        "0".into()
+    } else {
+        text.to_owned()
+    }
+}
+
 /// One sentence saying why an alert fired or cleared, e.g. `mean over 1m
 /// = 13.2 bar, > 12.5 for 30s`.
 pub fn describe(kind: &RuleKind, transition: Transition, unit: &str) -> String {
@@ -386,9 +398,10 @@ pub fn describe(kind: &RuleKind, transition: Transition, unit: &str) -> String {
                 format!(" for {}", format_duration(for_))
             };
             format!(
-                "{} over {} = {value}{unit}, {} {threshold}{held}",
+                "{} over {} = {}{unit}, {} {threshold}{held}",
                 agg.as_str(),
                 format_duration(window),
+                shown(value),
                 op.as_str()
             )
         }
@@ -402,9 +415,10 @@ pub fn describe(kind: &RuleKind, transition: Transition, unit: &str) -> String {
             },
             Transition::Clear(value),
         ) => format!(
-            "{} over {} = {value}{unit}, no longer {} {clear_threshold}",
+            "{} over {} = {}{unit}, no longer {} {clear_threshold}",
             agg.as_str(),
             format_duration(window),
+            shown(value),
             op.as_str()
         ),
         (
@@ -416,8 +430,9 @@ pub fn describe(kind: &RuleKind, transition: Transition, unit: &str) -> String {
             },
             Transition::Fire(value),
         ) => format!(
-            "change over {} = {value}{unit}/min, {} {rate_per_min}",
+            "change over {} = {}{unit}/min, {} {rate_per_min}",
             format_duration(window),
+            shown(value),
             op.as_str()
         ),
         (
@@ -429,15 +444,16 @@ pub fn describe(kind: &RuleKind, transition: Transition, unit: &str) -> String {
             },
             Transition::Clear(value),
         ) => format!(
-            "change over {} = {value}{unit}/min, no longer {} {clear_rate_per_min}",
+            "change over {} = {}{unit}/min, no longer {} {clear_rate_per_min}",
             format_duration(window),
+            shown(value),
             op.as_str()
         ),
         (RuleKind::NoData { timeout }, Transition::Fire(_)) => {
             format!("no reading for {}", format_duration(timeout))
         }
         (RuleKind::NoData { .. }, Transition::Clear(value)) => {
-            format!("readings again ({value} in the timeout)")
+            format!("readings again ({} in the timeout)", shown(value))
         }
         (
             RuleKind::Anomaly {
@@ -718,6 +734,15 @@ mod tests {
         assert_eq!(transitions.len(), 2, "{transitions:?}");
         assert!(matches!(transitions[0], (910, Transition::Fire(z)) if z > 3.0));
         assert!(matches!(transitions[1].1, Transition::Clear(z) if z.abs() <= 1.5));
+    }
+
+    #[test]
+    fn values_are_shown_with_at_most_three_decimals() {
+        assert_eq!(shown(12.758_666_666_666_667), "12.759");
+        assert_eq!(shown(1.539_999_999_999_999_1), "1.54");
+        assert_eq!(shown(13.0), "13");
+        assert_eq!(shown(-0.0001), "0");
+        assert_eq!(shown(-2.5), "-2.5");
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug, Unit};
-use stoker_metadata::{AlertRule, RegistryEntry, RuleSelector};
+use stoker_metadata::{AlertRule, RegistryEntry, RuleKind, RuleSelector};
 use stoker_timeseries::{BucketStats, Columns, Influx, SeriesFilter, SeriesMatch};
 
 use crate::engine::{self, Phase, Plan, Series, Transition};
@@ -21,6 +21,9 @@ pub struct Target {
     pub sensor: SensorKey,
     /// Its unit (for messages).
     pub unit: Unit,
+    /// When it was created, epoch milliseconds: a no-data rule does not
+    /// judge it before it is older than the rule's timeout.
+    pub created_ms: i64,
 }
 
 /// A rule with the sensors it selects.
@@ -41,6 +44,7 @@ pub fn targets(selector: &RuleSelector, registry: &[RegistryEntry]) -> Vec<Targe
             site: entry.site.clone(),
             sensor: entry.key.clone(),
             unit: entry.unit.clone(),
+            created_ms: entry.created_at.timestamp_millis(),
         })
         .collect()
 }
@@ -245,8 +249,20 @@ pub fn replay(
             target.sensor.as_str().to_owned(),
         );
         let series = data.get(&key).unwrap_or(&empty);
+        // A sensor younger than a no-data rule's timeout has not been
+        // silent that long, whatever it sent.
+        let judged_from = match watch.rule.kind {
+            RuleKind::NoData { timeout } => {
+                target.created_ms + i64::try_from(timeout.as_millis()).unwrap_or(i64::MAX)
+            }
+            _ => i64::MIN,
+        };
         for tick in ticks.clone() {
-            let value = engine::measure(&watch.rule.kind, series, tick);
+            let value = if tick < judged_from {
+                None
+            } else {
+                engine::measure(&watch.rule.kind, series, tick)
+            };
             let (next, transition) = engine::step(&watch.rule.kind, phases[index], tick, value);
             phases[index] = next;
             if let Some(transition) = transition {
@@ -359,9 +375,9 @@ fn episodes(watch: &Watch, steps: &[Step]) -> Vec<PreviewAlert> {
 }
 
 /// The value stored with a fired alert: none for no data (there was none).
-pub fn fired_value(kind: &stoker_metadata::RuleKind, value: f64) -> Option<f64> {
+pub fn fired_value(kind: &RuleKind, value: f64) -> Option<f64> {
     match kind {
-        stoker_metadata::RuleKind::NoData { .. } => None,
+        RuleKind::NoData { .. } => None,
         _ => Some(value),
     }
 }

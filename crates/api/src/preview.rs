@@ -463,6 +463,7 @@ mod tests {
             site: stoker_domain::SiteSlug::parse("boiler-house-1").unwrap(),
             sensor: stoker_domain::SensorKey::parse("b1_steam_pressure").unwrap(),
             unit: stoker_domain::Unit::parse("bar").unwrap(),
+            created_ms: 0,
         };
         let base = digest(&rule, std::slice::from_ref(&target), &request);
         assert_eq!(

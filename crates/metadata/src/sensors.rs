@@ -74,6 +74,9 @@ pub struct RegistryEntry {
     pub unit: Unit,
     /// Its valid range.
     pub range: ValidRange,
+    /// When it was created (a sensor younger than a no-data rule's timeout
+    /// has not been silent for that long).
+    pub created_at: DateTime<Utc>,
 }
 
 fn invalid(what: &'static str) -> impl Fn(stoker_domain::ParseError) -> Error {
@@ -92,6 +95,7 @@ fn registry_entry(row: &tokio_postgres::Row) -> Result<RegistryEntry> {
         unit: Unit::parse(row.get::<_, String>("unit")).map_err(invalid("unit"))?,
         range: ValidRange::new(row.get("min_value"), row.get("max_value"))
             .map_err(invalid("valid range"))?,
+        created_at: row.get("created_at"),
     })
 }
 
@@ -181,7 +185,8 @@ pub async fn registry(pool: &Pool) -> Result<Vec<RegistryEntry>> {
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(
-            "SELECT s.slug AS site, se.key, se.type, se.unit, se.min_value, se.max_value
+            "SELECT s.slug AS site, se.key, se.type, se.unit, se.min_value, se.max_value,
+                    se.created_at
              FROM metadata.sensors se JOIN metadata.sites s ON s.id = se.site_id",
         )
         .await?;

@@ -595,6 +595,15 @@ async fn preview(app: &TestApp, body: Value) -> (StatusCode, String, Value) {
 async fn previews_replay_saved_and_draft_rules_over_stored_readings() {
     let app = spawn_app().await;
     app.seed().await;
+    // The readings are from two hours ago: the sensors must be older, or a
+    // no-data rule would not judge them then.
+    app.pool
+        .get()
+        .await
+        .unwrap()
+        .batch_execute("UPDATE metadata.sensors SET created_at = now() - interval '1 day'")
+        .await
+        .unwrap();
     // Two hours ago, on a 10-minute boundary.
     let start = (EpochMillis::now().as_millis() / 600_000 - 12) * 600_000;
     let end = start + 600_000;

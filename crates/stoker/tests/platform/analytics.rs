@@ -45,7 +45,7 @@ async fn a_killed_analytics_leader_is_replaced_within_two_intervals_without_dupl
             sensor_type: None,
         },
         RuleKind::NoData {
-            timeout: Duration::from_secs(5),
+            timeout: Duration::from_secs(1),
         },
         Severity::Warning,
         true,
