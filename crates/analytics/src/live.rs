@@ -15,6 +15,10 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::gauge::Gauge;
+use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
+use prometheus_client::registry::Registry;
 use serde::Serialize;
 use stoker_cache::{AlertStateKey, Cache};
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
@@ -84,6 +88,73 @@ pub struct Stores {
     pub influx: Influx,
     /// Redis (alert state mirror, dashboards to drop).
     pub cache: Cache,
+}
+
+/// Prometheus metrics of the evaluation loop.
+#[derive(Debug, Clone)]
+pub struct Metrics {
+    ticks: Counter,
+    tick_errors: Counter,
+    tick_seconds: Histogram,
+    judged: Gauge,
+    fired: Counter,
+    cleared: Counter,
+    leader: Gauge,
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self {
+            ticks: Counter::default(),
+            tick_errors: Counter::default(),
+            tick_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
+            judged: Gauge::default(),
+            fired: Counter::default(),
+            cleared: Counter::default(),
+            leader: Gauge::default(),
+        }
+    }
+}
+
+impl Metrics {
+    /// Adds the loop's metrics to a registry.
+    pub fn register(&self, registry: &mut Registry) {
+        registry.register(
+            "stoker_analytics_ticks",
+            "Ticks evaluated by this process while it led.",
+            self.ticks.clone(),
+        );
+        registry.register(
+            "stoker_analytics_tick_errors",
+            "Ticks not evaluated because a store failed (logged).",
+            self.tick_errors.clone(),
+        );
+        registry.register(
+            "stoker_analytics_tick_seconds",
+            "Seconds per evaluated tick.",
+            self.tick_seconds.clone(),
+        );
+        registry.register(
+            "stoker_analytics_judged",
+            "(rule, sensor) pairs judged at the last tick.",
+            self.judged.clone(),
+        );
+        registry.register(
+            "stoker_analytics_alerts_fired",
+            "Alerts opened by this process.",
+            self.fired.clone(),
+        );
+        registry.register(
+            "stoker_analytics_alerts_cleared",
+            "Alerts resolved by this process (rule cleared, or rule or sensor gone).",
+            self.cleared.clone(),
+        );
+        registry.register(
+            "stoker_analytics_leader",
+            "1 while this process holds the evaluation leadership.",
+            self.leader.clone(),
+        );
+    }
 }
 
 /// What one tick did.
@@ -433,6 +504,7 @@ pub async fn run(
     stores: Stores,
     outbox: NotifyOptions,
     options: EvaluationOptions,
+    metrics: Metrics,
     shutdown: CancellationToken,
 ) {
     let interval_ms = i64::try_from(options.interval.as_millis()).unwrap_or(10_000);
@@ -463,6 +535,7 @@ pub async fn run(
                 "lost the analytics leadership (its Postgres connection ended); trying to take it back"
             );
             leadership = None;
+            metrics.leader.set(0);
         }
         if leadership.is_none() {
             match leader::try_lead(&stores.postgres).await {
@@ -473,6 +546,7 @@ pub async fn run(
                         continue;
                     }
                     leadership = Some(held);
+                    metrics.leader.set(1);
                 }
                 Ok(None) => continue,
                 Err(error) => {
@@ -483,8 +557,22 @@ pub async fn run(
         }
         let started = std::time::Instant::now();
         match evaluator.tick(last_tick).await {
-            Ok(report) => tracing::debug!(?report, elapsed = ?started.elapsed(), "tick evaluated"),
-            Err(error) => tracing::warn!(%error, tick = last_tick, "tick not evaluated"),
+            Ok(report) => {
+                metrics.ticks.inc();
+                metrics
+                    .tick_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                metrics
+                    .judged
+                    .set(i64::try_from(report.judged).unwrap_or(i64::MAX));
+                metrics.fired.inc_by(report.fired as u64);
+                metrics.cleared.inc_by(report.cleared as u64);
+                tracing::debug!(?report, elapsed = ?started.elapsed(), "tick evaluated");
+            }
+            Err(error) => {
+                metrics.tick_errors.inc();
+                tracing::warn!(%error, tick = last_tick, "tick not evaluated");
+            }
         }
     }
     tracing::info!("alert evaluation stopped");

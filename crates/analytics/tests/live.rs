@@ -425,6 +425,7 @@ async fn one_process_leads_and_another_takes_over_when_it_dies() {
             harness.stores.clone(),
             NotifyOptions::default(),
             options.clone(),
+            stoker_analytics::live::Metrics::default(),
             shutdown,
         ))
     };

@@ -132,6 +132,7 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
     };
 
     let analytics_stop = CancellationToken::new();
+    let analytics_metrics = stoker_analytics::live::Metrics::default();
     let mut analytics_tasks = Vec::new();
     if let Some(analytics) = analytics {
         let analytics_stores = stoker_analytics::live::Stores {
@@ -144,6 +145,7 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
             analytics_stores,
             analytics.notify.clone(),
             analytics.evaluation.clone(),
+            analytics_metrics.clone(),
             analytics_stop.clone(),
         )));
         let dispatcher = Dispatcher::new(
@@ -160,6 +162,9 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
     let mut registry = Registry::default();
     if let Some(ingestion) = &ingestion {
         ingestion.register_metrics(&mut registry);
+    }
+    if analytics.is_some() {
+        analytics_metrics.register(&mut registry);
     }
     let metrics = Arc::new(registry);
     let mut readiness =

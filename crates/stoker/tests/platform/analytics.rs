@@ -57,7 +57,7 @@ async fn a_killed_analytics_leader_is_replaced_within_two_intervals_without_dupl
     let influx = TestInflux::create().await;
     let redis = TestRedis::new();
     let topics = unique_topic_prefix();
-    let spawn = || {
+    let spawn = |metrics: &str| {
         Stoker::spawn(
             "analytics",
             &[
@@ -65,22 +65,41 @@ async fn a_killed_analytics_leader_is_replaced_within_two_intervals_without_dupl
                 ("INFLUX_BUCKET", influx.influx().database().to_owned()),
                 ("REDIS_KEY_PREFIX", redis.prefix().to_owned()),
                 ("ALERT_MQTT_TOPIC_PREFIX", topics.clone()),
-                ("METRICS_ADDR", format!("127.0.0.1:{}", free_port())),
+                ("METRICS_ADDR", metrics.to_owned()),
                 ("ANALYTICS_INTERVAL", "1s".to_owned()),
                 ("ANALYTICS_GRACE", "0s".to_owned()),
             ],
         )
     };
 
-    let mut leader = spawn();
+    let (first, second) = (
+        format!("127.0.0.1:{}", free_port()),
+        format!("127.0.0.1:{}", free_port()),
+    );
+    let mut leader = spawn(&first);
     assert_eq!(
         wait_for_open_alerts(&pool, 2, Duration::from_secs(20)).await,
         2,
         "the first process raised no alerts"
     );
-    let mut follower = spawn();
+    let mut follower = spawn(&second);
     tokio::time::sleep(Duration::from_secs(3)).await;
     assert_eq!(open_alerts(&pool).await, 2, "the follower evaluated too");
+    // Each process says on /metrics whether it leads.
+    let leads = |address: String| async move {
+        let text = reqwest::get(format!("http://{address}/metrics"))
+            .await
+            .unwrap()
+            .text()
+            .await
+            .unwrap();
+        text.lines().any(|line| line == "stoker_analytics_leader 1")
+    };
+    assert!(
+        leads(first.clone()).await,
+        "the first process does not say it leads"
+    );
+    assert!(!leads(second.clone()).await, "the follower says it leads");
 
     leader.kill();
     let killed = tokio::time::Instant::now();
@@ -117,6 +136,10 @@ async fn a_killed_analytics_leader_is_replaced_within_two_intervals_without_dupl
         (row.get::<_, i64>(0), row.get::<_, i64>(1)),
         (3, 3),
         "an alert was opened twice"
+    );
+    assert!(
+        leads(second).await,
+        "the follower does not say it leads now"
     );
     assert!(
         follower.interrupt().success(),
