@@ -314,32 +314,37 @@ pub async fn open_alert(
             ],
         )
         .await?;
-    settle(transaction, outbox, row, "fired", firing).await
+    settle(transaction, outbox, row, firing.draft("fired")).await
 }
 
-/// Records the evaluation loop's transition of the alert row a statement
-/// returned (none: nothing changed, nothing to record) and commits.
+/// Records a transition of the alert row a statement returned (none:
+/// nothing changed, nothing to record) and commits.
 async fn settle(
     transaction: deadpool_postgres::Transaction<'_>,
     outbox: &dyn Outbox,
     row: Option<Row>,
-    transition: &str,
-    verdict: &Verdict<'_>,
+    draft: Draft<'_>,
 ) -> Result<Option<Alert>> {
     let Some(row) = row else {
         return Ok(None);
     };
     let alert = alert_from_row(&row)?;
-    let draft = Draft {
-        transition,
-        at: timestamp(verdict.at),
-        actor: ANALYTICS,
-        value: verdict.value,
-        detail: &verdict.message,
-    };
     record(&transaction, outbox, &alert, draft).await?;
     transaction.commit().await?;
     Ok(Some(alert))
+}
+
+impl<'a> Verdict<'a> {
+    /// The evaluation loop's event for this verdict.
+    fn draft(&'a self, transition: &'a str) -> Draft<'a> {
+        Draft {
+            transition,
+            at: timestamp(self.at),
+            actor: ANALYTICS,
+            value: self.value,
+            detail: &self.message,
+        }
+    }
 }
 
 /// Resolves the open alert of a rule and sensor because the rule cleared;
@@ -366,7 +371,7 @@ pub async fn clear_alert(
             &[&rule.id, &site.as_str(), &sensor.as_str(), &at, &ANALYTICS],
         )
         .await?;
-    settle(transaction, outbox, row, "resolved", clearing).await
+    settle(transaction, outbox, row, clearing.draft("resolved")).await
 }
 
 /// Resolves an open alert on behalf of analytics for a reason other than
@@ -393,10 +398,6 @@ pub async fn retire(
             &[&id, &at, &ANALYTICS],
         )
         .await?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let alert = alert_from_row(&row)?;
     let draft = Draft {
         transition: "resolved",
         at,
@@ -404,9 +405,7 @@ pub async fn retire(
         value: None,
         detail: message,
     };
-    record(&transaction, outbox, &alert, draft).await?;
-    transaction.commit().await?;
-    Ok(Some(alert))
+    settle(transaction, outbox, row, draft).await
 }
 
 /// Acknowledges a firing alert on behalf of `actor`.
