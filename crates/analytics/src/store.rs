@@ -434,14 +434,7 @@ async fn change_by_hand(
 ) -> Result<Alert> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
-    let current = transaction
-        .query_opt(
-            &format!("SELECT {COLUMNS} FROM analytics.alerts WHERE id = $1 FOR UPDATE"),
-            &[&id],
-        )
-        .await?
-        .ok_or(Error::AlertNotFound(id))?;
-    let current = alert_from_row(&current)?;
+    let current = alert_by_id(&*transaction, id, true).await?;
     let (allowed, past, sql) = match action {
         Action::Acknowledge => (
             current.state == AlertState::Firing,
@@ -590,17 +583,28 @@ fn parse_cursor(text: &str) -> Option<(DateTime<Utc>, Uuid)> {
     Some((at, Uuid::parse_str(id).ok()?))
 }
 
-/// One alert with its event trail, oldest event first.
-pub async fn get_alert(pool: &Pool, id: Uuid) -> Result<(Alert, Vec<AlertEvent>)> {
-    let client = pool.get().await?;
+/// The alert with this id, locked until the end of the transaction when
+/// `for_update` (the transaction changes it).
+async fn alert_by_id(
+    client: &impl tokio_postgres::GenericClient,
+    id: Uuid,
+    for_update: bool,
+) -> Result<Alert> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
     let row = client
         .query_opt(
-            &format!("SELECT {COLUMNS} FROM analytics.alerts WHERE id = $1"),
+            &format!("SELECT {COLUMNS} FROM analytics.alerts WHERE id = $1{lock}"),
             &[&id],
         )
         .await?
         .ok_or(Error::AlertNotFound(id))?;
-    let alert = alert_from_row(&row)?;
+    alert_from_row(&row)
+}
+
+/// One alert with its event trail, oldest event first.
+pub async fn get_alert(pool: &Pool, id: Uuid) -> Result<(Alert, Vec<AlertEvent>)> {
+    let client = pool.get().await?;
+    let alert = alert_by_id(&**client, id, false).await?;
     let events = client
         .query(
             "SELECT id, alert_id, transition, at, actor, value, detail
