@@ -30,8 +30,13 @@ impl Drop for Leadership {
     }
 }
 
-/// Takes the leadership if no other process holds it.
+/// Takes the evaluation's leadership if no other process holds it.
 pub async fn try_lead(options: &PostgresOptions) -> Result<Option<Leadership>> {
+    try_lead_with(options, LOCK_KEY).await
+}
+
+/// Takes the leadership of advisory lock `key` if no other process holds it.
+pub async fn try_lead_with(options: &PostgresOptions, key: i64) -> Result<Option<Leadership>> {
     let config = options.pg_config()?;
     let (client, connection) =
         tokio::time::timeout(CHECK_TIMEOUT, config.connect(tokio_postgres::NoTls))
@@ -45,7 +50,7 @@ pub async fn try_lead(options: &PostgresOptions) -> Result<Option<Leadership>> {
         }
     });
     let row = client
-        .query_one("SELECT pg_try_advisory_lock($1)", &[&LOCK_KEY])
+        .query_one("SELECT pg_try_advisory_lock($1)", &[&key])
         .await?;
     let held: bool = row.try_get(0)?;
     let leadership = Leadership { client, connection };

@@ -12,12 +12,15 @@
 //! - `notify`: the notification outbox (`analytics.notifications`): each
 //!   alert transition is announced on MQTT `alerts/{site}` and POSTed,
 //!   signed, to the configured webhooks, with retries and a bound.
+//! - `rollup`: the job that keeps InfluxDB's 1-minute rollup
+//!   (`readings_1m`) up to date, led by one process like the evaluation.
 
 pub mod engine;
 pub mod evaluate;
 pub mod leader;
 pub mod live;
 pub mod notify;
+pub mod rollup;
 pub mod store;
 
 use stoker_metadata::Pool;

@@ -185,6 +185,42 @@ pub(crate) fn choose_every(range_ms: u64) -> u64 {
         .unwrap_or(wanted)
 }
 
+/// How long the rollup's progress is trusted before it is read again.
+const ROLLUP_CLOCK_TTL: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// How far InfluxDB's 1-minute rollup reaches (`rollup_progress`, written
+/// by the rollup job), read at most every [`ROLLUP_CLOCK_TTL`]. History
+/// reads the minutes before it from the rollup; when it is unknown (no
+/// rollup job has run, or InfluxDB did not say), everything is read raw.
+/// Clones share the clock.
+#[derive(Debug, Default, Clone)]
+pub struct RollupClock {
+    read: std::sync::Arc<tokio::sync::Mutex<Option<ClockReading>>>,
+}
+
+/// When the progress was read, and what it was.
+type ClockReading = (tokio::time::Instant, Option<EpochMillis>);
+
+impl RollupClock {
+    async fn through(&self, influx: &stoker_timeseries::Influx) -> Option<EpochMillis> {
+        let mut read = self.read.lock().await;
+        if let Some((at, through)) = *read
+            && at.elapsed() < ROLLUP_CLOCK_TTL
+        {
+            return through;
+        }
+        let through = match influx.rollup_progress().await {
+            Ok(through) => through,
+            Err(error) => {
+                tracing::warn!(%error, "cannot read the rollup's progress; reading history raw");
+                None
+            }
+        };
+        *read = Some((tokio::time::Instant::now(), through));
+        through
+    }
+}
+
 #[derive(Debug, Serialize)]
 struct History {
     site: SiteSlug,
@@ -217,21 +253,40 @@ async fn history(
     let found = entry.sensor(&sensor).ok_or_else(|| {
         ApiError::NotFound(format!("sensor {sensor} does not exist at site {site}"))
     })?;
-    let rows = state
-        .influx
-        .history(
-            &site,
-            &sensor,
-            request.start,
-            request.end,
-            Duration::from_millis(request.every_ms),
-            request.aggregate,
-        )
-        .await
-        .map_err(|error| ApiError::Unavailable {
-            dependency: "InfluxDB",
-            detail: error.to_string(),
-        })?;
+    let every = Duration::from_millis(request.every_ms);
+    let rows = match state.rollup.through(&state.influx).await {
+        Some(through) => {
+            state
+                .influx
+                .history_with_rollup(
+                    &site,
+                    &sensor,
+                    request.start,
+                    request.end,
+                    every,
+                    request.aggregate,
+                    through,
+                )
+                .await
+        }
+        None => {
+            state
+                .influx
+                .history(
+                    &site,
+                    &sensor,
+                    request.start,
+                    request.end,
+                    every,
+                    request.aggregate,
+                )
+                .await
+        }
+    }
+    .map_err(|error| ApiError::Unavailable {
+        dependency: "InfluxDB",
+        detail: error.to_string(),
+    })?;
     Ok(warp::reply::json(&History {
         site,
         sensor,

@@ -68,6 +68,7 @@ use warp::Filter;
 
 pub use auth::Denied;
 pub use catalog::Catalog;
+pub use history::RollupClock;
 pub use problem::ApiError;
 
 /// Where the API listens.
@@ -114,6 +115,8 @@ pub struct ApiState {
     /// the API go (MQTT topic prefix, webhooks): the same settings as the
     /// evaluation loop's, so every transition is announced alike.
     pub notify: stoker_analytics::notify::NotifyOptions,
+    /// How far InfluxDB's 1-minute rollup reaches, for history reads.
+    pub rollup: RollupClock,
 }
 
 /// The handlers' shared state.

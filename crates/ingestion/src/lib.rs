@@ -79,11 +79,14 @@ pub enum Reason {
     OutOfRange,
     /// The timestamp is more than 5 minutes after the receive time.
     FutureTimestamp,
+    /// The timestamp is older than InfluxDB keeps raw readings
+    /// (`INFLUX_RAW_RETENTION`): InfluxDB would drop it.
+    TooOld,
 }
 
 impl Reason {
     /// Every reason, in the order of their discriminants.
-    pub const ALL: [Reason; 9] = [
+    pub const ALL: [Reason; 10] = [
         Reason::PayloadTooLarge,
         Reason::MalformedJson,
         Reason::InvalidTimestamp,
@@ -93,6 +96,7 @@ impl Reason {
         Reason::NonNumeric,
         Reason::OutOfRange,
         Reason::FutureTimestamp,
+        Reason::TooOld,
     ];
 
     /// The stable name of the reason.
@@ -107,6 +111,7 @@ impl Reason {
             Reason::NonNumeric => "non_numeric",
             Reason::OutOfRange => "out_of_range",
             Reason::FutureTimestamp => "future_timestamp",
+            Reason::TooOld => "too_old",
         }
     }
 }

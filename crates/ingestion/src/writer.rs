@@ -323,8 +323,9 @@ impl Writer {
                     }
                     Some(sensors) => {
                         let mut rejected = 0_i64;
+                        let oldest = self.oldest_accepted(envelope.received);
                         for reading in readings {
-                            match validate(&reading, sensors, envelope.received) {
+                            match validate(&reading, sensors, envelope.received, oldest) {
                                 Ok((entry, value, timestamp)) => {
                                     pending.push_reading(entry, value, timestamp);
                                     receipt.accepted += 1;
@@ -422,6 +423,16 @@ impl Writer {
                 self.stats.cache_errors.fetch_add(1, Ordering::Relaxed);
             }
         }
+    }
+
+    /// The oldest timestamp accepted at `received`: the raw retention
+    /// back, less a margin (a twenty-fourth of it, at most an hour) for
+    /// the time a batch may wait in the spool. `None`: kept forever.
+    fn oldest_accepted(&self, received: EpochMillis) -> Option<EpochMillis> {
+        let keep = self.influx.raw_retention()?;
+        let margin = (keep / 24).min(Duration::from_secs(3_600));
+        let back = i64::try_from((keep - margin).as_millis()).unwrap_or(i64::MAX);
+        EpochMillis::from_millis(received.as_millis().saturating_sub(back)).ok()
     }
 
     /// Makes the batch durable: in InfluxDB, or, when InfluxDB cannot take
@@ -604,10 +615,13 @@ impl Target {
     }
 }
 
+/// Checks one reading against its sensor: registered, in range, not in
+/// the future, and (when `oldest` is set) not older than InfluxDB keeps.
 fn validate<'a>(
     reading: &RawReading,
     sensors: &'a HashMap<stoker_domain::SensorKey, Arc<SensorEntry>>,
     received: EpochMillis,
+    oldest: Option<EpochMillis>,
 ) -> Result<(&'a Arc<SensorEntry>, f64, EpochMillis), Refusal> {
     let entry = sensors.get(reading.sensor.as_ref()).ok_or_else(|| {
         Refusal::new(
@@ -642,6 +656,16 @@ fn validate<'a>(
             Reason::FutureTimestamp,
             format!(
                 "timestamp {timestamp} is more than 5 minutes after the receive time {received}"
+            ),
+        ));
+    }
+    if let Some(oldest) = oldest
+        && timestamp < oldest
+    {
+        return Err(Refusal::new(
+            Reason::TooOld,
+            format!(
+                "timestamp {timestamp} is older than InfluxDB keeps raw readings (INFLUX_RAW_RETENTION): the oldest accepted now is {oldest}"
             ),
         ));
     }

@@ -239,6 +239,8 @@ async fn every_rejection_is_counted_by_reason_and_the_rest_is_stored() {
     let harness = Harness::start().await;
     let now = EpochMillis::now().as_millis();
     let future = now + 10 * 60 * 1000;
+    // Older than the default raw retention (30 days): InfluxDB would drop it.
+    let ancient = now - 31 * 86_400_000;
     let telemetry = harness.topic("sites/boiler-house-1/telemetry");
     let messages = vec![
         (telemetry.clone(), b"{not json".to_vec()),
@@ -247,6 +249,7 @@ async fn every_rejection_is_counted_by_reason_and_the_rest_is_stored() {
         (telemetry.clone(), format!(r#"{{"ts": {now}, "values": {{"b1_steam_pressure": 11.0, "b1_ghost": 1, "b1_flue_temp": "hot"}}}}"#).into_bytes()),
         (telemetry.clone(), br#"{"b1_steam_pressure": 99.0}"#.to_vec()),
         (telemetry.clone(), format!(r#"{{"ts": {future}, "values": {{"b1_steam_pressure": 10.0}}}}"#).into_bytes()),
+        (telemetry.clone(), format!(r#"{{"ts": {ancient}, "values": {{"b1_steam_pressure": 10.0}}}}"#).into_bytes()),
         (telemetry.clone(), br#"{"ts": "yesterday", "values": {"b1_steam_pressure": 10.0}}"#.to_vec()),
         (telemetry, vec![b' '; 256 * 1024 + 1]),
         // The per-sensor topic, both shapes.
@@ -255,9 +258,9 @@ async fn every_rejection_is_counted_by_reason_and_the_rest_is_stored() {
     ];
     publish_qos1(&messages).await;
     wait_until(
-        "all 9 messages are settled",
+        "all 10 messages are settled",
         Duration::from_secs(10),
-        || harness.ingestion().stats().acked == 9,
+        || harness.ingestion().stats().acked == 10,
     )
     .await;
     let stats = harness.ingestion().stats();
@@ -269,6 +272,7 @@ async fn every_rejection_is_counted_by_reason_and_the_rest_is_stored() {
         ("non_numeric", 1),
         ("out_of_range", 1),
         ("future_timestamp", 1),
+        ("too_old", 1),
         ("invalid_timestamp", 1),
         ("payload_too_large", 1),
     ]

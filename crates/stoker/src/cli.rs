@@ -4,6 +4,7 @@
 use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use stoker_analytics::live::EvaluationOptions;
 use stoker_analytics::notify::NotifyOptions;
+use stoker_analytics::rollup::RollupOptions;
 use stoker_api::HttpOptions;
 use stoker_cache::RedisOptions;
 use stoker_ingestion::IngestOptions;
@@ -56,6 +57,43 @@ pub enum Command {
     /// Create, list and revoke API keys (stored only as hashes).
     #[command(subcommand)]
     Apikey(ApikeyCommand),
+    /// Prepare InfluxDB (database, retention, rollup series) and maintain the 1-minute rollup.
+    #[command(subcommand)]
+    Influx(InfluxCommand),
+    /// Rebuild what Redis caches from the stores of record (Redis is never restored from a backup).
+    #[command(subcommand)]
+    Cache(CacheCommand),
+}
+
+/// `stoker influx …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum InfluxCommand {
+    /// Create the database, set the raw retention and create the rollup's retention policy; idempotent (`serve` runs it at start).
+    Setup {
+        #[command(flatten)]
+        influx: InfluxOptions,
+    },
+    /// Roll up a past range into readings_1m again, e.g. after readings arrived later than ROLLUP_LATE or after a restore (the running job keeps the recent minutes up to date by itself).
+    Rollup {
+        #[command(flatten)]
+        influx: InfluxOptions,
+        /// Start of the range: RFC 3339 (2026-11-22T10:00:00Z) or epoch milliseconds; rounded down to the minute.
+        #[arg(long)]
+        from: String,
+        /// End of the range (exclusive), like --from; default: now.
+        #[arg(long)]
+        to: Option<String>,
+    },
+}
+
+/// `stoker cache …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum CacheCommand {
+    /// Refill Redis's latest value of every sensor from InfluxDB and drop the cached dashboards.
+    Rebuild {
+        #[command(flatten)]
+        stores: StoreArgs,
+    },
 }
 
 /// `stoker apikey …`.
@@ -109,6 +147,8 @@ pub struct ServeArgs {
     pub evaluation: EvaluationOptions,
     #[command(flatten)]
     pub notify: NotifyOptions,
+    #[command(flatten)]
+    pub rollup: RollupOptions,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -119,6 +159,8 @@ pub struct AnalyticsArgs {
     pub evaluation: EvaluationOptions,
     #[command(flatten)]
     pub notify: NotifyOptions,
+    #[command(flatten)]
+    pub rollup: RollupOptions,
     /// The broker alert notifications are published to (`alerts/{site}`).
     #[arg(
         id = "analytics_mqtt_url",

@@ -35,11 +35,11 @@ pub struct LatestPoint {
 #[derive(Clone)]
 pub struct Influx {
     http: reqwest::Client,
-    v2: Option<influxdb2::Client>,
+    pub(crate) v2: Option<influxdb2::Client>,
     base: url::Url,
-    options: InfluxOptions,
+    pub(crate) options: InfluxOptions,
     version: String,
-    flavor: Flavor,
+    pub(crate) flavor: Flavor,
 }
 
 impl std::fmt::Debug for Influx {
@@ -146,7 +146,23 @@ impl Influx {
                     .request(Method::POST, "write")
                     .query(&[("db", self.options.bucket.as_str()), ("precision", "ms")])
                     .body(batch.as_str().to_owned());
-                self.send(request).await.map(drop)
+                match self.send(request).await {
+                    Ok(_) => Ok(()),
+                    // The other points are stored; those older than the
+                    // retention would be deleted at once anyway. Writing
+                    // the batch again cannot change that, so it must not
+                    // be retried (ingestion refuses such readings before
+                    // they get here; a batch spooled for longer than the
+                    // retention can still meet this).
+                    Err(Error::Rejected {
+                        status: 400,
+                        message,
+                    }) if message.contains("points beyond retention policy dropped") => {
+                        tracing::warn!(%message, "InfluxDB dropped readings older than the raw retention (INFLUX_RAW_RETENTION)");
+                        Ok(())
+                    }
+                    Err(error) => Err(error),
+                }
             }
         }
     }
@@ -306,7 +322,7 @@ impl Influx {
     }
 
     /// Runs a read query built by `influxql` and returns its series.
-    async fn query(&self, query: &str) -> Result<Vec<Series>> {
+    pub(crate) async fn query(&self, query: &str) -> Result<Vec<Series>> {
         let request = self.request(Method::GET, "query").query(&[
             ("db", self.options.bucket.as_str()),
             ("q", query),
@@ -329,7 +345,7 @@ impl Influx {
     }
 
     /// Runs a statement that changes the server (1.x wants POST for those).
-    async fn run_statement(&self, statement: &str) -> Result<()> {
+    pub(crate) async fn run_statement(&self, statement: &str) -> Result<()> {
         let request = self
             .request(Method::POST, "query")
             .form(&[("q", statement)]);
@@ -345,7 +361,7 @@ impl Influx {
         }
     }
 
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
+    pub(crate) fn request(&self, method: Method, path: &str) -> RequestBuilder {
         let url = self.base.join(path).unwrap_or_else(|_| self.base.clone());
         let mut request = self.http.request(method, url);
         let token = self.options.token.expose();
@@ -361,7 +377,7 @@ impl Influx {
         request
     }
 
-    async fn send(&self, request: RequestBuilder) -> Result<String> {
+    pub(crate) async fn send(&self, request: RequestBuilder) -> Result<String> {
         let response = request.send().await.map_err(|source| {
             if source.is_connect() {
                 Error::Unreachable {
@@ -387,7 +403,7 @@ impl Influx {
         }
     }
 
-    fn classify_v2(&self, error: influxdb2::RequestError) -> Error {
+    pub(crate) fn classify_v2(&self, error: influxdb2::RequestError) -> Error {
         match error {
             influxdb2::RequestError::Http { status, text } => status_error(status, text),
             influxdb2::RequestError::ReqwestProcessing { source } if source.is_connect() => {
@@ -522,7 +538,7 @@ pub struct SeriesBuckets {
 }
 
 impl SeriesBuckets {
-    fn from_series(series: Series) -> Result<Self> {
+    pub(crate) fn from_series(series: Series) -> Result<Self> {
         let tag = |name: &str| series.tags.get(name).cloned().unwrap_or_default();
         let (site, sensor) = (tag("site"), tag("sensor"));
         let malformed = |row: &[serde_json::Value]| {
@@ -588,13 +604,13 @@ impl SeriesBuckets {
 
 /// One series of a query answer: a tag set and rows of `[time, value]`.
 #[derive(Debug, Deserialize)]
-struct Series {
+pub(crate) struct Series {
     #[serde(default)]
-    tags: BTreeMap<String, String>,
+    pub(crate) tags: BTreeMap<String, String>,
     #[serde(default)]
-    columns: Vec<String>,
+    pub(crate) columns: Vec<String>,
     #[serde(default)]
-    values: Vec<Vec<serde_json::Value>>,
+    pub(crate) values: Vec<Vec<serde_json::Value>>,
 }
 
 impl Series {

@@ -9,6 +9,7 @@
 //!   which every version answers.
 //! - `line`: [`LineBatch`], the line-protocol encoder for readings.
 //! - `influxql`: escaping and the typed queries Stoker runs.
+//! - `rollup`: retention setup and the 1-minute rollup `readings_1m`.
 //!
 //! Layout in InfluxDB (DESIGN.md): measurement `readings`, tags `site`,
 //! `sensor`, `type`, field `value`, millisecond timestamps. A point is
@@ -37,11 +38,12 @@ mod client;
 mod influxql;
 mod line;
 mod options;
+pub mod rollup;
 
 pub use client::{BucketStats, Flavor, Influx, LatestPoint, SeriesBuckets};
 pub use influxql::{Aggregate, Columns, SeriesFilter, SeriesMatch};
 pub use line::LineBatch;
-pub use options::InfluxOptions;
+pub use options::{DEFAULT_RAW_RETENTION, DEFAULT_ROLLUP_RETENTION, InfluxOptions};
 
 /// What can go wrong talking to InfluxDB.
 #[derive(Debug, thiserror::Error)]

@@ -94,7 +94,7 @@ impl LineBatch {
 /// Escapes a tag value: commas, spaces and `=` take a backslash (line
 /// protocol's rule). Slugs and keys never need it; the escape keeps the
 /// encoder correct for any value.
-fn escape_tag_value(out: &mut String, value: &str) {
+pub(crate) fn escape_tag_value(out: &mut String, value: &str) {
     if !value.contains([',', ' ', '=', '\\']) {
         out.push_str(value);
         return;

@@ -47,7 +47,21 @@ pub struct InfluxOptions {
     /// Timeout of one request to InfluxDB.
     #[arg(id = "influx_timeout", long = "influx-timeout", env = "INFLUX_TIMEOUT", default_value = "10s", value_parser = parse_duration)]
     pub timeout: Duration,
+
+    /// How long raw readings are kept (`0s`: forever). Set on the database by `stoker influx setup`; ingestion refuses readings older than this.
+    #[arg(id = "influx_raw_retention", long = "influx-raw-retention", env = "INFLUX_RAW_RETENTION", default_value = "30days", value_parser = parse_duration)]
+    pub raw_retention: Duration,
+
+    /// How long the 1-minute rollup `readings_1m` is kept (`0s`: forever).
+    #[arg(id = "influx_rollup_retention", long = "influx-rollup-retention", env = "INFLUX_ROLLUP_RETENTION", default_value = "730days", value_parser = parse_duration)]
+    pub rollup_retention: Duration,
 }
+
+/// Default of `INFLUX_RAW_RETENTION`: 30 days.
+pub const DEFAULT_RAW_RETENTION: Duration = Duration::from_secs(30 * 86_400);
+
+/// Default of `INFLUX_ROLLUP_RETENTION`: 730 days.
+pub const DEFAULT_ROLLUP_RETENTION: Duration = Duration::from_secs(730 * 86_400);
 
 impl Default for InfluxOptions {
     fn default() -> Self {
@@ -57,6 +71,8 @@ impl Default for InfluxOptions {
             org: "stoker".into(),
             bucket: "sensor_data".into(),
             timeout: Duration::from_secs(10),
+            raw_retention: DEFAULT_RAW_RETENTION,
+            rollup_retention: DEFAULT_ROLLUP_RETENTION,
         }
     }
 }

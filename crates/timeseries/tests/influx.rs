@@ -177,3 +177,230 @@ async fn bucket_stats_sum_up_each_series_per_bucket() {
     assert_eq!((first.count, first.max), (2, 3.0));
     assert!(first.sum.is_nan() && first.last.is_nan() && first.stddev.is_nan());
 }
+
+/// Runs an InfluxQL query over plain HTTP, the way an analyst's tool
+/// would, and returns its first statement's series.
+async fn raw_query(influx: &Influx, query: &str) -> Vec<serde_json::Value> {
+    let url = stoker_testkit::influx_options().url;
+    let answer: serde_json::Value = reqwest::Client::new()
+        .get(format!("{url}/query"))
+        .query(&[("db", influx.database()), ("q", query), ("epoch", "ms")])
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(answer["results"][0]["error"].is_null(), "{query}: {answer}");
+    answer["results"][0]["series"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Readings of three sensors over five and a half minutes, with values
+/// whose sums round differently in every order.
+async fn write_awkward_readings(influx: &Influx, start: EpochMillis) -> u64 {
+    let site = SiteSlug::parse("boiler-house-1").unwrap();
+    let mut batch = LineBatch::default();
+    let mut written = 0;
+    for (index, key) in ["b1_flue_temp", "b1_steam_pressure", "b1_flue_o2"]
+        .into_iter()
+        .enumerate()
+    {
+        let sensor = SensorKey::parse(key).unwrap();
+        let sensor_type = SensorType::parse(["temperature", "pressure", "o2"][index]).unwrap();
+        for step in 0..330_i64 {
+            let value = 100.0 / 3.0 * (index as f64 + 1.0)
+                + (step as f64 * 0.7).sin() * 0.1
+                + 1e-9 * step as f64;
+            batch.push(
+                &site,
+                &sensor,
+                &sensor_type,
+                value,
+                start.plus_millis(step * 1_000 + 17),
+            );
+            written += 1;
+        }
+    }
+    influx.write(&batch).await.unwrap();
+    written
+}
+
+#[tokio::test]
+async fn setup_sets_the_retentions_and_is_idempotent() {
+    let test = TestInflux::create().await;
+    let mut options = test.options();
+    options.raw_retention = std::time::Duration::from_secs(7 * 86_400);
+    let influx = Influx::connect(&options).await.unwrap();
+    for _ in 0..2 {
+        let report = influx.setup().await.unwrap();
+        assert_eq!(report.raw_policy, "autogen");
+        assert_eq!(report.rollup_policy, "rollup");
+        assert_eq!(
+            report.raw_retention,
+            Some(std::time::Duration::from_secs(7 * 86_400))
+        );
+    }
+    let policies = raw_query(
+        &influx,
+        &format!("SHOW RETENTION POLICIES ON \"{}\"", influx.database()),
+    )
+    .await;
+    let rows = policies[0]["values"].as_array().unwrap();
+    let duration = |name: &str| {
+        rows.iter().find(|row| row[0] == name).map(|row| {
+            (
+                row[1].as_str().unwrap().to_owned(),
+                row[4].as_bool().unwrap(),
+            )
+        })
+    };
+    assert_eq!(duration("autogen"), Some(("168h0m0s".to_owned(), true)));
+    assert_eq!(duration("rollup"), Some(("17520h0m0s".to_owned(), false)));
+
+    // Too short a retention is refused with the variable's name.
+    options.raw_retention = std::time::Duration::from_secs(60);
+    let error = Influx::connect(&options)
+        .await
+        .unwrap()
+        .setup()
+        .await
+        .unwrap_err();
+    assert!(
+        error.to_string().contains("INFLUX_RAW_RETENTION"),
+        "{error}"
+    );
+}
+
+#[tokio::test]
+async fn the_rollup_matches_the_raw_minutes_exactly() {
+    let test = TestInflux::create().await;
+    let influx = test.influx();
+    influx.setup().await.unwrap();
+    let now = EpochMillis::now();
+    let start = stoker_timeseries::rollup::floor_minute(now.plus_millis(-3_600_000));
+    let written = write_awkward_readings(influx, start).await;
+    let end = start.plus_millis(6 * 60_000);
+    let report = influx.roll_up(start, end).await.unwrap();
+    assert_eq!(report.readings, written);
+    assert_eq!(
+        report.points,
+        3 * 6,
+        "three sensors, six minutes (the last one partial)"
+    );
+    // Rolling up again changes nothing.
+    assert_eq!(influx.roll_up(start, end).await.unwrap(), report);
+
+    let range = format!(
+        "time >= {}ms AND time < {}ms",
+        start.as_millis(),
+        end.as_millis()
+    );
+    let raw = raw_query(
+        influx,
+        &format!(
+            "SELECT mean(\"value\"), min(\"value\"), max(\"value\"), count(\"value\"), last(\"value\") FROM \"readings\" \
+             WHERE {range} GROUP BY time(1m), \"site\", \"sensor\", \"type\" fill(none)"
+        ),
+    )
+    .await;
+    let rolled = raw_query(
+        influx,
+        &format!(
+            "SELECT \"mean\", \"min\", \"max\", \"count\", \"last\" FROM \"rollup\".\"readings_1m\" \
+             WHERE {range} GROUP BY \"site\", \"sensor\", \"type\""
+        ),
+    )
+    .await;
+    assert_eq!(raw.len(), 3);
+    assert_eq!(
+        raw.iter()
+            .map(|series| (&series["tags"], &series["values"]))
+            .collect::<Vec<_>>(),
+        rolled
+            .iter()
+            .map(|series| (&series["tags"], &series["values"]))
+            .collect::<Vec<_>>(),
+        "every minute's mean, min, max, count and last, bit for bit"
+    );
+}
+
+#[tokio::test]
+async fn history_reads_rolled_minutes_from_the_rollup_and_the_rest_raw() {
+    use stoker_timeseries::Aggregate;
+    let test = TestInflux::create().await;
+    let influx = test.influx();
+    influx.setup().await.unwrap();
+    let start = stoker_timeseries::rollup::floor_minute(EpochMillis::now().plus_millis(-3_600_000));
+    write_awkward_readings(influx, start).await;
+    // The rollup holds minutes 1 to 3; the rest must come from raw readings.
+    influx
+        .roll_up(start.plus_millis(60_000), start.plus_millis(240_000))
+        .await
+        .unwrap();
+    influx
+        .set_rollup_progress(start.plus_millis(240_000))
+        .await
+        .unwrap();
+    assert_eq!(
+        influx.rollup_progress().await.unwrap(),
+        Some(start.plus_millis(240_000))
+    );
+    let site = SiteSlug::parse("boiler-house-1").unwrap();
+    let sensor = SensorKey::parse("b1_flue_temp").unwrap();
+    // An unaligned range: part of the first minute, part of the last.
+    let (from, to) = (start.plus_millis(30_000), start.plus_millis(320_000));
+    let rolled_through = influx.rollup_progress().await.unwrap().unwrap();
+    for every in [60_000, 120_000] {
+        let every = std::time::Duration::from_millis(every);
+        for aggregate in Aggregate::ALL {
+            let raw = influx
+                .history(&site, &sensor, from, to, every, aggregate)
+                .await
+                .unwrap();
+            let mixed = influx
+                .history_with_rollup(&site, &sensor, from, to, every, aggregate, rolled_through)
+                .await
+                .unwrap();
+            assert_eq!(raw.len(), mixed.len(), "{aggregate:?} every {every:?}");
+            for ((raw_at, raw_value), (at, value)) in raw.iter().zip(&mixed) {
+                assert_eq!(raw_at, at);
+                if aggregate == Aggregate::Mean {
+                    assert!(
+                        (raw_value - value).abs() <= 1e-12 * raw_value.abs(),
+                        "{raw_value} vs {value}"
+                    );
+                } else {
+                    assert_eq!(raw_value, value, "{aggregate:?} at {at}");
+                }
+            }
+        }
+    }
+}
+
+#[tokio::test]
+async fn readings_older_than_the_retention_are_dropped_and_the_rest_kept() {
+    let test = TestInflux::create().await;
+    let influx = test.influx();
+    influx.setup().await.unwrap();
+    let (site, sensor, sensor_type) = ids();
+    let mut batch = LineBatch::default();
+    let now = EpochMillis::now();
+    batch.push(
+        &site,
+        &sensor,
+        &sensor_type,
+        1.0,
+        now.plus_millis(-40 * 86_400_000),
+    );
+    batch.push(&site, &sensor, &sensor_type, 2.0, now);
+    // A partial write InfluxDB will never take in full: not an error to retry.
+    influx.write(&batch).await.unwrap();
+    assert_eq!(influx.count_readings(&site).await.unwrap(), 1);
+    assert_eq!(
+        influx.raw_retention(),
+        Some(stoker_timeseries::DEFAULT_RAW_RETENTION)
+    );
+}

@@ -100,6 +100,7 @@ async fn spawn_app_with(options: AppOptions) -> TestApp {
         readiness,
         catalog,
         notify,
+        rollup: stoker_api::RollupClock::default(),
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
@@ -522,6 +523,70 @@ async fn telemetry_over_http_answers_once_durable_and_names_each_refusal() {
     assert!(
         metrics.contains("stoker_ingest_write_seconds_bucket"),
         "{metrics}"
+    );
+}
+
+#[tokio::test]
+async fn history_reads_the_minutes_the_rollup_holds_from_the_rollup() {
+    let app = spawn_app().await;
+    app.seed().await;
+    let site = SiteSlug::parse("boiler-house-1").unwrap();
+    let sensor = SensorKey::parse("b1_steam_pressure").unwrap();
+    let kind = SensorType::parse("pressure").unwrap();
+    let influx = app.influx.influx();
+    influx.setup().await.unwrap();
+    // Ten minutes of one reading per 10 s, values 0, 1, 2, …
+    let start = (EpochMillis::now().as_millis() / 600_000 - 6) * 600_000;
+    let mut batch = LineBatch::default();
+    for index in 0..60 {
+        let at = EpochMillis::from_millis(start + index * 10_000).unwrap();
+        batch.push(&site, &sensor, &kind, index as f64, at);
+    }
+    influx.write(&batch).await.unwrap();
+    // The rollup holds the first five minutes; then a reading arrives in
+    // minute 2 that the rollup does not hold yet. Reads of minute 2 that
+    // go through the rollup do not see it.
+    let rolled = EpochMillis::from_millis(start + 300_000).unwrap();
+    influx
+        .roll_up(EpochMillis::from_millis(start).unwrap(), rolled)
+        .await
+        .unwrap();
+    influx.set_rollup_progress(rolled).await.unwrap();
+    let mut late = LineBatch::default();
+    late.push(
+        &site,
+        &sensor,
+        &kind,
+        1000.0,
+        EpochMillis::from_millis(start + 125_000).unwrap(),
+    );
+    late.push(
+        &site,
+        &sensor,
+        &kind,
+        2000.0,
+        EpochMillis::from_millis(start + 425_000).unwrap(),
+    );
+    influx.write(&late).await.unwrap();
+
+    let (status, body) = app
+        .get(&format!(
+            "/api/v1/sites/boiler-house-1/sensors/b1_steam_pressure/history?start={}&end={}&every=1m&agg=max",
+            start + 30_000,
+            start + 600_000
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{body}");
+    let maxima: Vec<f64> = body["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|point| point["value"].as_f64().unwrap())
+        .collect();
+    assert_eq!(
+        maxima,
+        vec![5.0, 11.0, 17.0, 23.0, 29.0, 35.0, 41.0, 2000.0, 53.0, 59.0],
+        "minutes 1-4 from the rollup (without the late 1000), the rest raw (with 2000)"
     );
 }
 

@@ -1,7 +1,9 @@
 //! The subcommands.
 
 mod apikey;
+mod cache;
 mod check;
+mod influx;
 mod run;
 mod simulate;
 
@@ -18,6 +20,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 evaluation: &args.evaluation,
                 notify: &args.notify,
                 mqtt_url: &args.ingest.mqtt.url,
+                rollup: &args.rollup,
             };
             let roles = run::Roles {
                 ingest: Some(&args.ingest),
@@ -53,6 +56,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 evaluation: &args.evaluation,
                 notify: &args.notify,
                 mqtt_url: &args.mqtt_url,
+                rollup: &args.rollup,
             };
             let roles = run::Roles {
                 ingest: None,
@@ -75,6 +79,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Check(args) => Ok(check::run(&args).await),
         Command::Simulate(args) => simulate::run(args).await,
         Command::Apikey(command) => apikey::run(command).await,
+        Command::Influx(command) => influx::run(command).await,
+        Command::Cache(command) => cache::run(command).await,
     }
 }
 

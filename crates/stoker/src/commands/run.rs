@@ -8,6 +8,7 @@ use anyhow::Context;
 use prometheus_client::registry::Registry;
 use stoker_analytics::live::EvaluationOptions;
 use stoker_analytics::notify::{Dispatcher, NotifyOptions};
+use stoker_analytics::rollup::{RollupMetrics, RollupOptions};
 use stoker_api::{ApiState, Readiness};
 use stoker_cache::Cache;
 use stoker_domain::redact_url;
@@ -51,6 +52,8 @@ pub struct AnalyticsRole<'a> {
     pub notify: &'a NotifyOptions,
     /// The broker notifications are published to.
     pub mqtt_url: &'a str,
+    /// The rollup job's lateness and grace.
+    pub rollup: &'a RollupOptions,
 }
 
 /// Runs the roles until SIGINT/SIGTERM, then shuts down in order: stop
@@ -75,15 +78,17 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
     let influx = Influx::connect(&stores.influx)
         .await
         .with_context(|| format!("connecting to InfluxDB (INFLUX_URL={})", stores.influx.url))?;
-    influx.ensure_database().await.with_context(|| {
+    let setup = influx.setup().await.with_context(|| {
         format!(
-            "preparing InfluxDB database {:?} (INFLUX_BUCKET)",
+            "preparing InfluxDB database {:?} (INFLUX_BUCKET; `stoker influx setup` does the same)",
             stores.influx.bucket
         )
     })?;
     tracing::info!(
         version = influx.version(),
         database = influx.database(),
+        raw_retention = %super::influx::shown(setup.raw_retention),
+        rollup_retention = %super::influx::shown(setup.rollup_retention),
         "InfluxDB ready"
     );
     let cache = Cache::connect(&stores.redis).context("configuring Redis (REDIS_URL)")?;
@@ -133,6 +138,7 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
 
     let analytics_stop = CancellationToken::new();
     let analytics_metrics = stoker_analytics::live::Metrics::default();
+    let rollup_metrics = RollupMetrics::default();
     let mut analytics_tasks = Vec::new();
     if let Some(analytics) = analytics {
         let analytics_stores = stoker_analytics::live::Stores {
@@ -156,6 +162,13 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
         )
         .context("starting alert notifications")?;
         analytics_tasks.push(tokio::spawn(dispatcher.run(analytics_stop.clone())));
+        analytics_tasks.push(tokio::spawn(stoker_analytics::rollup::run(
+            influx.clone(),
+            stores.postgres.clone(),
+            analytics.rollup.clone(),
+            rollup_metrics.clone(),
+            analytics_stop.clone(),
+        )));
         tracing::info!(broker = %redact_url(analytics.mqtt_url), webhooks = analytics.notify.webhooks.len(), "alert notifications started");
     }
 
@@ -165,6 +178,7 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
     }
     if analytics.is_some() {
         analytics_metrics.register(&mut registry);
+        rollup_metrics.register(&mut registry);
     }
     let metrics = Arc::new(registry);
     let mut readiness =
@@ -189,6 +203,7 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
                 metrics,
                 catalog,
                 notify: api_notify.cloned().unwrap_or_default(),
+                rollup: stoker_api::RollupClock::default(),
             };
             tokio::spawn(stoker_api::serve(listener, state, http_stop.clone()))
         }
