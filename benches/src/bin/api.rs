@@ -7,9 +7,12 @@
 //! - baseline: `GET /healthz` (no key check, no store): the server's HTTP
 //!   stack with this client on this machine;
 //! - latest: `GET /api/v1/sites/bench-1/latest` (20 sensors, all in Redis);
-//! - baseline: the history query's InfluxQL sent straight to InfluxDB;
+//! - baseline: the same history as one InfluxQL query over the raw
+//!   readings, sent straight to InfluxDB (what history costs without the
+//!   rollup);
 //! - history: `GET …/sensors/sensor_00/history` over 24 h of 1 Hz readings
-//!   by 1-minute means (1,440 points).
+//!   by 1-minute means (1,440 points), which the API reads from the
+//!   1-minute rollup that the rollup job's backfill wrote after seeding.
 //!
 //! The load generator is deliberately small: one task per connection, each
 //! owning a `TcpStream`, writing a pre-built request and reading one
@@ -27,6 +30,7 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use clap::Parser;
 use serde_json::{Value, json};
+use stoker_analytics::rollup::{Roller, RollupMetrics, RollupOptions};
 use stoker_benches::harness::{self, bounded};
 use stoker_benches::process::{self, Cpu, Procs, StokerProcess, log_tail};
 use stoker_benches::report::{self, Bound, Check, Figures, RunRecord, nearest_rank};
@@ -47,8 +51,9 @@ use tokio::time::Instant;
 /// `POST …/telemetry` and 24 h of 1 Hz history for one sensor straight
 /// into InfluxDB; then loads, from this process over loopback keep-alive
 /// connections: GET /healthz (baseline: the server's HTTP stack), GET
-/// …/latest, the history query sent straight to InfluxDB (baseline:
-/// InfluxDB alone) and GET …/history (24 h by 1-minute means). Every
+/// …/latest, the history as a raw InfluxQL query sent straight to InfluxDB
+/// (baseline: InfluxDB alone, without the rollup) and GET …/history (24 h
+/// by 1-minute means, read from the rollup the job backfilled). Every
 /// phase runs for a fixed time after a warm-up that is not counted.
 /// Needs the local services of scripts/dev-up; the `benches/api` wrapper
 /// starts them and builds the binaries first.
@@ -542,6 +547,28 @@ async fn seed(
         sensor,
         thousands(HISTORY_BATCH as u64),
         writing.elapsed()
+    );
+    // What the rollup job of a running platform does: its first pass on a
+    // database without a rollup backfills every minute since the oldest
+    // reading (`stoker api` ran `stoker influx setup` at start).
+    let rolling = Instant::now();
+    let mut roller = Roller::new(
+        influx.clone(),
+        RollupOptions::default(),
+        RollupMetrics::default(),
+    );
+    let pass = roller
+        .pass(
+            EpochMillis::now(),
+            &tokio_util::sync::CancellationToken::new(),
+        )
+        .await
+        .context("rolling the history up into readings_1m")?;
+    progress!(
+        "seed: the rollup job's backfill wrote {} readings_1m points (from {} readings) in {:.1?}",
+        thousands(pass.points),
+        thousands(pass.readings),
+        rolling.elapsed()
     );
     Ok(end)
 }
@@ -1097,7 +1124,7 @@ impl PhaseName {
         match self {
             PhaseName::Healthz => "baseline: the server's HTTP stack (GET /healthz)",
             PhaseName::Latest => "latest: GET …/sites/bench-1/latest",
-            PhaseName::Influx => "baseline: InfluxDB alone (same InfluxQL, /query)",
+            PhaseName::Influx => "baseline: InfluxDB alone (raw query, /query)",
             PhaseName::History => "history: GET …/history, 24 h, every=1m",
         }
     }

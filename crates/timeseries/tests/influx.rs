@@ -404,3 +404,51 @@ async fn readings_older_than_the_retention_are_dropped_and_the_rest_kept() {
         Some(stoker_timeseries::DEFAULT_RAW_RETENTION)
     );
 }
+
+#[tokio::test]
+async fn history_over_more_than_a_week_is_bucketed_by_influxdb_from_the_rollup() {
+    use stoker_timeseries::Aggregate;
+    let test = TestInflux::create().await;
+    let influx = test.influx();
+    influx.setup().await.unwrap();
+    let (site, sensor, sensor_type) = ids();
+    let end = stoker_timeseries::rollup::floor_minute(EpochMillis::now());
+    let start = end.plus_millis(-9 * 86_400_000);
+    // One reading every 7 minutes for nine days.
+    let mut batch = LineBatch::default();
+    let mut at = start;
+    let mut step = 0;
+    while at < end {
+        batch.push(
+            &site,
+            &sensor,
+            &sensor_type,
+            f64::from(step % 13) * 0.37,
+            at,
+        );
+        at = at.plus_millis(7 * 60_000);
+        step += 1;
+    }
+    influx.write(&batch).await.unwrap();
+    influx.roll_up(start, end).await.unwrap();
+    let every = std::time::Duration::from_secs(3_600);
+    for aggregate in Aggregate::ALL {
+        let raw = influx
+            .history(&site, &sensor, start, end, every, aggregate)
+            .await
+            .unwrap();
+        let rolled = influx
+            .history_with_rollup(&site, &sensor, start, end, every, aggregate, end)
+            .await
+            .unwrap();
+        assert!(raw.len() >= 216, "nine days by hours: {aggregate:?}");
+        assert_eq!(raw.len(), rolled.len(), "{aggregate:?}");
+        for ((raw_at, raw_value), (at, value)) in raw.iter().zip(&rolled) {
+            assert_eq!(raw_at, at);
+            assert!(
+                (raw_value - value).abs() <= 1e-12,
+                "{aggregate:?} at {at}: {raw_value} vs {value}"
+            );
+        }
+    }
+}
