@@ -3,10 +3,12 @@
 //!
 //! Every minute, `ROLLUP_GRACE` after the minute ends, the holder of its
 //! own Postgres advisory lock ([`LOCK_KEY`]) rolls up every minute since
-//! its progress (recorded in InfluxDB as `rollup_progress`), and rolls the
-//! trailing `ROLLUP_LATE` again, so that readings stored late (gateways
-//! catching up, the ingestion spool replaying) reach the rollup. Rolling a
-//! minute again overwrites its points, so running twice is harmless.
+//! its progress (recorded in InfluxDB as `rollup_progress`), rolls the
+//! trailing `ROLLUP_LATE` again, and rolls again the older minutes that
+//! writers marked as having received late readings (`rollup_marks`: a
+//! gateway catching up, the ingestion spool replaying after an outage).
+//! Rolling a minute again overwrites its points, so running twice is
+//! harmless.
 //!
 //! With no progress recorded (a new database, or a rollup added to an
 //! existing one), the first pass rolls up from the oldest raw reading,
@@ -32,11 +34,21 @@ pub const LOCK_KEY: i64 = 0x5354_4f4b_4552_0002;
 /// Minutes rolled up per InfluxDB query (10,000 sensors: 100,000 rows).
 const CHUNK_MINUTES: i64 = 10;
 
+/// The shortest trailing re-roll: readings up to `LATE_AFTER_MS` late are
+/// not marked by their writers, so each pass must roll their minutes
+/// again, whatever `ROLLUP_LATE` says.
+const SHORTEST_LATE_MS: i64 = 5 * MINUTE_MS;
+
+/// Marks are read again this far before the previous read: a mark is
+/// stamped before it is stored, and writers' clocks may differ a little.
+const MARKS_OVERLAP_MS: i64 = 2 * MINUTE_MS;
+
 /// How the rollup follows the readings.
 #[derive(Debug, Clone, clap::Args)]
 pub struct RollupOptions {
-    /// How far back every pass rolls up again, for readings stored late
-    /// (older ones reach the rollup with `stoker influx rollup`).
+    /// How far back every pass rolls up again, at least 5 minutes (older
+    /// minutes are rolled again when their late readings' writers mark
+    /// them, and by `stoker influx rollup`).
     #[arg(
         id = "rollup_late",
         long = "rollup-late",
@@ -117,6 +129,8 @@ pub struct Pass {
     pub points: u64,
     /// Raw readings they sum up.
     pub readings: u64,
+    /// Points rewritten for late readings marked before the window.
+    pub late_points: u64,
 }
 
 /// The job's state between passes.
@@ -126,6 +140,8 @@ pub struct Roller {
     options: RollupOptions,
     metrics: RollupMetrics,
     progress: Option<EpochMillis>,
+    /// When late-reading marks were last read (the marks' clock).
+    marks_read: Option<EpochMillis>,
 }
 
 impl Roller {
@@ -136,6 +152,7 @@ impl Roller {
             options,
             metrics,
             progress: None,
+            marks_read: None,
         }
     }
 
@@ -158,9 +175,34 @@ impl Roller {
         let late = if backfill {
             0
         } else {
-            millis(self.options.late)
+            millis(self.options.late).max(SHORTEST_LATE_MS)
         };
         let from = floor_minute(progress.min(target).plus_millis(-late));
+        let mut pass = Pass::default();
+
+        // Minutes before this pass's window that received late readings,
+        // as their writers marked them.
+        let marks_read = EpochMillis::now();
+        if !backfill {
+            let since = self
+                .marks_read
+                .unwrap_or(progress.plus_millis(-late))
+                .plus_millis(-MARKS_OVERLAP_MS);
+            let marks = self.influx.late_marks(since).await?;
+            for (start, end) in late_minutes(&marks, from) {
+                let mut chunk_start = start;
+                while chunk_start < end && !stop.is_cancelled() {
+                    let chunk_end = chunk_start.plus_millis(CHUNK_MINUTES * MINUTE_MS).min(end);
+                    let report = self.influx.roll_up(chunk_start, chunk_end).await?;
+                    pass.late_points += report.points;
+                    self.metrics.points.inc_by(report.points);
+                    chunk_start = chunk_end;
+                }
+                tracing::info!(from = %start, to = %end, "rolled up again minutes that received late readings");
+            }
+        }
+        self.marks_read = Some(marks_read);
+
         let span = target.as_millis() - from.as_millis();
         let chunks = (span.max(0) + CHUNK_MINUTES * MINUTE_MS - 1) / (CHUNK_MINUTES * MINUTE_MS);
         let loud = span > 3_600_000;
@@ -172,7 +214,6 @@ impl Roller {
                 "rolling up readings into readings_1m (backfill); progress is logged every hour of readings"
             );
         }
-        let mut pass = Pass::default();
         let mut start = from;
         let mut done = 0_i64;
         while start < target {
@@ -224,7 +265,42 @@ impl Roller {
     /// (after another process may have led).
     pub fn forget(&mut self) {
         self.progress = None;
+        self.marks_read = None;
     }
+}
+
+/// The whole minutes of the marked ranges that lie before `window`
+/// (from there on the pass rolls everything anyway), merged, oldest first.
+fn late_minutes(
+    marks: &[(EpochMillis, EpochMillis)],
+    window: EpochMillis,
+) -> Vec<(EpochMillis, EpochMillis)> {
+    let mut ranges: Vec<(i64, i64)> = marks
+        .iter()
+        .map(|(from, to)| {
+            let start = floor_minute(*from).as_millis();
+            let end = floor_minute(*to).as_millis() + MINUTE_MS;
+            (start, end.min(window.as_millis()))
+        })
+        .filter(|(start, end)| start < end)
+        .collect();
+    ranges.sort_unstable();
+    let mut merged: Vec<(i64, i64)> = Vec::with_capacity(ranges.len());
+    for (start, end) in ranges {
+        match merged.last_mut() {
+            Some(last) if start <= last.1 => last.1 = last.1.max(end),
+            _ => merged.push((start, end)),
+        }
+    }
+    merged
+        .into_iter()
+        .filter_map(|(start, end)| {
+            Some((
+                EpochMillis::from_millis(start).ok()?,
+                EpochMillis::from_millis(end).ok()?,
+            ))
+        })
+        .collect()
 }
 
 fn millis(duration: Duration) -> i64 {

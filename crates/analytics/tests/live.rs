@@ -608,5 +608,65 @@ mod rollup {
             influx.rollup_progress().await.unwrap(),
             Some(t0.plus_millis(7 * MINUTE))
         );
+
+        // Twenty minutes on, minute 1 is long out of the trailing window.
+        let pass = successor
+            .pass(t0.plus_millis(20 * MINUTE + grace), &stop)
+            .await
+            .unwrap();
+        assert_eq!(pass.through, Some(t0.plus_millis(20 * MINUTE)));
+        // A gateway catches up: a reading of minute 1, marked by its
+        // writer as ingestion marks late readings, and one of minute 3
+        // that nobody marked.
+        let mut late = LineBatch::default();
+        let marked = t0.plus_millis(MINUTE + 1_500);
+        write(&mut late, "b1_flue_temp", 950.0, marked);
+        write(
+            &mut late,
+            "b1_flue_temp",
+            970.0,
+            t0.plus_millis(3 * MINUTE + 1_500),
+        );
+        influx.write(&late).await.unwrap();
+        influx.mark_late(marked, marked).await.unwrap();
+        let pass = successor
+            .pass(t0.plus_millis(21 * MINUTE + grace), &stop)
+            .await
+            .unwrap();
+        assert_eq!(
+            pass.late_points, 2,
+            "minute 1, rolled again for both sensors"
+        );
+        rollup_agrees(influx, t0, t0.plus_millis(3 * MINUTE)).await;
+        let site = SiteSlug::parse("boiler-house-1").unwrap();
+        let sensor = SensorKey::parse("b1_flue_temp").unwrap();
+        let minute_3 = |through| {
+            influx.history_with_rollup(
+                &site,
+                &sensor,
+                t0.plus_millis(3 * MINUTE),
+                t0.plus_millis(4 * MINUTE),
+                std::time::Duration::from_secs(60),
+                Aggregate::Max,
+                through,
+            )
+        };
+        let through = t0.plus_millis(21 * MINUTE);
+        assert_eq!(
+            minute_3(through).await.unwrap()[0].1,
+            186.0,
+            "the unmarked late reading is not in the rollup"
+        );
+        assert_eq!(minute_3(t0).await.unwrap()[0].1, 970.0, "but it is stored");
+        // A mark is read again by the passes within the overlap (marks are
+        // stamped before they are stored); rolling twice is harmless.
+        let pass = successor
+            .pass(t0.plus_millis(22 * MINUTE + grace), &stop)
+            .await
+            .unwrap();
+        assert_eq!(
+            pass.late_points, 2,
+            "the mark is read again within the overlap"
+        );
     }
 }

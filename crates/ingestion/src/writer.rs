@@ -452,6 +452,7 @@ impl Writer {
                 match written {
                     Ok(()) => {
                         self.stats.spool_full.store(false, Ordering::Release);
+                        mark_if_late(&self.influx, lines).await;
                         return true;
                     }
                     Err(error) => {
@@ -699,6 +700,23 @@ async fn spool_append(spool: &Arc<Spool>, lines: &LineBatch) -> Result<(), Spool
 
 /// Replays the spool into InfluxDB, oldest segment first, whenever it is
 /// not empty; runs until `shutdown` (what is left replays at the next start).
+/// Tells the rollup job about a batch just stored whose oldest reading is
+/// more than `LATE_AFTER_MS` old, so that it rolls those minutes again.
+/// The readings are durable already; a failed mark is logged (the minutes
+/// can be re-rolled with `stoker influx rollup`).
+async fn mark_if_late(influx: &Influx, batch: &LineBatch) {
+    let Some((oldest, newest)) = batch.time_range() else {
+        return;
+    };
+    let late_before = EpochMillis::now().as_millis() - stoker_timeseries::rollup::LATE_AFTER_MS;
+    if oldest.as_millis() >= late_before {
+        return;
+    }
+    if let Err(error) = influx.mark_late(oldest, newest).await {
+        tracing::warn!(%error, from = %oldest, to = %newest, "stored late readings but could not mark them for the rollup; run `stoker influx rollup --from {oldest} --to {newest}`");
+    }
+}
+
 pub(crate) async fn run_replay(
     spool: Arc<Spool>,
     influx: Influx,
@@ -748,6 +766,7 @@ pub(crate) async fn run_replay(
             Ok(()) => {
                 backoff = Duration::from_millis(200);
                 stats.replayed_batches.fetch_add(1, Ordering::Relaxed);
+                mark_if_late(&influx, &batch).await;
                 let spool = Arc::clone(&spool);
                 match tokio::task::spawn_blocking(move || spool.remove(sequence)).await {
                     Ok(Ok(())) => {}

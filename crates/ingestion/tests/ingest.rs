@@ -655,3 +655,42 @@ async fn a_broker_restart_resumes_the_persistent_session() {
     assert_eq!(stored, 600, "every reading of 300 messages, none lost");
     harness.stop().await;
 }
+
+#[tokio::test]
+async fn readings_stored_late_are_marked_for_the_rollup() {
+    let harness = Harness::start().await;
+    let influx = harness.influx.influx();
+    influx.setup().await.unwrap();
+    let now = EpochMillis::now().as_millis();
+    let topic = harness.topic("sites/boiler-house-1/sensors/b1_steam_pressure");
+    // A gateway catching up: a reading twenty minutes old.
+    let late = now - 20 * 60_000;
+    publish_qos1(&[(
+        topic.clone(),
+        format!(r#"{{"value": 9.0, "ts": {late}}}"#).into_bytes(),
+    )])
+    .await;
+    wait_until(
+        "the late reading is stored",
+        Duration::from_secs(10),
+        || harness.ingestion().stats().acked == 1,
+    )
+    .await;
+    let late = EpochMillis::from_millis(late).unwrap();
+    let epoch = EpochMillis::from_millis(0).unwrap();
+    assert_eq!(influx.late_marks(epoch).await.unwrap(), vec![(late, late)]);
+    // A reading on time is not marked.
+    publish_qos1(&[(
+        topic,
+        format!(r#"{{"value": 9.5, "ts": {now}}}"#).into_bytes(),
+    )])
+    .await;
+    wait_until(
+        "the reading on time is stored",
+        Duration::from_secs(10),
+        || harness.ingestion().stats().acked == 2,
+    )
+    .await;
+    assert_eq!(influx.late_marks(epoch).await.unwrap().len(), 1);
+    harness.stop().await;
+}

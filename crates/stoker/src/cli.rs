@@ -73,7 +73,7 @@ pub enum InfluxCommand {
         #[command(flatten)]
         influx: InfluxOptions,
     },
-    /// Roll up a past range into readings_1m again, e.g. after readings arrived later than ROLLUP_LATE or after a restore (the running job keeps the recent minutes up to date by itself).
+    /// Roll up a past range into readings_1m again, e.g. for readings written straight into InfluxDB, not through Stoker (the running job keeps the rollup current by itself, late readings included).
     Rollup {
         #[command(flatten)]
         influx: InfluxOptions,

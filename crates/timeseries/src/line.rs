@@ -11,10 +11,20 @@ pub(crate) const MEASUREMENT: &str = "readings";
 ///
 /// Encoding happens as readings are pushed, so a batch costs one `String`
 /// however many points it holds.
-#[derive(Debug, Default, Clone)]
+#[derive(Debug, Clone)]
 pub struct LineBatch {
     body: String,
     points: usize,
+    /// The oldest and newest timestamps pushed (ms); `i64::MAX`/`MIN` when
+    /// empty.
+    oldest: i64,
+    newest: i64,
+}
+
+impl Default for LineBatch {
+    fn default() -> Self {
+        Self::with_capacity(0)
+    }
 }
 
 impl LineBatch {
@@ -23,6 +33,8 @@ impl LineBatch {
         Self {
             body: String::with_capacity(points * 96),
             points: 0,
+            oldest: i64::MAX,
+            newest: i64::MIN,
         }
     }
 
@@ -61,12 +73,43 @@ impl LineBatch {
             .push_str(itoa::Buffer::new().format(timestamp.as_millis()));
         self.body.push('\n');
         self.points += 1;
+        self.oldest = self.oldest.min(timestamp.as_millis());
+        self.newest = self.newest.max(timestamp.as_millis());
     }
 
     /// A batch from text this type encoded earlier (a spooled batch).
     pub fn from_encoded(body: String) -> Self {
-        let points = body.lines().filter(|line| !line.is_empty()).count();
-        Self { body, points }
+        let mut batch = Self {
+            points: 0,
+            oldest: i64::MAX,
+            newest: i64::MIN,
+            body: String::new(),
+        };
+        for line in body.lines().filter(|line| !line.is_empty()) {
+            batch.points += 1;
+            // The timestamp is the last field of every line this type writes.
+            if let Some(millis) = line
+                .rsplit(' ')
+                .next()
+                .and_then(|field| field.parse::<i64>().ok())
+            {
+                batch.oldest = batch.oldest.min(millis);
+                batch.newest = batch.newest.max(millis);
+            }
+        }
+        batch.body = body;
+        batch
+    }
+
+    /// The oldest and newest timestamps in the batch; `None` when empty.
+    pub fn time_range(&self) -> Option<(EpochMillis, EpochMillis)> {
+        if self.oldest > self.newest {
+            return None;
+        }
+        Some((
+            EpochMillis::from_millis(self.oldest).ok()?,
+            EpochMillis::from_millis(self.newest).ok()?,
+        ))
     }
 
     /// Number of points in the batch.
@@ -88,6 +131,8 @@ impl LineBatch {
     pub fn clear(&mut self) {
         self.body.clear();
         self.points = 0;
+        self.oldest = i64::MAX;
+        self.newest = i64::MIN;
     }
 }
 
@@ -132,6 +177,26 @@ mod tests {
              readings,site=boiler-house-1,sensor=b1_flue_temp,type=temperature value=81.0 1732269600000\n"
         );
         assert_eq!(batch.len(), 2);
+    }
+
+    #[test]
+    fn a_batch_knows_its_time_range_also_when_read_back() {
+        let mut batch = LineBatch::default();
+        assert_eq!(batch.time_range(), None);
+        reading(&mut batch, 1.0);
+        let at = EpochMillis::from_millis(1_732_269_600_000).unwrap();
+        batch.push(
+            &SiteSlug::parse("b").unwrap(),
+            &SensorKey::parse("s").unwrap(),
+            &SensorType::parse("t").unwrap(),
+            2.0,
+            at.plus_millis(-5_000),
+        );
+        assert_eq!(batch.time_range(), Some((at.plus_millis(-5_000), at)));
+        let again = LineBatch::from_encoded(batch.as_str().to_owned());
+        assert_eq!((again.len(), again.time_range()), (2, batch.time_range()));
+        batch.clear();
+        assert_eq!(batch.time_range(), None);
     }
 
     #[test]

@@ -10,7 +10,11 @@
 //!   minute's start;
 //! - `rollup_progress` (same policy): field `through`, the end of the
 //!   newest minute the rollup job has rolled up, so that readers know
-//!   which minutes the rollup holds completely.
+//!   which minutes the rollup holds completely;
+//! - `rollup_marks` (same policy): fields `from`, `to`, one point per
+//!   batch of readings stored more than [`LATE_AFTER_MS`] after their
+//!   time (a gateway catching up, the spool replaying after an outage),
+//!   stamped when stored; the rollup job rolls those minutes again.
 //!
 //! Stoker computes the rollup itself ([`Influx::roll_up`]: one InfluxQL
 //! query of the raw minutes, written back as line protocol) rather than
@@ -41,8 +45,17 @@ pub const ROLLUP_MEASUREMENT: &str = "readings_1m";
 /// Where the rollup job records how far it got.
 pub const PROGRESS_MEASUREMENT: &str = "rollup_progress";
 
+/// Where writers note readings stored late (see [`Influx::mark_late`]).
+pub const MARKS_MEASUREMENT: &str = "rollup_marks";
+
 /// One minute, the rollup's bucket.
 pub const MINUTE_MS: i64 = 60_000;
+
+/// Readings older than this when stored are "late": their writer marks
+/// them for the rollup ([`Influx::mark_late`]). The rollup job's trailing
+/// re-roll (`ROLLUP_LATE`) is never shorter, so every reading is either
+/// marked or re-rolled.
+pub const LATE_AFTER_MS: i64 = 2 * MINUTE_MS;
 
 /// What [`Influx::setup`] found and made.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -372,6 +385,56 @@ impl Influx {
             .and_then(|millis| EpochMillis::from_millis(millis).ok()))
     }
 
+    /// Notes that readings from `from` to `to` (inclusive) were stored
+    /// just now, late: the rollup job rolls their minutes again. Marks of
+    /// one process never share a timestamp (nor, by their `writer` tag,
+    /// with another's), so none overwrites another.
+    pub async fn mark_late(&self, from: EpochMillis, to: EpochMillis) -> Result<()> {
+        let stamp = unique_stamp(EpochMillis::now().as_millis());
+        self.write_rollup(format!(
+            "{MARKS_MEASUREMENT},writer={} from={}i,to={}i {stamp}\n",
+            writer_tag(),
+            from.as_millis(),
+            to.as_millis()
+        ))
+        .await
+    }
+
+    /// The ranges of late readings marked at or after `since` (by the
+    /// marks' own clock), as `(from, to)`, inclusive.
+    pub async fn late_marks(&self, since: EpochMillis) -> Result<Vec<(EpochMillis, EpochMillis)>> {
+        let query = format!(
+            "SELECT \"from\", \"to\" FROM {}.{} WHERE time >= {}ms",
+            identifier(ROLLUP_POLICY),
+            identifier(MARKS_MEASUREMENT),
+            since.as_millis()
+        );
+        let series = match self.query(&query).await {
+            Ok(series) => series,
+            Err(Error::Query { message }) if message.contains("retention policy not found") => {
+                return Ok(Vec::new());
+            }
+            Err(error) => return Err(error),
+        };
+        let mut marks = Vec::new();
+        for one in &series {
+            let at = |name: &str| one.columns.iter().position(|column| column == name);
+            let (from_at, to_at) = (at("from"), at("to"));
+            for row in &one.values {
+                let time = |index: Option<usize>| {
+                    index
+                        .and_then(|index| row.get(index))
+                        .and_then(serde_json::Value::as_i64)
+                        .and_then(|millis| EpochMillis::from_millis(millis).ok())
+                };
+                if let (Some(from), Some(to)) = (time(from_at), time(to_at)) {
+                    marks.push((from, to));
+                }
+            }
+        }
+        Ok(marks)
+    }
+
     /// The oldest raw reading's timestamp; `None` when there is none.
     pub async fn oldest_reading(&self) -> Result<Option<EpochMillis>> {
         let query = format!("SELECT first(\"value\") FROM {}", identifier(MEASUREMENT));
@@ -475,6 +538,33 @@ impl Influx {
         let series = self.query(&statements.join("; ")).await?;
         Ok(merge_partials(&series, aggregate, every_ms))
     }
+}
+
+/// A timestamp for a mark: `now`, or one past this process's previous
+/// mark if that was as late.
+fn unique_stamp(now: i64) -> i64 {
+    use std::sync::atomic::{AtomicI64, Ordering};
+    static LAST: AtomicI64 = AtomicI64::new(i64::MIN);
+    let mut previous = LAST.load(Ordering::Relaxed);
+    loop {
+        let next = now.max(previous.saturating_add(1));
+        match LAST.compare_exchange_weak(previous, next, Ordering::Relaxed, Ordering::Relaxed) {
+            Ok(_) => return next,
+            Err(actual) => previous = actual,
+        }
+    }
+}
+
+/// This process's `writer` tag on marks: its pid and start time.
+fn writer_tag() -> &'static str {
+    static TAG: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    TAG.get_or_init(|| {
+        let started = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|elapsed| elapsed.as_nanos())
+            .unwrap_or_default();
+        format!("p{}-{started:x}", std::process::id())
+    })
 }
 
 /// InfluxDB's retention for a configured duration: `None` is forever.
@@ -708,6 +798,14 @@ mod tests {
 
     fn at(millis: i64) -> EpochMillis {
         EpochMillis::from_millis(millis).unwrap()
+    }
+
+    #[test]
+    fn marks_of_one_process_never_share_a_timestamp() {
+        let first = unique_stamp(1_000);
+        let second = unique_stamp(1_000);
+        assert!(second > first);
+        assert!(unique_stamp(i64::MAX / 2) == i64::MAX / 2);
     }
 
     #[test]
