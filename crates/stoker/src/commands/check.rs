@@ -141,10 +141,22 @@ async fn check_influx(args: &CheckArgs) -> Result<String, String> {
         .database_exists()
         .await
         .map_err(|error| error.to_string())?;
-    let state = if exists {
-        format!("database {database} exists")
+    let state = if !exists {
+        format!(
+            "database {database} does not exist yet (`stoker influx setup` or serve creates it on 1.x)"
+        )
     } else {
-        format!("database {database} does not exist yet (serve creates it on 1.x)")
+        // Only says how far the rollup is; a missing one is not a failure.
+        let rollup = match influx.rollup_progress().await {
+            Ok(Some(through)) => {
+                let lag =
+                    (stoker_domain::EpochMillis::now().as_millis() - through.as_millis()) / 1_000;
+                format!("rollup readings_1m through {through} ({lag} s ago)")
+            }
+            Ok(None) => "no rollup yet (the analytics role writes it)".to_owned(),
+            Err(error) => format!("rollup unknown: {error}"),
+        };
+        format!("database {database} exists, {rollup}")
     };
     Ok(format!("InfluxDB {}, {state}", influx.version()))
 }

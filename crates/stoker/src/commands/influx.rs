@@ -82,10 +82,26 @@ fn time(flag: &str, text: &str) -> anyhow::Result<EpochMillis> {
     })
 }
 
-/// A retention for people: `30days`, or `forever`.
+/// A retention for people: `30 days`, `36 hours`, or `forever`
+/// (humantime's own form, for the rest).
 pub(crate) fn shown(keep: Option<Duration>) -> String {
-    keep.map_or_else(
-        || "forever".to_owned(),
-        |keep| humantime::format_duration(keep).to_string(),
-    )
+    match keep.map(|keep| keep.as_secs()) {
+        None => "forever".to_owned(),
+        Some(secs) if secs % 86_400 == 0 => format!("{} days", secs / 86_400),
+        Some(secs) if secs % 3_600 == 0 => format!("{} hours", secs / 3_600),
+        Some(secs) => humantime::format_duration(Duration::from_secs(secs)).to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn retentions_read_as_written() {
+        assert_eq!(shown(Some(Duration::from_secs(730 * 86_400))), "730 days");
+        assert_eq!(shown(Some(Duration::from_secs(36 * 3_600))), "36 hours");
+        assert_eq!(shown(Some(Duration::from_secs(5_400))), "1h 30m");
+        assert_eq!(shown(None), "forever");
+    }
 }

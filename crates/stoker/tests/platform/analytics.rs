@@ -146,3 +146,103 @@ async fn a_killed_analytics_leader_is_replaced_within_two_intervals_without_dupl
         "the follower did not stop cleanly"
     );
 }
+
+#[tokio::test]
+async fn influx_setup_then_the_analytics_role_keeps_the_rollup() {
+    use stoker_timeseries::LineBatch;
+    use stoker_timeseries::rollup::floor_minute;
+
+    let postgres = TestPostgres::create().await;
+    let influx = TestInflux::create().await;
+    let database = influx.influx().database().to_owned();
+
+    // `stoker influx setup`, twice: the second run changes nothing.
+    for _ in 0..2 {
+        let output = std::process::Command::new(crate::helpers::BINARY)
+            .args(["influx", "setup"])
+            .env("INFLUX_BUCKET", &database)
+            .env("INFLUX_RAW_RETENTION", "14days")
+            .output()
+            .expect("run stoker influx setup");
+        let stdout = String::from_utf8_lossy(&output.stdout);
+        assert!(
+            output.status.success(),
+            "{stdout}{}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        assert!(stdout.contains("kept 14 days"), "{stdout}");
+        assert!(
+            stdout.contains("readings_1m") && stdout.contains("kept 730 days"),
+            "{stdout}"
+        );
+    }
+
+    // Ten minutes of readings from before the role starts.
+    let site = SiteSlug::parse("boiler-house-1").unwrap();
+    let sensor = SensorKey::parse("b1_flue_temp").unwrap();
+    let kind = SensorType::parse("temperature").unwrap();
+    let start = floor_minute(stoker_domain::EpochMillis::now().plus_millis(-11 * 60_000));
+    let mut batch = LineBatch::default();
+    for second in 0..600 {
+        batch.push(
+            &site,
+            &sensor,
+            &kind,
+            150.0 + f64::from(second % 11),
+            start.plus_millis(i64::from(second) * 1_000),
+        );
+    }
+    influx.influx().write(&batch).await.unwrap();
+
+    let metrics = format!("127.0.0.1:{}", free_port());
+    let mut analytics = Stoker::spawn(
+        "analytics",
+        &[
+            ("DATABASE_URL", postgres.url()),
+            ("INFLUX_BUCKET", database.clone()),
+            ("REDIS_KEY_PREFIX", TestRedis::new().prefix().to_owned()),
+            ("ALERT_MQTT_TOPIC_PREFIX", unique_topic_prefix()),
+            ("METRICS_ADDR", metrics.clone()),
+        ],
+    );
+    // Its first pass backfills the ten minutes at once.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let through = loop {
+        if let Some(through) = influx.influx().rollup_progress().await.unwrap()
+            && through >= start.plus_millis(10 * 60_000)
+        {
+            break through;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "no rollup within 20 s"
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    let maxima = influx
+        .influx()
+        .history_with_rollup(
+            &site,
+            &sensor,
+            start,
+            start.plus_millis(10 * 60_000),
+            Duration::from_secs(60),
+            stoker_timeseries::Aggregate::Max,
+            through,
+        )
+        .await
+        .unwrap();
+    assert_eq!(maxima.len(), 10);
+    assert!(maxima.iter().all(|(_, max)| *max == 160.0), "{maxima:?}");
+    let text = reqwest::get(format!("http://{metrics}/metrics"))
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.lines().any(|line| line == "stoker_rollup_leader 1"),
+        "{text}"
+    );
+    assert!(analytics.interrupt().success());
+}
