@@ -30,7 +30,6 @@ use std::time::Duration;
 use anyhow::{Context, anyhow};
 use clap::Parser;
 use serde_json::{Value, json};
-use stoker_analytics::rollup::{Roller, RollupMetrics, RollupOptions};
 use stoker_benches::harness::{self, bounded};
 use stoker_benches::process::{self, Cpu, Procs, StokerProcess, log_tail};
 use stoker_benches::report::{self, Bound, Check, Figures, RunRecord, nearest_rank};
@@ -552,16 +551,7 @@ async fn seed(
     // database without a rollup backfills every minute since the oldest
     // reading (`stoker api` ran `stoker influx setup` at start).
     let rolling = Instant::now();
-    let mut roller = Roller::new(
-        influx.clone(),
-        RollupOptions::default(),
-        RollupMetrics::default(),
-    );
-    let pass = roller
-        .pass(
-            EpochMillis::now(),
-            &tokio_util::sync::CancellationToken::new(),
-        )
+    let pass = stoker_analytics::rollup::pass_now(influx)
         .await
         .context("rolling the history up into readings_1m")?;
     progress!(

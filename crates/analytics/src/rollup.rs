@@ -303,6 +303,18 @@ fn late_minutes(
         .collect()
 }
 
+/// One pass now with the default options, as the job's first pass on
+/// this database would make it: a backfill where there is no rollup yet.
+pub async fn pass_now(influx: &Influx) -> Result<Pass> {
+    Roller::new(
+        influx.clone(),
+        RollupOptions::default(),
+        RollupMetrics::default(),
+    )
+    .pass(EpochMillis::now(), &CancellationToken::new())
+    .await
+}
+
 fn millis(duration: Duration) -> i64 {
     i64::try_from(duration.as_millis()).unwrap_or(i64::MAX / 4)
 }

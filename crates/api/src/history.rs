@@ -254,39 +254,28 @@ async fn history(
         ApiError::NotFound(format!("sensor {sensor} does not exist at site {site}"))
     })?;
     let every = Duration::from_millis(request.every_ms);
-    let rows = match state.rollup.through(&state.influx).await {
-        Some(through) => {
-            state
-                .influx
-                .history_with_rollup(
-                    &site,
-                    &sensor,
-                    request.start,
-                    request.end,
-                    every,
-                    request.aggregate,
-                    through,
-                )
-                .await
-        }
-        None => {
-            state
-                .influx
-                .history(
-                    &site,
-                    &sensor,
-                    request.start,
-                    request.end,
-                    every,
-                    request.aggregate,
-                )
-                .await
-        }
-    }
-    .map_err(|error| ApiError::Unavailable {
-        dependency: "InfluxDB",
-        detail: error.to_string(),
-    })?;
+    // Without a rollup, it holds no minute of the range: all is read raw.
+    let rolled_through = state
+        .rollup
+        .through(&state.influx)
+        .await
+        .unwrap_or(request.start);
+    let rows = state
+        .influx
+        .history_with_rollup(
+            &site,
+            &sensor,
+            request.start,
+            request.end,
+            every,
+            request.aggregate,
+            rolled_through,
+        )
+        .await
+        .map_err(|error| ApiError::Unavailable {
+            dependency: "InfluxDB",
+            detail: error.to_string(),
+        })?;
     Ok(warp::reply::json(&History {
         site,
         sensor,

@@ -81,22 +81,6 @@ fn with_database(url: &str, database: &str) -> String {
     }
 }
 
-/// Runs async cleanup from `Drop` on a thread and runtime of its own.
-fn cleanup<F>(work: F)
-where
-    F: std::future::Future<Output = ()> + Send + 'static,
-{
-    let thread = std::thread::spawn(move || {
-        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-        {
-            runtime.block_on(work);
-        }
-    });
-    let _ = thread.join();
-}
-
 /// A Postgres database the restore creates; dropped on drop.
 struct RestoredPostgres {
     name: String,
@@ -111,7 +95,7 @@ impl RestoredPostgres {
 impl Drop for RestoredPostgres {
     fn drop(&mut self) {
         let name = self.name.clone();
-        cleanup(async move {
+        stoker_testkit::cleanup(async move {
             let Ok(pool) =
                 stoker_metadata::connect(&PostgresOptions::from_url(postgres_admin_url()))
             else {
@@ -138,7 +122,7 @@ impl Drop for RestoredInflux {
     fn drop(&mut self) {
         let mut options = stoker_testkit::influx_options();
         options.bucket = self.name.clone();
-        cleanup(async move {
+        stoker_testkit::cleanup(async move {
             if let Ok(influx) = stoker_timeseries::Influx::connect(&options).await {
                 let _ = influx.drop_database().await;
             }

@@ -51,8 +51,9 @@ fn is_stale(name: &str, prefix: &str) -> bool {
 }
 
 /// Runs async cleanup from `Drop`, on a thread of its own so it works
-/// whether or not the dropping thread is inside a runtime.
-fn cleanup<F>(work: F)
+/// whether or not the dropping thread is inside a runtime (for tests'
+/// own guards too).
+pub fn cleanup<F>(work: F)
 where
     F: std::future::Future<Output = ()> + Send + 'static,
 {

@@ -131,39 +131,52 @@ impl Influx {
         if batch.is_empty() {
             return Ok(());
         }
-        match &self.v2 {
-            Some(client) => client
-                .write_line_protocol_with_precision(
-                    &self.options.org,
-                    &self.options.bucket,
-                    batch.as_str().to_owned(),
-                    influxdb2::api::write::TimestampPrecision::Milliseconds,
-                )
-                .await
-                .map_err(|error| self.classify_v2(error)),
-            None => {
-                let request = self
-                    .request(Method::POST, "write")
-                    .query(&[("db", self.options.bucket.as_str()), ("precision", "ms")])
-                    .body(batch.as_str().to_owned());
-                match self.send(request).await {
-                    Ok(_) => Ok(()),
-                    // The other points are stored; those older than the
-                    // retention would be deleted at once anyway. Writing
-                    // the batch again cannot change that, so it must not
-                    // be retried (ingestion refuses such readings before
-                    // they get here; a batch spooled for longer than the
-                    // retention can still meet this).
-                    Err(Error::Rejected {
-                        status: 400,
-                        message,
-                    }) if message.contains("points beyond retention policy dropped") => {
-                        tracing::warn!(%message, "InfluxDB dropped readings older than the raw retention (INFLUX_RAW_RETENTION)");
-                        Ok(())
-                    }
-                    Err(error) => Err(error),
-                }
+        self.write_lines(batch.as_str().to_owned(), None).await
+    }
+
+    /// Writes line protocol with millisecond timestamps to the database's
+    /// default policy, or to `policy` (on 2.x/3.x: bucket
+    /// `{bucket}_{policy}`, which setup maps to it).
+    pub(crate) async fn write_lines(&self, body: String, policy: Option<&str>) -> Result<()> {
+        let written = match &self.v2 {
+            Some(client) => {
+                let bucket = match policy {
+                    Some(policy) => format!("{}_{policy}", self.options.bucket),
+                    None => self.options.bucket.clone(),
+                };
+                client
+                    .write_line_protocol_with_precision(
+                        &self.options.org,
+                        &bucket,
+                        body,
+                        influxdb2::api::write::TimestampPrecision::Milliseconds,
+                    )
+                    .await
+                    .map_err(|error| self.classify_v2(error))
             }
+            None => {
+                let mut query = vec![("db", self.options.bucket.as_str()), ("precision", "ms")];
+                if let Some(policy) = policy {
+                    query.push(("rp", policy));
+                }
+                let request = self.request(Method::POST, "write").query(&query).body(body);
+                self.send(request).await.map(drop)
+            }
+        };
+        match written {
+            // The other points are stored; those older than the retention
+            // would be deleted at once anyway. Writing the batch again
+            // cannot change that, so it must not be retried (ingestion
+            // refuses such readings before they get here; a batch spooled
+            // for longer than the retention can still meet this).
+            Err(Error::Rejected {
+                status: 400,
+                message,
+            }) if message.contains("points beyond retention policy dropped") => {
+                tracing::warn!(%message, policy = policy.unwrap_or("default"), "InfluxDB dropped points older than the policy's retention (INFLUX_RAW_RETENTION, INFLUX_ROLLUP_RETENTION)");
+                Ok(())
+            }
+            other => other,
         }
     }
 

@@ -274,7 +274,8 @@ impl Influx {
         self.send(request).await.map(drop)
     }
 
-    /// The 2.x/3.x bucket that holds the rollup.
+    /// The 2.x/3.x bucket that holds the rollup (`write_lines` writes
+    /// there for policy [`ROLLUP_POLICY`]).
     fn rollup_bucket(&self) -> String {
         format!("{}_{ROLLUP_POLICY}", self.options.bucket)
     }
@@ -450,28 +451,7 @@ impl Influx {
     /// Writes rollup line protocol to the rollup's policy (1.x) or
     /// bucket (2.x/3.x).
     async fn write_rollup(&self, body: String) -> Result<()> {
-        match &self.v2 {
-            Some(client) => client
-                .write_line_protocol_with_precision(
-                    &self.options.org,
-                    &self.rollup_bucket(),
-                    body,
-                    influxdb2::api::write::TimestampPrecision::Milliseconds,
-                )
-                .await
-                .map_err(|error| self.classify_v2(error)),
-            None => {
-                let request = self
-                    .request(Method::POST, "write")
-                    .query(&[
-                        ("db", self.options.bucket.as_str()),
-                        ("rp", ROLLUP_POLICY),
-                        ("precision", "ms"),
-                    ])
-                    .body(body);
-                self.send(request).await.map(drop)
-            }
-        }
+        self.write_lines(body, Some(ROLLUP_POLICY)).await
     }
 
     /// One sensor's history like [`Influx::history`], with the minutes

@@ -378,19 +378,9 @@ fn readings(now: i64) -> Vec<Reading> {
 /// reading. The dashboards' rollup queries thus read the job's real
 /// output.
 async fn roll_up(influx: &TestInflux) {
-    use stoker_analytics::rollup::{Roller, RollupMetrics, RollupOptions};
     let influx = influx.influx();
     influx.setup().await.expect("stoker influx setup");
-    let mut roller = Roller::new(
-        influx.clone(),
-        RollupOptions::default(),
-        RollupMetrics::default(),
-    );
-    let pass = roller
-        .pass(
-            EpochMillis::now(),
-            &tokio_util::sync::CancellationToken::new(),
-        )
+    let pass = stoker_analytics::rollup::pass_now(influx)
         .await
         .expect("a rollup pass");
     assert!(pass.points > 0, "the rollup job wrote nothing: {pass:?}");
