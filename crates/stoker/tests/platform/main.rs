@@ -4,6 +4,8 @@
 
 mod analytics;
 mod binary;
+mod dependencies;
 mod faults;
 mod helpers;
+mod outages;
 mod scale;
