@@ -63,7 +63,69 @@ pub enum Command {
     /// Rebuild what Redis caches from the stores of record (Redis is never restored from a backup).
     #[command(subcommand)]
     Cache(CacheCommand),
+    /// MQTT broker credentials for Mosquitto's per-site ACL (docker/mosquitto/mosquitto.secure.conf).
+    #[command(subcommand)]
+    Mqtt(MqttCommand),
 }
+
+/// `stoker mqtt …`.
+#[derive(Debug, Clone, Subcommand)]
+pub enum MqttCommand {
+    /// Generate a random password for a gateway (--site) or a Stoker process (--service); print it once (on stdout, alone) and write its Mosquitto password-file line.
+    #[command(
+        after_long_help = MQTT_CREDENTIALS_HELP,
+        group(clap::ArgGroup::new("mqtt_user").args(["site", "service"]).required(true))
+    )]
+    Credentials(MqttCredentialsArgs),
+}
+
+/// `stoker mqtt credentials`.
+#[derive(Debug, Clone, Args)]
+pub struct MqttCredentialsArgs {
+    /// A gateway's user: its site's slug. The ACL lets it publish only under sites/SLUG/.
+    #[arg(long, value_name = "SLUG")]
+    pub site: Option<String>,
+    /// A Stoker process's user, named svc.NAME: `--service stoker` for serve, ingest and analytics (the ACL lets svc.stoker read sites/+/# and write alerts/#).
+    #[arg(long, value_name = "NAME")]
+    pub service: Option<String>,
+    /// Mosquitto's password file: the user's line is added, or replaces the user's old one, atomically; other lines are kept as they are. Created (mode 0600) if missing. Without it, the line is printed on stderr.
+    #[arg(long, value_name = "PATH")]
+    pub password_file: Option<std::path::PathBuf>,
+}
+
+const MQTT_CREDENTIALS_HELP: &str = "\
+Setup, once per broker (files in docker/mosquitto/):
+  mosquitto.secure.conf  allow_anonymous false, password_file, acl_file and
+                         the QoS 1 limits of mosquitto.conf
+  acl                    `pattern write sites/%u/#`: a gateway logs in as its
+                         site's slug and may publish only under sites/SLUG/;
+                         user svc.stoker reads sites/+/# (shared subscriptions
+                         included) and writes alerts/#; nobody else reads
+                         anything unless the ACL grants it
+
+For Stoker itself (serve, ingest, analytics: one user):
+  stoker mqtt credentials --service stoker --password-file /path/passwd
+  then MQTT_URL=mqtt://svc.stoker:PASSWORD@broker:1883
+
+For each gateway (no ACL edit: the pattern covers every site):
+  PASSWORD=$(stoker mqtt credentials --site boiler-house-1 --password-file /path/passwd)
+  and configure the gateway with user boiler-house-1 and that password.
+
+Then reload the broker so that it reads the password file (and the ACL)
+again, without dropping connections:
+  docker compose kill -s SIGHUP mosquitto     or     kill -HUP <mosquitto pid>
+Running the command again for the same user replaces its password (a new
+one: the old one is refused from the reload on). To revoke a user, delete
+its line and reload: Mosquitto disconnects it.
+
+The password is 43 random letters and digits (256 bits), shown only this
+once. The file keeps Mosquitto 2.0's hash, the same as mosquitto_passwd
+writes: user:$7$101$<base64 12-byte salt>$<base64 PBKDF2-HMAC-SHA512, 101
+iterations>. The broker reads the file as its own user (mosquitto) after
+dropping privileges, on a reload too: an existing file keeps its owner and
+mode, a new one is created 0600 and must be given to that user (chown). In
+Docker, mount the file's directory rather than the file: the file is
+replaced by a rename, which a single-file bind mount does not follow.";
 
 /// `stoker influx …`.
 #[derive(Debug, Clone, Subcommand)]

@@ -414,6 +414,71 @@ impl TestBroker {
         broker
     }
 
+    /// Starts a broker configured as the project ships it for production
+    /// (`docker/mosquitto/mosquitto.secure.conf`: no anonymous access, the
+    /// shipped ACL `docker/mosquitto/acl`) with the users of
+    /// `password_file`, read where it is (so [`TestBroker::reload`] picks
+    /// up changes to it). Killed on drop.
+    pub async fn start_secure(password_file: &std::path::Path) -> Self {
+        let port = free_port();
+        let directory = std::env::temp_dir().join(unique_name("stoker_test_broker"));
+        std::fs::create_dir_all(directory.join("data")).expect("broker directory");
+        let acl = directory.join("acl");
+        std::fs::write(&acl, include_str!("../../../docker/mosquitto/acl")).expect("broker ACL");
+        let shipped = include_str!("../../../docker/mosquitto/mosquitto.secure.conf");
+        let mut config = String::new();
+        for line in shipped.lines() {
+            let keyword = line.split_whitespace().next().unwrap_or_default();
+            match keyword {
+                "listener" => config.push_str(&format!("listener {port} 127.0.0.1\n")),
+                "persistence_location" => config.push_str(&format!(
+                    "persistence_location {}/\n",
+                    directory.join("data").display()
+                )),
+                "password_file" => {
+                    config.push_str(&format!("password_file {}\n", password_file.display()))
+                }
+                "acl_file" => config.push_str(&format!("acl_file {}\n", acl.display())),
+                "log_dest" | "pid_file" | "user" | "log_type" => {}
+                _ => {
+                    config.push_str(line);
+                    config.push('\n');
+                }
+            }
+        }
+        // Notices too: they say why a client was refused.
+        config.push_str(&format!(
+            "log_dest file {}\nlog_type error\nlog_type warning\nlog_type notice\n",
+            directory.join("mosquitto.log").display()
+        ));
+        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
+        config.push_str(&format!("user {user}\n"));
+        std::fs::write(directory.join("mosquitto.conf"), config).expect("broker config");
+        let mut broker = Self {
+            port,
+            directory,
+            child: None,
+        };
+        broker.spawn().await;
+        broker
+    }
+
+    /// SIGHUP: the broker reads its password and ACL files again (and
+    /// disconnects clients whose user is gone). Returns at once; the
+    /// reload follows within milliseconds.
+    pub fn reload(&self) {
+        if let Some(child) = &self.child {
+            let _ = std::process::Command::new("kill")
+                .args(["-HUP", &child.id().to_string()])
+                .status();
+        }
+    }
+
+    /// The broker's log so far (empty if none).
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(self.directory.join("mosquitto.log")).unwrap_or_default()
+    }
+
     async fn spawn(&mut self) {
         let child = std::process::Command::new("mosquitto")
             .arg("-c")
