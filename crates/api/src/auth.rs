@@ -11,6 +11,7 @@
 
 use stoker_metadata::{KeyCheck, Scope};
 use warp::Filter;
+use warp::http::HeaderValue;
 
 use crate::State;
 use crate::problem::ApiError;
@@ -54,17 +55,31 @@ pub(crate) fn require_key(
     scope: Scope,
     state: State,
 ) -> impl Filter<Extract = (String,), Error = warp::Rejection> + Clone {
-    warp::header::optional::<String>("authorization")
+    // The raw value: one that is not visible ASCII is a malformed key
+    // (401), not a header warp cannot read as text.
+    warp::header::value("authorization")
+        .map(Some)
+        .or(warp::any().map(|| None))
+        .unify()
         .and(warp::any().map(move || state.clone()))
-        .and_then(move |header: Option<String>, state: State| async move {
-            authorize(header.as_deref(), scope, &state)
-                .await
-                .map_err(warp::reject::custom)
-        })
+        .and_then(
+            move |header: Option<HeaderValue>, state: State| async move {
+                authorize(header.as_ref(), scope, &state)
+                    .await
+                    .map_err(warp::reject::custom)
+            },
+        )
 }
 
-async fn authorize(header: Option<&str>, needed: Scope, state: &State) -> Result<String, ApiError> {
+async fn authorize(
+    header: Option<&HeaderValue>,
+    needed: Scope,
+    state: &State,
+) -> Result<String, ApiError> {
     let header = header.ok_or(ApiError::Unauthorized(Denied::Missing))?;
+    let header = header
+        .to_str()
+        .map_err(|_| ApiError::Unauthorized(Denied::Malformed))?;
     let token = header
         .strip_prefix("Bearer ")
         .or_else(|| header.strip_prefix("bearer "))

@@ -32,7 +32,7 @@ pub(crate) fn require_json() -> impl Filter<Extract = (), Error = warp::Rejectio
 pub(crate) fn json_object() -> impl Filter<Extract = (Fields,), Error = warp::Rejection> + Clone {
     require_json()
         .and(warp::body::content_length_limit(MAX_BODY_BYTES))
-        .and(warp::body::bytes())
+        .and(bytes())
         .and_then(|body: Bytes| async move {
             match serde_json::from_slice::<Value>(&body) {
                 Ok(Value::Object(map)) => Ok(Fields {
@@ -47,6 +47,46 @@ pub(crate) fn json_object() -> impl Filter<Extract = (Fields,), Error = warp::Re
                 )))),
             }
         })
+}
+
+/// The whole body. Unlike `warp::body::bytes`, whose read errors reach
+/// the recover handler as a rejection it cannot name, a body that does not
+/// arrive in time is 408 and one cut short (the client closed the
+/// connection, or sent less than its Content-Length) is 400.
+pub(crate) fn bytes() -> impl Filter<Extract = (Bytes,), Error = warp::Rejection> + Clone {
+    warp::body::stream().and_then(collect)
+}
+
+/// Reads a body stream whole (see [`bytes`]).
+pub(crate) async fn collect<S, B>(stream: S) -> Result<Bytes, warp::Rejection>
+where
+    S: warp::Stream<Item = Result<B, warp::Error>>,
+    B: warp::Buf,
+{
+    let mut stream = std::pin::pin!(stream);
+    let mut body = bytes::BytesMut::new();
+    while let Some(chunk) = std::future::poll_fn(|cx| stream.as_mut().poll_next(cx)).await {
+        match chunk {
+            Ok(mut chunk) => {
+                while chunk.has_remaining() {
+                    let part = chunk.chunk();
+                    let length = part.len();
+                    body.extend_from_slice(part);
+                    chunk.advance(length);
+                }
+            }
+            Err(error) => {
+                let rejection = match crate::server::body_timeout(&error) {
+                    Some(timeout) => ApiError::BodyTimeout(timeout.to_string()),
+                    None => ApiError::BodyIncomplete(format!(
+                        "the request body could not be read whole: {error}"
+                    )),
+                };
+                return Err(warp::reject::custom(rejection));
+            }
+        }
+    }
+    Ok(body.freeze())
 }
 
 /// One field of a PATCH.

@@ -52,11 +52,13 @@ mod preview;
 mod problem;
 mod readings;
 mod rules;
+mod server;
 mod sites;
 mod telemetry;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 
@@ -71,7 +73,7 @@ pub use catalog::Catalog;
 pub use history::RollupClock;
 pub use problem::ApiError;
 
-/// Where the API listens.
+/// Where the API listens, and how long it waits for a client.
 #[derive(Debug, Clone, clap::Args)]
 pub struct HttpOptions {
     /// Address the HTTP API listens on.
@@ -82,14 +84,55 @@ pub struct HttpOptions {
         default_value = "127.0.0.1:8080"
     )]
     pub addr: SocketAddr,
+    /// A request's line and headers must arrive within this, or the
+    /// connection is closed (slow or stalled clients); also how long a
+    /// kept-alive connection may idle between requests.
+    #[arg(
+        id = "http_header_timeout",
+        long = "http-header-timeout",
+        env = "HTTP_HEADER_TIMEOUT",
+        default_value = "10s",
+        value_parser = parse_timeout
+    )]
+    pub header_timeout: Duration,
+    /// A request's body must arrive within this of its headers, or the
+    /// request is answered 408.
+    #[arg(
+        id = "http_body_timeout",
+        long = "http-body-timeout",
+        env = "HTTP_BODY_TIMEOUT",
+        default_value = "60s",
+        value_parser = parse_timeout
+    )]
+    pub body_timeout: Duration,
 }
 
 impl Default for HttpOptions {
     fn default() -> Self {
         Self {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
+            header_timeout: Duration::from_secs(10),
+            body_timeout: Duration::from_secs(60),
         }
     }
+}
+
+impl HttpOptions {
+    fn limits(&self) -> server::Limits {
+        server::Limits {
+            header_timeout: self.header_timeout,
+            body_timeout: self.body_timeout,
+        }
+    }
+}
+
+/// A timeout of at least 1 ms and at most an hour.
+fn parse_timeout(text: &str) -> Result<Duration, String> {
+    let duration = stoker_domain::parse_duration(text).map_err(|error| error.to_string())?;
+    if duration < Duration::from_millis(1) || duration > Duration::from_secs(3600) {
+        return Err(format!("{text:?} must be between 1ms and 1h"));
+    }
+    Ok(duration)
 }
 
 /// What the handlers share, once per process: routes hold it behind an
@@ -329,7 +372,8 @@ where
 }
 
 /// Serves only `/healthz`, `/readyz` and `/metrics` (roles without the
-/// API, such as `ingest`) until `shutdown`.
+/// API, such as `ingest`) until `shutdown`, with the default client
+/// timeouts.
 pub async fn serve_ops(
     listener: tokio::net::TcpListener,
     readiness: Readiness,
@@ -339,28 +383,39 @@ pub async fn serve_ops(
     if let Ok(address) = listener.local_addr() {
         tracing::info!(%address, "health and metrics listening");
     }
-    warp::serve(with_errors_and_logs(ops(readiness, metrics)))
-        .incoming(listener)
-        .graceful(async move { shutdown.cancelled().await })
-        .run()
-        .await;
+    let service = warp::service(with_errors_and_logs(ops(readiness, metrics)));
+    server::run(listener, service, HttpOptions::default().limits(), shutdown).await;
 }
 
-/// Serves the API on `listener` until `shutdown`; requests in flight are
-/// answered before it returns.
+/// Serves the API on `listener` until `shutdown` with the default client
+/// timeouts ([`HttpOptions::default`]); requests in flight are answered
+/// before it returns.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     state: ApiState,
     shutdown: CancellationToken,
 ) {
+    serve_with(listener, state, &HttpOptions::default(), shutdown).await;
+}
+
+/// Like [`serve`], with the client timeouts of `options` (its address is
+/// the listener's business).
+pub async fn serve_with(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    options: &HttpOptions,
+    shutdown: CancellationToken,
+) {
     if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, "HTTP API listening");
+        tracing::info!(
+            %address,
+            header_timeout = ?options.header_timeout,
+            body_timeout = ?options.body_timeout,
+            "HTTP API listening"
+        );
     }
-    warp::serve(routes(state))
-        .incoming(listener)
-        .graceful(async move { shutdown.cancelled().await })
-        .run()
-        .await;
+    let service = warp::service(routes(state));
+    server::run(listener, service, options.limits(), shutdown).await;
 }
 
 /// A site slug from the path; one that cannot be a slug names no site (404).

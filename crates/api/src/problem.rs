@@ -86,6 +86,12 @@ pub enum ApiError {
         /// Each refused reading.
         rejected: Vec<crate::telemetry::RejectedReading>,
     },
+    /// The request body did not arrive within the body timeout (408).
+    #[error("{0}")]
+    BodyTimeout(String),
+    /// The request body ended early or could not be read (400).
+    #[error("{0}")]
+    BodyIncomplete(String),
     /// Ingestion cannot take more right now; the client should retry.
     #[error("{0}")]
     Busy(String),
@@ -119,7 +125,12 @@ impl From<stoker_metadata::Error> for ApiError {
             }]),
             ref other if other.is_unavailable() => ApiError::Unavailable {
                 dependency: "Postgres",
-                detail: error.to_string(),
+                // The pool's own words: the variant's text would say
+                // "Postgres is unavailable" a second time.
+                detail: match other {
+                    E::Unavailable(source) => source.to_string(),
+                    other => other.to_string(),
+                },
             },
             other => ApiError::Internal(other.to_string()),
         }
@@ -175,6 +186,8 @@ impl ApiError {
                 (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable")
             }
             ApiError::Refused { status, code, .. } => (*status, code),
+            ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
+            ApiError::BodyIncomplete(_) => (StatusCode::BAD_REQUEST, "body_incomplete"),
             ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "ingestion_busy"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
@@ -297,6 +310,23 @@ pub(crate) async fn recover(rejection: Rejection) -> Result<warp::reply::Respons
         )
     } else if let Some(error) = rejection.find::<warp::reject::InvalidQuery>() {
         (StatusCode::BAD_REQUEST, "invalid_query", error.to_string())
+    } else if let Some(error) = rejection.find::<warp::reject::InvalidHeader>() {
+        // A header a route reads as text holds bytes that are not visible
+        // ASCII (or a number header holds no number).
+        (
+            StatusCode::BAD_REQUEST,
+            "invalid_header",
+            format!(
+                "header {} is not valid here (it must be visible ASCII text of the expected form)",
+                error.name()
+            ),
+        )
+    } else if let Some(error) = rejection.find::<warp::reject::MissingHeader>() {
+        (
+            StatusCode::BAD_REQUEST,
+            "missing_header",
+            format!("this route needs header {}", error.name()),
+        )
     } else if rejection.find::<warp::reject::MethodNotAllowed>().is_some() {
         (
             StatusCode::METHOD_NOT_ALLOWED,

@@ -34,12 +34,26 @@ enum Body {
     Oversized(u64),
 }
 
+/// What the Content-Length says of the body.
+enum Size {
+    Within,
+    Oversized(u64),
+}
+
 fn body() -> impl Filter<Extract = (Body,), Error = warp::Rejection> + Clone {
+    // The size is decided first, so that a body that fails to arrive is
+    // not taken for an oversized one.
     warp::body::content_length_limit(MAX_PAYLOAD_BYTES)
-        .and(warp::body::bytes())
-        .map(Body::Within)
-        .or(warp::header::<u64>("content-length").map(Body::Oversized))
+        .map(|| Size::Within)
+        .or(warp::header::<u64>("content-length").map(Size::Oversized))
         .unify()
+        .and(warp::body::stream())
+        .and_then(|size, stream| async move {
+            match size {
+                Size::Within => crate::body::collect(stream).await.map(Body::Within),
+                Size::Oversized(length) => Ok(Body::Oversized(length)),
+            }
+        })
 }
 
 #[derive(Debug, Serialize)]

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use reqwest::{Method, RequestBuilder, StatusCode};
 use serde::Deserialize;
-use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug};
+use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, redact_url};
 
 use crate::{Error, InfluxOptions, LineBatch, Result, influxql};
 
@@ -62,8 +62,8 @@ impl Influx {
             .pool_max_idle_per_host(8)
             .build()
             .map_err(|source| Error::Unreachable {
-                url: options.url.clone(),
-                source,
+                url: redact_url(&options.url),
+                source: source.without_url(),
             })?;
         let version = ping(&http, &base).await?;
         let flavor = if version.starts_with("1.") {
@@ -82,7 +82,7 @@ impl Influx {
                 )
                 .build()
                 .map_err(|error| Error::InvalidUrl {
-                    url: options.url.clone(),
+                    url: redact_url(&options.url),
                     reason: error.to_string(),
                 })?,
             ),
@@ -394,20 +394,20 @@ impl Influx {
         let response = request.send().await.map_err(|source| {
             if source.is_connect() {
                 Error::Unreachable {
-                    url: self.base.to_string(),
-                    source,
+                    url: redact_url(self.base.as_str()),
+                    source: source.without_url(),
                 }
             } else {
                 Error::Unavailable {
                     status: None,
-                    message: source.to_string(),
+                    message: source.without_url().to_string(),
                 }
             }
         })?;
         let status = response.status();
         let body = response.text().await.map_err(|error| Error::Unavailable {
             status: Some(status.as_u16()),
-            message: error.to_string(),
+            message: error.without_url().to_string(),
         })?;
         if status.is_success() {
             Ok(body)
@@ -421,8 +421,8 @@ impl Influx {
             influxdb2::RequestError::Http { status, text } => status_error(status, text),
             influxdb2::RequestError::ReqwestProcessing { source } if source.is_connect() => {
                 Error::Unreachable {
-                    url: self.base.to_string(),
-                    source,
+                    url: redact_url(self.base.as_str()),
+                    source: source.without_url(),
                 }
             }
             other => Error::Unavailable {
@@ -454,7 +454,7 @@ fn status_error(status: StatusCode, body: String) -> Error {
 
 fn parse_base_url(text: &str) -> Result<url::Url> {
     let invalid = |reason: String| Error::InvalidUrl {
-        url: text.to_owned(),
+        url: redact_url(text),
         reason,
     };
     let mut base = url::Url::parse(text).map_err(|error| invalid(error.to_string()))?;
@@ -470,7 +470,7 @@ fn parse_base_url(text: &str) -> Result<url::Url> {
 
 async fn ping(http: &reqwest::Client, base: &url::Url) -> Result<String> {
     let url = base.join("ping").map_err(|error| Error::InvalidUrl {
-        url: base.to_string(),
+        url: redact_url(base.as_str()),
         reason: error.to_string(),
     })?;
     let response = http
@@ -478,8 +478,8 @@ async fn ping(http: &reqwest::Client, base: &url::Url) -> Result<String> {
         .send()
         .await
         .map_err(|source| Error::Unreachable {
-            url: base.to_string(),
-            source,
+            url: redact_url(base.as_str()),
+            source: source.without_url(),
         })?;
     response
         .headers()
@@ -487,7 +487,7 @@ async fn ping(http: &reqwest::Client, base: &url::Url) -> Result<String> {
         .and_then(|value| value.to_str().ok())
         .map(str::to_owned)
         .ok_or_else(|| Error::NotInflux {
-            url: base.to_string(),
+            url: redact_url(base.as_str()),
         })
 }
 

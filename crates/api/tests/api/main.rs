@@ -4,6 +4,7 @@
 //! rule previews.
 
 mod alerts;
+mod security;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
@@ -45,12 +46,15 @@ struct AppOptions {
     /// Redis settings to use instead of the test's key prefix (e.g. a Redis
     /// that is down).
     redis: Option<stoker_cache::RedisOptions>,
+    /// Client timeouts instead of the defaults.
+    http: Option<stoker_api::HttpOptions>,
 }
 
 async fn spawn_app_with(options: AppOptions) -> TestApp {
     let AppOptions {
         notify,
         redis: redis_options,
+        http: http_options,
     } = options;
     let postgres = TestPostgres::create().await;
     let pool = postgres.migrated_pool().await;
@@ -104,7 +108,9 @@ async fn spawn_app_with(options: AppOptions) -> TestApp {
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(stoker_api::serve(listener, state, shutdown.clone()));
+    let http_options = http_options.unwrap_or_default();
+    let stop = shutdown.clone();
+    tokio::spawn(async move { stoker_api::serve_with(listener, state, &http_options, stop).await });
     TestApp {
         base,
         http: reqwest::Client::builder()

@@ -49,7 +49,7 @@ pub async fn run(args: &CheckArgs) -> ExitCode {
         },
         Outcome {
             name: "InfluxDB",
-            target: args.stores.influx.url.clone(),
+            target: redact(&args.stores.influx.url),
             result: influx,
             variable: "INFLUX_URL (and INFLUX_TOKEN, INFLUX_ORG, INFLUX_BUCKET)",
         },

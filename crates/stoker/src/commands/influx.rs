@@ -24,7 +24,7 @@ pub async fn run(command: InfluxCommand) -> anyhow::Result<ExitCode> {
             println!(
                 "InfluxDB {} at {}: database {:?} ready\n  raw readings: measurement readings, policy {:?}, kept {}\n  rollup: measurement readings_1m, policy {:?}, kept {}",
                 connection.version(),
-                influx.url,
+                stoker_domain::redact_url(&influx.url),
                 report.database,
                 report.raw_policy,
                 shown(report.raw_retention),
@@ -65,9 +65,12 @@ pub async fn run(command: InfluxCommand) -> anyhow::Result<ExitCode> {
 }
 
 async fn connect(options: &InfluxOptions) -> anyhow::Result<Influx> {
-    Influx::connect(options)
-        .await
-        .with_context(|| format!("connecting to InfluxDB (INFLUX_URL={})", options.url))
+    Influx::connect(options).await.with_context(|| {
+        format!(
+            "connecting to InfluxDB (INFLUX_URL={})",
+            stoker_domain::redact_url(&options.url)
+        )
+    })
 }
 
 fn time(flag: &str, text: &str) -> anyhow::Result<EpochMillis> {

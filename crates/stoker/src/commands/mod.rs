@@ -4,6 +4,7 @@ mod apikey;
 mod cache;
 mod check;
 mod influx;
+mod mqtt;
 mod run;
 mod simulate;
 
@@ -26,7 +27,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ingest: Some(&args.ingest),
                 mqtt: true,
                 analytics: Some(analytics),
-                http: run::Http::Api(args.http.addr),
+                http: run::Http::Api(&args.http),
                 api_notify: Some(&args.notify),
             };
             run::roles(&args.stores, roles).await
@@ -46,7 +47,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ingest: Some(&args.ingest),
                 mqtt: false,
                 analytics: None,
-                http: run::Http::Api(args.http.addr),
+                http: run::Http::Api(&args.http),
                 api_notify: Some(&args.notify),
             };
             run::roles(&args.stores, roles).await
@@ -81,6 +82,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
         Command::Apikey(command) => apikey::run(command).await,
         Command::Influx(command) => influx::run(command).await,
         Command::Cache(command) => cache::run(command).await,
+        Command::Mqtt(command) => mqtt::run(command),
     }
 }
 

@@ -16,13 +16,16 @@ use stoker_ingestion::{IngestOptions, Ingestion, Stores};
 use stoker_timeseries::Influx;
 use tokio_util::sync::CancellationToken;
 
+use stoker_api::HttpOptions;
+
 use crate::cli::StoreArgs;
 
 /// What the process serves over HTTP.
 #[derive(Debug, Clone, Copy)]
-pub enum Http {
-    /// The whole API (with /healthz, /readyz, /metrics).
-    Api(SocketAddr),
+pub enum Http<'a> {
+    /// The whole API (with /healthz, /readyz, /metrics), with its address
+    /// and client timeouts.
+    Api(&'a HttpOptions),
     /// Only /healthz, /readyz and /metrics.
     Ops(SocketAddr),
 }
@@ -37,7 +40,7 @@ pub struct Roles<'a> {
     /// Alert evaluation and notifications.
     pub analytics: Option<AnalyticsRole<'a>>,
     /// What is served over HTTP.
-    pub http: Http,
+    pub http: Http<'a>,
     /// Where the notifications of alerts acknowledged or resolved through
     /// the API go; none: the defaults (MQTT `alerts/{site}` only).
     pub api_notify: Option<&'a NotifyOptions>,
@@ -75,9 +78,12 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
     }
     let pool = stoker_metadata::connect(&stores.postgres)?;
     super::migrate(&pool, &stores.postgres).await?;
-    let influx = Influx::connect(&stores.influx)
-        .await
-        .with_context(|| format!("connecting to InfluxDB (INFLUX_URL={})", stores.influx.url))?;
+    let influx = Influx::connect(&stores.influx).await.with_context(|| {
+        format!(
+            "connecting to InfluxDB (INFLUX_URL={})",
+            redact_url(&stores.influx.url)
+        )
+    })?;
     let setup = influx.setup().await.with_context(|| {
         format!(
             "preparing InfluxDB database {:?} (INFLUX_BUCKET; `stoker influx setup` does the same)",
@@ -98,7 +104,7 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
 
     // Bind before starting anything else: a taken port is a start-up error.
     let (address, variable) = match http {
-        Http::Api(address) => (address, "HTTP_ADDR"),
+        Http::Api(options) => (options.addr, "HTTP_ADDR"),
         Http::Ops(address) => (address, "METRICS_ADDR"),
     };
     let listener = tokio::net::TcpListener::bind(address)
@@ -188,7 +194,7 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
     }
     let http_stop = CancellationToken::new();
     let server = match http {
-        Http::Api(_) => {
+        Http::Api(options) => {
             let catalog = stoker_api::Catalog::follow(
                 stores.postgres.clone(),
                 cache.clone(),
@@ -205,7 +211,10 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
                 notify: api_notify.cloned().unwrap_or_default(),
                 rollup: stoker_api::RollupClock::default(),
             };
-            tokio::spawn(stoker_api::serve(listener, state, http_stop.clone()))
+            let (options, stop) = (options.clone(), http_stop.clone());
+            tokio::spawn(async move {
+                stoker_api::serve_with(listener, state, &options, stop).await;
+            })
         }
         Http::Ops(_) => tokio::spawn(stoker_api::serve_ops(
             listener,

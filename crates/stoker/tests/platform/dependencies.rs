@@ -153,7 +153,10 @@ async fn postgres_restarted_ingestion_goes_on_metadata_answers_503_then_recovers
     assert_eq!(stored(&influx, 100, Duration::from_secs(15)).await, 100);
     assert_eq!(serve.get("/api/v1/sites").await.0, 200);
     // The API learns the site's sensors at the first read of the site.
-    assert_eq!(serve.get("/api/v1/sites/boiler-house-1/latest").await.0, 200);
+    assert_eq!(
+        serve.get("/api/v1/sites/boiler-house-1/latest").await.0,
+        200
+    );
 
     postgres.stop();
     // Ingestion goes on with the registry it has.

@@ -7,5 +7,7 @@ mod binary;
 mod dependencies;
 mod faults;
 mod helpers;
+mod mqtt_acl;
 mod outages;
 mod scale;
+mod secrets;

@@ -93,6 +93,11 @@ fn environment(
         ("INGEST_SPOOL_DIR", spool.path()),
         ("INGEST_BATCH_SIZE", "2000".to_owned()),
         ("INGEST_BATCH_LINGER", "50ms".to_owned()),
+        // Tests run side by side: each ingest process its own port.
+        (
+            "METRICS_ADDR",
+            format!("127.0.0.1:{}", crate::helpers::free_port()),
+        ),
     ]
 }
 

@@ -1,0 +1,182 @@
+//! The HTTP/1.1 server under the routes: hyper, set up with the limits
+//! warp's own `warp::serve` leaves open (it sets no timer, so hyper's
+//! header timeout never runs, and keeps hyper's 400 KB head buffer).
+//!
+//! - The request line and headers must arrive within
+//!   [`HttpOptions::header_timeout`](crate::HttpOptions): a client that
+//!   sends them a byte at a time (slowloris), or nothing at all, is
+//!   disconnected. The same timer bounds how long a kept-alive connection
+//!   may sit idle between requests.
+//! - The head is at most [`MAX_HEAD_BYTES`] and [`MAX_HEADERS`] headers:
+//!   more is answered 431 by hyper and the connection closed.
+//! - A request body must have arrived within
+//!   [`HttpOptions::body_timeout`](crate::HttpOptions) of its head: the
+//!   body then fails with [`BodyTimeout`], which the route answers 408.
+//! - Only HTTP/1.1 (and 1.0): warp's server also took cleartext HTTP/2
+//!   with prior knowledge, which no client of this API uses and which the
+//!   header timeout does not cover.
+//!
+//! A connection that ends in an error (a timeout, a malformed request, a
+//! client gone) is logged at debug level: clients can cause them at will,
+//! so they are not the server's errors.
+
+use std::convert::Infallible;
+use std::pin::Pin;
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use bytes::Bytes;
+use hyper::body::{Body, Frame, Incoming, SizeHint};
+use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio_util::sync::CancellationToken;
+
+/// Largest request head (request line and headers) in bytes. hyper's
+/// buffer holds the head whole before parsing it; the least it allows is
+/// 8 KiB.
+pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
+
+/// Most headers in one request (hyper's default).
+pub(crate) const MAX_HEADERS: usize = 100;
+
+/// The time limits of one server.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub header_timeout: Duration,
+    pub body_timeout: Duration,
+}
+
+/// The body did not arrive within the body timeout.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct BodyTimeout(pub Duration);
+
+impl std::fmt::Display for BodyTimeout {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "the request body did not arrive within {}",
+            humantime::format_duration(self.0)
+        )
+    }
+}
+
+impl std::error::Error for BodyTimeout {}
+
+/// A request body that fails with [`BodyTimeout`] once its deadline
+/// passes.
+#[derive(Debug)]
+pub(crate) struct TimedBody {
+    inner: Incoming,
+    limit: Duration,
+    /// None for a body that is already complete (no timer needed).
+    deadline: Option<Pin<Box<tokio::time::Sleep>>>,
+}
+
+impl TimedBody {
+    fn new(inner: Incoming, limit: Duration) -> Self {
+        let deadline = (!inner.is_end_stream()).then(|| Box::pin(tokio::time::sleep(limit)));
+        Self {
+            inner,
+            limit,
+            deadline,
+        }
+    }
+}
+
+impl Body for TimedBody {
+    type Data = Bytes;
+    type Error = Box<dyn std::error::Error + Send + Sync>;
+
+    fn poll_frame(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Self::Data>, Self::Error>>> {
+        let this = self.get_mut();
+        if let Poll::Ready(frame) = Pin::new(&mut this.inner).poll_frame(cx) {
+            return Poll::Ready(frame.map(|frame| frame.map_err(Into::into)));
+        }
+        if let Some(deadline) = &mut this.deadline
+            && deadline.as_mut().poll(cx).is_ready()
+        {
+            return Poll::Ready(Some(Err(Box::new(BodyTimeout(this.limit)))));
+        }
+        Poll::Pending
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Serves `service` (a warp filter as a service) on `listener` until
+/// `shutdown`, then waits for the requests in flight.
+pub(crate) async fn run<S>(
+    listener: tokio::net::TcpListener,
+    service: S,
+    limits: Limits,
+    shutdown: CancellationToken,
+) where
+    S: tower_service::Service<
+            hyper::Request<TimedBody>,
+            Response = warp::reply::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+{
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    loop {
+        let stream = tokio::select! {
+            accepted = listener.accept() => match accepted {
+                Ok((stream, _)) => stream,
+                Err(error) => {
+                    // Out of file descriptors and the like: wait a little
+                    // rather than spin.
+                    tracing::warn!(%error, "cannot accept a connection");
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+            () = shutdown.cancelled() => break,
+        };
+        let service = service.clone();
+        let body_timeout = limits.body_timeout;
+        let hyper_service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+            let mut service = service.clone();
+            tower_service::Service::call(
+                &mut service,
+                request.map(|body| TimedBody::new(body, body_timeout)),
+            )
+        });
+        let connection = hyper::server::conn::http1::Builder::new()
+            .timer(TokioTimer::new())
+            .header_read_timeout(limits.header_timeout)
+            .max_buf_size(MAX_HEAD_BYTES)
+            .max_headers(MAX_HEADERS)
+            .serve_connection(TokioIo::new(stream), hyper_service);
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "HTTP connection ended with an error");
+            }
+        });
+    }
+    drop(listener);
+    graceful.shutdown().await;
+}
+
+/// Whether `error` is, or was caused by, a [`BodyTimeout`].
+pub(crate) fn body_timeout(error: &(dyn std::error::Error + 'static)) -> Option<BodyTimeout> {
+    let mut cause = Some(error);
+    while let Some(error) = cause {
+        if let Some(timeout) = error.downcast_ref::<BodyTimeout>() {
+            return Some(*timeout);
+        }
+        cause = error.source();
+    }
+    None
+}
