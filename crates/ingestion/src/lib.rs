@@ -50,6 +50,10 @@ use tokio_util::sync::CancellationToken;
 
 pub use journal::migrate;
 pub use mqtt::{MqttOptions, client_options};
+/// The payload parsers' invariants as one function, for the `payload`
+/// fuzz target (`fuzz/`) and the test that replays its corpus. Not an API.
+#[doc(hidden)]
+pub use payload::fuzzing;
 pub use stats::StatsSnapshot;
 pub use writer::{Receipt, Refused};
 

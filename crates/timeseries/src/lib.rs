@@ -7,7 +7,9 @@
 //!   from `/ping` and writes through `/write` (1.x) or `/api/v2/write`
 //!   (2.x/3.x, the `influxdb2` crate); reads are InfluxQL through `/query`,
 //!   which every version answers.
-//! - `line`: [`LineBatch`], the line-protocol encoder for readings.
+//! - [`line`](mod@line): [`LineBatch`], the line-protocol encoder for readings, and
+//!   [`encode_point`] for points whose tag values may be any text (fuzzed
+//!   against InfluxData's parser: `fuzz/`).
 //! - `influxql`: escaping and the typed queries Stoker runs.
 //! - `rollup`: retention setup and the 1-minute rollup `readings_1m`.
 //!
@@ -36,13 +38,13 @@
 
 mod client;
 mod influxql;
-mod line;
+pub mod line;
 mod options;
 pub mod rollup;
 
 pub use client::{BucketStats, Flavor, Influx, LatestPoint, SeriesBuckets};
 pub use influxql::{Aggregate, Columns, SeriesFilter, SeriesMatch};
-pub use line::LineBatch;
+pub use line::{LineBatch, LineError, check_tag_value, encode_point};
 pub use options::{DEFAULT_RAW_RETENTION, DEFAULT_ROLLUP_RETENTION, InfluxOptions};
 
 /// What can go wrong talking to InfluxDB.

@@ -105,6 +105,9 @@ pub struct RollupReport {
     pub points: u64,
     /// Raw readings they sum up.
     pub readings: u64,
+    /// Minutes left out: their series' tags (not written by Stoker) have
+    /// no correct line-protocol form.
+    pub skipped: u64,
 }
 
 /// The start of the minute `at` falls in.
@@ -344,9 +347,13 @@ impl Influx {
         for chunk in minutes.chunks(WRITE_CHUNK) {
             let mut body = String::with_capacity(chunk.len() * 160);
             for minute in chunk {
-                encode_minute(&mut body, minute);
-                report.points += 1;
-                report.readings += minute.count;
+                if encode_minute(&mut body, minute) {
+                    report.points += 1;
+                    report.readings += minute.count;
+                } else {
+                    report.skipped += 1;
+                    tracing::warn!(site = %minute.site, sensor = %minute.sensor, sensor_type = %minute.sensor_type, "a raw series' tags cannot be written as line protocol; its minute is left out of the rollup");
+                }
             }
             self.write_rollup(body).await?;
         }
@@ -592,7 +599,21 @@ fn retention_rules(keep: Option<Duration>) -> serde_json::Value {
 }
 
 /// One rollup line: `readings_1m,site=…,sensor=…,type=… count=…i,sum=…,mean=…,min=…,max=…,last=… {ms}`.
-fn encode_minute(out: &mut String, minute: &MinuteStats) {
+/// False, writing nothing, when a tag value read back from InfluxDB has no
+/// correct line-protocol form (`crate::line::check_tag_value`: written by
+/// someone else than Stoker, whose keys never need it).
+fn encode_minute(out: &mut String, minute: &MinuteStats) -> bool {
+    let tags = [
+        minute.site.as_str(),
+        minute.sensor.as_str(),
+        minute.sensor_type.as_str(),
+    ];
+    if tags
+        .iter()
+        .any(|tag| crate::line::check_tag_value(tag).is_err())
+    {
+        return false;
+    }
     out.push_str(ROLLUP_MEASUREMENT);
     for (key, tag) in [
         ("site", minute.site.as_str()),
@@ -619,10 +640,11 @@ fn encode_minute(out: &mut String, minute: &MinuteStats) {
             out.push(',');
             out.push_str(name);
             out.push('=');
-            out.push_str(ryu::Buffer::new().format_finite(value));
+            crate::line::push_float(out, value);
         }
     }
     let _ = writeln!(out, " {}", minute.start.as_millis());
+    true
 }
 
 /// One part of a history read: what its buckets contribute to
@@ -793,6 +815,31 @@ mod tests {
         assert_eq!(floor_minute(at(119_999)), at(60_000));
         assert_eq!(ceil_minute(at(60_001)), at(120_000));
         assert_eq!(ceil_minute(at(120_000)), at(120_000));
+    }
+
+    #[test]
+    fn a_minute_whose_tags_have_no_line_protocol_form_is_left_out() {
+        let mut out = String::new();
+        let minute = MinuteStats {
+            site: "b\n1".into(),
+            sensor: "t_1".into(),
+            sensor_type: "temperature".into(),
+            start: at(60_000),
+            count: 1,
+            sum: 1e300,
+            mean: 1e300,
+            min: 1e300,
+            max: 1e300,
+            last: 1e300,
+        };
+        assert!(!encode_minute(&mut out, &minute));
+        assert!(out.is_empty());
+        let minute = MinuteStats {
+            site: "b1".into(),
+            ..minute
+        };
+        assert!(encode_minute(&mut out, &minute));
+        assert!(out.contains("sum=1e+300,"), "{out}");
     }
 
     #[test]
