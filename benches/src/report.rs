@@ -22,7 +22,11 @@ pub struct LogSummary {
 impl LogSummary {
     /// Reads a plain-text log (`LOG_FORMAT=text`); an unreadable one is empty.
     pub fn read(path: &Path) -> Self {
-        let text = std::fs::read_to_string(path).unwrap_or_default();
+        Self::from_text(&std::fs::read_to_string(path).unwrap_or_default())
+    }
+
+    /// Sums up plain-text log lines (`LOG_FORMAT=text`).
+    pub fn from_text(text: &str) -> Self {
         let mut summary = Self::default();
         for line in text.lines() {
             let level = if line.contains(" WARN ") {

@@ -10,7 +10,8 @@
 //!   queryable in InfluxDB;
 //! - (c) publish→queryable latency at half the rate of (b);
 //! - (d) the ingestion process's peak RSS and CPU seconds (sampled during (b));
-//! - optionally a soak at the rate of (b), sampling RSS every 10 s.
+//! - optionally a soak at the rate of (b) or a share of it (`scripts/soak`:
+//!   half, 10 minutes), sampling RSS and lag every 10 s.
 
 use std::collections::VecDeque;
 use std::fmt::Write as _;
@@ -73,6 +74,10 @@ struct Args {
     #[arg(long, value_parser = parse_duration)]
     soak: Option<Duration>,
 
+    /// The soak's rate as a share of the (b) rate (scripts/soak: 0.5). Below 1, the soak also checks that the lag stays bounded.
+    #[arg(long, default_value_t = 1.0)]
+    soak_share: f64,
+
     /// The stoker binary under test (a release build).
     #[arg(long, default_value = "target/release/stoker")]
     stoker: PathBuf,
@@ -124,6 +129,9 @@ const TARGET_P99_MS: f64 = 1000.0;
 const TARGET_RSS_MIB: f64 = 100.0;
 /// "Flat" RSS over a soak: growth from the one-minute sample to the end.
 const TARGET_SOAK_GROWTH: f64 = 0.10;
+/// Bounded lag of a soak below the full rate: published but not yet
+/// queryable, in seconds of publishing, at any sample.
+const TARGET_SOAK_LAG_S: f64 = 10.0;
 
 fn main() -> ExitCode {
     let args = Args::parse();
@@ -147,6 +155,11 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     }
     if args.influx_batch == 0 {
         return Err(anyhow!("--influx-batch must be at least 1"));
+    }
+    if !(args.soak_share > 0.0 && args.soak_share <= 1.0) {
+        return Err(anyhow!(
+            "--soak-share must be above 0 and at most 1 (a share of the (b) rate)"
+        ));
     }
     if !args.stoker.is_file() {
         return Err(anyhow!(
@@ -309,8 +322,9 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
                 broker.port(),
                 &mut stoker,
                 &procs,
-                full_rate,
+                full_rate * args.soak_share,
                 duration,
+                args.soak_share < 0.95,
             ),
         )
         .await?;
@@ -1230,6 +1244,14 @@ struct Soak {
     reference_kib: u64,
     end_kib: u64,
     cpu: Cpu,
+    /// The most messages published but not queryable at a sample, in
+    /// seconds of publishing.
+    max_lag_seconds: f64,
+    /// Whether the soak ran below the full rate (then its lag must stay
+    /// bounded).
+    paced_below_full: bool,
+    /// Warnings and errors Stoker logged during the soak.
+    log: report::LogSummary,
 }
 
 impl Soak {
@@ -1248,6 +1270,7 @@ async fn soak(
     procs: &Procs,
     readings_per_second: f64,
     duration: Duration,
+    paced_below_full: bool,
 ) -> anyhow::Result<Soak> {
     let per_message = fleet.readings_per_message() as u64;
     let publisher = Arc::new(Publisher::connect(port, &unique_client_id("bench-soak")).await?);
@@ -1257,6 +1280,9 @@ async fn soak(
     );
     let start_ms = wall_millis();
     let cpu_before = procs.cpu();
+    let log_offset = std::fs::metadata(stoker.log()).map_or(0, |meta| meta.len());
+    let messages_per_second = readings_per_second / per_message as f64;
+    let mut max_lag_seconds: f64 = 0.0;
     let started = Instant::now();
     let task = tokio::spawn(publish_paced(
         Arc::clone(&publisher),
@@ -1278,14 +1304,18 @@ async fn soak(
             let sample = procstat::sample(stoker.pid()).unwrap_or_default();
             let at = started.elapsed().as_secs_f64();
             samples.push((at, sample.rss_kib));
+            let published = publisher.published();
             let seen = influx.count_readings(database, &one_sensor).await?;
+            let lag = published.saturating_sub(seen) as f64 / messages_per_second.max(1e-9);
+            max_lag_seconds = max_lag_seconds.max(lag);
             progress!(
-                "soak: {:>5.0} s: RSS {:.1} MiB; messages published {}, acked by broker {}, queryable {}",
+                "soak: {:>5.0} s: RSS {:.1} MiB; messages published {}, acked by broker {}, queryable {} (lag {:.1} s)",
                 at,
                 mib(sample.rss_kib),
-                thousands(publisher.published()),
+                thousands(published),
                 thousands(publisher.acked()),
-                thousands(seen)
+                thousands(seen),
+                lag
             );
             next_sample += SOAK_SAMPLE;
         }
@@ -1352,6 +1382,8 @@ async fn soak(
         .find(|(at, _)| *at >= 60.0 - 0.5)
         .or(samples.first())
         .map_or(0, |(_, kib)| *kib);
+    let logged = std::fs::read(stoker.log()).unwrap_or_default();
+    let during = String::from_utf8_lossy(logged.get(log_offset as usize..).unwrap_or_default());
     let result = Soak {
         seconds,
         readings_per_second,
@@ -1362,6 +1394,9 @@ async fn soak(
         reference_kib,
         end_kib: end.rss_kib,
         cpu,
+        max_lag_seconds,
+        paced_below_full,
+        log: report::LogSummary::from_text(&during),
     };
     progress!(
         "soak: RSS {:.1} MiB at one minute, {:.1} MiB at the end ({:+.1}%)",
@@ -1531,6 +1566,23 @@ impl Figures for Results {
             });
             let peak = soak.samples.iter().map(|(_, kib)| *kib).max().unwrap_or(0);
             checks.push(rss("soak: peak RSS", mib(peak)));
+            checks.push(Check {
+                name: "soak: errors logged",
+                measured: format!("{} errors, {} warnings", soak.log.errors, soak.log.warnings),
+                target: "0 errors".into(),
+                ratio: soak.log.errors as f64,
+                pass: soak.log.errors == 0,
+            });
+            if soak.paced_below_full {
+                checks.push(Check::new(
+                    "soak: lag, published → queryable",
+                    soak.max_lag_seconds,
+                    Bound::AtMost,
+                    TARGET_SOAK_LAG_S,
+                    format!("{:.1} s", soak.max_lag_seconds),
+                    format!("≤ {TARGET_SOAK_LAG_S:.0} s"),
+                ));
+            }
         }
         checks
     }
@@ -1675,6 +1727,14 @@ impl Figures for Results {
                 .map(|(at, kib)| format!("{at:.0}s {:.1}", mib(*kib)))
                 .collect();
             let _ = writeln!(out, "  soak RSS (MiB): {}", series.join(", "));
+            let _ = writeln!(
+                out,
+                "  soak lag (published, not yet queryable): at most {:.1} s; Stoker logged {} errors and {} warnings during the soak",
+                soak.max_lag_seconds, soak.log.errors, soak.log.warnings
+            );
+            for sample in &soak.log.samples {
+                let _ = writeln!(out, "    {sample}");
+            }
         }
     }
 
