@@ -376,20 +376,55 @@ pub struct TestBroker {
 impl TestBroker {
     /// Starts the broker and waits until it accepts connections.
     pub async fn start() -> Self {
+        Self::start_from(
+            include_str!("../../../docker/mosquitto/mosquitto.conf"),
+            None,
+        )
+        .await
+    }
+
+    /// Starts a broker configured as the project ships it for production
+    /// (`docker/mosquitto/mosquitto.secure.conf`: no anonymous access, the
+    /// shipped ACL `docker/mosquitto/acl`) with the users of
+    /// `password_file`, read where it is (so [`TestBroker::reload`] picks
+    /// up changes to it). Killed on drop.
+    pub async fn start_secure(password_file: &std::path::Path) -> Self {
+        Self::start_from(
+            include_str!("../../../docker/mosquitto/mosquitto.secure.conf"),
+            Some(password_file),
+        )
+        .await
+    }
+
+    /// Starts Mosquitto with a shipped config, its listener, persistence
+    /// and log moved into a directory of the test's own; with a password
+    /// file, the shipped ACL too.
+    async fn start_from(shipped: &str, password_file: Option<&std::path::Path>) -> Self {
         let port = free_port();
         let directory = std::env::temp_dir().join(unique_name("stoker_test_broker"));
         std::fs::create_dir_all(directory.join("data")).expect("broker directory");
-        let shipped = include_str!("../../../docker/mosquitto/mosquitto.conf");
+        let acl = directory.join("acl");
+        if password_file.is_some() {
+            std::fs::write(&acl, include_str!("../../../docker/mosquitto/acl"))
+                .expect("broker ACL");
+        }
         let mut config = String::new();
         for line in shipped.lines() {
             let keyword = line.split_whitespace().next().unwrap_or_default();
-            match keyword {
-                "listener" => config.push_str(&format!("listener {port} 127.0.0.1\n")),
-                "persistence_location" => config.push_str(&format!(
+            match (keyword, password_file) {
+                ("listener", _) => config.push_str(&format!("listener {port} 127.0.0.1\n")),
+                ("persistence_location", _) => config.push_str(&format!(
                     "persistence_location {}/\n",
                     directory.join("data").display()
                 )),
-                "log_dest" | "pid_file" | "user" | "connection_messages" | "log_type" => {}
+                ("password_file", Some(file)) => {
+                    config.push_str(&format!("password_file {}\n", file.display()));
+                }
+                ("acl_file", Some(_)) => {
+                    config.push_str(&format!("acl_file {}\n", acl.display()));
+                }
+                ("log_dest" | "pid_file" | "user" | "log_type", _)
+                | ("connection_messages", None) => {}
                 _ => {
                     config.push_str(line);
                     config.push('\n');
@@ -400,57 +435,12 @@ impl TestBroker {
             "log_dest file {}\nlog_type error\nlog_type warning\n",
             directory.join("mosquitto.log").display()
         ));
+        if password_file.is_some() {
+            // Notices too: they say why a client was refused.
+            config.push_str("log_type notice\n");
+        }
         // As root, Mosquitto would switch to user `mosquitto`, which cannot
         // write the test's directory.
-        let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-        config.push_str(&format!("user {user}\n"));
-        std::fs::write(directory.join("mosquitto.conf"), config).expect("broker config");
-        let mut broker = Self {
-            port,
-            directory,
-            child: None,
-        };
-        broker.spawn().await;
-        broker
-    }
-
-    /// Starts a broker configured as the project ships it for production
-    /// (`docker/mosquitto/mosquitto.secure.conf`: no anonymous access, the
-    /// shipped ACL `docker/mosquitto/acl`) with the users of
-    /// `password_file`, read where it is (so [`TestBroker::reload`] picks
-    /// up changes to it). Killed on drop.
-    pub async fn start_secure(password_file: &std::path::Path) -> Self {
-        let port = free_port();
-        let directory = std::env::temp_dir().join(unique_name("stoker_test_broker"));
-        std::fs::create_dir_all(directory.join("data")).expect("broker directory");
-        let acl = directory.join("acl");
-        std::fs::write(&acl, include_str!("../../../docker/mosquitto/acl")).expect("broker ACL");
-        let shipped = include_str!("../../../docker/mosquitto/mosquitto.secure.conf");
-        let mut config = String::new();
-        for line in shipped.lines() {
-            let keyword = line.split_whitespace().next().unwrap_or_default();
-            match keyword {
-                "listener" => config.push_str(&format!("listener {port} 127.0.0.1\n")),
-                "persistence_location" => config.push_str(&format!(
-                    "persistence_location {}/\n",
-                    directory.join("data").display()
-                )),
-                "password_file" => {
-                    config.push_str(&format!("password_file {}\n", password_file.display()))
-                }
-                "acl_file" => config.push_str(&format!("acl_file {}\n", acl.display())),
-                "log_dest" | "pid_file" | "user" | "log_type" => {}
-                _ => {
-                    config.push_str(line);
-                    config.push('\n');
-                }
-            }
-        }
-        // Notices too: they say why a client was refused.
-        config.push_str(&format!(
-            "log_dest file {}\nlog_type error\nlog_type warning\nlog_type notice\n",
-            directory.join("mosquitto.log").display()
-        ));
         let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
         config.push_str(&format!("user {user}\n"));
         std::fs::write(directory.join("mosquitto.conf"), config).expect("broker config");

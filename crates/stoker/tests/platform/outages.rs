@@ -74,31 +74,65 @@ async fn settle(influx: &Influx, expected: u64, limit: Duration) -> u64 {
     stored(influx).await
 }
 
-/// What `stoker ingest` needs, on the test's own databases and broker.
-fn environment(
-    postgres: &TestPostgres,
-    influx: &InfluxOptions,
-    redis: &TestRedis,
-    broker: &TestBroker,
-    client_id: &str,
-    spool: &TempDir,
-) -> Vec<(&'static str, String)> {
-    vec![
-        ("DATABASE_URL", postgres.url()),
-        ("INFLUX_URL", influx.url.clone()),
-        ("INFLUX_BUCKET", influx.bucket.clone()),
-        ("REDIS_KEY_PREFIX", redis.prefix().to_owned()),
-        ("MQTT_URL", broker.url()),
-        ("MQTT_CLIENT_ID", client_id.to_owned()),
-        ("INGEST_SPOOL_DIR", spool.path()),
-        ("INGEST_BATCH_SIZE", "2000".to_owned()),
-        ("INGEST_BATCH_LINGER", "50ms".to_owned()),
-        // Tests run side by side: each ingest process its own port.
-        (
-            "METRICS_ADDR",
-            format!("127.0.0.1:{}", crate::helpers::free_port()),
-        ),
-    ]
+/// A run's broker and stores, and the settings of `stoker ingest` on
+/// them (InfluxDB is the caller's: the shared server or one of its own).
+struct Rig {
+    broker: TestBroker,
+    client_id: String,
+    environment: Vec<(&'static str, String)>,
+    _postgres: TestPostgres,
+    _redis: TestRedis,
+    _spool: TempDir,
+}
+
+impl Rig {
+    async fn new(name: &str, influx: &InfluxOptions) -> Self {
+        let broker = TestBroker::start().await;
+        let postgres = TestPostgres::create().await;
+        let pool = postgres.migrated_pool().await;
+        seed(&pool, "boiler-house-1", SENSORS).await;
+        seed(&pool, "probe", 1).await;
+        let redis = TestRedis::new();
+        let spool = TempDir::new("stoker-test-spool");
+        let client_id = unique_client_id(name);
+        let environment = vec![
+            ("DATABASE_URL", postgres.url()),
+            ("INFLUX_URL", influx.url.clone()),
+            ("INFLUX_BUCKET", influx.bucket.clone()),
+            ("REDIS_KEY_PREFIX", redis.prefix().to_owned()),
+            ("MQTT_URL", broker.url()),
+            ("MQTT_CLIENT_ID", client_id.clone()),
+            ("INGEST_SPOOL_DIR", spool.path()),
+            ("INGEST_BATCH_SIZE", "2000".to_owned()),
+            ("INGEST_BATCH_LINGER", "50ms".to_owned()),
+            // Tests run side by side: each ingest process its own port.
+            (
+                "METRICS_ADDR",
+                format!("127.0.0.1:{}", crate::helpers::free_port()),
+            ),
+        ];
+        Self {
+            broker,
+            client_id,
+            environment,
+            _postgres: postgres,
+            _redis: redis,
+            _spool: spool,
+        }
+    }
+
+    /// Starts `stoker ingest` and waits until it consumes.
+    async fn ingest(&self, influx: &Influx) -> Stoker {
+        let ingest = Stoker::spawn("ingest", &self.environment);
+        wait_until_consuming(&self.broker, influx).await;
+        ingest
+    }
+
+    /// Stops `stoker ingest` and removes its broker session.
+    async fn finish(&self, mut ingest: Stoker) {
+        assert!(ingest.interrupt().success());
+        stoker_testkit::clear_mqtt_session_to(self.broker.port(), &self.client_id).await;
+    }
 }
 
 /// Waits until `stoker ingest` has subscribed: a probe reading is stored.
@@ -121,28 +155,12 @@ async fn wait_until_consuming(broker: &TestBroker, influx: &Influx) {
 
 #[tokio::test]
 async fn kill_9_every_few_seconds_stores_exactly_100_000_readings() {
-    let broker = TestBroker::start().await;
-    let postgres = TestPostgres::create().await;
-    let pool = postgres.migrated_pool().await;
-    seed(&pool, "boiler-house-1", SENSORS).await;
-    seed(&pool, "probe", 1).await;
     let influx = TestInflux::create().await;
-    let redis = TestRedis::new();
-    let spool = TempDir::new("stoker-test-spool");
-    let client_id = unique_client_id("kill-loop");
-    let environment = environment(
-        &postgres,
-        &influx.options(),
-        &redis,
-        &broker,
-        &client_id,
-        &spool,
-    );
-    let mut ingest = Stoker::spawn("ingest", &environment);
-    wait_until_consuming(&broker, influx.influx()).await;
+    let rig = Rig::new("kill-loop", &influx.options()).await;
+    let mut ingest = rig.ingest(influx.influx()).await;
 
     let total = (MESSAGES * SENSORS) as u64;
-    let publisher = publish_in_bursts(broker.port());
+    let publisher = publish_in_bursts(rig.broker.port());
     // SIGKILL every 2.5 s while the run lasts, restarting at once.
     let mut kills = 0;
     while !publisher.is_finished() {
@@ -150,7 +168,7 @@ async fn kill_9_every_few_seconds_stores_exactly_100_000_readings() {
         let status = ingest.kill();
         assert!(!status.success());
         kills += 1;
-        ingest = Stoker::spawn("ingest", &environment);
+        ingest = Stoker::spawn("ingest", &rig.environment);
     }
     publisher.await.unwrap();
     let stored = settle(influx.influx(), total, Duration::from_secs(90)).await;
@@ -161,30 +179,19 @@ async fn kill_9_every_few_seconds_stores_exactly_100_000_readings() {
     );
     assert!(kills >= 3, "only {kills} kills: the run was too short");
     assert_eq!(stored, total);
-
-    assert!(ingest.interrupt().success());
-    stoker_testkit::clear_mqtt_session_to(broker.port(), &client_id).await;
+    rig.finish(ingest).await;
 }
 
 #[tokio::test]
 async fn influxdb_restarted_twice_during_a_run_loses_nothing() {
-    let broker = TestBroker::start().await;
-    let postgres = TestPostgres::create().await;
-    let pool = postgres.migrated_pool().await;
-    seed(&pool, "boiler-house-1", SENSORS).await;
-    seed(&pool, "probe", 1).await;
     let mut server = TestInfluxServer::start().await;
     let options = server.options("sensor_data");
-    let redis = TestRedis::new();
-    let spool = TempDir::new("stoker-test-spool");
-    let client_id = unique_client_id("influx-restarts");
-    let environment = environment(&postgres, &options, &redis, &broker, &client_id, &spool);
-    let mut ingest = Stoker::spawn("ingest", &environment);
+    let rig = Rig::new("influx-restarts", &options).await;
     let influx = Influx::connect(&options).await.unwrap();
-    wait_until_consuming(&broker, &influx).await;
+    let ingest = rig.ingest(&influx).await;
 
     let total = (MESSAGES * SENSORS) as u64;
-    let publisher = publish_in_bursts(broker.port());
+    let publisher = publish_in_bursts(rig.broker.port());
     // Down from 2 s to 4 s and from 6 s to 8 s into the run.
     for _ in 0..2 {
         tokio::time::sleep(Duration::from_secs(2)).await;
@@ -200,39 +207,22 @@ async fn influxdb_restarted_twice_during_a_run_loses_nothing() {
         stored.saturating_sub(total)
     );
     assert_eq!(stored, total);
-    assert!(ingest.interrupt().success());
-    stoker_testkit::clear_mqtt_session_to(broker.port(), &client_id).await;
+    rig.finish(ingest).await;
 }
 
 #[tokio::test]
 async fn mosquitto_restarted_ingestion_reconnects_and_resumes_its_session() {
-    let mut broker = TestBroker::start().await;
-    let postgres = TestPostgres::create().await;
-    let pool = postgres.migrated_pool().await;
-    seed(&pool, "boiler-house-1", SENSORS).await;
-    seed(&pool, "probe", 1).await;
     let influx = TestInflux::create().await;
-    let redis = TestRedis::new();
-    let spool = TempDir::new("stoker-test-spool");
-    let client_id = unique_client_id("broker-restart");
-    let environment = environment(
-        &postgres,
-        &influx.options(),
-        &redis,
-        &broker,
-        &client_id,
-        &spool,
-    );
-    let mut ingest = Stoker::spawn("ingest", &environment);
-    wait_until_consuming(&broker, influx.influx()).await;
+    let mut rig = Rig::new("broker-restart", &influx.options()).await;
+    let ingest = rig.ingest(influx.influx()).await;
 
     let messages = messages();
     let (first, rest) = messages.split_at(MESSAGES / 2);
-    broker.publish_qos1(first).await;
+    rig.broker.publish_qos1(first).await;
     // The broker restarts with its saved state (the persistent session);
     // what is published while ingestion reconnects waits in that session.
-    broker.restart().await;
-    broker.publish_qos1(rest).await;
+    rig.broker.restart().await;
+    rig.broker.publish_qos1(rest).await;
     let total = (MESSAGES * SENSORS) as u64;
     let stored = settle(influx.influx(), total, Duration::from_secs(90)).await;
     println!(
@@ -241,6 +231,5 @@ async fn mosquitto_restarted_ingestion_reconnects_and_resumes_its_session() {
         stored.saturating_sub(total)
     );
     assert_eq!(stored, total);
-    assert!(ingest.interrupt().success());
-    stoker_testkit::clear_mqtt_session_to(broker.port(), &client_id).await;
+    rig.finish(ingest).await;
 }
