@@ -28,6 +28,29 @@ pub async fn seed(pool: &Pool, slug: &str, sensors: usize) {
     }
 }
 
+/// `messages` telemetry messages to `boiler-house-1`, each with a reading
+/// of sensors `t00`… (`sensors` of them), timestamps 100 ms apart from an
+/// hour ago: every reading its own (sensor, ts).
+pub fn telemetry(messages: usize, sensors: usize) -> Vec<(String, Vec<u8>)> {
+    let start = EpochMillis::now().as_millis() - 3_600_000;
+    (0..messages)
+        .map(|index| {
+            let values: Vec<String> = (0..sensors)
+                .map(|sensor| format!("\"t{sensor:02}\": {}.5", 100 + sensor))
+                .collect();
+            let payload = format!(
+                r#"{{"ts": {}, "values": {{{}}}}}"#,
+                start + index as i64 * 100,
+                values.join(", ")
+            );
+            (
+                "sites/boiler-house-1/telemetry".to_owned(),
+                payload.into_bytes(),
+            )
+        })
+        .collect()
+}
+
 async fn count(influx: &Influx, site: &str) -> u64 {
     influx
         .count_readings(&SiteSlug::parse(site).unwrap())
@@ -92,23 +115,7 @@ async fn kill_9_mid_run_then_restart_stores_exactly_every_reading() {
     }
 
     // 2,500 messages of 20 readings, each reading its own (sensor, ts).
-    let start = EpochMillis::now().as_millis() - 3_600_000;
-    let messages: Vec<(String, Vec<u8>)> = (0..MESSAGES)
-        .map(|index| {
-            let values: Vec<String> = (0..SENSORS)
-                .map(|sensor| format!("\"t{sensor:02}\": {}.5", 100 + sensor))
-                .collect();
-            let payload = format!(
-                r#"{{"ts": {}, "values": {{{}}}}}"#,
-                start + index as i64 * 100,
-                values.join(", ")
-            );
-            (
-                "sites/boiler-house-1/telemetry".to_owned(),
-                payload.into_bytes(),
-            )
-        })
-        .collect();
+    let messages = telemetry(MESSAGES, SENSORS);
     let total = (MESSAGES * SENSORS) as u64;
     let publisher = {
         let messages = messages.clone();

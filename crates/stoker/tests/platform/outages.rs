@@ -7,13 +7,12 @@
 
 use std::time::Duration;
 
-use stoker_domain::EpochMillis;
 use stoker_testkit::{
     TestBroker, TestInflux, TestInfluxServer, TestPostgres, TestRedis, unique_client_id,
 };
 use stoker_timeseries::{Influx, InfluxOptions};
 
-use crate::faults::seed;
+use crate::faults::{seed, telemetry};
 use crate::helpers::{Stoker, TempDir};
 
 /// Sensors per message, and messages: 100,000 readings.
@@ -24,32 +23,10 @@ const MESSAGES: usize = 5_000;
 const BURST: usize = 250;
 const PAUSE: Duration = Duration::from_millis(500);
 
-/// `MESSAGES` telemetry messages of `SENSORS` readings, timestamps 100 ms
-/// apart an hour ago.
-fn messages() -> Vec<(String, Vec<u8>)> {
-    let start = EpochMillis::now().as_millis() - 3_600_000;
-    (0..MESSAGES)
-        .map(|index| {
-            let values: Vec<String> = (0..SENSORS)
-                .map(|sensor| format!("\"t{sensor:02}\": {}.25", 100 + sensor))
-                .collect();
-            let payload = format!(
-                r#"{{"ts": {}, "values": {{{}}}}}"#,
-                start + index as i64 * 100,
-                values.join(", ")
-            );
-            (
-                "sites/boiler-house-1/telemetry".to_owned(),
-                payload.into_bytes(),
-            )
-        })
-        .collect()
-}
-
 /// Publishes the messages in bursts (QoS 1, every PUBACK awaited).
 fn publish_in_bursts(port: u16) -> tokio::task::JoinHandle<()> {
     tokio::spawn(async move {
-        for burst in messages().chunks(BURST) {
+        for burst in telemetry(MESSAGES, SENSORS).chunks(BURST) {
             stoker_testkit::publish_qos1_to(port, burst).await;
             tokio::time::sleep(PAUSE).await;
         }
@@ -216,7 +193,7 @@ async fn mosquitto_restarted_ingestion_reconnects_and_resumes_its_session() {
     let mut rig = Rig::new("broker-restart", &influx.options()).await;
     let ingest = rig.ingest(influx.influx()).await;
 
-    let messages = messages();
+    let messages = telemetry(MESSAGES, SENSORS);
     let (first, rest) = messages.split_at(MESSAGES / 2);
     rig.broker.publish_qos1(first).await;
     // The broker restarts with its saved state (the persistent session);
