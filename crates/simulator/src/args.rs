@@ -4,8 +4,14 @@
 use std::time::Duration;
 
 use crate::error::{Error, Result};
-use crate::faults::{DEFAULT_FAULT_CYCLE, MIN_FAULT_CYCLE};
-use crate::fleet::{MAX_SENSORS_PER_SITE, is_identifier, site_slug};
+use crate::names::{MAX_SENSORS_PER_SITE, is_identifier, site_slug};
+
+/// The cycle the fault plan (`faults`) is written for: `--fault-cycle`
+/// scales every time in it by `fault_cycle / 8 min`.
+pub(crate) const DEFAULT_FAULT_CYCLE: Duration = Duration::from_secs(480);
+/// Below a second the faults would be over in a few hundred milliseconds,
+/// too short for any alert rule to tell them from noise.
+pub(crate) const MIN_FAULT_CYCLE: Duration = Duration::from_secs(1);
 
 /// The highest rate a site may publish at. Timestamps are whole
 /// milliseconds and InfluxDB identifies a point by its tags and timestamp,

@@ -61,15 +61,9 @@ use std::f64::consts::TAU;
 use std::fmt;
 use std::time::Duration;
 
-use crate::args::SimulateArgs;
-use crate::fleet::{CATALOGUE, Measurement, SiteSpec, sensor_key, site_slug};
-
-/// The cycle the schedule below is written for: `--fault-cycle` scales every
-/// time in it by `fault_cycle / 8 min`.
-pub(crate) const DEFAULT_FAULT_CYCLE: Duration = Duration::from_secs(480);
-/// Below a second the faults would be over in a few hundred milliseconds,
-/// too short for any alert rule to tell them from noise.
-pub(crate) const MIN_FAULT_CYCLE: Duration = Duration::from_secs(1);
+use crate::args::{DEFAULT_FAULT_CYCLE, SimulateArgs};
+use crate::fleet::{CATALOGUE, Measurement, SiteSpec, sensor_key};
+use crate::names::site_slug;
 
 /// Stuck: the flue O2 analyser's reading freezes at that of air, a flat
 /// line far above the 3–6 % of a firing boiler.

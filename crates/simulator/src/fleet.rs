@@ -4,11 +4,7 @@
 use serde::Serialize;
 
 use crate::args::SimulateArgs;
-
-/// The most sensors one site may have. A message carries every reading of
-/// its site, about 30 bytes each; 1,000 keep it far below ingestion's
-/// 256 KiB payload limit.
-pub(crate) const MAX_SENSORS_PER_SITE: u32 = 1000;
+use crate::names::site_slug;
 
 /// Every simulated site is in the same time zone: the fleet is one
 /// operator's plant.
@@ -202,11 +198,6 @@ pub fn fleet(args: &SimulateArgs) -> Vec<SiteSpec> {
         .collect()
 }
 
-/// The slug of the site numbered `number` (counting from 1).
-pub(crate) fn site_slug(site_prefix: &str, number: u32) -> String {
-    format!("{site_prefix}-{number}")
-}
-
 /// The key of a site's sensor by position: `b{boiler}_{measurement}`.
 pub(crate) fn sensor_key(index: usize) -> String {
     let (boiler, entry) = sensor_slot(index);
@@ -223,20 +214,10 @@ fn display_name(prefix: &str) -> String {
     }
 }
 
-/// Whether `text` is a valid site slug or sensor key:
-/// `[a-z0-9][a-z0-9_-]{0,62}`.
-pub(crate) fn is_identifier(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    matches!(bytes.first(), Some(b'a'..=b'z' | b'0'..=b'9'))
-        && bytes.len() <= 63
-        && bytes
-            .iter()
-            .all(|byte| matches!(byte, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::names::{MAX_SENSORS_PER_SITE, is_identifier};
 
     /// Sensor types are lowercase identifiers: `[a-z][a-z0-9_]*`.
     fn is_sensor_type(text: &str) -> bool {

@@ -46,6 +46,7 @@ mod args;
 mod error;
 mod faults;
 mod fleet;
+mod names;
 mod payload;
 mod run;
 mod seeding;
