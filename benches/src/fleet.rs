@@ -8,7 +8,8 @@ use std::fmt::Write as _;
 use anyhow::{Context, anyhow};
 use bytes::Bytes;
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
-use stoker_metadata::{NewSensor, NewSite, Pool};
+use stoker_metadata::{NewSensor, NewSite};
+use stoker_postgres::Pool;
 use stoker_timeseries::LineBatch;
 
 /// The site of the readiness probe: its readings never count as the

@@ -13,12 +13,13 @@ use anyhow::{Context, anyhow};
 use clap::Parser;
 use serde_json::{Value, json};
 use stoker_analytics::evaluate;
-use stoker_analytics::live::{EvaluationOptions, Evaluator, Stores};
+use stoker_analytics::live::{EvaluationOptions, Evaluator};
 use stoker_analytics::notify::NotifyOptions;
 use stoker_benches::report::{Bound, Check, Figures, Report, RunRecord};
 use stoker_benches::{harness, progress, thousands};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug};
 use stoker_metadata::{Agg, NewAlertRule, Op, RuleKind, RuleSelector, Severity};
+use stoker_stores::Stores;
 use stoker_testkit::{TestInflux, TestPostgres, TestRedis};
 use stoker_timeseries::LineBatch;
 

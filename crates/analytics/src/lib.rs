@@ -5,8 +5,9 @@
 //!   the live loop and the backtest).
 //! - `evaluate`: rules applied to the sensors they select, grouped by plan
 //!   (one query per group and tick), stepped tick by tick; the backtest.
-//! - `live`: the evaluation loop (interval, grace, takeover, Redis mirror).
-//! - `leader`: the Postgres advisory lock that makes one process evaluate.
+//! - `live`: the evaluation loop (interval, grace, takeover, Redis mirror);
+//!   one process evaluates, the holder of a Postgres advisory lock
+//!   (`stoker_postgres::try_lead`).
 //! - `store`: alerts and their append-only event trail in Postgres; each
 //!   transition queues its notifications in the same transaction.
 //! - `notify`: the notification outbox (`analytics.notifications`): each
@@ -17,32 +18,30 @@
 
 pub mod engine;
 pub mod evaluate;
-pub mod leader;
 pub mod live;
 pub mod notify;
 pub mod rollup;
 pub mod store;
 
-use stoker_metadata::Pool;
+use stoker_postgres::Pool;
 
 mod embedded {
     refinery::embed_migrations!("../../migrations/analytics");
 }
 
 /// Applies the `analytics` schema's migrations. Re-running is a no-op.
-pub async fn migrate(pool: &Pool) -> stoker_metadata::Result<()> {
-    stoker_metadata::run_schema_migrations(pool, "analytics", embedded::migrations::runner()).await
+pub async fn migrate(pool: &Pool) -> Result<()> {
+    stoker_postgres::run_schema_migrations(pool, "analytics", embedded::migrations::runner())
+        .await?;
+    Ok(())
 }
 
 /// What can go wrong in analytics.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// No connection could be had from the pool.
-    #[error("Postgres is unavailable: {0}")]
-    Unavailable(#[from] deadpool_postgres::PoolError),
-    /// A query failed.
-    #[error("Postgres query failed: {0}")]
-    Query(#[from] tokio_postgres::Error),
+    /// Postgres is unavailable, or a query failed.
+    #[error(transparent)]
+    Postgres(#[from] stoker_postgres::Error),
     /// Metadata (rules, sensors) could not be read.
     #[error(transparent)]
     Metadata(#[from] stoker_metadata::Error),
@@ -73,9 +72,6 @@ pub enum Error {
     /// The notification outbox refused the event.
     #[error("notification outbox: {0}")]
     Notify(#[from] notify::Error),
-    /// The leadership could not be taken or checked.
-    #[error("analytics leadership: {0}")]
-    Leader(String),
     /// A time outside what InfluxDB stores.
     #[error("time out of range: {0}")]
     InvalidRange(String),
@@ -89,3 +85,15 @@ pub enum Error {
 
 /// Analytics' results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Error::Postgres(error.into())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        Error::Postgres(error.into())
+    }
+}

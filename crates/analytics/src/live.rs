@@ -4,7 +4,7 @@
 //! registry, runs one InfluxQL query per group of rules sharing a plan,
 //! steps every rule for every sensor it selects, and records what fired or
 //! cleared. Only the process holding the Postgres advisory lock evaluates
-//! ([`crate::leader`]); the others try to take it at every tick.
+//! ([`LOCK_KEY`]); the others try to take it at every tick.
 //!
 //! The leader's state (which rule is pending or firing for which sensor)
 //! lives in memory and is mirrored to Redis (`alert_state`). It is never
@@ -20,18 +20,24 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 use serde::Serialize;
-use stoker_cache::{AlertStateKey, Cache};
+use stoker_cache::AlertStateKey;
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
-use stoker_metadata::{Pool, PostgresOptions, RuleKind};
-use stoker_timeseries::Influx;
+use stoker_metadata::RuleKind;
+use stoker_postgres::Leadership;
+use stoker_stores::Stores;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
 
+use crate::Result;
 use crate::engine::{self, Phase, Transition};
 use crate::evaluate::{self, Step, Watch};
 use crate::notify::NotifyOptions;
 use crate::store::{self, Verdict};
-use crate::{Result, leader};
+
+/// The evaluation's advisory lock (`stoker_postgres::try_lead`):
+/// `hashtext('stoker_analytics_leader')` would do as well; a constant
+/// keeps it readable in `pg_locks`.
+pub const LOCK_KEY: i64 = 0x5354_4f4b_4552_0001;
 
 /// How and how often rules are evaluated.
 #[derive(Debug, Clone, clap::Args)]
@@ -75,19 +81,6 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         return Err("the interval must be at least 1s, in whole seconds".into());
     }
     Ok(interval)
-}
-
-/// What the loop needs.
-#[derive(Debug, Clone)]
-pub struct Stores {
-    /// Postgres (rules, sensors, alerts).
-    pub pool: Pool,
-    /// For the leader's own connection (the advisory lock).
-    pub postgres: PostgresOptions,
-    /// InfluxDB (readings).
-    pub influx: Influx,
-    /// Redis (alert state mirror, dashboards to drop).
-    pub cache: Cache,
 }
 
 /// Prometheus metrics of the evaluation loop.
@@ -510,7 +503,7 @@ pub async fn run(
     let interval_ms = i64::try_from(options.interval.as_millis()).unwrap_or(10_000);
     let grace_ms = i64::try_from(options.grace.as_millis()).unwrap_or(0);
     let mut evaluator = Evaluator::new(stores.clone(), outbox, &options);
-    let mut leadership: Option<leader::Leadership> = None;
+    let mut leadership: Option<Leadership> = None;
     let mut last_tick = due_tick(EpochMillis::now().as_millis(), interval_ms, grace_ms);
     tracing::info!(interval = ?options.interval, grace = ?options.grace, "alert evaluation started");
     loop {
@@ -538,7 +531,7 @@ pub async fn run(
             metrics.leader.set(0);
         }
         if leadership.is_none() {
-            match leader::try_lead(&stores.postgres).await {
+            match stoker_postgres::try_lead(&stores.postgres, LOCK_KEY).await {
                 Ok(Some(held)) => {
                     tracing::info!("leading alert evaluation");
                     if let Err(error) = evaluator.take_over(last_tick).await {

@@ -43,7 +43,7 @@
 //! clock, so that a captured request cannot be replayed later.
 //!
 //! ```no_run
-//! # async fn example(pool: stoker_metadata::Pool, postgres: stoker_metadata::PostgresOptions) -> Result<(), Box<dyn std::error::Error>> {
+//! # async fn example(pool: stoker_postgres::Pool, postgres: stoker_postgres::PostgresOptions) -> Result<(), Box<dyn std::error::Error>> {
 //! use stoker_analytics::notify::{self, Dispatcher, NotifyOptions};
 //! let options = NotifyOptions::default();
 //! // Where a transition is recorded:
@@ -88,12 +88,10 @@ pub enum Error {
     /// The body handed to [`enqueue`] is not JSON.
     #[error("the notification body is not JSON: {0}")]
     InvalidBody(String),
-    /// A query on the outbox failed.
-    #[error("Postgres query failed: {0}")]
-    Query(#[from] tokio_postgres::Error),
-    /// Postgres is unavailable, or its settings are invalid.
+    /// Postgres is unavailable, its settings are invalid, or a query on
+    /// the outbox failed.
     #[error(transparent)]
-    Postgres(#[from] stoker_metadata::Error),
+    Postgres(#[from] stoker_postgres::Error),
     /// The webhook HTTP client could not be built (its TLS setup failed).
     #[error("cannot build the webhook HTTP client: {0}")]
     HttpClient(#[source] reqwest::Error),
@@ -101,3 +99,15 @@ pub enum Error {
 
 /// Result with this module's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Error::Postgres(error.into())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        Error::Postgres(error.into())
+    }
+}

@@ -20,12 +20,12 @@ use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::registry::Registry;
 use stoker_domain::{EpochMillis, parse_duration};
-use stoker_metadata::PostgresOptions;
+use stoker_postgres::{Leadership, PostgresOptions};
 use stoker_timeseries::Influx;
 use stoker_timeseries::rollup::{MINUTE_MS, floor_minute};
 use tokio_util::sync::CancellationToken;
 
-use crate::{Result, leader};
+use crate::Result;
 
 /// The rollup job's advisory lock, apart from the evaluation's: either
 /// may lead in a different process.
@@ -330,7 +330,7 @@ pub async fn run(
 ) {
     let grace = millis(options.grace);
     let mut roller = Roller::new(influx, options, metrics.clone());
-    let mut leadership: Option<leader::Leadership> = None;
+    let mut leadership: Option<Leadership> = None;
     tracing::info!("rollup job started (readings_1m)");
     loop {
         let now = EpochMillis::now().as_millis();
@@ -353,7 +353,7 @@ pub async fn run(
             roller.forget();
         }
         if leadership.is_none() {
-            match leader::try_lead_with(&postgres, LOCK_KEY).await {
+            match stoker_postgres::try_lead(&postgres, LOCK_KEY).await {
                 Ok(Some(held)) => {
                     tracing::info!("leading the rollup job");
                     leadership = Some(held);

@@ -4,13 +4,15 @@
 use std::time::Duration;
 
 use stoker_analytics::evaluate::{self, Watch};
-use stoker_analytics::live::{EvaluationOptions, Evaluator, Stores};
+use stoker_analytics::live::{EvaluationOptions, Evaluator};
 use stoker_analytics::notify::NotifyOptions;
 use stoker_analytics::store::{self, AlertFilter};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
 use stoker_metadata::{
-    Agg, AlertRule, NewAlertRule, NewSensor, NewSite, Op, Pool, RuleKind, RuleSelector, Severity,
+    Agg, AlertRule, NewAlertRule, NewSensor, NewSite, Op, RuleKind, RuleSelector, Severity,
 };
+use stoker_postgres::Pool;
+use stoker_stores::Stores;
 use stoker_testkit::{TestInflux, TestPostgres, TestRedis};
 use stoker_timeseries::LineBatch;
 

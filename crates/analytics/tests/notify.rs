@@ -11,7 +11,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use stoker_analytics::notify::{self, Dispatcher, NotifyOptions};
 use stoker_domain::{Secret, SiteSlug};
-use stoker_metadata::{Pool, PostgresOptions};
+use stoker_postgres::{Pool, PostgresOptions};
 use stoker_testkit::{SYSTEM_BROKER_PORT, TestBroker, TestPostgres, unique_client_id};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpListener;
@@ -697,7 +697,7 @@ async fn the_dispatcher_waits_out_an_unreachable_postgres_and_stops_on_shutdown(
         "postgres://postgres@127.0.0.1:{}/stoker",
         closed_port()
     ));
-    let pool = stoker_metadata::connect(&unreachable).unwrap();
+    let pool = stoker_postgres::connect(&unreachable).unwrap();
     let dispatcher = Dispatcher::new(pool, &unreachable, options(&[]), &system_broker()).unwrap();
     let shutdown = CancellationToken::new();
     let task = tokio::spawn(dispatcher.run(shutdown.clone()));
@@ -713,7 +713,7 @@ async fn the_dispatcher_waits_out_an_unreachable_postgres_and_stops_on_shutdown(
 
 #[tokio::test]
 async fn settings_are_checked_before_anything_starts() {
-    let pool = stoker_metadata::connect(&PostgresOptions::default()).unwrap();
+    let pool = stoker_postgres::connect(&PostgresOptions::default()).unwrap();
     let postgres = PostgresOptions::default();
     let without_secret = NotifyOptions {
         webhook_secret: None,

@@ -15,7 +15,8 @@ use std::time::{Duration, Instant};
 use stoker_cache::Cache;
 use stoker_domain::{SensorKey, SiteSlug};
 use stoker_metadata::Change;
-use stoker_metadata::{Pool, PostgresOptions, Sensor, StoredKey};
+use stoker_metadata::{Sensor, StoredKey};
+use stoker_postgres::{Pool, PostgresOptions};
 use tokio::sync::{broadcast, watch};
 use tokio_util::sync::CancellationToken;
 

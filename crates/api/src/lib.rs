@@ -63,7 +63,7 @@ use std::time::Duration;
 use prometheus_client::registry::Registry;
 
 use stoker_cache::Cache;
-use stoker_metadata::Pool;
+use stoker_postgres::Pool;
 use stoker_timeseries::Influx;
 use tokio_util::sync::CancellationToken;
 use warp::Filter;

@@ -123,16 +123,26 @@ impl From<stoker_metadata::Error> for ApiError {
                 field: "timezone".into(),
                 message: error.to_string(),
             }]),
-            ref other if other.is_unavailable() => ApiError::Unavailable {
+            E::Postgres(error) => error.into(),
+            other => ApiError::Internal(other.to_string()),
+        }
+    }
+}
+
+impl From<stoker_postgres::Error> for ApiError {
+    fn from(error: stoker_postgres::Error) -> Self {
+        if error.is_unavailable() {
+            ApiError::Unavailable {
                 dependency: "Postgres",
                 // The pool's own words: the variant's text would say
                 // "Postgres is unavailable" a second time.
-                detail: match other {
-                    E::Unavailable(source) => source.to_string(),
+                detail: match error {
+                    stoker_postgres::Error::Unavailable(source) => source.to_string(),
                     other => other.to_string(),
                 },
-            },
-            other => ApiError::Internal(other.to_string()),
+            }
+        } else {
+            ApiError::Internal(error.to_string())
         }
     }
 }
@@ -151,13 +161,8 @@ impl From<stoker_analytics::Error> for ApiError {
                 parameter: "cursor",
                 detail: crate::page::FOREIGN_CURSOR.into(),
             },
-            // Postgres failures read as the metadata crate's do: the same
-            // test tells "Postgres is down" from "the query is wrong".
-            E::Unavailable(error) => stoker_metadata::Error::Unavailable(error).into(),
-            E::Query(error) | E::Notify(Notify::Query(error)) => {
-                stoker_metadata::Error::Query(error).into()
-            }
-            E::Metadata(error) | E::Notify(Notify::Postgres(error)) => error.into(),
+            E::Postgres(error) | E::Notify(Notify::Postgres(error)) => error.into(),
+            E::Metadata(error) => error.into(),
             E::Influx(error) if error.is_transient() => ApiError::Unavailable {
                 dependency: "InfluxDB",
                 detail: error.to_string(),

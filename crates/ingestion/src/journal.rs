@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use stoker_domain::EpochMillis;
-use stoker_metadata::Pool;
+use stoker_postgres::Pool;
 use tokio::sync::mpsc;
 
 use crate::Reason;
@@ -24,8 +24,10 @@ mod embedded {
 }
 
 /// Applies the `ingestion` schema's migrations. Re-running is a no-op.
-pub async fn migrate(pool: &Pool) -> stoker_metadata::Result<()> {
-    stoker_metadata::run_schema_migrations(pool, "ingestion", embedded::migrations::runner()).await
+pub async fn migrate(pool: &Pool) -> crate::Result<()> {
+    stoker_postgres::run_schema_migrations(pool, "ingestion", embedded::migrations::runner())
+        .await?;
+    Ok(())
 }
 
 /// Where a message came in.
@@ -177,7 +179,7 @@ pub(crate) async fn run(
     }
 }
 
-async fn write(pool: &Pool, entries: &Entries) -> Result<(), stoker_metadata::Error> {
+async fn write(pool: &Pool, entries: &Entries) -> stoker_postgres::Result<()> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     if !entries.counts.is_empty() {
@@ -256,7 +258,7 @@ async fn prune(pool: &Pool, keep: i64) {
                 &[&keep],
             )
             .await?;
-        Ok::<_, stoker_metadata::Error>(removed)
+        Ok::<_, stoker_postgres::Error>(removed)
     }
     .await;
     match outcome {

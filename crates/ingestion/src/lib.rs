@@ -16,8 +16,9 @@
 //! - `mqtt`: connection, subscriptions, manual acknowledgements.
 //!
 //! ```no_run
-//! # async fn example(pool: stoker_metadata::Pool, influx: stoker_timeseries::Influx, cache: stoker_cache::Cache) -> stoker_ingestion::Result<()> {
-//! use stoker_ingestion::{IngestOptions, Ingestion, Stores};
+//! # async fn example(pool: stoker_postgres::Pool, influx: stoker_timeseries::Influx, cache: stoker_cache::Cache) -> stoker_ingestion::Result<()> {
+//! use stoker_ingestion::{IngestOptions, Ingestion};
+//! use stoker_stores::Stores;
 //! let shutdown = tokio_util::sync::CancellationToken::new();
 //! let stores = Stores { pool, postgres: Default::default(), influx, cache };
 //! let ingestion = Ingestion::start(&IngestOptions::default(), stores, shutdown.clone()).await?;
@@ -40,10 +41,8 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Duration;
 
-use stoker_cache::Cache;
 use stoker_domain::parse_duration;
-use stoker_metadata::{Pool, PostgresOptions};
-use stoker_timeseries::Influx;
+use stoker_stores::Stores;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
@@ -120,7 +119,7 @@ impl Reason {
     }
 }
 
-/// What can stop ingestion from starting.
+/// What can stop ingestion from starting, or its schema from migrating.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// `MQTT_URL` is not a usable broker URL.
@@ -137,6 +136,9 @@ pub enum Error {
     /// Shutdown was requested before the registry could be loaded.
     #[error("stopped before the sensor registry could be loaded from Postgres")]
     Stopped,
+    /// Postgres failed (the `ingestion` schema's migrations).
+    #[error(transparent)]
+    Postgres(#[from] stoker_postgres::Error),
 }
 
 /// Result with this crate's [`Error`].
@@ -250,19 +252,6 @@ impl Default for IngestOptions {
             keep_rejected: 100_000,
         }
     }
-}
-
-/// The stores ingestion reads and writes.
-#[derive(Debug, Clone)]
-pub struct Stores {
-    /// Postgres pool (sensor registry).
-    pub pool: Pool,
-    /// Postgres settings, for the LISTEN connection.
-    pub postgres: PostgresOptions,
-    /// InfluxDB, where every accepted reading goes.
-    pub influx: Influx,
-    /// Redis, for latest values.
-    pub cache: Cache,
 }
 
 /// A running ingestion.

@@ -7,7 +7,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
-use stoker_metadata::{Pool, PostgresOptions, RegistryEntry};
+use stoker_metadata::RegistryEntry;
+use stoker_postgres::{Pool, PostgresOptions};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 

@@ -17,7 +17,7 @@ use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use stoker_cache::{Cache, LatestValue};
 use stoker_domain::EpochMillis;
-use stoker_metadata::Pool;
+use stoker_postgres::Pool;
 use stoker_timeseries::{Influx, LineBatch};
 use tokio::sync::{Notify, mpsc, oneshot};
 use tokio::time::Instant;

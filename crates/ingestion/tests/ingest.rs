@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use stoker_cache::{Cache, LatestValue};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
-use stoker_ingestion::{IngestOptions, Ingestion, MqttOptions, Stores};
+use stoker_ingestion::{IngestOptions, Ingestion, MqttOptions};
 use stoker_metadata::{NewSensor, NewSite};
+use stoker_stores::Stores;
 use stoker_testkit::{
     TestBroker, TestInflux, TestInfluxServer, TestPostgres, TestRedis, TestRedisServer,
     publish_qos1, unique_client_id, unique_topic_prefix, wait_until,
@@ -340,7 +341,7 @@ async fn an_older_reading_after_a_newer_one_leaves_latest_unchanged() {
 #[tokio::test]
 async fn a_sensor_added_while_running_is_accepted_at_once() {
     let harness = Harness::start().await;
-    let pool = stoker_metadata::connect(&harness.postgres.options()).unwrap();
+    let pool = stoker_postgres::connect(&harness.postgres.options()).unwrap();
     let sensor = NewSensor {
         key: key("b1_drum_level"),
         sensor_type: SensorType::parse("level").unwrap(),
@@ -376,7 +377,7 @@ async fn a_sensor_whose_change_notice_has_not_arrived_is_still_accepted() {
     // Insert the sensor with triggers off: no change notice is sent, as if
     // the reading overtook it. Ingestion must look in Postgres before it
     // refuses the name.
-    let pool = stoker_metadata::connect(&harness.postgres.options()).unwrap();
+    let pool = stoker_postgres::connect(&harness.postgres.options()).unwrap();
     let mut client = pool.get().await.unwrap();
     let transaction = client.transaction().await.unwrap();
     transaction

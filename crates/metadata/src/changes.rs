@@ -8,13 +8,12 @@
 
 use std::time::Duration;
 
-use futures::StreamExt;
 use stoker_domain::SiteSlug;
+use stoker_postgres::{Listener, Notice, PostgresOptions};
 use tokio::sync::{broadcast, watch};
-use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
-use crate::{PostgresOptions, Result};
+use crate::Result;
 
 /// The channel the `metadata.announce_*` trigger functions notify.
 const CHANNEL: &str = "stoker_metadata";
@@ -62,14 +61,6 @@ impl Change {
     }
 }
 
-/// What a listener reports to its caller.
-enum Event<'a> {
-    /// The LISTEN is in place (after every (re)connection).
-    Listening,
-    /// A notification arrived with this payload.
-    Notification(&'a str),
-}
-
 /// Keeps a LISTEN connection open and bumps `generation` on every change
 /// to the metadata tables (sites, sensors, alert rules, API keys), and
 /// after every (re)connection, since changes made while disconnected were
@@ -80,7 +71,7 @@ pub async fn watch_changes(
     generation: watch::Sender<u64>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    run(options, shutdown, move |_event| {
+    run(options, shutdown, move |_notice| {
         generation.send_modify(|value| *value += 1);
     })
     .await
@@ -97,10 +88,10 @@ pub async fn watch_change_events(
     sender: broadcast::Sender<Change>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    run(options, shutdown, move |event| {
-        let change = match event {
-            Event::Listening => Change::everything(),
-            Event::Notification(payload) => Change::from_payload(payload),
+    run(options, shutdown, move |notice| {
+        let change = match notice {
+            Notice::Listening => Change::everything(),
+            Notice::Notification(payload) => Change::from_payload(payload),
         };
         // An error only means that nobody listens right now.
         let _ = sender.send(change);
@@ -108,97 +99,20 @@ pub async fn watch_change_events(
     .await
 }
 
-/// Listens until `shutdown`, reconnecting with backoff (reset once a
-/// connection has listened) while Postgres is away.
+/// Listens on [`CHANNEL`] until `shutdown`, reconnecting with backoff
+/// while Postgres is away.
 async fn run(
     options: PostgresOptions,
     shutdown: CancellationToken,
-    mut report: impl FnMut(Event<'_>) + Send,
+    report: impl FnMut(Notice<'_>),
 ) -> Result<()> {
-    let config = options.pg_config()?;
-    let mut backoff = FIRST_BACKOFF;
-    while !shutdown.is_cancelled() {
-        match listen(&config, &mut report, &shutdown).await {
-            Ok(()) => return Ok(()),
-            Err(failure) => {
-                if failure.listened {
-                    backoff = FIRST_BACKOFF;
-                }
-                tracing::warn!(error = %failure.error, retry_in = ?backoff, "metadata change listener lost its connection");
-                tokio::select! {
-                    () = shutdown.cancelled() => return Ok(()),
-                    () = tokio::time::sleep(backoff) => {}
-                }
-                backoff = (backoff * 2).min(MAX_BACKOFF);
-            }
-        }
-    }
+    Listener::new(options.pg_config()?, CHANNEL)
+        .with_backoff(FIRST_BACKOFF, MAX_BACKOFF)
+        .run(shutdown, report, |lost| {
+            tracing::warn!(error = %lost.error, retry_in = ?lost.retry_in, "metadata change listener lost its connection");
+        })
+        .await;
     Ok(())
-}
-
-/// Why a connection ended before shutdown.
-struct Failure {
-    /// Whether the LISTEN had been in place.
-    listened: bool,
-    error: String,
-}
-
-impl Failure {
-    fn before_listening(error: impl ToString) -> Self {
-        Self {
-            listened: false,
-            error: error.to_string(),
-        }
-    }
-}
-
-/// One connection's life: returns `Ok` on shutdown, `Err` when the
-/// connection breaks.
-async fn listen(
-    config: &tokio_postgres::Config,
-    report: &mut (impl FnMut(Event<'_>) + Send),
-    shutdown: &CancellationToken,
-) -> Result<(), Failure> {
-    let (client, mut connection) = config
-        .connect(tokio_postgres::NoTls)
-        .await
-        .map_err(Failure::before_listening)?;
-    let (messages_tx, mut messages) = tokio::sync::mpsc::unbounded_channel();
-    // The connection must be polled for the LISTEN to be sent and for
-    // notifications to arrive; forward them to this task.
-    let driver = tokio::spawn(async move {
-        let mut stream = futures::stream::poll_fn(move |context| connection.poll_message(context));
-        while let Some(message) = stream.next().await {
-            let stop = message.is_err();
-            if messages_tx.send(message).is_err() || stop {
-                break;
-            }
-        }
-    });
-    let outcome = async {
-        client
-            .batch_execute(&format!("LISTEN {CHANNEL}"))
-            .await
-            .map_err(Failure::before_listening)?;
-        report(Event::Listening);
-        tracing::debug!("listening for metadata changes");
-        loop {
-            tokio::select! {
-                () = shutdown.cancelled() => break Ok(()),
-                message = messages.recv() => match message {
-                    Some(Ok(AsyncMessage::Notification(notification))) => {
-                        report(Event::Notification(notification.payload()));
-                    }
-                    Some(Ok(_)) => {}
-                    Some(Err(error)) => break Err(Failure { listened: true, error: error.to_string() }),
-                    None => break Err(Failure { listened: true, error: "the connection closed".to_owned() }),
-                }
-            }
-        }
-    }
-    .await;
-    driver.abort();
-    outcome
 }
 
 #[cfg(test)]

@@ -2,11 +2,10 @@
 //! the source of truth for what exists and who may use it.
 //!
 //! Layout:
-//! - `options`: [`PostgresOptions`] (`DATABASE_URL` or `POSTGRES_*`) and
-//!   [`connect`], which builds the one connection pool a process shares.
-//! - `migrations`: [`migrate`] for this crate's schema and
-//!   [`run_schema_migrations`], the runner every crate uses for its own
-//!   schema (a history table per schema, under an advisory lock).
+//! - `migrations`: [`migrate`] for this crate's schema, through
+//!   `stoker-postgres`' runner. The pool, the settings and the LISTEN
+//!   connection are `stoker-postgres`' too; its errors arrive here as
+//!   [`Error::Postgres`].
 //! - `sites`, `sensors`: repository functions (create, get, keyset pages,
 //!   update with optimistic locking, delete that never orphans); all SQL
 //!   lives in the modules of this crate.
@@ -16,9 +15,10 @@
 //! - `api_keys`: [`create_api_key`] (tokens `stk_<key_id>_<secret>`, only the
 //!   SHA-256 of the secret is stored), [`revoke_api_key`], and
 //!   [`authenticate`] / [`verify`], which compare hashes in constant time.
-//! - `changes`: [`watch_changes`] and [`watch_change_events`], a LISTEN on
-//!   `stoker_metadata` (row-level triggers say which table and site changed)
-//!   so that in-memory copies refresh as soon as the data changes.
+//! - `changes`: [`watch_changes`] and [`watch_change_events`], a LISTEN
+//!   (`stoker_postgres::Listener`) on `stoker_metadata` (row-level triggers
+//!   say which table and site changed) so that in-memory copies refresh as
+//!   soon as the data changes.
 //!
 //! Every query is a prepared statement with bound parameters; optimistic
 //! locking means every update and delete names the version it read
@@ -27,8 +27,9 @@
 //!
 //! ```no_run
 //! # async fn example() -> stoker_metadata::Result<()> {
-//! use stoker_metadata::{NewSite, PostgresOptions};
-//! let pool = stoker_metadata::connect(&PostgresOptions::default())?;
+//! use stoker_metadata::NewSite;
+//! use stoker_postgres::PostgresOptions;
+//! let pool = stoker_postgres::connect(&PostgresOptions::default())?;
 //! stoker_metadata::migrate(&pool).await?;
 //! let site = NewSite::parse("boiler-house-1", "Boiler house 1", "Europe/Berlin").unwrap();
 //! stoker_metadata::create_site(&pool, &site).await?;
@@ -41,7 +42,6 @@ mod alert_rules;
 mod api_keys;
 mod changes;
 mod migrations;
-mod options;
 mod sensors;
 mod sites;
 
@@ -55,9 +55,7 @@ pub use api_keys::{
     revoke_api_key, token_key_id, verify,
 };
 pub use changes::{Change, watch_change_events, watch_changes};
-pub use deadpool_postgres::Pool;
-pub use migrations::{migrate, run_schema_migrations};
-pub use options::{PostgresOptions, connect};
+pub use migrations::migrate;
 pub use sensors::{
     NewSensor, RegistryEntry, Sensor, SensorChanges, create_sensor, delete_sensor, get_sensor,
     list_sensors, list_sensors_page, registry, update_sensor,
@@ -69,35 +67,17 @@ pub use sites::{
 
 use serde::Serialize;
 use stoker_domain::{SensorKey, SiteSlug};
+// The repository modules name them from the crate root.
+use stoker_postgres::{is_foreign_key_violation, is_unique_violation};
 use uuid::Uuid;
 
 /// What can go wrong with metadata.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
-    /// The Postgres settings do not form a valid connection.
-    #[error("Postgres settings are invalid ({variable}): {reason}")]
-    Config {
-        /// The variable to fix.
-        variable: &'static str,
-        /// What is wrong.
-        reason: String,
-    },
-    /// No connection could be had from the pool: Postgres is down or
-    /// unreachable, or every connection is busy.
-    #[error("Postgres is unavailable: {0}")]
-    Unavailable(#[from] deadpool_postgres::PoolError),
-    /// A query failed.
-    #[error("Postgres query failed: {0}")]
-    Query(#[from] tokio_postgres::Error),
-    /// Applying a migration failed.
-    #[error("migration of schema {schema} failed: {source}")]
-    Migration {
-        /// The schema being migrated.
-        schema: String,
-        /// Refinery's error.
-        #[source]
-        source: refinery::Error,
-    },
+    /// Postgres is unavailable, its settings are invalid, a query or a
+    /// migration failed.
+    #[error(transparent)]
+    Postgres(#[from] stoker_postgres::Error),
     /// A row holds a value the domain types refuse (written outside Stoker).
     #[error("stored {what} is invalid: {reason}")]
     InvalidRow {
@@ -174,11 +154,19 @@ pub enum Error {
 impl Error {
     /// Whether Postgres itself is unreachable (as opposed to a refused request).
     pub fn is_unavailable(&self) -> bool {
-        match self {
-            Error::Unavailable(_) => true,
-            Error::Query(error) => error.is_closed() || error.as_db_error().is_none(),
-            _ => false,
-        }
+        matches!(self, Error::Postgres(error) if error.is_unavailable())
+    }
+}
+
+impl From<tokio_postgres::Error> for Error {
+    fn from(error: tokio_postgres::Error) -> Self {
+        Error::Postgres(error.into())
+    }
+}
+
+impl From<deadpool_postgres::PoolError> for Error {
+    fn from(error: deadpool_postgres::PoolError) -> Self {
+        Error::Postgres(error.into())
     }
 }
 
@@ -190,17 +178,6 @@ impl From<(&'static str, String)> for Error {
     fn from((field, message): (&'static str, String)) -> Self {
         Error::InvalidInput { field, message }
     }
-}
-
-/// Whether a query failed on a unique constraint.
-fn is_unique_violation(error: &tokio_postgres::Error) -> bool {
-    error.code() == Some(&tokio_postgres::error::SqlState::UNIQUE_VIOLATION)
-}
-
-/// Whether a query failed on a foreign key (a referenced row vanished, or a
-/// referencing row appeared, concurrently).
-fn is_foreign_key_violation(error: &tokio_postgres::Error) -> bool {
-    error.code() == Some(&tokio_postgres::error::SqlState::FOREIGN_KEY_VIOLATION)
 }
 
 /// The largest page any `list_*_page` function returns.

@@ -8,7 +8,7 @@ use stoker_analytics::rollup::RollupOptions;
 use stoker_api::HttpOptions;
 use stoker_cache::RedisOptions;
 use stoker_ingestion::IngestOptions;
-use stoker_metadata::PostgresOptions;
+use stoker_postgres::PostgresOptions;
 use stoker_simulator::SimulateArgs;
 use stoker_timeseries::InfluxOptions;
 

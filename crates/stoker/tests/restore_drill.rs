@@ -19,9 +19,9 @@ use stoker_analytics::store::{self, Verdict};
 use stoker_cache::LatestValue;
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
 use stoker_metadata::{
-    Agg, AlertRule, NewAlertRule, NewSensor, NewSite, Op, Pool, PostgresOptions, RuleKind,
-    RuleSelector, Scope, Severity,
+    Agg, AlertRule, NewAlertRule, NewSensor, NewSite, Op, RuleKind, RuleSelector, Scope, Severity,
 };
+use stoker_postgres::{Pool, PostgresOptions};
 use stoker_testkit::{TestInflux, TestPostgres, TestRedis};
 use stoker_timeseries::LineBatch;
 
@@ -97,7 +97,7 @@ impl Drop for RestoredPostgres {
         let name = self.name.clone();
         stoker_testkit::cleanup(async move {
             let Ok(pool) =
-                stoker_metadata::connect(&PostgresOptions::from_url(postgres_admin_url()))
+                stoker_postgres::connect(&PostgresOptions::from_url(postgres_admin_url()))
             else {
                 return;
             };
@@ -476,7 +476,7 @@ struct PostgresContent {
 }
 
 async fn postgres_content(url: &str) -> PostgresContent {
-    let pool = stoker_metadata::connect(&PostgresOptions::from_url(url)).expect("pool");
+    let pool = stoker_postgres::connect(&PostgresOptions::from_url(url)).expect("pool");
     let client = pool.get().await.expect("connect to Postgres");
     let schemas: Vec<String> = SCHEMAS.iter().map(|s| (*s).to_owned()).collect();
     let mut tables = BTreeMap::new();

@@ -121,13 +121,13 @@ impl TestPostgres {
     }
 
     /// Settings that point at the database.
-    pub fn options(&self) -> stoker_metadata::PostgresOptions {
-        stoker_metadata::PostgresOptions::from_url(self.url())
+    pub fn options(&self) -> stoker_postgres::PostgresOptions {
+        stoker_postgres::PostgresOptions::from_url(self.url())
     }
 
     /// A migrated pool on the database.
-    pub async fn migrated_pool(&self) -> stoker_metadata::Pool {
-        let pool = stoker_metadata::connect(&self.options()).expect("pool");
+    pub async fn migrated_pool(&self) -> stoker_postgres::Pool {
+        let pool = stoker_postgres::connect(&self.options()).expect("pool");
         stoker_metadata::migrate(&pool).await.expect("migrate");
         pool
     }

@@ -4,13 +4,11 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use rand::Rng;
-use stoker_metadata::{Pool, PostgresOptions};
+use stoker_postgres::{Listener, Lost, Pool, PostgresOptions};
 use tokio::sync::Notify;
 use tokio::task::JoinSet;
 use tokio::time::Instant;
-use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
 use super::mqtt::{self, MAX_IN_FLIGHT, Publisher};
@@ -339,66 +337,30 @@ async fn listen_for_enqueues(
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
-    let mut delay = FIRST_POSTGRES_DELAY;
     let mut failing = false;
-    loop {
-        let (listened, error) = match listen_once(&config, &wake, &shutdown).await {
-            Ok(()) => return,
-            Err(failure) => failure,
-        };
-        if listened {
-            delay = FIRST_POSTGRES_DELAY;
-            failing = false;
-        }
-        if failing {
-            tracing::debug!(%error, retry_in = ?delay, "still cannot listen for new alert notifications");
-        } else {
-            tracing::warn!(%error, retry_in = ?delay, "lost the LISTEN connection for new alert notifications; looking for them every few seconds meanwhile");
-        }
-        failing = true;
-        tokio::select! {
-            () = shutdown.cancelled() => return,
-            () = tokio::time::sleep(delay) => {}
-        }
-        delay = (delay * 2).min(MAX_POSTGRES_DELAY);
-    }
-}
-
-/// One LISTEN connection's life: `Ok` on shutdown, else whether the LISTEN
-/// had been in place and why the connection ended.
-async fn listen_once(
-    config: &tokio_postgres::Config,
-    wake: &Notify,
-    shutdown: &CancellationToken,
-) -> Result<(), (bool, String)> {
-    let connect = tokio::select! {
-        () = shutdown.cancelled() => return Ok(()),
-        connect = config.connect(tokio_postgres::NoTls) => connect,
-    };
-    let (client, mut connection) = connect.map_err(|error| (false, error.to_string()))?;
-    // The connection delivers the LISTEN's answer and the notifications
-    // only while it is polled, so one loop drives both.
-    let mut messages = futures::stream::poll_fn(move |context| connection.poll_message(context));
-    let statement = format!("LISTEN {CHANNEL}");
-    let listen = client.batch_execute(&statement);
-    tokio::pin!(listen);
-    let mut listening = false;
-    loop {
-        tokio::select! {
-            () = shutdown.cancelled() => return Ok(()),
-            answer = &mut listen, if !listening => {
-                answer.map_err(|error| (false, error.to_string()))?;
-                listening = true;
-                wake.notify_one();
-            }
-            message = messages.next() => match message {
-                Some(Ok(AsyncMessage::Notification(_))) => wake.notify_one(),
-                Some(Ok(_)) => {}
-                Some(Err(error)) => return Err((listening, error.to_string())),
-                None => return Err((listening, "the connection closed".to_owned())),
+    Listener::new(config, CHANNEL)
+        .with_backoff(FIRST_POSTGRES_DELAY, MAX_POSTGRES_DELAY)
+        .run(
+            shutdown,
+            |_notice| wake.notify_one(),
+            |lost| {
+                let Lost {
+                    listened,
+                    error,
+                    retry_in,
+                } = lost;
+                if *listened {
+                    failing = false;
+                }
+                if failing {
+                    tracing::debug!(%error, ?retry_in, "still cannot listen for new alert notifications");
+                } else {
+                    tracing::warn!(%error, ?retry_in, "lost the LISTEN connection for new alert notifications; looking for them every few seconds meanwhile");
+                }
+                failing = true;
             },
-        }
-    }
+        )
+        .await;
 }
 
 #[cfg(test)]

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use stoker_domain::SiteSlug;
-use stoker_metadata::Pool;
+use stoker_postgres::Pool;
 
 use super::{Error, NotifyOptions, Result};
 
@@ -70,7 +70,7 @@ pub(super) struct Claimed {
 /// again when the lease ends. `SKIP LOCKED` lets dispatchers claim side by
 /// side without waiting for each other.
 pub(super) async fn claim(pool: &Pool, limit: usize, lease: Duration) -> Result<Vec<Claimed>> {
-    let client = pool.get().await.map_err(stoker_metadata::Error::from)?;
+    let client = pool.get().await?;
     let statement = client
         .prepare_cached(
             "UPDATE analytics.notifications AS n
@@ -107,7 +107,7 @@ pub(super) async fn claim(pool: &Pool, limit: usize, lease: Duration) -> Result<
 /// How long until the next pending notification comes due (zero if one
 /// is due now), or `None` when none is pending.
 pub(super) async fn next_due(pool: &Pool) -> Result<Option<Duration>> {
-    let client = pool.get().await.map_err(stoker_metadata::Error::from)?;
+    let client = pool.get().await?;
     let statement = client
         .prepare_cached(
             "SELECT EXTRACT(EPOCH FROM min(next_attempt_at) - now())::float8
@@ -135,7 +135,7 @@ pub(super) enum Verdict {
 /// meanwhile (its lease ran out and another attempt took it), in which case
 /// nothing is changed.
 pub(super) async fn record(pool: &Pool, claimed: &Claimed, verdict: &Verdict) -> Result<bool> {
-    let client = pool.get().await.map_err(stoker_metadata::Error::from)?;
+    let client = pool.get().await?;
     let (delivered, failed, error, after) = match verdict {
         Verdict::Delivered => (true, false, None, 0.0),
         Verdict::Retry { error, after } => {

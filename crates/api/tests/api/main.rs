@@ -19,7 +19,7 @@ struct TestApp {
     base: String,
     /// Sends the admin key below with every request.
     http: reqwest::Client,
-    pool: stoker_metadata::Pool,
+    pool: stoker_postgres::Pool,
     influx: TestInflux,
     redis: TestRedis,
     postgres: TestPostgres,
@@ -73,7 +73,7 @@ async fn spawn_app_with(options: AppOptions) -> TestApp {
         spool_dir: spool.clone(),
         ..Default::default()
     };
-    let stores = stoker_ingestion::Stores {
+    let stores = stoker_stores::Stores {
         pool: pool.clone(),
         postgres: postgres.options(),
         influx: influx.influx().clone(),
@@ -479,7 +479,7 @@ async fn telemetry_over_http_answers_once_durable_and_names_each_refusal() {
     assert_eq!(app.influx.influx().count_readings(&site).await.unwrap(), 3);
 
     // Each refusal is recorded in Postgres with source http.
-    let pool = stoker_metadata::connect(&app.postgres.options()).unwrap();
+    let pool = stoker_postgres::connect(&app.postgres.options()).unwrap();
     let client = pool.get().await.unwrap();
     let mut recorded = 0_i64;
     for _ in 0..100 {

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use stoker_domain::Unit;
-use stoker_metadata::{Change, PostgresOptions, Scope, SensorChanges};
+use stoker_metadata::{Change, Scope, SensorChanges};
+use stoker_postgres::PostgresOptions;
 use stoker_testkit::TestPostgres;
 use tokio::sync::broadcast;
 use tokio_util::sync::CancellationToken;

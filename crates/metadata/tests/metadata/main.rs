@@ -9,7 +9,8 @@ mod sites_and_sensors;
 use std::time::Duration;
 
 use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
-use stoker_metadata::{Error, NewSensor, NewSite, Pool, PostgresOptions};
+use stoker_metadata::{Error, NewSensor, NewSite};
+use stoker_postgres::{Pool, PostgresOptions};
 use stoker_testkit::TestPostgres;
 use tokio_util::sync::CancellationToken;
 

@@ -3,7 +3,8 @@
 use std::process::ExitCode;
 
 use anyhow::Context;
-use stoker_metadata::{PostgresOptions, Scope};
+use stoker_metadata::Scope;
+use stoker_postgres::PostgresOptions;
 
 use crate::cli::ApikeyCommand;
 
@@ -88,8 +89,8 @@ fn scope_names(scopes: &[Scope]) -> String {
 }
 
 /// A pool on a migrated database (keys live in schema `metadata`).
-async fn connect(postgres: &PostgresOptions) -> anyhow::Result<stoker_metadata::Pool> {
-    let pool = stoker_metadata::connect(postgres)?;
+async fn connect(postgres: &PostgresOptions) -> anyhow::Result<stoker_postgres::Pool> {
+    let pool = stoker_postgres::connect(postgres)?;
     super::migrate(&pool, postgres).await?;
     Ok(pool)
 }

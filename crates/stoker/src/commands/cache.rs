@@ -46,7 +46,7 @@ async fn rebuild(stores: &StoreArgs) -> anyhow::Result<ExitCode> {
              (set DATABASE_URL or POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER, DB_PASSWORD)"
         )
     };
-    let pool = stoker_metadata::connect(&stores.postgres).with_context(postgres_hint)?;
+    let pool = stoker_postgres::connect(&stores.postgres).with_context(postgres_hint)?;
     let migrated: bool = pool
         .get()
         .await

@@ -84,7 +84,7 @@ async fn bounded(check: impl Future<Output = Result<String, String>>) -> Result<
 
 async fn check_postgres(args: &CheckArgs) -> Result<String, String> {
     let pool =
-        stoker_metadata::connect(&args.stores.postgres).map_err(|error| error.to_string())?;
+        stoker_postgres::connect(&args.stores.postgres).map_err(|error| error.to_string())?;
     let client = pool
         .get()
         .await

@@ -69,7 +69,7 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
             run::roles(&args.stores, roles).await
         }
         Command::Migrate(args) => {
-            let pool = stoker_metadata::connect(&args.postgres)?;
+            let pool = stoker_postgres::connect(&args.postgres)?;
             migrate(&pool, &args.postgres).await?;
             println!(
                 "migrated: schemas metadata, ingestion and analytics are up to date ({})",
@@ -88,8 +88,8 @@ pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
 
 /// Applies every schema's migrations.
 async fn migrate(
-    pool: &stoker_metadata::Pool,
-    options: &stoker_metadata::PostgresOptions,
+    pool: &stoker_postgres::Pool,
+    options: &stoker_postgres::PostgresOptions,
 ) -> anyhow::Result<()> {
     let context = || {
         format!(

@@ -12,7 +12,8 @@ use stoker_analytics::rollup::{RollupMetrics, RollupOptions};
 use stoker_api::{ApiState, Readiness};
 use stoker_cache::Cache;
 use stoker_domain::redact_url;
-use stoker_ingestion::{IngestOptions, Ingestion, Stores};
+use stoker_ingestion::{IngestOptions, Ingestion};
+use stoker_stores::Stores;
 use stoker_timeseries::Influx;
 use tokio_util::sync::CancellationToken;
 
@@ -76,7 +77,7 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
     {
         notify.validate().context("alert notification settings")?;
     }
-    let pool = stoker_metadata::connect(&stores.postgres)?;
+    let pool = stoker_postgres::connect(&stores.postgres)?;
     super::migrate(&pool, &stores.postgres).await?;
     let influx = Influx::connect(&stores.influx).await.with_context(|| {
         format!(
@@ -101,6 +102,13 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
     if let Err(error) = cache.ping().await {
         tracing::warn!(%error, "Redis is unavailable; going on without the latest-value cache until it answers");
     }
+    // Built once; every role takes a clone, sharing the pool and clients.
+    let shared = Stores {
+        pool,
+        postgres: stores.postgres.clone(),
+        influx,
+        cache,
+    };
 
     // Bind before starting anything else: a taken port is a start-up error.
     let (address, variable) = match http {
@@ -112,20 +120,14 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
         .with_context(|| format!("cannot listen on {address} ({variable})"))?;
 
     let intake = CancellationToken::new();
-    let ingestion_stores = Stores {
-        pool: pool.clone(),
-        postgres: stores.postgres.clone(),
-        influx: influx.clone(),
-        cache: cache.clone(),
-    };
     let ingestion = match ingest {
         None => None,
         Some(ingest) => {
             let start = async {
                 if mqtt {
-                    Ingestion::start(ingest, ingestion_stores, intake.clone()).await
+                    Ingestion::start(ingest, shared.clone(), intake.clone()).await
                 } else {
-                    Ingestion::start_without_mqtt(ingest, ingestion_stores, intake.clone()).await
+                    Ingestion::start_without_mqtt(ingest, shared.clone(), intake.clone()).await
                 }
             };
             let ingestion = tokio::select! {
@@ -147,30 +149,24 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
     let rollup_metrics = RollupMetrics::default();
     let mut analytics_tasks = Vec::new();
     if let Some(analytics) = analytics {
-        let analytics_stores = stoker_analytics::live::Stores {
-            pool: pool.clone(),
-            postgres: stores.postgres.clone(),
-            influx: influx.clone(),
-            cache: cache.clone(),
-        };
         analytics_tasks.push(tokio::spawn(stoker_analytics::live::run(
-            analytics_stores,
+            shared.clone(),
             analytics.notify.clone(),
             analytics.evaluation.clone(),
             analytics_metrics.clone(),
             analytics_stop.clone(),
         )));
         let dispatcher = Dispatcher::new(
-            pool.clone(),
-            &stores.postgres,
+            shared.pool.clone(),
+            &shared.postgres,
             analytics.notify.clone(),
             analytics.mqtt_url,
         )
         .context("starting alert notifications")?;
         analytics_tasks.push(tokio::spawn(dispatcher.run(analytics_stop.clone())));
         analytics_tasks.push(tokio::spawn(stoker_analytics::rollup::run(
-            influx.clone(),
-            stores.postgres.clone(),
+            shared.influx.clone(),
+            shared.postgres.clone(),
             analytics.rollup.clone(),
             rollup_metrics.clone(),
             analytics_stop.clone(),
@@ -187,8 +183,11 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
         rollup_metrics.register(&mut registry);
     }
     let metrics = Arc::new(registry);
-    let mut readiness =
-        Readiness::default().with_stores(pool.clone(), influx.clone(), cache.clone());
+    let mut readiness = Readiness::default().with_stores(
+        shared.pool.clone(),
+        shared.influx.clone(),
+        shared.cache.clone(),
+    );
     if let (true, Some(ingestion)) = (mqtt, &ingestion) {
         readiness = readiness.with("ingestion_mqtt", ingestion.readiness_probe());
     }
@@ -196,14 +195,14 @@ pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitC
     let server = match http {
         Http::Api(options) => {
             let catalog = stoker_api::Catalog::follow(
-                stores.postgres.clone(),
-                cache.clone(),
+                shared.postgres.clone(),
+                shared.cache.clone(),
                 http_stop.clone(),
             );
             let state = ApiState {
-                pool,
-                influx,
-                cache,
+                pool: shared.pool,
+                influx: shared.influx,
+                cache: shared.cache,
                 readiness,
                 intake: ingestion.as_ref().map(Ingestion::intake),
                 metrics,

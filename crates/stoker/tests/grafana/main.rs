@@ -14,7 +14,7 @@ mod seed;
 
 use serde_json::Value;
 use stoker_domain::EpochMillis;
-use stoker_metadata::Pool;
+use stoker_postgres::Pool;
 use stoker_testkit::{TestInflux, TestPostgres};
 
 use crate::dashboards::{Dashboard, Language, Query};
@@ -65,14 +65,14 @@ struct Answer {
 
 /// The test's databases, queried as Grafana's data sources query them.
 #[derive(Debug)]
-struct Stores {
+struct DataSources {
     http: reqwest::Client,
     influx_url: String,
     influx_database: String,
     pool: Pool,
 }
 
-impl Stores {
+impl DataSources {
     async fn query(&self, language: Language, query: &str) -> Result<Answer, String> {
         match language {
             Language::InfluxQl => self.influxql(query).await,
@@ -171,7 +171,7 @@ impl Stores {
 /// value of the variable its panel repeats over. Returns how many queries
 /// ran; pushes one message per failure.
 async fn check(
-    stores: &Stores,
+    sources: &DataSources,
     range: TimeRange,
     dashboard: &Dashboard,
     failures: &mut Vec<String>,
@@ -198,7 +198,7 @@ async fn check(
                 continue;
             }
         };
-        match stores.query(variable.language, &rendered).await {
+        match sources.query(variable.language, &rendered).await {
             Ok(answer) if !answer.values.is_empty() => {
                 let values = if variable.multi {
                     answer.values
@@ -218,7 +218,7 @@ async fn check(
     for query in &dashboard.queries {
         for scope in scopes(query, &variables) {
             ran += 1;
-            if let Err(failure) = run(stores, range, query, &scope).await {
+            if let Err(failure) = run(sources, range, query, &scope).await {
                 failures.push(format!(
                     "{} ({}), panel {:?} ({}): {failure}",
                     dashboard.title, dashboard.file, query.panel, query.ref_id
@@ -259,7 +259,7 @@ fn scopes(query: &Query, variables: &Bindings) -> Vec<Bindings> {
 
 /// Renders and runs one query; the error names the substituted query.
 async fn run(
-    stores: &Stores,
+    sources: &DataSources,
     range: TimeRange,
     query: &Query,
     variables: &Bindings,
@@ -272,7 +272,7 @@ async fn run(
     };
     let rendered = render(&query.text, &context)
         .map_err(|error| format!("{error}\n    query as written: {}", query.text))?;
-    match stores.query(query.language, &rendered).await {
+    match sources.query(query.language, &rendered).await {
         Ok(answer) if answer.rows > 0 => Ok(()),
         Ok(_) => Err(format!("no rows\n    query: {rendered}")),
         Err(error) => Err(format!("{error}\n    query: {rendered}")),
@@ -301,7 +301,7 @@ async fn every_dashboard_query_runs_on_the_real_stores_and_returns_rows() {
         from_ms: to_ms - seed::HISTORY_MS,
         to_ms,
     };
-    let stores = Stores {
+    let sources = DataSources {
         http: reqwest::Client::new(),
         influx_url: stoker_testkit::influx_options().url,
         influx_database: influx.influx().database().to_owned(),
@@ -311,7 +311,7 @@ async fn every_dashboard_query_runs_on_the_real_stores_and_returns_rows() {
     let mut failures = Vec::new();
     let mut ran = 0;
     for dashboard in &dashboards {
-        ran += check(&stores, range, dashboard, &mut failures).await;
+        ran += check(&sources, range, dashboard, &mut failures).await;
     }
     assert!(
         failures.is_empty(),

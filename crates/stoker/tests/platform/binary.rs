@@ -169,7 +169,7 @@ async fn one_reading_travels_from_mqtt_to_the_api() {
 
     // → and counted in the ingestion log (the binary migrated schema
     // ingestion and the journal writes it about once a second).
-    let pool = stoker_metadata::connect(&postgres.options()).unwrap();
+    let pool = stoker_postgres::connect(&postgres.options()).unwrap();
     let client = pool.get().await.unwrap();
     let mut accepted = 0_i64;
     for _ in 0..100 {

@@ -135,8 +135,8 @@ async fn stored(influx: &TestInflux, expected: u64, limit: Duration) -> u64 {
 #[tokio::test]
 async fn postgres_restarted_ingestion_goes_on_metadata_answers_503_then_recovers() {
     let mut postgres = TestPostgresServer::start().await;
-    let options = stoker_metadata::PostgresOptions::from_url(postgres.url());
-    let pool = stoker_metadata::connect(&options).unwrap();
+    let options = stoker_postgres::PostgresOptions::from_url(postgres.url());
+    let pool = stoker_postgres::connect(&options).unwrap();
     stoker_metadata::migrate(&pool).await.unwrap();
     seed(&pool, "boiler-house-1", SENSORS).await;
     drop(pool);

@@ -3,7 +3,8 @@
 use std::time::Duration;
 
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
-use stoker_metadata::{NewSensor, NewSite, Pool};
+use stoker_metadata::{NewSensor, NewSite};
+use stoker_postgres::Pool;
 use stoker_testkit::{TestBroker, TestInflux, TestPostgres, TestRedis, unique_client_id};
 use stoker_timeseries::Influx;
 

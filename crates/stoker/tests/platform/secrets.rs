@@ -358,7 +358,7 @@ async fn secrets_and_api_keys_never_appear_in_the_output() {
     }
     // An alert, acknowledged through the API: its webhook (signed with the
     // secret) fails to deliver, and is retried and logged.
-    let pool = stoker_metadata::connect(&postgres.options()).unwrap();
+    let pool = stoker_postgres::connect(&postgres.options()).unwrap();
     let rules = stoker_metadata::enabled_alert_rules(&pool).await.unwrap();
     let rule = &rules[0];
     let site = stoker_domain::SiteSlug::parse("boiler-house-1").unwrap();

@@ -1,20 +1,17 @@
-//! One evaluating process among several: the holder of a session-level
-//! Postgres advisory lock on a connection of its own. When that process
-//! dies, Postgres ends its session and frees the lock; another process
-//! takes it at its next tick.
+//! One process among several: the holder of a session-level Postgres
+//! advisory lock on a connection of its own. When that process dies,
+//! Postgres ends its session and frees the lock; another process takes it
+//! at its next try. Analytics' evaluation loop and its rollup job each
+//! lead through a lock of their own.
 
 use std::time::Duration;
 
-use stoker_metadata::PostgresOptions;
 use tokio::task::JoinHandle;
 
-use crate::Result;
+use crate::{Error, PostgresOptions, Result};
 
-/// The advisory lock's key: `hashtext('stoker_analytics_leader')` would do
-/// as well; a constant keeps it readable in `pg_locks`.
-pub const LOCK_KEY: i64 = 0x5354_4f4b_4552_0001;
-
-/// How long a leadership check may take before the leader steps down.
+/// How long taking or checking the leadership may take before it counts
+/// as failed (a leader then steps down).
 const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// The lock, held while this value lives (dropping it closes the session).
@@ -30,23 +27,18 @@ impl Drop for Leadership {
     }
 }
 
-/// Takes the evaluation's leadership if no other process holds it.
-pub async fn try_lead(options: &PostgresOptions) -> Result<Option<Leadership>> {
-    try_lead_with(options, LOCK_KEY).await
-}
-
-/// Takes the leadership of advisory lock `key` if no other process holds it.
-pub async fn try_lead_with(options: &PostgresOptions, key: i64) -> Result<Option<Leadership>> {
+/// Takes the leadership of advisory lock `key` if no other process holds
+/// it: `Ok(None)` when another does. The key is a constant of the caller
+/// (readable in `pg_locks`), one per job that must run once.
+pub async fn try_lead(options: &PostgresOptions, key: i64) -> Result<Option<Leadership>> {
     let config = options.pg_config()?;
     let (client, connection) =
         tokio::time::timeout(CHECK_TIMEOUT, config.connect(tokio_postgres::NoTls))
             .await
-            .map_err(|_| {
-                crate::Error::Leader(format!("no connection within {CHECK_TIMEOUT:?}"))
-            })??;
+            .map_err(|_| Error::ConnectTimeout(CHECK_TIMEOUT))??;
     let connection = tokio::spawn(async move {
         if let Err(error) = connection.await {
-            tracing::debug!(%error, "analytics leader connection ended");
+            tracing::debug!(%error, key, "leader connection ended");
         }
     });
     let row = client
