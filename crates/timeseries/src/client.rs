@@ -13,7 +13,7 @@ use crate::{Error, InfluxOptions, LineBatch, Result, influxql};
 pub enum Flavor {
     /// InfluxDB 1.x: `/write?db=`.
     V1,
-    /// InfluxDB 2.x or 3.x: `/api/v2/write` through the `influxdb2` crate.
+    /// InfluxDB 2.x or 3.x: `/api/v2/write?org=&bucket=`.
     V2,
 }
 
@@ -35,7 +35,6 @@ pub struct LatestPoint {
 #[derive(Clone)]
 pub struct Influx {
     http: reqwest::Client,
-    pub(crate) v2: Option<influxdb2::Client>,
     base: url::Url,
     pub(crate) options: InfluxOptions,
     version: String,
@@ -71,25 +70,8 @@ impl Influx {
         } else {
             Flavor::V2
         };
-        let v2 = match flavor {
-            Flavor::V1 => None,
-            Flavor::V2 => Some(
-                influxdb2::ClientBuilder::with_builder(
-                    reqwest::Client::builder().timeout(options.timeout),
-                    base.as_str().trim_end_matches('/'),
-                    options.org.clone(),
-                    options.token.expose(),
-                )
-                .build()
-                .map_err(|error| Error::InvalidUrl {
-                    url: redact_url(&options.url),
-                    reason: error.to_string(),
-                })?,
-            ),
-        };
         Ok(Self {
             http,
-            v2,
             base,
             options: options.clone(),
             version,
@@ -138,31 +120,27 @@ impl Influx {
     /// default policy, or to `policy` (on 2.x/3.x: bucket
     /// `{bucket}_{policy}`, which setup maps to it).
     pub(crate) async fn write_lines(&self, body: String, policy: Option<&str>) -> Result<()> {
-        let written = match &self.v2 {
-            Some(client) => {
+        let request = match self.flavor {
+            Flavor::V2 => {
                 let bucket = match policy {
                     Some(policy) => format!("{}_{policy}", self.options.bucket),
                     None => self.options.bucket.clone(),
                 };
-                client
-                    .write_line_protocol_with_precision(
-                        &self.options.org,
-                        &bucket,
-                        body,
-                        influxdb2::api::write::TimestampPrecision::Milliseconds,
-                    )
-                    .await
-                    .map_err(|error| self.classify_v2(error))
+                self.request(Method::POST, "api/v2/write").query(&[
+                    ("org", self.options.org.as_str()),
+                    ("bucket", bucket.as_str()),
+                    ("precision", "ms"),
+                ])
             }
-            None => {
+            Flavor::V1 => {
                 let mut query = vec![("db", self.options.bucket.as_str()), ("precision", "ms")];
                 if let Some(policy) = policy {
                     query.push(("rp", policy));
                 }
-                let request = self.request(Method::POST, "write").query(&query).body(body);
-                self.send(request).await.map(drop)
+                self.request(Method::POST, "write").query(&query)
             }
         };
+        let written = self.send(request.body(body)).await.map(drop);
         match written {
             // The other points are stored; those older than the retention
             // would be deleted at once anyway. Writing the batch again
@@ -413,22 +391,6 @@ impl Influx {
             Ok(body)
         } else {
             Err(status_error(status, body))
-        }
-    }
-
-    pub(crate) fn classify_v2(&self, error: influxdb2::RequestError) -> Error {
-        match error {
-            influxdb2::RequestError::Http { status, text } => status_error(status, text),
-            influxdb2::RequestError::ReqwestProcessing { source } if source.is_connect() => {
-                Error::Unreachable {
-                    url: redact_url(self.base.as_str()),
-                    source: source.without_url(),
-                }
-            }
-            other => Error::Unavailable {
-                status: None,
-                message: other.to_string(),
-            },
         }
     }
 }
