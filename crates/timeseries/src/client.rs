@@ -633,4 +633,177 @@ mod tests {
             "InfluxDB refused the request (404): database not found"
         );
     }
+
+    /// One request as the fake 2.x server saw it.
+    #[derive(Debug)]
+    struct Seen {
+        target: String,
+        authorization: Option<String>,
+        body: String,
+    }
+
+    /// A stand-in for InfluxDB 2.x: answers `/ping` with its version and
+    /// each write with the next of `answers` (status, body), and reports
+    /// every write it receives.
+    async fn fake_v2(
+        answers: Vec<(u16, &'static str)>,
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<Seen>) {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (seen, receiver) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut answers = answers.into_iter();
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let mut stream = BufReader::new(stream);
+                let mut head = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    stream.read_line(&mut line).await.unwrap();
+                    if line.trim_end().is_empty() {
+                        break;
+                    }
+                    head.push(line.trim_end().to_owned());
+                }
+                let header = |name: &str| {
+                    head.iter().find_map(|line| {
+                        let (key, value) = line.split_once(':')?;
+                        key.eq_ignore_ascii_case(name)
+                            .then(|| value.trim().to_owned())
+                    })
+                };
+                let length: usize = header("content-length").map_or(0, |n| n.parse().unwrap());
+                let mut body = vec![0; length];
+                stream.read_exact(&mut body).await.unwrap();
+                let target = head[0].split(' ').nth(1).unwrap().to_owned();
+                let (status, text, extra) = if target == "/ping" {
+                    (204, "", "X-Influxdb-Version: v2.7.11\r\n")
+                } else {
+                    let (status, text) = answers.next().unwrap_or((204, ""));
+                    seen.send(Seen {
+                        target,
+                        authorization: header("authorization"),
+                        body: String::from_utf8(body).unwrap(),
+                    })
+                    .unwrap();
+                    (status, text, "Content-Type: application/json\r\n")
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status} Fake\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                stream.get_mut().write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        (url, receiver)
+    }
+
+    #[tokio::test]
+    async fn writes_to_2x_go_to_the_v2_api_with_the_token() {
+        let (url, mut seen) = fake_v2(vec![(204, ""), (204, "")]).await;
+        let influx = Influx::connect(&InfluxOptions {
+            url,
+            token: stoker_domain::Secret::new("t0ken"),
+            org: "plant".into(),
+            bucket: "sensor_data".into(),
+            ..InfluxOptions::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(influx.flavor(), Flavor::V2);
+        assert_eq!(influx.version(), "v2.7.11");
+
+        let line = "readings,site=s,sensor=t,type=pressure value=1 1732269600000";
+        influx.write_lines(line.into(), None).await.unwrap();
+        let write = seen.recv().await.unwrap();
+        assert_eq!(
+            write.target,
+            "/api/v2/write?org=plant&bucket=sensor_data&precision=ms"
+        );
+        assert_eq!(write.authorization.as_deref(), Some("Token t0ken"));
+        assert_eq!(write.body, line);
+
+        // A retention policy is the bucket `{bucket}_{policy}`.
+        influx
+            .write_lines(line.into(), Some("rollup"))
+            .await
+            .unwrap();
+        let write = seen.recv().await.unwrap();
+        assert_eq!(
+            write.target,
+            "/api/v2/write?org=plant&bucket=sensor_data_rollup&precision=ms"
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_2x_writes_say_whether_a_retry_can_help() {
+        let (url, _seen) = fake_v2(vec![
+            (
+                400,
+                r#"{"code":"invalid","message":"unable to parse 'x': bad"}"#,
+            ),
+            (
+                401,
+                r#"{"code":"unauthorized","message":"unauthorized access"}"#,
+            ),
+            (503, ""),
+            (429, ""),
+        ])
+        .await;
+        let influx = Influx::connect(&InfluxOptions {
+            url,
+            ..InfluxOptions::default()
+        })
+        .await
+        .unwrap();
+        let line = || "readings,site=s,sensor=t,type=pressure value=1 1".to_owned();
+
+        let refused = influx.write_lines(line(), None).await.unwrap_err();
+        assert!(!refused.is_transient(), "{refused}");
+        assert_eq!(
+            refused.to_string(),
+            "InfluxDB refused the request (400): unable to parse 'x': bad"
+        );
+        let unauthorized = influx.write_lines(line(), None).await.unwrap_err();
+        assert!(!unauthorized.is_transient(), "{unauthorized}");
+        assert!(
+            influx
+                .write_lines(line(), None)
+                .await
+                .unwrap_err()
+                .is_transient()
+        );
+        assert!(
+            influx
+                .write_lines(line(), None)
+                .await
+                .unwrap_err()
+                .is_transient()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_2x_server_is_transient() {
+        let (url, _seen) = fake_v2(Vec::new()).await;
+        let influx = Influx::connect(&InfluxOptions {
+            url,
+            ..InfluxOptions::default()
+        })
+        .await
+        .unwrap();
+        let mut elsewhere = influx.clone();
+        // A port nothing listens on: bind one, then let it go.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        elsewhere.base =
+            parse_base_url(&format!("http://{}", closed.local_addr().unwrap())).unwrap();
+        drop(closed);
+        let error = elsewhere
+            .write_lines("x v=1 1".into(), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Unreachable { .. }), "{error}");
+        assert!(error.is_transient());
+    }
 }
