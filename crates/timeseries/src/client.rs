@@ -13,7 +13,7 @@ use crate::{Error, InfluxOptions, LineBatch, Result, influxql};
 pub enum Flavor {
     /// InfluxDB 1.x: `/write?db=`.
     V1,
-    /// InfluxDB 2.x or 3.x: `/api/v2/write` through the `influxdb2` crate.
+    /// InfluxDB 2.x or 3.x: `/api/v2/write?org=&bucket=`.
     V2,
 }
 
@@ -35,7 +35,6 @@ pub struct LatestPoint {
 #[derive(Clone)]
 pub struct Influx {
     http: reqwest::Client,
-    pub(crate) v2: Option<influxdb2::Client>,
     base: url::Url,
     pub(crate) options: InfluxOptions,
     version: String,
@@ -71,25 +70,8 @@ impl Influx {
         } else {
             Flavor::V2
         };
-        let v2 = match flavor {
-            Flavor::V1 => None,
-            Flavor::V2 => Some(
-                influxdb2::ClientBuilder::with_builder(
-                    reqwest::Client::builder().timeout(options.timeout),
-                    base.as_str().trim_end_matches('/'),
-                    options.org.clone(),
-                    options.token.expose(),
-                )
-                .build()
-                .map_err(|error| Error::InvalidUrl {
-                    url: redact_url(&options.url),
-                    reason: error.to_string(),
-                })?,
-            ),
-        };
         Ok(Self {
             http,
-            v2,
             base,
             options: options.clone(),
             version,
@@ -138,31 +120,27 @@ impl Influx {
     /// default policy, or to `policy` (on 2.x/3.x: bucket
     /// `{bucket}_{policy}`, which setup maps to it).
     pub(crate) async fn write_lines(&self, body: String, policy: Option<&str>) -> Result<()> {
-        let written = match &self.v2 {
-            Some(client) => {
+        let request = match self.flavor {
+            Flavor::V2 => {
                 let bucket = match policy {
                     Some(policy) => format!("{}_{policy}", self.options.bucket),
                     None => self.options.bucket.clone(),
                 };
-                client
-                    .write_line_protocol_with_precision(
-                        &self.options.org,
-                        &bucket,
-                        body,
-                        influxdb2::api::write::TimestampPrecision::Milliseconds,
-                    )
-                    .await
-                    .map_err(|error| self.classify_v2(error))
+                self.request(Method::POST, "api/v2/write").query(&[
+                    ("org", self.options.org.as_str()),
+                    ("bucket", bucket.as_str()),
+                    ("precision", "ms"),
+                ])
             }
-            None => {
+            Flavor::V1 => {
                 let mut query = vec![("db", self.options.bucket.as_str()), ("precision", "ms")];
                 if let Some(policy) = policy {
                     query.push(("rp", policy));
                 }
-                let request = self.request(Method::POST, "write").query(&query).body(body);
-                self.send(request).await.map(drop)
+                self.request(Method::POST, "write").query(&query)
             }
         };
+        let written = self.send(request.body(body)).await.map(drop);
         match written {
             // The other points are stored; those older than the retention
             // would be deleted at once anyway. Writing the batch again
@@ -415,22 +393,6 @@ impl Influx {
             Err(status_error(status, body))
         }
     }
-
-    pub(crate) fn classify_v2(&self, error: influxdb2::RequestError) -> Error {
-        match error {
-            influxdb2::RequestError::Http { status, text } => status_error(status, text),
-            influxdb2::RequestError::ReqwestProcessing { source } if source.is_connect() => {
-                Error::Unreachable {
-                    url: redact_url(self.base.as_str()),
-                    source: source.without_url(),
-                }
-            }
-            other => Error::Unavailable {
-                status: None,
-                message: other.to_string(),
-            },
-        }
-    }
 }
 
 fn status_error(status: StatusCode, body: String) -> Error {
@@ -670,5 +632,178 @@ mod tests {
             message.to_string(),
             "InfluxDB refused the request (404): database not found"
         );
+    }
+
+    /// One request as the fake 2.x server saw it.
+    #[derive(Debug)]
+    struct Seen {
+        target: String,
+        authorization: Option<String>,
+        body: String,
+    }
+
+    /// A stand-in for InfluxDB 2.x: answers `/ping` with its version and
+    /// each write with the next of `answers` (status, body), and reports
+    /// every write it receives.
+    async fn fake_v2(
+        answers: Vec<(u16, &'static str)>,
+    ) -> (String, tokio::sync::mpsc::UnboundedReceiver<Seen>) {
+        use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        let (seen, receiver) = tokio::sync::mpsc::unbounded_channel();
+        tokio::spawn(async move {
+            let mut answers = answers.into_iter();
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let mut stream = BufReader::new(stream);
+                let mut head = Vec::new();
+                loop {
+                    let mut line = String::new();
+                    stream.read_line(&mut line).await.unwrap();
+                    if line.trim_end().is_empty() {
+                        break;
+                    }
+                    head.push(line.trim_end().to_owned());
+                }
+                let header = |name: &str| {
+                    head.iter().find_map(|line| {
+                        let (key, value) = line.split_once(':')?;
+                        key.eq_ignore_ascii_case(name)
+                            .then(|| value.trim().to_owned())
+                    })
+                };
+                let length: usize = header("content-length").map_or(0, |n| n.parse().unwrap());
+                let mut body = vec![0; length];
+                stream.read_exact(&mut body).await.unwrap();
+                let target = head[0].split(' ').nth(1).unwrap().to_owned();
+                let (status, text, extra) = if target == "/ping" {
+                    (204, "", "X-Influxdb-Version: v2.7.11\r\n")
+                } else {
+                    let (status, text) = answers.next().unwrap_or((204, ""));
+                    seen.send(Seen {
+                        target,
+                        authorization: header("authorization"),
+                        body: String::from_utf8(body).unwrap(),
+                    })
+                    .unwrap();
+                    (status, text, "Content-Type: application/json\r\n")
+                };
+                let answer = format!(
+                    "HTTP/1.1 {status} Fake\r\n{extra}Content-Length: {}\r\nConnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+                stream.get_mut().write_all(answer.as_bytes()).await.unwrap();
+            }
+        });
+        (url, receiver)
+    }
+
+    #[tokio::test]
+    async fn writes_to_2x_go_to_the_v2_api_with_the_token() {
+        let (url, mut seen) = fake_v2(vec![(204, ""), (204, "")]).await;
+        let influx = Influx::connect(&InfluxOptions {
+            url,
+            token: stoker_domain::Secret::new("t0ken"),
+            org: "plant".into(),
+            bucket: "sensor_data".into(),
+            ..InfluxOptions::default()
+        })
+        .await
+        .unwrap();
+        assert_eq!(influx.flavor(), Flavor::V2);
+        assert_eq!(influx.version(), "v2.7.11");
+
+        let line = "readings,site=s,sensor=t,type=pressure value=1 1732269600000";
+        influx.write_lines(line.into(), None).await.unwrap();
+        let write = seen.recv().await.unwrap();
+        assert_eq!(
+            write.target,
+            "/api/v2/write?org=plant&bucket=sensor_data&precision=ms"
+        );
+        assert_eq!(write.authorization.as_deref(), Some("Token t0ken"));
+        assert_eq!(write.body, line);
+
+        // A retention policy is the bucket `{bucket}_{policy}`.
+        influx
+            .write_lines(line.into(), Some("rollup"))
+            .await
+            .unwrap();
+        let write = seen.recv().await.unwrap();
+        assert_eq!(
+            write.target,
+            "/api/v2/write?org=plant&bucket=sensor_data_rollup&precision=ms"
+        );
+    }
+
+    #[tokio::test]
+    async fn failed_2x_writes_say_whether_a_retry_can_help() {
+        let (url, _seen) = fake_v2(vec![
+            (
+                400,
+                r#"{"code":"invalid","message":"unable to parse 'x': bad"}"#,
+            ),
+            (
+                401,
+                r#"{"code":"unauthorized","message":"unauthorized access"}"#,
+            ),
+            (503, ""),
+            (429, ""),
+        ])
+        .await;
+        let influx = Influx::connect(&InfluxOptions {
+            url,
+            ..InfluxOptions::default()
+        })
+        .await
+        .unwrap();
+        let line = || "readings,site=s,sensor=t,type=pressure value=1 1".to_owned();
+
+        let refused = influx.write_lines(line(), None).await.unwrap_err();
+        assert!(!refused.is_transient(), "{refused}");
+        assert_eq!(
+            refused.to_string(),
+            "InfluxDB refused the request (400): unable to parse 'x': bad"
+        );
+        let unauthorized = influx.write_lines(line(), None).await.unwrap_err();
+        assert!(!unauthorized.is_transient(), "{unauthorized}");
+        assert!(
+            influx
+                .write_lines(line(), None)
+                .await
+                .unwrap_err()
+                .is_transient()
+        );
+        assert!(
+            influx
+                .write_lines(line(), None)
+                .await
+                .unwrap_err()
+                .is_transient()
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unreachable_2x_server_is_transient() {
+        let (url, _seen) = fake_v2(Vec::new()).await;
+        let influx = Influx::connect(&InfluxOptions {
+            url,
+            ..InfluxOptions::default()
+        })
+        .await
+        .unwrap();
+        let mut elsewhere = influx.clone();
+        // A port nothing listens on: bind one, then let it go.
+        let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        elsewhere.base =
+            parse_base_url(&format!("http://{}", closed.local_addr().unwrap())).unwrap();
+        drop(closed);
+        let error = elsewhere
+            .write_lines("x v=1 1".into(), None)
+            .await
+            .unwrap_err();
+        assert!(matches!(error, Error::Unreachable { .. }), "{error}");
+        assert!(error.is_transient());
     }
 }

@@ -5,8 +5,8 @@
 //! - `options`: the `INFLUX_*` settings.
 //! - `client`: [`Influx`], a connection that detects the server's version
 //!   from `/ping` and writes through `/write` (1.x) or `/api/v2/write`
-//!   (2.x/3.x, the `influxdb2` crate); reads are InfluxQL through `/query`,
-//!   which every version answers.
+//!   (2.x/3.x), both with the same HTTP client; reads are InfluxQL through
+//!   `/query`, which every version answers.
 //! - [`line`](mod@line): [`LineBatch`], the line-protocol encoder for readings, and
 //!   [`encode_point`] for points whose tag values may be any text (fuzzed
 //!   against InfluxData's parser: `fuzz/`).
