@@ -13,7 +13,8 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
-use stoker_metadata::{AlertRule, Page, Pool};
+use stoker_metadata::{Page, Pool};
+use stoker_rules::AlertRule;
 use tokio_postgres::{Row, Transaction};
 use uuid::Uuid;
 

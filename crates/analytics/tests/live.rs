@@ -8,9 +8,8 @@ use stoker_analytics::live::{EvaluationOptions, Evaluator, Stores};
 use stoker_analytics::notify::NotifyOptions;
 use stoker_analytics::store::{self, AlertFilter};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
-use stoker_metadata::{
-    Agg, AlertRule, NewAlertRule, NewSensor, NewSite, Op, Pool, RuleKind, RuleSelector, Severity,
-};
+use stoker_metadata::{NewSensor, NewSite, Pool};
+use stoker_rules::{Agg, AlertRule, NewAlertRule, Op, RuleKind, RuleSelector, Severity};
 use stoker_testkit::{TestInflux, TestPostgres, TestRedis};
 use stoker_timeseries::LineBatch;
 
