@@ -415,7 +415,7 @@ mod tests {
     use std::ops::Range;
 
     use chrono::DateTime;
-    use stoker_analytics::engine::{self, Phase, Series, Transition};
+    use stoker_analytics::engine::{self, Phase, Plan, Series, Transition};
     use stoker_analytics::evaluate::{self, Target, Watch};
     use stoker_domain::{EpochMillis, SensorKey, SiteSlug, Unit};
     use stoker_rules::{Agg, NewAlertRule, Op, Record, RuleKind, RuleSelector, Severity};
@@ -551,7 +551,8 @@ mod tests {
     }
 
     /// The rows during which `kind` is firing for a sensor with these
-    /// readings (created at the run's start), by the backtest's replay.
+    /// readings (created at the run's start), by the backtest's replay from
+    /// the first row with a whole lookback of history.
     fn alerts(values: &[Option<f64>], kind: RuleKind) -> Vec<Range<usize>> {
         let site = SiteSlug::parse("boiler-house-1").unwrap();
         let sensor = SensorKey::parse("b1_sensor").unwrap();
@@ -573,7 +574,7 @@ mod tests {
             targets: vec![Target {
                 site: site.clone(),
                 sensor: sensor.clone(),
-                unit: Unit::parse("").unwrap(),
+                unit: Unit::parse("unit").unwrap(),
                 created_ms: 0,
             }],
         };
@@ -581,7 +582,10 @@ mod tests {
             (site.as_str().to_owned(), sensor.as_str().to_owned()),
             series(values),
         )]);
-        let ticks = (0..values.len()).map(tick_of);
+        // The replay starts once the rule's whole lookback has readings,
+        // as a backtest's range starts with history before it.
+        let first_row = usize::try_from(Plan::of(&kind, ROW_MS).lookback_ms / ROW_MS - 1).unwrap();
+        let ticks = (first_row..values.len()).map(tick_of);
         let steps = evaluate::replay(&watch, &data, ROW_MS, &mut [Phase::Quiet], ticks);
         let mut alerts = Vec::new();
         let mut firing_since = None;
