@@ -28,7 +28,7 @@
 
 use std::time::Duration;
 
-use stoker_metadata::{Agg, RuleKind};
+use stoker_rules::{Agg, RuleKind};
 use stoker_timeseries::{BucketStats, Columns};
 
 /// Milliseconds of a rule duration (durations are validated to whole
@@ -477,7 +477,7 @@ pub fn describe(kind: &RuleKind, transition: Transition, unit: &str) -> String {
 #[cfg(test)]
 mod tests {
     use stoker_domain::EpochMillis;
-    use stoker_metadata::Op;
+    use stoker_rules::Op;
 
     use super::*;
 

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug, Unit};
-use stoker_metadata::{AlertRule, RegistryEntry, RuleKind, RuleSelector};
+use stoker_metadata::RegistryEntry;
+use stoker_rules::{AlertRule, RuleKind, RuleSelector};
 use stoker_timeseries::{BucketStats, Columns, Influx, SeriesFilter, SeriesMatch};
 
 use crate::engine::{self, Phase, Plan, Series, Transition};

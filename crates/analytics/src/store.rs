@@ -13,8 +13,9 @@ use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Serialize;
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
-use stoker_metadata::{AlertRule, Page};
+use stoker_metadata::Page;
 use stoker_postgres::Pool;
+use stoker_rules::AlertRule;
 use tokio_postgres::{Row, Transaction};
 use uuid::Uuid;
 

@@ -8,10 +8,9 @@ use stoker_analytics::live::{EvaluationOptions, Evaluator};
 use stoker_analytics::notify::NotifyOptions;
 use stoker_analytics::store::{self, AlertFilter};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
-use stoker_metadata::{
-    Agg, AlertRule, NewAlertRule, NewSensor, NewSite, Op, RuleKind, RuleSelector, Severity,
-};
+use stoker_metadata::{NewSensor, NewSite};
 use stoker_postgres::Pool;
+use stoker_rules::{Agg, AlertRule, NewAlertRule, Op, RuleKind, RuleSelector, Severity};
 use stoker_stores::Stores;
 use stoker_testkit::{TestInflux, TestPostgres, TestRedis};
 use stoker_timeseries::LineBatch;

@@ -5,10 +5,9 @@ use std::time::Duration;
 
 use stoker_analytics::store::{self, AlertFilter, AlertState, NoOutbox, StateFilter, Verdict};
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
-use stoker_metadata::{
-    Agg, AlertRule, NewAlertRule, NewSite, Op, RuleKind, RuleSelector, Severity,
-};
+use stoker_metadata::NewSite;
 use stoker_postgres::Pool;
+use stoker_rules::{Agg, AlertRule, NewAlertRule, Op, RuleKind, RuleSelector, Severity};
 use stoker_testkit::TestPostgres;
 
 async fn setup() -> (TestPostgres, Pool, AlertRule) {

@@ -221,7 +221,7 @@ pub(crate) const ROUTES: &[Route] = &[
         scope: Some("admin"),
         summary: "Change a rule: the fields given are merged onto it (a new kind drops the old kind's values) and the result validated; needs the version read.",
         query: &[],
-        body: Some("AlertRuleDraft"),
+        body: Some("AlertRulePatch"),
         ok: (200, Some("AlertRule")),
     },
     Route {
@@ -418,7 +418,7 @@ pub(crate) fn document() -> Value {
     let string_or_null = json!({ "type": ["string", "null"] });
     let time_or_null = json!({ "type": ["string", "null"], "format": "date-time" });
     let uuid = json!({ "type": "string", "format": "uuid" });
-    json!({
+    let mut document = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Stoker API",
@@ -447,19 +447,6 @@ pub(crate) fn document() -> Value {
                 "Latest": { "type": "object", "properties": { "site": slug, "readings": { "type": "array", "items": { "type": "object", "properties": { "sensor": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "value": number_or_null, "ts": { "type": ["string", "null"], "format": "date-time" } } } } } },
                 "History": { "type": "object", "properties": { "site": slug, "sensor": slug, "unit": { "type": "string" }, "agg": { "type": "string" }, "every": { "type": "string" }, "start": time, "end": time, "points": { "type": "array", "items": { "type": "object", "properties": { "ts": time, "value": { "type": "number" } } } } } },
                 "Telemetry": { "description": "{\"ts\": …, \"values\": {sensor: value}}, an array of those, or a flat {sensor: value} map; ts is epoch ms or RFC 3339.", "oneOf": [ { "type": "object" }, { "type": "array", "items": { "type": "object" } } ] },
-                "AlertRuleDraft": { "type": "object", "description": "By kind: threshold needs agg, op, threshold, clear_threshold, window (for optional); rate_of_change op, rate_per_min, clear_rate_per_min, window; no_data timeout; anomaly window, baseline, z, clear_z. At least one of site, sensor, sensor_type. Durations as 30s, 5m, 24h.", "properties": {
-                    "name": { "type": "string" }, "kind": { "enum": ["threshold", "rate_of_change", "no_data", "anomaly"] },
-                    "site": slug, "sensor": slug, "sensor_type": { "type": "string" },
-                    "agg": { "enum": ["mean", "min", "max", "last"] }, "op": { "enum": [">", ">=", "<", "<="] },
-                    "threshold": { "type": "number" }, "clear_threshold": { "type": "number" },
-                    "window": { "type": "string" }, "for": { "type": "string" },
-                    "rate_per_min": { "type": "number" }, "clear_rate_per_min": { "type": "number" },
-                    "timeout": { "type": "string" }, "baseline": { "type": "string" },
-                    "z": { "type": "number" }, "clear_z": { "type": "number" },
-                    "severity": { "enum": ["info", "warning", "critical"] }, "enabled": { "type": "boolean" },
-                    "version": { "type": "integer", "description": "PATCH: the version read." }
-                } },
-                "AlertRule": { "allOf": [ schema("AlertRuleDraft"), { "type": "object", "properties": { "id": { "type": "string", "format": "uuid" }, "created_at": time, "updated_at": time } } ] },
                 "AlertRulePage": { "type": "object", "properties": { "items": { "type": "array", "items": schema("AlertRule") }, "next_cursor": { "type": ["string", "null"] } } },
                 "Dashboard": { "type": "object", "properties": { "site": slug, "generated_at": time,
                     "counts": { "type": "object", "properties": { "ok": { "type": "integer" }, "stale": { "type": "integer" }, "out_of_range": { "type": "integer" }, "alerting": { "type": "integer" } } },
@@ -501,5 +488,9 @@ pub(crate) fn document() -> Value {
                 "TelemetryReceipt": { "type": "object", "properties": { "accepted": { "type": "integer" }, "rejected": { "type": "array", "items": schema("RejectedReading") } } }
             }
         }
-    })
+    });
+    if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
+        schemas.extend(crate::rules::schemas());
+    }
+    document
 }

@@ -23,7 +23,8 @@ use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use stoker_analytics::evaluate::{self, PreviewAlert, Target, Watch};
 use stoker_domain::EpochMillis;
-use stoker_metadata::{AlertRule, NewAlertRule, Scope};
+use stoker_metadata::Scope;
+use stoker_rules::{AlertRule, NewAlertRule, Record};
 use uuid::Uuid;
 use warp::Filter;
 
@@ -213,17 +214,12 @@ fn interval_of(value: Option<Value>) -> Result<Duration, ApiError> {
 
 /// A draft as a rule that was never stored: nil id, version 0.
 fn unsaved(rule: &NewAlertRule, now: EpochMillis) -> AlertRule {
-    AlertRule {
+    rule.clone().into_rule(Record {
         id: Uuid::nil(),
-        name: rule.name().to_owned(),
-        selector: rule.selector().clone(),
-        kind: *rule.kind(),
-        severity: rule.severity(),
-        enabled: rule.enabled(),
         version: 0,
         created_at: now.to_datetime(),
         updated_at: now.to_datetime(),
-    }
+    })
 }
 
 /// The rule as the answer shows it: a saved rule as `GET /alert-rules/{id}`

@@ -1,13 +1,16 @@
 //! Alert rules: `/alert-rules` CRUD. Bodies are DESIGN.md's flat rule JSON
-//! (`{"name", "kind", "site", "sensor_type", "agg", "op", "threshold",
-//! "clear_threshold", "window", "for", "severity", "enabled"}` …); a PATCH
-//! is merged onto the stored rule and the result validated as a whole.
+//! (`stoker-rules`' [`RuleDraft`] fields); a PATCH is merged onto the
+//! stored rule's draft and the result validated as a whole.
 
 use std::collections::HashMap;
 
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use stoker_domain::SiteSlug;
-use stoker_metadata::{AlertRule, NewAlertRule, RuleDraft, RuleFilter, Scope};
+use stoker_metadata::{RuleFilter, Scope};
+use stoker_rules::{
+    AlertRule, FieldSpec, KIND_FIELDS, MAX_DURATION, MAX_NAME_CHARS, NewAlertRule, RuleDraft,
+    RuleKind, RuleSelector, SETTINGS, Shape,
+};
 use uuid::Uuid;
 use warp::Filter;
 use warp::http::StatusCode;
@@ -17,30 +20,6 @@ use crate::body::{Fields, if_match, json_object};
 use crate::page::{self, PageBody};
 use crate::problem::{ApiError, FieldError};
 use crate::{State, boxed};
-
-/// Every field a rule body may hold.
-const RULE_FIELDS: [&str; 20] = [
-    "name",
-    "kind",
-    "site",
-    "sensor",
-    "sensor_type",
-    "agg",
-    "op",
-    "threshold",
-    "clear_threshold",
-    "window",
-    "for",
-    "rate_per_min",
-    "clear_rate_per_min",
-    "timeout",
-    "baseline",
-    "z",
-    "clear_z",
-    "severity",
-    "enabled",
-    "version",
-];
 
 pub(crate) fn routes(
     state: State,
@@ -104,56 +83,41 @@ pub(crate) fn new_rule(fields: Map<String, Value>) -> Result<NewAlertRule, ApiEr
     validated(&draft_from(fields, RuleDraft::default())?)
 }
 
-/// A draft from a body's fields, each checked on its own so that a wrong
-/// type names its field; unknown fields are refused.
+/// A draft from a body's fields merged onto `base`, each field checked on
+/// its own so that a wrong type names its field; unknown fields are
+/// refused. A `kind` other than the base's drops the base's kind fields.
 fn draft_from(fields: Map<String, Value>, base: RuleDraft) -> Result<RuleDraft, ApiError> {
     let mut errors = Vec::new();
-    let mut merged = match serde_json::to_value(&base) {
-        Ok(Value::Object(map)) => map,
-        _ => Map::new(),
-    };
-    let kind_changes = fields
-        .get("kind")
-        .is_some_and(|kind| Some(kind) != merged.get("kind"));
+    let mut draft = base;
+    let kind_changes = fields.get("kind").is_some_and(|kind| match kind {
+        Value::String(kind) => draft.kind.as_deref() != Some(kind.as_str()),
+        Value::Null => draft.kind.is_some(),
+        _ => true,
+    });
     if kind_changes {
         // The old kind's values mean nothing to the new one.
-        let mut cleared = base;
-        cleared.clear_kind_fields();
-        if let Ok(Value::Object(map)) = serde_json::to_value(&cleared) {
-            merged = map;
-        }
+        draft.clear_kind_fields();
     }
     for (field, value) in fields {
-        if !RULE_FIELDS.contains(&field.as_str()) || field == "version" {
+        if !RuleDraft::FIELDS.contains(&field.as_str()) {
             errors.push(FieldError {
-                field: field.clone(),
                 message: format!("unknown field {field:?}"),
-            });
-            continue;
-        }
-        let mut single = Map::new();
-        single.insert(field.clone(), value.clone());
-        if let Err(error) = serde_json::from_value::<RuleDraft>(Value::Object(single)) {
-            errors.push(FieldError {
-                message: format!(
-                    "{field}: {}",
-                    error
-                        .to_string()
-                        .split(" at line")
-                        .next()
-                        .unwrap_or_default()
-                ),
                 field,
             });
             continue;
         }
-        merged.insert(field, value);
+        if let Err(error) = draft.set(&field, value) {
+            errors.push(FieldError {
+                message: format!("{field}: {error}"),
+                field,
+            });
+        }
     }
-    if !errors.is_empty() {
-        return Err(ApiError::Validation(errors));
+    if errors.is_empty() {
+        Ok(draft)
+    } else {
+        Err(ApiError::Validation(errors))
     }
-    serde_json::from_value(Value::Object(merged))
-        .map_err(|error| ApiError::Internal(format!("a merged rule draft did not parse: {error}")))
 }
 
 fn validated(draft: &RuleDraft) -> Result<NewAlertRule, ApiError> {
@@ -276,4 +240,171 @@ async fn delete_rule(
         .await
         .map_err(ApiError::from)?;
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
+}
+
+/// Site slugs and sensor keys (`stoker_domain::SiteSlug`, `SensorKey`).
+const SLUG_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
+/// Sensor types (`stoker_domain::SensorType`).
+const TYPE_PATTERN: &str = "^[a-z][a-z0-9_]{0,31}$";
+/// What `stoker_domain::parse_duration` reads: numbers with humantime's
+/// units, such as `30s`, `5m`, `1h 30m`, `2m 500ms`.
+const DURATION_PATTERN: &str = "^\\s*([0-9]+\\s*(nanos|nsec|ns|usec|us|µs|millis|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w|months|month|M|years|year|yrs|yr|y)\\s*)+$";
+
+/// The schema of one rule field, from its shape in the model.
+fn field_schema(spec: &FieldSpec) -> Value {
+    match spec.shape {
+        Shape::Choice(names) => json!({ "enum": names }),
+        Shape::Number => json!({ "type": "number" }),
+        Shape::Duration => json!({
+            "type": "string",
+            "pattern": DURATION_PATTERN,
+            "description": format!(
+                "A duration such as 30s, 5m or 24h, in whole milliseconds, at most {}.",
+                humantime::format_duration(MAX_DURATION)
+            ),
+        }),
+        Shape::Flag => json!({ "type": "boolean" }),
+    }
+}
+
+/// `schema`, also `null`.
+fn nullable(mut schema: Value) -> Value {
+    match schema.get("type").cloned() {
+        Some(Value::String(kind)) => schema["type"] = json!([kind, "null"]),
+        _ => match schema.get_mut("enum").and_then(Value::as_array_mut) {
+            Some(names) => names.push(Value::Null),
+            None => return json!({ "anyOf": [schema, { "type": "null" }] }),
+        },
+    }
+    schema
+}
+
+/// The name and selector of a rule; a selector part may be `null`.
+fn head_properties() -> Map<String, Value> {
+    let part = |pattern: &str| nullable(json!({ "type": "string", "pattern": pattern }));
+    let mut properties = Map::new();
+    properties.insert(
+        "name".into(),
+        json!({ "type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S",
+                "description": format!("1 to {MAX_NAME_CHARS} characters once trimmed.") }),
+    );
+    for (field, pattern) in
+        RuleSelector::FIELDS
+            .into_iter()
+            .zip([SLUG_PATTERN, SLUG_PATTERN, TYPE_PATTERN])
+    {
+        properties.insert(field.into(), part(pattern));
+    }
+    properties
+}
+
+/// One schema per kind: the kind's fields and the settings, `kind` fixed
+/// to the kind's name; `stored` for a rule as the API answers it.
+fn kind_variants(stored: bool) -> Vec<Value> {
+    RuleKind::NAMES
+        .into_iter()
+        .map(|kind| {
+            let mut properties = head_properties();
+            properties.insert("kind".into(), json!({ "enum": [kind] }));
+            let mut required = vec!["name", "kind"];
+            let own = RuleKind::fields_of(kind).unwrap_or_default();
+            let specs = own
+                .iter()
+                .filter_map(|name| stoker_rules::field_spec(name))
+                .chain(SETTINGS);
+            for spec in specs {
+                let schema = field_schema(spec);
+                if stored || !spec.optional {
+                    required.push(spec.name);
+                    properties.insert(spec.name.into(), schema);
+                } else {
+                    // Left out or null: its default.
+                    properties.insert(spec.name.into(), nullable(schema));
+                }
+            }
+            if stored {
+                properties.insert("id".into(), json!({ "type": "string", "format": "uuid" }));
+                properties.insert("version".into(), json!({ "type": "integer", "minimum": 1 }));
+                for stamp in ["created_at", "updated_at"] {
+                    properties.insert(
+                        stamp.into(),
+                        json!({ "type": "string", "format": "date-time" }),
+                    );
+                }
+                required.extend(RuleSelector::FIELDS);
+                required.extend(["id", "version", "created_at", "updated_at"]);
+            }
+            let mut schema = json!({
+                "type": "object", "title": kind, "properties": properties,
+                "required": required, "additionalProperties": false,
+            });
+            if !stored {
+                // At least one selector part, not null.
+                schema["anyOf"] = RuleSelector::FIELDS
+                    .into_iter()
+                    .map(|part| {
+                        json!({ "required": [part], "properties": { part: { "type": "string" } } })
+                    })
+                    .collect();
+            }
+            schema
+        })
+        .collect()
+}
+
+/// The rule schemas of the OpenAPI document, from the model's own field
+/// specs: `AlertRuleDraft` (a new rule, or a preview's draft),
+/// `AlertRulePatch` (every field optional; `null` drops a selector part or
+/// restores a default) and `AlertRule` (as answered).
+pub(crate) fn schemas() -> Map<String, Value> {
+    let kinds = RuleKind::NAMES
+        .into_iter()
+        .map(|kind| {
+            format!(
+                "{kind}: {}",
+                RuleKind::fields_of(kind).unwrap_or_default().join(", ")
+            )
+        })
+        .collect::<Vec<_>>()
+        .join("; ");
+    let mut patch = head_properties();
+    patch.insert("kind".into(), json!({ "enum": RuleKind::NAMES }));
+    for spec in KIND_FIELDS.iter().chain(SETTINGS) {
+        let schema = field_schema(spec);
+        patch.insert(
+            spec.name.into(),
+            if spec.optional {
+                nullable(schema)
+            } else {
+                schema
+            },
+        );
+    }
+    patch.insert(
+        "version".into(),
+        json!({ "type": "integer", "minimum": 1, "description": "The version read (or If-Match)." }),
+    );
+    let mut schemas = Map::new();
+    schemas.insert(
+        "AlertRuleDraft".into(),
+        json!({
+            "description": format!(
+                "A rule: its kind's fields ({kinds}), at least one of site, sensor, sensor_type, \
+                 and the settings. A clear value lies on the quiet side of its trigger; an \
+                 anomaly's baseline is longer than its window and 0 < clear_z <= z."
+            ),
+            "oneOf": kind_variants(false),
+        }),
+    );
+    schemas.insert(
+        "AlertRulePatch".into(),
+        json!({
+            "type": "object",
+            "description": "Fields merged onto the stored rule, which must then be valid as a whole (see AlertRuleDraft); a new kind drops the old kind's fields.",
+            "properties": patch,
+            "additionalProperties": false,
+        }),
+    );
+    schemas.insert("AlertRule".into(), json!({ "oneOf": kind_variants(true) }));
+    schemas
 }

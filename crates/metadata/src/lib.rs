@@ -9,9 +9,9 @@
 //! - `sites`, `sensors`: repository functions (create, get, keyset pages,
 //!   update with optimistic locking, delete that never orphans); all SQL
 //!   lives in the modules of this crate.
-//! - `alert_rules`: the [`AlertRule`] model (one explicit set of columns per
-//!   [`RuleKind`], validated by [`NewAlertRule`] and by the table's CHECKs),
-//!   its DESIGN.md JSON shape, and its repository functions.
+//! - `alert_rules`: the columns of `stoker-rules`' model (one explicit set
+//!   per kind, checked again by the table's CHECKs) and its repository
+//!   functions.
 //! - `api_keys`: [`create_api_key`] (tokens `stk_<key_id>_<secret>`, only the
 //!   SHA-256 of the secret is stored), [`revoke_api_key`], and
 //!   [`authenticate`] / [`verify`], which compare hashes in constant time.
@@ -46,8 +46,7 @@ mod sensors;
 mod sites;
 
 pub use alert_rules::{
-    Agg, AlertRule, NewAlertRule, Op, RuleDraft, RuleFilter, RuleKind, RuleSelector, Severity,
-    create_alert_rule, delete_alert_rule, enabled_alert_rules, get_alert_rule,
+    RuleFilter, create_alert_rule, delete_alert_rule, enabled_alert_rules, get_alert_rule,
     list_alert_rules_page, update_alert_rule,
 };
 pub use api_keys::{

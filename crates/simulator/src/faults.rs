@@ -33,12 +33,10 @@
 //!
 //! Rules that fire during each fault, clear after it and stay quiet on the
 //! healthy signal, each with `"site": "boiler-house-1"` and the sensor's
-//! key. The tests below check this with reference evaluations at every
-//! reading (one a second), over two fault cycles of several seeds and over
-//! two hours of healthy signal of ten seeds. There the rate is the newest
-//! reading less the one a window before, per minute, and z compares the
-//! window's mean with the mean and standard deviation of the baseline's
-//! readings.
+//! key. The tests below check this with analytics' own engine, through the
+//! backtest's steps, evaluated at every reading (one a second), over two
+//! fault cycles of several seeds and over two hours of healthy signal of
+//! ten seeds.
 //!
 //! | fault | rule | fires, clears (default cycle) |
 //! | --- | --- | --- |
@@ -407,7 +405,16 @@ impl SiteFaults {
 
 #[cfg(test)]
 mod tests {
+    use std::collections::HashMap;
     use std::ops::Range;
+
+    use chrono::DateTime;
+    use stoker_analytics::engine::{self, Phase, Plan, Series, Transition};
+    use stoker_analytics::evaluate::{self, Target, Watch};
+    use stoker_domain::{EpochMillis, SensorKey, SiteSlug, Unit};
+    use stoker_rules::{Agg, NewAlertRule, Op, Record, RuleKind, RuleSelector, Severity};
+    use stoker_timeseries::BucketStats;
+    use uuid::Uuid;
 
     use super::*;
     use crate::fleet::fleet;
@@ -462,132 +469,182 @@ mod tests {
         (row + 1) as f64
     }
 
-    // Reference evaluations of the suggested rules of the module
-    // documentation, at every reading (one a second): a quantity per row,
-    // `None` where the rule has too little history to say anything.
+    // The suggested rules of the module documentation, judged by
+    // analytics' own engine through the backtest's steps, at every reading
+    // (one a second): row `row`'s reading is at `row` seconds, and the tick
+    // at the end of that second judges it.
 
-    /// Threshold rule: `agg` of the readings of the last `window` seconds.
-    fn aggregate(
-        values: &[Option<f64>],
-        window: usize,
-        agg: fn(&[f64]) -> f64,
-    ) -> Vec<Option<f64>> {
-        (0..values.len())
-            .map(|row| {
-                let recent = present(&values[(row + 1).saturating_sub(window)..=row]);
-                (row + 1 >= window && !recent.is_empty()).then(|| agg(&recent))
+    /// A reading a second.
+    const ROW_MS: i64 = 1000;
+
+    fn tick_of(row: usize) -> i64 {
+        (row as i64 + 1) * ROW_MS
+    }
+
+    fn seconds(seconds: usize) -> Duration {
+        Duration::from_secs(seconds as u64)
+    }
+
+    /// A sensor's readings as the engine reads them: a bucket per reading.
+    fn series(values: &[Option<f64>]) -> Series {
+        let buckets = values
+            .iter()
+            .enumerate()
+            .filter_map(|(row, value)| {
+                let value = (*value)?;
+                Some(BucketStats {
+                    start: EpochMillis::from_millis(row as i64 * ROW_MS).unwrap(),
+                    count: 1,
+                    sum: value,
+                    min: value,
+                    max: value,
+                    first: value,
+                    last: value,
+                    stddev: 0.0,
+                })
             })
+            .collect();
+        Series::new(ROW_MS, buckets)
+    }
+
+    /// What `kind` measures at each row; `None` where the engine has
+    /// nothing to judge.
+    fn measured(values: &[Option<f64>], kind: RuleKind) -> Vec<Option<f64>> {
+        let series = series(values);
+        (0..values.len())
+            .map(|row| engine::measure(&kind, &series, tick_of(row)))
             .collect()
     }
 
-    fn mean(values: &[f64]) -> f64 {
-        values.iter().sum::<f64>() / values.len() as f64
-    }
-
-    fn min(values: &[f64]) -> f64 {
-        values.iter().copied().fold(f64::INFINITY, f64::min)
-    }
-
-    /// Rate-of-change rule: change over the last `window` seconds, per
-    /// minute (the newest reading less the one `window` before it).
+    /// Rate-of-change rule: the engine's change per minute over the last
+    /// `window` seconds.
     fn rate_per_min(values: &[Option<f64>], window: usize) -> Vec<Option<f64>> {
-        (0..values.len())
-            .map(|row| {
-                let earlier = values[row.checked_sub(window)?]?;
-                Some((values[row]? - earlier) * 60.0 / window as f64)
-            })
-            .collect()
+        let kind = RuleKind::RateOfChange {
+            op: Op::Gt,
+            rate_per_min: 1.5,
+            clear_rate_per_min: 1.0,
+            window: seconds(window),
+        };
+        measured(values, kind)
     }
 
     /// Anomaly rule: how many standard deviations of the `baseline` seconds
     /// before the window the mean of the last `window` seconds is from the
     /// baseline's mean.
     fn z_score(values: &[Option<f64>], window: usize, baseline: usize) -> Vec<Option<f64>> {
-        (0..values.len())
-            .map(|row| {
-                let window_start = (row + 1).checked_sub(window)?;
-                let baseline_start = window_start.checked_sub(baseline)?;
-                let recent = present(&values[window_start..=row]);
-                let history = present(&values[baseline_start..window_start]);
-                let history_mean = mean(&history);
-                let variance = history
-                    .iter()
-                    .map(|value| (value - history_mean).powi(2))
-                    .sum::<f64>()
-                    / (history.len() - 1) as f64;
-                Some(((mean(&recent) - history_mean) / variance.sqrt()).abs())
-            })
+        let kind = RuleKind::Anomaly {
+            window: seconds(window),
+            baseline: seconds(baseline),
+            z: 6.0,
+            clear_z: 2.0,
+        };
+        measured(values, kind)
+            .into_iter()
+            .map(|z| z.map(f64::abs))
             .collect()
     }
 
-    /// No-data rule: seconds since the sensor's last reading.
-    fn silence(values: &[Option<f64>]) -> Vec<Option<f64>> {
-        let mut last_reading = 0.0;
-        values
-            .iter()
-            .enumerate()
-            .map(|(row, value)| {
-                if value.is_some() {
-                    last_reading = time_of(row);
-                }
-                Some(time_of(row) - last_reading)
-            })
-            .collect()
-    }
-
-    /// The rows during which a rule that fires once `quantity` has been
-    /// above `trigger` for `for_seconds` and clears once it is no longer
-    /// above `clear` is firing.
-    fn alerts(
-        quantity: &[Option<f64>],
-        trigger: f64,
-        clear: f64,
-        for_seconds: usize,
-    ) -> Vec<Range<usize>> {
+    /// The rows during which `kind` is firing for a sensor with these
+    /// readings (created at the run's start), by the backtest's replay from
+    /// the first row with a whole lookback of history.
+    fn alerts(values: &[Option<f64>], kind: RuleKind) -> Vec<Range<usize>> {
+        let site = SiteSlug::parse("boiler-house-1").unwrap();
+        let sensor = SensorKey::parse("b1_sensor").unwrap();
+        let selector = RuleSelector {
+            site: Some(site.clone()),
+            sensor: Some(sensor.clone()),
+            sensor_type: None,
+        };
+        let rule = NewAlertRule::new("suggested", selector, kind, Severity::Warning, true)
+            .unwrap()
+            .into_rule(Record {
+                id: Uuid::nil(),
+                version: 1,
+                created_at: DateTime::UNIX_EPOCH,
+                updated_at: DateTime::UNIX_EPOCH,
+            });
+        let watch = Watch {
+            rule,
+            targets: vec![Target {
+                site: site.clone(),
+                sensor: sensor.clone(),
+                unit: Unit::parse("unit").unwrap(),
+                created_ms: 0,
+            }],
+        };
+        let data = HashMap::from([(
+            (site.as_str().to_owned(), sensor.as_str().to_owned()),
+            series(values),
+        )]);
+        // The replay starts once the rule's whole lookback has readings,
+        // as a backtest's range starts with history before it.
+        let first_row = usize::try_from(Plan::of(&kind, ROW_MS).lookback_ms / ROW_MS - 1).unwrap();
+        let ticks = (first_row..values.len()).map(tick_of);
+        let steps = evaluate::replay(&watch, &data, ROW_MS, &mut [Phase::Quiet], ticks);
         let mut alerts = Vec::new();
-        let mut above_since = None;
         let mut firing_since = None;
-        for (row, value) in quantity.iter().enumerate() {
-            let Some(value) = *value else {
-                continue;
-            };
-            match firing_since {
-                Some(since) if value <= clear => {
-                    alerts.push(since..row);
-                    firing_since = None;
-                }
-                Some(_) => {}
-                None if value > trigger => {
-                    let since = *above_since.get_or_insert(row);
-                    if row - since >= for_seconds {
-                        firing_since = Some(row);
-                        above_since = None;
-                    }
-                }
-                None => above_since = None,
+        for step in steps {
+            let row = usize::try_from(step.tick / ROW_MS - 1).unwrap();
+            match step.transition {
+                Transition::Fire(_) => firing_since = Some(row),
+                Transition::Clear(_) => alerts.extend(firing_since.take().map(|since| since..row)),
             }
         }
-        if let Some(since) = firing_since {
-            alerts.push(since..quantity.len());
-        }
+        alerts.extend(firing_since.map(|since| since..values.len()));
         alerts
+    }
+
+    /// A threshold rule on `agg` over `window` seconds, held `for_` seconds.
+    fn threshold_rule(
+        values: &[Option<f64>],
+        agg: Agg,
+        (threshold, clear_threshold): (f64, f64),
+        window: usize,
+        for_: usize,
+    ) -> Vec<Range<usize>> {
+        let kind = RuleKind::Threshold {
+            agg,
+            op: Op::Gt,
+            threshold,
+            clear_threshold,
+            window: seconds(window),
+            for_: seconds(for_),
+        };
+        alerts(values, kind)
     }
 
     // The suggested rules of the module documentation.
     fn overpressure_rule(pressure: &[Option<f64>]) -> Vec<Range<usize>> {
-        alerts(&aggregate(pressure, 30, mean), 12.5, 12.0, 30)
+        threshold_rule(pressure, Agg::Mean, (12.5, 12.0), 30, 30)
     }
     fn stuck_rule(o2: &[Option<f64>]) -> Vec<Range<usize>> {
-        alerts(&aggregate(o2, 60, min), 15.0, 10.0, 0)
+        threshold_rule(o2, Agg::Min, (15.0, 10.0), 60, 0)
     }
     fn drift_rule(temperature: &[Option<f64>]) -> Vec<Range<usize>> {
-        alerts(&rate_per_min(temperature, 120), 1.5, 1.0, 0)
+        let kind = RuleKind::RateOfChange {
+            op: Op::Gt,
+            rate_per_min: 1.5,
+            clear_rate_per_min: 1.0,
+            window: seconds(120),
+        };
+        alerts(temperature, kind)
     }
     fn spike_rule(temperature: &[Option<f64>]) -> Vec<Range<usize>> {
-        alerts(&z_score(temperature, 15, 45), 6.0, 2.0, 0)
+        let kind = RuleKind::Anomaly {
+            window: seconds(15),
+            baseline: seconds(45),
+            z: 6.0,
+            clear_z: 2.0,
+        };
+        alerts(temperature, kind)
     }
     fn silence_rule(flow: &[Option<f64>]) -> Vec<Range<usize>> {
-        alerts(&silence(flow), 120.0, 0.0, 0)
+        alerts(
+            flow,
+            RuleKind::NoData {
+                timeout: seconds(120),
+            },
+        )
     }
 
     /// The rows of `spec`'s occurrences in a run of `rows` rows.
@@ -930,7 +987,7 @@ mod tests {
             let fired = overpressure_rule(&pressure);
             assert_eq!(fired.len(), 1, "{fired:?}");
             assert!(fired[0].end < 240 + 30, "{fired:?}");
-            let flapping = alerts(&aggregate(&pressure, 30, mean), 12.5, 12.5, 30);
+            let flapping = threshold_rule(&pressure, Agg::Mean, (12.5, 12.5), 30, 30);
             assert!(flapping.len() >= 2, "{flapping:?}");
         }
         let occurrences = occurrences(&spec, FAULTY_RUN_SECONDS);

@@ -18,10 +18,9 @@ use stoker_analytics::notify::NotifyOptions;
 use stoker_analytics::store::{self, Verdict};
 use stoker_cache::LatestValue;
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
-use stoker_metadata::{
-    Agg, AlertRule, NewAlertRule, NewSensor, NewSite, Op, RuleKind, RuleSelector, Scope, Severity,
-};
+use stoker_metadata::{NewSensor, NewSite, Scope};
 use stoker_postgres::{Pool, PostgresOptions};
+use stoker_rules::{Agg, AlertRule, NewAlertRule, Op, RuleKind, RuleSelector, Severity};
 use stoker_testkit::{TestInflux, TestPostgres, TestRedis};
 use stoker_timeseries::LineBatch;
 

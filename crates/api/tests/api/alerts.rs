@@ -6,7 +6,8 @@ use serde_json::{Value, json};
 use stoker_analytics::notify::NotifyOptions;
 use stoker_analytics::store::{self, NoOutbox, Verdict};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug};
-use stoker_metadata::{AlertRule, Scope};
+use stoker_metadata::Scope;
+use stoker_rules::AlertRule;
 use stoker_timeseries::LineBatch;
 use uuid::Uuid;
 

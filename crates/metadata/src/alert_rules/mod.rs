@@ -1,20 +1,23 @@
-//! Alert rules: the model (`model`) and its repository functions.
+//! Alert rules in `metadata.alert_rules`: the row mapping of
+//! `stoker-rules`' model and the repository functions.
 //!
-//! A rule is one row of `metadata.alert_rules` with an explicit set of
-//! columns per kind (no JSON blob); the table's CHECKs require each kind's
-//! columns and forbid the others', and repeat the hysteresis rules.
+//! A rule is one row with an explicit column per field (no JSON blob): the
+//! kinds' fields and the settings each have a column named as in JSON
+//! (`<name>_ms` for a duration, in whole milliseconds), derived here from
+//! the model's field specs; the table's CHECKs require each kind's columns
+//! and forbid the others', and repeat the hysteresis rules.
 
-mod model;
-
-use std::time::Duration;
+use std::sync::LazyLock;
 
 use deadpool_postgres::Pool;
 use stoker_domain::{SensorKey, SensorType, SiteSlug};
+use stoker_rules::{
+    AlertRule, FieldSpec, KIND_FIELDS, NewAlertRule, Record, RuleSelector, SETTINGS, Shape, Value,
+    Values,
+};
 use tokio_postgres::Row;
-use tokio_postgres::types::{FromSql, ToSql};
+use tokio_postgres::types::ToSql;
 use uuid::Uuid;
-
-pub use model::{Agg, AlertRule, NewAlertRule, Op, RuleDraft, RuleKind, RuleSelector, Severity};
 
 use crate::{Error, Page, Result, fetch_limit, is_foreign_key_violation};
 
@@ -28,137 +31,129 @@ pub struct RuleFilter {
     pub enabled: Option<bool>,
 }
 
-const COLUMNS: &str = "r.id, r.name, s.slug AS site, r.sensor_key, r.sensor_type, r.kind, \
-                       r.severity, r.enabled, r.agg, r.op, r.threshold, r.clear_threshold, \
-                       r.window_ms, r.for_ms, r.rate_per_min, r.clear_rate_per_min, \
-                       r.timeout_ms, r.baseline_ms, r.z, r.clear_z, r.version, r.created_at, \
-                       r.updated_at";
+/// The model's fields that have a column each: the settings, then every
+/// kind's fields.
+fn fields() -> impl Iterator<Item = &'static FieldSpec> {
+    SETTINGS.iter().chain(KIND_FIELDS)
+}
+
+/// A field's column: its name, with `_ms` for a duration (`for_ms`).
+fn column(spec: &FieldSpec) -> String {
+    match spec.shape {
+        Shape::Duration => format!("{}_ms", spec.name),
+        _ => spec.name.to_owned(),
+    }
+}
 
 /// The columns a rule's definition sets, in the order of the statements'
-/// parameters (after the id, or the id and the expected version).
-const DEFINITION: &str = "name, site_id, sensor_key, sensor_type, kind, severity, enabled, agg, \
-                          op, threshold, clear_threshold, window_ms, for_ms, rate_per_min, \
-                          clear_rate_per_min, timeout_ms, baseline_ms, z, clear_z";
+/// parameters (after the id, or the id and the expected version): name,
+/// site, selector, kind, then [`fields`].
+static DEFINITION: LazyLock<Vec<String>> = LazyLock::new(|| {
+    ["name", "site_id", "sensor_key", "sensor_type", "kind"]
+        .into_iter()
+        .map(str::to_owned)
+        .chain(fields().map(column))
+        .collect()
+});
 
-/// A rule's definition as column values.
+/// The select list of a rule (`r` the rule, `s` its site).
+static COLUMNS: LazyLock<String> = LazyLock::new(|| {
+    let mut columns = vec![
+        "r.id".to_owned(),
+        "r.name".to_owned(),
+        "s.slug AS site".to_owned(),
+    ];
+    columns.extend(["sensor_key", "sensor_type", "kind"].map(|name| format!("r.{name}")));
+    columns.extend(fields().map(|spec| format!("r.{}", column(spec))));
+    columns.extend(["version", "created_at", "updated_at"].map(|name| format!("r.{name}")));
+    columns.join(", ")
+});
+
+/// `$from, $from+1, …` for `count` parameters.
+fn placeholders(from: usize, count: usize) -> String {
+    (from..from + count)
+        .map(|index| format!("${index}"))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// One column value of a rule's definition.
+#[derive(Debug)]
+enum Param {
+    Text(Option<String>),
+    Number(Option<f64>),
+    Millis(Option<i64>),
+    Flag(Option<bool>),
+}
+
+impl Param {
+    /// The column of `spec` holding `value` (`None`: NULL).
+    fn of(spec: &FieldSpec, value: Option<&Value>) -> Result<Self> {
+        Ok(match (spec.shape, value) {
+            (_, Some(Value::Name(name))) => Param::Text(Some(name.clone())),
+            (_, Some(Value::Number(number))) => Param::Number(Some(*number)),
+            (_, Some(Value::Duration(duration))) => {
+                Param::Millis(Some(stoker_rules::millis(spec.name, *duration)?))
+            }
+            (_, Some(Value::Flag(flag))) => Param::Flag(Some(*flag)),
+            (Shape::Choice(_), None) => Param::Text(None),
+            (Shape::Number, None) => Param::Number(None),
+            (Shape::Duration, None) => Param::Millis(None),
+            (Shape::Flag, None) => Param::Flag(None),
+        })
+    }
+
+    fn sql(&self) -> &(dyn ToSql + Sync) {
+        match self {
+            Param::Text(value) => value,
+            Param::Number(value) => value,
+            Param::Millis(value) => value,
+            Param::Flag(value) => value,
+        }
+    }
+}
+
+/// A rule's definition as column values, in [`DEFINITION`]'s order;
+/// `site` stands for `site_id` (the statements look the id up by slug).
 struct Columns<'a> {
     name: &'a str,
     site: Option<&'a str>,
     sensor_key: Option<&'a str>,
     sensor_type: Option<&'a str>,
     kind: &'static str,
-    severity: &'static str,
-    enabled: bool,
-    agg: Option<&'static str>,
-    op: Option<&'static str>,
-    threshold: Option<f64>,
-    clear_threshold: Option<f64>,
-    window_ms: Option<i64>,
-    for_ms: Option<i64>,
-    rate_per_min: Option<f64>,
-    clear_rate_per_min: Option<f64>,
-    timeout_ms: Option<i64>,
-    baseline_ms: Option<i64>,
-    z: Option<f64>,
-    clear_z: Option<f64>,
-}
-
-/// Milliseconds of a duration a [`NewAlertRule`] has validated.
-fn ms(duration: Duration) -> Result<i64> {
-    model::millis("duration", duration).map_err(Error::from)
+    fields: Vec<Param>,
 }
 
 impl<'a> Columns<'a> {
     fn of(rule: &'a NewAlertRule) -> Result<Self> {
         let selector = rule.selector();
-        let mut columns = Columns {
+        let values: Values = rule
+            .setting_values()
+            .into_iter()
+            .chain(rule.kind().values())
+            .collect();
+        Ok(Columns {
             name: rule.name(),
             site: selector.site.as_ref().map(SiteSlug::as_str),
             sensor_key: selector.sensor.as_ref().map(SensorKey::as_str),
             sensor_type: selector.sensor_type.as_ref().map(SensorType::as_str),
             kind: rule.kind().name(),
-            severity: rule.severity().as_str(),
-            enabled: rule.enabled(),
-            agg: None,
-            op: None,
-            threshold: None,
-            clear_threshold: None,
-            window_ms: None,
-            for_ms: None,
-            rate_per_min: None,
-            clear_rate_per_min: None,
-            timeout_ms: None,
-            baseline_ms: None,
-            z: None,
-            clear_z: None,
-        };
-        match *rule.kind() {
-            RuleKind::Threshold {
-                agg,
-                op,
-                threshold,
-                clear_threshold,
-                window,
-                for_,
-            } => {
-                columns.agg = Some(agg.as_str());
-                columns.op = Some(op.as_str());
-                columns.threshold = Some(threshold);
-                columns.clear_threshold = Some(clear_threshold);
-                columns.window_ms = Some(ms(window)?);
-                columns.for_ms = Some(ms(for_)?);
-            }
-            RuleKind::RateOfChange {
-                op,
-                rate_per_min,
-                clear_rate_per_min,
-                window,
-            } => {
-                columns.op = Some(op.as_str());
-                columns.rate_per_min = Some(rate_per_min);
-                columns.clear_rate_per_min = Some(clear_rate_per_min);
-                columns.window_ms = Some(ms(window)?);
-            }
-            RuleKind::NoData { timeout } => columns.timeout_ms = Some(ms(timeout)?),
-            RuleKind::Anomaly {
-                window,
-                baseline,
-                z,
-                clear_z,
-            } => {
-                columns.window_ms = Some(ms(window)?);
-                columns.baseline_ms = Some(ms(baseline)?);
-                columns.z = Some(z);
-                columns.clear_z = Some(clear_z);
-            }
-        }
-        Ok(columns)
+            fields: fields()
+                .map(|spec| Param::of(spec, values.get(spec.name)))
+                .collect::<Result<_>>()?,
+        })
     }
 
-    /// The values in [`DEFINITION`]'s order; `site` stands for `site_id`
-    /// (the statements look the id up by slug).
-    fn params(&self) -> [&(dyn ToSql + Sync); 19] {
+    fn params(&self) -> impl Iterator<Item = &(dyn ToSql + Sync)> {
         [
-            &self.name,
+            &self.name as &(dyn ToSql + Sync),
             &self.site,
             &self.sensor_key,
             &self.sensor_type,
             &self.kind,
-            &self.severity,
-            &self.enabled,
-            &self.agg,
-            &self.op,
-            &self.threshold,
-            &self.clear_threshold,
-            &self.window_ms,
-            &self.for_ms,
-            &self.rate_per_min,
-            &self.clear_rate_per_min,
-            &self.timeout_ms,
-            &self.baseline_ms,
-            &self.z,
-            &self.clear_z,
         ]
+        .into_iter()
+        .chain(self.fields.iter().map(Param::sql))
     }
 }
 
@@ -169,101 +164,91 @@ fn invalid(reason: impl Into<String>) -> Error {
     }
 }
 
-/// A column that the row's kind requires.
-fn required<'a, T: FromSql<'a>>(row: &'a Row, column: &str) -> Result<T> {
-    row.try_get::<_, Option<T>>(column)?
-        .ok_or_else(|| invalid(format!("{column} is missing")))
-}
-
-fn duration(row: &Row, column: &str) -> Result<Duration> {
-    let millis: i64 = required(row, column)?;
-    u64::try_from(millis)
-        .map(Duration::from_millis)
-        .map_err(|_| invalid(format!("{column} is negative")))
+/// The values of the fields a row sets, by name.
+fn values(row: &Row) -> Result<Values> {
+    let mut values = Values::new();
+    for spec in fields() {
+        let column = column(spec);
+        let value = match spec.shape {
+            Shape::Choice(_) => row
+                .try_get::<_, Option<String>>(column.as_str())?
+                .map(Value::Name),
+            Shape::Number => row
+                .try_get::<_, Option<f64>>(column.as_str())?
+                .map(Value::Number),
+            Shape::Duration => match row.try_get::<_, Option<i64>>(column.as_str())? {
+                None => None,
+                Some(millis) => Some(Value::Duration(std::time::Duration::from_millis(
+                    u64::try_from(millis).map_err(|_| invalid(format!("{column} is negative")))?,
+                ))),
+            },
+            Shape::Flag => row
+                .try_get::<_, Option<bool>>(column.as_str())?
+                .map(Value::Flag),
+        };
+        if let Some(value) = value {
+            values.insert(spec.name, value);
+        }
+    }
+    Ok(values)
 }
 
 fn from_row(row: &Row) -> Result<AlertRule> {
-    let field = |(_, message): (&'static str, String)| invalid(message);
-    let kind_name: String = row.try_get("kind")?;
-    let kind = match kind_name.as_str() {
-        "threshold" => RuleKind::Threshold {
-            agg: Agg::parse(required(row, "agg")?).map_err(field)?,
-            op: Op::parse(required(row, "op")?).map_err(field)?,
-            threshold: required(row, "threshold")?,
-            clear_threshold: required(row, "clear_threshold")?,
-            window: duration(row, "window_ms")?,
-            for_: duration(row, "for_ms")?,
-        },
-        "rate_of_change" => RuleKind::RateOfChange {
-            op: Op::parse(required(row, "op")?).map_err(field)?,
-            rate_per_min: required(row, "rate_per_min")?,
-            clear_rate_per_min: required(row, "clear_rate_per_min")?,
-            window: duration(row, "window_ms")?,
-        },
-        "no_data" => RuleKind::NoData {
-            timeout: duration(row, "timeout_ms")?,
-        },
-        "anomaly" => RuleKind::Anomaly {
-            window: duration(row, "window_ms")?,
-            baseline: duration(row, "baseline_ms")?,
-            z: required(row, "z")?,
-            clear_z: required(row, "clear_z")?,
-        },
-        other => return Err(invalid(format!("kind {other:?} is unknown"))),
-    };
     let parse_error = |error: stoker_domain::ParseError| invalid(error.to_string());
-    Ok(AlertRule {
+    let selector = RuleSelector {
+        site: row
+            .try_get::<_, Option<String>>("site")?
+            .map(SiteSlug::parse)
+            .transpose()
+            .map_err(parse_error)?,
+        sensor: row
+            .try_get::<_, Option<String>>("sensor_key")?
+            .map(SensorKey::parse)
+            .transpose()
+            .map_err(parse_error)?,
+        sensor_type: row
+            .try_get::<_, Option<String>>("sensor_type")?
+            .map(SensorType::parse)
+            .transpose()
+            .map_err(parse_error)?,
+    };
+    let record = Record {
         id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        selector: RuleSelector {
-            site: row
-                .try_get::<_, Option<String>>("site")?
-                .map(SiteSlug::parse)
-                .transpose()
-                .map_err(parse_error)?,
-            sensor: row
-                .try_get::<_, Option<String>>("sensor_key")?
-                .map(SensorKey::parse)
-                .transpose()
-                .map_err(parse_error)?,
-            sensor_type: row
-                .try_get::<_, Option<String>>("sensor_type")?
-                .map(SensorType::parse)
-                .transpose()
-                .map_err(parse_error)?,
-        },
-        kind,
-        severity: Severity::parse(row.try_get("severity")?).map_err(field)?,
-        enabled: row.try_get("enabled")?,
         version: row.try_get("version")?,
         created_at: row.try_get("created_at")?,
         updated_at: row.try_get("updated_at")?,
-    })
+    };
+    let kind: String = row.try_get("kind")?;
+    AlertRule::from_stored(record, row.try_get("name")?, selector, &kind, &values(row)?)
+        .map_err(|(_, message)| invalid(message))
 }
 
 /// Creates a rule (enabled or not, as defined). Its site, if it names one,
 /// must exist ([`Error::SiteNotFound`]).
 pub async fn create_alert_rule(pool: &Pool, rule: &NewAlertRule) -> Result<AlertRule> {
-    let columns = Columns::of(rule)?;
+    let definition = DEFINITION.join(", ");
+    // $1 the id, $2 the name, $3 the site's slug, then the rest.
+    let values = placeholders(4, DEFINITION.len() - 2);
+    let columns = COLUMNS.as_str();
+    let rule_columns = Columns::of(rule)?;
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(&format!(
             "WITH target AS (
                  SELECT (SELECT id FROM metadata.sites WHERE slug = $3::text) AS site_id
              ), inserted AS (
-                 INSERT INTO metadata.alert_rules (id, {DEFINITION})
-                 SELECT $1, $2, t.site_id, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14,
-                        $15, $16, $17, $18, $19, $20
+                 INSERT INTO metadata.alert_rules (id, {definition})
+                 SELECT $1, $2, t.site_id, {values}
                  FROM target t
                  WHERE $3::text IS NULL OR t.site_id IS NOT NULL
                  RETURNING *
              )
-             SELECT {COLUMNS} FROM inserted r LEFT JOIN metadata.sites s ON s.id = r.site_id"
+             SELECT {columns} FROM inserted r LEFT JOIN metadata.sites s ON s.id = r.site_id"
         ))
         .await?;
     let id = Uuid::now_v7();
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id];
-    params.extend(columns.params());
+    params.extend(rule_columns.params());
     let row = client
         .query_opt(&statement, &params)
         .await
@@ -292,10 +277,11 @@ fn site_not_found(rule: &NewAlertRule) -> Error {
 
 /// One rule by id ([`Error::AlertRuleNotFound`]).
 pub async fn get_alert_rule(pool: &Pool, id: Uuid) -> Result<AlertRule> {
+    let columns = COLUMNS.as_str();
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(&format!(
-            "SELECT {COLUMNS}
+            "SELECT {columns}
              FROM metadata.alert_rules r LEFT JOIN metadata.sites s ON s.id = r.site_id
              WHERE r.id = $1"
         ))
@@ -317,10 +303,11 @@ pub async fn list_alert_rules_page(
     after: Option<Uuid>,
 ) -> Result<Page<AlertRule>> {
     let fetch = fetch_limit(limit)?;
+    let columns = COLUMNS.as_str();
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(&format!(
-            "SELECT {COLUMNS}
+            "SELECT {columns}
              FROM metadata.alert_rules r LEFT JOIN metadata.sites s ON s.id = r.site_id
              WHERE ($1::text IS NULL OR s.slug = $1::text)
                AND ($2::boolean IS NULL OR r.enabled = $2::boolean)
@@ -357,7 +344,11 @@ pub async fn update_alert_rule(
     expected_version: i64,
     rule: &NewAlertRule,
 ) -> Result<AlertRule> {
-    let columns = Columns::of(rule)?;
+    let definition = DEFINITION.join(", ");
+    // $1 the id, $2 the version, $3 the name, $4 the site's slug, then the rest.
+    let values = placeholders(5, DEFINITION.len() - 2);
+    let columns = COLUMNS.as_str();
+    let rule_columns = Columns::of(rule)?;
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(&format!(
@@ -365,20 +356,19 @@ pub async fn update_alert_rule(
                  SELECT (SELECT id FROM metadata.sites WHERE slug = $4::text) AS site_id
              ), updated AS (
                  UPDATE metadata.alert_rules r
-                 SET ({DEFINITION}, version, updated_at) = (
-                     $3, t.site_id, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17,
-                     $18, $19, $20, $21, r.version + 1, now()
+                 SET ({definition}, version, updated_at) = (
+                     $3, t.site_id, {values}, r.version + 1, now()
                  )
                  FROM target t
                  WHERE r.id = $1 AND r.version = $2
                    AND ($4::text IS NULL OR t.site_id IS NOT NULL)
                  RETURNING r.*
              )
-             SELECT {COLUMNS} FROM updated r LEFT JOIN metadata.sites s ON s.id = r.site_id"
+             SELECT {columns} FROM updated r LEFT JOIN metadata.sites s ON s.id = r.site_id"
         ))
         .await?;
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &expected_version];
-    params.extend(columns.params());
+    params.extend(rule_columns.params());
     let row = client
         .query_opt(&statement, &params)
         .await
@@ -428,10 +418,11 @@ async fn current_version(client: &deadpool_postgres::Client, id: Uuid) -> Result
 
 /// Every enabled rule, in id order: what the analytics loop evaluates.
 pub async fn enabled_alert_rules(pool: &Pool) -> Result<Vec<AlertRule>> {
+    let columns = COLUMNS.as_str();
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(&format!(
-            "SELECT {COLUMNS}
+            "SELECT {columns}
              FROM metadata.alert_rules r LEFT JOIN metadata.sites s ON s.id = r.site_id
              WHERE r.enabled
              ORDER BY r.id"

@@ -5,10 +5,8 @@ use std::time::Duration;
 
 use serde_json::json;
 use stoker_domain::{SensorKey, SensorType, SiteSlug};
-use stoker_metadata::{
-    Agg, AlertRule, Error, NewAlertRule, Op, RuleDraft, RuleFilter, RuleKind, RuleSelector,
-    Severity,
-};
+use stoker_metadata::{Error, RuleFilter};
+use stoker_rules::{Agg, AlertRule, NewAlertRule, Op, RuleDraft, RuleKind, RuleSelector, Severity};
 use stoker_testkit::TestPostgres;
 
 use super::{migrated, site, slug, with_site};

@@ -9,10 +9,9 @@ use std::time::Duration;
 use stoker_analytics::store::{self, NoOutbox, Verdict};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
 use stoker_ingestion::Reason;
-use stoker_metadata::{
-    Agg, AlertRule, NewAlertRule, NewSensor, NewSite, Op, RuleKind, RuleSelector, Severity,
-};
+use stoker_metadata::{NewSensor, NewSite};
 use stoker_postgres::Pool;
+use stoker_rules::{Agg, AlertRule, NewAlertRule, Op, RuleKind, RuleSelector, Severity};
 use stoker_testkit::TestInflux;
 use stoker_timeseries::LineBatch;
 

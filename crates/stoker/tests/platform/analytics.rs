@@ -5,8 +5,9 @@ use std::time::Duration;
 
 use stoker_analytics::store;
 use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
-use stoker_metadata::{NewAlertRule, NewSensor, RuleKind, RuleSelector, Severity};
+use stoker_metadata::NewSensor;
 use stoker_postgres::Pool;
+use stoker_rules::{NewAlertRule, RuleKind, RuleSelector, Severity};
 use stoker_testkit::{TestInflux, TestPostgres, TestRedis, unique_topic_prefix};
 
 use crate::faults::seed;

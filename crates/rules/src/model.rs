@@ -1,0 +1,652 @@
+//! The alert rule: the table its types are generated from (see `define`),
+//! what a rule watches, and its validation.
+//!
+//! To add a field a kind reads: a line under `fields`, its name under the
+//! kinds that read it, a check in [`RuleKind::validate`] if it has bounds,
+//! and its column (`<name>`, or `<name>_ms` for a duration) with the kind's
+//! CHECK. A setting every rule has: a line under `settings` and its column.
+//! A kind: its entry under `kinds`, its arm in `validate` and in the
+//! engine, and its CHECK.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use serde::de::{IgnoredAny, MapAccess, Visitor};
+use serde::ser::SerializeMap as _;
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+use stoker_domain::{SensorKey, SensorType, SiteSlug};
+use uuid::Uuid;
+
+use crate::define::rule_model;
+use crate::field::{Field, FieldError, FieldSpec, Value, millis, names, one_of};
+
+/// The longest rule name, in characters.
+pub const MAX_NAME_CHARS: usize = 200;
+
+names! {
+    /// How readings within a window are reduced to the value a threshold
+    /// rule compares.
+    pub enum Agg as "agg" {
+        /// The mean of the window.
+        Mean = "mean",
+        /// The lowest reading of the window.
+        Min = "min",
+        /// The highest reading of the window.
+        Max = "max",
+        /// The newest reading of the window.
+        Last = "last",
+    }
+}
+
+names! {
+    /// How a rule compares the observed value with its trigger value.
+    pub enum Op as "op" {
+        /// Fires above the trigger value.
+        Gt = ">",
+        /// Fires at or above the trigger value.
+        Ge = ">=",
+        /// Fires below the trigger value.
+        Lt = "<",
+        /// Fires at or below the trigger value.
+        Le = "<=",
+    }
+}
+
+names! {
+    /// How urgent an alert of a rule is.
+    pub enum Severity as "severity": PartialOrd, Ord {
+        /// For the record.
+        Info = "info",
+        /// Needs attention.
+        Warning = "warning",
+        /// Needs attention now.
+        Critical = "critical",
+    }
+}
+
+impl Op {
+    /// Whether the rule fires on high values (`>`, `>=`): its clear value
+    /// must then be at or below its trigger value, and at or above it
+    /// otherwise.
+    pub fn fires_high(self) -> bool {
+        matches!(self, Op::Gt | Op::Ge)
+    }
+
+    /// Whether `value` compared with `limit` by this operator holds.
+    pub fn holds(self, value: f64, limit: f64) -> bool {
+        match self {
+            Op::Gt => value > limit,
+            Op::Ge => value >= limit,
+            Op::Lt => value < limit,
+            Op::Le => value <= limit,
+        }
+    }
+}
+
+rule_model! {
+    settings {
+        /// How urgent its alerts are.
+        severity: Severity,
+        /// Whether it is evaluated (default true).
+        enabled: bool = true,
+    }
+    fields {
+        /// Threshold: how the window's readings are reduced.
+        agg: Agg,
+        /// Threshold and rate of change: the comparison.
+        op: Op,
+        /// Threshold: the trigger value.
+        threshold: f64,
+        /// Threshold: the clear value.
+        clear_threshold: f64,
+        /// Threshold, rate of change, anomaly: the window (> 0).
+        window: Duration,
+        /// Threshold: how long the condition must hold before the alert
+        /// fires (`for` in JSON; default 0s).
+        for_ as "for": Duration = Duration::ZERO,
+        /// Rate of change: the trigger rate, in the sensor's unit per minute.
+        rate_per_min: f64,
+        /// Rate of change: the clear rate per minute.
+        clear_rate_per_min: f64,
+        /// No data: the silence that fires the alert (> 0).
+        timeout: Duration,
+        /// Anomaly: the history the window is compared with (longer than
+        /// the window).
+        baseline: Duration,
+        /// Anomaly: the trigger distance in standard deviations (> 0).
+        z: f64,
+        /// Anomaly: the clear distance (0 < `clear_z` <= `z`).
+        clear_z: f64,
+    }
+    kinds {
+        /// Fires when `agg` of the readings over `window` compared with
+        /// `threshold` by `op` has held for `for_`; clears once the same
+        /// aggregate no longer passes `clear_threshold`.
+        Threshold = "threshold" {
+            /// How the window's readings are reduced.
+            agg,
+            /// The comparison.
+            op,
+            /// The trigger value.
+            threshold,
+            /// The clear value: at or below `threshold` for `>`/`>=`, at
+            /// or above it for `<`/`<=`.
+            clear_threshold,
+            /// The window the aggregate covers (> 0).
+            window,
+            /// How long the condition must hold before the alert fires (>= 0).
+            for_,
+        }
+        /// Fires when the rate of change per minute over `window` compared
+        /// with `rate_per_min` by `op` holds; clears once it no longer
+        /// passes `clear_rate_per_min`.
+        RateOfChange = "rate_of_change" {
+            /// The comparison.
+            op,
+            /// The trigger rate, in the sensor's unit per minute.
+            rate_per_min,
+            /// The clear rate: at or below `rate_per_min` for `>`/`>=`, at
+            /// or above it for `<`/`<=`.
+            clear_rate_per_min,
+            /// The window the rate is measured over (> 0).
+            window,
+        }
+        /// Fires when a sensor has sent nothing for `timeout`; clears with
+        /// its next reading.
+        NoData = "no_data" {
+            /// The silence that fires the alert (> 0).
+            timeout,
+        }
+        /// Fires when the mean over `window` is more than `z` standard
+        /// deviations away from the mean of the `baseline` before it;
+        /// clears once it is within `clear_z`.
+        Anomaly = "anomaly" {
+            /// The recent window (> 0).
+            window,
+            /// The history the window is compared with (longer than `window`).
+            baseline,
+            /// The trigger distance in standard deviations (> 0).
+            z,
+            /// The clear distance: 0 < `clear_z` <= `z`.
+            clear_z,
+        }
+    }
+}
+
+impl RuleKind {
+    /// Checks the kind's values (finite numbers, hysteresis in the right
+    /// direction, windows > 0, baseline longer than window, durations in
+    /// whole milliseconds); the error names the field as it reads in JSON.
+    pub fn validate(&self) -> Result<(), FieldError> {
+        match *self {
+            RuleKind::Threshold {
+                agg: _,
+                op,
+                threshold,
+                clear_threshold,
+                window,
+                for_,
+            } => {
+                finite("threshold", threshold)?;
+                finite("clear_threshold", clear_threshold)?;
+                hysteresis(
+                    op,
+                    "threshold",
+                    threshold,
+                    "clear_threshold",
+                    clear_threshold,
+                )?;
+                positive_millis("window", window)?;
+                millis("for", for_)?;
+            }
+            RuleKind::RateOfChange {
+                op,
+                rate_per_min,
+                clear_rate_per_min,
+                window,
+            } => {
+                finite("rate_per_min", rate_per_min)?;
+                finite("clear_rate_per_min", clear_rate_per_min)?;
+                hysteresis(
+                    op,
+                    "rate_per_min",
+                    rate_per_min,
+                    "clear_rate_per_min",
+                    clear_rate_per_min,
+                )?;
+                positive_millis("window", window)?;
+            }
+            RuleKind::NoData { timeout } => {
+                positive_millis("timeout", timeout)?;
+            }
+            RuleKind::Anomaly {
+                window,
+                baseline,
+                z,
+                clear_z,
+            } => {
+                positive_millis("window", window)?;
+                positive_millis("baseline", baseline)?;
+                if baseline <= window {
+                    return Err((
+                        "baseline",
+                        format!(
+                            "baseline ({}) must be longer than window ({})",
+                            humantime::format_duration(baseline),
+                            humantime::format_duration(window)
+                        ),
+                    ));
+                }
+                finite("z", z)?;
+                if z <= 0.0 {
+                    return Err(("z", format!("z ({z}) must be above 0")));
+                }
+                finite("clear_z", clear_z)?;
+                if clear_z <= 0.0 || clear_z > z {
+                    return Err((
+                        "clear_z",
+                        format!("clear_z ({clear_z}) must be above 0 and at most z ({z})"),
+                    ));
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+fn finite(field: &'static str, value: f64) -> Result<(), FieldError> {
+    if value.is_finite() {
+        Ok(())
+    } else {
+        Err((field, format!("{field} must be a finite number")))
+    }
+}
+
+fn hysteresis(
+    op: Op,
+    trigger_field: &'static str,
+    trigger: f64,
+    clear_field: &'static str,
+    clear: f64,
+) -> Result<(), FieldError> {
+    if op.fires_high() && clear > trigger {
+        Err((
+            clear_field,
+            format!(
+                "with op {} the alert clears at or below where it fires: \
+                 {clear_field} ({clear}) must be at most {trigger_field} ({trigger})",
+                op.as_str()
+            ),
+        ))
+    } else if !op.fires_high() && clear < trigger {
+        Err((
+            clear_field,
+            format!(
+                "with op {} the alert clears at or above where it fires: \
+                 {clear_field} ({clear}) must be at least {trigger_field} ({trigger})",
+                op.as_str()
+            ),
+        ))
+    } else {
+        Ok(())
+    }
+}
+
+fn positive_millis(field: &'static str, duration: Duration) -> Result<i64, FieldError> {
+    let value = millis(field, duration)?;
+    if value == 0 {
+        return Err((field, format!("{field} must be longer than 0")));
+    }
+    Ok(value)
+}
+
+fn checked_name(name: &str) -> Result<&str, FieldError> {
+    let name = name.trim();
+    if name.is_empty() || name.chars().count() > MAX_NAME_CHARS {
+        return Err((
+            "name",
+            format!("name must be 1 to {MAX_NAME_CHARS} characters"),
+        ));
+    }
+    Ok(name)
+}
+
+fn required<'a>(field: &'static str, value: Option<&'a str>) -> Result<&'a str, FieldError> {
+    value.ok_or_else(|| (field, format!("{field} is required")))
+}
+
+/// A field of a draft: its value, else its default, else the error that
+/// it is missing.
+fn drafted<T: Field>(
+    field: &'static str,
+    kind: &str,
+    draft: Option<&T::Draft>,
+    default: Option<T>,
+) -> Result<T, FieldError> {
+    match (draft, default) {
+        (Some(draft), _) => T::from_draft(field, draft),
+        (None, Some(value)) => Ok(value),
+        (None, None) => Err(T::missing(field, kind)),
+    }
+}
+
+/// A field of a stored rule.
+fn stored<T: Field>(field: &'static str, values: &Values) -> Result<T, FieldError> {
+    match values.get(field) {
+        Some(value) => T::from_value(field, value.clone()),
+        None => Err((field, format!("{field} is missing"))),
+    }
+}
+
+/// Stored values of a rule's fields, by name in JSON.
+pub type Values = BTreeMap<&'static str, Value>;
+
+/// What storing a rule gives it besides its definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record {
+    /// Immutable id.
+    pub id: Uuid,
+    /// Incremented by every change.
+    pub version: i64,
+    /// When it was created.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed.
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What a rule watches: every sensor that matches all the parts that are
+/// set. At least one part is set. A `sensor` without a `site` means the
+/// sensors with that key at every site.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RuleSelector {
+    /// Only sensors of this site.
+    #[serde(default)]
+    pub site: Option<SiteSlug>,
+    /// Only sensors with this key.
+    #[serde(default)]
+    pub sensor: Option<SensorKey>,
+    /// Only sensors of this type.
+    #[serde(default)]
+    pub sensor_type: Option<SensorType>,
+}
+
+impl RuleSelector {
+    /// The selector's parts, as named in JSON.
+    pub const FIELDS: [&'static str; 3] = ["site", "sensor", "sensor_type"];
+
+    /// Whether no part is set (such a selector is refused).
+    pub fn is_empty(&self) -> bool {
+        self.site.is_none() && self.sensor.is_none() && self.sensor_type.is_none()
+    }
+
+    /// Whether the sensor `sensor` of type `sensor_type` at `site` is watched.
+    pub fn matches(&self, site: &SiteSlug, sensor: &SensorKey, sensor_type: &SensorType) -> bool {
+        self.site.as_ref().is_none_or(|wanted| wanted == site)
+            && self.sensor.as_ref().is_none_or(|wanted| wanted == sensor)
+            && self
+                .sensor_type
+                .as_ref()
+                .is_none_or(|wanted| wanted == sensor_type)
+    }
+
+    fn check(&self) -> Result<(), FieldError> {
+        if self.is_empty() {
+            return Err((
+                "selector",
+                format!(
+                    "a rule must select what it watches: set at least one of {}",
+                    Self::FIELDS.join(", ")
+                ),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The parts a draft sets, each parsed; the error names the part.
+    fn parse(draft: &RuleDraft) -> Result<Self, FieldError> {
+        Ok(Self {
+            site: draft
+                .site
+                .as_deref()
+                .map(SiteSlug::parse)
+                .transpose()
+                .map_err(|error| ("site", error.to_string()))?,
+            sensor: draft
+                .sensor
+                .as_deref()
+                .map(SensorKey::parse)
+                .transpose()
+                .map_err(|error| ("sensor", error.to_string()))?,
+            sensor_type: draft
+                .sensor_type
+                .as_deref()
+                .map(SensorType::parse)
+                .transpose()
+                .map_err(|error| ("sensor_type", error.to_string()))?,
+        })
+    }
+}
+
+impl RuleDraft {
+    fn refuse_other_fields(&self, kind: &str, allowed: &[&str]) -> Result<(), FieldError> {
+        match self
+            .kind_fields_set()
+            .find(|field| !allowed.contains(field))
+        {
+            Some(field) => Err((
+                field,
+                format!(
+                    "{field} does not apply to kind {kind}, which reads {}",
+                    allowed.join(", ")
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+impl<'de> Deserialize<'de> for RuleDraft {
+    /// A JSON object of rule fields; fields a rule does not have are
+    /// skipped.
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct DraftVisitor;
+
+        impl<'de> Visitor<'de> for DraftVisitor {
+            type Value = RuleDraft;
+
+            fn expecting(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                formatter.write_str("an alert rule")
+            }
+
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RuleDraft, A::Error> {
+                let mut draft = RuleDraft::default();
+                while let Some(field) = map.next_key::<String>()? {
+                    map.next_value_seed(FieldSeed {
+                        draft: &mut draft,
+                        field: &field,
+                    })?;
+                }
+                Ok(draft)
+            }
+        }
+
+        /// One value, set into the draft by its field's name.
+        struct FieldSeed<'a> {
+            draft: &'a mut RuleDraft,
+            field: &'a str,
+        }
+
+        impl<'de> serde::de::DeserializeSeed<'de> for FieldSeed<'_> {
+            type Value = ();
+
+            fn deserialize<D: Deserializer<'de>>(self, value: D) -> Result<(), D::Error> {
+                if RuleDraft::FIELDS.contains(&self.field) {
+                    self.draft.set(self.field, value)?;
+                } else {
+                    IgnoredAny::deserialize(value)?;
+                }
+                Ok(())
+            }
+        }
+
+        deserializer.deserialize_map(DraftVisitor)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn threshold(op: Op, threshold: f64, clear_threshold: f64) -> RuleKind {
+        RuleKind::Threshold {
+            agg: Agg::Mean,
+            op,
+            threshold,
+            clear_threshold,
+            window: Duration::from_secs(60),
+            for_: Duration::from_secs(30),
+        }
+    }
+
+    fn selector() -> RuleSelector {
+        RuleSelector {
+            sensor_type: Some(SensorType::parse("pressure").unwrap()),
+            ..RuleSelector::default()
+        }
+    }
+
+    fn field_of(kind: RuleKind) -> &'static str {
+        kind.validate().unwrap_err().0
+    }
+
+    #[test]
+    fn names_round_trip() {
+        for agg in Agg::ALL {
+            assert_eq!(Agg::parse(agg.as_str()), Ok(agg));
+        }
+        for op in Op::ALL {
+            assert_eq!(Op::parse(op.as_str()), Ok(op));
+        }
+        for severity in Severity::ALL {
+            assert_eq!(Severity::parse(severity.as_str()), Ok(severity));
+        }
+        assert_eq!(Op::parse("=>").unwrap_err().0, "op");
+        assert_eq!(Agg::parse("median").unwrap_err().0, "agg");
+        assert_eq!(Severity::parse("fatal").unwrap_err().0, "severity");
+    }
+
+    #[test]
+    fn hysteresis_runs_the_right_way() {
+        assert!(threshold(Op::Gt, 12.5, 12.0).validate().is_ok());
+        assert!(threshold(Op::Ge, 12.5, 12.5).validate().is_ok());
+        assert_eq!(field_of(threshold(Op::Gt, 12.5, 13.0)), "clear_threshold");
+        assert!(threshold(Op::Lt, 2.0, 2.5).validate().is_ok());
+        assert_eq!(field_of(threshold(Op::Le, 2.0, 1.5)), "clear_threshold");
+        assert_eq!(field_of(threshold(Op::Gt, f64::NAN, 1.0)), "threshold");
+        assert_eq!(
+            field_of(RuleKind::RateOfChange {
+                op: Op::Gt,
+                rate_per_min: 1.0,
+                clear_rate_per_min: 2.0,
+                window: Duration::from_secs(60),
+            }),
+            "clear_rate_per_min"
+        );
+    }
+
+    #[test]
+    fn durations_and_anomaly_bounds_are_checked() {
+        let anomaly = |window: u64, baseline: u64, z: f64, clear_z: f64| RuleKind::Anomaly {
+            window: Duration::from_secs(window),
+            baseline: Duration::from_secs(baseline),
+            z,
+            clear_z,
+        };
+        assert!(anomaly(60, 3600, 3.0, 2.0).validate().is_ok());
+        assert_eq!(field_of(anomaly(60, 60, 3.0, 2.0)), "baseline");
+        assert_eq!(field_of(anomaly(0, 60, 3.0, 2.0)), "window");
+        assert_eq!(field_of(anomaly(60, 3600, 3.0, 3.5)), "clear_z");
+        assert_eq!(field_of(anomaly(60, 3600, 3.0, 0.0)), "clear_z");
+        assert_eq!(field_of(anomaly(60, 3600, -1.0, -2.0)), "z");
+        assert_eq!(
+            field_of(RuleKind::NoData {
+                timeout: Duration::from_micros(1500)
+            }),
+            "timeout"
+        );
+        assert_eq!(
+            field_of(RuleKind::NoData {
+                timeout: Duration::ZERO
+            }),
+            "timeout"
+        );
+        let mut kind = threshold(Op::Gt, 1.0, 0.5);
+        if let RuleKind::Threshold { for_, .. } = &mut kind {
+            *for_ = Duration::ZERO;
+        }
+        assert!(kind.validate().is_ok(), "for may be 0");
+    }
+
+    #[test]
+    fn a_rule_needs_a_name_and_a_selector() {
+        let kind = threshold(Op::Gt, 1.0, 0.5);
+        let error = NewAlertRule::new("x", RuleSelector::default(), kind, Severity::Info, true)
+            .unwrap_err();
+        assert_eq!(error.0, "selector");
+        let error = NewAlertRule::new("  ", selector(), kind, Severity::Info, true).unwrap_err();
+        assert_eq!(error.0, "name");
+        let rule = NewAlertRule::new(" High ", selector(), kind, Severity::Info, true).unwrap();
+        assert_eq!(rule.name(), "High");
+    }
+
+    #[test]
+    fn drafts_name_the_missing_or_foreign_field() {
+        let draft: RuleDraft = serde_json::from_value(serde_json::json!({
+            "name": "High pressure", "kind": "threshold", "site": "boiler-house-1",
+            "sensor_type": "pressure", "agg": "mean", "op": ">", "threshold": 12.5,
+            "clear_threshold": 12.0, "window": "60s", "for": "30s", "severity": "warning"
+        }))
+        .unwrap();
+        let rule = NewAlertRule::parse(&draft).unwrap();
+        assert!(rule.enabled());
+        assert_eq!(
+            rule.kind(),
+            &RuleKind::Threshold {
+                agg: Agg::Mean,
+                op: Op::Gt,
+                threshold: 12.5,
+                clear_threshold: 12.0,
+                window: Duration::from_secs(60),
+                for_: Duration::from_secs(30),
+            }
+        );
+
+        let mut missing = draft.clone();
+        missing.clear_threshold = None;
+        assert_eq!(
+            NewAlertRule::parse(&missing).unwrap_err().0,
+            "clear_threshold"
+        );
+
+        let mut foreign = draft.clone();
+        foreign.timeout = Some("2m".into());
+        assert_eq!(NewAlertRule::parse(&foreign).unwrap_err().0, "timeout");
+
+        let mut bad_window = draft.clone();
+        bad_window.window = Some("soon".into());
+        assert_eq!(NewAlertRule::parse(&bad_window).unwrap_err().0, "window");
+
+        let mut no_data = draft;
+        no_data.kind = Some("no_data".into());
+        no_data.clear_kind_fields();
+        no_data.timeout = Some("120s".into());
+        let rule = NewAlertRule::parse(&no_data).unwrap();
+        assert_eq!(
+            rule.kind(),
+            &RuleKind::NoData {
+                timeout: Duration::from_secs(120)
+            }
+        );
+    }
+}
