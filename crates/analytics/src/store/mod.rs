@@ -1,0 +1,174 @@
+//! Alerts and their event trail in Postgres (schema `analytics`): the
+//! source of truth for what fired, who acknowledged it and what resolved it.
+//!
+//! Every transition is one transaction: the alert row changes, an event is
+//! appended (`analytics.alert_events`, which refuses updates and deletes),
+//! and the [`Outbox`] queues its notifications. A partial unique index
+//! keeps at most one open alert per rule and sensor, whichever process
+//! tries to open a second.
+
+use std::fmt;
+
+use chrono::{DateTime, Utc};
+use futures::future::BoxFuture;
+use serde::Serialize;
+use stoker_domain::SiteSlug;
+use tokio_postgres::Transaction;
+use uuid::Uuid;
+
+use crate::{Error, Result};
+
+mod read;
+mod rows;
+mod transitions;
+
+pub use read::{AlertFilter, StateFilter, alerted_since, get_alert, list_alerts, open_alerts};
+pub use transitions::{Verdict, acknowledge, clear_alert, open_alert, resolve, retire};
+
+/// Where an alert stands.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum AlertState {
+    /// Raised and not yet seen by anyone.
+    Firing,
+    /// Someone said they are on it; still open.
+    Acknowledged,
+    /// Over: cleared by analytics, or resolved by someone.
+    Resolved,
+}
+
+impl AlertState {
+    /// The name in JSON, SQL and URLs.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AlertState::Firing => "firing",
+            AlertState::Acknowledged => "acknowledged",
+            AlertState::Resolved => "resolved",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        match text {
+            "firing" => Ok(AlertState::Firing),
+            "acknowledged" => Ok(AlertState::Acknowledged),
+            "resolved" => Ok(AlertState::Resolved),
+            other => Err(Error::InvalidRow {
+                what: "alert state",
+                reason: format!("{other:?}"),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for AlertState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An alert as stored and as the API shows it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Alert {
+    /// Its id.
+    pub id: Uuid,
+    /// The rule that raised it.
+    pub rule_id: Uuid,
+    /// The rule's name when it fired.
+    pub rule_name: String,
+    /// The rule's kind.
+    pub kind: String,
+    /// `info`, `warning` or `critical`.
+    pub severity: String,
+    /// The site.
+    pub site: String,
+    /// The sensor.
+    pub sensor: String,
+    /// Where it stands.
+    pub state: AlertState,
+    /// The evaluation time at which it fired.
+    pub opened_at: DateTime<Utc>,
+    /// The value that fired it (none for `no_data`).
+    pub value: Option<f64>,
+    /// What the value was compared with.
+    pub threshold: Option<f64>,
+    /// Why it fired, in one sentence.
+    pub message: String,
+    /// When it was acknowledged.
+    pub acknowledged_at: Option<DateTime<Utc>>,
+    /// Who acknowledged it (an API key's name).
+    pub acknowledged_by: Option<String>,
+    /// When it was resolved.
+    pub resolved_at: Option<DateTime<Utc>>,
+    /// Who resolved it: `analytics` when its rule cleared, else an API
+    /// key's name.
+    pub resolved_by: Option<String>,
+    /// Bumped on every change.
+    pub version: i64,
+}
+
+/// One transition of an alert, as the trail keeps it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AlertEvent {
+    /// Its id (increasing).
+    pub id: i64,
+    /// The alert.
+    pub alert_id: Uuid,
+    /// `fired`, `acknowledged` or `resolved`.
+    pub transition: String,
+    /// When.
+    pub at: DateTime<Utc>,
+    /// Who: `analytics` or an API key's name.
+    pub actor: String,
+    /// The value seen, if any.
+    pub value: Option<f64>,
+    /// Why.
+    pub detail: String,
+}
+
+/// The actor name of the evaluation loop.
+pub const ANALYTICS: &str = "analytics";
+
+/// Queues an event's notifications in the transaction that records it.
+pub trait Outbox: Send + Sync {
+    /// Queues the notifications of event `event_id` of an alert at `site`;
+    /// `body` is the JSON sent.
+    fn enqueue<'a>(
+        &'a self,
+        transaction: &'a Transaction<'a>,
+        event_id: i64,
+        site: &'a SiteSlug,
+        body: &'a str,
+    ) -> BoxFuture<'a, Result<()>>;
+}
+
+/// The real outbox: MQTT `alerts/{site}` and the configured webhooks.
+impl Outbox for crate::notify::NotifyOptions {
+    fn enqueue<'a>(
+        &'a self,
+        transaction: &'a Transaction<'a>,
+        event_id: i64,
+        site: &'a SiteSlug,
+        body: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async move {
+            crate::notify::enqueue(transaction, self, event_id, site, body).await?;
+            Ok(())
+        })
+    }
+}
+
+/// An outbox that sends nothing (tests of the store alone).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoOutbox;
+
+impl Outbox for NoOutbox {
+    fn enqueue<'a>(
+        &'a self,
+        _transaction: &'a Transaction<'a>,
+        _event_id: i64,
+        _site: &'a SiteSlug,
+        _body: &'a str,
+    ) -> BoxFuture<'a, Result<()>> {
+        Box::pin(async { Ok(()) })
+    }
+}

@@ -1,0 +1,68 @@
+//! The `analytics.alerts` and `alert_events` rows as the store reads them.
+
+use chrono::{DateTime, Utc};
+use stoker_domain::EpochMillis;
+use tokio_postgres::Row;
+use uuid::Uuid;
+
+use super::{Alert, AlertEvent, AlertState};
+use crate::{Error, Result};
+
+pub(super) const COLUMNS: &str = "id, rule_id, rule_name, kind, severity, site, sensor, state, opened_at, \
+     value, threshold, message, acknowledged_at, acknowledged_by, resolved_at, resolved_by, version";
+
+pub(super) fn alert_from_row(row: &Row) -> Result<Alert> {
+    Ok(Alert {
+        id: row.try_get("id")?,
+        rule_id: row.try_get("rule_id")?,
+        rule_name: row.try_get("rule_name")?,
+        kind: row.try_get("kind")?,
+        severity: row.try_get("severity")?,
+        site: row.try_get("site")?,
+        sensor: row.try_get("sensor")?,
+        state: AlertState::parse(row.try_get("state")?)?,
+        opened_at: row.try_get("opened_at")?,
+        value: row.try_get("value")?,
+        threshold: row.try_get("threshold")?,
+        message: row.try_get("message")?,
+        acknowledged_at: row.try_get("acknowledged_at")?,
+        acknowledged_by: row.try_get("acknowledged_by")?,
+        resolved_at: row.try_get("resolved_at")?,
+        resolved_by: row.try_get("resolved_by")?,
+        version: row.try_get("version")?,
+    })
+}
+
+pub(super) fn event_from_row(row: &Row) -> Result<AlertEvent> {
+    Ok(AlertEvent {
+        id: row.try_get("id")?,
+        alert_id: row.try_get("alert_id")?,
+        transition: row.try_get("transition")?,
+        at: row.try_get("at")?,
+        actor: row.try_get("actor")?,
+        value: row.try_get("value")?,
+        detail: row.try_get("detail")?,
+    })
+}
+
+pub(super) fn timestamp(at: EpochMillis) -> DateTime<Utc> {
+    at.to_datetime()
+}
+
+/// The alert with this id, locked until the end of the transaction when
+/// `for_update` (the transaction changes it).
+pub(super) async fn alert_by_id(
+    client: &impl tokio_postgres::GenericClient,
+    id: Uuid,
+    for_update: bool,
+) -> Result<Alert> {
+    let lock = if for_update { " FOR UPDATE" } else { "" };
+    let row = client
+        .query_opt(
+            &format!("SELECT {COLUMNS} FROM analytics.alerts WHERE id = $1{lock}"),
+            &[&id],
+        )
+        .await?
+        .ok_or(Error::AlertNotFound(id))?;
+    alert_from_row(&row)
+}

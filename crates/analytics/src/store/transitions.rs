@@ -1,0 +1,286 @@
+//! The transitions of an alert: each one transaction that changes the
+//! alert, appends its event and queues its notifications.
+
+use chrono::{DateTime, Utc};
+use serde::Serialize;
+use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
+use stoker_postgres::Pool;
+use stoker_rules::AlertRule;
+use tokio_postgres::{Row, Transaction};
+use uuid::Uuid;
+
+use super::rows::{COLUMNS, alert_by_id, alert_from_row, event_from_row, timestamp};
+use super::{ANALYTICS, Alert, AlertEvent, AlertState, Outbox};
+use crate::{Error, Result};
+
+/// What a notification carries: the event and the alert after it.
+#[derive(Debug, Serialize)]
+struct Notice<'a> {
+    event: &'a AlertEvent,
+    alert: &'a Alert,
+}
+
+/// An event about to be appended.
+#[derive(Debug)]
+struct Draft<'a> {
+    transition: &'a str,
+    at: DateTime<Utc>,
+    actor: &'a str,
+    value: Option<f64>,
+    detail: &'a str,
+}
+
+/// Appends an event and queues its notifications.
+async fn record(
+    transaction: &Transaction<'_>,
+    outbox: &dyn Outbox,
+    alert: &Alert,
+    draft: Draft<'_>,
+) -> Result<AlertEvent> {
+    let Draft {
+        transition,
+        at,
+        actor,
+        value,
+        detail,
+    } = draft;
+    let site = SiteSlug::parse(&alert.site).map_err(|error| Error::InvalidRow {
+        what: "alert site",
+        reason: error.to_string(),
+    })?;
+    let row = transaction
+        .query_one(
+            "INSERT INTO analytics.alert_events (alert_id, transition, at, actor, value, detail)
+             VALUES ($1, $2, $3, $4, $5, $6)
+             RETURNING id, alert_id, transition, at, actor, value, detail",
+            &[&alert.id, &transition, &at, &actor, &value, &detail],
+        )
+        .await?;
+    let event = event_from_row(&row)?;
+    let body = serde_json::to_string(&Notice {
+        event: &event,
+        alert,
+    })
+    .map_err(|error| Error::Encode(error.to_string()))?;
+    outbox.enqueue(transaction, event.id, &site, &body).await?;
+    Ok(event)
+}
+
+/// What the evaluation loop records when a rule fires or clears for a
+/// sensor.
+#[derive(Debug, Clone)]
+pub struct Verdict<'a> {
+    /// The rule.
+    pub rule: &'a AlertRule,
+    /// The site.
+    pub site: &'a SiteSlug,
+    /// The sensor.
+    pub sensor: &'a SensorKey,
+    /// The tick at which it fired or cleared.
+    pub at: EpochMillis,
+    /// The value that fired or cleared it.
+    pub value: Option<f64>,
+    /// Why, in one sentence.
+    pub message: String,
+}
+
+/// Opens an alert unless one is open for the same rule and sensor; returns
+/// it when it was opened.
+pub async fn open_alert(
+    pool: &Pool,
+    outbox: &dyn Outbox,
+    firing: &Verdict<'_>,
+) -> Result<Option<Alert>> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let at = timestamp(firing.at);
+    let row = transaction
+        .query_opt(
+            &format!(
+                "INSERT INTO analytics.alerts
+                     (id, rule_id, rule_name, kind, severity, site, sensor, state, opened_at,
+                      value, threshold, message)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'firing', $8, $9, $10, $11)
+                 ON CONFLICT (rule_id, site, sensor) WHERE state <> 'resolved' DO NOTHING
+                 RETURNING {COLUMNS}"
+            ),
+            &[
+                &Uuid::now_v7(),
+                &firing.rule.id,
+                &firing.rule.name,
+                &firing.rule.kind.name(),
+                &firing.rule.severity.as_str(),
+                &firing.site.as_str(),
+                &firing.sensor.as_str(),
+                &at,
+                &firing.value,
+                &crate::engine::limit(&firing.rule.kind),
+                &firing.message,
+            ],
+        )
+        .await?;
+    settle(transaction, outbox, row, firing.draft("fired")).await
+}
+
+/// Records a transition of the alert row a statement returned (none:
+/// nothing changed, nothing to record) and commits.
+async fn settle(
+    transaction: deadpool_postgres::Transaction<'_>,
+    outbox: &dyn Outbox,
+    row: Option<Row>,
+    draft: Draft<'_>,
+) -> Result<Option<Alert>> {
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let alert = alert_from_row(&row)?;
+    record(&transaction, outbox, &alert, draft).await?;
+    transaction.commit().await?;
+    Ok(Some(alert))
+}
+
+impl<'a> Verdict<'a> {
+    /// The evaluation loop's event for this verdict.
+    fn draft(&'a self, transition: &'a str) -> Draft<'a> {
+        Draft {
+            transition,
+            at: timestamp(self.at),
+            actor: ANALYTICS,
+            value: self.value,
+            detail: &self.message,
+        }
+    }
+}
+
+/// Resolves the open alert of a rule and sensor because the rule cleared;
+/// returns it when there was one.
+pub async fn clear_alert(
+    pool: &Pool,
+    outbox: &dyn Outbox,
+    clearing: &Verdict<'_>,
+) -> Result<Option<Alert>> {
+    let Verdict {
+        rule, site, sensor, ..
+    } = *clearing;
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let at = timestamp(clearing.at);
+    let row = transaction
+        .query_opt(
+            &format!(
+                "UPDATE analytics.alerts
+                 SET state = 'resolved', resolved_at = $4, resolved_by = $5, version = version + 1
+                 WHERE rule_id = $1 AND site = $2 AND sensor = $3 AND state <> 'resolved'
+                 RETURNING {COLUMNS}"
+            ),
+            &[&rule.id, &site.as_str(), &sensor.as_str(), &at, &ANALYTICS],
+        )
+        .await?;
+    settle(transaction, outbox, row, clearing.draft("resolved")).await
+}
+
+/// Resolves an open alert on behalf of analytics for a reason other than
+/// its rule clearing (the rule was disabled or deleted, the sensor went);
+/// returns it when it was open.
+pub async fn retire(
+    pool: &Pool,
+    outbox: &dyn Outbox,
+    id: Uuid,
+    at: EpochMillis,
+    message: &str,
+) -> Result<Option<Alert>> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let at = timestamp(at);
+    let row = transaction
+        .query_opt(
+            &format!(
+                "UPDATE analytics.alerts
+                 SET state = 'resolved', resolved_at = $2, resolved_by = $3, version = version + 1
+                 WHERE id = $1 AND state <> 'resolved'
+                 RETURNING {COLUMNS}"
+            ),
+            &[&id, &at, &ANALYTICS],
+        )
+        .await?;
+    let draft = Draft {
+        transition: "resolved",
+        at,
+        actor: ANALYTICS,
+        value: None,
+        detail: message,
+    };
+    settle(transaction, outbox, row, draft).await
+}
+
+/// Acknowledges a firing alert on behalf of `actor`.
+pub async fn acknowledge(pool: &Pool, outbox: &dyn Outbox, id: Uuid, actor: &str) -> Result<Alert> {
+    change_by_hand(pool, outbox, id, actor, Action::Acknowledge).await
+}
+
+/// Resolves an open alert on behalf of `actor`. The rule does not fire
+/// again for that sensor until its condition has cleared and returned.
+pub async fn resolve(pool: &Pool, outbox: &dyn Outbox, id: Uuid, actor: &str) -> Result<Alert> {
+    change_by_hand(pool, outbox, id, actor, Action::Resolve).await
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Action {
+    Acknowledge,
+    Resolve,
+}
+
+async fn change_by_hand(
+    pool: &Pool,
+    outbox: &dyn Outbox,
+    id: Uuid,
+    actor: &str,
+    action: Action,
+) -> Result<Alert> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let current = alert_by_id(&*transaction, id, true).await?;
+    let (allowed, past, sql) = match action {
+        Action::Acknowledge => (
+            current.state == AlertState::Firing,
+            "acknowledged",
+            "UPDATE analytics.alerts
+             SET state = 'acknowledged', acknowledged_at = now(), acknowledged_by = $2,
+                 version = version + 1
+             WHERE id = $1",
+        ),
+        Action::Resolve => (
+            current.state != AlertState::Resolved,
+            "resolved",
+            "UPDATE analytics.alerts
+             SET state = 'resolved', resolved_at = now(), resolved_by = $2, version = version + 1
+             WHERE id = $1",
+        ),
+    };
+    if !allowed {
+        return Err(Error::InvalidTransition {
+            id,
+            state: current.state,
+            action: past,
+        });
+    }
+    let sql = format!("{sql} RETURNING {COLUMNS}");
+    let row = transaction.query_one(&sql, &[&id, &actor]).await?;
+    let alert = alert_from_row(&row)?;
+    let at = match action {
+        Action::Acknowledge => alert.acknowledged_at,
+        Action::Resolve => alert.resolved_at,
+    }
+    .unwrap_or_else(Utc::now);
+    let detail = format!("{past} by {actor}");
+    let draft = Draft {
+        transition: past,
+        at,
+        actor,
+        value: None,
+        detail: &detail,
+    };
+    record(&transaction, outbox, &alert, draft).await?;
+    transaction.commit().await?;
+    Ok(alert)
+}
