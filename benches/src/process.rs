@@ -1,17 +1,17 @@
 //! The process under test and the processes around it: the real `stoker`
-//! binary as a child process (started on the run's own stores and scratch
-//! directory, watched, stopped, killed on drop), the end of its log, and
-//! the CPU time of Stoker, the services it works with and the benchmark.
+//! binary as the test kit's child process (started on the run's own stores
+//! and scratch directory, its log in the file the benchmark names, killed
+//! on drop), and the CPU time of Stoker, the services it works with and the
+//! benchmark.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
-use std::process::{ExitStatus, Stdio};
+use std::path::Path;
 use std::time::Duration;
 
-use anyhow::{Context, anyhow};
+use anyhow::Context;
 use serde_json::Value;
-use stoker_testkit::{TestInflux, TestPostgres, TestRedis, unique_client_id};
-use tokio::time::Instant;
+pub use stoker_testkit::StokerProcess;
+use stoker_testkit::{StokerCommand, TestInflux, TestPostgres, TestRedis};
 
 use crate::procstat;
 
@@ -31,213 +31,42 @@ pub fn store_env(
     ]
 }
 
-/// A free port on the loopback interface; `what` names its use in the error.
-pub fn free_port(what: &str) -> anyhow::Result<u16> {
-    Ok(std::net::TcpListener::bind("127.0.0.1:0")
-        .and_then(|listener| listener.local_addr())
-        .with_context(|| format!("finding a free port for {what}"))?
-        .port())
-}
-
-/// One `stoker <subcommand>` child process with its log file and a spool
-/// directory of its own; killed on drop if still running, the spool
-/// directory removed after it.
-#[derive(Debug)]
-pub struct StokerProcess {
-    child: std::process::Child,
-    binary: PathBuf,
+/// Starts `binary subcommand` with `env` on top of the inherited
+/// environment, plus `RUST_LOG=rust_log`, plain-text logs (stdout and
+/// stderr) to `log`, and `INGEST_SPOOL_DIR` in a scratch directory of the
+/// run's own; killed on drop if still running, the scratch directory
+/// removed after it.
+pub fn spawn_stoker(
+    binary: &Path,
     subcommand: &'static str,
-    log: PathBuf,
-    metrics_port: Option<u16>,
-    /// Dropped after the process is killed (fields drop after `drop`).
-    _scratch: ScratchDir,
+    env: &[(&str, String)],
+    log: &Path,
+    rust_log: &str,
+) -> anyhow::Result<StokerProcess> {
+    StokerCommand::new(binary, subcommand)
+        .envs(env)
+        .rust_log(rust_log)
+        .log_to(log)
+        .kill_on_drop()
+        .spawn()
+        .with_context(|| format!("starting {} {subcommand}", binary.display()))
 }
 
-impl StokerProcess {
-    /// Starts `binary subcommand` with `env` on top of the inherited
-    /// environment, plus `RUST_LOG=rust_log`, plain-text logs (stdout and
-    /// stderr) to `log`, and `INGEST_SPOOL_DIR` in a scratch directory of
-    /// the run's own (Stoker's default, `./spool`, may be another run's).
-    pub fn spawn(
-        binary: &Path,
-        subcommand: &'static str,
-        env: &[(&str, String)],
-        log: &Path,
-        rust_log: &str,
-    ) -> anyhow::Result<Self> {
-        if let Some(parent) = log.parent().filter(|parent| !parent.as_os_str().is_empty()) {
-            std::fs::create_dir_all(parent)
-                .with_context(|| format!("creating the log directory {}", parent.display()))?;
-        }
-        let scratch = ScratchDir::create(&format!("stoker-bench-{subcommand}"))?;
-        let log_file = std::fs::File::create(log)
-            .with_context(|| format!("creating the log file {}", log.display()))?;
-        let mut command = std::process::Command::new(binary);
-        command
-            .arg(subcommand)
-            .stdin(Stdio::null())
-            .stdout(log_file.try_clone()?)
-            .stderr(log_file);
-        for (name, value) in env {
-            command.env(name, value);
-        }
-        command
-            .env("INGEST_SPOOL_DIR", scratch.path().join("spool"))
-            .env("RUST_LOG", rust_log)
-            .env("LOG_FORMAT", "text")
-            .env("NO_COLOR", "1");
-        let child = command
-            .spawn()
-            .with_context(|| format!("starting {} {subcommand}", binary.display()))?;
-        Ok(Self {
-            child,
-            binary: binary.to_owned(),
-            subcommand,
-            log: log.to_owned(),
-            metrics_port: None,
-            _scratch: scratch,
-        })
-    }
-
-    /// The process serves its `/metrics` on this loopback port (its
-    /// `METRICS_ADDR`), for [`StokerProcess::metrics`].
-    pub fn with_metrics_port(mut self, port: u16) -> Self {
-        self.metrics_port = Some(port);
-        self
-    }
-
-    /// `stoker <subcommand>`.
-    pub fn name(&self) -> String {
-        format!("stoker {}", self.subcommand)
-    }
-
-    pub fn pid(&self) -> u32 {
-        self.child.id()
-    }
-
-    /// The file that receives its stdout and stderr.
-    pub fn log(&self) -> &Path {
-        &self.log
-    }
-
-    /// The text of its `/metrics` (for diagnostics only: a benchmark's
-    /// figures are measured from the outside); `None` if it does not answer
-    /// or no metrics port was given.
-    pub async fn metrics(&self) -> Option<String> {
-        let url = format!("http://127.0.0.1:{}/metrics", self.metrics_port?);
-        let response = reqwest::Client::new()
-            .get(url)
-            .timeout(Duration::from_secs(2))
-            .send()
-            .await
-            .ok()?;
-        Some(response.text().await.unwrap_or_default())
-    }
-
-    /// Says it started (`note` follows the pid, e.g. `; waiting for
-    /// /readyz`), then runs `ready` for at most 90 s: it waits until the
-    /// process is ready and says how long that took.
-    pub async fn until_ready(
-        &mut self,
-        note: &str,
-        ready: impl AsyncFnOnce(&mut Self) -> anyhow::Result<Duration>,
-    ) -> anyhow::Result<Duration> {
-        crate::progress!(
-            "started {} {} (pid {}){note}",
-            self.binary.display(),
-            self.subcommand,
-            self.pid()
-        );
-        crate::harness::bounded("Stoker start", Duration::from_secs(90), ready(self)).await
-    }
-
-    /// An error with the end of the log if the process has exited.
-    pub fn check_alive(&mut self) -> anyhow::Result<()> {
-        let subcommand = self.subcommand;
-        match self.child.try_wait() {
-            Ok(None) => Ok(()),
-            Ok(Some(status)) => Err(anyhow!(
-                "stoker {subcommand} exited ({status}); last lines of {}:\n{}",
-                self.log.display(),
-                log_tail(&self.log, 15)
-            )),
-            Err(error) => Err(anyhow!("cannot check on stoker {subcommand}: {error}")),
-        }
-    }
-
-    /// SIGTERM, then SIGKILL if it is still running after 15 s; says how it ended.
-    pub async fn stop(&mut self) -> String {
-        if let Ok(Some(status)) = self.child.try_wait() {
-            return format!("had already exited ({status})");
-        }
-        let _ = std::process::Command::new("kill")
-            .arg("-TERM")
-            .arg(self.pid().to_string())
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(15);
-        while Instant::now() < deadline {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return describe_exit(status);
-            }
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        "did not stop within 15 s of SIGTERM; killed".into()
-    }
-}
-
-impl Drop for StokerProcess {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
-    }
-}
-
-/// How a process ended after SIGTERM.
-fn describe_exit(status: ExitStatus) -> String {
-    if status.success() {
-        "exited cleanly on SIGTERM".into()
-    } else {
-        format!("exited on SIGTERM with {status}")
-    }
-}
-
-/// A directory of the run's own under the system's temporary directory,
-/// removed on drop.
-#[derive(Debug)]
-struct ScratchDir(PathBuf);
-
-impl ScratchDir {
-    /// A new directory named after `stem` and made unique.
-    fn create(stem: &str) -> anyhow::Result<Self> {
-        let path = std::env::temp_dir().join(unique_client_id(stem));
-        std::fs::create_dir_all(&path).with_context(|| format!("creating {}", path.display()))?;
-        Ok(Self(path))
-    }
-
-    fn path(&self) -> &Path {
-        &self.0
-    }
-}
-
-impl Drop for ScratchDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// The last `lines` lines of a file, each indented by four spaces.
-pub fn log_tail(path: &Path, lines: usize) -> String {
-    let text = std::fs::read_to_string(path).unwrap_or_default();
-    let all: Vec<&str> = text.lines().collect();
-    all[all.len().saturating_sub(lines)..]
-        .iter()
-        .map(|line| format!("    {line}"))
-        .collect::<Vec<_>>()
-        .join("\n")
+/// Says Stoker started (`note` follows the pid, e.g. `; waiting for
+/// /readyz`), then runs `ready` for at most 90 s: it waits until the
+/// process is ready and says how long that took.
+pub async fn until_ready(
+    stoker: &mut StokerProcess,
+    note: &str,
+    ready: impl AsyncFnOnce(&mut StokerProcess) -> anyhow::Result<Duration>,
+) -> anyhow::Result<Duration> {
+    crate::progress!(
+        "started {} {} (pid {}){note}",
+        stoker.binary().display(),
+        stoker.subcommand(),
+        stoker.pid()
+    );
+    crate::harness::bounded("Stoker start", Duration::from_secs(90), ready(stoker)).await
 }
 
 /// The processes whose CPU time a report breaks down: Stoker (once it
@@ -458,16 +287,5 @@ mod tests {
             cpu(f64::NAN, 0.5, Some(2.0)).json().to_string(),
             r#"{"bench":1.0,"influxd":0.5,"machine":2.0,"stoker":null}"#
         );
-    }
-
-    #[test]
-    fn log_tails_are_indented() {
-        let dir = ScratchDir::create("stoker-bench-test").unwrap();
-        let path = dir.path().join("log");
-        std::fs::write(&path, "one\ntwo\nthree\n").unwrap();
-        assert_eq!(log_tail(&path, 2), "    two\n    three");
-        let kept = dir.path().to_owned();
-        drop(dir);
-        assert!(!kept.exists());
     }
 }

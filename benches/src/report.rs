@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 
 use serde_json::{Value, json};
 
-use crate::process::StokerProcess;
+use stoker_testkit::StokerProcess;
 
 /// Warnings and errors in the log of the process under test.
 #[derive(Debug, Clone, Default)]
@@ -285,7 +285,7 @@ impl RunRecord {
     /// Stops Stoker (SIGTERM, then SIGKILL) and records how it ended and
     /// what its log says.
     pub async fn stop_stoker(&mut self, stoker: &mut StokerProcess) {
-        let status = stoker.stop().await;
+        let status = stoker.terminate().await.to_string();
         crate::progress!("stopped Stoker: {status}");
         self.stoker_exit = Some(StokerExit {
             process: stoker.name(),

@@ -11,7 +11,8 @@ use stoker_rules::{NewAlertRule, RuleKind, RuleSelector, Severity};
 use stoker_testkit::{TestInflux, TestPostgres, TestRedis, unique_topic_prefix};
 
 use crate::faults::seed;
-use crate::helpers::{Stoker, free_port};
+use crate::helpers::spawn_stoker;
+use stoker_testkit::free_port;
 
 async fn open_alerts(pool: &Pool) -> usize {
     store::open_alerts(pool, None)
@@ -60,7 +61,7 @@ async fn a_killed_analytics_leader_is_replaced_within_two_intervals_without_dupl
     let redis = TestRedis::new();
     let topics = unique_topic_prefix();
     let spawn = |metrics: &str| {
-        Stoker::spawn(
+        spawn_stoker(
             "analytics",
             &[
                 ("DATABASE_URL", postgres.url()),
@@ -197,7 +198,7 @@ async fn influx_setup_then_the_analytics_role_keeps_the_rollup() {
     influx.influx().write(&batch).await.unwrap();
 
     let metrics = format!("127.0.0.1:{}", free_port());
-    let mut analytics = Stoker::spawn(
+    let mut analytics = spawn_stoker(
         "analytics",
         &[
             ("DATABASE_URL", postgres.url()),

@@ -5,15 +5,16 @@ use std::time::Duration;
 
 use serde_json::{Value, json};
 
-use crate::helpers::{BINARY, Stoker, TempDir, create_api_key, free_port};
+use crate::helpers::{BINARY, create_api_key, env_path, spawn_stoker};
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
+use stoker_testkit::{StokerProcess, TempDir, free_port};
 use stoker_testkit::{
     TestInflux, TestPostgres, TestRedis, publish_qos1, unique_client_id, unique_topic_prefix,
 };
 
 /// A running `stoker serve` and where it answers.
 struct Server {
-    process: Stoker,
+    process: StokerProcess,
     base: String,
     client_id: String,
     _spool: TempDir,
@@ -28,10 +29,10 @@ async fn spawn_serve(
     let port = free_port();
     let client_id = unique_client_id("binary-test");
     let spool = TempDir::new("stoker-test-spool");
-    let process = Stoker::spawn(
+    let process = spawn_stoker(
         "serve",
         &[
-            ("INGEST_SPOOL_DIR", spool.path()),
+            ("INGEST_SPOOL_DIR", env_path(spool.path())),
             ("DATABASE_URL", postgres.url()),
             ("INFLUX_BUCKET", influx.influx().database().to_owned()),
             ("REDIS_KEY_PREFIX", redis.prefix().to_owned()),
@@ -41,22 +42,20 @@ async fn spawn_serve(
             ("INGEST_BATCH_LINGER", "20ms".to_owned()),
         ],
     );
-    let server = Server {
+    let mut server = Server {
         process,
         base: format!("http://127.0.0.1:{port}"),
         client_id,
         _spool: spool,
     };
-    let http = reqwest::Client::new();
-    for _ in 0..300 {
-        if let Ok(response) = http.get(format!("{}/readyz", server.base)).send().await
-            && response.status().is_success()
-        {
-            return server;
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
+    if let Err(error) = server
+        .process
+        .wait_ready(([127, 0, 0, 1], port).into(), Duration::from_secs(15))
+        .await
+    {
+        panic!("stoker serve did not become ready within 15 s: {error}");
     }
-    panic!("stoker serve did not become ready within 15 s");
+    server
 }
 
 #[tokio::test]

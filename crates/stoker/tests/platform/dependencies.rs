@@ -13,13 +13,14 @@ use stoker_testkit::{
 };
 
 use crate::faults::seed;
-use crate::helpers::{Stoker, TempDir, create_api_key, free_port};
+use crate::helpers::{create_api_key, env_path, spawn_stoker};
+use stoker_testkit::{StokerProcess, TempDir, free_port};
 
 const SENSORS: usize = 5;
 
 /// A running `stoker serve` and how to reach it.
 struct Serve {
-    process: Stoker,
+    process: StokerProcess,
     base: String,
     http: reqwest::Client,
     topics: String,
@@ -38,12 +39,12 @@ impl Serve {
             ("INFLUX_BUCKET", influx.influx().database().to_owned()),
             ("MQTT_TOPIC_PREFIX", topics.clone()),
             ("MQTT_CLIENT_ID", client_id.clone()),
-            ("INGEST_SPOOL_DIR", spool.path()),
+            ("INGEST_SPOOL_DIR", env_path(spool.path())),
             ("HTTP_ADDR", format!("127.0.0.1:{port}")),
             ("INGEST_BATCH_LINGER", "20ms".to_owned()),
         ];
         environment.extend(redis.iter().cloned());
-        let process = Stoker::spawn("serve", &environment);
+        let process = spawn_stoker("serve", &environment);
         let token = create_api_key(database_url, "dependency-test", "admin");
         let http = reqwest::Client::builder()
             .default_headers(

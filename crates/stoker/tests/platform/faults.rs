@@ -8,7 +8,8 @@ use stoker_postgres::Pool;
 use stoker_testkit::{TestBroker, TestInflux, TestPostgres, TestRedis, unique_client_id};
 use stoker_timeseries::Influx;
 
-use crate::helpers::{Stoker, TempDir};
+use crate::helpers::{env_path, spawn_stoker};
+use stoker_testkit::TempDir;
 
 const SENSORS: usize = 20;
 const MESSAGES: usize = 2_500;
@@ -87,16 +88,16 @@ async fn kill_9_mid_run_then_restart_stores_exactly_every_reading() {
         ("REDIS_KEY_PREFIX", redis.prefix().to_owned()),
         ("MQTT_URL", broker.url()),
         ("MQTT_CLIENT_ID", client_id.clone()),
-        ("INGEST_SPOOL_DIR", spool.path()),
+        ("INGEST_SPOOL_DIR", env_path(spool.path())),
         ("INGEST_BATCH_SIZE", "2000".to_owned()),
         ("INGEST_BATCH_LINGER", "50ms".to_owned()),
         // Tests run side by side: each ingest process its own port.
         (
             "METRICS_ADDR",
-            format!("127.0.0.1:{}", crate::helpers::free_port()),
+            format!("127.0.0.1:{}", stoker_testkit::free_port()),
         ),
     ];
-    let mut ingest = Stoker::spawn("ingest", &environment);
+    let mut ingest = spawn_stoker("ingest", &environment);
 
     // Subscribed once a probe reading is stored.
     for attempt in 0.. {
@@ -147,7 +148,7 @@ async fn kill_9_mid_run_then_restart_stores_exactly_every_reading() {
 
     // Restart: the broker redelivers what was not acknowledged, the spool
     // replays what was; InfluxDB ends with exactly every reading.
-    let mut ingest = Stoker::spawn("ingest", &environment);
+    let mut ingest = spawn_stoker("ingest", &environment);
     let stored = wait_for_count(
         influx.influx(),
         "boiler-house-1",

@@ -1,8 +1,9 @@
-//! Running the binary: a child process that is stopped on drop.
+//! Running the binary: `stoker apikey create`, and the `stoker` child
+//! process of the test kit (stopped on drop) started from this build.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, ExitStatus, Stdio};
-use std::time::Duration;
+use std::process::Command;
+
+use stoker_testkit::{StokerCommand, StokerProcess};
 
 pub const BINARY: &str = env!("CARGO_BIN_EXE_stoker");
 
@@ -26,79 +27,16 @@ pub fn create_api_key(database_url: &str, name: &str, scopes: &str) -> String {
     token
 }
 
-/// A running `stoker` process, interrupted (SIGINT) on drop.
-pub struct Stoker {
-    child: Child,
+/// Starts `stoker <command>` with these environment variables (at
+/// `RUST_LOG=warn` unless they say otherwise); interrupted on drop.
+pub fn spawn_stoker(command: &str, environment: &[(&str, String)]) -> StokerProcess {
+    StokerCommand::new(BINARY, command)
+        .envs(environment)
+        .spawn()
+        .expect("run the stoker binary")
 }
 
-impl Stoker {
-    /// Starts `stoker <command>` with these environment variables.
-    pub fn spawn(command: &str, environment: &[(&str, String)]) -> Self {
-        let mut process = Command::new(BINARY);
-        process
-            .arg(command)
-            .env("RUST_LOG", "warn")
-            .stdout(Stdio::null());
-        for (name, value) in environment {
-            process.env(name, value);
-        }
-        Self {
-            child: process.spawn().expect("run the stoker binary"),
-        }
-    }
-
-    /// SIGINT, then waits up to 15 s (SIGKILL after that).
-    pub fn interrupt(&mut self) -> ExitStatus {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        for _ in 0..300 {
-            if let Ok(Some(status)) = self.child.try_wait() {
-                return status;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        self.kill()
-    }
-
-    /// SIGKILL: the process gets no chance to flush anything.
-    pub fn kill(&mut self) -> ExitStatus {
-        let _ = self.child.kill();
-        self.child.wait().expect("wait for stoker")
-    }
-}
-
-impl Drop for Stoker {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            self.interrupt();
-        }
-    }
-}
-
-/// A temporary directory removed on drop (a spool).
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(stem: &str) -> Self {
-        Self(std::env::temp_dir().join(stoker_testkit::unique_client_id(stem)))
-    }
-
-    pub fn path(&self) -> String {
-        self.0.display().to_string()
-    }
-}
-
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
+/// A path as an environment variable's value.
+pub fn env_path(path: &std::path::Path) -> String {
+    path.display().to_string()
 }

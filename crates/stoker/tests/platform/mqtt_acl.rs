@@ -21,7 +21,8 @@ use stoker_testkit::{TestBroker, TestInflux, TestPostgres, TestRedis, unique_cli
 use tokio::sync::mpsc;
 
 use crate::faults::seed;
-use crate::helpers::{BINARY, Stoker, TempDir, free_port};
+use crate::helpers::{BINARY, env_path, spawn_stoker};
+use stoker_testkit::{TempDir, free_port};
 
 /// Longest wait for anything the broker should do.
 const PATIENCE: Duration = Duration::from_secs(10);
@@ -198,8 +199,8 @@ fn the_secure_broker_config_keeps_the_qos_limits_of_the_development_one() {
 #[tokio::test]
 async fn gateways_publish_only_under_their_own_site_and_only_with_their_password() {
     let files = TempDir::new("stoker-test-mqtt-acl");
-    std::fs::create_dir_all(&files.0).expect("directory");
-    let password_file = files.0.join("passwd");
+    std::fs::create_dir_all(files.path()).expect("directory");
+    let password_file = files.path().join("passwd");
     let replaced = credentials(&["--site", "site-a"], &password_file);
     let site_a = credentials(&["--site", "site-a"], &password_file);
     let site_b = credentials(&["--site", "site-b"], &password_file);
@@ -344,8 +345,8 @@ async fn gateways_publish_only_under_their_own_site_and_only_with_their_password
 #[tokio::test]
 async fn stoker_ingest_logs_in_as_its_service_user_and_stores_only_a_gateways_own_site() {
     let files = TempDir::new("stoker-test-mqtt-acl");
-    std::fs::create_dir_all(&files.0).expect("directory");
-    let password_file = files.0.join("passwd");
+    std::fs::create_dir_all(files.path()).expect("directory");
+    let password_file = files.path().join("passwd");
     let site_a = credentials(&["--site", "site-a"], &password_file);
     let service = credentials(&["--service", "stoker"], &password_file);
     let broker = TestBroker::start_secure(&password_file).await;
@@ -358,7 +359,7 @@ async fn stoker_ingest_logs_in_as_its_service_user_and_stores_only_a_gateways_ow
     let redis = TestRedis::new();
     let spool = TempDir::new("stoker-test-spool");
     let metrics = format!("127.0.0.1:{}", free_port());
-    let mut process = Stoker::spawn(
+    let mut process = spawn_stoker(
         "ingest",
         &[
             ("DATABASE_URL", postgres.url()),
@@ -370,7 +371,7 @@ async fn stoker_ingest_logs_in_as_its_service_user_and_stores_only_a_gateways_ow
             ),
             ("MQTT_CLIENT_ID", unique_client_id("acl-ingest")),
             ("MQTT_SHARED_GROUP", "stoker".to_owned()),
-            ("INGEST_SPOOL_DIR", spool.path()),
+            ("INGEST_SPOOL_DIR", env_path(spool.path())),
             ("METRICS_ADDR", metrics.clone()),
             ("INGEST_BATCH_LINGER", "20ms".to_owned()),
         ],

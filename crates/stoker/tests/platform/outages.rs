@@ -13,7 +13,8 @@ use stoker_testkit::{
 use stoker_timeseries::{Influx, InfluxOptions};
 
 use crate::faults::{seed, telemetry};
-use crate::helpers::{Stoker, TempDir};
+use crate::helpers::{env_path, spawn_stoker};
+use stoker_testkit::{StokerProcess, TempDir};
 
 /// Sensors per message, and messages: 100,000 readings.
 const SENSORS: usize = 20;
@@ -79,13 +80,13 @@ impl Rig {
             ("REDIS_KEY_PREFIX", redis.prefix().to_owned()),
             ("MQTT_URL", broker.url()),
             ("MQTT_CLIENT_ID", client_id.clone()),
-            ("INGEST_SPOOL_DIR", spool.path()),
+            ("INGEST_SPOOL_DIR", env_path(spool.path())),
             ("INGEST_BATCH_SIZE", "2000".to_owned()),
             ("INGEST_BATCH_LINGER", "50ms".to_owned()),
             // Tests run side by side: each ingest process its own port.
             (
                 "METRICS_ADDR",
-                format!("127.0.0.1:{}", crate::helpers::free_port()),
+                format!("127.0.0.1:{}", stoker_testkit::free_port()),
             ),
         ];
         Self {
@@ -99,14 +100,14 @@ impl Rig {
     }
 
     /// Starts `stoker ingest` and waits until it consumes.
-    async fn ingest(&self, influx: &Influx) -> Stoker {
-        let ingest = Stoker::spawn("ingest", &self.environment);
+    async fn ingest(&self, influx: &Influx) -> StokerProcess {
+        let ingest = spawn_stoker("ingest", &self.environment);
         wait_until_consuming(&self.broker, influx).await;
         ingest
     }
 
     /// Stops `stoker ingest` and removes its broker session.
-    async fn finish(&self, mut ingest: Stoker) {
+    async fn finish(&self, mut ingest: StokerProcess) {
         assert!(ingest.interrupt().success());
         stoker_testkit::clear_mqtt_session_to(self.broker.port(), &self.client_id).await;
     }
@@ -145,7 +146,7 @@ async fn kill_9_every_few_seconds_stores_exactly_100_000_readings() {
         let status = ingest.kill();
         assert!(!status.success());
         kills += 1;
-        ingest = Stoker::spawn("ingest", &rig.environment);
+        ingest = spawn_stoker("ingest", &rig.environment);
     }
     publisher.await.unwrap();
     let stored = settle(influx.influx(), total, Duration::from_secs(90)).await;

@@ -6,7 +6,8 @@ use stoker_domain::{EpochMillis, SiteSlug};
 use stoker_testkit::{TestBroker, TestInflux, TestPostgres, TestRedis, unique_client_id};
 
 use crate::faults::seed;
-use crate::helpers::{Stoker, TempDir, free_port};
+use crate::helpers::{env_path, spawn_stoker};
+use stoker_testkit::{TempDir, free_port};
 
 /// The value of an unlabelled metric in an OpenMetrics text.
 fn metric(text: &str, name: &str) -> u64 {
@@ -30,7 +31,7 @@ async fn two_ingest_processes_share_a_subscription_and_store_every_reading_once(
         let spool = TempDir::new("stoker-test-spool");
         let client_id = unique_client_id("scale-test");
         let metrics = format!("127.0.0.1:{}", free_port());
-        let process = Stoker::spawn(
+        let process = spawn_stoker(
             "ingest",
             &[
                 ("DATABASE_URL", postgres.url()),
@@ -39,7 +40,7 @@ async fn two_ingest_processes_share_a_subscription_and_store_every_reading_once(
                 ("MQTT_URL", broker.url()),
                 ("MQTT_CLIENT_ID", client_id.clone()),
                 ("MQTT_SHARED_GROUP", "stoker".to_owned()),
-                ("INGEST_SPOOL_DIR", spool.path()),
+                ("INGEST_SPOOL_DIR", env_path(spool.path())),
                 ("METRICS_ADDR", metrics.clone()),
                 ("INGEST_BATCH_LINGER", "20ms".to_owned()),
             ],

@@ -4,14 +4,16 @@
 //! checked, and fails to start; nothing it prints (stdout and stderr) holds
 //! any of them, nor any API key or its secret part.
 
-use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output};
 use std::time::Duration;
 
 use serde_json::json;
-use stoker_testkit::{TestInflux, TestPostgres, TestRedis, unique_client_id, unique_topic_prefix};
+use stoker_testkit::{
+    StokerCommand, StokerProcess, TempDir, TestInflux, TestPostgres, TestRedis, free_port,
+    unique_client_id, unique_topic_prefix,
+};
 
-use crate::helpers::{BINARY, TempDir, free_port};
+use crate::helpers::{BINARY, env_path};
 
 const DB_PASSWORD: &str = "s3cret-pw-5f1c";
 const INFLUX_TOKEN: &str = "influx-token-8d2e";
@@ -40,70 +42,29 @@ fn run(args: &[&str], environment: &[(&str, String)]) -> Output {
     command.output().expect("run the stoker binary")
 }
 
-/// A running `stoker`, its stdout and stderr going to files.
-struct Captured {
-    child: Child,
-    stdout: PathBuf,
-    stderr: PathBuf,
-    _dir: TempDir,
-}
+/// A running `stoker` at debug level, everything it prints captured.
+struct Captured(StokerProcess);
 
 impl Captured {
     fn spawn(command: &str, environment: &[(&str, String)]) -> Self {
-        let dir = TempDir::new("stoker-secrets");
-        std::fs::create_dir_all(&dir.0).unwrap();
-        let stdout = dir.0.join("stdout");
-        let stderr = dir.0.join("stderr");
-        let mut process = Command::new(BINARY);
-        process
-            .arg(command)
-            .env("RUST_LOG", "debug")
-            .stdout(Stdio::from(std::fs::File::create(&stdout).unwrap()))
-            .stderr(Stdio::from(std::fs::File::create(&stderr).unwrap()));
-        for (name, value) in environment {
-            process.env(name, value);
-        }
-        Self {
-            child: process.spawn().expect("run the stoker binary"),
-            stdout,
-            stderr,
-            _dir: dir,
-        }
+        Self(
+            StokerCommand::new(BINARY, command)
+                .rust_log("debug")
+                .envs(environment)
+                .kill_on_drop()
+                .spawn()
+                .expect("run the stoker binary"),
+        )
     }
 
     /// SIGINT, waits for the exit (SIGKILL after 15 s); everything printed.
     fn stop(mut self) -> String {
-        let _ = Command::new("kill")
-            .args(["-INT", &self.child.id().to_string()])
-            .status();
-        let mut exited = false;
-        for _ in 0..300 {
-            if let Ok(Some(_)) = self.child.try_wait() {
-                exited = true;
-                break;
-            }
-            std::thread::sleep(Duration::from_millis(50));
-        }
-        if !exited {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.0.interrupt();
         self.printed()
     }
 
     fn printed(&self) -> String {
-        let stdout = std::fs::read_to_string(&self.stdout).unwrap_or_default();
-        let stderr = std::fs::read_to_string(&self.stderr).unwrap_or_default();
-        format!("{stdout}\n{stderr}")
-    }
-}
-
-impl Drop for Captured {
-    fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
-            let _ = self.child.kill();
-            let _ = self.child.wait();
-        }
+        self.0.printed()
     }
 }
 
@@ -172,7 +133,7 @@ async fn secrets_and_api_keys_never_appear_in_the_output() {
         ("ALERT_WEBHOOKS", "http://127.0.0.1:9/hook".to_owned()),
         ("ALERT_WEBHOOK_SECRET", WEBHOOK_SECRET.to_owned()),
         ("HTTP_ADDR", format!("127.0.0.1:{port}")),
-        ("INGEST_SPOOL_DIR", spool.path()),
+        ("INGEST_SPOOL_DIR", env_path(spool.path())),
         ("INGEST_BATCH_LINGER", "20ms".to_owned()),
     ];
     let mut printed = Vec::new();

@@ -1,0 +1,391 @@
+//! The ingestion benchmark: a fleet of sites publishing QoS 1 telemetry to a
+//! broker configured as the project ships it, through the real
+//! `stoker ingest` binary, into InfluxDB. See `benches/README.md`.
+//!
+//! Phases, in one run and in this order:
+//! - (a) raw limits: InfluxDB's write rate with pre-encoded 5,000-line
+//!   bodies from a tight client, and Mosquitto's delivery rate to a bare
+//!   subscriber;
+//! - (b) Stoker end to end: readings/s from the first publish until all are
+//!   queryable in InfluxDB;
+//! - (c) publish→queryable latency at half the rate of (b);
+//! - (d) the ingestion process's peak RSS and CPU seconds (sampled during (b));
+//! - optionally a soak at the rate of (b) or a share of it (`scripts/soak`:
+//!   half, 10 minutes), sampling RSS and lag every 10 s.
+//!
+//! `main` holds the options, the targets and the run in order; each phase
+//! is a module (`raw`, `end_to_end`, `latency`, `soak`) and `results`
+//! writes the report. Modules share the run's imports through `super::*`.
+
+mod end_to_end;
+mod latency;
+mod raw;
+mod results;
+mod soak;
+
+use anyhow::{Context, anyhow};
+use bytes::Bytes;
+use clap::Parser;
+use serde_json::json;
+use std::collections::VecDeque;
+use std::fmt::Write as _;
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use stoker_benches::fleet::{Fleet, PROBE_SENSOR, PROBE_SITE};
+use stoker_benches::harness::{self, bounded};
+use stoker_benches::influx::{self, InfluxHttp};
+use stoker_benches::mqtt::{IN_FLIGHT, Publisher, Subscriber};
+use stoker_benches::process::{self, Cpu, Procs, StokerProcess};
+use stoker_benches::procstat::{self, ProcSample};
+use stoker_benches::report::{self, Bound, Check, Figures, RunRecord, nearest_rank};
+use stoker_benches::{progress, rate, thousands, wall_millis};
+use stoker_domain::parse_duration;
+use stoker_testkit::{TestBroker, TestInflux, TestPostgres, TestRedis, unique_client_id};
+use stoker_timeseries::LineBatch;
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use end_to_end::*;
+use latency::*;
+use raw::*;
+use results::*;
+use soak::*;
+
+/// Stoker's ingestion benchmark (release build; one command, one report).
+///
+/// Measures, in one run: (a) this machine's raw limits (InfluxDB's write
+/// rate with pre-encoded 5,000-line bodies; Mosquitto's delivery rate to a
+/// bare QoS 1 subscriber), (b) Stoker's end-to-end throughput, (c)
+/// publish→queryable latency at half that rate, (d) the ingestion
+/// process's peak RSS and CPU seconds; and checks them against the targets.
+/// Needs the local services of scripts/dev-up; the `benches/ingest`
+/// wrapper starts them and builds the binaries first.
+///
+/// Exit status: 0 when every target passes, 1 when a target fails, 2 when
+/// the benchmark could not complete.
+#[derive(Debug, Parser)]
+#[command(name = "ingest", version)]
+struct Args {
+    /// Readings published in the full-rate phase (b), rounded up to whole messages.
+    #[arg(long, default_value_t = 1_000_000)]
+    readings: u64,
+
+    /// Sites of the fleet.
+    #[arg(long, default_value_t = 100)]
+    sites: usize,
+
+    /// Sensors per site (readings per message).
+    #[arg(long, default_value_t = 20)]
+    sensors: usize,
+
+    /// Duration of the latency phase (c), at half the rate of (b).
+    #[arg(long, default_value = "30s", value_parser = parse_duration)]
+    latency_duration: Duration,
+
+    /// Also run a soak at the rate of (b) for this long (e.g. 300s), sampling RSS every 10 s.
+    #[arg(long, value_parser = parse_duration)]
+    soak: Option<Duration>,
+
+    /// The soak's rate as a share of the (b) rate (scripts/soak: 0.5). Below 1, the soak also checks that the lag stays bounded.
+    #[arg(long, default_value_t = 1.0)]
+    soak_share: f64,
+
+    /// The stoker binary under test (a release build).
+    #[arg(long, default_value = "target/release/stoker")]
+    stoker: PathBuf,
+
+    /// Where the ingestion process's log (RUST_LOG=warn) goes.
+    #[arg(long, default_value = "target/bench-ingest-stoker.log")]
+    log: PathBuf,
+
+    /// RUST_LOG of the ingestion process.
+    #[arg(long, default_value = "warn")]
+    stoker_log: String,
+
+    /// Also write the results as JSON to this file.
+    #[arg(long, value_name = "FILE")]
+    json: Option<PathBuf>,
+
+    /// MQTT publisher connections in the full-rate phases.
+    #[arg(long, default_value_t = 2)]
+    publishers: usize,
+
+    /// Concurrent write requests of the raw InfluxDB client.
+    #[arg(long, default_value_t = 2)]
+    influx_in_flight: usize,
+
+    /// Lines per body of the raw InfluxDB client.
+    #[arg(long, default_value_t = 5000)]
+    influx_batch: usize,
+}
+
+/// Most lines the raw InfluxDB phase pre-encodes (memory of this process).
+const RAW_LINES_MAX: u64 = 2_000_000;
+
+/// Count polling period of phase (b).
+const COUNT_POLL: Duration = Duration::from_millis(100);
+
+/// Phase (b) fails when no new reading becomes queryable for this long.
+const STALL: Duration = Duration::from_secs(30);
+
+/// Latest-timestamp polling period of phase (c).
+const LATENCY_POLL: Duration = Duration::from_millis(25);
+
+/// RSS sampling period during phase (b).
+const RSS_POLL: Duration = Duration::from_millis(100);
+
+/// RSS sampling period of the soak.
+const SOAK_SAMPLE: Duration = Duration::from_secs(10);
+
+/// Every count query excludes the probe's readings.
+const NOT_PROBE: &str = "site != 'bench-probe'";
+
+/// Targets of the issue.
+const TARGET_CPU_PER_MILLION: f64 = 1.0;
+
+const TARGET_THROUGHPUT_SHARE: f64 = 0.5;
+
+const TARGET_P99_MS: f64 = 1000.0;
+
+const TARGET_RSS_MIB: f64 = 100.0;
+
+/// "Flat" RSS over a soak: growth from the one-minute sample to the end.
+const TARGET_SOAK_GROWTH: f64 = 0.10;
+
+/// Bounded lag of a soak below the full rate: published but not yet
+/// queryable, in seconds of publishing, at any sample.
+const TARGET_SOAK_LAG_S: f64 = 10.0;
+
+fn main() -> ExitCode {
+    let args = Args::parse();
+    harness::main(
+        "ingest",
+        None,
+        args.json.as_deref(),
+        || Report {
+            record: run_record(),
+            figures: Results::new(&args),
+        },
+        async |report| run(&args, report).await,
+    )
+}
+
+async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
+    if args.readings == 0 || args.publishers == 0 || args.influx_in_flight == 0 {
+        return Err(anyhow!(
+            "--readings, --publishers and --influx-in-flight must be at least 1"
+        ));
+    }
+    if args.influx_batch == 0 {
+        return Err(anyhow!("--influx-batch must be at least 1"));
+    }
+    if !(args.soak_share > 0.0 && args.soak_share <= 1.0) {
+        return Err(anyhow!(
+            "--soak-share must be above 0 and at most 1 (a share of the (b) rate)"
+        ));
+    }
+    if !args.stoker.is_file() {
+        return Err(anyhow!(
+            "{} not found: build it with `cargo build --release -p stoker` (benches/ingest does)",
+            args.stoker.display()
+        ));
+    }
+    let fleet = Arc::new(Fleet::new(args.sites, args.sensors)?);
+    let per_message = fleet.readings_per_message() as u64;
+    let messages = args.readings.div_ceil(per_message);
+    let total = messages * per_message;
+    report.figures.readings = total;
+    report.figures.messages = messages;
+    let influx_url = stoker_testkit::influx_options().url;
+    let influx = InfluxHttp::new(&influx_url)?;
+    report.figures.influx_version = influx::server_version(&influx_url).await;
+
+    // ------------------------------------------------------------- setup
+    progress!(
+        "setup: broker (shipped config), Postgres database, {} sites × {} sensors, InfluxDB database, Redis prefix",
+        args.sites,
+        args.sensors
+    );
+    // Declared first, dropped last: the Stoker process (declared later) is
+    // killed before its broker and databases go.
+    let (broker, postgres, stoker_db, redis) = bounded("setup", Duration::from_secs(120), async {
+        let broker = TestBroker::start().await;
+        let postgres = TestPostgres::create().await;
+        let pool = postgres.migrated_pool().await;
+        fleet.seed(&pool).await.context("seeding the fleet")?;
+        let stoker_db = TestInflux::create().await;
+        anyhow::Ok((broker, postgres, stoker_db, TestRedis::new()))
+    })
+    .await?;
+    let database = stoker_db.influx().database().to_owned();
+    let procs = Procs::new(
+        vec![
+            ("influxd", procstat::find_process("influxd", None)),
+            (
+                "mosquitto",
+                procstat::find_process("mosquitto", Some(std::process::id())),
+            ),
+        ],
+        false,
+    );
+
+    // Timestamps of phase (b): a site's messages are 1 ms apart, all in
+    // the past (ending a minute ago), so every reading is a distinct point.
+    let per_site = messages.div_ceil(fleet.site_count() as u64) as i64;
+    let base_ts = wall_millis() - per_site - 60_000;
+    let sites = fleet.site_count() as u64;
+    let payloads: Arc<Vec<Bytes>> = Arc::new(
+        (0..messages)
+            .map(|message| {
+                let seq = message / sites;
+                fleet.payload(seq, base_ts + seq as i64)
+            })
+            .collect(),
+    );
+
+    // ------------------------------------------------ (a) InfluxDB raw
+    let raw_limit = Duration::from_secs(60) + Duration::from_secs(args.readings / 10_000);
+    report.figures.influx_raw = Some(
+        bounded(
+            "(a) InfluxDB raw",
+            raw_limit,
+            influx_raw(args, &fleet, &influx, &procs, base_ts),
+        )
+        .await?,
+    );
+    settle().await;
+
+    // ----------------------------------------------- (a) Mosquitto raw
+    report.figures.mosquitto_raw = Some(
+        bounded(
+            "(a) Mosquitto raw",
+            raw_limit,
+            mosquitto_raw(args, &fleet, &payloads, broker.port(), &procs),
+        )
+        .await?,
+    );
+    settle().await;
+
+    // ----------------------------------------------------- Stoker start
+    let client_id = unique_client_id("stoker-bench-ingest");
+    // A metrics port of the run's own (Stoker's default, 127.0.0.1:9464,
+    // may be taken by another run).
+    let metrics_port = stoker_testkit::free_port();
+    let mut env = process::store_env(&postgres, &stoker_db, &redis);
+    env.extend([
+        ("MQTT_URL", broker.url()),
+        ("MQTT_CLIENT_ID", client_id),
+        ("METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
+    ]);
+    let mut stoker =
+        process::spawn_stoker(&args.stoker, "ingest", &env, &args.log, &args.stoker_log)?
+            .with_metrics_port(metrics_port);
+    let procs = procs.with_stoker(stoker.pid());
+    let ready_in = process::until_ready(
+        &mut stoker,
+        "; probing until it is subscribed",
+        async |stoker| wait_ready(stoker, &influx, &database, broker.port()).await,
+    )
+    .await?;
+    progress!("Stoker stores readings {ready_in:.1?} after its start");
+    let watch = RssWatch::start(stoker.pid());
+    settle().await;
+
+    // ------------------------------------------------ (b) end to end
+    let e2e_limit = Duration::from_secs(60) + Duration::from_secs(args.readings / 5_000);
+    let e2e = bounded(
+        "(b) end to end",
+        e2e_limit + Duration::from_secs(5),
+        end_to_end(
+            args,
+            &fleet,
+            &payloads,
+            &influx,
+            &database,
+            broker.port(),
+            &mut stoker,
+            &procs,
+            &watch,
+            base_ts,
+            e2e_limit,
+        ),
+    )
+    .await?;
+    let full_rate = e2e.rate;
+    report.figures.e2e = Some(e2e);
+    settle().await;
+
+    // ------------------------------------------------------ (c) latency
+    let latency = bounded(
+        "(c) latency",
+        args.latency_duration + Duration::from_secs(90),
+        latency(
+            args,
+            &fleet,
+            &influx,
+            &database,
+            broker.port(),
+            &mut stoker,
+            &procs,
+            full_rate / 2.0,
+        ),
+    )
+    .await?;
+    report.figures.latency = Some(latency);
+
+    // ---------------------------------------------------------- soak
+    if let Some(duration) = args.soak {
+        settle().await;
+        let soak = bounded(
+            "soak",
+            duration + Duration::from_secs(240),
+            soak(
+                &fleet,
+                &influx,
+                &database,
+                broker.port(),
+                &mut stoker,
+                &procs,
+                full_rate * args.soak_share,
+                duration,
+                args.soak_share < 0.95,
+            ),
+        )
+        .await?;
+        report.figures.soak = Some(soak);
+    }
+
+    // ------------------------------------------------------------ end
+    watch.stop();
+    report.record.stop_stoker(&mut stoker).await;
+    progress!("removing the test broker and databases");
+    drop(stoker);
+    drop(redis);
+    drop(stoker_db);
+    drop(postgres);
+    drop(broker);
+    Ok(())
+}
+
+/// A pause between phases, so that one phase's tail (InfluxDB compactions,
+/// the broker's bookkeeping) weighs less on the next.
+async fn settle() {
+    tokio::time::sleep(Duration::from_secs(2)).await;
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn options_parse() {
+        let args =
+            Args::try_parse_from(["ingest", "--soak", "300s", "--readings", "1000"]).unwrap();
+        assert_eq!(args.soak, Some(Duration::from_secs(300)));
+        assert_eq!(args.readings, 1000);
+        assert_eq!(args.latency_duration, Duration::from_secs(30));
+    }
+}

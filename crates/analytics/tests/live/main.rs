@@ -1,0 +1,7 @@
+//! The evaluation loop on real data written to InfluxDB, with alerts in the
+//! real Postgres and states mirrored to the real Redis.
+
+mod harness;
+mod leadership;
+mod rollup;
+mod rules;

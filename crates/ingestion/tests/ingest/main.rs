@@ -1,0 +1,6 @@
+//! Ingestion against the real broker, InfluxDB, Redis and Postgres, each
+//! isolated for the test (topic prefix, database, key prefix, database).
+
+mod harness;
+mod outages;
+mod readings;
