@@ -45,28 +45,35 @@ pub(crate) fn push_line(
         out.push('=');
         escape_tag_value(out, value);
     }
-    let mut separator = ' ';
-    for (name, value) in fields {
-        if let Field::Float(float) = value
-            && !float.is_finite()
-        {
-            continue;
-        }
-        out.push(separator);
-        separator = ',';
-        out.push_str(name);
-        out.push('=');
-        match *value {
-            Field::Float(float) => push_float(out, float),
-            Field::Integer(integer) => {
-                out.push_str(itoa::Buffer::new().format(integer));
-                out.push('i');
-            }
-        }
+    let mut written = fields
+        .iter()
+        .filter(|(_, value)| !matches!(value, Field::Float(float) if !float.is_finite()));
+    if let Some(first) = written.next() {
+        out.push(' ');
+        push_field(out, first);
+    }
+    for field in written {
+        out.push(',');
+        push_field(out, field);
     }
     out.push(' ');
     out.push_str(itoa::Buffer::new().format(timestamp));
     out.push('\n');
+}
+
+/// Appends `name=value`: a float as [`push_float`] writes it, an integer
+/// with its `i`.
+#[inline]
+fn push_field(out: &mut String, (name, value): &(&str, Field)) {
+    out.push_str(name);
+    out.push('=');
+    match *value {
+        Field::Float(float) => push_float(out, float),
+        Field::Integer(integer) => {
+            out.push_str(itoa::Buffer::new().format(integer));
+            out.push('i');
+        }
+    }
 }
 
 /// Appends a finite `value` as a line-protocol float.
