@@ -108,7 +108,7 @@ pub(crate) fn push_float(out: &mut String, value: f64) {
 /// from such a server is written as that server stored it; but InfluxDB 3
 /// reads `\\` as one backslash. Callers with values from outside should
 /// check them first, or use [`encode_point`], which does.
-pub(crate) fn escape_tag_value(out: &mut String, value: &str) {
+fn escape_tag_value(out: &mut String, value: &str) {
     if !value.contains([',', ' ', '=']) {
         out.push_str(value);
         return;

@@ -8,7 +8,7 @@
 use stoker_domain::EpochMillis;
 
 use super::LineBatch;
-use super::encode::{LineError, encode_point, escape_tag_value};
+use super::encode::{Field, LineError, encode_point, push_line};
 
 /// The tag keys a case uses, in order.
 pub const TAG_KEYS: [&str; 3] = ["site", "sensor", "type"];
@@ -187,9 +187,14 @@ fn check_refusal(case: &Case, error: &LineError) {
                 .expect("the refused tag is one of the case's");
             // Refused rightly when InfluxDB's own escape would not read
             // back the same under the documented rule (or no escape exists).
-            let mut line = String::from("m,k=");
-            escape_tag_value(&mut line, value);
-            line.push_str(" f=1 0\n");
+            let mut line = String::new();
+            push_line(
+                &mut line,
+                "m",
+                &[("k", value.as_str())],
+                &[("f", Field::Float(1.0))],
+                0,
+            );
             let reads_back = !value.contains(['\n', '\t'])
                 && read_documented(&line)
                     .is_some_and(|read| read.tags == [("k".to_owned(), value.clone())]);
