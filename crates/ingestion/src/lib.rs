@@ -10,9 +10,17 @@
 //!             ─▶ acknowledge (mqtt::Connection, writer half) ─▶ latest values ─▶ Redis task
 //! ```
 //!
+//! - `envelope`: what intake hands the writer (message, topic, ack handle,
+//!   HTTP receipt), below `mqtt`, `queue` and `writer` alike.
 //! - `payload`: the JSON shapes of DESIGN.md.
 //! - `registry`: sensors in memory, reloaded on every metadata change.
-//! - `writer`: batching, validation, the write → ack → cache order.
+//! - `queue`: the hand-off from intake to the writer, bounded in bytes.
+//! - `writer`: batching, validation, the durable write, then settling in
+//!   the write → ack → cache order.
+//! - `spool`: batches on disk while InfluxDB is down, and their replay.
+//! - `late`: marks late batches for the rollup.
+//! - `latest`: the Redis task for latest values.
+//! - `journal`: counts and refusals, in Postgres.
 //! - `mqtt`: connection, subscriptions, manual acknowledgements.
 //!
 //! ```no_run
@@ -27,7 +35,10 @@
 //! # Ok(()) }
 //! ```
 
+mod envelope;
 mod journal;
+mod late;
+mod latest;
 mod metrics;
 mod mqtt;
 mod payload;
@@ -47,6 +58,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
+pub use envelope::{Receipt, Refused};
 pub use journal::migrate;
 pub use mqtt::{MqttOptions, client_options};
 /// The payload parsers' invariants as one function, for the `payload`
@@ -54,7 +66,6 @@ pub use mqtt::{MqttOptions, client_options};
 #[doc(hidden)]
 pub use payload::fuzzing;
 pub use stats::StatsSnapshot;
-pub use writer::{Receipt, Refused};
 
 use registry::SharedRegistry;
 use stats::Stats;
@@ -309,9 +320,9 @@ impl Intake {
             return Err(IntakeError::Busy);
         }
         let (reply, receipt) = tokio::sync::oneshot::channel();
-        let envelope = writer::Envelope {
+        let envelope = envelope::Envelope {
             source: journal::Source::Http,
-            target: writer::Target::Telemetry {
+            target: envelope::Target::Telemetry {
                 site: site.to_owned(),
             },
             payload,
@@ -418,12 +429,12 @@ impl Ingestion {
                 Arc::clone(&stats),
                 journal_rx,
             )),
-            tokio::spawn(writer::run_latest_updates(
+            tokio::spawn(latest::run_latest_updates(
                 stores.cache,
                 Arc::clone(&stats),
                 latest_rx,
             )),
-            tokio::spawn(writer::run_replay(
+            tokio::spawn(spool::run_replay(
                 spool,
                 stores.influx,
                 replay,

@@ -19,8 +19,8 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+use crate::envelope::{Acker, Command, Envelope, PendingAck, Target};
 use crate::queue::QueueSender;
-use crate::writer::{Envelope, Target};
 use crate::{Error, Result};
 
 /// How to reach the broker and what to subscribe to.
@@ -107,44 +107,6 @@ const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
 /// Acknowledgements gathered into one socket write, at most.
 const ACK_WRITE_BYTES: usize = 64 * 1024;
 
-/// A QoS 1 message waiting for its acknowledgement, tagged with the
-/// connection it arrived on.
-#[derive(Debug)]
-pub(crate) struct PendingAck {
-    pkid: u16,
-    connection: u64,
-}
-
-/// What the writing half of the connection sends.
-#[derive(Debug)]
-enum Command {
-    Ack(PendingAck),
-    Disconnect,
-}
-
-/// Sends acknowledgements and the final disconnect. Never waits: the
-/// connection's writing half takes them in bulk.
-#[derive(Debug, Clone)]
-pub(crate) struct Acker {
-    commands: mpsc::UnboundedSender<Command>,
-    connection: Arc<AtomicU64>,
-}
-
-impl Acker {
-    /// Acknowledges a message, unless it arrived on an earlier connection:
-    /// its packet id means nothing on the new one (the broker redelivers the
-    /// message, and that copy is acknowledged). Returns whether it was sent.
-    pub fn ack(&self, pending: PendingAck) -> bool {
-        pending.connection == self.connection.load(Ordering::Acquire)
-            && self.commands.send(Command::Ack(pending)).is_ok()
-    }
-
-    /// Ends the session cleanly after every acknowledgement already given.
-    pub fn disconnect(&self) {
-        let _ = self.commands.send(Command::Disconnect);
-    }
-}
-
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 enum SessionError {
@@ -226,13 +188,12 @@ impl Connection {
     /// The writer's handle. Take every one before [`Connection::run`]: the
     /// session ends when the writer disconnects or every handle is gone.
     pub fn acker(&self) -> Acker {
-        Acker {
-            commands: self
-                .commands_tx
+        Acker::new(
+            self.commands_tx
                 .clone()
                 .expect("ackers are taken before the connection runs"),
-            connection: Arc::clone(&self.connection),
-        }
+            Arc::clone(&self.connection),
+        )
     }
 
     /// Connects, and reconnects, until the writer disconnects, or until

@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::writer::Envelope;
+use crate::envelope::Envelope;
 
 /// Bytes an envelope is charged beyond its payload (topic, bookkeeping).
 const ENVELOPE_OVERHEAD: usize = 256;
@@ -149,8 +149,8 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
+    use crate::envelope::Target;
     use crate::journal::Source;
-    use crate::writer::Target;
 
     fn envelope(bytes: usize) -> Envelope {
         Envelope {

@@ -7,11 +7,14 @@
 //!   from `/ping` and writes through `/write` (1.x) or `/api/v2/write`
 //!   (2.x/3.x), both with the same HTTP client; reads are InfluxQL through
 //!   `/query`, which every version answers.
-//! - [`line`](mod@line): [`LineBatch`], the line-protocol encoder for readings, and
+//! - [`line`](mod@line): the one line-protocol encoder (every line Stoker
+//!   writes, escaping in one place), [`LineBatch`] for readings and
 //!   [`encode_point`] for points whose tag values may be any text (fuzzed
 //!   against InfluxData's parser: `fuzz/`).
 //! - `influxql`: escaping and the typed queries Stoker runs.
-//! - `rollup`: retention setup and the 1-minute rollup `readings_1m`.
+//! - `rollup`: the data lifecycle: retention setup (`rollup::setup`), the
+//!   1-minute rollup `readings_1m` with its progress and late marks, and
+//!   history reads over it (`rollup::history`).
 //!
 //! Layout in InfluxDB (DESIGN.md): measurement `readings`, tags `site`,
 //! `sensor`, `type`, field `value`, millisecond timestamps. A point is

@@ -10,12 +10,18 @@
 //!
 //! The spool is bounded: when it holds `max_bytes`, `append` refuses and
 //! ingestion stops acknowledging until it drains.
+//!
+//! `replay` is the task that drains it ([`run_replay`]).
+
+mod replay;
 
 use std::collections::VecDeque;
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, Write as _};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
+
+pub(crate) use replay::run_replay;
 
 /// Why a batch could not be spooled.
 #[derive(Debug, thiserror::Error)]

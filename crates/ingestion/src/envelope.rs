@@ -1,0 +1,131 @@
+//! What travels from intake to the writer and back: the message
+//! ([`Envelope`], [`Target`]), its acknowledgement handle ([`PendingAck`],
+//! sent through an [`Acker`]) and the HTTP answer ([`Receipt`]).
+//!
+//! `mqtt` and the HTTP intake make envelopes, `queue` carries them, the
+//! `writer` consumes them and settles their acknowledgements and
+//! receipts: these types sit below all three.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use bytes::Bytes;
+use stoker_domain::EpochMillis;
+use tokio::sync::{mpsc, oneshot};
+
+use crate::Reason;
+use crate::journal::Source;
+
+/// Which topic (or route) a message came in on.
+#[derive(Debug, Clone)]
+pub(crate) enum Target {
+    /// `sites/{site}/telemetry`.
+    Telemetry { site: String },
+    /// `sites/{site}/sensors/{sensor}`.
+    Sensor { site: String, sensor: String },
+    /// A topic outside the layout.
+    Unknown { topic: String },
+}
+
+impl Target {
+    /// The site as named in the topic or route (not validated).
+    pub fn site(&self) -> &str {
+        match self {
+            Target::Telemetry { site } | Target::Sensor { site, .. } => site,
+            Target::Unknown { .. } => "",
+        }
+    }
+
+    /// The topic, as recorded with a refusal.
+    pub fn describe(&self) -> String {
+        match self {
+            Target::Telemetry { site } => format!("sites/{site}/telemetry"),
+            Target::Sensor { site, sensor } => format!("sites/{site}/sensors/{sensor}"),
+            Target::Unknown { topic } => topic.clone(),
+        }
+    }
+}
+
+/// One message on its way to storage.
+#[derive(Debug)]
+pub(crate) struct Envelope {
+    pub source: Source,
+    pub target: Target,
+    pub payload: Bytes,
+    pub received: EpochMillis,
+    /// Set for QoS 1 messages: acknowledged once durable.
+    pub ack: Option<PendingAck>,
+    /// Set for HTTP requests: answered once durable.
+    pub reply: Option<oneshot::Sender<Receipt>>,
+    /// Set when an HTTP body was refused unread for its declared length.
+    pub oversized: Option<u64>,
+}
+
+/// What became of one message, for the HTTP answer.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct Receipt {
+    /// Readings stored.
+    pub accepted: usize,
+    /// Readings (or the whole message) refused.
+    pub refused: Vec<Refused>,
+    /// Whether the message as a whole was refused (malformed, unknown site…).
+    pub message_refused: bool,
+}
+
+/// One refusal in a [`Receipt`].
+#[derive(Debug, Clone, PartialEq)]
+pub struct Refused {
+    /// The sensor as named, when the refusal is about one reading.
+    pub sensor: Option<String>,
+    /// Why.
+    pub reason: Reason,
+    /// A precise explanation.
+    pub detail: String,
+}
+
+/// A QoS 1 message waiting for its acknowledgement, tagged with the
+/// connection it arrived on.
+#[derive(Debug)]
+pub(crate) struct PendingAck {
+    pub pkid: u16,
+    pub connection: u64,
+}
+
+/// What the writing half of the broker connection sends.
+#[derive(Debug)]
+pub(crate) enum Command {
+    Ack(PendingAck),
+    Disconnect,
+}
+
+/// Sends acknowledgements and the final disconnect. Never waits: the
+/// connection's writing half takes them in bulk.
+#[derive(Debug, Clone)]
+pub(crate) struct Acker {
+    commands: mpsc::UnboundedSender<Command>,
+    connection: Arc<AtomicU64>,
+}
+
+impl Acker {
+    /// A handle on the connection whose writing half reads `commands` and
+    /// whose current number is `connection`.
+    pub fn new(commands: mpsc::UnboundedSender<Command>, connection: Arc<AtomicU64>) -> Self {
+        Self {
+            commands,
+            connection,
+        }
+    }
+
+    /// Acknowledges a message, unless it arrived on an earlier connection:
+    /// its packet id means nothing on the new one (the broker redelivers the
+    /// message, and that copy is acknowledged). Returns whether it was sent.
+    pub fn ack(&self, pending: PendingAck) -> bool {
+        pending.connection == self.connection.load(Ordering::Acquire)
+            && self.commands.send(Command::Ack(pending)).is_ok()
+    }
+
+    /// Ends the session cleanly after every acknowledgement already given.
+    pub fn disconnect(&self) {
+        let _ = self.commands.send(Command::Disconnect);
+    }
+}

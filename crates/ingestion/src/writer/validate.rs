@@ -1,0 +1,260 @@
+//! Validation: each message parsed (`payload`) and its readings checked
+//! against the registry (registered, in range, neither in the future nor
+//! older than InfluxDB keeps) into the pending batch; every refusal
+//! counted, logged (at most one line per reason every ten seconds),
+//! recorded for the journal and reported in the HTTP receipt.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+use std::time::Duration;
+
+use stoker_domain::EpochMillis;
+use tokio::time::Instant;
+
+use super::{Pending, Writer};
+use crate::Reason;
+use crate::envelope::{Envelope, Receipt, Refused, Target};
+use crate::journal::{self, Rejection};
+use crate::payload::{self, RawReading, Refusal};
+use crate::registry::SensorEntry;
+
+/// Readings may be at most this far ahead of the receive time (DESIGN.md).
+const MAX_FUTURE_MILLIS: i64 = 5 * 60 * 1000;
+
+impl Writer {
+    /// Validates one message into the pending batch.
+    pub(super) async fn accept(&self, envelope: Envelope, pending: &mut Pending) {
+        self.stats.messages.fetch_add(1, Ordering::Relaxed);
+        // Whatever the message brings (readings, or only a settlement for a
+        // refused one), it is settled by the next flush.
+        pending
+            .deadline
+            .get_or_insert_with(|| Instant::now() + self.limits.linger);
+        pending.oldest.get_or_insert_with(std::time::Instant::now);
+        let mut receipt = Receipt::default();
+        let readings = match &envelope.target {
+            Target::Telemetry { site } => match envelope.oversized {
+                Some(length) => Err(Refusal::new(
+                    Reason::PayloadTooLarge,
+                    format!(
+                        "payload is {length} bytes; the limit is {}",
+                        payload::MAX_PAYLOAD_BYTES
+                    ),
+                )),
+                None => payload::parse_telemetry(&envelope.payload)
+                    .map(|readings| (site.as_str(), readings)),
+            },
+            Target::Sensor { site, sensor } => {
+                payload::parse_sensor_value(&envelope.payload, sensor)
+                    .map(|reading| (site.as_str(), vec![reading]))
+            }
+            Target::Unknown { topic } => Err(Refusal::new(
+                Reason::InvalidTopic,
+                format!(
+                    "topic {topic:?} is not sites/{{site}}/telemetry or sites/{{site}}/sensors/{{sensor}}"
+                ),
+            )),
+        };
+        let site_named = envelope.target.site();
+        match readings {
+            Err(refusal) => {
+                self.refuse_message(&envelope, site_named, refusal, 1, &mut receipt, pending)
+            }
+            Ok((site, readings)) => {
+                let mut registry = self.registry.snapshot();
+                if registry.lacks_any(site, readings.iter().map(|reading| reading.sensor.as_ref()))
+                {
+                    registry = self.registry.reload_for_unknown(&self.pool).await;
+                }
+                match registry.site(site) {
+                    None => {
+                        let refusal = Refusal::new(
+                            Reason::UnknownSite,
+                            format!("site {:?} is not registered", excerpt(site)),
+                        );
+                        self.refuse_message(
+                            &envelope,
+                            site,
+                            refusal,
+                            readings.len() as u64,
+                            &mut receipt,
+                            pending,
+                        );
+                    }
+                    Some(sensors) => {
+                        let mut rejected = 0_i64;
+                        let oldest = self.oldest_accepted(envelope.received);
+                        for reading in readings {
+                            match validate(&reading, sensors, envelope.received, oldest) {
+                                Ok((entry, value, timestamp)) => {
+                                    pending.push_reading(entry, value, timestamp);
+                                    receipt.accepted += 1;
+                                }
+                                Err(refusal) => {
+                                    rejected += 1;
+                                    self.stats.reject(refusal.reason, 1);
+                                    self.record(
+                                        &envelope,
+                                        site,
+                                        Some(&reading.sensor),
+                                        &refusal,
+                                        pending,
+                                    );
+                                    receipt.refused.push(Refused {
+                                        sensor: Some(excerpt(&reading.sensor)),
+                                        reason: refusal.reason,
+                                        detail: refusal.detail,
+                                    });
+                                }
+                            }
+                        }
+                        pending.journal.count(
+                            envelope.received,
+                            envelope.source,
+                            1,
+                            receipt.accepted as i64,
+                            rejected,
+                        );
+                    }
+                }
+            }
+        }
+        pending.acks.extend(envelope.ack);
+        if let Some(reply) = envelope.reply {
+            pending.replies.push((reply, receipt));
+        }
+    }
+
+    /// The oldest timestamp accepted at `received`: the raw retention
+    /// back, less a margin (a twenty-fourth of it, at most an hour) for
+    /// the time a batch may wait in the spool. `None`: kept forever.
+    fn oldest_accepted(&self, received: EpochMillis) -> Option<EpochMillis> {
+        let keep = self.influx.raw_retention()?;
+        let margin = (keep / 24).min(Duration::from_secs(3_600));
+        let back = i64::try_from((keep - margin).as_millis()).unwrap_or(i64::MAX);
+        EpochMillis::from_millis(received.as_millis().saturating_sub(back)).ok()
+    }
+
+    fn refuse_message(
+        &self,
+        envelope: &Envelope,
+        site: &str,
+        refusal: Refusal,
+        readings: u64,
+        receipt: &mut Receipt,
+        pending: &mut Pending,
+    ) {
+        let readings = readings.max(1);
+        self.stats.reject(refusal.reason, readings);
+        pending
+            .journal
+            .count(envelope.received, envelope.source, 1, 0, readings as i64);
+        self.record(envelope, site, None, &refusal, pending);
+        receipt.message_refused = true;
+        receipt.refused.push(Refused {
+            sensor: None,
+            reason: refusal.reason,
+            detail: refusal.detail,
+        });
+    }
+
+    /// Logs (rate-limited) and records one refusal for the journal.
+    fn record(
+        &self,
+        envelope: &Envelope,
+        site: &str,
+        sensor: Option<&str>,
+        refusal: &Refusal,
+        pending: &mut Pending,
+    ) {
+        let topic = envelope.target.describe();
+        if let Some(suppressed) = pending.log.admit(refusal.reason) {
+            tracing::warn!(
+                reason = refusal.reason.as_str(),
+                site,
+                sensor,
+                topic = %topic,
+                detail = %refusal.detail,
+                similar_refusals_not_logged = suppressed,
+                "reading refused"
+            );
+        }
+        let rejection = Rejection {
+            received: envelope.received,
+            source: envelope.source,
+            reason: refusal.reason,
+            site: site.chars().take(200).collect(),
+            sensor: sensor.map(|sensor| sensor.chars().take(200).collect()),
+            topic,
+            detail: refusal.detail.clone(),
+            payload_excerpt: journal::excerpt(&envelope.payload),
+        };
+        if !pending.journal.record(rejection) {
+            self.stats
+                .rejections_unrecorded
+                .fetch_add(1, Ordering::Relaxed);
+        }
+    }
+}
+
+/// Checks one reading against its sensor: registered, in range, not in
+/// the future, and (when `oldest` is set) not older than InfluxDB keeps.
+fn validate<'a>(
+    reading: &RawReading,
+    sensors: &'a HashMap<stoker_domain::SensorKey, Arc<SensorEntry>>,
+    received: EpochMillis,
+    oldest: Option<EpochMillis>,
+) -> Result<(&'a Arc<SensorEntry>, f64, EpochMillis), Refusal> {
+    let entry = sensors.get(reading.sensor.as_ref()).ok_or_else(|| {
+        Refusal::new(
+            Reason::UnknownSensor,
+            format!(
+                "sensor {:?} is not registered at this site",
+                excerpt(&reading.sensor)
+            ),
+        )
+    })?;
+    let value = reading.value.clone()?;
+    if !entry.range.contains(value) {
+        return Err(Refusal::new(
+            Reason::OutOfRange,
+            format!(
+                "value {value} of {} is outside its valid range [{}, {}]",
+                entry.key,
+                entry
+                    .range
+                    .min()
+                    .map_or("-inf".into(), |min| min.to_string()),
+                entry
+                    .range
+                    .max()
+                    .map_or("+inf".into(), |max| max.to_string()),
+            ),
+        ));
+    }
+    let timestamp = reading.timestamp.unwrap_or(received);
+    if timestamp.as_millis() > received.as_millis() + MAX_FUTURE_MILLIS {
+        return Err(Refusal::new(
+            Reason::FutureTimestamp,
+            format!(
+                "timestamp {timestamp} is more than 5 minutes after the receive time {received}"
+            ),
+        ));
+    }
+    if let Some(oldest) = oldest
+        && timestamp < oldest
+    {
+        return Err(Refusal::new(
+            Reason::TooOld,
+            format!(
+                "timestamp {timestamp} is older than InfluxDB keeps raw readings (INFLUX_RAW_RETENTION): the oldest accepted now is {oldest}"
+            ),
+        ));
+    }
+    Ok((entry, value, timestamp))
+}
+
+fn excerpt(text: &str) -> String {
+    text.chars().take(64).collect()
+}
