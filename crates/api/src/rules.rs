@@ -188,7 +188,7 @@ async fn list_rules(
         Some(Err(_)) => {
             return Err(ApiError::BadParameter {
                 parameter: "cursor",
-                detail: page::FOREIGN_CURSOR.into(),
+                detail: crate::problem::FOREIGN_CURSOR.into(),
             }
             .into());
         }

@@ -4,6 +4,7 @@
 //! rule previews.
 
 mod alerts;
+mod methods;
 mod security;
 
 use reqwest::StatusCode;
