@@ -7,348 +7,10 @@ use stoker_analytics::store::StateFilter;
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
 use stoker_timeseries::Aggregate;
 
-/// One operation.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Route {
-    pub method: &'static str,
-    /// OpenAPI path template (`/api/v1/sites/{site}`).
-    pub path: &'static str,
-    /// The scope its key needs; `None`: no key.
-    pub scope: Option<&'static str>,
-    pub summary: &'static str,
-    /// Query parameters: (name, description).
-    pub query: &'static [(&'static str, &'static str)],
-    /// Request body schema (a component name), if any.
-    pub body: Option<&'static str>,
-    /// Success status and its schema (a component name), if any.
-    pub ok: (u16, Option<&'static str>),
-}
+mod routes;
 
-const PAGE: &[(&str, &str)] = &[
-    ("limit", "Items per page, 1 to 1000 (default 50)."),
-    ("cursor", "next_cursor of the previous page."),
-];
-
-/// Every operation the server answers.
-pub(crate) const ROUTES: &[Route] = &[
-    Route {
-        method: "get",
-        path: "/healthz",
-        scope: None,
-        summary: "Liveness: the process answers.",
-        query: &[],
-        body: None,
-        ok: (200, None),
-    },
-    Route {
-        method: "get",
-        path: "/readyz",
-        scope: None,
-        summary: "Readiness: each store (Postgres, InfluxDB, Redis) and role, with what failed; 503 when not ready.",
-        query: &[],
-        body: None,
-        ok: (200, None),
-    },
-    Route {
-        method: "get",
-        path: "/metrics",
-        scope: None,
-        summary: "Prometheus metrics (OpenMetrics text).",
-        query: &[],
-        body: None,
-        ok: (200, None),
-    },
-    Route {
-        method: "get",
-        path: "/api/v1/openapi.json",
-        scope: None,
-        summary: "This document.",
-        query: &[],
-        body: None,
-        ok: (200, None),
-    },
-    Route {
-        method: "get",
-        path: "/api/v1/sites",
-        scope: Some("read"),
-        summary: "Sites, by slug, in pages.",
-        query: PAGE,
-        body: None,
-        ok: (200, Some("SitePage")),
-    },
-    Route {
-        method: "post",
-        path: "/api/v1/sites",
-        scope: Some("admin"),
-        summary: "Create a site.",
-        query: &[],
-        body: Some("NewSite"),
-        ok: (201, Some("Site")),
-    },
-    Route {
-        method: "get",
-        path: "/api/v1/sites/{site}",
-        scope: Some("read"),
-        summary: "One site; its version is the ETag.",
-        query: &[],
-        body: None,
-        ok: (200, Some("Site")),
-    },
-    Route {
-        method: "patch",
-        path: "/api/v1/sites/{site}",
-        scope: Some("admin"),
-        summary: "Change a site's name or timezone; needs the version read (body or If-Match); a stale one is 409.",
-        query: &[],
-        body: Some("SitePatch"),
-        ok: (200, Some("Site")),
-    },
-    Route {
-        method: "delete",
-        path: "/api/v1/sites/{site}",
-        scope: Some("admin"),
-        summary: "Delete a site; refused (409 has_dependents) while it has sensors or alert rules.",
-        query: &[],
-        body: None,
-        ok: (204, None),
-    },
-    Route {
-        method: "get",
-        path: "/api/v1/sites/{site}/sensors",
-        scope: Some("read"),
-        summary: "A site's sensors, by key, in pages.",
-        query: PAGE,
-        body: None,
-        ok: (200, Some("SensorPage")),
-    },
-    Route {
-        method: "post",
-        path: "/api/v1/sites/{site}/sensors",
-        scope: Some("admin"),
-        summary: "Add a sensor to a site.",
-        query: &[],
-        body: Some("NewSensor"),
-        ok: (201, Some("Sensor")),
-    },
-    Route {
-        method: "get",
-        path: "/api/v1/sites/{site}/sensors/{sensor}",
-        scope: Some("read"),
-        summary: "One sensor; its version is the ETag.",
-        query: &[],
-        body: None,
-        ok: (200, Some("Sensor")),
-    },
-    Route {
-        method: "patch",
-        path: "/api/v1/sites/{site}/sensors/{sensor}",
-        scope: Some("admin"),
-        summary: "Change a sensor's type, unit or valid range (null clears a bound); needs the version read.",
-        query: &[],
-        body: Some("SensorPatch"),
-        ok: (200, Some("Sensor")),
-    },
-    Route {
-        method: "delete",
-        path: "/api/v1/sites/{site}/sensors/{sensor}",
-        scope: Some("admin"),
-        summary: "Delete a sensor (If-Match optional).",
-        query: &[],
-        body: None,
-        ok: (204, None),
-    },
-    Route {
-        method: "get",
-        path: "/api/v1/sites/{site}/latest",
-        scope: Some("read"),
-        summary: "Each sensor's latest value: Redis, or InfluxDB when Redis misses (which re-warms Redis).",
-        query: &[],
-        body: None,
-        ok: (200, Some("Latest")),
-    },
-    Route {
-        method: "get",
-        path: "/api/v1/sites/{site}/sensors/{sensor}/history",
-        scope: Some("read"),
-        summary: "One sensor's readings per time bucket (at most 10,000 points).",
-        query: &[
-            (
-                "start",
-                "Epoch milliseconds or RFC 3339; default end minus 24 h.",
-            ),
-            ("end", "Epoch milliseconds or RFC 3339; default now."),
-            (
-                "every",
-                "Bucket width such as 10s, 1m, 1h; default: about 1,000 points over the range.",
-            ),
-            ("agg", "mean (default), min, max or last."),
-        ],
-        body: None,
-        ok: (200, Some("History")),
-    },
-    Route {
-        method: "get",
-        path: "/api/v1/alert-rules",
-        scope: Some("read"),
-        summary: "Alert rules, in creation order, in pages; filter by site (rules scoped to it) and enabled.",
-        query: &[
-            ("limit", "Items per page, 1 to 1000 (default 50)."),
-            ("cursor", "next_cursor of the previous page."),
-            ("site", "Only the rules scoped to this site."),
-            ("enabled", "true or false."),
-        ],
-        body: None,
-        ok: (200, Some("AlertRulePage")),
-    },
-    Route {
-        method: "post",
-        path: "/api/v1/alert-rules",
-        scope: Some("admin"),
-        summary: "Create an alert rule (threshold, rate_of_change, no_data or anomaly).",
-        query: &[],
-        body: Some("AlertRuleDraft"),
-        ok: (201, Some("AlertRule")),
-    },
-    Route {
-        method: "get",
-        path: "/api/v1/alert-rules/{rule}",
-        scope: Some("read"),
-        summary: "One alert rule; its version is the ETag.",
-        query: &[],
-        body: None,
-        ok: (200, Some("AlertRule")),
-    },
-    Route {
-        method: "patch",
-        path: "/api/v1/alert-rules/{rule}",
-        scope: Some("admin"),
-        summary: "Change a rule: the fields given are merged onto it (a new kind drops the old kind's values) and the result validated; needs the version read.",
-        query: &[],
-        body: Some("AlertRuleDraft"),
-        ok: (200, Some("AlertRule")),
-    },
-    Route {
-        method: "delete",
-        path: "/api/v1/alert-rules/{rule}",
-        scope: Some("admin"),
-        summary: "Delete an alert rule (If-Match optional).",
-        query: &[],
-        body: None,
-        ok: (204, None),
-    },
-    Route {
-        method: "post",
-        path: "/api/v1/alert-rules/preview",
-        scope: Some("read"),
-        summary: "The alerts a saved rule (rule_id) or a draft (rule) would have raised over a past range, by the evaluation loop's own steps; changes nothing, hence scope read. A range whose end is 10 minutes past is cached 30 min (x-cache: hit, miss, bypass).",
-        query: &[],
-        body: Some("PreviewRequest"),
-        ok: (200, Some("Preview")),
-    },
-    Route {
-        method: "get",
-        path: "/api/v1/alerts",
-        scope: Some("read"),
-        summary: "Alerts, newest first, in pages; filter by state (open: firing or acknowledged), site, sensor and rule.",
-        query: &[
-            ("limit", "Items per page, 1 to 1000 (default 50)."),
-            ("cursor", "next_cursor of the previous page."),
-            ("state", "open, firing, acknowledged or resolved."),
-            ("site", "Only this site's alerts."),
-            ("sensor", "Only alerts of sensors with this key."),
-            ("rule", "Only this alert rule's alerts (its id)."),
-        ],
-        body: None,
-        ok: (200, Some("AlertPage")),
-    },
-    Route {
-        method: "get",
-        path: "/api/v1/alerts/{alert}",
-        scope: Some("read"),
-        summary: "One alert with its event trail (fired, acknowledged, resolved: when, by whom, why), oldest first.",
-        query: &[],
-        body: None,
-        ok: (200, Some("AlertWithEvents")),
-    },
-    Route {
-        method: "post",
-        path: "/api/v1/alerts/{alert}/ack",
-        scope: Some("write"),
-        summary: "Acknowledge a firing alert, recorded under the API key's name; notifications are queued. Not firing: 409 invalid_transition.",
-        query: &[],
-        body: None,
-        ok: (200, Some("Alert")),
-    },
-    Route {
-        method: "post",
-        path: "/api/v1/alerts/{alert}/resolve",
-        scope: Some("write"),
-        summary: "Resolve an open alert, recorded under the API key's name; notifications are queued. Already resolved: 409 invalid_transition.",
-        query: &[],
-        body: None,
-        ok: (200, Some("Alert")),
-    },
-    Route {
-        method: "get",
-        path: "/api/v1/sites/{site}/dashboard",
-        scope: Some("read"),
-        summary: "Every sensor's latest value with its status (ok, stale, out_of_range, alerting) and the site's open alerts (a sensor with one is alerting); cached 60 s, dropped when the site's metadata or one of its alerts changes.",
-        query: &[],
-        body: None,
-        ok: (200, Some("Dashboard")),
-    },
-    Route {
-        method: "post",
-        path: "/api/v1/sites/{site}/telemetry",
-        scope: Some("write"),
-        summary: "Readings over HTTP (the MQTT telemetry bodies); answered once durable, naming each refused reading.",
-        query: &[],
-        body: Some("Telemetry"),
-        ok: (200, Some("TelemetryReceipt")),
-    },
-];
-
-/// The methods the route table answers at `path` (a request's path), upper
-/// case and comma-separated, for the `Allow` header of a 405; `None` when
-/// no route has that path. A literal segment outranks a parameter, as in
-/// the routes themselves: `/alert-rules/preview` is not a rule's id.
-pub(crate) fn allowed_methods(path: &str) -> Option<String> {
-    let segments: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
-    // Each route whose template matches, with its number of literal segments.
-    let matching: Vec<(&Route, usize)> = ROUTES
-        .iter()
-        .filter_map(|route| {
-            let template: Vec<&str> = route
-                .path
-                .split('/')
-                .filter(|part| !part.is_empty())
-                .collect();
-            let matches = template.len() == segments.len()
-                && template
-                    .iter()
-                    .zip(&segments)
-                    .all(|(part, segment)| part.starts_with('{') || part == segment);
-            matches.then(|| {
-                (
-                    route,
-                    template
-                        .iter()
-                        .filter(|part| !part.starts_with('{'))
-                        .count(),
-                )
-            })
-        })
-        .collect();
-    let most_literal = matching.iter().map(|(_, literals)| *literals).max()?;
-    let mut methods: Vec<String> = Vec::new();
-    for (route, literals) in matching {
-        let method = route.method.to_ascii_uppercase();
-        if literals == most_literal && !methods.contains(&method) {
-            methods.push(method);
-        }
-    }
-    Some(methods.join(", "))
-}
+pub(crate) use routes::allowed_methods;
+use routes::{ROUTES, Route};
 
 fn schema(name: &str) -> Value {
     json!({ "$ref": format!("#/components/schemas/{name}") })
@@ -386,16 +48,39 @@ fn time_input() -> Value {
 /// or the bare number, a version being a positive 64-bit integer.
 const IF_MATCH_PATTERN: &str = "^(W/)?\"[1-9][0-9]{0,17}\"$|^[1-9][0-9]{0,17}$";
 
+/// A cursor (`page`: the hex of the last item's sort key) whose key is a
+/// slug or sensor key.
+const SLUG_CURSOR_PATTERN: &str =
+    "^(3[0-9]|6[1-9a-f]|7[0-9a])(3[0-9]|6[1-9a-f]|7[0-9a]|2d|5f){0,62}$";
+/// The hex of one lowercase hexadecimal digit.
+const HEX_DIGIT: &str = "(3[0-9]|6[1-6])";
+
+/// A cursor whose key is an id (a lowercase hyphenated UUID).
+fn uuid_cursor() -> String {
+    let group = |digits: usize| format!("{HEX_DIGIT}{{{digits}}}");
+    [8, 4, 4, 4, 12].map(group).join("2d")
+}
+
+/// The cursor a route's pages take: the hex of its sort key, as
+/// `next_cursor` gave it.
+fn cursor_schema(path: &str) -> Value {
+    let pattern = match path {
+        "/api/v1/alert-rules" => format!("^{}$", uuid_cursor()),
+        // Alerts: the opening time in epoch microseconds, '_', the id.
+        "/api/v1/alerts" => format!("^(2d)?(3[0-9]){{1,17}}5f{}$", uuid_cursor()),
+        _ => SLUG_CURSOR_PATTERN.to_owned(),
+    };
+    json!({ "type": "string", "pattern": pattern })
+}
+
 /// A query parameter's schema, by its name (each name means one thing on
-/// every route).
-fn query_schema(name: &str) -> Value {
+/// every route but `cursor`, whose key is the route's sort key).
+fn query_schema(route: &Route, name: &str) -> Value {
     match name {
         "limit" => {
             json!({ "type": "integer", "minimum": 1, "maximum": stoker_metadata::MAX_PAGE_LIMIT })
         }
-        "cursor" => {
-            json!({ "type": "string", "minLength": 2, "maxLength": 512, "pattern": "^([0-9a-f]{2})+$" })
-        }
+        "cursor" => cursor_schema(route.path),
         "site" | "sensor" => slug(),
         "rule" => json!({ "type": "string", "format": "uuid" }),
         "enabled" => json!({ "type": "string", "enum": ["true", "false"] }),
@@ -529,7 +214,7 @@ fn operation(route: &Route) -> Value {
         }
     }
     for (name, description) in route.query {
-        parameters.push(json!({ "name": name, "in": "query", "required": false, "description": description, "schema": query_schema(name) }));
+        parameters.push(json!({ "name": name, "in": "query", "required": false, "description": description, "schema": query_schema(route, name) }));
     }
     if matches!(route.method, "patch" | "delete") {
         parameters.push(json!({ "name": "If-Match", "in": "header", "required": false, "description": "The ETag (version) read; instead of version in the body.", "schema": { "type": "string", "pattern": IF_MATCH_PATTERN } }));
@@ -594,7 +279,8 @@ fn links(route: &Route) -> Option<Value> {
                 "ListSensors": to("getSitesSiteSensors", site.clone()),
                 "AddSensor": to("postSitesSiteSensors", site.clone()),
                 "Latest": to("getSitesSiteLatest", site.clone()),
-                "Dashboard": to("getSitesSiteDashboard", site)
+                "Dashboard": to("getSitesSiteDashboard", site.clone()),
+                "Telemetry": to("postSitesSiteTelemetry", site)
             }))
         }
         ("post", "/api/v1/sites/{site}/sensors") => {
@@ -686,7 +372,7 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
                 } },
                 "Readiness": { "type": "object", "required": ["status"], "properties": { "status": { "type": "string" }, "checks": { "type": "object" } } },
                 "Timezone": timezone,
-                "NewSite": { "type": "object", "required": ["slug", "name"], "additionalProperties": false, "properties": { "slug": slug, "name": name, "timezone": schema("Timezone") } },
+                "NewSite": { "type": "object", "required": ["slug", "name"], "additionalProperties": false, "properties": { "slug": slug, "name": name, "timezone": { "anyOf": [schema("Timezone"), { "type": "null" }], "description": "Absent or null: UTC." } } },
                 "SitePatch": { "type": "object", "description": "The slug may be sent only unchanged.", "required": ["version"], "additionalProperties": false, "properties": { "name": name, "timezone": schema("Timezone"), "version": version } },
                 "Site": { "type": "object", "required": ["id", "slug", "name", "timezone", "version", "created_at", "updated_at"], "properties": { "id": { "type": "string", "format": "uuid" }, "slug": slug, "name": { "type": "string" }, "timezone": { "type": "string" }, "version": { "type": "integer" }, "created_at": time, "updated_at": time } },
                 "SitePage": { "type": "object", "required": ["items", "next_cursor"], "properties": { "items": { "type": "array", "items": schema("Site") }, "next_cursor": { "type": ["string", "null"] } } },
@@ -741,9 +427,9 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
                     "oneOf": [ { "required": ["rule_id"], "not": { "required": ["rule"] } }, { "required": ["rule"], "not": { "required": ["rule_id"] } } ],
                     "properties": {
                     "rule_id": uuid, "rule": schema("AlertRuleDraft"),
-                    "start": { "description": "Epoch milliseconds or RFC 3339; default end minus 24 h; at most 31 days before end.", "anyOf": time_input()["anyOf"] },
-                    "end": { "description": "Epoch milliseconds or RFC 3339; default now (a later end is taken as now).", "anyOf": time_input()["anyOf"] },
-                    "interval": { "type": "string", "pattern": "^[1-9][0-9]{0,3}(s|m|h)$", "description": "Evaluation interval, whole seconds of at least 1s; default 10s." }
+                    "start": { "description": "Epoch milliseconds or RFC 3339; default (or null) end minus 24 h; at most 31 days before end.", "anyOf": [time_input()["anyOf"][0], time_input()["anyOf"][1], { "type": "null" }] },
+                    "end": { "description": "Epoch milliseconds or RFC 3339; default (or null) now (a later end is taken as now).", "anyOf": [time_input()["anyOf"][0], time_input()["anyOf"][1], { "type": "null" }] },
+                    "interval": { "type": ["string", "null"], "pattern": "^[1-9][0-9]{0,3}(s|m|h)$", "description": "Evaluation interval, whole seconds of at least 1s; default (or null) 10s." }
                 } },
                 "Preview": { "type": "object", "properties": {
                     "rule": { "type": "object", "description": "The saved rule, or the draft as validated (no id, version or times)." },
@@ -762,31 +448,4 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
             }
         }
     })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn allow_lists_the_methods_of_the_path_and_literals_outrank_parameters() {
-        assert_eq!(
-            allowed_methods("/api/v1/sites").as_deref(),
-            Some("GET, POST")
-        );
-        assert_eq!(
-            allowed_methods("/api/v1/sites/boiler-house-1").as_deref(),
-            Some("GET, PATCH, DELETE")
-        );
-        assert_eq!(
-            allowed_methods("/api/v1/alert-rules/preview").as_deref(),
-            Some("POST")
-        );
-        assert_eq!(
-            allowed_methods("/api/v1/alert-rules/0190a1b2-0000-7000-8000-000000000000").as_deref(),
-            Some("GET, PATCH, DELETE")
-        );
-        assert_eq!(allowed_methods("/healthz").as_deref(), Some("GET"));
-        assert_eq!(allowed_methods("/api/v1/nothing"), None);
-    }
 }
