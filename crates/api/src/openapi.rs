@@ -335,7 +335,7 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
     }
     let slug = slug();
     let time = json!({ "type": "string", "format": "date-time" });
-    let version = json!({ "type": "integer", "minimum": 1, "maximum": i64::MAX, "description": "The version read (or send it as If-Match)." });
+    let version = json!({ "type": "integer", "minimum": 1, "maximum": i64::MAX, "description": "The version read (or send it as If-Match), as a JSON integer (2, not 2.0)." });
     let timezone = match timezones {
         Some(names) => {
             json!({ "type": "string", "enum": names, "description": "An IANA name Postgres knows; default UTC." })
@@ -344,7 +344,7 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
             json!({ "type": "string", "minLength": 1, "maxLength": stoker_metadata::TIMEZONE_MAX_LEN, "description": "An IANA name Postgres knows; default UTC." })
         }
     };
-    let name = json!({ "type": "string", "minLength": 1, "maxLength": stoker_metadata::SITE_NAME_MAX_LEN, "pattern": "\\S", "description": "Trimmed; 1 to 200 characters." });
+    let name = json!({ "type": "string", "minLength": 1, "maxLength": stoker_metadata::SITE_NAME_MAX_LEN, "pattern": "^[^\\u0000]*[^\\s\\u0000][^\\u0000]*$", "description": "Trimmed; 1 to 200 characters, no NUL." });
     let sensor_type = json!({ "type": "string", "minLength": 1, "maxLength": SensorType::MAX_LEN, "pattern": SensorType::PATTERN });
     let unit = json!({ "type": "string", "minLength": 1, "maxLength": Unit::MAX_LEN, "pattern": Unit::PATTERN });
     let key = json!({ "type": "string", "minLength": 1, "maxLength": SensorKey::MAX_LEN, "pattern": SensorKey::PATTERN });

@@ -41,7 +41,8 @@ pub const SITE_NAME_MAX_LEN: usize = 200;
 /// The longest timezone name, in bytes.
 pub const TIMEZONE_MAX_LEN: usize = 64;
 
-/// A site's display name: trimmed, 1 to [`SITE_NAME_MAX_LEN`] characters.
+/// A site's display name: trimmed, 1 to [`SITE_NAME_MAX_LEN`] characters,
+/// no NUL (Postgres text cannot hold one).
 fn parse_name(name: &str) -> Result<String, (&'static str, String)> {
     let name = name.trim();
     if name.is_empty() || name.chars().count() > SITE_NAME_MAX_LEN {
@@ -50,12 +51,15 @@ fn parse_name(name: &str) -> Result<String, (&'static str, String)> {
             format!("name must be 1 to {SITE_NAME_MAX_LEN} characters"),
         ));
     }
+    if name.contains('\0') {
+        return Err(("name", "name must not contain NUL (U+0000)".into()));
+    }
     Ok(name.to_owned())
 }
 
 /// A timezone's shape; whether Postgres knows it is checked on write.
 fn parse_timezone(timezone: &str) -> Result<String, (&'static str, String)> {
-    if timezone.is_empty() || timezone.len() > TIMEZONE_MAX_LEN {
+    if timezone.is_empty() || timezone.len() > TIMEZONE_MAX_LEN || timezone.contains('\0') {
         return Err((
             "timezone",
             "timezone must be an IANA name such as Europe/Berlin".into(),
@@ -364,4 +368,23 @@ pub async fn delete_site(
     Err(Error::VersionConflict {
         current: last.unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_timezones_with_nul_are_refused_not_sent_to_postgres() {
+        assert!(NewSite::parse("a", "Boiler house", "UTC").is_ok());
+        assert_eq!(
+            NewSite::parse("a", "Boiler\0house", "UTC").unwrap_err().0,
+            "name"
+        );
+        assert_eq!(
+            NewSite::parse("a", "Boiler house", "U\0TC").unwrap_err().0,
+            "timezone"
+        );
+        assert_eq!(SiteChanges::parse(Some("\0"), None).unwrap_err().0, "name");
+    }
 }
