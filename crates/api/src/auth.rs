@@ -14,25 +14,7 @@ use warp::Filter;
 use warp::http::HeaderValue;
 
 use crate::State;
-use crate::problem::ApiError;
-
-/// Why a request is not let in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Denied {
-    /// No `Authorization` header.
-    Missing,
-    /// Not `Bearer stk_<id>_<secret>`.
-    Malformed,
-    /// No such key, or the wrong secret.
-    Invalid,
-    /// The key was revoked.
-    Revoked,
-    /// The key lacks the route's scope.
-    Scope {
-        /// The scope the route needs.
-        needed: Scope,
-    },
-}
+use crate::problem::{ApiError, Denied};
 
 /// Whether a key's scopes allow `needed`.
 pub(crate) fn allows(scopes: &[Scope], needed: Scope) -> bool {
@@ -98,37 +80,6 @@ async fn authorize(
         KeyCheck::Revoked => Err(ApiError::Unauthorized(Denied::Revoked)),
         KeyCheck::Unknown => Err(ApiError::Unauthorized(Denied::Invalid)),
         KeyCheck::Malformed => Err(ApiError::Unauthorized(Denied::Malformed)),
-    }
-}
-
-impl Denied {
-    /// The stable code of the problem.
-    pub fn code(self) -> &'static str {
-        match self {
-            Denied::Missing => "missing_api_key",
-            Denied::Malformed => "malformed_api_key",
-            Denied::Invalid => "invalid_api_key",
-            Denied::Revoked => "revoked_api_key",
-            Denied::Scope { .. } => "insufficient_scope",
-        }
-    }
-}
-
-impl std::fmt::Display for Denied {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Denied::Missing => f.write_str(
-                "this route needs an API key: send Authorization: Bearer <key> (stoker apikey create)",
-            ),
-            Denied::Malformed => f.write_str(
-                "the Authorization header must be Bearer followed by a key of the form stk_<id>_<secret>",
-            ),
-            Denied::Invalid => f.write_str("the API key is not valid"),
-            Denied::Revoked => f.write_str("the API key was revoked"),
-            Denied::Scope { needed } => {
-                write!(f, "the API key lacks scope {}, which this route needs", needed.as_str())
-            }
-        }
     }
 }
 

@@ -4,7 +4,7 @@ use bytes::Bytes;
 use serde_json::{Map, Value};
 use warp::Filter;
 
-use crate::problem::{ApiError, FieldError};
+use crate::problem::{ApiError, FieldError, UnsupportedMediaType};
 
 /// Largest metadata request body.
 const MAX_BODY_BYTES: u64 = 64 * 1024;
@@ -131,11 +131,6 @@ pub(crate) fn if_match() -> impl Filter<Extract = (Option<i64>,), Error = warp::
         }
     })
 }
-
-/// Raised when the content type is not JSON; rendered as 415.
-#[derive(Debug)]
-pub(crate) struct UnsupportedMediaType;
-impl warp::reject::Reject for UnsupportedMediaType {}
 
 /// A body's fields, and the errors found so far.
 #[derive(Debug)]

@@ -3,8 +3,11 @@
 //! Layout:
 //! - `auth`: API keys (`Authorization: Bearer`), checked against the
 //!   catalog's in-memory copy; 401 vs 403.
-//! - `problem`: [`ApiError`] and the one `recover` handler that turns every
-//!   rejection into `application/problem+json` with a stable `code`.
+//! - `problem`: the error vocabulary ([`ApiError`], [`Denied`], refused
+//!   readings and the refusal reason → status table) and the one `recover`
+//!   handler that turns every rejection into `application/problem+json`
+//!   with a stable `code`. A leaf: the features import it, it imports none
+//!   of them.
 //! - `body`: JSON bodies parsed field by field, so a bad request gets a
 //!   message per field.
 //! - `sites`: sites and sensors (metadata).
@@ -68,10 +71,9 @@ use stoker_timeseries::Influx;
 use tokio_util::sync::CancellationToken;
 use warp::Filter;
 
-pub use auth::Denied;
 pub use catalog::Catalog;
 pub use history::RollupClock;
-pub use problem::ApiError;
+pub use problem::{ApiError, Denied};
 
 /// Where the API listens, and how long it waits for a client.
 #[derive(Debug, Clone, clap::Args)]
@@ -294,7 +296,13 @@ pub fn routes(
         boxed(
             warp::path!("openapi.json")
                 .and(warp::get())
-                .map(|| warp::reply::json(&openapi::document())),
+                .and(warp::any().map({
+                    let state = state.clone();
+                    move || state.clone()
+                }))
+                .then(|state: State| async move {
+                    warp::reply::json(&openapi::served(&state.pool).await)
+                }),
         )
         .or(boxed(sites::routes(state.clone())))
         .unify()
@@ -351,15 +359,35 @@ fn ops(
     healthz.or(readyz).or(metrics)
 }
 
-fn with_errors_and_logs<F>(
+/// Every rejection rendered as problem+json, a 405 with the `Allow` header
+/// RFC 9110 requires (the methods the route table answers at the path),
+/// and each request logged.
+fn with_errors_and_logs<F, R>(
     filter: F,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone
 where
-    F: Filter<Error = warp::Rejection> + Clone + Send + Sync + 'static,
-    F::Extract: warp::Reply,
+    F: Filter<Extract = (R,), Error = warp::Rejection> + Clone + Send + Sync + 'static,
+    R: warp::Reply,
 {
-    filter
+    let answered = filter
+        .map(|reply: R| reply.into_response())
         .recover(problem::recover)
+        .unify();
+    warp::path::full()
+        .and(answered)
+        .map(
+            |path: warp::path::FullPath, mut response: warp::reply::Response| {
+                if response.status() == warp::http::StatusCode::METHOD_NOT_ALLOWED
+                    && let Some(allow) = openapi::allowed_methods(path.as_str())
+                    && let Ok(allow) = warp::http::HeaderValue::from_str(&allow)
+                {
+                    response
+                        .headers_mut()
+                        .insert(warp::http::header::ALLOW, allow);
+                }
+                response
+            },
+        )
         .with(warp::log::custom(|info| {
             tracing::debug!(
                 method = %info.method(),

@@ -7,11 +7,7 @@ use std::collections::HashMap;
 use serde::Serialize;
 use stoker_metadata::Page;
 
-use crate::problem::ApiError;
-
-/// What a cursor this API did not give is told.
-pub(crate) const FOREIGN_CURSOR: &str =
-    "cursor is not one this API gave (use next_cursor from the previous page)";
+use crate::problem::{ApiError, FOREIGN_CURSOR};
 
 /// Items per page when `limit` is absent.
 const DEFAULT_LIMIT: i64 = 50;

@@ -1,10 +1,126 @@
 //! Errors as `application/problem+json` (RFC 9457), in exactly one place.
+//!
+//! This module owns the API's error vocabulary: [`ApiError`], why a key is
+//! refused ([`Denied`]), a refused reading ([`RejectedReading`]) and the
+//! status of each refusal reason ([`Refusal::status`]), the words for a
+//! foreign cursor, and the rejection of a body that is not JSON. The
+//! features import it; it imports none of them.
 
 use std::convert::Infallible;
 
 use serde::Serialize;
+use stoker_ingestion::Reason;
+use stoker_metadata::Scope;
 use warp::http::StatusCode;
 use warp::{Rejection, Reply};
+
+/// What a cursor this API did not give is told.
+pub(crate) const FOREIGN_CURSOR: &str =
+    "cursor is not one this API gave (use next_cursor from the previous page)";
+
+/// Raised when the content type is not JSON; rendered as 415.
+#[derive(Debug)]
+pub(crate) struct UnsupportedMediaType;
+impl warp::reject::Reject for UnsupportedMediaType {}
+
+/// Why a request is not let in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Denied {
+    /// No `Authorization` header.
+    Missing,
+    /// Not `Bearer stk_<id>_<secret>`.
+    Malformed,
+    /// No such key, or the wrong secret.
+    Invalid,
+    /// The key was revoked.
+    Revoked,
+    /// The key lacks the route's scope.
+    Scope {
+        /// The scope the route needs.
+        needed: Scope,
+    },
+}
+
+impl Denied {
+    /// The stable code of the problem.
+    pub fn code(self) -> &'static str {
+        match self {
+            Denied::Missing => "missing_api_key",
+            Denied::Malformed => "malformed_api_key",
+            Denied::Invalid => "invalid_api_key",
+            Denied::Revoked => "revoked_api_key",
+            Denied::Scope { .. } => "insufficient_scope",
+        }
+    }
+}
+
+impl std::fmt::Display for Denied {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Denied::Missing => f.write_str(
+                "this route needs an API key: send Authorization: Bearer <key> (stoker apikey create)",
+            ),
+            Denied::Malformed => f.write_str(
+                "the Authorization header must be Bearer followed by a key of the form stk_<id>_<secret>",
+            ),
+            Denied::Invalid => f.write_str("the API key is not valid"),
+            Denied::Revoked => f.write_str("the API key was revoked"),
+            Denied::Scope { needed } => {
+                write!(f, "the API key lacks scope {}, which this route needs", needed.as_str())
+            }
+        }
+    }
+}
+
+/// One refused reading in an answer.
+#[derive(Debug, Clone, Serialize)]
+pub struct RejectedReading {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    sensor: Option<String>,
+    reason: &'static str,
+    detail: String,
+}
+
+impl From<&stoker_ingestion::Refused> for RejectedReading {
+    fn from(refused: &stoker_ingestion::Refused) -> Self {
+        Self {
+            sensor: refused.sensor.clone(),
+            reason: refused.reason.as_str(),
+            detail: refused.detail.clone(),
+        }
+    }
+}
+
+/// Why telemetry was refused with nothing accepted.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal {
+    /// The message as a whole, for the reason of its (first) refusal.
+    Message(Reason),
+    /// Every reading of a message that was itself well formed.
+    EveryReading,
+}
+
+impl Refusal {
+    /// The answer's status and stable code: the reason → status table.
+    pub(crate) fn status_and_code(self) -> (StatusCode, &'static str) {
+        let Refusal::Message(reason) = self else {
+            return (StatusCode::UNPROCESSABLE_ENTITY, "all_readings_rejected");
+        };
+        let status = match reason {
+            Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
+            Reason::UnknownSite => StatusCode::NOT_FOUND,
+            Reason::MalformedJson => StatusCode::BAD_REQUEST,
+            Reason::InvalidTimestamp
+            | Reason::InvalidTopic
+            | Reason::UnknownSensor
+            | Reason::NonNumeric
+            | Reason::OutOfRange
+            | Reason::FutureTimestamp
+            | Reason::TooOld => StatusCode::UNPROCESSABLE_ENTITY,
+        };
+        (status, reason.as_str())
+    }
+}
 
 /// One field's validation message.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -35,10 +151,10 @@ pub enum ApiError {
     },
     /// No usable API key (401).
     #[error("{0}")]
-    Unauthorized(crate::auth::Denied),
+    Unauthorized(Denied),
     /// The key lacks the route's scope (403).
     #[error("{0}")]
-    Forbidden(crate::auth::Denied),
+    Forbidden(Denied),
     /// The resource does not exist.
     #[error("{0}")]
     NotFound(String),
@@ -77,14 +193,12 @@ pub enum ApiError {
     /// Telemetry refused as a whole, or every reading of it.
     #[error("{detail}")]
     Refused {
-        /// The status that fits the reason.
-        status: StatusCode,
-        /// The reason's stable name.
-        code: &'static str,
+        /// Why: its status and code come from [`Refusal::status_and_code`].
+        refusal: Refusal,
         /// What is wrong.
         detail: String,
         /// Each refused reading.
-        rejected: Vec<crate::telemetry::RejectedReading>,
+        rejected: Vec<RejectedReading>,
     },
     /// The request body did not arrive within the body timeout (408).
     #[error("{0}")]
@@ -159,7 +273,7 @@ impl From<stoker_analytics::Error> for ApiError {
             // The store refuses a cursor it did not make.
             E::InvalidRow { what: "cursor", .. } => ApiError::BadParameter {
                 parameter: "cursor",
-                detail: crate::page::FOREIGN_CURSOR.into(),
+                detail: FOREIGN_CURSOR.into(),
             },
             E::Postgres(error) | E::Notify(Notify::Postgres(error)) => error.into(),
             E::Metadata(error) => error.into(),
@@ -190,7 +304,7 @@ impl ApiError {
             ApiError::Unavailable { .. } => {
                 (StatusCode::SERVICE_UNAVAILABLE, "dependency_unavailable")
             }
-            ApiError::Refused { status, code, .. } => (*status, code),
+            ApiError::Refused { refusal, .. } => refusal.status_and_code(),
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             ApiError::BodyIncomplete(_) => (StatusCode::BAD_REQUEST, "body_incomplete"),
             ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "ingestion_busy"),
@@ -210,7 +324,7 @@ struct Problem<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     errors: Option<&'a [FieldError]>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    rejected: Option<&'a [crate::telemetry::RejectedReading]>,
+    rejected: Option<&'a [RejectedReading]>,
 }
 
 fn problem(
@@ -227,7 +341,7 @@ fn problem_with(
     code: &str,
     detail: String,
     errors: Option<&[FieldError]>,
-    rejected: Option<&[crate::telemetry::RejectedReading]>,
+    rejected: Option<&[RejectedReading]>,
 ) -> warp::reply::Response {
     let body = Problem {
         kind: "about:blank",
@@ -304,9 +418,7 @@ pub(crate) async fn recover(rejection: Rejection) -> Result<warp::reply::Respons
     } else if rejection
         .find::<warp::reject::UnsupportedMediaType>()
         .is_some()
-        || rejection
-            .find::<crate::body::UnsupportedMediaType>()
-            .is_some()
+        || rejection.find::<UnsupportedMediaType>().is_some()
     {
         (
             StatusCode::UNSUPPORTED_MEDIA_TYPE,

@@ -40,7 +40,8 @@ pub(crate) fn routes(
         .and(json_object())
         .and_then(create_rule);
     // The id is read before the body, so that a path that names no rule
-    // (`/alert-rules/preview` with another method) is 404, whatever the body.
+    // is 404 (`/alert-rules/preview` with another method: 405), whatever
+    // the body.
     let get = warp::path!("alert-rules" / String)
         .and(warp::get())
         .and(read)
@@ -74,6 +75,11 @@ pub(crate) fn routes(
 }
 
 async fn rule_id_from_path(text: String) -> Result<Uuid, warp::Rejection> {
+    // `preview` is the path of another route: not found here, so that a
+    // method it does not take is 405 (with its Allow), not "no such rule".
+    if text == "preview" {
+        return Err(warp::reject::not_found());
+    }
     Ok(crate::uuid_from_path("alert rule", &text)?)
 }
 
@@ -152,7 +158,7 @@ async fn list_rules(
         Some(Err(_)) => {
             return Err(ApiError::BadParameter {
                 parameter: "cursor",
-                detail: page::FOREIGN_CURSOR.into(),
+                detail: crate::problem::FOREIGN_CURSOR.into(),
             }
             .into());
         }

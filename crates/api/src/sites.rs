@@ -142,7 +142,7 @@ async fn list_sites(
 fn bad_cursor() -> ApiError {
     ApiError::BadParameter {
         parameter: "cursor",
-        detail: "cursor is not one this API gave (use next_cursor from the previous page)".into(),
+        detail: crate::problem::FOREIGN_CURSOR.into(),
     }
 }
 

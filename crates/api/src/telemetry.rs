@@ -10,7 +10,7 @@ use warp::http::StatusCode;
 
 use crate::State;
 use crate::body::require_json;
-use crate::problem::ApiError;
+use crate::problem::{ApiError, Refusal, RejectedReading};
 
 /// Bodies above this are refused unread (DESIGN.md).
 const MAX_PAYLOAD_BYTES: u64 = 256 * 1024;
@@ -62,15 +62,6 @@ struct Accepted {
     rejected: Vec<RejectedReading>,
 }
 
-/// One refused reading in an answer.
-#[derive(Debug, Clone, Serialize)]
-pub struct RejectedReading {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    sensor: Option<String>,
-    reason: &'static str,
-    detail: String,
-}
-
 async fn submit(
     site: String,
     state: State,
@@ -99,43 +90,23 @@ async fn submit(
 }
 
 fn answer(receipt: Receipt) -> Result<warp::reply::Response, ApiError> {
-    let rejected: Vec<RejectedReading> = receipt
-        .refused
-        .iter()
-        .map(|refused| RejectedReading {
-            sensor: refused.sensor.clone(),
-            reason: refused.reason.as_str(),
-            detail: refused.detail.clone(),
-        })
-        .collect();
+    let rejected: Vec<RejectedReading> =
+        receipt.refused.iter().map(RejectedReading::from).collect();
     if receipt.message_refused {
-        let first = receipt
-            .refused
-            .first()
-            .map(|refused| refused.reason)
-            .unwrap_or(Reason::MalformedJson);
-        let status = match first {
-            Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
-            Reason::UnknownSite => StatusCode::NOT_FOUND,
-            Reason::MalformedJson => StatusCode::BAD_REQUEST,
-            _ => StatusCode::UNPROCESSABLE_ENTITY,
-        };
-        let detail = receipt
-            .refused
-            .first()
-            .map(|refused| refused.detail.clone())
-            .unwrap_or_default();
+        let first = receipt.refused.first();
         return Err(ApiError::Refused {
-            status,
-            code: first.as_str(),
-            detail,
+            refusal: Refusal::Message(
+                first.map_or(Reason::MalformedJson, |refused| refused.reason),
+            ),
+            detail: first
+                .map(|refused| refused.detail.clone())
+                .unwrap_or_default(),
             rejected,
         });
     }
     if receipt.accepted == 0 {
         return Err(ApiError::Refused {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            code: "all_readings_rejected",
+            refusal: Refusal::EveryReading,
             detail: format!("none of the {} readings was accepted", rejected.len()),
             rejected,
         });

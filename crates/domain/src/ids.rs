@@ -10,12 +10,21 @@ const SLUG_RULE: &str =
     "1 to 63 characters of a-z, 0-9, '_' or '-', starting with a letter or digit";
 const TYPE_RULE: &str = "1 to 32 characters of a-z, 0-9 or '_', starting with a letter";
 
+/// Longest slug or sensor key, in characters (all ASCII).
+const SLUG_MAX_LEN: usize = 63;
+/// [`is_slug`] as a regular expression, for schemas (JSON Schema's dialect).
+const SLUG_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
+/// Longest sensor type, in characters (all ASCII).
+const TYPE_MAX_LEN: usize = 32;
+/// [`is_type_name`] as a regular expression, for schemas.
+const TYPE_PATTERN: &str = "^[a-z][a-z0-9_]{0,31}$";
+
 /// `[a-z0-9][a-z0-9_-]{0,62}`: safe as an InfluxDB tag, SQL literal, Redis key
 /// part and MQTT topic level without any escaping.
 fn is_slug(value: &str) -> bool {
     let bytes = value.as_bytes();
     matches!(bytes.first(), Some(b'a'..=b'z' | b'0'..=b'9'))
-        && bytes.len() <= 63
+        && bytes.len() <= SLUG_MAX_LEN
         && bytes
             .iter()
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_' | b'-'))
@@ -24,7 +33,7 @@ fn is_slug(value: &str) -> bool {
 fn is_type_name(value: &str) -> bool {
     let bytes = value.as_bytes();
     matches!(bytes.first(), Some(b'a'..=b'z'))
-        && bytes.len() <= 32
+        && bytes.len() <= TYPE_MAX_LEN
         && bytes
             .iter()
             .all(|b| matches!(b, b'a'..=b'z' | b'0'..=b'9' | b'_'))
@@ -35,12 +44,18 @@ fn excerpt(value: &str) -> String {
 }
 
 macro_rules! identifier {
-    ($(#[$doc:meta])* $name:ident, $what:literal, $check:path, $rule:expr) => {
+    ($(#[$doc:meta])* $name:ident, $what:literal, $check:path, $rule:expr, $pattern:expr, $max_len:expr) => {
         $(#[$doc])*
         #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
         pub struct $name(String);
 
         impl $name {
+            /// The rule `parse` checks, as a regular expression (ECMA 262,
+            /// as JSON Schema reads it), for schemas.
+            pub const PATTERN: &'static str = $pattern;
+            /// The longest value `parse` accepts, in characters.
+            pub const MAX_LEN: usize = $max_len;
+
             /// Parses and validates the identifier.
             pub fn parse(value: impl Into<String>) -> Result<Self, ParseError> {
                 let value = value.into();
@@ -107,16 +122,16 @@ macro_rules! identifier {
 
 identifier!(
     /// A site's slug, unique across Stoker, e.g. `boiler-house-1`.
-    SiteSlug, "site slug", is_slug, SLUG_RULE
+    SiteSlug, "site slug", is_slug, SLUG_RULE, SLUG_PATTERN, SLUG_MAX_LEN
 );
 identifier!(
     /// A sensor's key, unique within its site, e.g. `b1_flue_temp`.
-    SensorKey, "sensor key", is_slug, SLUG_RULE
+    SensorKey, "sensor key", is_slug, SLUG_RULE, SLUG_PATTERN, SLUG_MAX_LEN
 );
 identifier!(
     /// A sensor's type, e.g. `pressure`, `temperature`; an InfluxDB tag and
     /// what alert rules select on.
-    SensorType, "sensor type", is_type_name, TYPE_RULE
+    SensorType, "sensor type", is_type_name, TYPE_RULE, TYPE_PATTERN, TYPE_MAX_LEN
 );
 
 /// A measurement unit label such as `bar`, `°C` or `m3/h`.
@@ -124,11 +139,17 @@ identifier!(
 pub struct Unit(String);
 
 impl Unit {
+    /// The longest unit `parse` accepts, in characters.
+    pub const MAX_LEN: usize = 32;
+    /// The rule `parse` checks as a regular expression, for schemas: 1 to
+    /// 32 characters, none a control character (Unicode's `Cc`).
+    pub const PATTERN: &'static str = "^[^\\u0000-\\u001f\\u007f-\\u009f]{1,32}$";
+
     /// Parses a unit: 1 to 32 characters, none of them a control character.
     pub fn parse(value: impl Into<String>) -> Result<Self, ParseError> {
         let value = value.into();
         let length = value.chars().count();
-        if (1..=32).contains(&length) && !value.chars().any(char::is_control) {
+        if (1..=Self::MAX_LEN).contains(&length) && !value.chars().any(char::is_control) {
             Ok(Self(value))
         } else {
             Err(ParseError::Unit(excerpt(&value)))
@@ -209,6 +230,26 @@ mod tests {
         assert!(Unit::parse("").is_err());
         assert!(Unit::parse("a\nb").is_err());
         assert!(Unit::parse("x".repeat(33)).is_err());
+    }
+
+    #[test]
+    fn the_patterns_state_the_lengths_the_parsers_check() {
+        for (pattern, max_len) in [
+            (SiteSlug::PATTERN, SiteSlug::MAX_LEN),
+            (SensorKey::PATTERN, SensorKey::MAX_LEN),
+            (SensorType::PATTERN, SensorType::MAX_LEN),
+        ] {
+            assert!(
+                pattern.ends_with(&format!("{{0,{}}}$", max_len - 1)),
+                "{pattern}"
+            );
+            assert!(SiteSlug::parse("a".repeat(SiteSlug::MAX_LEN)).is_ok());
+        }
+        assert!(Unit::PATTERN.ends_with(&format!("{{1,{}}}$", Unit::MAX_LEN)));
+        assert!(Unit::parse("x".repeat(Unit::MAX_LEN)).is_ok());
+        assert!(Unit::parse("x".repeat(Unit::MAX_LEN + 1)).is_err());
+        assert!(SensorType::parse("a".repeat(SensorType::MAX_LEN)).is_ok());
+        assert!(SensorType::parse("a".repeat(SensorType::MAX_LEN + 1)).is_err());
     }
 
     #[test]

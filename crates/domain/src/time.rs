@@ -17,6 +17,15 @@ const MIN_MILLIS: i64 = -9_223_372_036_854;
 const MAX_MILLIS: i64 = 9_223_372_036_854;
 
 impl EpochMillis {
+    /// The earliest timestamp [`from_millis`](Self::from_millis) accepts.
+    pub const MIN_MILLIS: i64 = MIN_MILLIS;
+    /// The latest timestamp [`from_millis`](Self::from_millis) accepts.
+    pub const MAX_MILLIS: i64 = MAX_MILLIS;
+    /// RFC 3339 times [`parse_rfc3339`](Self::parse_rfc3339) accepts, as a
+    /// regular expression for schemas: a subset (years 1700 to 2199, days
+    /// 1 to 28, so every match is a real date inside the range above).
+    pub const RFC3339_PATTERN: &'static str = "^(1[7-9]|2[01])[0-9]{2}-(0[1-9]|1[0-2])-(0[1-9]|1[0-9]|2[0-8])T([01][0-9]|2[0-3]):[0-5][0-9]:[0-5][0-9](\\.[0-9]{1,9})?(Z|[+-]([01][0-9]|2[0-3]):[0-5][0-9])$";
+
     /// A timestamp from epoch milliseconds, refused outside what InfluxDB stores.
     pub fn from_millis(millis: i64) -> Result<Self, ParseError> {
         if (MIN_MILLIS..=MAX_MILLIS).contains(&millis) {

@@ -60,8 +60,8 @@ pub use sensors::{
     list_sensors, list_sensors_page, registry, update_sensor,
 };
 pub use sites::{
-    NewSite, Site, SiteChanges, create_site, delete_site, get_site, list_sites, list_sites_page,
-    update_site,
+    NewSite, SITE_NAME_MAX_LEN, Site, SiteChanges, TIMEZONE_MAX_LEN, create_site, delete_site,
+    get_site, list_sites, list_sites_page, timezone_names, update_site,
 };
 
 use serde::Serialize;

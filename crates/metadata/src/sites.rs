@@ -35,18 +35,31 @@ pub struct NewSite {
     timezone: String,
 }
 
-/// A site's display name: trimmed, 1 to 200 characters.
+/// The longest site name, in characters once trimmed.
+pub const SITE_NAME_MAX_LEN: usize = 200;
+
+/// The longest timezone name, in bytes.
+pub const TIMEZONE_MAX_LEN: usize = 64;
+
+/// A site's display name: trimmed, 1 to [`SITE_NAME_MAX_LEN`] characters,
+/// no NUL (Postgres text cannot hold one).
 fn parse_name(name: &str) -> Result<String, (&'static str, String)> {
     let name = name.trim();
-    if name.is_empty() || name.chars().count() > 200 {
-        return Err(("name", "name must be 1 to 200 characters".into()));
+    if name.is_empty() || name.chars().count() > SITE_NAME_MAX_LEN {
+        return Err((
+            "name",
+            format!("name must be 1 to {SITE_NAME_MAX_LEN} characters"),
+        ));
+    }
+    if name.contains('\0') {
+        return Err(("name", "name must not contain NUL (U+0000)".into()));
     }
     Ok(name.to_owned())
 }
 
 /// A timezone's shape; whether Postgres knows it is checked on write.
 fn parse_timezone(timezone: &str) -> Result<String, (&'static str, String)> {
-    if timezone.is_empty() || timezone.len() > 64 {
+    if timezone.is_empty() || timezone.len() > TIMEZONE_MAX_LEN || timezone.contains('\0') {
         return Err((
             "timezone",
             "timezone must be an IANA name such as Europe/Berlin".into(),
@@ -121,6 +134,20 @@ fn from_row(row: &tokio_postgres::Row) -> Result<Site> {
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })
+}
+
+/// The timezone names a site may have: those Postgres knows
+/// (`pg_timezone_names`, which [`create_site`] and [`update_site`] check),
+/// sorted.
+pub async fn timezone_names(pool: &Pool) -> Result<Vec<String>> {
+    let client = pool.get().await?;
+    let rows = client
+        .query(
+            "SELECT name FROM pg_timezone_names WHERE octet_length(name) <= $1 ORDER BY name",
+            &[&(TIMEZONE_MAX_LEN as i32)],
+        )
+        .await?;
+    Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
 /// Creates a site. The timezone must be one Postgres knows.
@@ -341,4 +368,23 @@ pub async fn delete_site(
     Err(Error::VersionConflict {
         current: last.unwrap_or_default(),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_and_timezones_with_nul_are_refused_not_sent_to_postgres() {
+        assert!(NewSite::parse("a", "Boiler house", "UTC").is_ok());
+        assert_eq!(
+            NewSite::parse("a", "Boiler\0house", "UTC").unwrap_err().0,
+            "name"
+        );
+        assert_eq!(
+            NewSite::parse("a", "Boiler house", "U\0TC").unwrap_err().0,
+            "timezone"
+        );
+        assert_eq!(SiteChanges::parse(Some("\0"), None).unwrap_err().0, "name");
+    }
 }

@@ -8,6 +8,7 @@ mod helpers;
 mod history;
 mod keys;
 mod latest;
+mod methods;
 mod openapi;
 mod preview;
 mod rules;

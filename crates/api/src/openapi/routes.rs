@@ -1,0 +1,372 @@
+//! The table of every operation the server answers, and the methods a
+//! path takes (a 405's `Allow`), read from it.
+
+/// One operation.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Route {
+    pub method: &'static str,
+    /// OpenAPI path template (`/api/v1/sites/{site}`).
+    pub path: &'static str,
+    /// The scope its key needs; `None`: no key.
+    pub scope: Option<&'static str>,
+    pub summary: &'static str,
+    /// Query parameters: (name, description).
+    pub query: &'static [(&'static str, &'static str)],
+    /// Request body schema (a component name), if any.
+    pub body: Option<&'static str>,
+    /// Success status and its schema (a component name), if any.
+    pub ok: (u16, Option<&'static str>),
+}
+
+const PAGE: &[(&str, &str)] = &[
+    ("limit", "Items per page, 1 to 1000 (default 50)."),
+    ("cursor", "next_cursor of the previous page."),
+];
+
+/// Every operation the server answers.
+pub(crate) const ROUTES: &[Route] = &[
+    Route {
+        method: "get",
+        path: "/healthz",
+        scope: None,
+        summary: "Liveness: the process answers.",
+        query: &[],
+        body: None,
+        ok: (200, None),
+    },
+    Route {
+        method: "get",
+        path: "/readyz",
+        scope: None,
+        summary: "Readiness: each store (Postgres, InfluxDB, Redis) and role, with what failed; 503 when not ready.",
+        query: &[],
+        body: None,
+        ok: (200, None),
+    },
+    Route {
+        method: "get",
+        path: "/metrics",
+        scope: None,
+        summary: "Prometheus metrics (OpenMetrics text).",
+        query: &[],
+        body: None,
+        ok: (200, None),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/openapi.json",
+        scope: None,
+        summary: "This document.",
+        query: &[],
+        body: None,
+        ok: (200, None),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/sites",
+        scope: Some("read"),
+        summary: "Sites, by slug, in pages.",
+        query: PAGE,
+        body: None,
+        ok: (200, Some("SitePage")),
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/sites",
+        scope: Some("admin"),
+        summary: "Create a site.",
+        query: &[],
+        body: Some("NewSite"),
+        ok: (201, Some("Site")),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/sites/{site}",
+        scope: Some("read"),
+        summary: "One site; its version is the ETag.",
+        query: &[],
+        body: None,
+        ok: (200, Some("Site")),
+    },
+    Route {
+        method: "patch",
+        path: "/api/v1/sites/{site}",
+        scope: Some("admin"),
+        summary: "Change a site's name or timezone; needs the version read (body or If-Match); a stale one is 409.",
+        query: &[],
+        body: Some("SitePatch"),
+        ok: (200, Some("Site")),
+    },
+    Route {
+        method: "delete",
+        path: "/api/v1/sites/{site}",
+        scope: Some("admin"),
+        summary: "Delete a site; refused (409 has_dependents) while it has sensors or alert rules.",
+        query: &[],
+        body: None,
+        ok: (204, None),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/sites/{site}/sensors",
+        scope: Some("read"),
+        summary: "A site's sensors, by key, in pages.",
+        query: PAGE,
+        body: None,
+        ok: (200, Some("SensorPage")),
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/sites/{site}/sensors",
+        scope: Some("admin"),
+        summary: "Add a sensor to a site.",
+        query: &[],
+        body: Some("NewSensor"),
+        ok: (201, Some("Sensor")),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/sites/{site}/sensors/{sensor}",
+        scope: Some("read"),
+        summary: "One sensor; its version is the ETag.",
+        query: &[],
+        body: None,
+        ok: (200, Some("Sensor")),
+    },
+    Route {
+        method: "patch",
+        path: "/api/v1/sites/{site}/sensors/{sensor}",
+        scope: Some("admin"),
+        summary: "Change a sensor's type, unit or valid range (null clears a bound); needs the version read.",
+        query: &[],
+        body: Some("SensorPatch"),
+        ok: (200, Some("Sensor")),
+    },
+    Route {
+        method: "delete",
+        path: "/api/v1/sites/{site}/sensors/{sensor}",
+        scope: Some("admin"),
+        summary: "Delete a sensor (If-Match optional).",
+        query: &[],
+        body: None,
+        ok: (204, None),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/sites/{site}/latest",
+        scope: Some("read"),
+        summary: "Each sensor's latest value: Redis, or InfluxDB when Redis misses (which re-warms Redis).",
+        query: &[],
+        body: None,
+        ok: (200, Some("Latest")),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/sites/{site}/sensors/{sensor}/history",
+        scope: Some("read"),
+        summary: "One sensor's readings per time bucket (at most 10,000 points).",
+        query: &[
+            (
+                "start",
+                "Epoch milliseconds or RFC 3339; default end minus 24 h.",
+            ),
+            ("end", "Epoch milliseconds or RFC 3339; default now."),
+            (
+                "every",
+                "Bucket width such as 10s, 1m, 1h; default: about 1,000 points over the range.",
+            ),
+            ("agg", "mean (default), min, max or last."),
+        ],
+        body: None,
+        ok: (200, Some("History")),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/alert-rules",
+        scope: Some("read"),
+        summary: "Alert rules, in creation order, in pages; filter by site (rules scoped to it) and enabled.",
+        query: &[
+            ("limit", "Items per page, 1 to 1000 (default 50)."),
+            ("cursor", "next_cursor of the previous page."),
+            ("site", "Only the rules scoped to this site."),
+            ("enabled", "true or false."),
+        ],
+        body: None,
+        ok: (200, Some("AlertRulePage")),
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/alert-rules",
+        scope: Some("admin"),
+        summary: "Create an alert rule (threshold, rate_of_change, no_data or anomaly).",
+        query: &[],
+        body: Some("AlertRuleDraft"),
+        ok: (201, Some("AlertRule")),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/alert-rules/{rule}",
+        scope: Some("read"),
+        summary: "One alert rule; its version is the ETag.",
+        query: &[],
+        body: None,
+        ok: (200, Some("AlertRule")),
+    },
+    Route {
+        method: "patch",
+        path: "/api/v1/alert-rules/{rule}",
+        scope: Some("admin"),
+        summary: "Change a rule: the fields given are merged onto it (a new kind drops the old kind's values) and the result validated; needs the version read.",
+        query: &[],
+        body: Some("AlertRulePatch"),
+        ok: (200, Some("AlertRule")),
+    },
+    Route {
+        method: "delete",
+        path: "/api/v1/alert-rules/{rule}",
+        scope: Some("admin"),
+        summary: "Delete an alert rule (If-Match optional).",
+        query: &[],
+        body: None,
+        ok: (204, None),
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/alert-rules/preview",
+        scope: Some("read"),
+        summary: "The alerts a saved rule (rule_id) or a draft (rule) would have raised over a past range, by the evaluation loop's own steps; changes nothing, hence scope read. A range whose end is 10 minutes past is cached 30 min (x-cache: hit, miss, bypass).",
+        query: &[],
+        body: Some("PreviewRequest"),
+        ok: (200, Some("Preview")),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/alerts",
+        scope: Some("read"),
+        summary: "Alerts, newest first, in pages; filter by state (open: firing or acknowledged), site, sensor and rule.",
+        query: &[
+            ("limit", "Items per page, 1 to 1000 (default 50)."),
+            ("cursor", "next_cursor of the previous page."),
+            ("state", "open, firing, acknowledged or resolved."),
+            ("site", "Only this site's alerts."),
+            ("sensor", "Only alerts of sensors with this key."),
+            ("rule", "Only this alert rule's alerts (its id)."),
+        ],
+        body: None,
+        ok: (200, Some("AlertPage")),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/alerts/{alert}",
+        scope: Some("read"),
+        summary: "One alert with its event trail (fired, acknowledged, resolved: when, by whom, why), oldest first.",
+        query: &[],
+        body: None,
+        ok: (200, Some("AlertWithEvents")),
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/alerts/{alert}/ack",
+        scope: Some("write"),
+        summary: "Acknowledge a firing alert, recorded under the API key's name; notifications are queued. Not firing: 409 invalid_transition.",
+        query: &[],
+        body: None,
+        ok: (200, Some("Alert")),
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/alerts/{alert}/resolve",
+        scope: Some("write"),
+        summary: "Resolve an open alert, recorded under the API key's name; notifications are queued. Already resolved: 409 invalid_transition.",
+        query: &[],
+        body: None,
+        ok: (200, Some("Alert")),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/sites/{site}/dashboard",
+        scope: Some("read"),
+        summary: "Every sensor's latest value with its status (ok, stale, out_of_range, alerting) and the site's open alerts (a sensor with one is alerting); cached 60 s, dropped when the site's metadata or one of its alerts changes.",
+        query: &[],
+        body: None,
+        ok: (200, Some("Dashboard")),
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/sites/{site}/telemetry",
+        scope: Some("write"),
+        summary: "Readings over HTTP (the MQTT telemetry bodies); answered once durable, naming each refused reading.",
+        query: &[],
+        body: Some("Telemetry"),
+        ok: (200, Some("TelemetryReceipt")),
+    },
+];
+
+/// The methods the route table answers at `path` (a request's path), upper
+/// case and comma-separated, for the `Allow` header of a 405; `None` when
+/// no route has that path. A literal segment outranks a parameter, as in
+/// the routes themselves: `/alert-rules/preview` is not a rule's id.
+pub(crate) fn allowed_methods(path: &str) -> Option<String> {
+    let segments: Vec<&str> = path.split('/').filter(|part| !part.is_empty()).collect();
+    // Each route whose template matches, with its number of literal segments.
+    let matching: Vec<(&Route, usize)> = ROUTES
+        .iter()
+        .filter_map(|route| {
+            let template: Vec<&str> = route
+                .path
+                .split('/')
+                .filter(|part| !part.is_empty())
+                .collect();
+            let matches = template.len() == segments.len()
+                && template
+                    .iter()
+                    .zip(&segments)
+                    .all(|(part, segment)| part.starts_with('{') || part == segment);
+            matches.then(|| {
+                (
+                    route,
+                    template
+                        .iter()
+                        .filter(|part| !part.starts_with('{'))
+                        .count(),
+                )
+            })
+        })
+        .collect();
+    let most_literal = matching.iter().map(|(_, literals)| *literals).max()?;
+    let mut methods: Vec<String> = Vec::new();
+    for (route, literals) in matching {
+        let method = route.method.to_ascii_uppercase();
+        if literals == most_literal && !methods.contains(&method) {
+            methods.push(method);
+        }
+    }
+    Some(methods.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn allow_lists_the_methods_of_the_path_and_literals_outrank_parameters() {
+        assert_eq!(
+            allowed_methods("/api/v1/sites").as_deref(),
+            Some("GET, POST")
+        );
+        assert_eq!(
+            allowed_methods("/api/v1/sites/boiler-house-1").as_deref(),
+            Some("GET, PATCH, DELETE")
+        );
+        assert_eq!(
+            allowed_methods("/api/v1/alert-rules/preview").as_deref(),
+            Some("POST")
+        );
+        assert_eq!(
+            allowed_methods("/api/v1/alert-rules/0190a1b2-0000-7000-8000-000000000000").as_deref(),
+            Some("GET, PATCH, DELETE")
+        );
+        assert_eq!(allowed_methods("/healthz").as_deref(), Some("GET"));
+        assert_eq!(allowed_methods("/api/v1/nothing"), None);
+    }
+}

@@ -1,0 +1,125 @@
+"""Schemathesis hooks for scripts/api-contract.
+
+JSON Schema cannot compare two fields, so the OpenAPI document states these
+rules in words (descriptions) and the server enforces them with a 400 or 422.
+A request generated as valid ("positive") that breaks one is dropped here
+rather than sent and counted as "valid data refused":
+
+- a sensor's min must be below its max;
+- history: start before end (end defaults to now, start to end minus 24 h,
+  which must not fall before the earliest time InfluxDB holds), at most
+  10,000 points of `every`;
+- a preview: start before end (an end after now counts as now), at most
+  31 days apart.
+
+JSON Schema counts 2.0 as an integer; the server reads integers (a
+version, epoch milliseconds) only as JSON integers, as the document says:
+a valid request has its integral floats sent as integers.
+
+Requests generated as invalid ("negative") are left as they are.
+
+The coverage phase sends one request per value of every enum; for a site's
+timezone (Postgres' 1,200 names) it keeps UTC and one name in 25, to bound
+the run's time.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+import zlib
+from datetime import datetime
+
+import schemathesis
+
+DAY_MS = 86_400_000
+MAX_POINTS = 10_000
+MAX_PREVIEW_MS = 31 * DAY_MS
+# EpochMillis::MIN_MILLIS: the earliest time InfluxDB holds.
+MIN_MILLIS = -9_223_372_036_854
+UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000}
+
+
+def _millis(value):
+    """A time of the document's form (epoch ms, or RFC 3339) in epoch ms."""
+    if value is None:
+        return None
+    if isinstance(value, (int, float)):
+        return int(value)
+    text = str(value)
+    if re.fullmatch(r"-?[0-9]+", text):
+        return int(text)
+    return int(datetime.fromisoformat(text.replace("Z", "+00:00")).timestamp() * 1000)
+
+
+def _positive(case) -> bool:
+    meta = case.meta
+    return meta is not None and meta.generation.mode.is_positive
+
+
+def _range_ok(start, end, max_ms=None, cap_end=False) -> bool:
+    now = int(time.time() * 1000)
+    end = _millis(end)
+    end = now if end is None else (min(end, now) if cap_end else end)
+    start = _millis(start)
+    start = end - DAY_MS if start is None else start
+    if start >= end or start < MIN_MILLIS:
+        return False
+    return max_ms is None or end - start <= max_ms
+
+
+def _sampled_out(case, body) -> bool:
+    """A coverage request for one timezone among the many left out."""
+    timezone = body.get("timezone")
+    return (
+        case.meta is not None
+        and case.meta.phase.name == "coverage"
+        and isinstance(timezone, str)
+        and timezone != "UTC"
+        and zlib.crc32(timezone.encode()) % 25 != 0
+    )
+
+
+INTEGER_FIELDS = ("version", "start", "end")
+
+
+@schemathesis.hook
+def map_case(ctx, case):
+    if _positive(case) and isinstance(case.body, dict):
+        for field in INTEGER_FIELDS:
+            value = case.body.get(field)
+            if isinstance(value, float) and value.is_integer():
+                case.body[field] = int(value)
+    return case
+
+
+@schemathesis.hook
+def filter_case(ctx, case) -> bool:
+    body = case.body if isinstance(case.body, dict) else {}
+    if _sampled_out(case, body):
+        return False
+    if not _positive(case):
+        return True
+    path = case.operation.path
+    if path.endswith("/sensors") or path.endswith("/sensors/{sensor}"):
+        low, high = body.get("min"), body.get("max")
+        if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low >= high:
+            return False
+    if path.endswith("/history"):
+        query = case.query or {}
+        if not _range_ok(query.get("start"), query.get("end")):
+            return False
+        every = query.get("every")
+        if every is not None:
+            number, unit = re.fullmatch(r"([0-9]+)([a-z]+)", every).groups()
+            now = int(time.time() * 1000)
+            end = _millis(query.get("end")) or now
+            start = _millis(query.get("start"))
+            start = end - DAY_MS if start is None else start
+            points = -(-(end - start) // (int(number) * UNITS_MS[unit]))
+            if points > MAX_POINTS:
+                return False
+    if path.endswith("/alert-rules/preview"):
+        if not _range_ok(body.get("start"), body.get("end"), MAX_PREVIEW_MS, cap_end=True):
+            return False
+    return True
