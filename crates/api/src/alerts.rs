@@ -9,6 +9,8 @@
 //! as the evaluation loop's transitions do. The site's cached dashboard
 //! is dropped after each one.
 
+use std::sync::Arc;
+
 use std::collections::HashMap;
 
 use serde::Serialize;
@@ -26,9 +28,9 @@ use crate::{State, boxed};
 pub(crate) fn routes(
     state: State,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let read = require(Scope::Read, state.clone());
-    let write = require_key(Scope::Write, state.clone());
-    let with_state = warp::any().map(move || state.clone());
+    let read = require(Scope::Read, Arc::clone(&state));
+    let write = require_key(Scope::Write, Arc::clone(&state));
+    let with_state = warp::any().map(move || Arc::clone(&state));
     let list = warp::path!("alerts")
         .and(warp::get())
         .and(read.clone())

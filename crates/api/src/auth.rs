@@ -9,6 +9,8 @@
 //! a gateway's write-only key reads nothing. `require_key` also hands the
 //! handler the key's name, for routes that record who acted.
 
+use std::sync::Arc;
+
 use stoker_metadata::{KeyCheck, Scope};
 use warp::Filter;
 use warp::http::HeaderValue;
@@ -43,7 +45,7 @@ pub(crate) fn require_key(
         .map(Some)
         .or(warp::any().map(|| None))
         .unify()
-        .and(warp::any().map(move || state.clone()))
+        .and(warp::any().map(move || Arc::clone(&state)))
         .and_then(
             move |header: Option<HeaderValue>, state: State| async move {
                 authorize(header.as_ref(), scope, &state)

@@ -102,7 +102,7 @@ pub(crate) enum Patch<T> {
 
 impl<T> Patch<T> {
     /// The value after the patch, given the current one.
-    pub fn apply(self, current: Option<T>) -> Option<T> {
+    pub(crate) fn apply(self, current: Option<T>) -> Option<T> {
         match self {
             Patch::Keep => current,
             Patch::Clear => None,
@@ -142,7 +142,7 @@ pub(crate) struct Fields {
 impl Fields {
     /// The fields of a body that is already an object (unit tests).
     #[cfg(test)]
-    pub fn from_value(body: Value) -> Self {
+    pub(crate) fn from_value(body: Value) -> Self {
         match body {
             Value::Object(map) => Self {
                 map,
@@ -160,7 +160,7 @@ impl Fields {
     }
 
     /// A required string field, parsed by `parse`.
-    pub fn required<T, E: std::fmt::Display>(
+    pub(crate) fn required<T, E: std::fmt::Display>(
         &mut self,
         field: &str,
         parse: impl FnOnce(String) -> Result<T, E>,
@@ -185,7 +185,7 @@ impl Fields {
     }
 
     /// An optional string field with a default.
-    pub fn string_or(&mut self, field: &str, default: &str) -> Option<String> {
+    pub(crate) fn string_or(&mut self, field: &str, default: &str) -> Option<String> {
         match self.map.remove(field) {
             None | Some(Value::Null) => Some(default.to_owned()),
             Some(Value::String(text)) => Some(text),
@@ -197,7 +197,7 @@ impl Fields {
     }
 
     /// An optional finite number (`null` or absent: none).
-    pub fn optional_number(&mut self, field: &str) -> Option<Option<f64>> {
+    pub(crate) fn optional_number(&mut self, field: &str) -> Option<Option<f64>> {
         match self.map.remove(field) {
             None | Some(Value::Null) => Some(None),
             Some(Value::Number(number)) => match number.as_f64() {
@@ -216,7 +216,7 @@ impl Fields {
 
     /// An optional string field: absent is `Some(None)`; a wrong type is
     /// an error (`None`).
-    pub fn optional_string(&mut self, field: &str) -> Option<Option<String>> {
+    pub(crate) fn optional_string(&mut self, field: &str) -> Option<Option<String>> {
         match self.map.remove(field) {
             None => Some(None),
             Some(Value::String(text)) => Some(Some(text)),
@@ -229,7 +229,7 @@ impl Fields {
 
     /// An optional JSON object field: absent or `null` is `Some(None)`; a
     /// wrong type is an error (`None`).
-    pub fn optional_object(&mut self, field: &str) -> Option<Option<Map<String, Value>>> {
+    pub(crate) fn optional_object(&mut self, field: &str) -> Option<Option<Map<String, Value>>> {
         match self.map.remove(field) {
             None | Some(Value::Null) => Some(None),
             Some(Value::Object(map)) => Some(Some(map)),
@@ -242,13 +242,13 @@ impl Fields {
 
     /// A field's value as sent (`null` reads as absent), for a value read
     /// by other rules than a body's: a time as a number or a string.
-    pub fn take(&mut self, field: &str) -> Option<Value> {
+    pub(crate) fn take(&mut self, field: &str) -> Option<Value> {
         self.map.remove(field).filter(|value| !value.is_null())
     }
 
     /// A number field of a PATCH: absent keeps, `null` clears, a finite
     /// number sets. A wrong type is an error (`None`).
-    pub fn patch_number(&mut self, field: &str) -> Option<Patch<f64>> {
+    pub(crate) fn patch_number(&mut self, field: &str) -> Option<Patch<f64>> {
         match self.map.remove(field) {
             None => Some(Patch::Keep),
             Some(Value::Null) => Some(Patch::Clear),
@@ -268,7 +268,7 @@ impl Fields {
 
     /// The `version` the client read, from the body or else from
     /// `If-Match`; required for a change (no lost updates).
-    pub fn version(&mut self, if_match: Option<i64>) -> Option<i64> {
+    pub(crate) fn version(&mut self, if_match: Option<i64>) -> Option<i64> {
         match self.map.remove("version") {
             Some(Value::Number(number)) => match number.as_i64() {
                 Some(version) if version >= 1 => Some(version),
@@ -295,7 +295,7 @@ impl Fields {
     }
 
     /// Refuses a field that may not change (present with another value).
-    pub fn unchangeable(&mut self, field: &str, current: &str) {
+    pub(crate) fn unchangeable(&mut self, field: &str, current: &str) {
         match self.map.remove(field) {
             None => {}
             Some(Value::String(text)) if text == current => {}
@@ -304,13 +304,13 @@ impl Fields {
     }
 
     /// Records an error found after reading the fields (e.g. across two).
-    pub fn invalid(&mut self, field: &str, message: impl Into<String>) {
+    pub(crate) fn invalid(&mut self, field: &str, message: impl Into<String>) {
         self.error(field, message);
     }
 
     /// The fields not read yet, for a body parsed as a whole; fails with
     /// the errors collected so far.
-    pub fn into_map(self) -> Result<Map<String, Value>, ApiError> {
+    pub(crate) fn into_map(self) -> Result<Map<String, Value>, ApiError> {
         if self.errors.is_empty() {
             Ok(self.map)
         } else {
@@ -319,7 +319,7 @@ impl Fields {
     }
 
     /// Fails with every collected error, naming unknown fields too.
-    pub fn finish(mut self) -> Result<(), ApiError> {
+    pub(crate) fn finish(mut self) -> Result<(), ApiError> {
         let unknown: Vec<String> = self.map.keys().cloned().collect();
         for field in unknown {
             self.error(&field, format!("unknown field {field:?}"));

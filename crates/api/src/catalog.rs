@@ -34,7 +34,7 @@ pub(crate) struct SiteEntry {
 
 impl SiteEntry {
     /// One sensor of the site.
-    pub fn sensor(&self, key: &SensorKey) -> Option<&Sensor> {
+    pub(crate) fn sensor(&self, key: &SensorKey) -> Option<&Sensor> {
         self.sensors.iter().find(|sensor| &sensor.key == key)
     }
 }

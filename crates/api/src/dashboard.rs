@@ -6,6 +6,8 @@
 //! alert transition drops it too (analytics' loop, and the API's
 //! acknowledge and resolve).
 
+use std::sync::Arc;
+
 use serde::Serialize;
 use stoker_analytics::store::{self, Alert};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
@@ -25,8 +27,8 @@ pub(crate) fn routes(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     warp::path!("sites" / String / "dashboard")
         .and(warp::get())
-        .and(crate::auth::require(Scope::Read, state.clone()))
-        .and(warp::any().map(move || state.clone()))
+        .and(crate::auth::require(Scope::Read, Arc::clone(&state)))
+        .and(warp::any().map(move || Arc::clone(&state)))
         .and_then(dashboard)
 }
 

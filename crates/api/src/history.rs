@@ -1,6 +1,8 @@
 //! `GET /sites/{site}/sensors/{sensor}/history`: one sensor's readings
 //! summed up per time bucket, through InfluxQL `GROUP BY time`.
 
+use std::sync::Arc;
+
 use std::collections::HashMap;
 use std::time::Duration;
 
@@ -52,9 +54,9 @@ pub(crate) fn routes(
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     warp::path!("sites" / String / "sensors" / String / "history")
         .and(warp::get())
-        .and(crate::auth::require(Scope::Read, state.clone()))
+        .and(crate::auth::require(Scope::Read, Arc::clone(&state)))
         .and(warp::query::<HashMap<String, String>>())
-        .and(warp::any().map(move || state.clone()))
+        .and(warp::any().map(move || Arc::clone(&state)))
         .and_then(history)
 }
 

@@ -290,35 +290,35 @@ impl std::fmt::Debug for Readiness {
 pub fn routes(
     state: ApiState,
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
-    let ops = ops(state.readiness.clone(), state.metrics.clone());
+    let ops = ops(state.readiness.clone(), Arc::clone(&state.metrics));
     let state: State = Arc::new(state);
     let api = warp::path("api").and(warp::path("v1")).and(
         boxed(
             warp::path!("openapi.json")
                 .and(warp::get())
                 .and(warp::any().map({
-                    let state = state.clone();
-                    move || state.clone()
+                    let state = Arc::clone(&state);
+                    move || Arc::clone(&state)
                 }))
                 .then(|state: State| async move {
                     warp::reply::json(&openapi::served(&state.pool).await)
                 }),
         )
-        .or(boxed(sites::routes(state.clone())))
+        .or(boxed(sites::routes(Arc::clone(&state))))
         .unify()
-        .or(boxed(readings::routes(state.clone())))
+        .or(boxed(readings::routes(Arc::clone(&state))))
         .unify()
-        .or(boxed(history::routes(state.clone())))
+        .or(boxed(history::routes(Arc::clone(&state))))
         .unify()
-        .or(boxed(telemetry::routes(state.clone())))
+        .or(boxed(telemetry::routes(Arc::clone(&state))))
         .unify()
-        .or(boxed(preview::routes(state.clone())))
+        .or(boxed(preview::routes(Arc::clone(&state))))
         .unify()
-        .or(boxed(rules::routes(state.clone())))
+        .or(boxed(rules::routes(Arc::clone(&state))))
         .unify()
-        .or(boxed(alerts::routes(state.clone())))
+        .or(boxed(alerts::routes(Arc::clone(&state))))
         .unify()
-        .or(boxed(dashboard::routes(state.clone())))
+        .or(boxed(dashboard::routes(Arc::clone(&state))))
         .unify(),
     );
     with_errors_and_logs(ops.or(api))

@@ -16,6 +16,8 @@
 //! selects, the range and the interval. Readings that arrive later for that
 //! range show once the entry expires.
 
+use std::sync::Arc;
+
 use std::time::Duration;
 
 use serde::Serialize;
@@ -52,8 +54,8 @@ pub(crate) fn routes(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let preview = warp::path!("alert-rules" / "preview")
         .and(warp::post())
-        .and(crate::auth::require(Scope::Read, state.clone()))
-        .and(warp::any().map(move || state.clone()))
+        .and(crate::auth::require(Scope::Read, Arc::clone(&state)))
+        .and(warp::any().map(move || Arc::clone(&state)))
         .and(json_object())
         .and_then(preview);
     boxed(preview)

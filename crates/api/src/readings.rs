@@ -1,6 +1,8 @@
 //! Latest values: Redis first; InfluxDB for what Redis does not have
 //! (expired, flushed, or Redis down), which also re-warms Redis.
 
+use std::sync::Arc;
+
 use std::collections::HashMap;
 
 use serde::Serialize;
@@ -17,8 +19,8 @@ pub(crate) fn routes(
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     warp::path!("sites" / String / "latest")
         .and(warp::get())
-        .and(crate::auth::require(Scope::Read, state.clone()))
-        .and(warp::any().map(move || state.clone()))
+        .and(crate::auth::require(Scope::Read, Arc::clone(&state)))
+        .and(warp::any().map(move || Arc::clone(&state)))
         .and_then(latest)
 }
 

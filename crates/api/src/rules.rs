@@ -2,6 +2,8 @@
 //! (`stoker-rules`' [`RuleDraft`] fields); a PATCH is merged onto the
 //! stored rule's draft and the result validated as a whole.
 
+use std::sync::Arc;
+
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
@@ -24,9 +26,9 @@ use crate::{State, boxed};
 pub(crate) fn routes(
     state: State,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let read = require(Scope::Read, state.clone());
-    let admin = require(Scope::Admin, state.clone());
-    let with_state = warp::any().map(move || state.clone());
+    let read = require(Scope::Read, Arc::clone(&state));
+    let admin = require(Scope::Admin, Arc::clone(&state));
+    let with_state = warp::any().map(move || Arc::clone(&state));
     let list = warp::path!("alert-rules")
         .and(warp::get())
         .and(read.clone())

@@ -1,5 +1,7 @@
 //! Sites and sensors.
 
+use std::sync::Arc;
+
 use std::collections::HashMap;
 use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
 
@@ -17,9 +19,9 @@ use crate::{State, boxed, sensor_from_path, site_from_path};
 pub(crate) fn routes(
     state: State,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let read = require(Scope::Read, state.clone());
-    let admin = require(Scope::Admin, state.clone());
-    let with_state = warp::any().map(move || state.clone());
+    let read = require(Scope::Read, Arc::clone(&state));
+    let admin = require(Scope::Admin, Arc::clone(&state));
+    let with_state = warp::any().map(move || Arc::clone(&state));
     let query = warp::query::<HashMap<String, String>>();
     let list_sites = warp::path!("sites")
         .and(warp::get())

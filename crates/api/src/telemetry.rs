@@ -1,6 +1,8 @@
 //! `POST /api/v1/sites/{site}/telemetry`: the MQTT telemetry bodies over
 //! HTTP. The answer comes once the accepted readings are durable.
 
+use std::sync::Arc;
+
 use bytes::Bytes;
 use serde::Serialize;
 use stoker_ingestion::{IntakeError, Reason, Receipt};
@@ -20,8 +22,8 @@ pub(crate) fn routes(
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = warp::Rejection> + Clone {
     warp::path!("sites" / String / "telemetry")
         .and(warp::post())
-        .and(crate::auth::require(Scope::Write, state.clone()))
-        .and(warp::any().map(move || state.clone()))
+        .and(crate::auth::require(Scope::Write, Arc::clone(&state)))
+        .and(warp::any().map(move || Arc::clone(&state)))
         .and(require_json())
         .and(body())
         .and_then(submit)

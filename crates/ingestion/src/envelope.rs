@@ -29,7 +29,7 @@ pub(crate) enum Target {
 
 impl Target {
     /// The site as named in the topic or route (not validated).
-    pub fn site(&self) -> &str {
+    pub(crate) fn site(&self) -> &str {
         match self {
             Target::Telemetry { site } | Target::Sensor { site, .. } => site,
             Target::Unknown { .. } => "",
@@ -37,7 +37,7 @@ impl Target {
     }
 
     /// The topic, as recorded with a refusal.
-    pub fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self {
             Target::Telemetry { site } => format!("sites/{site}/telemetry"),
             Target::Sensor { site, sensor } => format!("sites/{site}/sensors/{sensor}"),
@@ -109,7 +109,10 @@ pub(crate) struct Acker {
 impl Acker {
     /// A handle on the connection whose writing half reads `commands` and
     /// whose current number is `connection`.
-    pub fn new(commands: mpsc::UnboundedSender<Command>, connection: Arc<AtomicU64>) -> Self {
+    pub(crate) fn new(
+        commands: mpsc::UnboundedSender<Command>,
+        connection: Arc<AtomicU64>,
+    ) -> Self {
         Self {
             commands,
             connection,
@@ -119,13 +122,13 @@ impl Acker {
     /// Acknowledges a message, unless it arrived on an earlier connection:
     /// its packet id means nothing on the new one (the broker redelivers the
     /// message, and that copy is acknowledged). Returns whether it was sent.
-    pub fn ack(&self, pending: PendingAck) -> bool {
+    pub(crate) fn ack(&self, pending: PendingAck) -> bool {
         pending.connection == self.connection.load(Ordering::Acquire)
             && self.commands.send(Command::Ack(pending)).is_ok()
     }
 
     /// Ends the session cleanly after every acknowledgement already given.
-    pub fn disconnect(&self) {
+    pub(crate) fn disconnect(&self) {
         let _ = self.commands.send(Command::Disconnect);
     }
 }

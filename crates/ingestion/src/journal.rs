@@ -82,7 +82,7 @@ impl Entries {
         received.as_millis().div_euclid(60_000) * 60_000
     }
 
-    pub fn count(
+    pub(crate) fn count(
         &mut self,
         received: EpochMillis,
         source: Source,
@@ -100,7 +100,7 @@ impl Entries {
     }
 
     /// Keeps a record unless the bound is reached; says whether it was kept.
-    pub fn record(&mut self, rejection: Rejection) -> bool {
+    pub(crate) fn record(&mut self, rejection: Rejection) -> bool {
         if self.rejections.len() < MAX_PENDING_REJECTIONS {
             self.rejections.push(rejection);
             true
@@ -109,7 +109,7 @@ impl Entries {
         }
     }
 
-    pub fn merge(&mut self, other: Entries, stats: &Stats) {
+    pub(crate) fn merge(&mut self, other: Entries, stats: &Stats) {
         for (key, counts) in other.counts {
             let entry = self.counts.entry(key).or_default();
             entry.messages += counts.messages;
@@ -123,7 +123,7 @@ impl Entries {
         }
     }
 
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.counts.is_empty() && self.rejections.is_empty()
     }
 }

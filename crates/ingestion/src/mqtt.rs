@@ -155,7 +155,7 @@ pub(crate) struct Connection {
 }
 
 impl Connection {
-    pub fn new(options: &MqttOptions) -> Result<Self> {
+    pub(crate) fn new(options: &MqttOptions) -> Result<Self> {
         let shared_group = Some(options.shared_group.as_str()).filter(|group| !group.is_empty());
         let mqtt = client_options(&options.url, &options.client_id)?;
         let (host, port) = mqtt.broker_address();
@@ -187,7 +187,7 @@ impl Connection {
 
     /// The writer's handle. Take every one before [`Connection::run`]: the
     /// session ends when the writer disconnects or every handle is gone.
-    pub fn acker(&self) -> Acker {
+    pub(crate) fn acker(&self) -> Acker {
         Acker::new(
             self.commands_tx
                 .clone()
@@ -198,7 +198,7 @@ impl Connection {
 
     /// Connects, and reconnects, until the writer disconnects, or until
     /// `stopping` and the connection is gone.
-    pub async fn run(mut self, envelopes: QueueSender, stopping: CancellationToken) {
+    pub(crate) async fn run(mut self, envelopes: QueueSender, stopping: CancellationToken) {
         self.commands_tx = None;
         let mut backoff = Duration::from_millis(200);
         loop {

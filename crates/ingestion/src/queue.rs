@@ -83,7 +83,7 @@ impl QueueSender {
     }
 
     /// Queues a message, waiting while the queue is full.
-    pub async fn send(&self, envelope: Envelope) -> Result<(), SendError> {
+    pub(crate) async fn send(&self, envelope: Envelope) -> Result<(), SendError> {
         let cost = self.cost(&envelope);
         match self.room.acquire_many(cost).await {
             Ok(permit) => permit.forget(),
@@ -93,7 +93,7 @@ impl QueueSender {
     }
 
     /// Queues a message if there is room now.
-    pub fn try_send(&self, envelope: Envelope) -> Result<(), SendError> {
+    pub(crate) fn try_send(&self, envelope: Envelope) -> Result<(), SendError> {
         let cost = self.cost(&envelope);
         match self.room.try_acquire_many(cost) {
             Ok(permit) => permit.forget(),
@@ -119,13 +119,13 @@ impl QueueSender {
 
 impl QueueReceiver {
     /// The next message; `None` once every sender is gone.
-    pub async fn recv(&mut self) -> Option<Envelope> {
+    pub(crate) async fn recv(&mut self) -> Option<Envelope> {
         let taken = self.receiver.recv().await?;
         Some(self.taken(taken))
     }
 
     /// A message already waiting, without waiting for one.
-    pub fn try_recv(&mut self) -> Option<Envelope> {
+    pub(crate) fn try_recv(&mut self) -> Option<Envelope> {
         let taken = self.receiver.try_recv().ok()?;
         Some(self.taken(taken))
     }
@@ -138,7 +138,7 @@ impl QueueReceiver {
 
     /// Refuses further messages (shutdown); senders waiting for room are
     /// turned away at once.
-    pub fn close(&mut self) {
+    pub(crate) fn close(&mut self) {
         self.room.close();
         self.receiver.close();
     }

@@ -56,17 +56,21 @@ impl Registry {
     }
 
     /// The sensors of a site, if the site is known.
-    pub fn site(&self, slug: &str) -> Option<&HashMap<SensorKey, Arc<SensorEntry>>> {
+    pub(crate) fn site(&self, slug: &str) -> Option<&HashMap<SensorKey, Arc<SensorEntry>>> {
         self.sites.get(slug)
     }
 
     /// Number of sensors across all sites.
-    pub fn sensor_count(&self) -> usize {
+    pub(crate) fn sensor_count(&self) -> usize {
         self.sensors
     }
 
     /// Whether any of these sensors of `site` (or the site) is unknown.
-    pub fn lacks_any<'a>(&self, site: &str, mut sensors: impl Iterator<Item = &'a str>) -> bool {
+    pub(crate) fn lacks_any<'a>(
+        &self,
+        site: &str,
+        mut sensors: impl Iterator<Item = &'a str>,
+    ) -> bool {
         match self.site(site) {
             None => true,
             Some(known) => sensors.any(|sensor| !known.contains_key(sensor)),
@@ -91,7 +95,7 @@ pub(crate) struct SharedRegistry {
 }
 
 impl SharedRegistry {
-    pub fn snapshot(&self) -> Arc<Registry> {
+    pub(crate) fn snapshot(&self) -> Arc<Registry> {
         match self.current.read() {
             Ok(guard) => Arc::clone(&guard),
             Err(poisoned) => Arc::clone(&poisoned.into_inner()),
@@ -107,7 +111,7 @@ impl SharedRegistry {
     }
 
     /// Loads the registry from Postgres; on failure keeps the last one.
-    pub async fn reload(&self, pool: &Pool) -> stoker_metadata::Result<usize> {
+    pub(crate) async fn reload(&self, pool: &Pool) -> stoker_metadata::Result<usize> {
         let entries = stoker_metadata::registry(pool).await?;
         let registry = Registry::from_entries(entries);
         let count = registry.sensor_count();
@@ -122,7 +126,7 @@ impl SharedRegistry {
     /// reload keeps the current registry and pauses forced reloads for
     /// 30 s). A stream of truly unknown names therefore costs one small
     /// query per second at most.
-    pub async fn reload_for_unknown(&self, pool: &Pool) -> Arc<Registry> {
+    pub(crate) async fn reload_for_unknown(&self, pool: &Pool) -> Arc<Registry> {
         let now = Instant::now();
         {
             let mut next = self
@@ -157,7 +161,7 @@ impl SharedRegistry {
     /// Loads the registry, retrying with backoff until it succeeds or
     /// `shutdown`. Ingestion takes no reading before this: without a
     /// registry every reading would be refused.
-    pub async fn load_initial(&self, pool: &Pool, shutdown: &CancellationToken) -> bool {
+    pub(crate) async fn load_initial(&self, pool: &Pool, shutdown: &CancellationToken) -> bool {
         let mut backoff = Duration::from_millis(250);
         loop {
             match self.reload(pool).await {
@@ -179,7 +183,7 @@ impl SharedRegistry {
 
     /// Reloads on every announced change until `shutdown`. While Postgres
     /// is down, the last registry stays in use.
-    pub async fn follow_changes(
+    pub(crate) async fn follow_changes(
         self: Arc<Self>,
         pool: Pool,
         options: PostgresOptions,

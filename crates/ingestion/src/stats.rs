@@ -56,11 +56,11 @@ impl StatsSnapshot {
 }
 
 impl Stats {
-    pub fn reject(&self, reason: Reason, count: u64) {
+    pub(crate) fn reject(&self, reason: Reason, count: u64) {
         self.rejected[reason as usize].fetch_add(count, Ordering::Relaxed);
     }
 
-    pub fn snapshot(&self) -> StatsSnapshot {
+    pub(crate) fn snapshot(&self) -> StatsSnapshot {
         let load = |counter: &AtomicU64| counter.load(Ordering::Relaxed);
         StatsSnapshot {
             messages: load(&self.messages),

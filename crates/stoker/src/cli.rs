@@ -24,7 +24,7 @@ use crate::config_file;
 /// file, built-in default. The defaults work with scripts/dev-up.
 #[derive(Debug, Parser)]
 #[command(name = "stoker", version, propagate_version = true)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// TOML file of settings, e.g. `INFLUX_URL = "http://influx:8086"`.
     #[arg(long, env = "STOKER_CONFIG", global = true, value_name = "FILE")]
     pub config: Option<std::path::PathBuf>,
@@ -39,7 +39,7 @@ pub struct Cli {
 /// What to run; `serve` when none is given.
 #[derive(Debug, Subcommand)]
 #[allow(clippy::large_enum_variant)]
-pub enum Command {
+pub(crate) enum Command {
     /// Run every role in one process: ingestion, alert evaluation and the HTTP API (the default).
     Serve(ServeArgs),
     /// Run the ingestion role alone (MQTT to InfluxDB and Redis).
@@ -70,7 +70,7 @@ pub enum Command {
 
 /// `stoker mqtt …`.
 #[derive(Debug, Clone, Subcommand)]
-pub enum MqttCommand {
+pub(crate) enum MqttCommand {
     /// Generate a random password for a gateway (--site) or a Stoker process (--service); print it once (on stdout, alone) and write its Mosquitto password-file line.
     #[command(
         after_long_help = MQTT_CREDENTIALS_HELP,
@@ -81,7 +81,7 @@ pub enum MqttCommand {
 
 /// `stoker mqtt credentials`.
 #[derive(Debug, Clone, Args)]
-pub struct MqttCredentialsArgs {
+pub(crate) struct MqttCredentialsArgs {
     /// A gateway's user: its site's slug. The ACL lets it publish only under sites/SLUG/.
     #[arg(long, value_name = "SLUG")]
     pub site: Option<String>,
@@ -129,7 +129,7 @@ replaced by a rename, which a single-file bind mount does not follow.";
 
 /// `stoker influx …`.
 #[derive(Debug, Clone, Subcommand)]
-pub enum InfluxCommand {
+pub(crate) enum InfluxCommand {
     /// Create the database, set the raw retention and create the rollup's retention policy; idempotent (`serve` runs it at start).
     Setup {
         #[command(flatten)]
@@ -150,7 +150,7 @@ pub enum InfluxCommand {
 
 /// `stoker cache …`.
 #[derive(Debug, Clone, Subcommand)]
-pub enum CacheCommand {
+pub(crate) enum CacheCommand {
     /// Refill Redis's latest value of every sensor from InfluxDB and drop the cached dashboards.
     Rebuild {
         #[command(flatten)]
@@ -160,7 +160,7 @@ pub enum CacheCommand {
 
 /// `stoker apikey …`.
 #[derive(Debug, Clone, Subcommand)]
-pub enum ApikeyCommand {
+pub(crate) enum ApikeyCommand {
     /// Create a key and print it once (on stdout, alone: `KEY=$(stoker apikey create …)`); only its hash is kept.
     Create {
         #[command(flatten)]
@@ -188,7 +188,7 @@ pub enum ApikeyCommand {
 
 /// Stores every role needs.
 #[derive(Debug, Clone, Args)]
-pub struct StoreArgs {
+pub(crate) struct StoreArgs {
     #[command(flatten)]
     pub postgres: PostgresOptions,
     #[command(flatten)]
@@ -198,7 +198,7 @@ pub struct StoreArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct ServeArgs {
+pub(crate) struct ServeArgs {
     #[command(flatten)]
     pub stores: StoreArgs,
     #[command(flatten)]
@@ -214,7 +214,7 @@ pub struct ServeArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct AnalyticsArgs {
+pub(crate) struct AnalyticsArgs {
     #[command(flatten)]
     pub stores: StoreArgs,
     #[command(flatten)]
@@ -242,7 +242,7 @@ pub struct AnalyticsArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct IngestArgs {
+pub(crate) struct IngestArgs {
     #[command(flatten)]
     pub stores: StoreArgs,
     #[command(flatten)]
@@ -257,7 +257,7 @@ pub struct IngestArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct ApiArgs {
+pub(crate) struct ApiArgs {
     #[command(flatten)]
     pub stores: StoreArgs,
     #[command(flatten)]
@@ -274,13 +274,13 @@ pub struct ApiArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct MigrateArgs {
+pub(crate) struct MigrateArgs {
     #[command(flatten)]
     pub postgres: PostgresOptions,
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct CheckArgs {
+pub(crate) struct CheckArgs {
     #[command(flatten)]
     pub stores: StoreArgs,
     #[command(flatten)]
@@ -288,7 +288,7 @@ pub struct CheckArgs {
 }
 
 #[derive(Debug, Clone, Args)]
-pub struct SimulateCommand {
+pub(crate) struct SimulateCommand {
     #[command(flatten)]
     pub simulate: SimulateArgs,
 
@@ -312,7 +312,7 @@ pub struct SimulateCommand {
 
 /// Log output.
 #[derive(Debug, Clone, Args)]
-pub struct Logging {
+pub(crate) struct Logging {
     /// Log filter, e.g. `info`, `stoker_ingestion=debug,info`.
     #[arg(
         long = "log",
@@ -328,7 +328,7 @@ pub struct Logging {
 }
 
 impl Logging {
-    pub fn init(&self) {
+    pub(crate) fn init(&self) {
         let filter = tracing_subscriber::EnvFilter::try_new(&self.filter)
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
         let builder = tracing_subscriber::fmt()
@@ -344,7 +344,7 @@ impl Logging {
 
 /// Parses the command line, with defaults from the config file when one
 /// is named (by `--config` or `STOKER_CONFIG`).
-pub fn parse() -> anyhow::Result<Cli> {
+pub(crate) fn parse() -> anyhow::Result<Cli> {
     let mut arguments: Vec<std::ffi::OsString> = std::env::args_os().collect();
     let mut command = Cli::command().subcommand_required(false);
     if let Some(path) = config_file::named_in(&arguments) {

@@ -11,7 +11,7 @@ use anyhow::{Context, bail};
 use clap::Command;
 
 /// The file named by `--config FILE`, `--config=FILE` or `STOKER_CONFIG`.
-pub fn named_in(arguments: &[OsString]) -> Option<PathBuf> {
+pub(crate) fn named_in(arguments: &[OsString]) -> Option<PathBuf> {
     let mut iter = arguments.iter().skip(1);
     while let Some(argument) = iter.next() {
         let text = argument.to_string_lossy();
@@ -26,7 +26,7 @@ pub fn named_in(arguments: &[OsString]) -> Option<PathBuf> {
 }
 
 /// Reads the file into variable name → value text.
-pub fn load(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
+pub(crate) fn load(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
     let text = std::fs::read_to_string(path)
         .with_context(|| format!("cannot read the config file {}", path.display()))?;
     let table: toml::Table = text
@@ -53,7 +53,7 @@ pub fn load(path: &Path) -> anyhow::Result<BTreeMap<String, String>> {
 /// Sets the file's values as defaults of the options reading those
 /// variables, in every subcommand. Unknown keys are an error, naming the
 /// known ones.
-pub fn apply_defaults(
+pub(crate) fn apply_defaults(
     command: Command,
     settings: &BTreeMap<String, String>,
 ) -> anyhow::Result<Command> {

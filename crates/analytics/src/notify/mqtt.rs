@@ -81,7 +81,7 @@ impl std::fmt::Debug for Request {
 impl Publisher {
     /// Starts the task that owns the connection; it ends on `shutdown`
     /// (after a clean disconnect) or when every handle is dropped.
-    pub fn start(
+    pub(super) fn start(
         options: rumqttc::MqttOptions,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
@@ -92,7 +92,12 @@ impl Publisher {
 
     /// Publishes `body` on `topic` at QoS 1, not retained, and waits for
     /// the broker's acknowledgement, for `timeout` at most.
-    pub async fn publish(&self, topic: &str, body: &str, timeout: Duration) -> Result<(), String> {
+    pub(super) async fn publish(
+        &self,
+        topic: &str,
+        body: &str,
+        timeout: Duration,
+    ) -> Result<(), String> {
         if topic.len() + body.len() + 16 > MAX_PACKET_BYTES {
             return Err(format!(
                 "the body ({} bytes) is larger than an MQTT notification may be ({MAX_PACKET_BYTES} bytes)",

@@ -60,7 +60,7 @@ struct State {
 
 /// The spool of one ingestion process.
 #[derive(Debug)]
-pub struct Spool {
+pub(crate) struct Spool {
     directory: PathBuf,
     max_bytes: u64,
     state: Mutex<State>,
@@ -78,7 +78,7 @@ fn io_error(path: &Path) -> impl FnOnce(io::Error) -> SpoolError + '_ {
 impl Spool {
     /// Opens (creating if needed) the spool directory and takes stock of
     /// the segments a previous run left: they are replayed first.
-    pub fn open(directory: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
+    pub(crate) fn open(directory: &Path, max_bytes: u64) -> Result<Self, SpoolError> {
         fs::create_dir_all(directory).map_err(io_error(directory))?;
         let lock_path = directory.join("LOCK");
         let lock = OpenOptions::new()
@@ -132,7 +132,7 @@ impl Spool {
     }
 
     /// Stores a batch durably. Blocking: call from `spawn_blocking`.
-    pub fn append(&self, body: &[u8]) -> Result<(), SpoolError> {
+    pub(crate) fn append(&self, body: &[u8]) -> Result<(), SpoolError> {
         let sequence = {
             let mut state = self.state();
             if state.bytes + body.len() as u64 > self.max_bytes && !state.segments.is_empty() {
@@ -167,7 +167,7 @@ impl Spool {
     }
 
     /// The oldest segment, if any: its sequence and contents. Blocking.
-    pub fn oldest(&self) -> Result<Option<(u64, Vec<u8>)>, SpoolError> {
+    pub(crate) fn oldest(&self) -> Result<Option<(u64, Vec<u8>)>, SpoolError> {
         let Some((sequence, _)) = self.state().segments.front().copied() else {
             return Ok(None);
         };
@@ -177,7 +177,7 @@ impl Spool {
     }
 
     /// Removes a replayed segment. Blocking.
-    pub fn remove(&self, sequence: u64) -> Result<(), SpoolError> {
+    pub(crate) fn remove(&self, sequence: u64) -> Result<(), SpoolError> {
         let path = self.path(sequence);
         match fs::remove_file(&path) {
             Ok(()) => {}
@@ -197,12 +197,12 @@ impl Spool {
     }
 
     /// Whether nothing waits for replay.
-    pub fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         self.state().segments.is_empty()
     }
 
     /// Segments and bytes waiting for replay.
-    pub fn depth(&self) -> (usize, u64) {
+    pub(crate) fn depth(&self) -> (usize, u64) {
         let state = self.state();
         (state.segments.len(), state.bytes)
     }

@@ -15,7 +15,7 @@ use crate::queue::QueueReceiver;
 impl Writer {
     /// Runs until `shutdown`, then drains what was received, writes it,
     /// settles every batch and disconnects from the broker.
-    pub async fn run(self, mut envelopes: QueueReceiver) {
+    pub(crate) async fn run(self, mut envelopes: QueueReceiver) {
         let mut pending = Pending::with_capacity(self.limits.max_points);
         // Writes in flight, settled in the order they were dispatched so
         // that acknowledgements keep the order of receipt.

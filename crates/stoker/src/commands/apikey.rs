@@ -8,7 +8,7 @@ use stoker_postgres::PostgresOptions;
 
 use crate::cli::ApikeyCommand;
 
-pub async fn run(command: ApikeyCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(command: ApikeyCommand) -> anyhow::Result<ExitCode> {
     match command {
         ApikeyCommand::Create {
             postgres,

@@ -21,7 +21,7 @@ use crate::cli::{CacheCommand, StoreArgs};
 /// Latest values written per Redis call.
 const CHUNK: usize = 500;
 
-pub async fn run(command: CacheCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(command: CacheCommand) -> anyhow::Result<ExitCode> {
     match command {
         CacheCommand::Rebuild { stores } => rebuild(&stores).await,
     }

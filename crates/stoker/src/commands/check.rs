@@ -21,7 +21,7 @@ struct Outcome {
     variable: &'static str,
 }
 
-pub async fn run(args: &CheckArgs) -> ExitCode {
+pub(super) async fn run(args: &CheckArgs) -> ExitCode {
     let (postgres, redis, mqtt, influx) = tokio::join!(
         bounded(check_postgres(args)),
         bounded(check_redis(args)),

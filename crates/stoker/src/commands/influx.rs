@@ -13,7 +13,7 @@ use crate::cli::InfluxCommand;
 /// Minutes re-rolled per query by `stoker influx rollup`.
 const CHUNK_MINUTES: i64 = 60;
 
-pub async fn run(command: InfluxCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(command: InfluxCommand) -> anyhow::Result<ExitCode> {
     match command {
         InfluxCommand::Setup { influx } => {
             let connection = connect(&influx).await?;

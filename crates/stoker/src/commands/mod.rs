@@ -14,7 +14,7 @@ use anyhow::Context;
 
 use crate::cli::Command;
 
-pub async fn run(command: Command) -> anyhow::Result<ExitCode> {
+pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
     match command {
         Command::Serve(args) => {
             let analytics = run::AnalyticsRole {

@@ -33,7 +33,7 @@ const SALT_BYTES: usize = 12;
 /// escaping in a URL (MQTT_URL), a shell or a gateway's configuration.
 const PASSWORD_CHARS: usize = 43;
 
-pub fn run(command: MqttCommand) -> anyhow::Result<ExitCode> {
+pub(super) fn run(command: MqttCommand) -> anyhow::Result<ExitCode> {
     match command {
         MqttCommand::Credentials(args) => credentials(&args),
     }

@@ -23,7 +23,7 @@ use crate::cli::StoreArgs;
 
 /// What the process serves over HTTP.
 #[derive(Debug, Clone, Copy)]
-pub enum Http<'a> {
+pub(super) enum Http<'a> {
     /// The whole API (with /healthz, /readyz, /metrics), with its address
     /// and client timeouts.
     Api(&'a HttpOptions),
@@ -33,7 +33,7 @@ pub enum Http<'a> {
 
 /// Which roles a process runs.
 #[derive(Debug, Clone, Copy)]
-pub struct Roles<'a> {
+pub(super) struct Roles<'a> {
     /// Ingestion's settings; none: the process writes no readings.
     pub ingest: Option<&'a IngestOptions>,
     /// Whether ingestion subscribes to MQTT (else only HTTP telemetry).
@@ -49,7 +49,7 @@ pub struct Roles<'a> {
 
 /// The analytics role's settings.
 #[derive(Debug, Clone, Copy)]
-pub struct AnalyticsRole<'a> {
+pub(super) struct AnalyticsRole<'a> {
     /// Interval and grace.
     pub evaluation: &'a EvaluationOptions,
     /// Webhooks, retries, topic prefix.
@@ -62,7 +62,7 @@ pub struct AnalyticsRole<'a> {
 
 /// Runs the roles until SIGINT/SIGTERM, then shuts down in order: stop
 /// intake, flush and acknowledge, stop analytics, stop HTTP.
-pub async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitCode> {
+pub(super) async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Result<ExitCode> {
     let Roles {
         ingest,
         mqtt,

@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::cli::SimulateCommand;
 
-pub async fn run(args: SimulateCommand) -> anyhow::Result<ExitCode> {
+pub(super) async fn run(args: SimulateCommand) -> anyhow::Result<ExitCode> {
     let mqtt = stoker_ingestion::client_options(&args.mqtt_url, &args.client_id)?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();

@@ -10,13 +10,13 @@ use serde_json::Value;
 use crate::render::parse_interval;
 
 /// The uid of the InfluxDB data source (provisioning/datasources/stoker.yml).
-pub const INFLUX_UID: &str = "stoker-influxdb";
+pub(crate) const INFLUX_UID: &str = "stoker-influxdb";
 /// The uid of the Postgres data source.
-pub const POSTGRES_UID: &str = "stoker-postgres";
+pub(crate) const POSTGRES_UID: &str = "stoker-postgres";
 
 /// Which data source runs a query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Language {
+pub(crate) enum Language {
     /// InfluxDB, InfluxQL.
     InfluxQl,
     /// Postgres, SQL.
@@ -45,7 +45,7 @@ impl Language {
 
 /// A dashboard file.
 #[derive(Debug)]
-pub struct Dashboard {
+pub(crate) struct Dashboard {
     /// The file's name.
     pub file: String,
     /// Its uid.
@@ -60,7 +60,7 @@ pub struct Dashboard {
 
 /// A templating variable defined by a query.
 #[derive(Debug)]
-pub struct Variable {
+pub(crate) struct Variable {
     /// Its name (`site` for `$site`).
     pub name: String,
     /// Where its query runs.
@@ -73,7 +73,7 @@ pub struct Variable {
 
 /// One query of a panel (or of an annotation).
 #[derive(Debug)]
-pub struct Query {
+pub(crate) struct Query {
     /// The panel's title (or `annotation <name>`).
     pub panel: String,
     /// The query's `refId`.
@@ -89,13 +89,13 @@ pub struct Query {
 }
 
 /// The repository's `grafana/dashboards` directory.
-pub fn directory() -> PathBuf {
+pub(crate) fn directory() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../grafana/dashboards")
 }
 
 /// Reads every `*.json` under `directory`, in name order; the errors say
 /// what is malformed, by file and panel.
-pub fn load_all(directory: &Path) -> Result<Vec<Dashboard>, Vec<String>> {
+pub(crate) fn load_all(directory: &Path) -> Result<Vec<Dashboard>, Vec<String>> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(directory)
         .unwrap_or_else(|error| panic!("read {}: {error}", directory.display()))
         .map(|entry| entry.expect("a directory entry").path())

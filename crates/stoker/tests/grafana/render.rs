@@ -18,7 +18,7 @@ use crate::dashboards::Language;
 
 /// The dashboard time range the queries run with, in epoch milliseconds.
 #[derive(Debug, Clone, Copy)]
-pub struct TimeRange {
+pub(crate) struct TimeRange {
     /// `$__from`: the start.
     pub from_ms: i64,
     /// `$__to`: the end.
@@ -27,7 +27,7 @@ pub struct TimeRange {
 
 /// A template variable's current value(s).
 #[derive(Debug, Clone)]
-pub struct Binding {
+pub(crate) struct Binding {
     /// The selected values (all of them for "All"; one for a repeated panel).
     pub values: Vec<String>,
     /// Whether the variable is multi-value or has "All": Grafana then
@@ -37,11 +37,11 @@ pub struct Binding {
 }
 
 /// The dashboard's variables by name.
-pub type Bindings = HashMap<String, Binding>;
+pub(crate) type Bindings = HashMap<String, Binding>;
 
 /// What a query is rendered with.
 #[derive(Debug)]
-pub struct Context<'a> {
+pub(crate) struct Context<'a> {
     /// Which data source runs it (formats and macros differ).
     pub language: Language,
     /// The time range.
@@ -53,7 +53,7 @@ pub struct Context<'a> {
 }
 
 /// The query as Grafana would send it, or why it cannot be rendered.
-pub fn render(query: &str, context: &Context<'_>) -> Result<String, String> {
+pub(crate) fn render(query: &str, context: &Context<'_>) -> Result<String, String> {
     let interpolated = interpolate(query, context)?;
     let expanded = match context.language {
         Language::Sql => expand_macros(&interpolated, context)?,
@@ -181,7 +181,7 @@ fn format_interval(ms: i64) -> String {
 
 /// Parses an interval as Grafana writes it (`10s`, `1m`, `'5m'`, `>1m` for
 /// a panel's minimum interval) into milliseconds.
-pub fn parse_interval(text: &str) -> Result<i64, String> {
+pub(crate) fn parse_interval(text: &str) -> Result<i64, String> {
     let trimmed = text
         .trim()
         .trim_start_matches('>')

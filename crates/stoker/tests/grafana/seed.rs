@@ -16,7 +16,7 @@ use stoker_testkit::TestInflux;
 use stoker_timeseries::LineBatch;
 
 /// How far back the seeded readings, alerts and journal go.
-pub const HISTORY_MS: i64 = 2 * 3_600_000;
+pub(crate) const HISTORY_MS: i64 = 2 * 3_600_000;
 
 /// The interval between two readings of a sensor.
 const STEP_MS: i64 = 30_000;
@@ -36,7 +36,7 @@ const SENSORS: [(&str, &str, &str, f64, f64, f64, f64); 3] = [
 
 /// One raw reading, as written to InfluxDB.
 #[derive(Debug, Clone)]
-pub struct Reading {
+pub(crate) struct Reading {
     site: SiteSlug,
     sensor: SensorKey,
     sensor_type: SensorType,
@@ -64,7 +64,7 @@ fn sensor(key: &str) -> SensorKey {
 /// Seeds everything into the test's Postgres (migrated for every schema)
 /// and InfluxDB databases. Times are relative to now, within the last
 /// [`HISTORY_MS`].
-pub async fn seed(pool: &Pool, influx: &TestInflux) {
+pub(crate) async fn seed(pool: &Pool, influx: &TestInflux) {
     let now = EpochMillis::now().as_millis();
     seed_registry(pool).await;
     let rules = seed_rules(pool).await;

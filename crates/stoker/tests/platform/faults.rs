@@ -14,7 +14,7 @@ use stoker_testkit::TempDir;
 const SENSORS: usize = 20;
 const MESSAGES: usize = 2_500;
 
-pub async fn seed(pool: &Pool, slug: &str, sensors: usize) {
+pub(crate) async fn seed(pool: &Pool, slug: &str, sensors: usize) {
     let site = NewSite::parse(slug, slug, "UTC").unwrap();
     stoker_metadata::create_site(pool, &site).await.unwrap();
     for index in 0..sensors {
@@ -33,7 +33,7 @@ pub async fn seed(pool: &Pool, slug: &str, sensors: usize) {
 /// `messages` telemetry messages to `boiler-house-1`, each with a reading
 /// of sensors `t00`… (`sensors` of them), timestamps 100 ms apart from an
 /// hour ago: every reading its own (sensor, ts).
-pub fn telemetry(messages: usize, sensors: usize) -> Vec<(String, Vec<u8>)> {
+pub(crate) fn telemetry(messages: usize, sensors: usize) -> Vec<(String, Vec<u8>)> {
     let start = EpochMillis::now().as_millis() - 3_600_000;
     (0..messages)
         .map(|index| {

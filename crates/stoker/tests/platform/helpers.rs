@@ -5,11 +5,11 @@ use std::process::Command;
 
 use stoker_testkit::{StokerCommand, StokerProcess};
 
-pub const BINARY: &str = env!("CARGO_BIN_EXE_stoker");
+pub(crate) const BINARY: &str = env!("CARGO_BIN_EXE_stoker");
 
 /// Creates an API key with `stoker apikey create` against the database at
 /// `database_url` and returns the token it prints.
-pub fn create_api_key(database_url: &str, name: &str, scopes: &str) -> String {
+pub(crate) fn create_api_key(database_url: &str, name: &str, scopes: &str) -> String {
     let output = Command::new(BINARY)
         .args(["apikey", "create", "--name", name, "--scopes", scopes])
         .env("DATABASE_URL", database_url)
@@ -29,7 +29,7 @@ pub fn create_api_key(database_url: &str, name: &str, scopes: &str) -> String {
 
 /// Starts `stoker <command>` with these environment variables (at
 /// `RUST_LOG=warn` unless they say otherwise); interrupted on drop.
-pub fn spawn_stoker(command: &str, environment: &[(&str, String)]) -> StokerProcess {
+pub(crate) fn spawn_stoker(command: &str, environment: &[(&str, String)]) -> StokerProcess {
     StokerCommand::new(BINARY, command)
         .envs(environment)
         .spawn()
@@ -37,6 +37,6 @@ pub fn spawn_stoker(command: &str, environment: &[(&str, String)]) -> StokerProc
 }
 
 /// A path as an environment variable's value.
-pub fn env_path(path: &std::path::Path) -> String {
+pub(crate) fn env_path(path: &std::path::Path) -> String {
     path.display().to_string()
 }
