@@ -6,9 +6,9 @@ A request generated as valid ("positive") that breaks one is dropped here
 rather than sent and counted as "valid data refused":
 
 - a sensor's min must be below its max;
-- history: start before end (end defaults to now, start to end minus 24 h,
-  which must not fall before the earliest time InfluxDB holds), at most
-  10,000 points of `every`;
+- history: start before end (end defaults to now, start to end minus 24 h
+  or the earliest time InfluxDB holds, whichever is later), at most 10,000
+  points of `every`;
 - a preview: start before end (an end after now counts as now), at most
   31 days apart.
 
@@ -62,8 +62,8 @@ def _range_ok(start, end, max_ms=None, cap_end=False) -> bool:
     end = _millis(end)
     end = now if end is None else (min(end, now) if cap_end else end)
     start = _millis(start)
-    start = end - DAY_MS if start is None else start
-    if start >= end or start < MIN_MILLIS:
+    start = max(end - DAY_MS, MIN_MILLIS) if start is None else start
+    if start >= end:
         return False
     return max_ms is None or end - start <= max_ms
 
@@ -115,7 +115,7 @@ def filter_case(ctx, case) -> bool:
             now = int(time.time() * 1000)
             end = _millis(query.get("end")) or now
             start = _millis(query.get("start"))
-            start = end - DAY_MS if start is None else start
+            start = max(end - DAY_MS, MIN_MILLIS) if start is None else start
             points = -(-(end - start) // (int(number) * UNITS_MS[unit]))
             if points > MAX_POINTS:
                 return False

@@ -321,6 +321,14 @@ mod tests {
     }
 
     #[test]
+    fn a_default_start_never_falls_before_the_earliest_instant() {
+        let end = EpochMillis::MIN_MILLIS + 60_000;
+        let parsed = parse_query(&query(&[("end", &end.to_string())]), now()).unwrap();
+        assert_eq!(parsed.start.as_millis(), EpochMillis::MIN_MILLIS);
+        assert_eq!(parsed.end.as_millis(), end);
+    }
+
+    #[test]
     fn explicit_parameters_are_taken_and_checked() {
         let parsed = parse_query(
             &query(&[

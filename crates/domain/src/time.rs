@@ -57,9 +57,10 @@ impl EpochMillis {
         DateTime::from_timestamp_millis(self.0).unwrap_or_default()
     }
 
-    /// This instant plus `millis` (saturating).
+    /// This instant plus `millis`, saturating at the earliest and latest
+    /// instants an `EpochMillis` holds (those InfluxDB can store).
     pub fn plus_millis(self, millis: i64) -> Self {
-        Self(self.0.saturating_add(millis))
+        Self(self.0.saturating_add(millis).clamp(MIN_MILLIS, MAX_MILLIS))
     }
 }
 
@@ -93,5 +94,17 @@ mod tests {
     fn nonsense_is_refused() {
         assert!(EpochMillis::parse_rfc3339("yesterday").is_err());
         assert!(EpochMillis::from_millis(i64::MAX).is_err());
+    }
+
+    #[test]
+    fn arithmetic_stays_within_the_instants_influxdb_holds() {
+        let earliest = EpochMillis::from_millis(EpochMillis::MIN_MILLIS).unwrap();
+        let latest = EpochMillis::from_millis(EpochMillis::MAX_MILLIS).unwrap();
+        assert_eq!(earliest.plus_millis(-86_400_000), earliest);
+        assert_eq!(latest.plus_millis(86_400_000), latest);
+        assert_eq!(
+            earliest.plus_millis(1).as_millis(),
+            EpochMillis::MIN_MILLIS + 1
+        );
     }
 }
