@@ -86,14 +86,4 @@ pub enum Error {
 /// Analytics' results.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<tokio_postgres::Error> for Error {
-    fn from(error: tokio_postgres::Error) -> Self {
-        Error::Postgres(error.into())
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for Error {
-    fn from(error: deadpool_postgres::PoolError) -> Self {
-        Error::Postgres(error.into())
-    }
-}
+stoker_postgres::wraps_postgres_errors!(Error);

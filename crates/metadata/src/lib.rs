@@ -157,17 +157,7 @@ impl Error {
     }
 }
 
-impl From<tokio_postgres::Error> for Error {
-    fn from(error: tokio_postgres::Error) -> Self {
-        Error::Postgres(error.into())
-    }
-}
-
-impl From<deadpool_postgres::PoolError> for Error {
-    fn from(error: deadpool_postgres::PoolError) -> Self {
-        Error::Postgres(error.into())
-    }
-}
+stoker_postgres::wraps_postgres_errors!(Error);
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

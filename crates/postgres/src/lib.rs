@@ -37,6 +37,32 @@ pub use listen::{Listener, Lost, Notice};
 pub use migrations::run_schema_migrations;
 pub use options::{PostgresOptions, connect};
 
+/// For a schema crate's error that wraps this crate's as
+/// `Postgres(#[from] stoker_postgres::Error)`: takes the driver's and the
+/// pool's errors too, so `?` works on both. One home for the two impls
+/// every schema crate needs.
+#[macro_export]
+macro_rules! wraps_postgres_errors {
+    ($error:ty) => {
+        impl From<$crate::__driver::Error> for $error {
+            fn from(error: $crate::__driver::Error) -> Self {
+                Self::Postgres(error.into())
+            }
+        }
+
+        impl From<$crate::__pool::PoolError> for $error {
+            fn from(error: $crate::__pool::PoolError) -> Self {
+                Self::Postgres(error.into())
+            }
+        }
+    };
+}
+
+#[doc(hidden)]
+pub use deadpool_postgres as __pool;
+#[doc(hidden)]
+pub use tokio_postgres as __driver;
+
 /// What can go wrong with Postgres itself, whichever schema is queried.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
