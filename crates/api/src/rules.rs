@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
-use stoker_domain::SiteSlug;
+use stoker_domain::{SensorKey, SensorType, SiteSlug};
 use stoker_metadata::{RuleFilter, Scope};
 use stoker_rules::{
     AlertRule, FieldSpec, KIND_FIELDS, MAX_DURATION, MAX_NAME_CHARS, NewAlertRule, RuleDraft,
@@ -250,10 +250,6 @@ async fn delete_rule(
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
 }
 
-/// Site slugs and sensor keys (`stoker_domain::SiteSlug`, `SensorKey`).
-const SLUG_PATTERN: &str = "^[a-z0-9][a-z0-9_-]{0,62}$";
-/// Sensor types (`stoker_domain::SensorType`).
-const TYPE_PATTERN: &str = "^[a-z][a-z0-9_]{0,31}$";
 /// What `stoker_domain::parse_duration` reads: numbers with humantime's
 /// units, such as `30s`, `5m`, `1h 30m`, `2m 500ms`.
 const DURATION_PATTERN: &str = "^\\s*([0-9]+\\s*(nanos|nsec|ns|usec|us|µs|millis|msec|ms|seconds|second|secs|sec|s|minutes|minute|mins|min|m|hours|hour|hrs|hr|h|days|day|d|weeks|week|wks|wk|w|months|month|M|years|year|yrs|yr|y)\\s*)+$";
@@ -296,11 +292,11 @@ fn head_properties() -> Map<String, Value> {
         json!({ "type": "string", "minLength": 1, "maxLength": MAX_NAME_CHARS, "pattern": "\\S",
                 "description": format!("1 to {MAX_NAME_CHARS} characters once trimmed.") }),
     );
-    for (field, pattern) in
-        RuleSelector::FIELDS
-            .into_iter()
-            .zip([SLUG_PATTERN, SLUG_PATTERN, TYPE_PATTERN])
-    {
+    for (field, pattern) in RuleSelector::FIELDS.into_iter().zip([
+        SiteSlug::PATTERN,
+        SensorKey::PATTERN,
+        SensorType::PATTERN,
+    ]) {
         properties.insert(field.into(), part(pattern));
     }
     properties
