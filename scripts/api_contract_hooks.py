@@ -6,6 +6,10 @@ A request generated as valid ("positive") that breaks one is dropped here
 rather than sent and counted as "valid data refused":
 
 - a sensor's min must be below its max;
+- a sensor's kind, states and range fit together: a state sensor needs
+  states, only it has them, and only a numeric sensor has a range (the
+  document states this with if/then; a generator that ignores it is
+  caught here);
 - history: start before end (end defaults to now, start to end minus 24 h
   or the earliest time InfluxDB holds, whichever is later), at most 10,000
   points of `every`;
@@ -83,6 +87,19 @@ def _sampled_out(case, body) -> bool:
 INTEGER_FIELDS = ("version", "start", "end")
 
 
+def _kind_rules_hold(body, creating: bool) -> bool:
+    """NewSensor::check: states only (and always) for a state sensor, a
+    range only for a numeric one. A new sensor without a kind is numeric;
+    a change without one keeps the sensor's (the server judges it)."""
+    kind = body.get("kind", "numeric" if creating else None)
+    has_range = body.get("min") is not None or body.get("max") is not None
+    if kind in ("numeric", "boolean") and "states" in body:
+        return False
+    if kind in ("boolean", "state") and has_range:
+        return False
+    return not (creating and kind == "state" and "states" not in body)
+
+
 @schemathesis.hook
 def map_case(ctx, case):
     if _positive(case) and isinstance(case.body, dict):
@@ -104,6 +121,8 @@ def filter_case(ctx, case) -> bool:
     if path.endswith("/sensors") or path.endswith("/sensors/{sensor}"):
         low, high = body.get("min"), body.get("max")
         if isinstance(low, (int, float)) and isinstance(high, (int, float)) and low >= high:
+            return False
+        if not _kind_rules_hold(body, creating=case.method.upper() == "POST"):
             return False
     if path.endswith("/history"):
         query = case.query or {}

@@ -178,6 +178,8 @@ impl Fleet {
                             key: sensor.key.clone(),
                             sensor_type: sensor.sensor_type.clone(),
                             unit: sensor.unit.clone(),
+                            kind: stoker_domain::SensorKind::Numeric,
+                            states: stoker_domain::States::default(),
                             range,
                         };
                         stoker_metadata::create_sensor(&pool, &slug, &new)

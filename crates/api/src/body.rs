@@ -227,6 +227,30 @@ impl Fields {
         }
     }
 
+    /// An optional list of strings: absent is `Some(None)`; anything but
+    /// an array of strings (`null` included) is an error (`None`).
+    pub(crate) fn optional_strings(&mut self, field: &str) -> Option<Option<Vec<String>>> {
+        let items = match self.map.remove(field) {
+            None => return Some(None),
+            Some(Value::Array(items)) => items,
+            Some(_) => {
+                self.error(field, format!("{field} must be a list of strings"));
+                return None;
+            }
+        };
+        let mut texts = Vec::with_capacity(items.len());
+        for item in items {
+            match item {
+                Value::String(text) => texts.push(text),
+                _ => {
+                    self.error(field, format!("{field} must be a list of strings"));
+                    return None;
+                }
+            }
+        }
+        Some(Some(texts))
+    }
+
     /// An optional JSON object field: absent or `null` is `Some(None)`; a
     /// wrong type is an error (`None`).
     pub(crate) fn optional_object(&mut self, field: &str) -> Option<Option<Map<String, Value>>> {

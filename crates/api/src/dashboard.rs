@@ -10,7 +10,7 @@ use std::sync::Arc;
 
 use serde::Serialize;
 use stoker_analytics::store::{self, Alert};
-use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
+use stoker_domain::{EpochMillis, ReadingValue, SensorKey, SensorType, SiteSlug, Unit};
 use stoker_metadata::Scope;
 use warp::Filter;
 use warp::Reply as _;
@@ -93,7 +93,8 @@ struct SensorStatus {
     #[serde(rename = "type")]
     sensor_type: SensorType,
     unit: Unit,
-    value: Option<f64>,
+    /// In the sensor's kind: `81.5`, `true`, `"firing"`.
+    value: Option<ReadingValue>,
     ts: Option<String>,
     min: Option<f64>,
     max: Option<f64>,
@@ -122,7 +123,12 @@ async fn dashboard(slug: String, state: State) -> Result<warp::reply::Response, 
             let alerting = open_alerts
                 .iter()
                 .any(|alert| alert.sensor == sensor.key.as_str());
-            let status = status(value, sensor.min, sensor.max, alerting, now);
+            // Only a numeric sensor has a range: another kind's value is
+            // judged by its age alone.
+            let number = value
+                .as_ref()
+                .map(|(value, at)| (value.as_number().unwrap_or(0.0), *at));
+            let status = status(number, sensor.min, sensor.max, alerting, now);
             match status {
                 Status::Ok => counts.ok += 1,
                 Status::Stale => counts.stale += 1,
@@ -133,8 +139,8 @@ async fn dashboard(slug: String, state: State) -> Result<warp::reply::Response, 
                 sensor: sensor.key.clone(),
                 sensor_type: sensor.sensor_type.clone(),
                 unit: sensor.unit.clone(),
+                ts: value.as_ref().map(|(_, ts)| ts.to_string()),
                 value: value.map(|(value, _)| value),
-                ts: value.map(|(_, ts)| ts.to_string()),
                 min: sensor.min,
                 max: sensor.max,
                 status,

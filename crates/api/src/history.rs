@@ -7,7 +7,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use serde::Serialize;
-use stoker_domain::{EpochMillis, SensorKey, SiteSlug, Unit};
+use stoker_domain::{EpochMillis, ReadingValue, SensorKey, SensorKind, SiteSlug, Unit};
 use stoker_metadata::Scope;
 use stoker_timeseries::Aggregate;
 use warp::Filter;
@@ -239,7 +239,46 @@ struct History {
 struct Point {
     /// Start of the bucket, RFC 3339.
     ts: String,
-    value: f64,
+    /// In the sensor's kind, but for a mean (a number; for a boolean, the
+    /// share of readings that were true).
+    value: ReadingValue,
+}
+
+/// The aggregate a sensor's history uses: the one asked for, else `mean`
+/// for a numeric sensor and `last` for a boolean or state one (the last
+/// per bucket). A state sensor takes only `last`: the mean, min or max of
+/// state indexes means nothing.
+pub(crate) fn aggregate_for(
+    kind: SensorKind,
+    asked: Option<Aggregate>,
+) -> Result<Aggregate, ApiError> {
+    match (kind, asked) {
+        (SensorKind::Numeric, asked) => Ok(asked.unwrap_or(Aggregate::Mean)),
+        (SensorKind::Boolean, asked) => Ok(asked.unwrap_or(Aggregate::Last)),
+        (SensorKind::State, None | Some(Aggregate::Last)) => Ok(Aggregate::Last),
+        (SensorKind::State, Some(other)) => Err(bad(
+            "agg",
+            format!(
+                "agg={} does not apply to a state sensor: its history takes agg=last (the state at the end of each bucket)",
+                other.as_str()
+            ),
+        )),
+    }
+}
+
+/// A bucket's aggregate as the answer gives it: native to the sensor's
+/// kind (a boolean `true` when the bucket's min/max/last is 1, a state its
+/// name), but a boolean's mean as a number. `None`: a state index the
+/// sensor's states lack (not written by Stoker).
+fn bucket_value(
+    sensor: &stoker_metadata::Sensor,
+    aggregate: Aggregate,
+    stored: f64,
+) -> Option<ReadingValue> {
+    match (sensor.kind, aggregate) {
+        (SensorKind::Boolean, Aggregate::Mean) => Some(ReadingValue::Number(stored)),
+        (kind, _) => ReadingValue::from_stored(kind, &sensor.states, stored),
+    }
 }
 
 async fn history(
@@ -250,11 +289,13 @@ async fn history(
 ) -> Result<warp::reply::Json, warp::Rejection> {
     let site = site_from_path(&site)?;
     let sensor = crate::sensor_from_path(&site, &sensor)?;
-    let request = parse_query(&query, EpochMillis::now())?;
+    let mut request = parse_query(&query, EpochMillis::now())?;
     let entry = state.catalog.site(&state.pool, &site).await?;
     let found = entry.sensor(&sensor).ok_or_else(|| {
         ApiError::NotFound(format!("sensor {sensor} does not exist at site {site}"))
     })?;
+    let asked = query.contains_key("agg").then_some(request.aggregate);
+    request.aggregate = aggregate_for(found.kind, asked)?;
     let every = Duration::from_millis(request.every_ms);
     // Without a rollup, it holds no minute of the range: all is read raw.
     let rolled_through = state
@@ -288,9 +329,11 @@ async fn history(
         end: request.end.to_string(),
         points: rows
             .into_iter()
-            .map(|(ts, value)| Point {
-                ts: ts.to_string(),
-                value,
+            .filter_map(|(ts, stored)| {
+                Some(Point {
+                    ts: ts.to_string(),
+                    value: bucket_value(found, request.aggregate, stored)?,
+                })
             })
             .collect(),
     }))
@@ -362,6 +405,37 @@ mod tests {
             detail.contains("86400 points") && detail.contains("every >= 9s"),
             "{detail}"
         );
+    }
+
+    #[test]
+    fn booleans_and_states_default_to_the_last_per_bucket() {
+        assert_eq!(
+            aggregate_for(SensorKind::Numeric, None).unwrap(),
+            Aggregate::Mean
+        );
+        assert_eq!(
+            aggregate_for(SensorKind::Boolean, None).unwrap(),
+            Aggregate::Last
+        );
+        assert_eq!(
+            aggregate_for(SensorKind::State, None).unwrap(),
+            Aggregate::Last
+        );
+        assert_eq!(
+            aggregate_for(SensorKind::Boolean, Some(Aggregate::Mean)).unwrap(),
+            Aggregate::Mean
+        );
+        assert_eq!(
+            aggregate_for(SensorKind::State, Some(Aggregate::Last)).unwrap(),
+            Aggregate::Last
+        );
+        match aggregate_for(SensorKind::State, Some(Aggregate::Max)) {
+            Err(ApiError::BadParameter { parameter, detail }) => {
+                assert_eq!(parameter, "agg");
+                assert!(detail.contains("agg=last"), "{detail}");
+            }
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]

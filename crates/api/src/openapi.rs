@@ -4,7 +4,9 @@
 
 use serde_json::{Map, Value, json};
 use stoker_analytics::store::StateFilter;
-use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
+use stoker_domain::{
+    EpochMillis, SensorKey, SensorKind, SensorType, SiteSlug, StateName, States, Unit,
+};
 use stoker_timeseries::Aggregate;
 
 mod routes;
@@ -349,6 +351,31 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
     let unit = json!({ "type": "string", "minLength": 1, "maxLength": Unit::MAX_LEN, "pattern": Unit::PATTERN });
     let key = json!({ "type": "string", "minLength": 1, "maxLength": SensorKey::MAX_LEN, "pattern": SensorKey::PATTERN });
     let number_or_null = json!({ "type": ["number", "null"] });
+    let kind = json!({ "type": "string", "enum": SensorKind::ALL.map(SensorKind::as_str), "description": "What its readings are; default numeric. It never changes." });
+    let states = json!({ "type": "array", "minItems": 1, "maxItems": States::MAX_COUNT, "uniqueItems": true,
+        "items": { "type": "string", "minLength": 1, "maxLength": StateName::MAX_LEN, "pattern": StateName::PATTERN },
+        "description": "A state sensor's states, in order (InfluxDB stores a reading's index in this list): required for kind state, refused for the others. A change may only add states at the end." });
+    // A reading in its sensor's kind: 81.5, true or "firing".
+    let reading_value = json!({ "type": ["number", "boolean", "string", "null"], "description": "In the sensor's kind: a number, true/false, or a state's name; null when it never reported." });
+    // The rules between kind, states and range, as `NewSensor::check`
+    // states them: only a state sensor has states (and needs them), only
+    // a numeric sensor a range. A new sensor without a kind is numeric; a
+    // change without one keeps the sensor's.
+    let no_range =
+        json!({ "properties": { "min": { "type": "null" }, "max": { "type": "null" } } });
+    let new_sensor_rules = json!([
+        { "if": { "required": ["kind"], "properties": { "kind": { "const": "state" } } },
+          "then": { "required": ["states"], "properties": { "min": { "type": "null" }, "max": { "type": "null" } } },
+          "else": { "not": { "required": ["states"] } } },
+        { "if": { "required": ["kind"], "properties": { "kind": { "const": "boolean" } } }, "then": no_range }
+    ]);
+    let patch_rules = json!([
+        { "if": { "required": ["kind"], "properties": { "kind": { "const": "state" } } }, "then": no_range },
+        { "if": { "required": ["kind"], "properties": { "kind": { "const": "boolean" } } },
+          "then": { "not": { "required": ["states"] }, "properties": { "min": { "type": "null" }, "max": { "type": "null" } } } },
+        { "if": { "required": ["kind"], "properties": { "kind": { "const": "numeric" } } },
+          "then": { "not": { "required": ["states"] } } }
+    ]);
     let string_or_null = json!({ "type": ["string", "null"] });
     let time_or_null = json!({ "type": ["string", "null"], "format": "date-time" });
     let uuid = json!({ "type": "string", "format": "uuid" });
@@ -376,25 +403,25 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
                 "SitePatch": { "type": "object", "description": "The slug may be sent only unchanged.", "required": ["version"], "additionalProperties": false, "properties": { "name": name, "timezone": schema("Timezone"), "version": version } },
                 "Site": { "type": "object", "required": ["id", "slug", "name", "timezone", "version", "created_at", "updated_at"], "properties": { "id": { "type": "string", "format": "uuid" }, "slug": slug, "name": { "type": "string" }, "timezone": { "type": "string" }, "version": { "type": "integer" }, "created_at": time, "updated_at": time } },
                 "SitePage": { "type": "object", "required": ["items", "next_cursor"], "properties": { "items": { "type": "array", "items": schema("Site") }, "next_cursor": { "type": ["string", "null"] } } },
-                "NewSensor": { "type": "object", "description": "min must be below max when both are set.", "required": ["key", "type", "unit"], "additionalProperties": false, "properties": { "key": key, "type": sensor_type, "unit": unit, "min": number_or_null, "max": number_or_null } },
-                "SensorPatch": { "type": "object", "description": "The key may be sent only unchanged; min must stay below max (null clears a bound).", "required": ["version"], "additionalProperties": false, "properties": { "type": sensor_type, "unit": unit, "min": number_or_null, "max": number_or_null, "version": version } },
-                "Sensor": { "type": "object", "required": ["id", "site", "key", "type", "unit", "version", "created_at", "updated_at"], "properties": { "id": { "type": "string", "format": "uuid" }, "site": slug, "key": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "min": number_or_null, "max": number_or_null, "version": { "type": "integer" }, "created_at": time, "updated_at": time } },
+                "NewSensor": { "type": "object", "description": "min must be below max when both are set. A state sensor needs states; only a numeric sensor has min and max, only a state sensor states.", "required": ["key", "type", "unit"], "additionalProperties": false, "properties": { "key": key, "type": sensor_type, "unit": unit, "min": number_or_null, "max": number_or_null, "kind": kind, "states": states }, "allOf": new_sensor_rules },
+                "SensorPatch": { "type": "object", "description": "The key and the kind may be sent only unchanged (409 kind_unchangeable); states only grow at the end (409 states_only_grow); min must stay below max (null clears a bound), and only a numeric sensor has them (409 kind_conflict), only a state sensor states.", "required": ["version"], "additionalProperties": false, "properties": { "type": sensor_type, "unit": unit, "min": number_or_null, "max": number_or_null, "kind": kind, "states": states, "version": version }, "allOf": patch_rules },
+                "Sensor": { "type": "object", "required": ["id", "site", "key", "type", "unit", "kind", "version", "created_at", "updated_at"], "properties": { "id": { "type": "string", "format": "uuid" }, "site": slug, "key": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "kind": kind, "states": states, "min": number_or_null, "max": number_or_null, "version": { "type": "integer" }, "created_at": time, "updated_at": time } },
                 "SensorPage": { "type": "object", "required": ["items", "next_cursor"], "properties": { "items": { "type": "array", "items": schema("Sensor") }, "next_cursor": { "type": ["string", "null"] } } },
-                "Latest": { "type": "object", "required": ["site", "readings"], "properties": { "site": slug, "readings": { "type": "array", "items": { "type": "object", "required": ["sensor", "type", "unit", "value", "ts"], "properties": { "sensor": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "value": number_or_null, "ts": { "type": ["string", "null"], "format": "date-time" } } } } } },
-                "History": { "type": "object", "required": ["site", "sensor", "unit", "agg", "every", "start", "end", "points"], "properties": { "site": slug, "sensor": slug, "unit": { "type": "string" }, "agg": { "type": "string" }, "every": { "type": "string" }, "start": time, "end": time, "points": { "type": "array", "items": { "type": "object", "properties": { "ts": time, "value": { "type": "number" } } } } } },
-                "Telemetry": { "description": "{\"ts\": …, \"values\": {sensor: value}}, an array of those, or a flat {sensor: value} map (with an optional ts); ts is epoch ms or RFC 3339.", "anyOf": [
+                "Latest": { "type": "object", "required": ["site", "readings"], "properties": { "site": slug, "readings": { "type": "array", "items": { "type": "object", "required": ["sensor", "type", "unit", "value", "ts"], "properties": { "sensor": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "value": reading_value, "ts": { "type": ["string", "null"], "format": "date-time" } } } } } },
+                "History": { "type": "object", "required": ["site", "sensor", "unit", "agg", "every", "start", "end", "points"], "properties": { "site": slug, "sensor": slug, "unit": { "type": "string" }, "agg": { "type": "string" }, "every": { "type": "string" }, "start": time, "end": time, "points": { "type": "array", "items": { "type": "object", "properties": { "ts": time, "value": { "type": ["number", "boolean", "string"], "description": "A boolean or state sensor's last (or first, min, max) in its kind; a mean is a number (for a boolean, the share of time true)." } } } } } },
+                "Telemetry": { "description": "{\"ts\": …, \"values\": {sensor: value}}, an array of those, or a flat {sensor: value} map (with an optional ts); ts is epoch ms or RFC 3339; a value is of its sensor's kind: a number, true/false, or a state's name.", "anyOf": [
                     schema("TelemetryMessage"),
                     { "type": "array", "minItems": 1, "items": schema("TelemetryMessage") },
-                    { "type": "object", "minProperties": 1, "properties": { "ts": time_input() }, "propertyNames": { "minLength": 1, "not": { "const": "values" } }, "additionalProperties": { "type": "number" }, "not": { "required": ["ts"], "maxProperties": 1 } }
+                    { "type": "object", "minProperties": 1, "properties": { "ts": time_input() }, "propertyNames": { "minLength": 1, "not": { "const": "values" } }, "additionalProperties": { "type": ["number", "boolean", "string"] }, "not": { "required": ["ts"], "maxProperties": 1 } }
                 ] },
                 "TelemetryMessage": { "type": "object", "required": ["values"], "additionalProperties": false, "properties": {
                     "ts": time_input(),
-                    "values": { "type": "object", "minProperties": 1, "propertyNames": { "minLength": 1 }, "additionalProperties": { "type": "number" } }
+                    "values": { "type": "object", "minProperties": 1, "propertyNames": { "minLength": 1 }, "additionalProperties": { "type": ["number", "boolean", "string"] } }
                 } },
                 "AlertRulePage": { "type": "object", "properties": { "items": { "type": "array", "items": schema("AlertRule") }, "next_cursor": { "type": ["string", "null"] } } },
                 "Dashboard": { "type": "object", "properties": { "site": slug, "generated_at": time,
                     "counts": { "type": "object", "properties": { "ok": { "type": "integer" }, "stale": { "type": "integer" }, "out_of_range": { "type": "integer" }, "alerting": { "type": "integer" } } },
-                    "sensors": { "type": "array", "items": { "type": "object", "properties": { "sensor": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "value": number_or_null, "ts": { "type": ["string", "null"], "format": "date-time" }, "min": number_or_null, "max": number_or_null, "status": { "enum": ["ok", "stale", "out_of_range", "alerting"] } } } },
+                    "sensors": { "type": "array", "items": { "type": "object", "properties": { "sensor": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "value": reading_value, "ts": { "type": ["string", "null"], "format": "date-time" }, "min": number_or_null, "max": number_or_null, "status": { "enum": ["ok", "stale", "out_of_range", "alerting"] } } } },
                     "open_alerts": { "type": "array", "items": schema("Alert") } } },
                 "Alert": { "type": "object", "description": "DESIGN.md's alert, with the rule's name and kind, the limit compared with, who acknowledged and resolved it (an API key's name, or analytics) and its version.", "properties": {
                     "id": uuid, "rule_id": uuid, "rule_name": { "type": "string" }, "kind": { "type": "string" },

@@ -115,6 +115,8 @@ impl Refusal {
             | Reason::UnknownSensor
             | Reason::NonNumeric
             | Reason::OutOfRange
+            | Reason::WrongKind
+            | Reason::UnknownState
             | Reason::FutureTimestamp
             | Reason::TooOld => StatusCode::UNPROCESSABLE_ENTITY,
         };
@@ -168,6 +170,16 @@ pub enum ApiError {
     VersionConflict {
         /// The stored version.
         current: i64,
+    },
+    /// The change contradicts what the resource is: a sensor's kind never
+    /// changes, its states only grow, and only some kinds take a range or
+    /// states (409, with `code` saying which).
+    #[error("{detail}")]
+    Contradicts {
+        /// The stable code.
+        code: &'static str,
+        /// What is wrong, and what would do.
+        detail: String,
     },
     /// Deleting would leave other resources without their parent.
     #[error("{0}")]
@@ -228,6 +240,18 @@ impl From<stoker_metadata::Error> for ApiError {
                 ApiError::Conflict(error.to_string())
             }
             E::VersionConflict { current } => ApiError::VersionConflict { current },
+            E::KindUnchangeable { .. } => ApiError::Contradicts {
+                code: "kind_unchangeable",
+                detail: error.to_string(),
+            },
+            E::StatesNotKept { .. } => ApiError::Contradicts {
+                code: "states_only_grow",
+                detail: error.to_string(),
+            },
+            E::KindConflict { .. } => ApiError::Contradicts {
+                code: "kind_conflict",
+                detail: error.to_string(),
+            },
             E::SiteHasDependents { .. } => ApiError::HasDependents(error.to_string()),
             E::InvalidInput { field, message } => ApiError::Validation(vec![FieldError {
                 field: field.to_owned(),
@@ -298,6 +322,7 @@ impl ApiError {
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::VersionConflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
             ApiError::HasDependents(_) => (StatusCode::CONFLICT, "has_dependents"),
+            ApiError::Contradicts { code, .. } => (StatusCode::CONFLICT, *code),
             ApiError::InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
             ApiError::TooLarge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "backtest_too_large"),
             ApiError::InvalidRange(_) => (StatusCode::BAD_REQUEST, "invalid_range"),

@@ -7,7 +7,7 @@ use std::collections::HashMap;
 
 use serde::Serialize;
 use stoker_cache::LatestValue;
-use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
+use stoker_domain::{EpochMillis, ReadingValue, SensorKey, SensorType, SiteSlug, Unit};
 use stoker_metadata::Scope;
 use warp::Filter;
 
@@ -36,8 +36,9 @@ struct SensorLatest<'a> {
     #[serde(rename = "type")]
     sensor_type: &'a SensorType,
     unit: &'a Unit,
-    /// `null` when the sensor never reported.
-    value: Option<f64>,
+    /// In the sensor's kind (`81.5`, `true`, `"firing"`); `null` when the
+    /// sensor never reported.
+    value: Option<ReadingValue>,
     /// RFC 3339, milliseconds.
     ts: Option<String>,
 }
@@ -54,8 +55,8 @@ async fn latest(slug: String, state: State) -> Result<warp::reply::Json, warp::R
             sensor: &sensor.key,
             sensor_type: &sensor.sensor_type,
             unit: &sensor.unit,
+            ts: value.as_ref().map(|(_, ts)| ts.to_string()),
             value: value.map(|(value, _)| value),
-            ts: value.map(|(_, ts)| ts.to_string()),
         })
         .collect();
     Ok(warp::reply::json(&Latest {
@@ -65,12 +66,14 @@ async fn latest(slug: String, state: State) -> Result<warp::reply::Json, warp::R
 }
 
 /// Each sensor's latest (value, time), in the order of `sensors`: from
-/// Redis, and from InfluxDB for what Redis lacks (then re-warmed).
+/// Redis, and from InfluxDB for what Redis lacks (then re-warmed). Values
+/// are native to each sensor's kind: InfluxDB's float is read back through
+/// the sensor's kind and states.
 pub(crate) async fn latest_values(
     state: &State,
     slug: &SiteSlug,
     sensors: &[stoker_metadata::Sensor],
-) -> Result<Vec<Option<(f64, EpochMillis)>>, ApiError> {
+) -> Result<Vec<Option<(ReadingValue, EpochMillis)>>, ApiError> {
     let keys: Vec<SensorKey> = sensors.iter().map(|sensor| sensor.key.clone()).collect();
     let mut values = match state.cache.latest_points(slug, &keys).await {
         Ok(cached) => cached,
@@ -95,9 +98,10 @@ pub(crate) async fn latest_values(
         let mut rewarm = Vec::new();
         for (index, sensor) in sensors.iter().enumerate() {
             if values[index].is_none()
-                && let Some(&(value, ts)) = from_influx.get(&sensor.key)
+                && let Some(&(stored, ts)) = from_influx.get(&sensor.key)
+                && let Some(value) = ReadingValue::from_stored(sensor.kind, &sensor.states, stored)
             {
-                values[index] = Some((value, ts));
+                values[index] = Some((value.clone(), ts));
                 let latest = LatestValue {
                     value,
                     ts,

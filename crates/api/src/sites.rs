@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use std::collections::HashMap;
-use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
+use stoker_domain::{SensorKey, SensorKind, SensorType, SiteSlug, States, Unit, ValidRange};
 
 use stoker_metadata::{NewSensor, NewSite, Scope, SensorChanges, SiteChanges};
 use warp::Filter;
@@ -276,7 +276,25 @@ async fn update_sensor(
         .map(|text| text.map(Unit::parse).transpose());
     let min = fields.patch_number("min");
     let max = fields.patch_number("max");
+    // The kind may be sent, but only as it is (409 otherwise, from the
+    // repository); states only grown at the end (409 otherwise).
+    let kind = fields
+        .optional_string("kind")
+        .map(|text| text.map(|text| SensorKind::parse(&text)).transpose());
+    let states = fields
+        .optional_strings("states")
+        .map(|names| names.map(States::parse).transpose());
     let mut changes = SensorChanges::default();
+    match kind {
+        Some(Ok(value)) => changes.kind = value,
+        Some(Err(error)) => fields.invalid("kind", error.to_string()),
+        None => {}
+    }
+    match states {
+        Some(Ok(value)) => changes.states = value,
+        Some(Err(error)) => fields.invalid("states", error.to_string()),
+        None => {}
+    }
     match sensor_type {
         Some(Ok(value)) => changes.sensor_type = value,
         Some(Err(error)) => fields.invalid("type", error.to_string()),
@@ -332,6 +350,25 @@ async fn create_sensor(
     let unit = fields.required("unit", Unit::parse);
     let min = fields.optional_number("min");
     let max = fields.optional_number("max");
+    let kind = fields
+        .string_or("kind", SensorKind::default().as_str())
+        .and_then(|text| match SensorKind::parse(&text) {
+            Ok(kind) => Some(kind),
+            Err(error) => {
+                fields.invalid("kind", error.to_string());
+                None
+            }
+        });
+    let states = match fields.optional_strings("states") {
+        Some(names) => match States::parse(names.unwrap_or_default()) {
+            Ok(states) => Some(states),
+            Err(error) => {
+                fields.invalid("states", error.to_string());
+                None
+            }
+        },
+        None => None,
+    };
     let mut range = None;
     if let (Some(min), Some(max)) = (min, max) {
         match ValidRange::new(min, max) {
@@ -339,16 +376,26 @@ async fn create_sensor(
             Err(error) => fields.invalid("max", error.to_string()),
         }
     }
+    let mut sensor = None;
+    if let (Some(key), Some(sensor_type), Some(unit), Some(kind), Some(states), Some(range)) =
+        (key, sensor_type, unit, kind, states, range)
+    {
+        let new = NewSensor {
+            key,
+            sensor_type,
+            unit,
+            kind,
+            states,
+            range,
+        };
+        match new.check() {
+            Ok(()) => sensor = Some(new),
+            Err((field, message)) => fields.invalid(field, message),
+        }
+    }
     fields.finish()?;
-    let (Some(key), Some(sensor_type), Some(unit), Some(range)) = (key, sensor_type, unit, range)
-    else {
+    let Some(sensor) = sensor else {
         return Err(ApiError::Internal("sensor fields validated without a sensor".into()).into());
-    };
-    let sensor = NewSensor {
-        key,
-        sensor_type,
-        unit,
-        range,
     };
     let sensor = stoker_metadata::create_sensor(&state.pool, &slug, &sensor)
         .await

@@ -1,16 +1,17 @@
 //! Latest value per sensor: `latest:{site}:{sensor}`, TTL 300 s.
 
 use serde::{Deserialize, Serialize};
-use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
+use stoker_domain::{EpochMillis, ReadingValue, SensorKey, SensorType, SiteSlug, Unit};
 
 use crate::{Cache, Error, LATEST_TTL, Result};
 
 /// A sensor's latest reading as cached:
-/// `{"value":…, "ts":…, "type":…, "unit":…}` with `ts` in epoch milliseconds.
+/// `{"value":…, "ts":…, "type":…, "unit":…}` with `ts` in epoch milliseconds
+/// and `value` native to the sensor's kind (`81.5`, `true`, `"firing"`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LatestValue {
     /// The reading.
-    pub value: f64,
+    pub value: ReadingValue,
     /// Its timestamp.
     pub ts: EpochMillis,
     /// The sensor's type.
@@ -23,7 +24,8 @@ pub struct LatestValue {
 /// Sets each key whose stored `ts` is older than (or equal to) the new one,
 /// or that is missing; `ARGV[1]` is the TTL, then `ts`, JSON pairs per key.
 /// The timestamp is read with a pattern rather than a JSON decode: the
-/// value is always written by this script, with `ts` as an integer.
+/// value is always written by this script, with `ts` as an integer (and no
+/// value holds a quote: a state's name has none).
 const SET_IF_NEWER: &str = r#"
 local ttl = ARGV[1]
 local written = 0
@@ -111,11 +113,11 @@ impl Cache {
         &self,
         site: &SiteSlug,
         sensors: &[SensorKey],
-    ) -> Result<Vec<Option<(f64, EpochMillis)>>> {
+    ) -> Result<Vec<Option<(ReadingValue, EpochMillis)>>> {
         /// The two fields read; `type` and `unit` are skipped unread.
         #[derive(Deserialize)]
         struct Point {
-            value: f64,
+            value: ReadingValue,
             ts: EpochMillis,
         }
 

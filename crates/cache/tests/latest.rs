@@ -2,12 +2,12 @@
 //! a key prefix of the test's own.
 
 use stoker_cache::{Cache, LatestValue, RedisOptions};
-use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
+use stoker_domain::{EpochMillis, ReadingValue, SensorKey, SensorType, SiteSlug, Unit};
 use stoker_testkit::TestRedis;
 
 fn latest(value: f64, millis: i64) -> LatestValue {
     LatestValue {
-        value,
+        value: ReadingValue::Number(value),
         ts: EpochMillis::from_millis(millis).unwrap(),
         sensor_type: SensorType::parse("pressure").unwrap(),
         unit: Unit::parse("bar").unwrap(),
@@ -67,8 +67,8 @@ async fn latest_values_never_move_backwards_and_carry_a_ttl() {
         points,
         vec![
             None,
-            Some((other.value, other.ts)),
-            Some((newer.value, newer.ts))
+            Some((other.value.clone(), other.ts)),
+            Some((newer.value.clone(), newer.ts))
         ]
     );
 
@@ -88,6 +88,63 @@ async fn latest_values_never_move_backwards_and_carry_a_ttl() {
     assert_eq!(
         raw,
         r#"{"value":10.4,"ts":2000,"type":"pressure","unit":"bar"}"#
+    );
+}
+
+#[tokio::test]
+async fn booleans_and_states_are_cached_natively() {
+    let redis = TestRedis::new();
+    let cache = redis.cache();
+    let site = SiteSlug::parse("boiler-house-1").unwrap();
+    let burner = SensorKey::parse("b1_burner_on").unwrap();
+    let sequencer = SensorKey::parse("b1_sequencer").unwrap();
+    let on = LatestValue {
+        value: ReadingValue::Boolean(true),
+        ..latest(0.0, 3_000)
+    };
+    let firing = LatestValue {
+        value: ReadingValue::State("firing".into()),
+        ..latest(0.0, 3_000)
+    };
+    cache
+        .set_latest(&[(&site, &burner, &on), (&site, &sequencer, &firing)])
+        .await
+        .unwrap();
+    // An older state does not replace the newer one.
+    let purge = LatestValue {
+        value: ReadingValue::State("purge".into()),
+        ..latest(0.0, 2_000)
+    };
+    assert_eq!(
+        cache
+            .set_latest(&[(&site, &sequencer, &purge)])
+            .await
+            .unwrap(),
+        0
+    );
+    let points = cache
+        .latest_points(&site, &[burner.clone(), sequencer.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        points,
+        vec![
+            Some((ReadingValue::Boolean(true), on.ts)),
+            Some((ReadingValue::State("firing".into()), firing.ts))
+        ]
+    );
+    let mut connection = redis.connection().await;
+    let raw: String = redis::cmd("GET")
+        .arg(format!(
+            "{}latest:boiler-house-1:b1_sequencer",
+            redis.prefix()
+        ))
+        .query_async(&mut connection)
+        .await
+        .unwrap();
+    assert_eq!(
+        raw,
+        r#"{"value":"firing","ts":3000,"type":"pressure","unit":"bar"}"#
     );
 }
 

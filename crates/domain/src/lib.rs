@@ -9,6 +9,9 @@
 //! - [`SensorType`]: `[a-z][a-z0-9_]{0,31}`, e.g. `pressure`, `temperature`.
 //! - [`Unit`]: a short printable label such as `bar` or `°C`.
 //! - [`ValidRange`]: a sensor's accepted value range.
+//! - [`SensorKind`], [`StateName`], [`States`]: what a sensor's readings
+//!   are (numbers, booleans or states), and [`ReadingValue`], a reading's
+//!   value in its kind.
 //! - [`EpochMillis`]: a reading's timestamp at millisecond precision.
 //! - [`Secret`]: a password or token that never prints.
 //!
@@ -22,12 +25,14 @@
 
 mod broker;
 mod ids;
+mod kind;
 mod range;
 mod secret;
 mod time;
 
 pub use broker::BrokerAddress;
 pub use ids::{SensorKey, SensorType, SiteSlug, Unit};
+pub use kind::{ReadingValue, SensorKind, StateName, States};
 pub use range::ValidRange;
 pub use secret::{Secret, redact_url};
 pub use time::EpochMillis;
@@ -54,6 +59,12 @@ pub enum ParseError {
     /// A timestamp that is neither epoch milliseconds nor RFC 3339, or out of range.
     #[error("timestamp {0:?} is invalid: expected epoch milliseconds or an RFC 3339 string")]
     Timestamp(String),
+    /// A sensor kind that is not `numeric`, `boolean` or `state`.
+    #[error("kind {0:?} is invalid: expected numeric, boolean or state")]
+    Kind(String),
+    /// A list of states with a bad name, a name twice, or too many names.
+    #[error("states are invalid: {0}")]
+    States(String),
     /// A duration that is not of the form `500ms`, `30s`, `5m`, `24h`.
     #[error("duration {0:?} is invalid: expected a number and a unit, e.g. 500ms, 30s, 5m, 24h")]
     Duration(String),

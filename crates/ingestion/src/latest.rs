@@ -8,11 +8,11 @@ use stoker_cache::{Cache, LatestValue};
 use stoker_domain::EpochMillis;
 use tokio::sync::mpsc;
 
-use crate::registry::SensorEntry;
+use crate::registry::{SensorEntry, Typed};
 use crate::stats::Stats;
 
 /// One batch's newest value per sensor: the sensor, value and timestamp.
-pub(crate) type LatestValues = Vec<(Arc<SensorEntry>, f64, EpochMillis)>;
+pub(crate) type LatestValues = Vec<(Arc<SensorEntry>, Typed, EpochMillis)>;
 
 /// Applies latest values to Redis, one script call per batch, off the
 /// writer's path. Failures are counted and logged, never retried: the next
@@ -27,7 +27,7 @@ pub(crate) async fn run_latest_updates(
         let values: Vec<LatestValue> = batch
             .iter()
             .map(|(entry, value, timestamp)| LatestValue {
-                value: *value,
+                value: entry.native(*value),
                 ts: *timestamp,
                 sensor_type: entry.sensor_type.clone(),
                 unit: entry.unit.clone(),

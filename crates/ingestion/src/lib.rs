@@ -96,11 +96,17 @@ pub enum Reason {
     /// The timestamp is older than InfluxDB keeps raw readings
     /// (`INFLUX_RAW_RETENTION`): InfluxDB would drop it.
     TooOld,
+    /// The value is of another kind than the sensor's: a boolean for a
+    /// numeric sensor, a number for a state sensor, … (a string for a
+    /// numeric sensor stays `non_numeric`, as before kinds).
+    WrongKind,
+    /// A state sensor's reading names a state the sensor does not declare.
+    UnknownState,
 }
 
 impl Reason {
     /// Every reason, in the order of their discriminants.
-    pub const ALL: [Reason; 10] = [
+    pub const ALL: [Reason; 12] = [
         Reason::PayloadTooLarge,
         Reason::MalformedJson,
         Reason::InvalidTimestamp,
@@ -111,6 +117,8 @@ impl Reason {
         Reason::OutOfRange,
         Reason::FutureTimestamp,
         Reason::TooOld,
+        Reason::WrongKind,
+        Reason::UnknownState,
     ];
 
     /// The stable name of the reason.
@@ -126,6 +134,8 @@ impl Reason {
             Reason::OutOfRange => "out_of_range",
             Reason::FutureTimestamp => "future_timestamp",
             Reason::TooOld => "too_old",
+            Reason::WrongKind => "wrong_kind",
+            Reason::UnknownState => "unknown_state",
         }
     }
 }

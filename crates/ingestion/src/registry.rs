@@ -6,7 +6,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
-use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
+use stoker_domain::{
+    ReadingValue, SensorKey, SensorKind, SensorType, SiteSlug, States, Unit, ValidRange,
+};
 use stoker_metadata::RegistryEntry;
 use stoker_postgres::{Pool, PostgresOptions};
 use tokio::sync::watch;
@@ -23,6 +25,33 @@ pub(crate) struct SensorEntry {
     pub sensor_type: SensorType,
     pub unit: Unit,
     pub range: ValidRange,
+    pub kind: SensorKind,
+    pub states: States,
+}
+
+/// A validated reading's value in its sensor's kind. `Copy` and without
+/// allocation: a state is its index in the sensor's states.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) enum Typed {
+    Number(f64),
+    Boolean(bool),
+    State(u32),
+}
+
+impl SensorEntry {
+    /// The value as the API and Redis give it: `81.5`, `true`, `"firing"`.
+    pub(crate) fn native(&self, value: Typed) -> ReadingValue {
+        match value {
+            Typed::Number(number) => ReadingValue::Number(number),
+            Typed::Boolean(flag) => ReadingValue::Boolean(flag),
+            Typed::State(index) => ReadingValue::State(
+                self.states
+                    .name(index)
+                    .map(|name| name.as_str().to_owned())
+                    .unwrap_or_default(),
+            ),
+        }
+    }
 }
 
 /// One immutable snapshot of the registry.
@@ -46,6 +75,8 @@ impl Registry {
                 sensor_type: entry.sensor_type,
                 unit: entry.unit,
                 range: entry.range,
+                kind: entry.kind,
+                states: entry.states,
             });
             sites
                 .entry(entry.site)

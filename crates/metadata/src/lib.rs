@@ -130,6 +130,33 @@ pub enum Error {
         /// The sensor's key.
         sensor: SensorKey,
     },
+    /// A sensor's kind never changes (InfluxDB holds its readings in
+    /// that kind's encoding).
+    #[error("the kind of sensor {sensor} cannot change: it is {current}")]
+    KindUnchangeable {
+        /// The sensor's key.
+        sensor: SensorKey,
+        /// Its kind.
+        current: stoker_domain::SensorKind,
+    },
+    /// A change to a state sensor's states that drops, moves or renames
+    /// one of them (InfluxDB holds each reading's index in the list).
+    #[error("the states of sensor {sensor} may only grow at the end: {detail}")]
+    StatesNotKept {
+        /// The sensor's key.
+        sensor: SensorKey,
+        /// Which state would not be kept.
+        detail: String,
+    },
+    /// A range or states the sensor's kind cannot have (only a numeric
+    /// sensor has a range, only a state sensor states).
+    #[error("{field} does not fit the sensor's kind: {message}")]
+    KindConflict {
+        /// The field.
+        field: &'static str,
+        /// What is wrong.
+        message: String,
+    },
     /// No alert rule has this id.
     #[error("alert rule {0} does not exist")]
     AlertRuleNotFound(Uuid),

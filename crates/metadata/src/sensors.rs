@@ -4,7 +4,7 @@
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use serde::Serialize;
-use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
+use stoker_domain::{SensorKey, SensorKind, SensorType, SiteSlug, States, Unit, ValidRange};
 use uuid::Uuid;
 
 use crate::{Error, Page, Result, fetch_limit, get_site, is_unique_violation};
@@ -23,6 +23,11 @@ pub struct Sensor {
     pub sensor_type: SensorType,
     /// Unit of its readings.
     pub unit: Unit,
+    /// What its readings are: numbers, booleans or states.
+    pub kind: SensorKind,
+    /// A `state` sensor's states, in order (absent for the other kinds).
+    #[serde(skip_serializing_if = "States::is_empty")]
+    pub states: States,
     /// Lowest valid reading, if bounded.
     pub min: Option<f64>,
     /// Highest valid reading, if bounded.
@@ -44,8 +49,49 @@ pub struct NewSensor {
     pub sensor_type: SensorType,
     /// Unit of its readings.
     pub unit: Unit,
-    /// Valid range of its readings.
+    /// What its readings are.
+    pub kind: SensorKind,
+    /// Its states: at least one for a `state` sensor, none for the others.
+    pub states: States,
+    /// Valid range of its readings (only a numeric sensor has one).
     pub range: ValidRange,
+}
+
+impl NewSensor {
+    /// Checks that the kind, the states and the range fit together: a
+    /// `state` sensor declares states and the others none, and only a
+    /// numeric sensor has a valid range. `Err`: the field and what is wrong.
+    pub fn check(&self) -> Result<(), (&'static str, String)> {
+        check_kind(self.kind, &self.states, &self.range)
+    }
+}
+
+/// Whether a sensor of `kind` may have these states and this range.
+/// `Err`: the field to blame and what is wrong.
+pub(crate) fn check_kind(
+    kind: SensorKind,
+    states: &States,
+    range: &ValidRange,
+) -> Result<(), (&'static str, String)> {
+    match kind {
+        SensorKind::State if states.is_empty() => Err((
+            "states",
+            "a state sensor needs its states: a list of at least one name".to_owned(),
+        )),
+        SensorKind::Numeric | SensorKind::Boolean if !states.is_empty() => Err((
+            "states",
+            format!("only a state sensor has states; this one is {kind}"),
+        )),
+        SensorKind::Boolean | SensorKind::State
+            if range.min().is_some() || range.max().is_some() =>
+        {
+            Err((
+                if range.min().is_some() { "min" } else { "max" },
+                format!("only a numeric sensor has a valid range; this one is {kind}"),
+            ))
+        }
+        _ => Ok(()),
+    }
 }
 
 /// Changes to a sensor, already validated: `None` keeps the current value.
@@ -59,6 +105,11 @@ pub struct SensorChanges {
     /// The new valid range: replaces both bounds (an unbounded side of it
     /// clears that bound).
     pub range: Option<ValidRange>,
+    /// The kind, which may only be the current one (it never changes).
+    pub kind: Option<SensorKind>,
+    /// The new states: the current ones, in order, and possibly more at
+    /// the end (InfluxDB holds a reading's index in the list).
+    pub states: Option<States>,
 }
 
 /// What ingestion needs to know of a sensor to validate and tag a reading.
@@ -74,6 +125,10 @@ pub struct RegistryEntry {
     pub unit: Unit,
     /// Its valid range.
     pub range: ValidRange,
+    /// What its readings are.
+    pub kind: SensorKind,
+    /// A `state` sensor's states.
+    pub states: States,
     /// When it was created (a sensor younger than a no-data rule's timeout
     /// has not been silent for that long).
     pub created_at: DateTime<Utc>,
@@ -95,6 +150,9 @@ fn registry_entry(row: &tokio_postgres::Row) -> Result<RegistryEntry> {
         unit: Unit::parse(row.get::<_, String>("unit")).map_err(invalid("unit"))?,
         range: ValidRange::new(row.get("min_value"), row.get("max_value"))
             .map_err(invalid("valid range"))?,
+        kind: SensorKind::parse(row.get::<_, &str>("kind")).map_err(invalid("sensor kind"))?,
+        states: States::parse(row.get::<_, Vec<String>>("states"))
+            .map_err(invalid("sensor states"))?,
         created_at: row.get("created_at"),
     })
 }
@@ -107,6 +165,8 @@ fn from_row(row: &tokio_postgres::Row) -> Result<Sensor> {
         key: entry.key,
         sensor_type: entry.sensor_type,
         unit: entry.unit,
+        kind: entry.kind,
+        states: entry.states,
         min: entry.range.min(),
         max: entry.range.max(),
         version: row.get("version"),
@@ -116,16 +176,20 @@ fn from_row(row: &tokio_postgres::Row) -> Result<Sensor> {
 }
 
 const COLUMNS: &str = "se.id, s.slug AS site, se.key, se.type, se.unit, se.min_value, \
-                       se.max_value, se.version, se.created_at, se.updated_at";
+                       se.max_value, se.kind, se.states, se.version, se.created_at, \
+                       se.updated_at";
 
 /// Adds a sensor to a site.
 pub async fn create_sensor(pool: &Pool, site: &SiteSlug, sensor: &NewSensor) -> Result<Sensor> {
+    sensor.check()?;
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(&format!(
             "WITH inserted AS (
-                 INSERT INTO metadata.sensors (id, site_id, key, type, unit, min_value, max_value)
-                 SELECT $1, s.id, $3, $4, $5, $6, $7 FROM metadata.sites s WHERE s.slug = $2
+                 INSERT INTO metadata.sensors
+                     (id, site_id, key, type, unit, min_value, max_value, kind, states)
+                 SELECT $1, s.id, $3, $4, $5, $6, $7, $8, $9
+                 FROM metadata.sites s WHERE s.slug = $2
                  RETURNING *
              )
              SELECT {COLUMNS} FROM inserted se JOIN metadata.sites s ON s.id = se.site_id"
@@ -142,6 +206,8 @@ pub async fn create_sensor(pool: &Pool, site: &SiteSlug, sensor: &NewSensor) -> 
                 &sensor.unit.as_str(),
                 &sensor.range.min(),
                 &sensor.range.max(),
+                &sensor.kind.as_str(),
+                &sensor.states.names().collect::<Vec<_>>(),
             ],
         )
         .await
@@ -186,7 +252,7 @@ pub async fn registry(pool: &Pool) -> Result<Vec<RegistryEntry>> {
     let statement = client
         .prepare_cached(
             "SELECT s.slug AS site, se.key, se.type, se.unit, se.min_value, se.max_value,
-                    se.created_at
+                    se.kind, se.states, se.created_at
              FROM metadata.sensors se JOIN metadata.sites s ON s.id = se.site_id",
         )
         .await?;
@@ -234,7 +300,7 @@ pub async fn list_sensors_page(
     let statement = client
         .prepare_cached(
             "SELECT se.id, s.slug AS site, se.key, se.type, se.unit, se.min_value, se.max_value,
-                    se.version, se.created_at, se.updated_at
+                    se.kind, se.states, se.version, se.created_at, se.updated_at
              FROM metadata.sites s
              LEFT JOIN LATERAL (
                  SELECT * FROM metadata.sensors
@@ -265,10 +331,14 @@ pub async fn list_sensors_page(
     }))
 }
 
-/// Changes a sensor's type, unit or valid range if its version is still
-/// `expected_version`; the version goes up by one. Fails with
-/// [`Error::SiteNotFound`], [`Error::SensorNotFound`] or
-/// [`Error::VersionConflict`] (with the current version).
+/// Changes a sensor's type, unit, valid range or states if its version is
+/// still `expected_version`; the version goes up by one. Fails with
+/// [`Error::SiteNotFound`], [`Error::SensorNotFound`],
+/// [`Error::VersionConflict`] (with the current version),
+/// [`Error::KindUnchangeable`] (a kind other than the sensor's),
+/// [`Error::StatesNotKept`] (states that drop, move or rename one of the
+/// current ones) or [`Error::InvalidInput`] (a range or states its kind
+/// cannot have).
 pub async fn update_sensor(
     pool: &Pool,
     site: &SiteSlug,
@@ -277,6 +347,9 @@ pub async fn update_sensor(
     changes: &SensorChanges,
 ) -> Result<Sensor> {
     let client = pool.get().await?;
+    if changes.kind.is_some() || changes.states.is_some() || changes.range.is_some() {
+        check_changes(&client, site, key, expected_version, changes).await?;
+    }
     let statement = client
         .prepare_cached(&format!(
             "UPDATE metadata.sensors se
@@ -284,6 +357,7 @@ pub async fn update_sensor(
                  unit = coalesce($5::text, se.unit),
                  min_value = CASE WHEN $6::boolean THEN $7::double precision ELSE se.min_value END,
                  max_value = CASE WHEN $6::boolean THEN $8::double precision ELSE se.max_value END,
+                 states = coalesce($9::text[], se.states),
                  version = se.version + 1,
                  updated_at = now()
              FROM metadata.sites s
@@ -304,13 +378,101 @@ pub async fn update_sensor(
                 &range.is_some(),
                 &range.and_then(|range| range.min()),
                 &range.and_then(|range| range.max()),
+                &changes
+                    .states
+                    .as_ref()
+                    .map(|states| states.names().collect::<Vec<_>>()),
             ],
         )
-        .await?;
+        .await
+        .map_err(|error| kind_violation(&error, key).unwrap_or_else(|| error.into()))?;
     match updated {
         Some(row) => from_row(&row),
         None => Err(not_found_or_conflict(&client, site, key).await?),
     }
+}
+
+/// Checks changes to a sensor's kind, states and range against the
+/// sensor as stored, for precise errors; the table's trigger and checks
+/// stand behind it against a concurrent writer.
+async fn check_changes(
+    client: &deadpool_postgres::Client,
+    site: &SiteSlug,
+    key: &SensorKey,
+    expected_version: i64,
+    changes: &SensorChanges,
+) -> Result<()> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM metadata.sensors se JOIN metadata.sites s ON s.id = se.site_id
+             WHERE s.slug = $1 AND se.key = $2"
+        ))
+        .await?;
+    let Some(row) = client
+        .query_opt(&statement, &[&site.as_str(), &key.as_str()])
+        .await?
+    else {
+        return Err(not_found_or_conflict(client, site, key).await?);
+    };
+    let current = from_row(&row)?;
+    if current.version != expected_version {
+        return Err(Error::VersionConflict {
+            current: current.version,
+        });
+    }
+    if let Some(kind) = changes.kind
+        && kind != current.kind
+    {
+        return Err(Error::KindUnchangeable {
+            sensor: key.clone(),
+            current: current.kind,
+        });
+    }
+    let states = changes.states.as_ref().unwrap_or(&current.states);
+    if let Some((index, state)) = states.first_not_kept(&current.states) {
+        return Err(Error::StatesNotKept {
+            sensor: key.clone(),
+            detail: format!(
+                "state {state:?} (index {index}) must stay at its index; new states may only be added at the end"
+            ),
+        });
+    }
+    let range = changes
+        .range
+        .unwrap_or(ValidRange::new(current.min, current.max).map_err(invalid("valid range"))?);
+    check_kind(current.kind, states, &range)
+        .map_err(|(field, message)| Error::KindConflict { field, message })
+}
+
+/// The precise error for a write the table's kind trigger or checks
+/// refused, if that is why it failed.
+fn kind_violation(error: &tokio_postgres::Error, key: &SensorKey) -> Option<Error> {
+    let constraint = error.as_db_error()?.constraint()?;
+    let message = || {
+        error
+            .as_db_error()
+            .map(|db| db.message().to_owned())
+            .unwrap_or_default()
+    };
+    Some(match constraint {
+        "sensors_kind_kept" => Error::InvalidInput {
+            field: "kind",
+            message: message(),
+        },
+        "sensors_states_grow" => Error::StatesNotKept {
+            sensor: key.clone(),
+            detail: message(),
+        },
+        "sensors_states_per_kind" => Error::KindConflict {
+            field: "states",
+            message: "only a state sensor has states, and it has at least one".to_owned(),
+        },
+        "sensors_range_only_numeric" => Error::KindConflict {
+            field: "min",
+            message: "only a numeric sensor has a valid range".to_owned(),
+        },
+        _ => return None,
+    })
 }
 
 /// Deletes a sensor, if its version is `expected_version` (when given).

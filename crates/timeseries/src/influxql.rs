@@ -62,8 +62,30 @@ pub(crate) fn readings(
     start: EpochMillis,
     end: EpochMillis,
 ) -> String {
+    readings_field("value", site, sensor, start, end)
+}
+
+/// One state sensor's raw readings in `[start, end)` as the names in
+/// field `state`, oldest first.
+pub(crate) fn state_names(
+    site: &SiteSlug,
+    sensor: &SensorKey,
+    start: EpochMillis,
+    end: EpochMillis,
+) -> String {
+    readings_field("state", site, sensor, start, end)
+}
+
+fn readings_field(
+    field: &str,
+    site: &SiteSlug,
+    sensor: &SensorKey,
+    start: EpochMillis,
+    end: EpochMillis,
+) -> String {
     let mut query = format!(
-        "SELECT \"value\" FROM {} WHERE \"site\" = {} AND \"sensor\" = {}",
+        "SELECT {} FROM {} WHERE \"site\" = {} AND \"sensor\" = {}",
+        identifier(field),
         identifier(MEASUREMENT),
         literal(site.as_str()),
         literal(sensor.as_str()),

@@ -12,12 +12,15 @@
 //!   [`encode_point`] for points whose tag values may be any text (fuzzed
 //!   against InfluxData's parser: `fuzz/`).
 //! - `influxql`: escaping and the typed queries Stoker runs.
+//! - `states`: state sensors' readings by name ([`Influx::state_names`]).
 //! - `rollup`: the data lifecycle: retention setup (`rollup::setup`), the
 //!   1-minute rollup `readings_1m` with its progress and late marks, and
 //!   history reads over it (`rollup::history`).
 //!
 //! Layout in InfluxDB (DESIGN.md): measurement `readings`, tags `site`,
-//! `sensor`, `type`, field `value`, millisecond timestamps. A point is
+//! `sensor`, `type`, field `value` (a float: a boolean as 0/1, a state as
+//! its index in the sensor's states, whose name is string field `state`),
+//! millisecond timestamps. A point is
 //! identified by measurement, tags and timestamp, so writing a batch twice
 //! stores it once.
 //!
@@ -44,6 +47,7 @@ mod influxql;
 pub mod line;
 mod options;
 pub mod rollup;
+mod states;
 
 pub use client::{BucketStats, Flavor, Influx, LatestPoint, SeriesBuckets};
 pub use influxql::{Aggregate, Columns, SeriesFilter, SeriesMatch};

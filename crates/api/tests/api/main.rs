@@ -7,6 +7,7 @@ mod health;
 mod helpers;
 mod history;
 mod keys;
+mod kinds;
 mod latest;
 mod methods;
 mod openapi;

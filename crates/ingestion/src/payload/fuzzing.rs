@@ -2,7 +2,9 @@
 //! its corpus: any bytes through both parsers must never panic, and what
 //! comes out must hold the parsers' promises. Not an API.
 
-use super::{MAX_PAYLOAD_BYTES, RawReading, Refusal, parse_sensor_value, parse_telemetry};
+use super::{
+    MAX_PAYLOAD_BYTES, RawReading, RawValue, Refusal, parse_sensor_value, parse_telemetry,
+};
 use crate::Reason;
 
 /// The sensor key the `sites/{site}/sensors/{sensor}` parse is given.
@@ -12,8 +14,9 @@ const SENSOR: &str = "b1_flue_temp";
 /// - a message is refused whole only as too large (exactly when it is
 ///   over the limit), malformed or with a bad timestamp, with a detail;
 /// - an accepted message is syntactically valid JSON, whole;
-/// - every accepted reading's value is finite, and every refused one
-///   is refused as `non_numeric` with a detail naming its sensor;
+/// - every accepted reading's value is a finite number, a boolean or a
+///   string, and every refused one is refused as `non_numeric` with a
+///   detail naming its sensor;
 /// - a sensor-topic reading carries the topic's sensor key.
 ///
 /// Returns the number of readings accepted by either parse. Panics on
@@ -70,7 +73,7 @@ fn check_message_refusal(refusal: &Refusal, too_large: bool, data: &[u8]) {
 
 fn check_reading(reading: &RawReading<'_>) -> usize {
     match &reading.value {
-        Ok(value) => {
+        Ok(RawValue::Number(value)) => {
             assert!(
                 value.is_finite(),
                 "accepted {value} for {:?}",
@@ -78,6 +81,7 @@ fn check_reading(reading: &RawReading<'_>) -> usize {
             );
             1
         }
+        Ok(RawValue::Boolean(_) | RawValue::Text(_)) => 1,
         Err(refusal) => {
             assert_eq!(refusal.reason, Reason::NonNumeric, "{refusal:?}");
             assert!(

@@ -24,7 +24,7 @@ use std::borrow::Cow;
 use serde::de::DeserializeSeed;
 
 use refusal::Slot;
-pub(crate) use refusal::{RawReading, Refusal};
+pub(crate) use refusal::{RawReading, RawValue, Refusal};
 use shapes::{Seeded, SensorValue, Telemetry, seeded};
 
 use crate::Reason;
@@ -76,13 +76,13 @@ pub(crate) fn parse_telemetry(payload: &[u8]) -> Result<Vec<RawReading<'_>>, Ref
     parse(payload, seeded::<Telemetry<'_>>).map(|telemetry| telemetry.0)
 }
 
-/// Parses a `sites/{site}/sensors/{sensor}` payload: a bare number, or
-/// `{"value": …, "ts": …}`.
+/// Parses a `sites/{site}/sensors/{sensor}` payload: a bare number,
+/// `true`/`false` or a JSON string, or `{"value": …, "ts": …}`.
 pub(crate) fn parse_sensor_value<'a>(
     payload: &'a [u8],
     sensor: &'a str,
 ) -> Result<RawReading<'a>, Refusal> {
-    let (value, timestamp) = parse(payload, seeded::<SensorValue>)?.0;
+    let (value, timestamp) = parse(payload, seeded::<SensorValue<'_>>)?.0;
     Ok(RawReading {
         sensor: Cow::Borrowed(sensor),
         value: value.into_value(sensor),
@@ -96,8 +96,8 @@ mod tests {
 
     use super::*;
 
-    fn ok(value: f64) -> Result<f64, Refusal> {
-        Ok(value)
+    fn ok(value: f64) -> Result<RawValue<'static>, Refusal> {
+        Ok(RawValue::Number(value))
     }
 
     fn millis(value: i64) -> Option<EpochMillis> {
@@ -150,14 +150,19 @@ mod tests {
 
     #[test]
     fn one_bad_value_does_not_spoil_the_message() {
-        let readings =
-            parse_telemetry(br#"{"values": {"a": 1.5, "b": "high", "c": null, "d": true}}"#)
-                .unwrap();
+        let readings = parse_telemetry(
+            br#"{"values": {"a": 1.5, "b": "high", "c": null, "d": true, "e": [1], "f": {}}}"#,
+        )
+        .unwrap();
         let refused: Vec<_> = readings
             .iter()
             .filter(|reading| reading.value.is_err())
             .collect();
-        assert_eq!(refused.len(), 3);
+        assert_eq!(
+            refused.len(),
+            3,
+            "null, an array and an object are no value"
+        );
         assert!(
             refused
                 .iter()
@@ -165,16 +170,40 @@ mod tests {
         );
         let detail = &readings
             .iter()
-            .find(|r| r.sensor == "b")
+            .find(|r| r.sensor == "c")
             .unwrap()
             .value
             .as_ref()
             .unwrap_err()
             .detail;
-        assert_eq!(
-            detail,
-            "value of \"b\" is the string \"high\", not a finite number"
-        );
+        assert_eq!(detail, "value of \"c\" is null, not a finite number");
+        // A string or a boolean is a value of some kind: the registry says
+        // whether it is the sensor's (writer::validate refuses "high" for a
+        // numeric sensor as non_numeric, `true` as wrong_kind).
+        let value = |sensor: &str| {
+            readings
+                .iter()
+                .find(|r| r.sensor == sensor)
+                .unwrap()
+                .value
+                .clone()
+        };
+        assert_eq!(value("b"), Ok(RawValue::Text("high".into())));
+        assert_eq!(value("d"), Ok(RawValue::Boolean(true)));
+    }
+
+    #[test]
+    fn strings_without_escapes_are_borrowed_from_the_payload() {
+        let readings =
+            parse_telemetry(br#"{"values": {"seq": "firing", "esc": "fi\u0072ing"}}"#).unwrap();
+        assert!(matches!(
+            &readings[0].value,
+            Ok(RawValue::Text(std::borrow::Cow::Borrowed("firing")))
+        ));
+        assert!(matches!(
+            &readings[1].value,
+            Ok(RawValue::Text(std::borrow::Cow::Owned(text))) if text == "firing"
+        ));
     }
 
     #[test]
@@ -291,7 +320,21 @@ mod tests {
             (ok(81.5), millis(1_732_269_600_000))
         );
         assert_eq!(
-            parse_sensor_value(br#""hot""#, "t")
+            parse_sensor_value(br#""hot""#, "t").unwrap().value,
+            Ok(RawValue::Text("hot".into()))
+        );
+        assert_eq!(
+            parse_sensor_value(b"true", "t").unwrap().value,
+            Ok(RawValue::Boolean(true))
+        );
+        assert_eq!(
+            parse_sensor_value(br#"{"value": false, "ts": 1732269600000}"#, "t")
+                .unwrap()
+                .value,
+            Ok(RawValue::Boolean(false))
+        );
+        assert_eq!(
+            parse_sensor_value(b"null", "t")
                 .unwrap()
                 .value
                 .unwrap_err()

@@ -17,9 +17,30 @@ pub(crate) struct RawReading<'a> {
     /// The sensor key as written (validated later).
     pub sensor: Cow<'a, str>,
     /// The value, or why it is not one.
-    pub value: Result<f64, Refusal>,
+    pub value: Result<RawValue<'a>, Refusal>,
     /// The timestamp, when the payload gives one.
     pub timestamp: Option<EpochMillis>,
+}
+
+/// A reading's value as the payload states it, before the registry says
+/// which kind it must be: a finite number, a boolean or a string (borrowed
+/// from the payload when it has no escapes, so a number costs nothing).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) enum RawValue<'a> {
+    Number(f64),
+    Boolean(bool),
+    Text(Cow<'a, str>),
+}
+
+impl RawValue<'_> {
+    /// What the value is, in words: `81.5`, `true`, `the string "hot"`.
+    pub(crate) fn describe(&self) -> String {
+        match self {
+            RawValue::Number(number) => number.to_string(),
+            RawValue::Boolean(flag) => Kind::Bool(*flag).to_string(),
+            RawValue::Text(text) => Kind::String(text).to_string(),
+        }
+    }
 }
 
 /// Why a message or one reading of it is refused, with a precise detail.

@@ -7,7 +7,7 @@ use std::fmt;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use stoker_domain::EpochMillis;
 
-use super::refusal::{Kind, Refusal, excerpt};
+use super::refusal::{RawValue, Refusal, excerpt};
 use crate::Reason;
 
 /// A map key, borrowed from the payload when it has no escapes.
@@ -32,17 +32,25 @@ impl<'de> de::Deserialize<'de> for Key<'de> {
     }
 }
 
-/// A reading's value: a number, or a description of what came instead.
-pub(super) enum Scalar {
+/// A reading's value: a number, a boolean or a string (borrowed from the
+/// payload when it has no escapes), or a description of what came instead.
+pub(super) enum Scalar<'de> {
     Number(f64),
+    Boolean(bool),
+    Text(Cow<'de, str>),
     Other(String),
 }
 
-impl Scalar {
-    pub(super) fn into_value(self, sensor: &str) -> Result<f64, Refusal> {
+impl<'de> Scalar<'de> {
+    /// The value, or the refusal of a value of no kind (null, an array, an
+    /// object, a number that is not finite): which kind a value must be
+    /// is the registry's to say.
+    pub(super) fn into_value(self, sensor: &str) -> Result<RawValue<'de>, Refusal> {
         match self {
-            Scalar::Number(number) if number.is_finite() => Ok(number),
+            Scalar::Number(number) if number.is_finite() => Ok(RawValue::Number(number)),
             Scalar::Number(number) => Err(non_numeric(sensor, &number.to_string())),
+            Scalar::Boolean(flag) => Ok(RawValue::Boolean(flag)),
+            Scalar::Text(text) => Ok(RawValue::Text(text)),
             Scalar::Other(kind) => Err(non_numeric(sensor, &kind)),
         }
     }
@@ -55,37 +63,43 @@ fn non_numeric(sensor: &str, kind: &str) -> Refusal {
     )
 }
 
-impl<'de> de::Deserialize<'de> for Scalar {
+impl<'de> de::Deserialize<'de> for Scalar<'de> {
     fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
         struct ScalarVisitor;
         impl<'de> Visitor<'de> for ScalarVisitor {
-            type Value = Scalar;
+            type Value = Scalar<'de>;
             fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
                 formatter.write_str("a value")
             }
-            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Scalar, E> {
+            fn visit_f64<E: de::Error>(self, value: f64) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Number(value))
             }
-            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Scalar, E> {
+            fn visit_i64<E: de::Error>(self, value: i64) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Number(value as f64))
             }
-            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Scalar, E> {
+            fn visit_u64<E: de::Error>(self, value: u64) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Number(value as f64))
             }
-            fn visit_str<E: de::Error>(self, value: &str) -> Result<Scalar, E> {
-                Ok(Scalar::Other(Kind::String(value).to_string()))
+            fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Text(Cow::Borrowed(value)))
             }
-            fn visit_bool<E: de::Error>(self, value: bool) -> Result<Scalar, E> {
-                Ok(Scalar::Other(value.to_string()))
+            fn visit_str<E: de::Error>(self, value: &str) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Text(Cow::Owned(value.to_owned())))
             }
-            fn visit_unit<E: de::Error>(self) -> Result<Scalar, E> {
+            fn visit_bool<E: de::Error>(self, value: bool) -> Result<Scalar<'de>, E> {
+                Ok(Scalar::Boolean(value))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Scalar<'de>, E> {
                 Ok(Scalar::Other("null".into()))
             }
-            fn visit_seq<A: SeqAccess<'de>>(self, mut sequence: A) -> Result<Scalar, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(
+                self,
+                mut sequence: A,
+            ) -> Result<Scalar<'de>, A::Error> {
                 while sequence.next_element::<IgnoredAny>()?.is_some() {}
                 Ok(Scalar::Other("an array".into()))
             }
-            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar, A::Error> {
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Scalar<'de>, A::Error> {
                 while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
                 Ok(Scalar::Other("an object".into()))
             }

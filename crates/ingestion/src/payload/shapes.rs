@@ -1,6 +1,7 @@
 //! The shapes of a payload, as serde visitors: a telemetry message
 //! (`{"ts", "values"}`, an array of those, or a flat map) and a
-//! sensor-topic value (a bare number, or `{"value", "ts"}`). Sensor keys
+//! sensor-topic value (a bare number, `true`/`false` or a JSON string, or
+//! `{"value", "ts"}`). Sensor keys
 //! are borrowed from the payload; a wrong shape leaves its refusal in the
 //! [`Slot`] and aborts the parse.
 
@@ -195,7 +196,7 @@ fn read_message<'de, A: MapAccess<'de>>(
                 )))));
             }
             _ => {
-                let value: Scalar = map.next_value()?;
+                let value: Scalar<'de> = map.next_value()?;
                 let sensor = key.0;
                 flat.get_or_insert_with(|| sensor.clone());
                 readings.push(RawReading {
@@ -239,7 +240,7 @@ impl<'de> Visitor<'de> for ValuesSeed<'_, '_, 'de> {
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
         while let Some(key) = map.next_key::<Key<'de>>()? {
-            let value: Scalar = map.next_value()?;
+            let value: Scalar<'de> = map.next_value()?;
             self.readings.push(RawReading {
                 value: value.into_value(&key.0),
                 sensor: key.0,
@@ -284,10 +285,10 @@ impl ValuesSeed<'_, '_, '_> {
 }
 
 /// The `sites/{site}/sensors/{sensor}` payload.
-pub(super) struct SensorValue(pub(super) (Scalar, Option<EpochMillis>));
+pub(super) struct SensorValue<'de>(pub(super) (Scalar<'de>, Option<EpochMillis>));
 
-impl<'de, 's> DeserializeSeed<'de> for Seeded<'s, SensorValue> {
-    type Value = SensorValue;
+impl<'de, 's> DeserializeSeed<'de> for Seeded<'s, SensorValue<'de>> {
+    type Value = SensorValue<'de>;
 
     fn deserialize<D: Deserializer<'de>>(self, deserializer: D) -> Result<Self::Value, D::Error> {
         deserializer.deserialize_any(SensorValueVisitor { slot: self.slot })
@@ -299,7 +300,7 @@ struct SensorValueVisitor<'s> {
 }
 
 impl<'de> Visitor<'de> for SensorValueVisitor<'_> {
-    type Value = SensorValue;
+    type Value = SensorValue<'de>;
 
     fn expecting(&self, formatter: &mut fmt::Formatter<'_>) -> fmt::Result {
         formatter.write_str("a number or {\"value\": …, \"ts\": …}")
@@ -310,7 +311,7 @@ impl<'de> Visitor<'de> for SensorValueVisitor<'_> {
         let mut timestamp = None;
         while let Some(key) = map.next_key::<Key<'de>>()? {
             match key.0.as_ref() {
-                "value" => value = Some(map.next_value::<Scalar>()?),
+                "value" => value = Some(map.next_value::<Scalar<'de>>()?),
                 "ts" => {
                     let ts: Timestamp = map.next_value()?;
                     timestamp = Some(
@@ -342,14 +343,17 @@ impl<'de> Visitor<'de> for SensorValueVisitor<'_> {
     fn visit_u64<E: de::Error>(self, value: u64) -> Result<Self::Value, E> {
         Ok(SensorValue((Scalar::Number(value as f64), None)))
     }
+    fn visit_borrowed_str<E: de::Error>(self, value: &'de str) -> Result<Self::Value, E> {
+        Ok(SensorValue((Scalar::Text(Cow::Borrowed(value)), None)))
+    }
     fn visit_str<E: de::Error>(self, value: &str) -> Result<Self::Value, E> {
         Ok(SensorValue((
-            Scalar::Other(Kind::String(value).to_string()),
+            Scalar::Text(Cow::Owned(value.to_owned())),
             None,
         )))
     }
     fn visit_bool<E: de::Error>(self, value: bool) -> Result<Self::Value, E> {
-        Ok(SensorValue((Scalar::Other(value.to_string()), None)))
+        Ok(SensorValue((Scalar::Boolean(value), None)))
     }
     fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
         Ok(SensorValue((Scalar::Other("null".into()), None)))

@@ -39,7 +39,7 @@ use crate::envelope::{Acker, PendingAck, Receipt};
 use crate::journal::Entries;
 use crate::latest::LatestValues;
 use crate::metrics::Histograms;
-use crate::registry::{SensorEntry, SharedRegistry};
+use crate::registry::{SensorEntry, SharedRegistry, Typed};
 use crate::spool::Spool;
 use crate::stats::Stats;
 
@@ -71,7 +71,7 @@ pub(crate) struct Writer {
 }
 
 /// Latest value per sensor within one batch: the newest reading wins.
-type LatestBySensor = HashMap<u64, (Arc<SensorEntry>, f64, EpochMillis)>;
+type LatestBySensor = HashMap<u64, (Arc<SensorEntry>, Typed, EpochMillis)>;
 
 /// A batch on its way to InfluxDB, with everything that waits on it.
 struct Batch {
@@ -167,14 +167,23 @@ impl Pending {
         }
     }
 
-    fn push_reading(&mut self, entry: &Arc<SensorEntry>, value: f64, timestamp: EpochMillis) {
-        self.lines.push(
-            &entry.site,
-            &entry.key,
-            &entry.sensor_type,
-            value,
-            timestamp,
-        );
+    /// Encodes a reading as DESIGN.md stores its kind: field `value` a
+    /// float (a boolean 0/1, a state its index), plus a state's name as
+    /// field `state`.
+    fn push_reading(&mut self, entry: &Arc<SensorEntry>, value: Typed, timestamp: EpochMillis) {
+        let (site, key, sensor_type) = (&entry.site, &entry.key, &entry.sensor_type);
+        match value {
+            Typed::Number(number) => self.lines.push(site, key, sensor_type, number, timestamp),
+            Typed::Boolean(flag) => {
+                let stored = if flag { 1.0 } else { 0.0 };
+                self.lines.push(site, key, sensor_type, stored, timestamp);
+            }
+            Typed::State(index) => {
+                let name = entry.states.name(index).map_or("", |name| name.as_str());
+                self.lines
+                    .push_state(site, key, sensor_type, index, name, timestamp);
+            }
+        }
         match self.latest.get_mut(&entry.serial) {
             Some(newest) if newest.2 > timestamp => {}
             Some(newest) => {

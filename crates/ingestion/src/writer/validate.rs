@@ -1,6 +1,7 @@
 //! Validation: each message parsed (`payload`) and its readings checked
-//! against the registry (registered, in range, neither in the future nor
-//! older than InfluxDB keeps) into the pending batch; every refusal
+//! against the registry (registered, of the sensor's kind, in range or one
+//! of its states, neither in the future nor older than InfluxDB keeps)
+//! into the pending batch; every refusal
 //! counted, logged (at most one line per reason every ten seconds),
 //! recorded for the journal and reported in the HTTP receipt.
 
@@ -9,15 +10,15 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 
-use stoker_domain::EpochMillis;
+use stoker_domain::{EpochMillis, SensorKind};
 use tokio::time::Instant;
 
 use super::{Pending, Writer};
 use crate::Reason;
 use crate::envelope::{Envelope, Receipt, Refused, Target};
 use crate::journal::{self, Rejection};
-use crate::payload::{self, RawReading, Refusal};
-use crate::registry::SensorEntry;
+use crate::payload::{self, RawReading, RawValue, Refusal};
+use crate::registry::{SensorEntry, Typed};
 
 /// Readings may be at most this far ahead of the receive time (DESIGN.md).
 const MAX_FUTURE_MILLIS: i64 = 5 * 60 * 1000;
@@ -198,14 +199,15 @@ impl Writer {
     }
 }
 
-/// Checks one reading against its sensor: registered, in range, not in
-/// the future, and (when `oldest` is set) not older than InfluxDB keeps.
+/// Checks one reading against its sensor: registered, of its kind (in
+/// range, or one of its states), not in the future, and (when `oldest` is
+/// set) not older than InfluxDB keeps.
 fn validate<'a>(
     reading: &RawReading,
     sensors: &'a HashMap<stoker_domain::SensorKey, Arc<SensorEntry>>,
     received: EpochMillis,
     oldest: Option<EpochMillis>,
-) -> Result<(&'a Arc<SensorEntry>, f64, EpochMillis), Refusal> {
+) -> Result<(&'a Arc<SensorEntry>, Typed, EpochMillis), Refusal> {
     let entry = sensors.get(reading.sensor.as_ref()).ok_or_else(|| {
         Refusal::new(
             Reason::UnknownSensor,
@@ -215,24 +217,10 @@ fn validate<'a>(
             ),
         )
     })?;
-    let value = reading.value.clone()?;
-    if !entry.range.contains(value) {
-        return Err(Refusal::new(
-            Reason::OutOfRange,
-            format!(
-                "value {value} of {} is outside its valid range [{}, {}]",
-                entry.key,
-                entry
-                    .range
-                    .min()
-                    .map_or("-inf".into(), |min| min.to_string()),
-                entry
-                    .range
-                    .max()
-                    .map_or("+inf".into(), |max| max.to_string()),
-            ),
-        ));
-    }
+    let value = match &reading.value {
+        Ok(value) => typed(entry, value, &reading.sensor)?,
+        Err(refusal) => return Err(refusal.clone()),
+    };
     let timestamp = reading.timestamp.unwrap_or(received);
     if timestamp.as_millis() > received.as_millis() + MAX_FUTURE_MILLIS {
         return Err(Refusal::new(
@@ -255,6 +243,152 @@ fn validate<'a>(
     Ok((entry, value, timestamp))
 }
 
+/// The reading's value in its sensor's kind, or why it is not one: a
+/// value of another kind is `wrong_kind` (but a string for a numeric
+/// sensor `non_numeric`, as before kinds), a number outside the valid
+/// range `out_of_range`, a name the sensor does not declare
+/// `unknown_state`. Allocates only to refuse.
+fn typed(entry: &SensorEntry, value: &RawValue<'_>, sensor: &str) -> Result<Typed, Refusal> {
+    match (entry.kind, value) {
+        (SensorKind::Numeric, RawValue::Number(number)) => {
+            if entry.range.contains(*number) {
+                Ok(Typed::Number(*number))
+            } else {
+                Err(out_of_range(entry, *number))
+            }
+        }
+        (SensorKind::Boolean, RawValue::Boolean(flag)) => Ok(Typed::Boolean(*flag)),
+        (SensorKind::State, RawValue::Text(name)) => entry
+            .states
+            .index_of(name)
+            .map(Typed::State)
+            .ok_or_else(|| {
+                Refusal::new(
+                    Reason::UnknownState,
+                    format!(
+                        "value of {sensor:?} is {}, which is not one of its states ({})",
+                        value.describe(),
+                        entry.states.names().collect::<Vec<_>>().join(", ")
+                    ),
+                )
+            }),
+        (SensorKind::Numeric, RawValue::Text(_)) => Err(Refusal::new(
+            Reason::NonNumeric,
+            format!(
+                "value of {sensor:?} is {}, not a finite number",
+                value.describe()
+            ),
+        )),
+        (kind, _) => Err(Refusal::new(
+            Reason::WrongKind,
+            format!(
+                "value of {sensor:?} is {}, but {} is a {kind} sensor: expected {}",
+                value.describe(),
+                entry.key,
+                kind.expects()
+            ),
+        )),
+    }
+}
+
+fn out_of_range(entry: &SensorEntry, value: f64) -> Refusal {
+    Refusal::new(
+        Reason::OutOfRange,
+        format!(
+            "value {value} of {} is outside its valid range [{}, {}]",
+            entry.key,
+            entry
+                .range
+                .min()
+                .map_or("-inf".into(), |min| min.to_string()),
+            entry
+                .range
+                .max()
+                .map_or("+inf".into(), |max| max.to_string()),
+        ),
+    )
+}
+
 fn excerpt(text: &str) -> String {
     text.chars().take(64).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use std::borrow::Cow;
+
+    use stoker_domain::{SensorKey, SensorType, SiteSlug, States, Unit, ValidRange};
+
+    use super::*;
+
+    fn entry(kind: SensorKind, states: &[&str]) -> SensorEntry {
+        SensorEntry {
+            serial: 0,
+            site: SiteSlug::parse("boiler-house-1").unwrap(),
+            key: SensorKey::parse("b1_x").unwrap(),
+            sensor_type: SensorType::parse("status").unwrap(),
+            unit: Unit::parse("-").unwrap(),
+            range: match kind {
+                SensorKind::Numeric => ValidRange::new(Some(0.0), Some(25.0)).unwrap(),
+                _ => ValidRange::default(),
+            },
+            kind,
+            states: States::parse(states.iter().copied()).unwrap(),
+        }
+    }
+
+    fn reason(entry: &SensorEntry, value: RawValue<'_>) -> Result<Typed, (Reason, String)> {
+        typed(entry, &value, "b1_x").map_err(|refusal| (refusal.reason, refusal.detail))
+    }
+
+    #[test]
+    fn each_kind_takes_its_values_and_refuses_the_others() {
+        let numeric = entry(SensorKind::Numeric, &[]);
+        let boolean = entry(SensorKind::Boolean, &[]);
+        let state = entry(SensorKind::State, &["off", "purge", "firing"]);
+        let text = |name: &'static str| RawValue::Text(Cow::Borrowed(name));
+
+        assert_eq!(
+            reason(&numeric, RawValue::Number(10.4)),
+            Ok(Typed::Number(10.4))
+        );
+        assert_eq!(
+            reason(&boolean, RawValue::Boolean(true)),
+            Ok(Typed::Boolean(true))
+        );
+        assert_eq!(reason(&state, text("firing")), Ok(Typed::State(2)));
+
+        assert_eq!(
+            reason(&numeric, RawValue::Number(30.0)).unwrap_err().0,
+            Reason::OutOfRange
+        );
+        assert_eq!(
+            reason(&numeric, text("high")),
+            Err((
+                Reason::NonNumeric,
+                "value of \"b1_x\" is the string \"high\", not a finite number".into()
+            ))
+        );
+        assert_eq!(
+            reason(&numeric, RawValue::Boolean(true)),
+            Err((
+                Reason::WrongKind,
+                "value of \"b1_x\" is true, but b1_x is a numeric sensor: expected a finite number"
+                    .into()
+            ))
+        );
+        for wrong in [RawValue::Number(1.0), text("true")] {
+            assert_eq!(reason(&boolean, wrong).unwrap_err().0, Reason::WrongKind);
+        }
+        for wrong in [RawValue::Number(2.0), RawValue::Boolean(false)] {
+            assert_eq!(reason(&state, wrong).unwrap_err().0, Reason::WrongKind);
+        }
+        assert_eq!(
+            reason(&state, text("Firing")),
+            Err((
+                Reason::UnknownState,
+                "value of \"b1_x\" is the string \"Firing\", which is not one of its states (off, purge, firing)".into()
+            ))
+        );
+    }
 }

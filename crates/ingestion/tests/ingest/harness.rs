@@ -57,6 +57,8 @@ impl Harness {
                 key: SensorKey::parse(key).unwrap(),
                 sensor_type: SensorType::parse(sensor_type).unwrap(),
                 unit: Unit::parse(unit).unwrap(),
+                kind: stoker_domain::SensorKind::Numeric,
+                states: stoker_domain::States::default(),
                 range: ValidRange::new(Some(0.0), Some(max)).unwrap(),
             };
             stoker_metadata::create_sensor(&pool, site.slug(), &sensor)

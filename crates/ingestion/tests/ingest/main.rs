@@ -2,5 +2,6 @@
 //! isolated for the test (topic prefix, database, key prefix, database).
 
 mod harness;
+mod kinds;
 mod outages;
 mod readings;

@@ -71,7 +71,7 @@ async fn a_qos1_message_reaches_influxdb_and_redis() {
     assert_eq!(
         cached[0],
         Some(LatestValue {
-            value: 10.4,
+            value: stoker_domain::ReadingValue::Number(10.4),
             ts: at,
             sensor_type: SensorType::parse("pressure").unwrap(),
             unit: Unit::parse("bar").unwrap(),
@@ -189,7 +189,10 @@ async fn an_older_reading_after_a_newer_one_leaves_latest_unchanged() {
         .latest(&site(), &[key("b1_steam_pressure")])
         .await
         .unwrap();
-    assert_eq!(cached[0].as_ref().map(|latest| latest.value), Some(12.0));
+    assert_eq!(
+        cached[0].as_ref().map(|latest| latest.value.clone()),
+        Some(stoker_domain::ReadingValue::Number(12.0))
+    );
     harness.stop().await;
 }
 
@@ -201,6 +204,8 @@ async fn a_sensor_added_while_running_is_accepted_at_once() {
         key: key("b1_drum_level"),
         sensor_type: SensorType::parse("level").unwrap(),
         unit: Unit::parse("%").unwrap(),
+        kind: stoker_domain::SensorKind::Numeric,
+        states: stoker_domain::States::default(),
         range: ValidRange::new(Some(0.0), Some(100.0)).unwrap(),
     };
     stoker_metadata::create_sensor(&pool, &site(), &sensor)

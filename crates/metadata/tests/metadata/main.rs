@@ -4,6 +4,7 @@
 mod alert_rules;
 mod api_keys;
 mod changes;
+mod kinds;
 mod sites_and_sensors;
 
 use std::time::Duration;
@@ -35,6 +36,8 @@ fn sensor(key: &str) -> NewSensor {
         key: SensorKey::parse(key).unwrap(),
         sensor_type: SensorType::parse("pressure").unwrap(),
         unit: Unit::parse("bar").unwrap(),
+        kind: stoker_domain::SensorKind::Numeric,
+        states: stoker_domain::States::default(),
         range: ValidRange::new(Some(0.0), Some(25.0)).unwrap(),
     }
 }

@@ -12,7 +12,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use stoker_cache::{Cache, LatestValue};
-use stoker_domain::{SensorKey, SiteSlug, redact_url};
+use stoker_domain::{ReadingValue, SensorKey, SiteSlug, redact_url};
 use stoker_metadata::RegistryEntry;
 use stoker_timeseries::{Influx, LatestPoint};
 
@@ -185,12 +185,18 @@ async fn refill_site(
     let mut outcome = SiteOutcome::default();
     let mut values = Vec::with_capacity(entries.len());
     for entry in entries {
-        match newest.remove(&entry.key) {
-            Some(point) => values.push((
+        // InfluxDB's float, read back in the sensor's kind (a state index
+        // its states lack counts as no data).
+        let value = newest.remove(&entry.key).and_then(|point| {
+            ReadingValue::from_stored(entry.kind, &entry.states, point.value)
+                .map(|value| (value, point.timestamp))
+        });
+        match value {
+            Some((value, ts)) => values.push((
                 &entry.key,
                 LatestValue {
-                    value: point.value,
-                    ts: point.timestamp,
+                    value,
+                    ts,
                     sensor_type: entry.sensor_type.clone(),
                     unit: entry.unit.clone(),
                 },

@@ -7,7 +7,9 @@ use std::f64::consts::TAU;
 use std::time::Duration;
 
 use stoker_analytics::store::{self, NoOutbox, Verdict};
-use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
+use stoker_domain::{
+    EpochMillis, SensorKey, SensorKind, SensorType, SiteSlug, States, Unit, ValidRange,
+};
 use stoker_ingestion::Reason;
 use stoker_metadata::{NewSensor, NewSite};
 use stoker_postgres::Pool;
@@ -81,12 +83,54 @@ pub(crate) async fn seed(pool: &Pool, influx: &TestInflux) {
             EpochMillis::from_millis(reading.at).expect("a valid time"),
         );
     }
+    push_digital_readings(&mut batch, now);
     influx
         .influx()
         .write(&batch)
         .await
         .expect("write the raw readings");
     roll_up(influx).await;
+}
+
+/// Each site's digital signals: a burner on/off and a sequencer state.
+const SEQUENCER_STATES: [&str; 5] = ["off", "purge", "ignition", "firing", "lockout"];
+
+/// A burner cycling every ten minutes through the sequencer's states, its
+/// on/off following (stored as DESIGN.md says: 0/1, the state's index and
+/// its name).
+fn push_digital_readings(batch: &mut LineBatch, now: i64) {
+    let burner = SensorType::parse("burner").expect("a valid type");
+    let sequencer = SensorType::parse("sequencer").expect("a valid type");
+    for slug in SITES {
+        let mut at = now - HISTORY_MS;
+        while at <= now {
+            let minute = (at / MINUTE_MS).rem_euclid(10);
+            let state: u32 = match minute {
+                0 => 0,
+                1 => 1,
+                2 => 2,
+                9 if (at / (10 * MINUTE_MS)) % 4 == 0 => 4,
+                _ => 3,
+            };
+            let when = EpochMillis::from_millis(at).expect("a valid time");
+            batch.push(
+                &site(slug),
+                &sensor("b1_burner_on"),
+                &burner,
+                if state == 3 { 1.0 } else { 0.0 },
+                when,
+            );
+            batch.push_state(
+                &site(slug),
+                &sensor("b1_sequencer"),
+                &sequencer,
+                state,
+                SEQUENCER_STATES[state as usize],
+                when,
+            );
+            at += STEP_MS;
+        }
+    }
 }
 
 async fn seed_registry(pool: &Pool) {
@@ -101,11 +145,34 @@ async fn seed_registry(pool: &Pool) {
                 key: sensor(key),
                 sensor_type: SensorType::parse(sensor_type).expect("a valid type"),
                 unit: Unit::parse(unit).expect("a valid unit"),
+                kind: stoker_domain::SensorKind::Numeric,
+                states: stoker_domain::States::default(),
                 range: ValidRange::new(Some(min), Some(max)).expect("a valid range"),
             };
             stoker_metadata::create_sensor(pool, &site(slug), &new_sensor)
                 .await
                 .expect("create a sensor");
+        }
+        for (key, sensor_type, kind, states) in [
+            ("b1_burner_on", "burner", SensorKind::Boolean, &[][..]),
+            (
+                "b1_sequencer",
+                "sequencer",
+                SensorKind::State,
+                &SEQUENCER_STATES[..],
+            ),
+        ] {
+            let new_sensor = NewSensor {
+                key: sensor(key),
+                sensor_type: SensorType::parse(sensor_type).expect("a valid type"),
+                unit: Unit::parse("-").expect("a valid unit"),
+                kind,
+                states: States::parse(states.iter().copied()).expect("valid states"),
+                range: ValidRange::default(),
+            };
+            stoker_metadata::create_sensor(pool, &site(slug), &new_sensor)
+                .await
+                .expect("create a digital sensor");
         }
     }
 }

@@ -110,6 +110,8 @@ async fn a_killed_analytics_leader_is_replaced_within_two_intervals_without_dupl
         key: SensorKey::parse("t99").unwrap(),
         sensor_type: SensorType::parse("temperature").unwrap(),
         unit: Unit::parse("°C").unwrap(),
+        kind: stoker_domain::SensorKind::Numeric,
+        states: stoker_domain::States::default(),
         range: ValidRange::new(Some(0.0), Some(1000.0)).unwrap(),
     };
     stoker_metadata::create_sensor(&pool, &site, &sensor)

@@ -22,6 +22,8 @@ pub(crate) async fn seed(pool: &Pool, slug: &str, sensors: usize) {
             key: SensorKey::parse(format!("t{index:02}")).unwrap(),
             sensor_type: SensorType::parse("temperature").unwrap(),
             unit: Unit::parse("°C").unwrap(),
+            kind: stoker_domain::SensorKind::Numeric,
+            states: stoker_domain::States::default(),
             range: ValidRange::new(Some(0.0), Some(1000.0)).unwrap(),
         };
         stoker_metadata::create_sensor(pool, site.slug(), &sensor)

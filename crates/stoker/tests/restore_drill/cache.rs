@@ -3,7 +3,7 @@
 
 use std::path::Path;
 use stoker_cache::LatestValue;
-use stoker_domain::{EpochMillis, SensorKey, SensorType, Unit};
+use stoker_domain::{EpochMillis, ReadingValue, SensorKey, SensorType, Unit};
 use stoker_testkit::{TestInflux, TestPostgres, TestRedis};
 
 use super::*;
@@ -22,7 +22,7 @@ pub(crate) async fn rebuild_cache(
     let sensor_type = SensorType::parse("pressure").unwrap();
     let unit = Unit::parse("bar").unwrap();
     let cached = |value: f64, ts: i64| LatestValue {
-        value,
+        value: ReadingValue::Number(value),
         ts: EpochMillis::from_millis(ts).unwrap(),
         sensor_type: sensor_type.clone(),
         unit: unit.clone(),
@@ -92,11 +92,11 @@ pub(crate) async fn rebuild_cache(
                 keys[sensor_index]
             );
             let expected = reading_value(site_index, sensor_index, 0);
+            let number = value.value.as_number().expect("a numeric sensor's value");
             assert!(
-                (value.value - expected).abs() <= 1e-9 * expected.abs().max(1.0),
-                "{slug}/{}: {} cached, {expected} newest",
+                (number - expected).abs() <= 1e-9 * expected.abs().max(1.0),
+                "{slug}/{}: {number} cached, {expected} newest",
                 keys[sensor_index],
-                value.value
             );
             assert_eq!(value.sensor_type.as_str(), SENSORS[sensor_index].1);
             assert_eq!(value.unit.as_str(), SENSORS[sensor_index].2);

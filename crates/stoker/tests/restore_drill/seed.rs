@@ -49,6 +49,8 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
                 key: key(sensor),
                 sensor_type: SensorType::parse(*sensor_type).unwrap(),
                 unit: Unit::parse(*unit).unwrap(),
+                kind: stoker_domain::SensorKind::Numeric,
+                states: stoker_domain::States::default(),
                 range: ValidRange::new(Some(-50.0), Some(1000.0)).unwrap(),
             };
             stoker_metadata::create_sensor(pool, &site(slug), &new_sensor)

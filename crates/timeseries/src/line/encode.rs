@@ -7,12 +7,14 @@ use stoker_domain::EpochMillis;
 
 /// A field's value.
 #[derive(Debug, Clone, Copy, PartialEq)]
-pub(crate) enum Field {
+pub(crate) enum Field<'a> {
     /// A float, as [`push_float`] writes it. A value that is not finite is
     /// left out of the line: line protocol has no such float.
     Float(f64),
     /// An integer, written `…i`.
     Integer(i64),
+    /// A string, written in double quotes with `"` and `\` escaped.
+    Text(&'a str),
 }
 
 /// Appends one point as a line of line protocol, `\n` included:
@@ -32,7 +34,7 @@ pub(crate) fn push_line(
     out: &mut String,
     measurement: &str,
     tags: &[(&str, &str)],
-    fields: &[(&str, Field)],
+    fields: &[(&str, Field<'_>)],
     timestamp: i64,
 ) {
     out.push_str(measurement);
@@ -64,7 +66,7 @@ pub(crate) fn push_line(
 /// Appends `name=value`: a float as [`push_float`] writes it, an integer
 /// with its `i`.
 #[inline]
-fn push_field(out: &mut String, (name, value): &(&str, Field)) {
+fn push_field(out: &mut String, (name, value): &(&str, Field<'_>)) {
     out.push_str(name);
     out.push('=');
     match *value {
@@ -73,7 +75,30 @@ fn push_field(out: &mut String, (name, value): &(&str, Field)) {
             out.push_str(itoa::Buffer::new().format(integer));
             out.push('i');
         }
+        Field::Text(text) => push_string_field(out, text),
     }
+}
+
+/// Appends a string field value: in double quotes, with `"` and `\`
+/// escaped (line protocol's rule for field strings). A newline cannot be
+/// escaped and would end the line, so it is written as a space.
+fn push_string_field(out: &mut String, text: &str) {
+    out.push('"');
+    if !text.contains(['"', '\\', '\n']) {
+        out.push_str(text);
+    } else {
+        for character in text.chars() {
+            match character {
+                '"' | '\\' => {
+                    out.push('\\');
+                    out.push(character);
+                }
+                '\n' => out.push(' '),
+                other => out.push(other),
+            }
+        }
+    }
+    out.push('"');
 }
 
 /// Appends a finite `value` as a line-protocol float.
@@ -245,6 +270,25 @@ mod tests {
         let mut out = String::new();
         escape_tag_value(&mut out, "a b,c=d");
         assert_eq!(out, r"a\ b\,c\=d");
+    }
+
+    #[test]
+    fn string_fields_are_quoted_and_escaped() {
+        let mut out = String::new();
+        push_line(
+            &mut out,
+            "m",
+            &[("t", "x")],
+            &[
+                ("value", Field::Float(2.0)),
+                ("state", Field::Text("firing")),
+            ],
+            5,
+        );
+        assert_eq!(out, "m,t=x value=2.0,state=\"firing\" 5\n");
+        let mut out = String::new();
+        push_string_field(&mut out, "a\"b\\c\nd");
+        assert_eq!(out, r#""a\"b\\c d""#);
     }
 
     #[test]

@@ -77,6 +77,38 @@ impl LineBatch {
         self.newest = self.newest.max(timestamp.as_millis());
     }
 
+    /// Appends one reading of a `state` sensor (DESIGN.md): field `value`
+    /// is the state's `index` in the sensor's states, so that Grafana and
+    /// alert rules read every kind with the same queries, and string field
+    /// `state` its name. (A boolean is [`push`](Self::push)ed as 0 or 1.)
+    pub fn push_state(
+        &mut self,
+        site: &SiteSlug,
+        sensor: &SensorKey,
+        sensor_type: &SensorType,
+        index: u32,
+        state: &str,
+        timestamp: EpochMillis,
+    ) {
+        push_line(
+            &mut self.body,
+            MEASUREMENT,
+            &[
+                ("site", site.as_str()),
+                ("sensor", sensor.as_str()),
+                ("type", sensor_type.as_str()),
+            ],
+            &[
+                ("value", Field::Float(f64::from(index))),
+                ("state", Field::Text(state)),
+            ],
+            timestamp.as_millis(),
+        );
+        self.points += 1;
+        self.oldest = self.oldest.min(timestamp.as_millis());
+        self.newest = self.newest.max(timestamp.as_millis());
+    }
+
     /// A batch from text this type encoded earlier (a spooled batch).
     pub fn from_encoded(body: String) -> Self {
         let mut batch = Self {
@@ -181,6 +213,26 @@ mod tests {
         assert_eq!((again.len(), again.time_range()), (2, batch.time_range()));
         batch.clear();
         assert_eq!(batch.time_range(), None);
+    }
+
+    #[test]
+    fn a_state_is_its_index_and_its_name() {
+        let mut batch = LineBatch::default();
+        let at = EpochMillis::from_millis(1_732_269_600_000).unwrap();
+        batch.push_state(
+            &SiteSlug::parse("boiler-house-1").unwrap(),
+            &SensorKey::parse("b1_sequencer").unwrap(),
+            &SensorType::parse("sequencer").unwrap(),
+            3,
+            "firing",
+            at,
+        );
+        assert_eq!(
+            batch.as_str(),
+            "readings,site=boiler-house-1,sensor=b1_sequencer,type=sequencer value=3.0,state=\"firing\" 1732269600000\n"
+        );
+        let again = LineBatch::from_encoded(batch.as_str().to_owned());
+        assert_eq!((again.len(), again.time_range()), (1, Some((at, at))));
     }
 
     #[test]
