@@ -100,6 +100,15 @@ pub struct SimulateArgs {
         requires = "faults"
     )]
     pub fault_cycle: Duration,
+
+    /// Also publish each boiler's digital signals in its site's messages:
+    /// `b{n}_burner_on` (boolean) and `b{n}_sequencer` (state: off, purge,
+    /// ignition, firing, lockout), following the burner model (a low-fire
+    /// cut-out and restart through purge and ignition, every seventh
+    /// ignition failing into a lockout). Seeding registers them with their
+    /// kinds.
+    #[arg(long)]
+    pub digital: bool,
 }
 
 // Written by hand rather than derived so that the API key never reaches a
@@ -121,6 +130,7 @@ impl std::fmt::Debug for SimulateArgs {
             .field("seed", &self.seed)
             .field("faults", &self.faults)
             .field("fault_cycle", &self.fault_cycle)
+            .field("digital", &self.digital)
             .finish()
     }
 }
@@ -142,6 +152,7 @@ impl Default for SimulateArgs {
             seed: None,
             faults: false,
             fault_cycle: DEFAULT_FAULT_CYCLE,
+            digital: false,
         }
     }
 }

@@ -132,6 +132,71 @@ pub(crate) const CATALOGUE: [CatalogueEntry; 10] = [
     ),
 ];
 
+/// A simulated burner sequencer's states, in the order registered (the
+/// order InfluxDB's index follows).
+pub(crate) const SEQUENCER_STATES: [&str; 5] = ["off", "purge", "ignition", "firing", "lockout"];
+
+/// A boiler's digital signals (`--digital`), two per boiler in this order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Digital {
+    /// `b{n}_burner_on`: the flame is on (the sequencer is firing).
+    BurnerOn,
+    /// `b{n}_sequencer`: the burner sequencer's state.
+    Sequencer,
+}
+
+/// A simulated boolean or state sensor, serialized exactly as the API's
+/// create-sensor body.
+#[derive(Debug, Clone, Serialize)]
+pub struct SignalSpec {
+    /// `b{boiler}_burner_on` or `b{boiler}_sequencer`.
+    pub key: String,
+    /// `burner` or `sequencer`.
+    #[serde(rename = "type")]
+    pub sensor_type: String,
+    /// `-`: these signals have no unit.
+    pub unit: String,
+    /// `boolean` or `state`.
+    pub kind: &'static str,
+    /// A state sensor's states.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub states: Vec<&'static str>,
+    /// The boiler (0-based) whose signal it is.
+    #[serde(skip)]
+    pub(crate) boiler: usize,
+    #[serde(skip)]
+    pub(crate) digital: Digital,
+}
+
+/// The digital signals of a site whose sensors span `boilers` boilers.
+fn signals(boilers: usize) -> Vec<SignalSpec> {
+    (0..boilers)
+        .flat_map(|boiler| {
+            let number = boiler + 1;
+            [
+                SignalSpec {
+                    key: format!("b{number}_burner_on"),
+                    sensor_type: "burner".to_owned(),
+                    unit: "-".to_owned(),
+                    kind: "boolean",
+                    states: Vec::new(),
+                    boiler,
+                    digital: Digital::BurnerOn,
+                },
+                SignalSpec {
+                    key: format!("b{number}_sequencer"),
+                    sensor_type: "sequencer".to_owned(),
+                    unit: "-".to_owned(),
+                    kind: "state",
+                    states: SEQUENCER_STATES.to_vec(),
+                    boiler,
+                    digital: Digital::Sequencer,
+                },
+            ]
+        })
+        .collect()
+}
+
 /// The catalogue row and boiler (0-based) of a site's sensor by position.
 pub(crate) fn sensor_slot(index: usize) -> (usize, &'static CatalogueEntry) {
     (index / CATALOGUE.len(), &CATALOGUE[index % CATALOGUE.len()])
@@ -153,6 +218,9 @@ pub struct SiteSpec {
     pub timezone: String,
     /// The sensors the site publishes, in message order.
     pub sensors: Vec<SensorSpec>,
+    /// Its boilers' digital signals (`--digital`; empty otherwise),
+    /// published after the sensors.
+    pub signals: Vec<SignalSpec>,
 }
 
 /// A simulated sensor, serialized exactly as the API's create-sensor body.
@@ -187,6 +255,11 @@ pub fn fleet(args: &SimulateArgs) -> Vec<SiteSpec> {
             }
         })
         .collect();
+    let digital = if args.digital {
+        signals(boilers_for(args.sensors as usize))
+    } else {
+        Vec::new()
+    };
     let name_prefix = display_name(&args.site_prefix);
     (1..=args.sites)
         .map(|number| SiteSpec {
@@ -194,6 +267,7 @@ pub fn fleet(args: &SimulateArgs) -> Vec<SiteSpec> {
             name: format!("{name_prefix} {number}"),
             timezone: TIMEZONE.to_owned(),
             sensors: sensors.clone(),
+            signals: digital.clone(),
         })
         .collect()
 }
@@ -303,6 +377,38 @@ mod tests {
             serde_json::json!({
                 "key": "b1_flue_temp", "type": "temperature", "unit": "°C", "min": 0.0, "max": 600.0
             })
+        );
+    }
+
+    #[test]
+    fn digital_signals_are_two_per_boiler_with_their_kinds() {
+        assert!(fleet(&SimulateArgs::default())[0].signals.is_empty());
+        let site = &fleet(&SimulateArgs {
+            digital: true,
+            ..SimulateArgs::default()
+        })[0];
+        let keys: Vec<&str> = site
+            .signals
+            .iter()
+            .map(|signal| signal.key.as_str())
+            .collect();
+        assert_eq!(
+            keys,
+            [
+                "b1_burner_on",
+                "b1_sequencer",
+                "b2_burner_on",
+                "b2_sequencer"
+            ]
+        );
+        assert_eq!(
+            serde_json::to_value(&site.signals[0]).unwrap(),
+            serde_json::json!({"key": "b1_burner_on", "type": "burner", "unit": "-", "kind": "boolean"})
+        );
+        assert_eq!(
+            serde_json::to_value(&site.signals[1]).unwrap(),
+            serde_json::json!({"key": "b1_sequencer", "type": "sequencer", "unit": "-", "kind": "state",
+                               "states": ["off", "purge", "ignition", "firing", "lockout"]})
         );
     }
 

@@ -55,5 +55,5 @@ mod signal;
 pub use args::SimulateArgs;
 pub use error::{Error, Result};
 pub use faults::{FaultKind, FaultSpec, fault_plan};
-pub use fleet::{SensorSpec, SiteSpec, fleet};
+pub use fleet::{SensorSpec, SignalSpec, SiteSpec, fleet};
 pub use run::{Summary, run};

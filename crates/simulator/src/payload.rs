@@ -4,7 +4,8 @@
 
 use std::fmt::Write as _;
 
-use crate::fleet::SensorSpec;
+use crate::fleet::{SensorSpec, SignalSpec};
+use crate::signal::SignalValue;
 
 /// Writes `{"ts": <epoch ms>, "values": {"<key>": <reading>, …}}` for a
 /// site's sensors (every site of a run has the same keys).
@@ -12,6 +13,8 @@ use crate::fleet::SensorSpec;
 pub(crate) struct Encoder {
     /// `"b1_steam_pressure":` and so on, JSON-escaped once.
     rendered_keys: Vec<String>,
+    /// The same for the digital signals (`--digital`), written after them.
+    signal_keys: Vec<String>,
     /// The longest payload so far, so each new buffer is allocated once at
     /// the right size.
     capacity: usize,
@@ -19,15 +22,7 @@ pub(crate) struct Encoder {
 
 impl Encoder {
     pub(crate) fn new(sensors: &[SensorSpec]) -> Self {
-        let rendered_keys: Vec<String> = sensors
-            .iter()
-            .map(|sensor| {
-                let mut key = serde_json::to_string(&sensor.key)
-                    .expect("serializing a string to JSON cannot fail");
-                key.push(':');
-                key
-            })
-            .collect();
+        let rendered_keys: Vec<String> = sensors.iter().map(|sensor| render(&sensor.key)).collect();
         // A reading is at most "-1234567.89," in practice.
         let capacity = 32
             + rendered_keys
@@ -36,17 +31,42 @@ impl Encoder {
                 .sum::<usize>();
         Self {
             rendered_keys,
+            signal_keys: Vec::new(),
             capacity,
         }
+    }
+
+    /// The same encoder, also writing these digital signals.
+    pub(crate) fn with_signals(mut self, signals: &[SignalSpec]) -> Self {
+        self.signal_keys = signals.iter().map(|signal| render(&signal.key)).collect();
+        // A signal's value is at most `"ignition",`.
+        self.capacity += self
+            .signal_keys
+            .iter()
+            .map(|key| key.len() + 12)
+            .sum::<usize>();
+        self
     }
 
     /// The payload of one message; `reading(i)` gives the value of the
     /// `i`-th sensor, or `None` to leave that sensor out. Readings are
     /// rounded to two decimals, which is finer than the sensors' noise.
+    #[cfg(test)]
     pub(crate) fn encode(
         &mut self,
         ts_millis: i64,
+        reading: impl FnMut(usize) -> Option<f64>,
+    ) -> Vec<u8> {
+        self.encode_with_signals(ts_millis, reading, |_| SignalValue::Boolean(false))
+    }
+
+    /// [`encode`](Self::encode), with each digital signal's value from
+    /// `signal(i)` after the readings: `true`, `"firing"`.
+    pub(crate) fn encode_with_signals(
+        &mut self,
+        ts_millis: i64,
         mut reading: impl FnMut(usize) -> Option<f64>,
+        mut signal: impl FnMut(usize) -> SignalValue,
     ) -> Vec<u8> {
         let mut payload = String::with_capacity(self.capacity);
         // Writing into a String cannot fail, so the fmt::Results are ignored.
@@ -64,10 +84,34 @@ impl Encoder {
             // Adding 0.0 turns -0.0 into 0.0, so no "-0.00" appears.
             let _ = write!(payload, "{:.2}", value + 0.0);
         }
+        for (index, key) in self.signal_keys.iter().enumerate() {
+            if !first {
+                payload.push(',');
+            }
+            first = false;
+            payload.push_str(key);
+            // State names are plain ASCII words: no escaping needed.
+            match signal(index) {
+                SignalValue::Boolean(flag) => {
+                    let _ = write!(payload, "{flag}");
+                }
+                SignalValue::State(name) => {
+                    let _ = write!(payload, "\"{name}\"");
+                }
+            }
+        }
         payload.push_str("}}");
         self.capacity = self.capacity.max(payload.len());
         payload.into_bytes()
     }
+}
+
+/// `"key":`, JSON-escaped.
+fn render(key: &str) -> String {
+    let mut rendered =
+        serde_json::to_string(key).expect("serializing a string to JSON cannot fail");
+    rendered.push(':');
+    rendered
 }
 
 #[cfg(test)]
@@ -94,6 +138,29 @@ mod tests {
         let readings = parsed["values"].as_object().unwrap();
         assert_eq!(readings.len(), 3);
         assert_eq!(readings["b1_flue_temp"], 181.2);
+    }
+
+    #[test]
+    fn digital_signals_follow_the_readings_natively() {
+        let sites = fleet(&SimulateArgs {
+            sensors: 2,
+            digital: true,
+            ..SimulateArgs::default()
+        });
+        let mut encoder = Encoder::new(&sites[0].sensors).with_signals(&sites[0].signals);
+        let payload = encoder.encode_with_signals(
+            7,
+            |_| Some(1.0),
+            |index| match index {
+                0 => SignalValue::Boolean(true),
+                _ => SignalValue::State("firing"),
+            },
+        );
+        assert_eq!(
+            std::str::from_utf8(&payload).unwrap(),
+            r#"{"ts":7,"values":{"b1_steam_pressure":1.00,"b1_flue_temp":1.00,"b1_burner_on":true,"b1_sequencer":"firing"}}"#
+        );
+        assert!(payload.len() <= encoder.capacity);
     }
 
     #[test]

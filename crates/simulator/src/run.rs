@@ -209,7 +209,8 @@ async fn publish(
     let site_count = sites.len() as u64;
     let spacing_seconds = tick_seconds / sites.len() as f64;
     let sensors = args.sensors as usize;
-    let mut encoder = Encoder::new(&sites[0].sensors);
+    let mut encoder = Encoder::new(&sites[0].sensors).with_signals(&sites[0].signals);
+    let signals = &sites[0].signals;
     let faults = fault_plan(args);
     log_fault_plan(&faults);
     let mut runs: Vec<SiteRun> = sites
@@ -250,11 +251,22 @@ async fn publish(
         site.signals.step();
         let ts_millis = start_millis + (offset_seconds * 1000.0).round() as i64;
         let mut readings_in_message: u64 = 0;
-        let payload = encoder.encode(ts_millis, |index| {
-            let reading = site.signals.reading(index);
-            readings_in_message += u64::from(reading.is_some());
-            reading
-        });
+        // Read before the readings' closure borrows the signals mutably
+        // (empty, and so no allocation, without --digital).
+        let digital: Vec<_> = signals
+            .iter()
+            .map(|signal| site.signals.signal(signal))
+            .collect();
+        let payload = encoder.encode_with_signals(
+            ts_millis,
+            |index| {
+                let reading = site.signals.reading(index);
+                readings_in_message += u64::from(reading.is_some());
+                reading
+            },
+            |index| digital[index],
+        );
+        readings_in_message += signals.len() as u64;
         // rumqttc takes the topic by value; this clone and the payload are
         // the only allocations per message.
         tokio::select! {

@@ -60,6 +60,14 @@ pub(crate) async fn seed_fleet(
                 existing += 1;
             }
         }
+        // The digital signals, with their kinds (and a sequencer's states).
+        for signal in &site.signals {
+            if post(&client, api_key, sensors_url.clone(), signal).await? {
+                created += 1;
+            } else {
+                existing += 1;
+            }
+        }
     }
     tracing::info!(
         base_url,

@@ -12,7 +12,7 @@ use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 
 use crate::faults::SiteFaults;
-use crate::fleet::{Measurement, boilers_for, sensor_slot};
+use crate::fleet::{Digital, Measurement, SEQUENCER_STATES, SignalSpec, boilers_for, sensor_slot};
 
 /// Burner firing is limited to this band, as by a real burner's turndown
 /// (low fire) and the operator's margin below full fire.
@@ -210,6 +210,80 @@ impl Boiler {
     }
 }
 
+/// The burner sequencer cuts the flame out when steam demand falls to
+/// this share of full fire (below what low fire can hold the pressure
+/// at), and starts again once demand has risen above `CUT_IN`.
+const CUT_OUT: f64 = 0.42;
+const CUT_IN: f64 = 0.47;
+/// How long a start's pre-purge and ignition take, and how long a lockout
+/// lasts before the (simulated) operator resets it.
+const PURGE_SECONDS: f64 = 30.0;
+const IGNITION_SECONDS: f64 = 5.0;
+const LOCKOUT_SECONDS: f64 = 120.0;
+/// Every this many ignitions, one fails (no flame proven): lockout.
+const FAILED_IGNITION_EVERY: u32 = 7;
+
+/// A burner sequencer: `off` → `purge` → `ignition` → `firing`, back to
+/// `off` at the low-fire cut-out, and `lockout` when an ignition fails.
+/// Driven by its boiler's steam demand; it draws nothing from the random
+/// stream, so the measurements are the same with or without `--digital`.
+/// (The measurements' model keeps firing at low fire while the sequencer
+/// is off: the digital signals follow the model, not the reverse.)
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Sequencer {
+    /// Index in [`SEQUENCER_STATES`].
+    state: usize,
+    /// Seconds in the current state.
+    since: f64,
+    ignitions: u32,
+}
+
+const OFF: usize = 0;
+const PURGE: usize = 1;
+const IGNITION: usize = 2;
+const FIRING: usize = 3;
+const LOCKOUT: usize = 4;
+
+impl Sequencer {
+    fn new(demand: f64) -> Self {
+        Self {
+            state: if demand > CUT_OUT { FIRING } else { OFF },
+            since: 0.0,
+            ignitions: 0,
+        }
+    }
+
+    fn step(&mut self, demand: f64, tick_seconds: f64) {
+        self.since += tick_seconds;
+        let next = match self.state {
+            FIRING if demand < CUT_OUT => OFF,
+            OFF if demand > CUT_IN => PURGE,
+            PURGE if self.since >= PURGE_SECONDS => IGNITION,
+            IGNITION if self.since >= IGNITION_SECONDS => {
+                self.ignitions += 1;
+                if self.ignitions.is_multiple_of(FAILED_IGNITION_EVERY) {
+                    LOCKOUT
+                } else {
+                    FIRING
+                }
+            }
+            LOCKOUT if self.since >= LOCKOUT_SECONDS => OFF,
+            same => same,
+        };
+        if next != self.state {
+            self.state = next;
+            self.since = 0.0;
+        }
+    }
+}
+
+/// A digital signal's value, as a message carries it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SignalValue {
+    Boolean(bool),
+    State(&'static str),
+}
+
 /// Steam demand: a slow swing (the plant's consumers) plus a wander,
 /// limited to what the burner can fire.
 fn demand_at(elapsed_seconds: f64, period_seconds: f64, phase: f64, wander: f64) -> f64 {
@@ -279,6 +353,8 @@ pub(crate) struct SiteSignals {
     tick_seconds: f64,
     elapsed_seconds: f64,
     boilers: Vec<Boiler>,
+    /// One per boiler, beside it.
+    sequencers: Vec<Sequencer>,
     faults: SiteFaults,
 }
 
@@ -290,8 +366,12 @@ impl SiteSignals {
         let site_seed =
             seed.wrapping_add((site_index as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut rng = StdRng::seed_from_u64(site_seed);
-        let boilers = (0..boilers_for(sensors).max(1))
+        let boilers: Vec<Boiler> = (0..boilers_for(sensors).max(1))
             .map(|_| Boiler::new(&mut rng))
+            .collect();
+        let sequencers = boilers
+            .iter()
+            .map(|boiler| Sequencer::new(boiler.demand))
             .collect();
         Self {
             rng,
@@ -299,6 +379,7 @@ impl SiteSignals {
             tick_seconds,
             elapsed_seconds: 0.0,
             boilers,
+            sequencers,
             faults: SiteFaults::default(),
         }
     }
@@ -311,10 +392,23 @@ impl SiteSignals {
     /// Advances the plant by one tick.
     pub(crate) fn step(&mut self) {
         self.elapsed_seconds += self.tick_seconds;
-        for boiler in &mut self.boilers {
+        for (boiler, sequencer) in self.boilers.iter_mut().zip(&mut self.sequencers) {
             boiler.step(&mut self.rng, &self.smoothing, self.elapsed_seconds);
+            sequencer.step(boiler.demand, self.tick_seconds);
         }
         self.faults.advance(self.elapsed_seconds);
+    }
+
+    /// The current value of a digital signal (`--digital`).
+    pub(crate) fn signal(&self, signal: &SignalSpec) -> SignalValue {
+        let state = self
+            .sequencers
+            .get(signal.boiler)
+            .map_or(OFF, |sequencer| sequencer.state);
+        match signal.digital {
+            Digital::BurnerOn => SignalValue::Boolean(state == FIRING),
+            Digital::Sequencer => SignalValue::State(SEQUENCER_STATES[state]),
+        }
     }
 
     /// The current reading of the site's sensor at `sensor_index` (message
@@ -474,6 +568,54 @@ mod tests {
             }
         }
         assert_eq!(rows, GOLDEN);
+    }
+
+    #[test]
+    fn the_sequencer_cuts_out_restarts_and_locks_out() {
+        let mut sequencer = Sequencer::new(0.6);
+        assert_eq!(SEQUENCER_STATES[sequencer.state], "firing");
+        let mut seen = Vec::new();
+        let mut record = |sequencer: &Sequencer| {
+            let name = SEQUENCER_STATES[sequencer.state];
+            if seen.last() != Some(&name) {
+                seen.push(name);
+            }
+        };
+        // Seven starts: demand drops below the cut-out, then rises again.
+        for _ in 0..FAILED_IGNITION_EVERY {
+            for (demand, seconds) in [(0.40, 10), (0.50, 60), (0.50, 150)] {
+                for _ in 0..seconds {
+                    sequencer.step(demand, 1.0);
+                    record(&sequencer);
+                }
+            }
+        }
+        assert_eq!(&seen[..5], ["firing", "off", "purge", "ignition", "firing"]);
+        assert!(seen.contains(&"lockout"), "{seen:?}");
+        let lockout = seen.iter().position(|name| *name == "lockout").unwrap();
+        assert_eq!(seen[lockout - 1], "ignition");
+        assert_eq!(seen[lockout + 1], "off");
+    }
+
+    #[test]
+    fn digital_signals_follow_the_sequencer_and_leave_the_readings_alone() {
+        let args = crate::args::SimulateArgs {
+            digital: true,
+            ..crate::args::SimulateArgs::default()
+        };
+        let site = &crate::fleet::fleet(&args)[0];
+        let mut with = SiteSignals::new(7, 0, 12, 1.0);
+        let mut without = SiteSignals::new(7, 0, 12, 1.0);
+        for _ in 0..3_600 {
+            with.step();
+            without.step();
+            let burner = with.signal(&site.signals[0]);
+            let SignalValue::State(state) = with.signal(&site.signals[1]) else {
+                panic!("a sequencer is a state");
+            };
+            assert_eq!(burner, SignalValue::Boolean(state == "firing"));
+            assert_eq!(with.reading(0), without.reading(0));
+        }
     }
 
     #[test]

@@ -288,3 +288,42 @@ async fn discard_session(client_id: String) {
     })
     .await;
 }
+
+#[tokio::test]
+async fn with_digital_signals_each_message_carries_a_burner_boolean_and_a_sequencer_state() {
+    let run_id: u64 = rand::random();
+    let topic_prefix = format!("test-{run_id:016x}/");
+    let args = SimulateArgs {
+        sites: 1,
+        sensors: 12,
+        rate: 20.0,
+        messages: Some(5),
+        qos: 1,
+        topic_prefix: topic_prefix.clone(),
+        seed: Some(42),
+        digital: true,
+        ..SimulateArgs::default()
+    };
+    let site = fleet(&args).remove(0);
+    assert_eq!(site.signals.len(), 4, "two boilers, two signals each");
+    let mut subscriber = Subscriber::start(run_id, &topic_prefix).await;
+    let summary = publish(run_id, args).await;
+    assert_eq!(summary.messages, 5);
+    assert_eq!(summary.readings, 5 * (12 + 4));
+    for _ in 0..5 {
+        let (_, payload) = subscriber.next().await;
+        let body: serde_json::Value = serde_json::from_slice(&payload).unwrap();
+        let values = body["values"].as_object().unwrap();
+        assert_eq!(values.len(), 16, "{body}");
+        for boiler in 1..=2 {
+            let burner = values[&format!("b{boiler}_burner_on")].as_bool();
+            let state = values[&format!("b{boiler}_sequencer")].as_str().unwrap();
+            assert!(
+                ["off", "purge", "ignition", "firing", "lockout"].contains(&state),
+                "{body}"
+            );
+            assert_eq!(burner, Some(state == "firing"), "{body}");
+        }
+    }
+    subscriber.finish().await;
+}
