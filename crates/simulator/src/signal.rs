@@ -581,6 +581,7 @@ mod tests {
                 seen.push(name);
             }
         };
+        record(&sequencer);
         // Seven starts: demand drops below the cut-out, then rises again.
         for _ in 0..FAILED_IGNITION_EVERY {
             for (demand, seconds) in [(0.40, 10), (0.50, 60), (0.50, 150)] {
