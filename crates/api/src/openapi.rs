@@ -7,6 +7,7 @@ use stoker_analytics::store::StateFilter;
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit};
 use stoker_timeseries::Aggregate;
 
+mod influx;
 mod routes;
 
 pub(crate) use routes::allowed_methods;
@@ -331,7 +332,11 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
         let entry = paths
             .entry(route.path.to_owned())
             .or_insert_with(|| Value::Object(Map::new()));
-        entry[route.method] = operation(route);
+        entry[route.method] = if influx::is_influx_write(route) {
+            influx::operation(route)
+        } else {
+            operation(route)
+        };
     }
     let slug = slug();
     let time = json!({ "type": "string", "format": "date-time" });
