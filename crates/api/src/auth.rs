@@ -69,6 +69,16 @@ async fn authorize(
         .or_else(|| header.strip_prefix("bearer "))
         .map(str::trim)
         .ok_or(ApiError::Unauthorized(Denied::Malformed))?;
+    check_token(token, needed, state).await
+}
+
+/// Checks an API key however it was sent (the InfluxDB-compatible writes
+/// take it in several ways): live, with `needed`; gives the key's name.
+pub(crate) async fn check_token(
+    token: &str,
+    needed: Scope,
+    state: &State,
+) -> Result<String, ApiError> {
     let key_id =
         stoker_metadata::token_key_id(token).ok_or(ApiError::Unauthorized(Denied::Malformed))?;
     let stored = state.catalog.api_key(&state.pool, key_id).await?;

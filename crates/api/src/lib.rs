@@ -28,6 +28,12 @@
 //! - `page`: cursor pagination (`limit`, `cursor`, `next_cursor`).
 //! - `history`: one sensor's readings per time bucket (InfluxQL
 //!   `GROUP BY time`), at most 10,000 points.
+//! - `telemetry`: `POST /api/v1/sites/{site}/telemetry`, JSON bodies handed
+//!   to ingestion's `Intake`.
+//! - `influx_write`: `POST /api/v2/write` and `POST /write`, line protocol
+//!   as InfluxDB 2.x and 1.x take it (keys as `Token`, `Bearer`, Basic or
+//!   `p`; gzip bodies), handed to the same `Intake`, answered in
+//!   InfluxDB's own error shapes rather than problem+json.
 //!
 //! [`serve`] takes an already-bound listener and a shutdown token, so tests
 //! bind port 0.
@@ -49,6 +55,7 @@ mod body;
 mod catalog;
 mod dashboard;
 mod history;
+mod influx_write;
 mod openapi;
 mod page;
 mod preview;
@@ -292,6 +299,7 @@ pub fn routes(
 ) -> impl Filter<Extract = (impl warp::Reply,), Error = std::convert::Infallible> + Clone {
     let ops = ops(state.readiness.clone(), Arc::clone(&state.metrics));
     let state: State = Arc::new(state);
+    let influx_writes = boxed(influx_write::routes(Arc::clone(&state)));
     let api = warp::path("api").and(warp::path("v1")).and(
         boxed(
             warp::path!("openapi.json")
@@ -321,7 +329,7 @@ pub fn routes(
         .or(boxed(dashboard::routes(Arc::clone(&state))))
         .unify(),
     );
-    with_errors_and_logs(ops.or(api))
+    with_errors_and_logs(ops.or(api).or(influx_writes))
 }
 
 /// `/healthz`, `/readyz` and `/metrics`: no key, no store needed.

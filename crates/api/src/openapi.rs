@@ -9,6 +9,7 @@ use stoker_domain::{
 };
 use stoker_timeseries::Aggregate;
 
+mod influx;
 mod routes;
 
 pub(crate) use routes::allowed_methods;
@@ -333,7 +334,11 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
         let entry = paths
             .entry(route.path.to_owned())
             .or_insert_with(|| Value::Object(Map::new()));
-        entry[route.method] = operation(route);
+        entry[route.method] = if influx::is_influx_write(route) {
+            influx::operation(route)
+        } else {
+            operation(route)
+        };
     }
     let slug = slug();
     let time = json!({ "type": "string", "format": "date-time" });

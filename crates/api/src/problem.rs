@@ -109,7 +109,7 @@ impl Refusal {
         let status = match reason {
             Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::UnknownSite => StatusCode::NOT_FOUND,
-            Reason::MalformedJson => StatusCode::BAD_REQUEST,
+            Reason::MalformedJson | Reason::MalformedLine => StatusCode::BAD_REQUEST,
             Reason::InvalidTimestamp
             | Reason::InvalidTopic
             | Reason::UnknownSensor

@@ -1,6 +1,7 @@
 //! What travels from intake to the writer and back: the message
-//! ([`Envelope`], [`Target`]), its acknowledgement handle ([`PendingAck`],
-//! sent through an [`Acker`]) and the HTTP answer ([`Receipt`]).
+//! ([`Envelope`], [`Target`], and for line protocol the [`LineWrite`] it
+//! came in as), its acknowledgement handle ([`PendingAck`], sent through an
+//! [`Acker`]) and the HTTP answer ([`Receipt`]).
 //!
 //! `mqtt` and the HTTP intake make envelopes, `queue` carries them, the
 //! `writer` consumes them and settles their acknowledgements and
@@ -25,6 +26,45 @@ pub(crate) enum Target {
     Sensor { site: String, sensor: String },
     /// A topic outside the layout.
     Unknown { topic: String },
+    /// An InfluxDB-compatible write: line protocol, or why its body could
+    /// not be read.
+    Lines {
+        write: LineWrite,
+        refused: Option<BodyRefusal>,
+    },
+}
+
+/// Why a line-protocol body was refused before it could be read.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BodyRefusal {
+    /// Over the limit: `length` bytes at least (declared, or decompressed
+    /// so far).
+    TooLarge {
+        /// The body's length, or as much of it as was read.
+        length: u64,
+    },
+    /// Its `Content-Encoding` cannot be decoded: not one Stoker takes
+    /// (identity, gzip), or a gzip body that does not decompress.
+    Undecodable {
+        /// What is wrong, precisely.
+        detail: String,
+    },
+}
+
+/// How a line-protocol body is read: the InfluxDB-compatible write it came
+/// in as (DESIGN.md, "InfluxDB-compatible writes").
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LineWrite {
+    /// The route, as recorded with a refusal (`/api/v2/write`, `/write`).
+    pub route: &'static str,
+    /// The bucket (2.x) or database (1.x): the site of every line without
+    /// a `site` tag.
+    pub site: String,
+    /// The unit of the lines' timestamps.
+    pub precision: stoker_timeseries::line::Precision,
+    /// A tag whose value prefixes each field's key (`name=b1`,
+    /// `steam_pressure` → `b1_steam_pressure`), when the write names one.
+    pub sensor_prefix_tag: Option<String>,
 }
 
 impl Target {
@@ -32,6 +72,7 @@ impl Target {
     pub(crate) fn site(&self) -> &str {
         match self {
             Target::Telemetry { site } | Target::Sensor { site, .. } => site,
+            Target::Lines { write, .. } => &write.site,
             Target::Unknown { .. } => "",
         }
     }
@@ -42,6 +83,7 @@ impl Target {
             Target::Telemetry { site } => format!("sites/{site}/telemetry"),
             Target::Sensor { site, sensor } => format!("sites/{site}/sensors/{sensor}"),
             Target::Unknown { topic } => topic.clone(),
+            Target::Lines { write, .. } => format!("POST {} ({})", write.route, write.site),
         }
     }
 }

@@ -12,7 +12,8 @@
 //!
 //! - `envelope`: what intake hands the writer (message, topic, ack handle,
 //!   HTTP receipt), below `mqtt`, `queue` and `writer` alike.
-//! - `payload`: the JSON shapes of DESIGN.md.
+//! - `payload`: the JSON shapes of DESIGN.md, and line protocol (the
+//!   InfluxDB-compatible writes) mapped to the same readings.
 //! - `registry`: sensors in memory, reloaded on every metadata change.
 //! - `queue`: the hand-off from intake to the writer, bounded in bytes.
 //! - `writer`: batching, validation, the durable write, then settling in
@@ -58,7 +59,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 
-pub use envelope::{Receipt, Refused};
+pub use envelope::{BodyRefusal, LineWrite, Receipt, Refused};
 pub use journal::migrate;
 pub use mqtt::{MqttOptions, client_options};
 /// The payload parsers' invariants as one function, for the `payload`
@@ -102,11 +103,15 @@ pub enum Reason {
     WrongKind,
     /// A state sensor's reading names a state the sensor does not declare.
     UnknownState,
+    /// A line of line protocol that does not parse, or that names no
+    /// reading (a `sensor` tag without a `value` field, or no tag of the
+    /// name `sensor_prefix_tag` gives).
+    MalformedLine,
 }
 
 impl Reason {
     /// Every reason, in the order of their discriminants.
-    pub const ALL: [Reason; 12] = [
+    pub const ALL: [Reason; 13] = [
         Reason::PayloadTooLarge,
         Reason::MalformedJson,
         Reason::InvalidTimestamp,
@@ -119,6 +124,7 @@ impl Reason {
         Reason::TooOld,
         Reason::WrongKind,
         Reason::UnknownState,
+        Reason::MalformedLine,
     ];
 
     /// The stable name of the reason.
@@ -136,6 +142,7 @@ impl Reason {
             Reason::TooOld => "too_old",
             Reason::WrongKind => "wrong_kind",
             Reason::UnknownState => "unknown_state",
+            Reason::MalformedLine => "malformed_line",
         }
     }
 }
@@ -311,30 +318,77 @@ impl Intake {
     /// Submits a `sites/{site}/telemetry` body and waits until its accepted
     /// readings are durable; the receipt says what was refused and why.
     pub async fn submit(&self, site: &str, payload: bytes::Bytes) -> Result<Receipt, IntakeError> {
-        self.send(site, payload, None).await
+        self.send(Self::telemetry(site), payload, None, false).await
     }
 
     /// Refuses a body of `length` bytes, over the limit, without reading
     /// it: counted and recorded like any refusal.
     pub async fn submit_oversized(&self, site: &str, length: u64) -> Result<Receipt, IntakeError> {
-        self.send(site, bytes::Bytes::new(), Some(length)).await
+        self.send(
+            Self::telemetry(site),
+            bytes::Bytes::new(),
+            Some(length),
+            true,
+        )
+        .await
+    }
+
+    /// Submits a line-protocol body (an InfluxDB-compatible write, already
+    /// decompressed) and waits until its accepted readings are durable;
+    /// the receipt names each refused line and reading, with its line.
+    pub async fn submit_lines(
+        &self,
+        write: LineWrite,
+        payload: bytes::Bytes,
+    ) -> Result<Receipt, IntakeError> {
+        let target = envelope::Target::Lines {
+            write,
+            refused: None,
+        };
+        self.send(target, payload, None, false).await
+    }
+
+    /// Refuses a line-protocol body that could not be read (over the
+    /// limit, or not the gzip it claims to be): counted and recorded like
+    /// any refusal.
+    pub async fn refuse_lines(
+        &self,
+        write: LineWrite,
+        refused: BodyRefusal,
+    ) -> Result<Receipt, IntakeError> {
+        let target = envelope::Target::Lines {
+            write,
+            refused: Some(refused),
+        };
+        self.send(target, bytes::Bytes::new(), None, true).await
+    }
+
+    /// The largest body `submit` and `submit_lines` take (256 KiB,
+    /// DESIGN.md); larger ones are refused as `payload_too_large`.
+    pub const MAX_PAYLOAD_BYTES: usize = payload::MAX_PAYLOAD_BYTES;
+
+    fn telemetry(site: &str) -> envelope::Target {
+        envelope::Target::Telemetry {
+            site: site.to_owned(),
+        }
     }
 
     async fn send(
         &self,
-        site: &str,
+        target: envelope::Target,
         payload: bytes::Bytes,
         oversized: Option<u64>,
+        refusal_only: bool,
     ) -> Result<Receipt, IntakeError> {
-        if self.stats.spool_full.load(Ordering::Acquire) && oversized.is_none() {
+        // A refusal stores nothing, so it is taken even while the spool is
+        // full: it is counted and recorded like any other.
+        if self.stats.spool_full.load(Ordering::Acquire) && !refusal_only {
             return Err(IntakeError::Busy);
         }
         let (reply, receipt) = tokio::sync::oneshot::channel();
         let envelope = envelope::Envelope {
             source: journal::Source::Http,
-            target: envelope::Target::Telemetry {
-                site: site.to_owned(),
-            },
+            target,
             payload,
             received: stoker_domain::EpochMillis::now(),
             ack: None,

@@ -300,6 +300,57 @@ pub(crate) const ROUTES: &[Route] = &[
         body: Some("Telemetry"),
         ok: (200, Some("TelemetryReceipt")),
     },
+    Route {
+        method: "post",
+        path: "/api/v2/write",
+        scope: Some("write"),
+        summary: "Line protocol as InfluxDB 2.x takes it (Telegraf, the InfluxDB clients): each line's readings validated like telemetry; answered once durable, in InfluxDB's shapes.",
+        query: &[
+            (
+                "org",
+                "Accepted and not used (InfluxDB 2.x clients send it).",
+            ),
+            (
+                "bucket",
+                "The site of every line without a site tag (a site's slug).",
+            ),
+            (
+                "precision",
+                "Unit of the timestamps: ns (default), us, ms or s.",
+            ),
+            (
+                "sensor_prefix_tag",
+                "A tag whose value prefixes each field's sensor: name=b1 makes steam_pressure b1_steam_pressure.",
+            ),
+        ],
+        body: Some("LineProtocol"),
+        ok: (204, None),
+    },
+    Route {
+        method: "post",
+        path: "/write",
+        scope: Some("write"),
+        summary: "Line protocol as InfluxDB 1.x takes it: each line's readings validated like telemetry; answered once durable, in InfluxDB's shapes.",
+        query: &[
+            (
+                "db",
+                "The site of every line without a site tag (a site's slug).",
+            ),
+            (
+                "precision",
+                "Unit of the timestamps: n (default), u, ms, s, m or h (ns and us too).",
+            ),
+            ("rp", "Accepted and not used."),
+            ("u", "Accepted and not used (the user of InfluxDB 1.x)."),
+            ("p", "The API key, when no Authorization header is sent."),
+            (
+                "sensor_prefix_tag",
+                "A tag whose value prefixes each field's sensor: name=b1 makes steam_pressure b1_steam_pressure.",
+            ),
+        ],
+        body: Some("LineProtocol"),
+        ok: (204, None),
+    },
 ];
 
 /// The methods the route table answers at `path` (a request's path), upper
@@ -367,6 +418,8 @@ mod tests {
             Some("GET, PATCH, DELETE")
         );
         assert_eq!(allowed_methods("/healthz").as_deref(), Some("GET"));
+        assert_eq!(allowed_methods("/api/v2/write").as_deref(), Some("POST"));
+        assert_eq!(allowed_methods("/write").as_deref(), Some("POST"));
         assert_eq!(allowed_methods("/api/v1/nothing"), None);
     }
 }

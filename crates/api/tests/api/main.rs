@@ -6,6 +6,7 @@ mod dashboard;
 mod health;
 mod helpers;
 mod history;
+mod influx_write;
 mod keys;
 mod kinds;
 mod latest;

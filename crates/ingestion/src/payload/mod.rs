@@ -10,8 +10,10 @@
 //!
 //! Layout: `refusal` (what a parse yields and why it refuses), `scalars`
 //! (keys, values, timestamps), `shapes` (the message shapes, built from
-//! those), and here the two entry points.
+//! those), and here the two entry points; `line`: line protocol
+//! (InfluxDB-compatible writes) mapped to the same readings.
 
+mod line;
 mod refusal;
 mod scalars;
 mod shapes;
@@ -23,6 +25,7 @@ use std::borrow::Cow;
 
 use serde::de::DeserializeSeed;
 
+pub(crate) use line::{LineOutcome, read_lines};
 use refusal::Slot;
 pub(crate) use refusal::{RawReading, RawValue, Refusal};
 use shapes::{Seeded, SensorValue, Telemetry, seeded};

@@ -14,12 +14,15 @@
 //! - `validate`: parses and checks each message into the pending batch,
 //!   counting, logging (rate-limited by `RejectionLog`) and recording every
 //!   refusal;
+//! - `lines`: a line-protocol body, line by line, through `validate`'s
+//!   checks;
 //! - `durable`: makes a batch durable, in InfluxDB or the spool;
 //! - `settle`: what follows a durable batch: acknowledgements, HTTP
 //!   receipts, latest values and journal entries.
 
 mod batch;
 mod durable;
+mod lines;
 mod settle;
 mod validate;
 

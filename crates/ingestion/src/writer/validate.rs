@@ -35,6 +35,11 @@ impl Writer {
         pending.oldest.get_or_insert_with(std::time::Instant::now);
         let mut receipt = Receipt::default();
         let readings = match &envelope.target {
+            Target::Lines { write, refused } => {
+                self.accept_lines(&envelope, write, refused.as_ref(), &mut receipt, pending)
+                    .await;
+                return settle_message(envelope, receipt, pending);
+            }
             Target::Telemetry { site } => match envelope.oversized {
                 Some(length) => Err(Refusal::new(
                     Reason::PayloadTooLarge,
@@ -60,70 +65,79 @@ impl Writer {
         let site_named = envelope.target.site();
         match readings {
             Err(refusal) => {
-                self.refuse_message(&envelope, site_named, refusal, 1, &mut receipt, pending)
+                self.refuse_message(&envelope, site_named, refusal, 1, 1, &mut receipt, pending)
             }
             Ok((site, readings)) => {
-                let mut registry = self.registry.snapshot();
-                if registry.lacks_any(site, readings.iter().map(|reading| reading.sensor.as_ref()))
-                {
-                    registry = self.registry.reload_for_unknown(&self.pool).await;
-                }
-                match registry.site(site) {
-                    None => {
-                        let refusal = Refusal::new(
-                            Reason::UnknownSite,
-                            format!("site {:?} is not registered", excerpt(site)),
-                        );
-                        self.refuse_message(
-                            &envelope,
-                            site,
-                            refusal,
-                            readings.len() as u64,
-                            &mut receipt,
-                            pending,
-                        );
-                    }
-                    Some(sensors) => {
-                        let mut rejected = 0_i64;
-                        let oldest = self.oldest_accepted(envelope.received);
-                        for reading in readings {
-                            match validate(&reading, sensors, envelope.received, oldest) {
-                                Ok((entry, value, timestamp)) => {
-                                    pending.push_reading(entry, value, timestamp);
-                                    receipt.accepted += 1;
-                                }
-                                Err(refusal) => {
-                                    rejected += 1;
-                                    self.stats.reject(refusal.reason, 1);
-                                    self.record(
-                                        &envelope,
-                                        site,
-                                        Some(&reading.sensor),
-                                        &refusal,
-                                        pending,
-                                    );
-                                    receipt.refused.push(Refused {
-                                        sensor: Some(excerpt(&reading.sensor)),
-                                        reason: refusal.reason,
-                                        detail: refusal.detail,
-                                    });
-                                }
-                            }
-                        }
-                        pending.journal.count(
-                            envelope.received,
-                            envelope.source,
-                            1,
-                            receipt.accepted as i64,
-                            rejected,
-                        );
-                    }
-                }
+                self.accept_readings(&envelope, site, readings, 1, &mut receipt, pending)
+                    .await;
             }
         }
-        pending.acks.extend(envelope.ack);
-        if let Some(reply) = envelope.reply {
-            pending.replies.push((reply, receipt));
+        settle_message(envelope, receipt, pending);
+    }
+
+    /// Validates the readings of one site into the pending batch, counting
+    /// them as `messages` messages (0 for a further part of a message
+    /// already counted).
+    pub(super) async fn accept_readings(
+        &self,
+        envelope: &Envelope,
+        site: &str,
+        readings: Vec<RawReading<'_>>,
+        messages: i64,
+        receipt: &mut Receipt,
+        pending: &mut Pending,
+    ) {
+        let mut registry = self.registry.snapshot();
+        if registry.lacks_any(site, readings.iter().map(|reading| reading.sensor.as_ref())) {
+            registry = self.registry.reload_for_unknown(&self.pool).await;
+        }
+        match registry.site(site) {
+            None => {
+                let refusal = Refusal::new(
+                    Reason::UnknownSite,
+                    format!("site {:?} is not registered", excerpt(site)),
+                );
+                self.refuse_message(
+                    envelope,
+                    site,
+                    refusal,
+                    readings.len() as u64,
+                    messages,
+                    receipt,
+                    pending,
+                );
+            }
+            Some(sensors) => {
+                let mut rejected = 0_i64;
+                let mut accepted = 0_i64;
+                let oldest = self.oldest_accepted(envelope.received);
+                for reading in readings {
+                    match validate(&reading, sensors, envelope.received, oldest) {
+                        Ok((entry, value, timestamp)) => {
+                            pending.push_reading(entry, value, timestamp);
+                            accepted += 1;
+                        }
+                        Err(refusal) => {
+                            rejected += 1;
+                            self.stats.reject(refusal.reason, 1);
+                            self.record(envelope, site, Some(&reading.sensor), &refusal, pending);
+                            receipt.refused.push(Refused {
+                                sensor: Some(excerpt(&reading.sensor)),
+                                reason: refusal.reason,
+                                detail: refusal.detail,
+                            });
+                        }
+                    }
+                }
+                receipt.accepted += accepted as usize;
+                pending.journal.count(
+                    envelope.received,
+                    envelope.source,
+                    messages,
+                    accepted,
+                    rejected,
+                );
+            }
         }
     }
 
@@ -137,20 +151,28 @@ impl Writer {
         EpochMillis::from_millis(received.as_millis().saturating_sub(back)).ok()
     }
 
-    fn refuse_message(
+    /// Refuses a whole message (or, for line protocol, a whole line or
+    /// site's part) as `readings` refused readings of `messages` messages.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn refuse_message(
         &self,
         envelope: &Envelope,
         site: &str,
         refusal: Refusal,
         readings: u64,
+        messages: i64,
         receipt: &mut Receipt,
         pending: &mut Pending,
     ) {
         let readings = readings.max(1);
         self.stats.reject(refusal.reason, readings);
-        pending
-            .journal
-            .count(envelope.received, envelope.source, 1, 0, readings as i64);
+        pending.journal.count(
+            envelope.received,
+            envelope.source,
+            messages,
+            0,
+            readings as i64,
+        );
         self.record(envelope, site, None, &refusal, pending);
         receipt.message_refused = true;
         receipt.refused.push(Refused {
@@ -161,7 +183,7 @@ impl Writer {
     }
 
     /// Logs (rate-limited) and records one refusal for the journal.
-    fn record(
+    pub(super) fn record(
         &self,
         envelope: &Envelope,
         site: &str,
@@ -196,6 +218,15 @@ impl Writer {
                 .rejections_unrecorded
                 .fetch_add(1, Ordering::Relaxed);
         }
+    }
+}
+
+/// Hands a validated message's acknowledgement and answer to the batch,
+/// settled once it is durable.
+fn settle_message(envelope: Envelope, receipt: Receipt, pending: &mut Pending) {
+    pending.acks.extend(envelope.ack);
+    if let Some(reply) = envelope.reply {
+        pending.replies.push((reply, receipt));
     }
 }
 

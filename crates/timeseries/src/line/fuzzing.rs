@@ -3,7 +3,8 @@
 //! values, value and timestamp; [`encode_point`] must encode it so that
 //! two reference readers written from InfluxDB's rules (the Go parser's of
 //! 1.x/2.x, and the documented rule InfluxDB 3 follows) give back exactly
-//! the same point, or refuse it for a reason that holds. Not an API.
+//! the same point (and so must Stoker's own parser, [`parse`](super::parse())),
+//! or refuse it for a reason that holds. Not an API.
 
 use stoker_domain::EpochMillis;
 
@@ -156,6 +157,7 @@ pub fn check_case(case: &Case) -> Option<Encoded> {
         );
         check_float_syntax(&read.value);
     }
+    check_parsed_back(&line, case, &expected);
     let batch = LineBatch::from_encoded(line.clone());
     assert_eq!(
         (batch.len(), batch.time_range()),
@@ -170,6 +172,29 @@ pub fn check_case(case: &Case) -> Option<Encoded> {
         value: case.value,
         timestamp: case.timestamp.as_millis(),
     })
+}
+
+/// Stoker's own parser ([`parse`](super::parse())) reads the encoded line
+/// back to the same point.
+fn check_parsed_back(line: &str, case: &Case, expected: &[(String, String)]) {
+    let parsed: Vec<_> = super::parse(line.as_bytes()).collect();
+    let [Ok(read)] = parsed.as_slice() else {
+        panic!("the parser reads {line:?} as {parsed:?}");
+    };
+    assert_eq!(read.measurement, "readings", "{line:?}");
+    let tags: Vec<(String, String)> = read
+        .tags
+        .iter()
+        .map(|(key, value)| (key.to_string(), value.to_string()))
+        .collect();
+    assert_eq!(tags, expected, "parser, line {line:?}");
+    match read.fields.as_slice() {
+        [(field, super::FieldValue::Float(value))] if field == "value" => {
+            assert_eq!(value.to_bits(), case.value.to_bits(), "{line:?}");
+        }
+        other => panic!("parser, line {line:?}: fields {other:?}"),
+    }
+    assert_eq!(read.timestamp, Some(case.timestamp.as_millis()), "{line:?}");
 }
 
 /// A refusal must be one the case calls for.

@@ -1,15 +1,23 @@
 //! Line protocol for readings: [`LineBatch`], a batch of readings encoded
 //! as they are pushed, over the one encoder (`encode`: [`encode_point`]
-//! and the crate's `push_line`), fuzzed by `fuzz/` through `fuzzing`.
+//! and the crate's `push_line`), fuzzed by `fuzz/` through `fuzzing`; and
+//! the one parser ([`parse()`], the reading side, InfluxDB 1.x/2.x's rules,
+//! with [`Precision`]), fuzzed through `parse_fuzzing`.
 
 mod encode;
 #[doc(hidden)]
 pub mod fuzzing;
+mod parse;
+#[doc(hidden)]
+pub mod parse_fuzzing;
+mod precision;
 
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug};
 
 pub(crate) use encode::{Field, push_line};
 pub use encode::{LineError, check_tag_value, encode_point};
+pub use parse::{FieldValue, Line, Lines, ParseError, Problem, parse};
+pub use precision::Precision;
 
 /// The measurement every reading goes to.
 pub(crate) const MEASUREMENT: &str = "readings";
