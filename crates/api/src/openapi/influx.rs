@@ -77,7 +77,7 @@ pub(super) fn operation(route: &Route) -> Value {
         "security": [{ "apiKey": [] }],
         "x-scope": route.scope,
         "parameters": parameters,
-        "requestBody": { "required": true, "content": { "text/plain": { "schema": { "type": "string", "description": "InfluxDB line protocol, at most 256 KiB." } } } },
+        "requestBody": { "required": false, "content": { "text/plain": { "schema": { "type": "string", "description": "InfluxDB line protocol, at most 256 KiB; none (or only comments and blank lines) stores nothing." } } } },
         "responses": responses
     })
 }
