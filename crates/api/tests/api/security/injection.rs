@@ -162,6 +162,10 @@ async fn injection_in_every_path_and_query_parameter_gets_a_precise_refusal_and_
                 .await;
                 path_cases += 1;
                 let case = format!("{} with {parameter}={value} ({path})", operation.name());
+                if operation.is_influx_compatible() {
+                    failures += checked(|| answer.assert_influx_client_error(&case));
+                    continue;
+                }
                 let telemetry = operation.template.ends_with("/telemetry");
                 failures += checked(|| {
                     answer.assert_precise_client_error(&case);
@@ -207,6 +211,10 @@ async fn injection_in_every_path_and_query_parameter_gets_a_precise_refusal_and_
                 .await;
                 query_cases += 1;
                 let case = format!("{} with {path}", operation.name());
+                if operation.is_influx_compatible() {
+                    failures += checked(|| answer.assert_influx_client_error(&case));
+                    continue;
+                }
                 failures += checked(|| {
                     answer.assert_precise_client_error(&case);
                     assert_eq!(
@@ -240,6 +248,12 @@ async fn injection_in_every_path_and_query_parameter_gets_a_precise_refusal_and_
             )
             .await;
             query_cases += 1;
+            if operation.is_influx_compatible() {
+                // InfluxDB takes parameters it does not know, as InfluxDB
+                // does; without a key, InfluxDB's 401.
+                answer.assert_influx_client_error(&path);
+                continue;
+            }
             answer.assert_precise_client_error(&path);
             assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}");
         }

@@ -103,10 +103,16 @@ impl Operation {
         })
     }
 
-    /// The largest body the route takes (DESIGN.md: telemetry 256 KiB;
-    /// metadata 64 KiB).
+    /// The InfluxDB-compatible writes, which answer in InfluxDB's shapes
+    /// rather than problem+json.
+    pub(super) fn is_influx_compatible(&self) -> bool {
+        matches!(self.template.as_str(), "/api/v2/write" | "/write")
+    }
+
+    /// The largest body the route takes (DESIGN.md: telemetry and line
+    /// protocol 256 KiB; metadata 64 KiB).
     pub(super) fn body_limit(&self) -> usize {
-        if self.template.ends_with("/telemetry") {
+        if self.template.ends_with("/telemetry") || self.is_influx_compatible() {
             256 * 1024
         } else {
             64 * 1024
@@ -170,6 +176,22 @@ impl Answer {
         self.headers
             .get("content-type")
             .is_some_and(|value| value == "application/problem+json")
+    }
+
+    /// A 4xx in InfluxDB's shape, as the InfluxDB-compatible writes
+    /// answer: 2.x `{"code","message"}`, 1.x `{"error"}`.
+    pub(super) fn assert_influx_client_error(&self, case: &str) {
+        assert!(
+            self.status.is_client_error(),
+            "{case}: {} {}",
+            self.status,
+            self.body
+        );
+        let said = self.body["message"]
+            .as_str()
+            .or(self.body["error"].as_str())
+            .unwrap_or("");
+        assert!(said.len() > 5, "{case}: no message: {}", self.body);
     }
 
     /// A 4xx `application/problem+json` with a code and a detail.
