@@ -14,6 +14,10 @@ use crate::proto::Payload;
 use crate::refusal::RefusalReason;
 use crate::topic::{EdgeNodeId, EdgeTopic, MessageType, Topic};
 
+/// The `uuid` of a payload whose body is another payload, compressed
+/// (Tahu's clients' `compress` option).
+const COMPRESSED: &str = "SPBV1.0_COMPRESSED";
+
 /// Settings of the host application's protocol state.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct HostSettings {
@@ -97,6 +101,17 @@ impl Host {
         let retry_millis = self.settings.rebirth_retry_millis;
         let node = self.node_mut(&edge);
         match Payload::decode(payload) {
+            Ok(decoded) if decoded.uuid.as_deref() == Some(COMPRESSED) => {
+                // Its seq is inside the compressed body: the next message's
+                // seq shows whether one was missed.
+                handled.refuse(
+                    RefusalReason::MalformedPayload,
+                    format!(
+                        "{} of {id} is compressed (uuid {COMPRESSED}): Stoker reads uncompressed Sparkplug B payloads only",
+                        edge.message_type
+                    ),
+                );
+            }
             Ok(decoded) => node.handle(&edge, &id, decoded, received, &mut handled),
             Err(error) => {
                 let detail = format!(

@@ -746,3 +746,29 @@ fn edge_nodes_are_followed_separately() {
         "another group's gw1"
     );
 }
+
+#[test]
+fn compressed_payloads_are_refused_without_a_guess() {
+    let mut host = born();
+    let compressed = Payload {
+        uuid: Some("SPBV1.0_COMPRESSED".into()),
+        body: Some(vec![0x78, 0x9c, 0x03, 0x00]),
+        metrics: vec![metric(
+            Some("algorithm"),
+            None,
+            STRING,
+            Value::StringValue("DEFLATE".into()),
+        )],
+        ..Payload::default()
+    };
+    let handled = host.handle(NDATA, &compressed.encode_to_vec(), at(T0));
+    assert_eq!(reasons(&handled), [RefusalReason::MalformedPayload]);
+    assert_eq!(
+        handled.refusals[0].detail,
+        "NDATA of plant/gw1 is compressed (uuid SPBV1.0_COMPRESSED): Stoker reads uncompressed Sparkplug B payloads only"
+    );
+    assert!(handled.readings.is_empty() && handled.rebirth.is_none());
+    // The compressed message held seq 1: the next one shows the gap.
+    let handled = ndata(&mut host, 2, vec![]);
+    assert_eq!(reasons(&handled), [RefusalReason::SequenceGap]);
+}
