@@ -265,6 +265,59 @@ async fn line_protocol_is_stored_once_and_each_bad_line_named_counted_and_record
         );
     }
 }
+/// Boolean and state sensors written as line protocol: a boolean field is
+/// a boolean reading, a string field a state, given back natively by
+/// `latest`; a state the sensor does not declare is refused by name.
+#[tokio::test]
+async fn booleans_and_states_arrive_as_line_protocol() {
+    let app = spawn_seeded_app().await;
+    for body in [
+        serde_json::json!({"key": "b1_burner_on", "type": "burner", "unit": "-", "kind": "boolean"}),
+        serde_json::json!({"key": "b1_sequencer", "type": "sequencer", "unit": "-", "kind": "state",
+                           "states": ["off", "purge", "ignition", "firing", "lockout"]}),
+    ] {
+        let (status, answer) = app.post_sensor(SITE, body).await;
+        assert_eq!(status, StatusCode::CREATED, "{answer}");
+    }
+    let token = key(&app, "lp-kinds", &[Scope::Write]).await;
+    let authorization = format!("Token {token}");
+    let ms = EpochMillis::now().as_millis() - 60_000;
+    let (status, body) = send(
+        &app,
+        &format!("/api/v2/write?bucket={SITE}&precision=ms"),
+        &[("authorization", &authorization)],
+        format!("plc b1_burner_on=true,b1_sequencer=\"firing\" {ms}\n"),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    let (status, latest) = app.get_latest(SITE).await;
+    assert_eq!(status, StatusCode::OK, "{latest}");
+    let value = |sensor: &str| {
+        latest["readings"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|reading| reading["sensor"] == sensor)
+            .unwrap()["value"]
+            .clone()
+    };
+    assert_eq!(value("b1_burner_on"), serde_json::json!(true));
+    assert_eq!(value("b1_sequencer"), serde_json::json!("firing"));
+
+    let (status, answer) = send(
+        &app,
+        &format!("/write?db={SITE}&precision=ms"),
+        &[("authorization", &authorization)],
+        format!("plc b1_sequencer=\"melting\" {}\n", ms + 1),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    let message = answer["error"].as_str().unwrap();
+    assert!(
+        message.contains("(unknown_state)") && message.ends_with("dropped=1 stored=0"),
+        "{message}"
+    );
+}
 
 fn base64_of(text: &str) -> String {
     use base64::Engine as _;
