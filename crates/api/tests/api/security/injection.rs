@@ -208,6 +208,14 @@ async fn injection_in_every_path_and_query_parameter_gets_a_precise_refusal_and_
                 query_cases += 1;
                 let case = format!("{} with {path}", operation.name());
                 failures += checked(|| {
+                    if operation.influx {
+                        // InfluxDB's parameters, taken as InfluxDB takes
+                        // them: refused, or ignored (org, rp, u), and
+                        // without its bucket/db the write is refused.
+                        assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{case}");
+                        answer.assert_precise_influx_error(&case);
+                        return;
+                    }
                     answer.assert_precise_client_error(&case);
                     assert_eq!(
                         (answer.status, answer.code()),
@@ -240,7 +248,11 @@ async fn injection_in_every_path_and_query_parameter_gets_a_precise_refusal_and_
             )
             .await;
             query_cases += 1;
-            answer.assert_precise_client_error(&path);
+            if operation.influx {
+                answer.assert_precise_influx_error(&path);
+            } else {
+                answer.assert_precise_client_error(&path);
+            }
             assert_eq!(answer.status, StatusCode::BAD_REQUEST, "{path}");
         }
     }

@@ -61,6 +61,10 @@ pub(super) struct Operation {
     pub(super) path_parameters: Vec<String>,
     pub(super) query_parameters: Vec<String>,
     pub(super) has_body: bool,
+    /// Whether it answers in InfluxDB's shapes, as its document says (a
+    /// JSON 401, not problem+json): the InfluxDB-compatible writes, whose
+    /// clients read those shapes and whose parameters are InfluxDB's.
+    pub(super) influx: bool,
 }
 
 impl Operation {
@@ -91,6 +95,18 @@ impl Operation {
         path
     }
 
+    /// The `code` of an InfluxDB-shaped answer of `status`: 2.x's for
+    /// `/api/v2/write`; 1.x answers `{"error"}` alone.
+    pub(super) fn influx_code(&self, status: StatusCode) -> &'static str {
+        match (self.template.as_str(), status) {
+            ("/api/v2/write", StatusCode::UNAUTHORIZED) => "unauthorized",
+            ("/api/v2/write", StatusCode::FORBIDDEN) => "forbidden",
+            ("/api/v2/write", StatusCode::PAYLOAD_TOO_LARGE) => "request too large",
+            ("/api/v2/write", _) => "invalid",
+            _ => "",
+        }
+    }
+
     /// A JSON body that gets past the body filters (the handler may still
     /// refuse its fields).
     pub(super) fn body(&self) -> Option<Value> {
@@ -103,10 +119,10 @@ impl Operation {
         })
     }
 
-    /// The largest body the route takes (DESIGN.md: telemetry 256 KiB;
-    /// metadata 64 KiB).
+    /// The largest body the route takes (DESIGN.md: telemetry and line
+    /// protocol 256 KiB; metadata 64 KiB).
     pub(super) fn body_limit(&self) -> usize {
-        if self.template.ends_with("/telemetry") {
+        if self.template.ends_with("/telemetry") || self.influx {
             256 * 1024
         } else {
             64 * 1024
@@ -148,6 +164,9 @@ pub(super) async fn operations(app: &TestApp) -> Vec<Operation> {
                 path_parameters: named("path"),
                 query_parameters: named("query"),
                 has_body: operation.get("requestBody").is_some(),
+                influx: operation["responses"]["401"]["content"]
+                    .get("application/json")
+                    .is_some(),
             });
         }
     }
@@ -193,6 +212,34 @@ impl Answer {
             "{case}: no detail: {}",
             self.body
         );
+    }
+}
+
+impl Answer {
+    /// A 4xx in InfluxDB's shape: `application/json`, 2.x's
+    /// `{"code", "message"}` or 1.x's `{"error"}`, with a precise message.
+    pub(super) fn assert_precise_influx_error(&self, case: &str) {
+        assert!(
+            self.status.is_client_error(),
+            "{case}: {} {}",
+            self.status,
+            self.body
+        );
+        assert!(
+            self.headers
+                .get("content-type")
+                .is_some_and(|value| value == "application/json"),
+            "{case}: not InfluxDB's JSON: {:?}",
+            self.headers
+        );
+        let message = self.body["message"]
+            .as_str()
+            .or_else(|| self.body["error"].as_str())
+            .unwrap_or("");
+        assert!(message.len() > 5, "{case}: no message: {}", self.body);
+        if self.body.get("message").is_some() {
+            assert!(!self.code().is_empty(), "{case}: no code: {}", self.body);
+        }
     }
 }
 
