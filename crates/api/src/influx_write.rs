@@ -478,6 +478,18 @@ mod tests {
     }
 
     #[test]
+    fn busy_and_unauthorized_answers_carry_their_headers() {
+        let busy = Answer::from(ApiError::Busy("ingestion is saturated".into()));
+        let response = busy.into_response(Api::V2);
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "5");
+        let response = Answer::from(ApiError::Unauthorized(Denied::Missing)).into_response(Api::V1);
+        assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
+        assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+        assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
+    }
+
+    #[test]
     fn a_partial_write_names_each_refusal_and_counts() {
         let refused = |detail: &str, reason| stoker_ingestion::Refused {
             sensor: None,

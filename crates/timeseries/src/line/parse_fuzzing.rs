@@ -4,7 +4,11 @@
 //! that hold InfluxDB's rules (a measurement, distinct non-empty tags, at
 //! least one field, finite floats), and read each line it accepts, written
 //! out again with every escape InfluxDB's rules need ([`write_line`]),
-//! back to the same line. Not an API.
+//! back to the same line, unless a name (measurement, tag, field key)
+//! holds a newline: InfluxDB's line splitter and its field scanner treat
+//! backslashes and leading spaces differently, so a newline can end up
+//! inside a name, and no line protocol writes such a name back (the line
+//! is still read as InfluxDB reads it). Not an API.
 
 use std::fmt::Write as _;
 
@@ -30,6 +34,10 @@ pub fn check_parse(data: &[u8]) -> (usize, usize) {
         match outcome {
             Ok(line) => {
                 check_line(&line);
+                parsed += 1;
+                if has_newline_in_a_name(&line) {
+                    continue;
+                }
                 let text = write_line(&line);
                 let again: Vec<_> = parse(text.as_bytes()).collect();
                 match again.as_slice() {
@@ -47,7 +55,6 @@ pub fn check_parse(data: &[u8]) -> (usize, usize) {
                     }
                     other => panic!("{line:?} written as {text:?} reads back as {other:?}"),
                 }
-                parsed += 1;
             }
             Err(error) => {
                 assert!(error.text.chars().count() <= 101, "{error}");
@@ -57,6 +64,15 @@ pub fn check_parse(data: &[u8]) -> (usize, usize) {
         }
     }
     (parsed, refused)
+}
+
+fn has_newline_in_a_name(line: &Line<'_>) -> bool {
+    line.measurement.contains('\n')
+        || line
+            .tags
+            .iter()
+            .any(|(key, value)| key.contains('\n') || value.contains('\n'))
+        || line.fields.iter().any(|(key, _)| key.contains('\n'))
 }
 
 fn check_line(line: &Line<'_>) {

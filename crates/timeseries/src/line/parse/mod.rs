@@ -787,6 +787,10 @@ mod tests {
             b"m s=\"x\ny\",t=1i 5\r\n# c\n\n m f=1e-300,g=5e-324",
             b"m f=1 1\nbad\nm,t=1,t=2 f=1\n\xff f=1",
             b"\x00\t m f=T",
+            // Found by the fuzzer: a leading space makes InfluxDB's line
+            // splitter take the quote in the measurement for a string's, so
+            // the newline after it stays in the measurement.
+            b" s=\"multi\nline\",b=FALSE\\,m,\\==\\= f\\==\"\\\\\" 0",
             b"",
             b"\n\n\n",
         ] {
