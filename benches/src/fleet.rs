@@ -98,6 +98,11 @@ impl Fleet {
         self.sensors[0].key.as_str()
     }
 
+    /// The slug of the site at `index` (0 ≤ index < site_count).
+    pub fn site(&self, index: usize) -> &str {
+        self.sites[index].as_str()
+    }
+
     /// The position of a site, from its slug.
     pub fn site_index(&self, slug: &str) -> Option<usize> {
         self.index.get(slug).copied()

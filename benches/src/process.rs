@@ -52,6 +52,35 @@ pub fn spawn_stoker(
         .with_context(|| format!("starting {} {subcommand}", binary.display()))
 }
 
+/// `stoker apikey create --name bench --scopes <scopes>` on the run's
+/// database: the token, which the command prints alone on stdout.
+pub async fn create_api_key(
+    stoker: &Path,
+    database_url: &str,
+    scopes: &str,
+) -> anyhow::Result<String> {
+    let output = tokio::process::Command::new(stoker)
+        .args(["apikey", "create", "--name", "bench", "--scopes", scopes])
+        .env("DATABASE_URL", database_url)
+        .env("RUST_LOG", "warn")
+        .stdin(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .output()
+        .await
+        .with_context(|| format!("running {} apikey create", stoker.display()))?;
+    let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
+    if !output.status.success() || token.is_empty() || token.contains(char::is_whitespace) {
+        anyhow::bail!(
+            "{} apikey create failed ({}): {}",
+            stoker.display(),
+            output.status,
+            String::from_utf8_lossy(&output.stderr).trim()
+        );
+    }
+    crate::progress!("created an API key of scope {scopes} (stoker apikey create)");
+    Ok(token)
+}
+
 /// Says Stoker started (`note` follows the pid, e.g. `; waiting for
 /// /readyz`), then runs `ready` for at most 90 s: it waits until the
 /// process is ready and says how long that took.

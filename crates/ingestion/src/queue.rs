@@ -136,6 +136,11 @@ impl QueueReceiver {
         envelope
     }
 
+    /// Whether no message is waiting.
+    pub(crate) fn is_empty(&self) -> bool {
+        self.receiver.is_empty()
+    }
+
     /// Refuses further messages (shutdown); senders waiting for room are
     /// turned away at once.
     pub(crate) fn close(&mut self) {

@@ -36,8 +36,8 @@ use serde_json::{Value, json};
 use std::fmt::Write as _;
 use std::net::SocketAddr;
 use std::ops::Range;
-use std::path::{Path, PathBuf};
-use std::process::{ExitCode, Stdio};
+use std::path::PathBuf;
+use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use stoker_benches::harness::{self, bounded};
@@ -240,7 +240,7 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let token = bounded(
         "API key",
         Duration::from_secs(60),
-        create_api_key(&args.stoker, &postgres.url()),
+        process::create_api_key(&args.stoker, &postgres.url(), "admin"),
     )
     .await?;
     let history_end = bounded(

@@ -3,30 +3,6 @@
 
 use super::*;
 
-/// `stoker apikey create --name bench --scopes admin`: the token alone on stdout.
-pub(crate) async fn create_api_key(stoker: &Path, database_url: &str) -> anyhow::Result<String> {
-    let output = tokio::process::Command::new(stoker)
-        .args(["apikey", "create", "--name", "bench", "--scopes", "admin"])
-        .env("DATABASE_URL", database_url)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .kill_on_drop(true)
-        .output()
-        .await
-        .with_context(|| format!("running {} apikey create", stoker.display()))?;
-    let token = String::from_utf8_lossy(&output.stdout).trim().to_owned();
-    if !output.status.success() || token.is_empty() || token.contains(char::is_whitespace) {
-        return Err(anyhow!(
-            "{} apikey create failed ({}): {}",
-            stoker.display(),
-            output.status,
-            String::from_utf8_lossy(&output.stderr).trim()
-        ));
-    }
-    progress!("created an admin API key (stoker apikey create)");
-    Ok(token)
-}
-
 /// Seeds the site and its sensors through the API, their latest values
 /// through `POST …/telemetry` (waiting until Redis holds all of them), and
 /// 24 h of 1 Hz history of one sensor straight into InfluxDB. Returns the

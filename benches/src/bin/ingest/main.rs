@@ -10,15 +10,19 @@
 //!   queryable in InfluxDB;
 //! - (c) publish→queryable latency at half the rate of (b);
 //! - (d) the ingestion process's peak RSS and CPU seconds (sampled during (b));
+//! - (e) line protocol: the readings of (b) as line-protocol bodies, to
+//!   InfluxDB's own `/write` and then to Stoker's (`stoker api`), same
+//!   bodies, same clients;
 //! - optionally a soak at the rate of (b) or a share of it (`scripts/soak`:
 //!   half, 10 minutes), sampling RSS and lag every 10 s.
 //!
 //! `main` holds the options, the targets and the run in order; each phase
-//! is a module (`raw`, `end_to_end`, `latency`, `soak`) and `results`
+//! is a module (`raw`, `end_to_end`, `latency`, `line_protocol`, `soak`) and `results`
 //! writes the report. Modules share the run's imports through `super::*`.
 
 mod end_to_end;
 mod latency;
+mod line_protocol;
 mod raw;
 mod results;
 mod soak;
@@ -50,6 +54,7 @@ use tokio::time::Instant;
 
 use end_to_end::*;
 use latency::*;
+use line_protocol::*;
 use raw::*;
 use results::*;
 use soak::*;
@@ -120,6 +125,19 @@ struct Args {
     /// Lines per body of the raw InfluxDB client.
     #[arg(long, default_value_t = 5000)]
     influx_batch: usize,
+
+    /// Lines per body of phase (e), line protocol (whole messages; Stoker
+    /// takes bodies of up to 256 KiB).
+    #[arg(long, default_value_t = 2000)]
+    lp_body_lines: usize,
+
+    /// Concurrent requests of phase (e), to InfluxDB and then to Stoker.
+    #[arg(long, default_value_t = 4)]
+    lp_in_flight: usize,
+
+    /// Skip phase (e), line protocol.
+    #[arg(long)]
+    no_line_protocol: bool,
 }
 
 /// Most lines the raw InfluxDB phase pre-encodes (memory of this process).
@@ -147,6 +165,10 @@ const NOT_PROBE: &str = "site != 'bench-probe'";
 const TARGET_CPU_PER_MILLION: f64 = 1.0;
 
 const TARGET_THROUGHPUT_SHARE: f64 = 0.5;
+
+/// Line protocol to Stoker's `/write`, as a share of InfluxDB's own
+/// `/write` rate for the same bodies (issue #14).
+const TARGET_LP_SHARE_OF_INFLUX: f64 = 0.8;
 
 const TARGET_P99_MS: f64 = 1000.0;
 
@@ -335,6 +357,53 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     )
     .await?;
     report.figures.latency = Some(latency);
+
+    // ------------------------------------------------ (e) line protocol
+    if !args.no_line_protocol {
+        settle().await;
+        // A window of its own, before (b)'s: every reading a new point.
+        let lp_base_ts = base_ts - per_site - 1_000;
+        let token = process::create_api_key(&args.stoker, &postgres.url(), "write").await?;
+        let server = std::net::SocketAddr::from(([127, 0, 0, 1], stoker_testkit::free_port()));
+        let mut api_env = process::store_env(&postgres, &stoker_db, &redis);
+        api_env.push(("HTTP_ADDR", server.to_string()));
+        let mut api = process::spawn_stoker(
+            &args.stoker,
+            "api",
+            &api_env,
+            &args.log.with_extension("api.log"),
+            &args.stoker_log,
+        )?;
+        process::until_ready(
+            &mut api,
+            &format!(" on {server}; waiting for /readyz"),
+            async |api| Ok(api.wait_ready(server, Duration::from_secs(60)).await?),
+        )
+        .await?;
+        let lp_limit = Duration::from_secs(60) + Duration::from_secs(args.readings / 5_000);
+        let phase = bounded(
+            "(e) line protocol",
+            lp_limit * 2 + Duration::from_secs(10),
+            line_protocol(
+                args,
+                &fleet,
+                &influx,
+                &database,
+                LineTarget {
+                    stoker: &mut api,
+                    server,
+                    token: &token,
+                },
+                &procs,
+                messages,
+                lp_base_ts,
+                lp_limit,
+            ),
+        )
+        .await?;
+        report.figures.line_protocol = Some(phase);
+        progress!("stopped stoker api: {}", api.terminate().await);
+    }
 
     // ---------------------------------------------------------- soak
     if let Some(duration) = args.soak {

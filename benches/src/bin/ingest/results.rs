@@ -19,6 +19,7 @@ pub(crate) struct Results {
     pub(crate) mosquitto_raw: Option<Raw>,
     pub(crate) e2e: Option<EndToEnd>,
     pub(crate) latency: Option<Latency>,
+    pub(crate) line_protocol: Option<LineProtocol>,
     pub(crate) soak: Option<Soak>,
 }
 
@@ -72,6 +73,7 @@ impl Results {
             mosquitto_raw: None,
             e2e: None,
             latency: None,
+            line_protocol: None,
             soak: None,
         }
     }
@@ -140,6 +142,39 @@ impl Figures for Results {
                 "(d) peak RSS of ingestion, full rate",
                 mib(e2e.hwm_kib.max(e2e.peak_rss_kib)),
             ));
+        }
+        if let Some(lp) = &self.line_protocol {
+            let share = lp.rate / lp.influx.rate;
+            checks.push(Check::new(
+                "(e) line protocol / InfluxDB's /write",
+                share,
+                Bound::AtLeast,
+                TARGET_LP_SHARE_OF_INFLUX,
+                format!("{:.1}%", share * 100.0),
+                format!("≥ {:.0}%", TARGET_LP_SHARE_OF_INFLUX * 100.0),
+            ));
+            if let Some(e2e) = &self.e2e {
+                let share = lp.rate / e2e.rate;
+                checks.push(Check::new(
+                    "(e) line protocol / JSON (b), readings/s",
+                    share,
+                    Bound::AtLeast,
+                    1.0,
+                    format!("{:.1}%", share * 100.0),
+                    "≥ 100%".into(),
+                ));
+                let lp_cpu = lp.cpu.stoker() / lp.readings as f64;
+                let json_cpu = e2e.cpu.stoker() / e2e.readings as f64;
+                let share = lp_cpu / json_cpu;
+                checks.push(Check::new(
+                    "(e) line protocol / JSON (b), CPU per reading",
+                    share,
+                    Bound::AtMost,
+                    1.0,
+                    format!("{:.1}%", share * 100.0),
+                    "≤ 100%".into(),
+                ));
+            }
         }
         if let Some(soak) = &self.soak {
             let growth = soak.growth();
@@ -262,6 +297,35 @@ impl Figures for Results {
                 ),
             );
         }
+        if let Some(lp) = &self.line_protocol {
+            row(
+                out,
+                "(e) InfluxDB's own /write, line-protocol bodies",
+                rate(lp.influx.rate),
+                format!(
+                    "{} lines in {:.2} s, {}",
+                    thousands(lp.influx.readings),
+                    lp.influx.seconds,
+                    lp.influx.detail
+                ),
+            );
+            row(
+                out,
+                "(e) Stoker's /write, same bodies (→ queryable)",
+                rate(lp.rate),
+                format!(
+                    "{} readings in {:.2} s; {} bodies of {} lines (≤ {} bytes), {} in flight, all answered 204 after {:.2} s, {} retried after 503",
+                    thousands(lp.readings),
+                    lp.seconds,
+                    lp.bodies,
+                    lp.body_lines,
+                    thousands(lp.body_bytes as u64),
+                    lp.in_flight,
+                    lp.answered_after,
+                    lp.retried
+                ),
+            );
+        }
         let _ = writeln!(out);
         if let Some(e2e) = &self.e2e {
             let _ = writeln!(
@@ -299,6 +363,19 @@ impl Figures for Results {
                 out,
                 "  CPU during (c): {}",
                 latency.cpu.describe(latency.seconds.max(0.001))
+            );
+        }
+        if let Some(lp) = &self.line_protocol {
+            let _ = writeln!(
+                out,
+                "  (e) stoker api during Stoker's /write: {:.2} CPU-s per million readings; CPU {}",
+                lp.cpu.stoker() / lp.readings as f64 * 1e6,
+                lp.cpu.describe(lp.seconds)
+            );
+            let _ = writeln!(
+                out,
+                "  CPU during (e) InfluxDB's own /write: {}",
+                lp.influx.cpu.describe(lp.influx.seconds)
             );
         }
         if let Some(soak) = &self.soak {
@@ -365,6 +442,14 @@ impl Figures for Results {
                 "p50_ms": finite(latency.p50_ms), "p99_ms": finite(latency.p99_ms), "max_ms": finite(latency.max_ms),
                 "poll_period_ms": latency.poll_period_ms, "query_ms": latency.query_ms,
                 "cpu_seconds": latency.cpu.json(),
+            })),
+            "line_protocol": self.line_protocol.as_ref().map(|lp| json!({
+                "readings": lp.readings, "bodies": lp.bodies, "body_lines": lp.body_lines,
+                "in_flight": lp.in_flight, "influx_write": raw(&Some(lp.influx.clone())),
+                "seconds": lp.seconds, "readings_per_second": lp.rate,
+                "answered_after_seconds": lp.answered_after, "retried_after_503": lp.retried,
+                "cpu_seconds": lp.cpu.json(),
+                "stoker_cpu_seconds_per_million": lp.cpu.stoker() / lp.readings as f64 * 1e6,
             })),
             "soak": self.soak.as_ref().map(|soak| json!({
                 "seconds": soak.seconds, "readings_per_second": soak.readings_per_second,

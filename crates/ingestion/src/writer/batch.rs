@@ -2,6 +2,15 @@
 //! `max_points` readings or its first message has waited `linger`; up to
 //! `writes_in_flight` batches are written at once and settled in the order
 //! they were dispatched, so acknowledgements keep the order of receipt.
+//!
+//! A batch that holds an HTTP caller's readings closes as soon as nothing
+//! more is queued and a write may start (fewer than `writes_in_flight`):
+//! an MQTT publisher keeps sending while its messages wait (its window is
+//! the broker's in-flight limit), so lingering gathers more of them into
+//! one write; an HTTP caller waits for its answer before it sends again,
+//! so lingering would only delay it (a client posting bodies one after
+//! another would get one body per linger). Once every write slot is busy,
+//! what arrives meanwhile gathers into the next batch.
 
 use futures::StreamExt;
 use futures::future::BoxFuture;
@@ -28,6 +37,9 @@ impl Writer {
                 () = self.shutdown.cancelled() => break,
                 Some((batch, durable)) = in_flight.next(), if !in_flight.is_empty() => {
                     self.settle(batch, durable, &mut journal_backlog).await;
+                    if self.callers_would_wait(&pending, &in_flight, &envelopes) {
+                        self.dispatch(&mut pending, &mut in_flight, &mut journal_backlog).await;
+                    }
                 }
                 () = sleep_until(deadline) => {
                     self.dispatch(&mut pending, &mut in_flight, &mut journal_backlog).await;
@@ -35,7 +47,9 @@ impl Writer {
                 envelope = envelopes.recv() => match envelope {
                     Some(envelope) => {
                         self.accept(envelope, &mut pending).await;
-                        if pending.lines.len() >= self.limits.max_points {
+                        if pending.lines.len() >= self.limits.max_points
+                            || self.callers_would_wait(&pending, &in_flight, &envelopes)
+                        {
                             self.dispatch(&mut pending, &mut in_flight, &mut journal_backlog).await;
                         }
                     }
@@ -59,6 +73,20 @@ impl Writer {
         if let Some(acker) = &self.acker {
             acker.disconnect();
         }
+    }
+
+    /// Whether the pending batch holds HTTP callers' readings that would
+    /// wait for the linger although nothing more is queued and a write
+    /// slot is free.
+    fn callers_would_wait<T: std::future::Future>(
+        &self,
+        pending: &Pending,
+        in_flight: &FuturesOrdered<T>,
+        envelopes: &QueueReceiver,
+    ) -> bool {
+        !pending.replies.is_empty()
+            && in_flight.len() < self.limits.writes_in_flight
+            && envelopes.is_empty()
     }
 
     /// Hands the pending batch to a write, waiting for the oldest write in

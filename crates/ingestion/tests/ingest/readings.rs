@@ -310,3 +310,41 @@ async fn readings_stored_late_are_marked_for_the_rollup() {
     assert_eq!(influx.late_marks(epoch).await.unwrap().len(), 1);
     harness.stop().await;
 }
+
+/// An HTTP caller waits for its answer before it sends again, so its
+/// readings are written as soon as nothing else is queued and a write may
+/// start, not after the linger: with a linger of an hour, bodies posted one
+/// after another through the intake are each answered, stored.
+#[tokio::test]
+async fn an_http_callers_body_does_not_wait_for_the_linger() {
+    let harness = Harness::start_with(Backends {
+        tune: Some(|options| options.linger = Duration::from_secs(3600)),
+        ..Backends::default()
+    })
+    .await;
+    let intake = harness.ingestion().intake();
+    let first = EpochMillis::now().as_millis() - 10_000;
+    for offset in 0..3 {
+        let body = format!(
+            r#"{{"ts": {}, "values": {{"b1_steam_pressure": 10.5}}}}"#,
+            first + offset
+        );
+        let receipt = tokio::time::timeout(
+            Duration::from_secs(60),
+            intake.submit("boiler-house-1", body.into()),
+        )
+        .await
+        .expect("the body is answered without waiting for the hour-long linger")
+        .unwrap();
+        assert_eq!((receipt.accepted, receipt.refused.len()), (1, 0));
+    }
+    let from = EpochMillis::from_millis(first).unwrap();
+    let stored = harness
+        .influx
+        .influx()
+        .readings(&site(), &key("b1_steam_pressure"), from, from.plus_millis(3))
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 3, "{stored:?}");
+    harness.stop().await;
+}

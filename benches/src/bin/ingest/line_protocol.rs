@@ -1,0 +1,331 @@
+//! Phase (e), line protocol: the readings of (b), encoded as line protocol
+//! exactly as Stoker stores them (`site` and `sensor` tags, field `value`),
+//! in bodies of `--lp-body-lines` lines, posted by `--lp-in-flight` clients:
+//! first to InfluxDB's own `/write` (a database of its own, dropped right
+//! after: the baseline of the same bodies), then to Stoker's `/write` on a
+//! `stoker api` process (an API key of scope `write`, `Authorization:
+//! Token`), counted in InfluxDB until every reading is queryable.
+
+use super::*;
+
+/// Figures of phase (e).
+#[derive(Debug, Clone)]
+pub(crate) struct LineProtocol {
+    pub(crate) readings: u64,
+    pub(crate) bodies: usize,
+    pub(crate) body_lines: usize,
+    pub(crate) body_bytes: usize,
+    pub(crate) in_flight: usize,
+    /// InfluxDB's own `/write`, the same bodies: first post → last answer.
+    pub(crate) influx: Raw,
+    /// Stoker's `/write`: first post → every reading queryable.
+    pub(crate) seconds: f64,
+    pub(crate) rate: f64,
+    /// From the first post until Stoker answered every body 204.
+    pub(crate) answered_after: f64,
+    /// Bodies Stoker answered 503 (queue full), posted again after its Retry-After.
+    pub(crate) retried: u64,
+    /// CPU of the `stoker api` process (as "stoker") and the services.
+    pub(crate) cpu: Cpu,
+}
+
+/// Encodes `messages` messages (message `m`: site `m % sites`, its
+/// `m / sites`-th message at `base_ts + m / sites`) into bodies of
+/// `body_lines` lines (whole messages).
+pub(crate) fn encode_bodies(
+    fleet: &Fleet,
+    messages: u64,
+    base_ts: i64,
+    body_lines: usize,
+) -> Vec<Bytes> {
+    let per_message = fleet.readings_per_message();
+    let sites = fleet.site_count() as u64;
+    let mut bodies = Vec::new();
+    let mut batch = LineBatch::with_capacity(body_lines + per_message);
+    for message in 0..messages {
+        if !batch.is_empty() && batch.len() + per_message > body_lines {
+            bodies.push(Bytes::from(batch.as_str().to_owned()));
+            batch.clear();
+        }
+        let seq = message / sites;
+        fleet.push_lines(
+            &mut batch,
+            (message % sites) as usize,
+            seq,
+            base_ts + seq as i64,
+        );
+    }
+    if !batch.is_empty() {
+        bodies.push(Bytes::from(batch.as_str().to_owned()));
+    }
+    bodies
+}
+
+/// The running `stoker api` that phase (e) posts to.
+#[derive(Debug)]
+pub(crate) struct LineTarget<'a> {
+    pub(crate) stoker: &'a mut StokerProcess,
+    pub(crate) server: std::net::SocketAddr,
+    pub(crate) token: &'a str,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn line_protocol(
+    args: &Args,
+    fleet: &Fleet,
+    influx: &InfluxHttp,
+    database: &str,
+    target: LineTarget<'_>,
+    procs: &Procs,
+    messages: u64,
+    base_ts: i64,
+    limit: Duration,
+) -> anyhow::Result<LineProtocol> {
+    let per_message = fleet.readings_per_message() as u64;
+    let total = messages * per_message;
+    let body_lines = args.lp_body_lines.max(per_message as usize);
+    let bodies = Arc::new(encode_bodies(fleet, messages, base_ts, body_lines));
+    let body_bytes = bodies.iter().map(Bytes::len).max().unwrap_or(0);
+    let in_flight = args.lp_in_flight;
+
+    // InfluxDB's own /write, the same bodies, a database of its own.
+    let raw_db = TestInflux::create().await;
+    let raw_database = raw_db.influx().database().to_owned();
+    progress!(
+        "(e) line protocol: {} bodies of {} lines (≤ {} bytes), {in_flight} in flight, to InfluxDB's own /write (database {raw_database})",
+        bodies.len(),
+        thousands(body_lines as u64),
+        thousands(body_bytes as u64)
+    );
+    let cpu_before = procs.cpu();
+    let started = Instant::now();
+    let posts = post_all(Arc::clone(&bodies), in_flight, {
+        let (influx, raw_database) = (influx.clone(), raw_database.clone());
+        move |body: Bytes| {
+            let (influx, raw_database) = (influx.clone(), raw_database.clone());
+            async move {
+                influx.write(&raw_database, body).await?;
+                anyhow::Ok(0)
+            }
+        }
+    });
+    posts.await?;
+    let seconds = started.elapsed().as_secs_f64();
+    let cpu = procs.cpu() - cpu_before;
+    let stored = influx.count_readings(&raw_database, "time > 0").await?;
+    if stored != total {
+        return Err(anyhow!(
+            "(e) InfluxDB's own /write took {total} lines but {stored} are stored: distinct points expected"
+        ));
+    }
+    drop(raw_db);
+    let raw = Raw {
+        readings: total,
+        seconds,
+        rate: total as f64 / seconds,
+        detail: format!("{body_lines}-line bodies, {in_flight} in flight"),
+        cpu,
+    };
+    progress!(
+        "(e) line protocol: InfluxDB's own /write {} readings/s ({:.2} s; CPU {})",
+        rate(raw.rate),
+        seconds,
+        raw.cpu.describe(seconds)
+    );
+    settle().await;
+
+    // Stoker's /write, the same bodies, counted until all are queryable.
+    let LineTarget {
+        stoker,
+        server,
+        token,
+    } = target;
+    let client = reqwest::Client::builder()
+        .pool_max_idle_per_host(in_flight)
+        .build()?;
+    let url = format!("http://{server}/write?db={}&precision=ms", fleet.site(0));
+    let authorization = format!("Token {token}");
+    progress!(
+        "(e) line protocol: the same bodies to Stoker's /write ({url}), {in_flight} in flight, until every reading is queryable"
+    );
+    let procs = procs.clone().with_stoker(stoker.pid());
+    let cpu_before = procs.cpu();
+    let started = Instant::now();
+    let retried = Arc::new(AtomicU64::new(0));
+    let posting = tokio::spawn(post_all(Arc::clone(&bodies), in_flight, {
+        let retried = Arc::clone(&retried);
+        move |body: Bytes| {
+            let (client, url, authorization, retried) = (
+                client.clone(),
+                url.clone(),
+                authorization.clone(),
+                Arc::clone(&retried),
+            );
+            async move {
+                loop {
+                    let response = client
+                        .post(&url)
+                        .header("Authorization", &authorization)
+                        .header("Content-Type", "text/plain; charset=utf-8")
+                        .body(body.clone())
+                        .send()
+                        .await
+                        .context("posting to Stoker's /write")?;
+                    match response.status().as_u16() {
+                        204 => return anyhow::Ok(0),
+                        503 => {
+                            retried.fetch_add(1, Ordering::Relaxed);
+                            let wait = response
+                                .headers()
+                                .get("Retry-After")
+                                .and_then(|value| value.to_str().ok())
+                                .and_then(|value| value.parse::<u64>().ok())
+                                .unwrap_or(1);
+                            tokio::time::sleep(Duration::from_secs(wait.clamp(1, 5))).await;
+                        }
+                        status => {
+                            let text = response.text().await.unwrap_or_default();
+                            return Err(anyhow!(
+                                "Stoker's /write answered {status}: {}",
+                                text.chars().take(300).collect::<String>()
+                            ));
+                        }
+                    }
+                }
+            }
+        }
+    }));
+    let sites = fleet.site_count() as u64;
+    let sentinel = format!("sensor = '{}'", fleet.first_sensor());
+    let mut counter = WindowCounter::new(base_ts, messages, sites, 1, sentinel);
+    let deadline = started + limit;
+    let mut answered_after = None;
+    let mut next_report = started + Duration::from_secs(2);
+    let mut posting = Some(posting);
+    let finished = loop {
+        let poll_started = Instant::now();
+        let stored = counter.poll(influx, database).await? * per_message;
+        let polled = Instant::now();
+        if let Some(task) = posting.take_if(|task| task.is_finished()) {
+            task.await.context("posting line protocol")??;
+            answered_after = Some((polled - started).as_secs_f64());
+        }
+        if stored >= total {
+            break polled;
+        }
+        stoker.check_alive()?;
+        if polled >= deadline {
+            return Err(anyhow!(
+                "(e) line protocol: only {} of {} readings queryable after {:.0} s; Stoker's log:\n{}",
+                thousands(stored),
+                thousands(total),
+                (polled - started).as_secs_f64(),
+                stoker.log_tail(10)
+            ));
+        }
+        if polled >= next_report {
+            let seconds = (polled - started).as_secs_f64();
+            progress!(
+                "(e) line protocol: {:.1} s: queryable {} readings ({} /s so far); CPU-s stoker api {:.1}",
+                seconds,
+                thousands(stored),
+                rate(stored as f64 / seconds),
+                (procs.cpu() - &cpu_before).stoker()
+            );
+            next_report = polled + Duration::from_secs(2);
+        }
+        tokio::time::sleep_until(poll_started + COUNT_POLL).await;
+    };
+    let seconds = (finished - started).as_secs_f64();
+    let cpu = procs.cpu() - cpu_before;
+    if let Some(task) = posting {
+        task.await.context("posting line protocol")??;
+    }
+    let answered_after = answered_after.unwrap_or(seconds);
+    // Outside the timed window: every reading of the window, exactly once.
+    let window = format!(
+        "{NOT_PROBE} AND time >= {base_ts}ms AND time < {}ms",
+        base_ts + messages.div_ceil(sites) as i64
+    );
+    let counted = influx.count_readings(database, &window).await?;
+    if counted != total {
+        return Err(anyhow!(
+            "(e) line protocol: {total} readings posted, {counted} stored in their window: expected equal"
+        ));
+    }
+    let phase = LineProtocol {
+        readings: total,
+        bodies: bodies.len(),
+        body_lines,
+        body_bytes,
+        in_flight,
+        influx: raw,
+        seconds,
+        rate: total as f64 / seconds,
+        answered_after,
+        retried: retried.load(Ordering::Relaxed),
+        cpu,
+    };
+    progress!(
+        "(e) line protocol: Stoker {} readings/s ({} readings in {:.2} s, every body answered after {:.2} s, {} retried after 503); {:.2} CPU-s per million; CPU {}",
+        rate(phase.rate),
+        thousands(total),
+        seconds,
+        phase.answered_after,
+        phase.retried,
+        phase.cpu.stoker() / total as f64 * 1e6,
+        phase.cpu.describe(seconds)
+    );
+    Ok(phase)
+}
+
+/// Posts every body with `in_flight` concurrent workers, each taking the
+/// next body when its previous one is answered.
+async fn post_all<F, Fut>(bodies: Arc<Vec<Bytes>>, in_flight: usize, post: F) -> anyhow::Result<()>
+where
+    F: Fn(Bytes) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<u64>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..in_flight.max(1) {
+        let (bodies, next, post) = (Arc::clone(&bodies), Arc::clone(&next), post.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(index) else {
+                    return anyhow::Ok(());
+                };
+                post(body.clone()).await?;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.context("line-protocol poster")??;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bodies_hold_whole_messages_up_to_the_line_count() {
+        let fleet = Fleet::new(3, 4).unwrap();
+        let bodies = encode_bodies(&fleet, 10, 1_733_565_600_000, 10);
+        let lines: Vec<usize> = bodies
+            .iter()
+            .map(|body| {
+                body.split(|byte| *byte == b'\n')
+                    .filter(|line| !line.is_empty())
+                    .count()
+            })
+            .collect();
+        // 4 lines per message: two messages (8 lines) fit in 10.
+        assert_eq!(lines, vec![8, 8, 8, 8, 8]);
+        let first = std::str::from_utf8(&bodies[0]).unwrap();
+        assert!(first.starts_with("readings,site=bench-site-000,sensor=sensor_00,"));
+        assert!(first.contains("bench-site-001"));
+    }
+}
