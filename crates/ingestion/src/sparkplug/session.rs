@@ -361,6 +361,13 @@ impl Connection<'_> {
             self.shared.stats.message(Some(edge.message_type));
         }
         let handled = self.host.handle(&publish.topic, &publish.payload, received);
+        tracing::trace!(
+            topic = %publish.topic,
+            readings = handled.readings.len(),
+            refusals = handled.refusals.len(),
+            events = handled.events.len(),
+            "Sparkplug message handled"
+        );
         if let Some(rebirth) = &handled.rebirth {
             let command = Publish::new(
                 rebirth.command.topic.clone(),
