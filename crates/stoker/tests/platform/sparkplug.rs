@@ -438,6 +438,11 @@ async fn a_tahu_edge_node_is_read_through_births_a_rebirth_a_leader_killed_and_i
         },
     )
     .await;
+    // Exactly those: none lost, none stored twice.
+    assert_eq!(
+        influx.influx().count_readings(&site).await.unwrap(),
+        stored_before + rebirth_readings + 3
+    );
     let latest_after = cache
         .latest(&site, std::slice::from_ref(&flue))
         .await
