@@ -30,7 +30,7 @@ use rumqttc::{
 };
 use stoker_domain::EpochMillis;
 use stoker_sparkplug::{
-    GroupId, Handled, Host, HostId, HostSettings, StateMessage, Topic, parse_state,
+    Event, GroupId, Handled, Host, HostId, HostSettings, Ignored, StateMessage, Topic, parse_state,
 };
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
@@ -386,6 +386,20 @@ impl Connection<'_> {
         }
         if let Some(ignored) = &handled.ignored {
             tracing::debug!(topic = %publish.topic, ?ignored, "Sparkplug message ignored");
+        }
+        // An NDEATH of an edge node this host holds no session of: it was
+        // born before this host took over or reconnected, so Postgres (the
+        // source of truth) may still say online. The death is recorded
+        // (idempotent; the next birth sets it online again).
+        if let (Some(Ignored::StaleDeath(_)), Some(node)) = (&handled.ignored, &handled.node)
+            && !self.host.is_online(&node.group_id, &node.edge_node_id)
+        {
+            self.shared.events.push(Event::NodeDeath {
+                node: node.clone(),
+                bd_seq: None,
+                at: received,
+                devices: Vec::new(),
+            });
         }
         let Some(envelope) = self.envelope(&publish, handled, received) else {
             return Ok(false);

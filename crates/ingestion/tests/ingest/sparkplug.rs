@@ -290,6 +290,20 @@ async fn sparkplug_readings_are_validated_stored_cached_and_refusals_recorded() 
     })
     .await;
 
+    // Born while another process led (recorded there), dead now: this
+    // host holds no session of it, and records the death all the same.
+    let pool = stoker_postgres::connect(&harness.postgres.options()).unwrap();
+    stoker_metadata::record_gateway_birth(&pool, &group, "gw1", EpochMillis::now(), Some(8), &[])
+        .await
+        .unwrap();
+    assert_eq!(gateway_online(&harness, &group, "gw1").await, Some(true));
+    tokio::time::sleep(Duration::from_millis(5)).await;
+    publish_qos1(&[(format!("spBv1.0/{group}/NDEATH/gw1"), death.encode_to_vec())]).await;
+    eventually("gw1 offline again in metadata", || async {
+        gateway_online(&harness, &group, "gw1").await == Some(false)
+    })
+    .await;
+
     // A clean stop says offline.
     harness.stop().await;
     expect(&mut seen, "STATE offline", |topic, payload, _| {
