@@ -45,6 +45,24 @@ async fn watch(filters: &[String]) -> mpsc::UnboundedReceiver<(String, Vec<u8>, 
     receiver
 }
 
+/// Removes the retained STATE a test's host left on the shared broker.
+async fn clear_retained(topic: &str) {
+    let options = MqttOptions::new(unique_client_id("sparkplug-clear"), "127.0.0.1", 1883);
+    let (client, mut events) = AsyncClient::new(options, 8);
+    client
+        .publish(topic, QoS::AtLeastOnce, true, Vec::<u8>::new())
+        .await
+        .unwrap();
+    let acked = async {
+        while let Ok(event) = events.poll().await {
+            if matches!(event, Event::Incoming(Packet::PubAck(_))) {
+                break;
+            }
+        }
+    };
+    let _ = tokio::time::timeout(Duration::from_secs(5), acked).await;
+}
+
 async fn expect(
     messages: &mut mpsc::UnboundedReceiver<(String, Vec<u8>, bool)>,
     what: &str,
@@ -310,6 +328,7 @@ async fn sparkplug_readings_are_validated_stored_cached_and_refusals_recorded() 
         topic == state_topic && String::from_utf8_lossy(payload).contains("\"online\":false")
     })
     .await;
+    clear_retained(&state_topic).await;
 }
 
 #[tokio::test]
@@ -375,4 +394,5 @@ async fn state_is_offline_while_the_spool_is_full_and_online_again_with_a_new_ti
     )
     .await;
     harness.stop().await;
+    clear_retained(&state_topic).await;
 }
