@@ -42,8 +42,9 @@ pub(crate) enum Target {
 pub(crate) struct Decoded {
     /// The topic it came on.
     pub topic: String,
-    /// The gateway (group and edge node) that sent it.
-    pub gateway: stoker_sparkplug::EdgeNodeId,
+    /// The gateway (group and edge node) that sent it; none when its topic
+    /// names none (refused as `invalid_topic`).
+    pub gateway: Option<stoker_sparkplug::EdgeNodeId>,
     /// The site the gateway is bound to; none: its readings are refused.
     pub site: Option<stoker_domain::SiteSlug>,
     pub readings: Vec<stoker_sparkplug::Reading>,

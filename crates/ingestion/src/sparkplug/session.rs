@@ -440,14 +440,15 @@ impl Connection<'_> {
         handled: Handled,
         received: EpochMillis,
     ) -> Option<Envelope> {
-        let gateway = handled.node?;
+        let gateway = handled.node;
+        let edge_node = gateway.as_ref().map(ToString::to_string);
         let stats = &self.shared.stats;
         for refusal in &handled.refusals {
             stats.refusal(refusal.reason);
             if let Some(suppressed) = self.log.admit(refusal.reason.as_str()) {
                 tracing::warn!(
                     reason = refusal.reason.as_str(),
-                    edge_node = %gateway,
+                    edge_node,
                     topic = %publish.topic,
                     metric = refusal.metric.as_deref(),
                     detail = %refusal.detail,
@@ -459,10 +460,12 @@ impl Connection<'_> {
         if handled.readings.is_empty() && handled.refusals.is_empty() {
             return None;
         }
-        let site = self
-            .shared
-            .bindings
-            .site(&gateway.group_id, &gateway.edge_node_id);
+        // Readings always name their edge node (a topic without one is refused).
+        let site = gateway.as_ref().and_then(|gateway| {
+            self.shared
+                .bindings
+                .site(&gateway.group_id, &gateway.edge_node_id)
+        });
         stats
             .readings
             .fetch_add(handled.readings.len() as u64, Ordering::Relaxed);
@@ -471,7 +474,7 @@ impl Connection<'_> {
             if let Some(suppressed) = self.log.admit(UNBOUND_GATEWAY) {
                 tracing::warn!(
                     reason = UNBOUND_GATEWAY,
-                    edge_node = %gateway,
+                    edge_node,
                     readings = handled.readings.len(),
                     similar_refusals_not_logged = suppressed,
                     "Sparkplug readings refused: the gateway is bound to no site (POST /api/v1/sites/{{site}}/gateways)"

@@ -55,11 +55,15 @@ impl Writer {
             return;
         }
         let Some(bound) = &decoded.site else {
+            let gateway = match &decoded.gateway {
+                Some(gateway) => format!(
+                    "gateway {gateway} (group {:?}, edge node {:?})",
+                    gateway.group_id, gateway.edge_node_id
+                ),
+                None => format!("topic {:?} names no gateway and", decoded.topic),
+            };
             let detail = format!(
-                "gateway {} (group {:?}, edge node {:?}) is bound to no site: bind it with POST /api/v1/sites/{{site}}/gateways; {} readings refused",
-                decoded.gateway,
-                decoded.gateway.group_id,
-                decoded.gateway.edge_node_id,
+                "{gateway} is bound to no site: bind it with POST /api/v1/sites/{{site}}/gateways; {} readings refused",
                 decoded.readings.len()
             );
             let readings = decoded.readings.len() as i64;

@@ -224,6 +224,8 @@ async fn sparkplug_readings_are_validated_stored_cached_and_refusals_recorded() 
         ),
         // A gateway bound to no site.
         (format!("spBv1.0/{group}/NBIRTH/gw-unbound"), birth(t0)),
+        // No edge node in the topic.
+        (format!("spBv1.0/{group}/NBIRTH"), birth(t0)),
     ])
     .await;
 
@@ -259,6 +261,7 @@ async fn sparkplug_readings_are_validated_stored_cached_and_refusals_recorded() 
     eventually("the refusals recorded", || async {
         !rejected(&harness, "unbound_gateway").await.is_empty()
             && !rejected(&harness, "sequence_gap").await.is_empty()
+            && !rejected(&harness, "invalid_topic").await.is_empty()
     })
     .await;
     let unknown = rejected(&harness, "unknown_sensor").await;
@@ -282,6 +285,13 @@ async fn sparkplug_readings_are_validated_stored_cached_and_refusals_recorded() 
         unbound[0].3.contains("gw-unbound")
             && unbound[0].3.contains("POST /api/v1/sites/{site}/gateways"),
         "{unbound:?}"
+    );
+    let invalid = rejected(&harness, "invalid_topic").await;
+    assert!(
+        invalid
+            .iter()
+            .any(|(_, topic, _, _)| *topic == format!("spBv1.0/{group}/NBIRTH")),
+        "{invalid:?}"
     );
     let stats = harness.ingestion().stats();
     assert_eq!(stats.rejected.get("unknown_sensor"), Some(&1), "{stats:?}");
