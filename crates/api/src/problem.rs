@@ -234,11 +234,13 @@ impl From<stoker_metadata::Error> for ApiError {
         match error {
             E::SiteNotFound(_)
             | E::SensorNotFound { .. }
+            | E::GatewayNotFound { .. }
             | E::AlertRuleNotFound(_)
             | E::ApiKeyNotFound(_) => ApiError::NotFound(error.to_string()),
-            E::SiteExists(_) | E::SensorExists { .. } | E::ApiKeyExists(_) => {
-                ApiError::Conflict(error.to_string())
-            }
+            E::SiteExists(_)
+            | E::SensorExists { .. }
+            | E::GatewayExists { .. }
+            | E::ApiKeyExists(_) => ApiError::Conflict(error.to_string()),
             E::VersionConflict { current } => ApiError::VersionConflict { current },
             E::KindUnchangeable { .. } => ApiError::Contradicts {
                 code: "kind_unchangeable",

@@ -32,6 +32,23 @@ pub(crate) enum Target {
         write: LineWrite,
         refused: Option<BodyRefusal>,
     },
+    /// A Sparkplug B message the host decoded (`sparkplug`).
+    Sparkplug(Box<Decoded>),
+}
+
+/// A Sparkplug B message as the host application decoded it: its readings
+/// and the protocol's refusals, and the site its gateway is bound to.
+#[derive(Debug, Clone)]
+pub(crate) struct Decoded {
+    /// The topic it came on.
+    pub topic: String,
+    /// The gateway (group and edge node) that sent it; none when its topic
+    /// names none (refused as `invalid_topic`).
+    pub gateway: Option<stoker_sparkplug::EdgeNodeId>,
+    /// The site the gateway is bound to; none: its readings are refused.
+    pub site: Option<stoker_domain::SiteSlug>,
+    pub readings: Vec<stoker_sparkplug::Reading>,
+    pub refusals: Vec<stoker_sparkplug::Refusal>,
 }
 
 /// Why a line-protocol body was refused before it could be read.
@@ -73,6 +90,7 @@ impl Target {
         match self {
             Target::Telemetry { site } | Target::Sensor { site, .. } => site,
             Target::Lines { write, .. } => &write.site,
+            Target::Sparkplug(decoded) => decoded.site.as_ref().map_or("", |site| site.as_str()),
             Target::Unknown { .. } => "",
         }
     }
@@ -84,6 +102,7 @@ impl Target {
             Target::Sensor { site, sensor } => format!("sites/{site}/sensors/{sensor}"),
             Target::Unknown { topic } => topic.clone(),
             Target::Lines { write, .. } => format!("POST {} ({})", write.route, write.site),
+            Target::Sparkplug(decoded) => decoded.topic.clone(),
         }
     }
 }
@@ -101,6 +120,21 @@ pub(crate) struct Envelope {
     pub reply: Option<oneshot::Sender<Receipt>>,
     /// Set when an HTTP body was refused unread for its declared length.
     pub oversized: Option<u64>,
+}
+
+impl Envelope {
+    /// The first bytes of the payload as recorded with a refusal: as text,
+    /// or for a Sparkplug B (protobuf) payload in hexadecimal.
+    pub(crate) fn payload_excerpt(&self) -> String {
+        match &self.target {
+            Target::Sparkplug(_) => {
+                let head = &self.payload[..self.payload.len().min(128)];
+                let hex: String = head.iter().map(|byte| format!("{byte:02x}")).collect();
+                format!("protobuf hex {hex}")
+            }
+            _ => crate::journal::excerpt(&self.payload),
+        }
+    }
 }
 
 /// What became of one message, for the HTTP answer.

@@ -16,7 +16,6 @@ use stoker_domain::EpochMillis;
 use stoker_postgres::Pool;
 use tokio::sync::mpsc;
 
-use crate::Reason;
 use crate::stats::Stats;
 
 mod embedded {
@@ -51,7 +50,9 @@ impl Source {
 pub(crate) struct Rejection {
     pub received: EpochMillis,
     pub source: Source,
-    pub reason: Reason,
+    /// The reason's stable name (ingestion's [`crate::Reason`]s, and the
+    /// Sparkplug host's).
+    pub reason: &'static str,
     pub site: String,
     pub sensor: Option<String>,
     pub topic: String,
@@ -225,7 +226,7 @@ async fn write(pool: &Pool, entries: &Entries) -> stoker_postgres::Result<()> {
         let received: Vec<DateTime<Utc>> =
             rows.iter().map(|row| row.received.to_datetime()).collect();
         let sources: Vec<&str> = rows.iter().map(|row| row.source.as_str()).collect();
-        let reasons: Vec<&str> = rows.iter().map(|row| row.reason.as_str()).collect();
+        let reasons: Vec<&str> = rows.iter().map(|row| row.reason).collect();
         let sites: Vec<&str> = rows.iter().map(|row| row.site.as_str()).collect();
         let sensors: Vec<Option<&str>> = rows.iter().map(|row| row.sensor.as_deref()).collect();
         let topics: Vec<&str> = rows.iter().map(|row| row.topic.as_str()).collect();

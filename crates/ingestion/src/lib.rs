@@ -23,6 +23,9 @@
 //! - `latest`: the Redis task for latest values.
 //! - `journal`: counts and refusals, in Postgres.
 //! - `mqtt`: connection, subscriptions, manual acknowledgements.
+//! - `sparkplug`: the Sparkplug B host application (one ingest process
+//!   leads it): its own connection and STATE, each message through
+//!   `stoker-sparkplug`'s protocol core, readings into the same queue.
 //!
 //! ```no_run
 //! # async fn example(pool: stoker_postgres::Pool, influx: stoker_timeseries::Influx, cache: stoker_cache::Cache) -> stoker_ingestion::Result<()> {
@@ -45,6 +48,7 @@ mod mqtt;
 mod payload;
 mod queue;
 mod registry;
+mod sparkplug;
 mod spool;
 mod stats;
 mod writer;
@@ -66,6 +70,7 @@ pub use mqtt::{MqttOptions, client_options};
 /// fuzz target (`fuzz/`) and the test that replays its corpus. Not an API.
 #[doc(hidden)]
 pub use payload::fuzzing;
+pub use sparkplug::{Groups as SparkplugGroups, SparkplugOptions};
 pub use stats::StatsSnapshot;
 
 use registry::SharedRegistry;
@@ -208,6 +213,10 @@ pub struct IngestOptions {
     #[allow(missing_docs)]
     pub mqtt: MqttOptions,
 
+    #[command(flatten)]
+    #[allow(missing_docs)]
+    pub sparkplug: SparkplugOptions,
+
     /// Most readings in one InfluxDB write.
     #[arg(
         id = "ingest_batch_size",
@@ -271,6 +280,7 @@ impl Default for IngestOptions {
     fn default() -> Self {
         Self {
             mqtt: MqttOptions::default(),
+            sparkplug: SparkplugOptions::default(),
             batch_size: 20_000,
             linger: Duration::from_millis(100),
             writes_in_flight: 4,
@@ -291,6 +301,7 @@ pub struct Ingestion {
     spool: Arc<spool::Spool>,
     queued: Arc<std::sync::atomic::AtomicUsize>,
     histograms: metrics::Histograms,
+    sparkplug: Option<Arc<sparkplug::SparkplugStats>>,
     tasks: Vec<JoinHandle<()>>,
 }
 
@@ -480,6 +491,13 @@ impl Ingestion {
             envelopes: envelopes_tx.clone(),
             stats: Arc::clone(&stats),
         };
+        // The Sparkplug host needs a broker: not in the `api` role.
+        let sparkplug = if connection.is_some() {
+            sparkplug::host(options, &stores, &envelopes_tx, &stats)?
+        } else {
+            None
+        };
+        let sparkplug_stats = sparkplug.as_ref().map(|host| Arc::clone(&host.stats));
         let mut tasks = vec![
             tokio::spawn(Arc::clone(&registry).follow_changes(
                 stores.pool.clone(),
@@ -507,6 +525,9 @@ impl Ingestion {
             )),
             tokio::spawn(report_progress(Arc::clone(&stats), shutdown.clone())),
         ];
+        if let Some(host) = sparkplug {
+            tasks.push(tokio::spawn(sparkplug::run(host, shutdown.clone())));
+        }
         if let Some(connection) = connection {
             tasks.push(tokio::spawn(connection.run(envelopes_tx, shutdown)));
         }
@@ -517,6 +538,7 @@ impl Ingestion {
             spool: spool_handle,
             queued,
             histograms,
+            sparkplug: sparkplug_stats,
             tasks,
         })
     }
@@ -533,6 +555,9 @@ impl Ingestion {
                 histograms: &self.histograms,
             },
         );
+        if let Some(stats) = &self.sparkplug {
+            sparkplug::register(registry, stats);
+        }
     }
 
     /// The handle HTTP submits payloads through.

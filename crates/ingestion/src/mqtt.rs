@@ -10,8 +10,8 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use rumqttc::{
-    Connect, ConnectReturnCode, Login, Packet, PubAck, Publish, QoS, Subscribe, SubscribeFilter,
-    SubscribeReasonCode,
+    ConnAck, Connect, ConnectReturnCode, Login, Packet, PubAck, Publish, QoS, Subscribe,
+    SubscribeFilter, SubscribeReasonCode,
 };
 use stoker_domain::EpochMillis;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -97,7 +97,7 @@ pub fn client_options(url: &str, client_id: &str) -> Result<rumqttc::MqttOptions
 }
 
 /// Longest wait for the TCP connection and for the broker's CONNACK.
-const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Largest packet read from the broker. Large enough that an oversized
 /// payload arrives and is refused with a count, instead of breaking the
@@ -109,7 +109,7 @@ const ACK_WRITE_BYTES: usize = 64 * 1024;
 
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
-enum SessionError {
+pub(crate) enum SessionError {
     #[error("cannot reach the broker: {0}")]
     Io(#[from] std::io::Error),
     #[error("the broker did not answer within {0:?}")]
@@ -230,33 +230,11 @@ impl Connection {
         envelopes: &QueueSender,
         backoff: &mut Duration,
     ) -> std::result::Result<End, SessionError> {
-        let stream = tokio::time::timeout(
-            CONNECT_TIMEOUT,
-            tokio::net::TcpStream::connect((self.host.as_str(), self.port)),
-        )
-        .await
-        .map_err(|_| SessionError::Timeout(CONNECT_TIMEOUT))??;
-        stream.set_nodelay(true)?;
-        let (read, mut write) = stream.into_split();
-        let mut reader = PacketReader {
-            read,
-            buffer: BytesMut::with_capacity(64 * 1024),
-        };
         let mut connect = Connect::new(self.client_id.as_str());
         connect.keep_alive = u16::try_from(self.keep_alive.as_secs()).unwrap_or(u16::MAX);
         connect.clean_session = false;
         connect.login = self.login.clone();
-        write_packet(&mut write, &Packet::Connect(connect)).await?;
-        let connack = match tokio::time::timeout(CONNECT_TIMEOUT, reader.next())
-            .await
-            .map_err(|_| SessionError::Timeout(CONNECT_TIMEOUT))??
-        {
-            Packet::ConnAck(connack) => connack,
-            _ => return Err(SessionError::Unexpected("a packet other than CONNACK")),
-        };
-        if connack.code != ConnectReturnCode::Success {
-            return Err(SessionError::Refused(connack.code));
-        }
+        let (mut reader, mut write, connack) = open(&self.host, self.port, connect).await?;
         let number = self.connection.fetch_add(1, Ordering::AcqRel) + 1;
         *backoff = Duration::from_millis(200);
         tracing::info!(
@@ -275,7 +253,7 @@ impl Connection {
                 .map(|filter| SubscribeFilter::new(filter.clone(), QoS::AtLeastOnce)),
         );
         subscribe.pkid = 1;
-        write_packet(&mut write, &Packet::Subscribe(subscribe)).await?;
+        write.send(&Packet::Subscribe(subscribe)).await?;
         let reading = read_half(
             &mut reader,
             envelopes,
@@ -339,7 +317,7 @@ async fn read_half(
 /// Writes acknowledgements as they come, many per socket write; pings
 /// every half keep-alive; sends DISCONNECT when the writer is done.
 async fn write_half(
-    write: &mut OwnedWriteHalf,
+    write: &mut PacketWriter,
     commands: &mut mpsc::UnboundedReceiver<Command>,
     connection: u64,
     keep_alive: Duration,
@@ -352,7 +330,7 @@ async fn write_half(
         let command = tokio::select! {
             command = commands.recv() => command,
             _ = ping.tick() => {
-                write_packet(write, &Packet::PingReq).await?;
+                write.send(&Packet::PingReq).await?;
                 continue;
             }
         };
@@ -382,39 +360,97 @@ async fn write_half(
                 Err(_) => break,
             }
         }
-        write.write_all(&buffer).await?;
+        write.send_encoded(&buffer).await?;
         if disconnect {
-            let _ = write.shutdown().await;
+            write.close().await;
             return Ok(End::Disconnected);
         }
     }
 }
 
-fn encode(packet: &Packet, buffer: &mut BytesMut) -> std::result::Result<(), SessionError> {
+/// Opens a connection to the broker: TCP, CONNECT, CONNACK (refused
+/// unless successful), each step within [`CONNECT_TIMEOUT`]. The one place
+/// a socket to the broker is opened, for ingestion's connection and the
+/// Sparkplug host's alike (TLS goes here).
+pub(crate) async fn open(
+    host: &str,
+    port: u16,
+    connect: Connect,
+) -> std::result::Result<(PacketReader, PacketWriter, ConnAck), SessionError> {
+    let stream = tokio::time::timeout(
+        CONNECT_TIMEOUT,
+        tokio::net::TcpStream::connect((host, port)),
+    )
+    .await
+    .map_err(|_| SessionError::Timeout(CONNECT_TIMEOUT))??;
+    stream.set_nodelay(true)?;
+    let (read, write) = stream.into_split();
+    let mut reader = PacketReader {
+        read,
+        buffer: BytesMut::with_capacity(64 * 1024),
+    };
+    let mut writer = PacketWriter { write };
+    writer.send(&Packet::Connect(connect)).await?;
+    let connack = match tokio::time::timeout(CONNECT_TIMEOUT, reader.next())
+        .await
+        .map_err(|_| SessionError::Timeout(CONNECT_TIMEOUT))??
+    {
+        Packet::ConnAck(connack) => connack,
+        _ => return Err(SessionError::Unexpected("a packet other than CONNACK")),
+    };
+    if connack.code != ConnectReturnCode::Success {
+        return Err(SessionError::Refused(connack.code));
+    }
+    Ok((reader, writer, connack))
+}
+
+pub(crate) fn encode(
+    packet: &Packet,
+    buffer: &mut BytesMut,
+) -> std::result::Result<(), SessionError> {
     packet
         .write(buffer, usize::MAX)
         .map(drop)
         .map_err(SessionError::Protocol)
 }
 
-async fn write_packet(
-    write: &mut OwnedWriteHalf,
-    packet: &Packet,
-) -> std::result::Result<(), SessionError> {
-    let mut buffer = BytesMut::new();
-    encode(packet, &mut buffer)?;
-    write.write_all(&buffer).await?;
-    Ok(())
+/// Writes packets to the socket.
+pub(crate) struct PacketWriter {
+    write: OwnedWriteHalf,
+}
+
+impl PacketWriter {
+    /// Encodes and writes one packet.
+    pub(crate) async fn send(&mut self, packet: &Packet) -> std::result::Result<(), SessionError> {
+        let mut buffer = BytesMut::new();
+        encode(packet, &mut buffer)?;
+        self.send_encoded(&buffer).await
+    }
+
+    /// Writes packets already encoded (many in one socket write).
+    pub(crate) async fn send_encoded(
+        &mut self,
+        bytes: &[u8],
+    ) -> std::result::Result<(), SessionError> {
+        self.write.write_all(bytes).await?;
+        Ok(())
+    }
+
+    /// Shuts the socket down after what was written.
+    pub(crate) async fn close(&mut self) {
+        let _ = self.write.shutdown().await;
+    }
 }
 
 /// Reads whole packets from the socket.
-struct PacketReader {
+pub(crate) struct PacketReader {
     read: OwnedReadHalf,
     buffer: BytesMut,
 }
 
 impl PacketReader {
-    async fn next(&mut self) -> std::result::Result<Packet, SessionError> {
+    /// The next packet. Cancel-safe: what was read stays in the buffer.
+    pub(crate) async fn next(&mut self) -> std::result::Result<Packet, SessionError> {
         loop {
             match Packet::read(&mut self.buffer, MAX_INCOMING_PACKET) {
                 Ok(packet) => return Ok(packet),

@@ -1,4 +1,4 @@
-//! Sites, sensors, alert rules and API keys in Postgres, schema `metadata`:
+//! Sites, sensors, gateways, alert rules and API keys in Postgres, schema `metadata`:
 //! the source of truth for what exists and who may use it.
 //!
 //! Layout:
@@ -9,6 +9,13 @@
 //! - `sites`, `sensors`: repository functions (create, get, keyset pages,
 //!   update with optimistic locking, delete that never orphans); all SQL
 //!   lives in the modules of this crate.
+//! - `gateways`: Sparkplug B edge nodes bound to sites (create, get,
+//!   keyset pages, delete), their online state and announced metrics as
+//!   the Sparkplug host records births and deaths
+//!   ([`record_gateway_birth`], [`record_device_birth`],
+//!   [`record_gateway_death`]), the bindings it maps by
+//!   ([`gateway_bindings`]) and the states analytics reads
+//!   ([`gateway_states`]).
 //! - `alert_rules`: the columns of `stoker-rules`' model (one explicit set
 //!   per kind, checked again by the table's CHECKs) and its repository
 //!   functions.
@@ -41,6 +48,7 @@
 mod alert_rules;
 mod api_keys;
 mod changes;
+mod gateways;
 mod migrations;
 mod sensors;
 mod sites;
@@ -54,6 +62,12 @@ pub use api_keys::{
     revoke_api_key, token_key_id, verify,
 };
 pub use changes::{Change, watch_change_events, watch_changes};
+pub use gateways::{
+    AnnouncedMetric, GATEWAY_ID_MAX_LEN, GATEWAY_ID_PATTERN, Gateway, GatewayBinding,
+    GatewayMetric, GatewayState, NewGateway, create_gateway, delete_gateway, gateway_bindings,
+    gateway_states, get_gateway, list_gateways_page, record_device_birth, record_gateway_birth,
+    record_gateway_death, register_gateway_sensors,
+};
 pub use migrations::migrate;
 pub use sensors::{
     NewSensor, RegistryEntry, Sensor, SensorChanges, create_sensor, delete_sensor, get_sensor,
@@ -111,16 +125,19 @@ pub enum Error {
         /// The row's version now.
         current: i64,
     },
-    /// A site that still has sensors or alert rules cannot be deleted:
-    /// deleting it would orphan them, and nothing is deleted in cascade.
+    /// A site that still has sensors, alert rules or gateways cannot be
+    /// deleted: deleting it would orphan them, and nothing is deleted in
+    /// cascade.
     #[error(
-        "the site still has {sensors} sensor(s) and {alert_rules} alert rule(s): delete them first"
+        "the site still has {sensors} sensor(s), {alert_rules} alert rule(s) and {gateways} gateway(s): delete them first"
     )]
     SiteHasDependents {
         /// Its sensors.
         sensors: i64,
         /// The alert rules scoped to it.
         alert_rules: i64,
+        /// The gateways bound to it.
+        gateways: i64,
     },
     /// The site has no sensor with this key.
     #[error("sensor {sensor} does not exist at site {site}")]
@@ -156,6 +173,22 @@ pub enum Error {
         field: &'static str,
         /// What is wrong.
         message: String,
+    },
+    /// The site has no gateway with this id.
+    #[error("gateway {id} does not exist at site {site}")]
+    GatewayNotFound {
+        /// The site.
+        site: SiteSlug,
+        /// The gateway's id.
+        id: Uuid,
+    },
+    /// The edge node is bound already (an edge node feeds one site).
+    #[error("the edge node {edge_node:?} of group {group:?} is bound to a site already")]
+    GatewayExists {
+        /// The group id.
+        group: String,
+        /// The edge node id.
+        edge_node: String,
     },
     /// No alert rule has this id.
     #[error("alert rule {0} does not exist")]

@@ -2,7 +2,7 @@
 //! validated against.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use serde::Serialize;
 use stoker_domain::{SensorKey, SensorKind, SensorType, SiteSlug, States, Unit, ValidRange};
 use uuid::Uuid;
@@ -183,6 +183,16 @@ const COLUMNS: &str = "se.id, s.slug AS site, se.key, se.type, se.unit, se.min_v
 pub async fn create_sensor(pool: &Pool, site: &SiteSlug, sensor: &NewSensor) -> Result<Sensor> {
     sensor.check()?;
     let client = pool.get().await?;
+    insert_sensor(&client, site, sensor).await
+}
+
+/// Inserts a sensor whose kind, states and range were checked, on
+/// `client` (a connection, or a transaction registering several).
+pub(crate) async fn insert_sensor(
+    client: &impl GenericClient,
+    site: &SiteSlug,
+    sensor: &NewSensor,
+) -> Result<Sensor> {
     let statement = client
         .prepare_cached(&format!(
             "WITH inserted AS (

@@ -308,7 +308,7 @@ async fn current_version(
 }
 
 /// Deletes a site, if its version is `expected_version` (when given) and
-/// it has neither sensors nor alert rules: nothing is deleted in cascade
+/// it has no sensors, alert rules or gateways: nothing is deleted in cascade
 /// and nothing is orphaned ([`Error::SiteHasDependents`] says how many of
 /// each remain). Fails with [`Error::SiteNotFound`] or
 /// [`Error::VersionConflict`] too.
@@ -323,14 +323,16 @@ pub async fn delete_site(
             "DELETE FROM metadata.sites s
              WHERE s.slug = $1 AND ($2::bigint IS NULL OR s.version = $2::bigint)
                AND NOT EXISTS (SELECT 1 FROM metadata.sensors WHERE site_id = s.id)
-               AND NOT EXISTS (SELECT 1 FROM metadata.alert_rules WHERE site_id = s.id)",
+               AND NOT EXISTS (SELECT 1 FROM metadata.alert_rules WHERE site_id = s.id)
+               AND NOT EXISTS (SELECT 1 FROM metadata.gateways WHERE site_id = s.id)",
         )
         .await?;
     let diagnose = client
         .prepare_cached(
             "SELECT s.version,
                     (SELECT count(*) FROM metadata.sensors WHERE site_id = s.id) AS sensors,
-                    (SELECT count(*) FROM metadata.alert_rules WHERE site_id = s.id) AS alert_rules
+                    (SELECT count(*) FROM metadata.alert_rules WHERE site_id = s.id) AS alert_rules,
+                    (SELECT count(*) FROM metadata.gateways WHERE site_id = s.id) AS gateways
              FROM metadata.sites s WHERE s.slug = $1",
         )
         .await?;
@@ -357,10 +359,12 @@ pub async fn delete_site(
         }
         let sensors: i64 = row.get("sensors");
         let alert_rules: i64 = row.get("alert_rules");
-        if sensors > 0 || alert_rules > 0 {
+        let gateways: i64 = row.get("gateways");
+        if sensors > 0 || alert_rules > 0 || gateways > 0 {
             return Err(Error::SiteHasDependents {
                 sensors,
                 alert_rules,
+                gateways,
             });
         }
         last = Some(current);

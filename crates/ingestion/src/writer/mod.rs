@@ -16,6 +16,8 @@
 //!   refusal;
 //! - `lines`: a line-protocol body, line by line, through `validate`'s
 //!   checks;
+//! - `sparkplug`: a message the Sparkplug host decoded: its readings
+//!   through `validate`'s checks, the protocol's refusals recorded;
 //! - `durable`: makes a batch durable, in InfluxDB or the spool;
 //! - `settle`: what follows a durable batch: acknowledgements, HTTP
 //!   receipts, latest values and journal entries.
@@ -24,6 +26,7 @@ mod batch;
 mod durable;
 mod lines;
 mod settle;
+mod sparkplug;
 mod validate;
 
 use std::collections::HashMap;

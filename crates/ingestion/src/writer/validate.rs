@@ -16,7 +16,7 @@ use tokio::time::Instant;
 use super::{Pending, Writer};
 use crate::Reason;
 use crate::envelope::{Envelope, Receipt, Refused, Target};
-use crate::journal::{self, Rejection};
+use crate::journal::Rejection;
 use crate::payload::{self, RawReading, RawValue, Refusal};
 use crate::registry::{SensorEntry, Typed};
 
@@ -37,6 +37,11 @@ impl Writer {
         let readings = match &envelope.target {
             Target::Lines { write, refused } => {
                 self.accept_lines(&envelope, write, refused.as_ref(), &mut receipt, pending)
+                    .await;
+                return settle_message(envelope, receipt, pending);
+            }
+            Target::Sparkplug(decoded) => {
+                self.accept_sparkplug(&envelope, decoded, &mut receipt, pending)
                     .await;
                 return settle_message(envelope, receipt, pending);
             }
@@ -191,27 +196,46 @@ impl Writer {
         refusal: &Refusal,
         pending: &mut Pending,
     ) {
-        let topic = envelope.target.describe();
         if let Some(suppressed) = pending.log.admit(refusal.reason) {
             tracing::warn!(
                 reason = refusal.reason.as_str(),
                 site,
                 sensor,
-                topic = %topic,
+                topic = %envelope.target.describe(),
                 detail = %refusal.detail,
                 similar_refusals_not_logged = suppressed,
                 "reading refused"
             );
         }
+        self.record_unlogged(
+            envelope,
+            site,
+            sensor,
+            refusal.reason.as_str(),
+            &refusal.detail,
+            pending,
+        );
+    }
+
+    /// Records one refusal for the journal (its logging is the caller's).
+    pub(super) fn record_unlogged(
+        &self,
+        envelope: &Envelope,
+        site: &str,
+        sensor: Option<&str>,
+        reason: &'static str,
+        detail: &str,
+        pending: &mut Pending,
+    ) {
         let rejection = Rejection {
             received: envelope.received,
             source: envelope.source,
-            reason: refusal.reason,
+            reason,
             site: site.chars().take(200).collect(),
             sensor: sensor.map(|sensor| sensor.chars().take(200).collect()),
-            topic,
-            detail: refusal.detail.clone(),
-            payload_excerpt: journal::excerpt(&envelope.payload),
+            topic: envelope.target.describe(),
+            detail: detail.to_owned(),
+            payload_excerpt: envelope.payload_excerpt(),
         };
         if !pending.journal.record(rejection) {
             self.stats

@@ -33,6 +33,9 @@ pub(crate) struct Backends {
     pub(crate) cache: Option<Cache>,
     pub(crate) mqtt_url: Option<String>,
     pub(crate) tune: Option<fn(&mut IngestOptions)>,
+    /// The Sparkplug host's settings, and the gateways (group, edge node)
+    /// bound to `boiler-house-1` before ingestion starts.
+    pub(crate) sparkplug: Option<(stoker_ingestion::SparkplugOptions, Vec<(String, String)>)>,
 }
 
 impl Harness {
@@ -86,6 +89,15 @@ impl Harness {
         }
         if let Some(tune) = backends.tune {
             tune(&mut options);
+        }
+        if let Some((sparkplug, gateways)) = backends.sparkplug {
+            options.sparkplug = sparkplug;
+            for (group, edge_node) in gateways {
+                let gateway = stoker_metadata::NewGateway::parse(&group, &edge_node).unwrap();
+                stoker_metadata::create_gateway(&pool, site.slug(), &gateway)
+                    .await
+                    .unwrap();
+            }
         }
         let shutdown = CancellationToken::new();
         let stores = Stores {

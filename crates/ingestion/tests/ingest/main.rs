@@ -5,3 +5,4 @@ mod harness;
 mod kinds;
 mod outages;
 mod readings;
+mod sparkplug;

@@ -85,7 +85,8 @@ async fn a_site_with_sensors_or_rules_is_never_deleted() {
             refused,
             Err(Error::SiteHasDependents {
                 sensors: 2,
-                alert_rules: 1
+                alert_rules: 1,
+                gateways: 0
             })
         ),
         "{refused:?}"
@@ -110,7 +111,8 @@ async fn a_site_with_sensors_or_rules_is_never_deleted() {
             refused,
             Err(Error::SiteHasDependents {
                 sensors: 0,
-                alert_rules: 1
+                alert_rules: 1,
+                gateways: 0
             })
         ),
         "{refused:?}"

@@ -11,3 +11,4 @@ mod mqtt_acl;
 mod outages;
 mod scale;
 mod secrets;
+mod sparkplug;

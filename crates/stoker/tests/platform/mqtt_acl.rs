@@ -1,7 +1,9 @@
 //! The production broker setup: `docker/mosquitto/mosquitto.secure.conf`
 //! and `docker/mosquitto/acl`, with users made by `stoker mqtt credentials`.
-//! A gateway publishes only under its own site; Stoker's service user reads
-//! every site; nobody gets in without a valid password.
+//! A gateway publishes only under its own site, a Sparkplug edge node only
+//! its own messages; Stoker's service user reads every site and the
+//! Sparkplug namespace and publishes STATE and commands; nobody gets in
+//! without a valid password.
 //!
 //! Mosquitto 2.0 drops a refused publish without a word (a QoS 1 one is
 //! still acknowledged) and grants any subscription, checking each message
@@ -428,4 +430,93 @@ async fn stoker_ingest_logs_in_as_its_service_user_and_stores_only_a_gateways_ow
     );
     assert_eq!(count(&influx, "site-a").await, 1);
     assert!(process.interrupt().success());
+}
+
+#[tokio::test]
+async fn sparkplug_edge_nodes_publish_only_their_own_messages_and_stoker_reads_them_and_commands() {
+    let files = TempDir::new("stoker-test-mqtt-acl-sparkplug");
+    std::fs::create_dir_all(files.path()).expect("directory");
+    let password_file = files.path().join("passwd");
+    let service = credentials(&["--service", "stoker"], &password_file);
+    // The ACL's example edge node, with a password of Mosquitto's own tool.
+    let edge_password = "edge-node-password";
+    let status = Command::new("mosquitto_passwd")
+        .arg("-b")
+        .arg(&password_file)
+        .args(["edge.plant-1.gw-1", edge_password])
+        .status()
+        .expect("run mosquitto_passwd (Debian's mosquitto package)");
+    assert!(status.success());
+    let broker = TestBroker::start_secure(&password_file).await;
+    let port = broker.port();
+
+    // Stoker's user reads the whole namespace, as the Sparkplug host does.
+    let mut stoker = Probe::connect(port, Some(("svc.stoker", &service)))
+        .await
+        .expect("the service user logs in");
+    let codes = stoker.subscribe(&["spBv1.0/#"]).await;
+    assert_eq!(codes, [SubscribeReasonCode::Success(QoS::AtLeastOnce)]);
+    let mut edge = Probe::connect(port, Some(("edge.plant-1.gw-1", edge_password)))
+        .await
+        .expect("the edge node logs in");
+    edge.subscribe(&["spBv1.0/plant-1/NCMD/gw-1", "spBv1.0/STATE/+"])
+        .await;
+
+    // Refused first, allowed last (the broker keeps a client's order):
+    // another edge node's birth, a command, another group, a STATE.
+    for topic in [
+        "spBv1.0/plant-1/NBIRTH/gw-2",
+        "spBv1.0/plant-1/NCMD/gw-1",
+        "spBv1.0/plant-2/NBIRTH/gw-1",
+        "spBv1.0/STATE/stoker",
+    ] {
+        edge.publish(topic, QoS::AtLeastOnce, "refused").await;
+    }
+    edge.publish("spBv1.0/plant-1/NBIRTH/gw-1", QoS::AtLeastOnce, "own birth")
+        .await;
+    edge.publish(
+        "spBv1.0/plant-1/DDATA/gw-1/boiler-1",
+        QoS::AtLeastOnce,
+        "own device",
+    )
+    .await;
+    assert_eq!(
+        stoker.message().await,
+        (
+            "spBv1.0/plant-1/NBIRTH/gw-1".to_owned(),
+            "own birth".to_owned()
+        )
+    );
+    assert_eq!(
+        stoker.message().await,
+        (
+            "spBv1.0/plant-1/DDATA/gw-1/boiler-1".to_owned(),
+            "own device".to_owned()
+        )
+    );
+
+    // Stoker publishes its STATE and a rebirth request; the edge node reads
+    // both. (At QoS 0 here: Stoker's own copy, through spBv1.0/#, would
+    // come before a PUBACK.)
+    stoker
+        .publish("spBv1.0/STATE/stoker", QoS::AtMostOnce, "{\"online\":true}")
+        .await;
+    stoker
+        .publish("spBv1.0/plant-1/NCMD/gw-1", QoS::AtMostOnce, "rebirth")
+        .await;
+    assert_eq!(
+        edge.message().await,
+        (
+            "spBv1.0/STATE/stoker".to_owned(),
+            "{\"online\":true}".to_owned()
+        )
+    );
+    assert_eq!(
+        edge.message().await,
+        ("spBv1.0/plant-1/NCMD/gw-1".to_owned(), "rebirth".to_owned())
+    );
+    // Stoker's own STATE and command come back to it through spBv1.0/#.
+    assert_eq!(stoker.message().await.0, "spBv1.0/STATE/stoker");
+    assert_eq!(stoker.message().await.0, "spBv1.0/plant-1/NCMD/gw-1");
+    stoker.nothing_within(Duration::from_millis(300)).await;
 }

@@ -1,0 +1,732 @@
+//! Gateways: Sparkplug B edge nodes (a group id and an edge node id) bound
+//! to sites, their online state as the host application records it from
+//! births and deaths, and the metrics their last births announced.
+//!
+//! Postgres is the source of truth for a gateway's online state: the
+//! Sparkplug host writes every birth and death here ([`record_gateway_birth`],
+//! [`record_device_birth`], [`record_gateway_death`]), analytics raises
+//! `gateway_offline` from these rows ([`gateway_states`]), and a new leader
+//! of either reads nothing from memory.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use deadpool_postgres::{GenericClient, Pool};
+use serde::Serialize;
+use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
+use tokio_postgres::IsolationLevel;
+use uuid::Uuid;
+
+use crate::sensors::insert_sensor;
+use crate::{Error, NewSensor, Page, Result, Sensor, fetch_limit, is_unique_violation};
+
+/// The longest Sparkplug id (group, edge node, device) a gateway may have,
+/// in characters.
+pub const GATEWAY_ID_MAX_LEN: usize = 120;
+
+/// A Sparkplug id as a JSON Schema pattern: no `+`, `#`, `/` (Sparkplug
+/// 3.0: they separate and match topic levels) and no control character
+/// (MQTT 3.1.1 §1.5.3).
+pub const GATEWAY_ID_PATTERN: &str = "^[^+#/\\u0000-\\u001f\\u007f-\\u009f]+$";
+
+/// A gateway bound to a site: how the Sparkplug host maps an edge node's
+/// metrics to a site.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GatewayBinding {
+    /// The site its metrics feed.
+    pub site: SiteSlug,
+    /// The Sparkplug group id.
+    pub group: String,
+    /// The Sparkplug edge node id.
+    pub edge_node: String,
+}
+
+/// A metric a birth announced (protocol metrics left out).
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct AnnouncedMetric {
+    /// The device whose DBIRTH announced it; `None`: a node metric.
+    pub device: Option<String>,
+    /// The Sparkplug metric name.
+    pub metric: String,
+    /// Its sensor key per DESIGN.md's mapping; `None` when it has none.
+    pub sensor: Option<SensorKey>,
+    /// The Sparkplug datatype name, e.g. `Double`, `Boolean`, `String`.
+    pub datatype: String,
+}
+
+/// A metric a gateway's last births announced, and whether its site has a
+/// sensor with its key.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GatewayMetric {
+    /// The device whose DBIRTH announced it; `None`: a node metric.
+    pub device: Option<String>,
+    /// The Sparkplug metric name.
+    pub metric: String,
+    /// Its sensor key; `None` when it has none.
+    pub sensor: Option<SensorKey>,
+    /// The Sparkplug datatype name.
+    pub datatype: String,
+    /// Whether the gateway's site has a sensor with this key.
+    pub registered: bool,
+}
+
+/// A gateway bound to a site.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Gateway {
+    /// Immutable id.
+    pub id: Uuid,
+    /// The site its metrics feed.
+    pub site: SiteSlug,
+    /// The Sparkplug group id.
+    pub group: String,
+    /// The Sparkplug edge node id.
+    pub edge_node: String,
+    /// Between a birth and the next death.
+    pub online: bool,
+    /// The last NBIRTH's `bdSeq`, if it had one.
+    pub bd_seq: Option<i64>,
+    /// When the last NBIRTH arrived.
+    pub last_birth_at: Option<DateTime<Utc>>,
+    /// When the last NDEATH (or the will) arrived.
+    pub last_death_at: Option<DateTime<Utc>>,
+    /// What its last births announced: node metrics first, then each
+    /// device's, each in its birth's order.
+    pub metrics: Vec<GatewayMetric>,
+    /// The binding's version (births and deaths leave it as it is).
+    pub version: i64,
+    /// When it was bound.
+    pub created_at: DateTime<Utc>,
+    /// When it last changed (a birth or a death included).
+    pub updated_at: DateTime<Utc>,
+}
+
+/// What analytics needs of a gateway to raise and resolve
+/// `gateway_offline` and to hold back its sensors' `no_data` alerts.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayState {
+    /// The gateway's id.
+    pub id: Uuid,
+    /// The site it is bound to.
+    pub site: SiteSlug,
+    /// The Sparkplug group id.
+    pub group: String,
+    /// The Sparkplug edge node id.
+    pub edge_node: String,
+    /// Between a birth and the next death.
+    pub online: bool,
+    /// When the last birth arrived.
+    pub last_birth_at: Option<EpochMillis>,
+    /// When the last death arrived.
+    pub last_death_at: Option<EpochMillis>,
+    /// The sensor keys its last births named (node and devices).
+    pub sensors: Vec<SensorKey>,
+}
+
+/// A gateway to bind, already validated.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewGateway {
+    group: String,
+    edge_node: String,
+}
+
+/// Checks a Sparkplug id; `field` names it in the error.
+fn parse_id(field: &'static str, value: &str) -> Result<String, (&'static str, String)> {
+    if value.is_empty() || value.chars().count() > GATEWAY_ID_MAX_LEN {
+        return Err((
+            field,
+            format!("{field} must be 1 to {GATEWAY_ID_MAX_LEN} characters"),
+        ));
+    }
+    if let Some(bad) = value
+        .chars()
+        .find(|c| matches!(c, '+' | '#' | '/') || c.is_control())
+    {
+        return Err((
+            field,
+            format!(
+                "{field} must not contain {bad:?}: Sparkplug ids are topic levels, \
+                 without '+', '#', '/' or control characters"
+            ),
+        ));
+    }
+    Ok(value.to_owned())
+}
+
+impl NewGateway {
+    /// Validates a group id and an edge node id; the error names the field
+    /// (`group` or `edge_node`).
+    pub fn parse(group: &str, edge_node: &str) -> Result<Self, (&'static str, String)> {
+        Ok(Self {
+            group: parse_id("group", group)?,
+            edge_node: parse_id("edge_node", edge_node)?,
+        })
+    }
+
+    /// The group id.
+    pub fn group(&self) -> &str {
+        &self.group
+    }
+
+    /// The edge node id.
+    pub fn edge_node(&self) -> &str {
+        &self.edge_node
+    }
+}
+
+const COLUMNS: &str = "g.id, s.slug AS site, g.group_id, g.edge_node, g.online, g.bd_seq, \
+                       g.last_birth_at, g.last_death_at, g.version, g.created_at, g.updated_at";
+
+fn invalid(what: &'static str) -> impl Fn(stoker_domain::ParseError) -> Error {
+    move |error| Error::InvalidRow {
+        what,
+        reason: error.to_string(),
+    }
+}
+
+fn from_row(row: &tokio_postgres::Row) -> Result<Gateway> {
+    Ok(Gateway {
+        id: row.get("id"),
+        site: SiteSlug::parse(row.get::<_, String>("site")).map_err(invalid("site slug"))?,
+        group: row.get("group_id"),
+        edge_node: row.get("edge_node"),
+        online: row.get("online"),
+        bd_seq: row.get("bd_seq"),
+        last_birth_at: row.get("last_birth_at"),
+        last_death_at: row.get("last_death_at"),
+        metrics: Vec::new(),
+        version: row.get("version"),
+        created_at: row.get("created_at"),
+        updated_at: row.get("updated_at"),
+    })
+}
+
+/// Fills in the announced metrics of `gateways` (read in the same
+/// transaction, so a birth in between cannot mix two births).
+async fn with_metrics(client: &impl GenericClient, gateways: &mut [Gateway]) -> Result<()> {
+    if gateways.is_empty() {
+        return Ok(());
+    }
+    let ids: Vec<Uuid> = gateways.iter().map(|gateway| gateway.id).collect();
+    let statement = client
+        .prepare_cached(
+            "SELECT m.gateway_id, m.device, m.metric, m.sensor_key, m.datatype,
+                    EXISTS (SELECT 1 FROM metadata.sensors se
+                            WHERE se.site_id = g.site_id AND se.key = m.sensor_key) AS registered
+             FROM metadata.gateway_metrics m JOIN metadata.gateways g ON g.id = m.gateway_id
+             WHERE m.gateway_id = ANY($1)
+             ORDER BY m.gateway_id, m.device COLLATE \"C\", m.position",
+        )
+        .await?;
+    let mut by_id: HashMap<Uuid, Vec<GatewayMetric>> = HashMap::new();
+    for row in client.query(&statement, &[&ids]).await? {
+        let device: String = row.get("device");
+        let sensor = row
+            .get::<_, Option<String>>("sensor_key")
+            .map(SensorKey::parse)
+            .transpose()
+            .map_err(invalid("sensor key"))?;
+        by_id
+            .entry(row.get("gateway_id"))
+            .or_default()
+            .push(GatewayMetric {
+                device: (!device.is_empty()).then_some(device),
+                metric: row.get("metric"),
+                sensor,
+                datatype: row.get("datatype"),
+                registered: row.get("registered"),
+            });
+    }
+    for gateway in gateways {
+        gateway.metrics = by_id.remove(&gateway.id).unwrap_or_default();
+    }
+    Ok(())
+}
+
+/// Binds a gateway to a site. Fails with [`Error::SiteNotFound`], or
+/// [`Error::GatewayExists`] when the edge node is bound already (to this
+/// site or another: an edge node feeds one site).
+pub async fn create_gateway(pool: &Pool, site: &SiteSlug, gateway: &NewGateway) -> Result<Gateway> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(&format!(
+            "WITH inserted AS (
+                 INSERT INTO metadata.gateways (id, site_id, group_id, edge_node)
+                 SELECT $1, s.id, $3, $4 FROM metadata.sites s WHERE s.slug = $2
+                 RETURNING *
+             )
+             SELECT {COLUMNS} FROM inserted g JOIN metadata.sites s ON s.id = g.site_id"
+        ))
+        .await?;
+    let rows = client
+        .query(
+            &statement,
+            &[
+                &Uuid::now_v7(),
+                &site.as_str(),
+                &gateway.group,
+                &gateway.edge_node,
+            ],
+        )
+        .await
+        .map_err(|error| {
+            if is_unique_violation(&error) {
+                Error::GatewayExists {
+                    group: gateway.group.clone(),
+                    edge_node: gateway.edge_node.clone(),
+                }
+            } else {
+                error.into()
+            }
+        })?;
+    match rows.first() {
+        Some(row) => from_row(row),
+        None => Err(Error::SiteNotFound(site.clone())),
+    }
+}
+
+/// One gateway of a site, with its announced metrics. Fails with
+/// [`Error::GatewayNotFound`], or [`Error::SiteNotFound`] when the site
+/// itself is unknown.
+pub async fn get_gateway(pool: &Pool, site: &SiteSlug, id: Uuid) -> Result<Gateway> {
+    let mut client = pool.get().await?;
+    let transaction = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let statement = transaction
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM metadata.gateways g JOIN metadata.sites s ON s.id = g.site_id
+             WHERE s.slug = $1 AND g.id = $2"
+        ))
+        .await?;
+    let Some(row) = transaction
+        .query_opt(&statement, &[&site.as_str(), &id])
+        .await?
+    else {
+        return Err(not_found_or_conflict(&transaction, site, id).await?);
+    };
+    let mut gateway = [from_row(&row)?];
+    with_metrics(&transaction, &mut gateway).await?;
+    transaction.commit().await?;
+    let [gateway] = gateway;
+    Ok(gateway)
+}
+
+/// One page of a site's gateways in id order (creation order: ids are
+/// UUIDv7), starting after the id `after`. `limit` is 1 to
+/// [`MAX_PAGE_LIMIT`](crate::MAX_PAGE_LIMIT); an unknown site is
+/// [`Error::SiteNotFound`], not an empty page.
+pub async fn list_gateways_page(
+    pool: &Pool,
+    site: &SiteSlug,
+    limit: i64,
+    after: Option<Uuid>,
+) -> Result<Page<Gateway>> {
+    let fetch = fetch_limit(limit)?;
+    let mut client = pool.get().await?;
+    let transaction = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    // One statement for "the site exists" and its gateways: a site without
+    // (further) gateways gives one row of NULL gateway columns.
+    let statement = transaction
+        .prepare_cached(
+            "SELECT g.id, s.slug AS site, g.group_id, g.edge_node, g.online, g.bd_seq,
+                    g.last_birth_at, g.last_death_at, g.version, g.created_at, g.updated_at
+             FROM metadata.sites s
+             LEFT JOIN LATERAL (
+                 SELECT * FROM metadata.gateways
+                 WHERE site_id = s.id AND ($2::uuid IS NULL OR id > $2::uuid)
+                 ORDER BY id
+                 LIMIT $3
+             ) g ON true
+             WHERE s.slug = $1
+             ORDER BY g.id",
+        )
+        .await?;
+    let rows = transaction
+        .query(&statement, &[&site.as_str(), &after, &fetch])
+        .await?;
+    if rows.is_empty() {
+        return Err(Error::SiteNotFound(site.clone()));
+    }
+    let mut gateways = rows
+        .iter()
+        .filter(|row| row.get::<_, Option<Uuid>>("id").is_some())
+        .map(from_row)
+        .collect::<Result<Vec<_>>>()?;
+    let page_len = gateways
+        .len()
+        .min(usize::try_from(limit).unwrap_or(usize::MAX));
+    with_metrics(&transaction, &mut gateways[..page_len]).await?;
+    transaction.commit().await?;
+    Ok(Page::from_rows(gateways, limit, |gateway| {
+        gateway.id.to_string()
+    }))
+}
+
+/// Unbinds a gateway, if its version is `expected_version` (when given);
+/// its announced metrics go with it, its site's sensors stay. Fails with
+/// [`Error::SiteNotFound`], [`Error::GatewayNotFound`] or
+/// [`Error::VersionConflict`].
+pub async fn delete_gateway(
+    pool: &Pool,
+    site: &SiteSlug,
+    id: Uuid,
+    expected_version: Option<i64>,
+) -> Result<()> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "DELETE FROM metadata.gateways g USING metadata.sites s
+             WHERE s.id = g.site_id AND s.slug = $1 AND g.id = $2
+               AND ($3::bigint IS NULL OR g.version = $3::bigint)",
+        )
+        .await?;
+    if client
+        .execute(&statement, &[&site.as_str(), &id, &expected_version])
+        .await?
+        > 0
+    {
+        return Ok(());
+    }
+    Err(not_found_or_conflict(&client, site, id).await?)
+}
+
+/// Why a gateway was not found or not changed: the site or the gateway is
+/// missing, or the gateway has another version than the one expected.
+async fn not_found_or_conflict(
+    client: &impl GenericClient,
+    site: &SiteSlug,
+    id: Uuid,
+) -> Result<Error> {
+    let statement = client
+        .prepare_cached(
+            "SELECT g.version FROM metadata.sites s
+             LEFT JOIN metadata.gateways g ON g.site_id = s.id AND g.id = $2
+             WHERE s.slug = $1",
+        )
+        .await?;
+    let row = client.query_opt(&statement, &[&site.as_str(), &id]).await?;
+    Ok(match row.map(|row| row.get::<_, Option<i64>>("version")) {
+        None => Error::SiteNotFound(site.clone()),
+        Some(None) => Error::GatewayNotFound {
+            site: site.clone(),
+            id,
+        },
+        Some(Some(current)) => Error::VersionConflict { current },
+    })
+}
+
+/// Every binding. The Sparkplug host loads them at start and again on
+/// every `gateways` change announced on the change feed
+/// ([`watch_change_events`](crate::watch_change_events) reports table
+/// `gateways`).
+pub async fn gateway_bindings(pool: &Pool) -> Result<Vec<GatewayBinding>> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "SELECT s.slug AS site, g.group_id, g.edge_node
+             FROM metadata.gateways g JOIN metadata.sites s ON s.id = g.site_id
+             ORDER BY g.group_id COLLATE \"C\", g.edge_node COLLATE \"C\"",
+        )
+        .await?;
+    client
+        .query(&statement, &[])
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(GatewayBinding {
+                site: SiteSlug::parse(row.get::<_, String>("site"))
+                    .map_err(invalid("site slug"))?,
+                group: row.get("group_id"),
+                edge_node: row.get("edge_node"),
+            })
+        })
+        .collect()
+}
+
+/// Every gateway's state and the sensor keys its last births named, for
+/// analytics' `gateway_offline` alarm and its `no_data` suppression.
+pub async fn gateway_states(pool: &Pool) -> Result<Vec<GatewayState>> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "SELECT g.id, s.slug AS site, g.group_id, g.edge_node, g.online,
+                    g.last_birth_at, g.last_death_at,
+                    coalesce((SELECT array_agg(DISTINCT m.sensor_key)
+                              FROM metadata.gateway_metrics m
+                              WHERE m.gateway_id = g.id AND m.sensor_key IS NOT NULL),
+                             '{}') AS sensors
+             FROM metadata.gateways g JOIN metadata.sites s ON s.id = g.site_id
+             ORDER BY g.id",
+        )
+        .await?;
+    let millis = |at: Option<DateTime<Utc>>| {
+        at.map(|at| EpochMillis::from_millis(at.timestamp_millis()))
+            .transpose()
+            .map_err(invalid("gateway timestamp"))
+    };
+    client
+        .query(&statement, &[])
+        .await?
+        .iter()
+        .map(|row| {
+            Ok(GatewayState {
+                id: row.get("id"),
+                site: SiteSlug::parse(row.get::<_, String>("site"))
+                    .map_err(invalid("site slug"))?,
+                group: row.get("group_id"),
+                edge_node: row.get("edge_node"),
+                online: row.get("online"),
+                last_birth_at: millis(row.get("last_birth_at"))?,
+                last_death_at: millis(row.get("last_death_at"))?,
+                sensors: row
+                    .get::<_, Vec<String>>("sensors")
+                    .into_iter()
+                    .map(SensorKey::parse)
+                    .collect::<Result<_, _>>()
+                    .map_err(invalid("sensor key"))?,
+            })
+        })
+        .collect()
+}
+
+/// Text for Postgres, which holds no NUL: a NUL a gateway sent becomes
+/// U+FFFD, so the metric is still listed, recognisably.
+fn storable(text: &str) -> String {
+    text.replace('\0', "\u{FFFD}")
+}
+
+/// Replaces the announced metrics of one device (`device` '' for the node
+/// itself, which also drops every device's) of gateway `id`.
+async fn replace_metrics(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    id: Uuid,
+    device: Option<&str>,
+    metrics: &[AnnouncedMetric],
+) -> Result<()> {
+    let delete = transaction
+        .prepare_cached(
+            "DELETE FROM metadata.gateway_metrics
+             WHERE gateway_id = $1 AND ($2::text IS NULL OR device = $2::text)",
+        )
+        .await?;
+    transaction
+        .execute(&delete, &[&id, &device.map(storable)])
+        .await?;
+    if metrics.is_empty() {
+        return Ok(());
+    }
+    let mut devices = Vec::with_capacity(metrics.len());
+    let mut positions = Vec::with_capacity(metrics.len());
+    let mut names = Vec::with_capacity(metrics.len());
+    let mut sensors = Vec::with_capacity(metrics.len());
+    let mut datatypes = Vec::with_capacity(metrics.len());
+    let mut next_position: HashMap<String, i32> = HashMap::new();
+    for metric in metrics {
+        // A device birth's metrics are that device's, whatever they say.
+        let owner = storable(device.or(metric.device.as_deref()).unwrap_or(""));
+        let position = next_position.entry(owner.clone()).or_insert(0);
+        positions.push(*position);
+        *position += 1;
+        devices.push(owner);
+        names.push(storable(&metric.metric));
+        sensors.push(metric.sensor.as_ref().map(|key| key.as_str().to_owned()));
+        datatypes.push(storable(&metric.datatype));
+    }
+    let insert = transaction
+        .prepare_cached(
+            "INSERT INTO metadata.gateway_metrics
+                 (gateway_id, device, position, metric, sensor_key, datatype)
+             SELECT $1, device, position, metric, sensor_key, datatype
+             FROM unnest($2::text[], $3::int[], $4::text[], $5::text[], $6::text[])
+                  AS m (device, position, metric, sensor_key, datatype)",
+        )
+        .await?;
+    transaction
+        .execute(
+            &insert,
+            &[&id, &devices, &positions, &names, &sensors, &datatypes],
+        )
+        .await?;
+    Ok(())
+}
+
+/// An NBIRTH: the gateway is online from `at`, announcing `metrics` (its
+/// node metrics; this replaces every announced metric of the gateway,
+/// devices included). Returns false when no gateway is bound for
+/// (`group`, `edge_node`) (nothing is written then). One transaction.
+pub async fn record_gateway_birth(
+    pool: &Pool,
+    group: &str,
+    edge_node: &str,
+    at: EpochMillis,
+    bd_seq: Option<i64>,
+    metrics: &[AnnouncedMetric],
+) -> Result<bool> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let statement = transaction
+        .prepare_cached(
+            "UPDATE metadata.gateways
+             SET online = true, bd_seq = $3, last_birth_at = $4, updated_at = now()
+             WHERE group_id = $1 AND edge_node = $2
+             RETURNING id",
+        )
+        .await?;
+    let Some(row) = transaction
+        .query_opt(
+            &statement,
+            &[&group, &edge_node, &bd_seq, &at.to_datetime()],
+        )
+        .await?
+    else {
+        return Ok(false);
+    };
+    replace_metrics(&transaction, row.get("id"), None, metrics).await?;
+    transaction.commit().await?;
+    Ok(true)
+}
+
+/// A DBIRTH: replaces the announced metrics of that device (each metric
+/// counts as the device's, whatever its own `device` says). Returns false
+/// when no gateway is bound for (`group`, `edge_node`). The gateway's
+/// online state is the NBIRTH's and NDEATH's to change. One transaction.
+pub async fn record_device_birth(
+    pool: &Pool,
+    group: &str,
+    edge_node: &str,
+    device: &str,
+    at: EpochMillis,
+    metrics: &[AnnouncedMetric],
+) -> Result<bool> {
+    // `at` is not stored: a gateway records when its node was born and
+    // died; a device birth only changes what the gateway announces.
+    let _ = at;
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let statement = transaction
+        .prepare_cached(
+            "UPDATE metadata.gateways SET updated_at = now()
+             WHERE group_id = $1 AND edge_node = $2
+             RETURNING id",
+        )
+        .await?;
+    let Some(row) = transaction
+        .query_opt(&statement, &[&group, &edge_node])
+        .await?
+    else {
+        return Ok(false);
+    };
+    let device = if device.is_empty() {
+        "\u{FFFD}"
+    } else {
+        device
+    };
+    replace_metrics(&transaction, row.get("id"), Some(device), metrics).await?;
+    transaction.commit().await?;
+    Ok(true)
+}
+
+/// An NDEATH (or the will): the gateway is offline from `at`. Idempotent:
+/// an offline gateway stays as it is, and so does one whose last birth is
+/// newer than `at`. Returns false when no gateway is bound for (`group`,
+/// `edge_node`). One statement.
+pub async fn record_gateway_death(
+    pool: &Pool,
+    group: &str,
+    edge_node: &str,
+    at: EpochMillis,
+) -> Result<bool> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "WITH bound AS (
+                 SELECT id FROM metadata.gateways WHERE group_id = $1 AND edge_node = $2
+             ), died AS (
+                 UPDATE metadata.gateways g
+                 SET online = false, last_death_at = $3, updated_at = now()
+                 FROM bound
+                 WHERE g.id = bound.id AND g.online AND g.last_birth_at <= $3
+                 RETURNING g.id
+             )
+             SELECT count(*) AS bound FROM bound",
+        )
+        .await?;
+    let bound: i64 = client
+        .query_one(&statement, &[&group, &edge_node, &at.to_datetime()])
+        .await?
+        .get("bound");
+    Ok(bound > 0)
+}
+
+/// Registers `sensors` at the gateway's site in one transaction: all of
+/// them or, on any error, none. Fails with [`Error::GatewayNotFound`],
+/// [`Error::SiteNotFound`], [`Error::SensorExists`] or the sensor's own
+/// [`Error::InvalidInput`].
+pub async fn register_gateway_sensors(
+    pool: &Pool,
+    site: &SiteSlug,
+    id: Uuid,
+    sensors: &[NewSensor],
+) -> Result<Vec<Sensor>> {
+    for sensor in sensors {
+        sensor.check()?;
+    }
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let statement = transaction
+        .prepare_cached(
+            "SELECT 1 FROM metadata.gateways g JOIN metadata.sites s ON s.id = g.site_id
+             WHERE s.slug = $1 AND g.id = $2 FOR SHARE OF g",
+        )
+        .await?;
+    if transaction
+        .query_opt(&statement, &[&site.as_str(), &id])
+        .await?
+        .is_none()
+    {
+        return Err(not_found_or_conflict(&transaction, site, id).await?);
+    }
+    let mut created = Vec::with_capacity(sensors.len());
+    for sensor in sensors {
+        created.push(insert_sensor(&transaction, site, sensor).await?);
+    }
+    transaction.commit().await?;
+    Ok(created)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sparkplug_ids_refuse_separators_wildcards_and_controls() {
+        let gateway = NewGateway::parse("Plant 1", "Kessel-Haus_ü").unwrap();
+        assert_eq!(
+            (gateway.group(), gateway.edge_node()),
+            ("Plant 1", "Kessel-Haus_ü")
+        );
+        for bad in ["", "a/b", "a+", "#", "a\0b", "a\u{85}b", "tab\there"] {
+            assert_eq!(
+                NewGateway::parse(bad, "gw").unwrap_err().0,
+                "group",
+                "{bad:?}"
+            );
+            assert_eq!(
+                NewGateway::parse("g", bad).unwrap_err().0,
+                "edge_node",
+                "{bad:?}"
+            );
+        }
+        let long = "x".repeat(GATEWAY_ID_MAX_LEN + 1);
+        assert!(NewGateway::parse(&long, "gw").is_err());
+        assert!(NewGateway::parse(&long[1..], "gw").is_ok());
+    }
+}
