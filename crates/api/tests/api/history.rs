@@ -517,3 +517,42 @@ async fn a_long_csv_answer_streams_every_bucket_once_in_order() {
         assert_eq!(row[6], "1");
     }
 }
+
+/// InfluxDB failing before the first byte of a CSV answer gets a
+/// problem+json 503; failing after it, the transfer is cut short (no
+/// final chunk), so a partial file is never taken for a whole one.
+#[tokio::test]
+async fn an_influxdb_failure_after_the_first_byte_cuts_the_csv_transfer_short() {
+    let app = spawn_seeded_app().await;
+    // A year of minutes, read 1,000 buckets at a time: 526 reads.
+    let end = EpochMillis::now().as_millis();
+    let path = format!(
+        "/api/v1/sites/boiler-house-1/sensors/b1_steam_pressure/history?start={}&end={end}&every=1m&format=csv",
+        end - 365 * 86_400_000
+    );
+    let response = app
+        .http
+        .get(format!("{}{path}", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    assert_eq!(
+        response.headers()["content-type"],
+        "text/csv; charset=utf-8"
+    );
+    // The answer has started; its database goes away under it.
+    app.influx.influx().drop_database().await.unwrap();
+    let body = response.text().await;
+    assert!(
+        body.is_err(),
+        "the transfer ended as if complete: {:?}",
+        body.map(|text| text.len())
+    );
+
+    // Before the first byte: a problem, as for JSON.
+    let (status, headers, body) = get_text(&app, &path, &[]).await;
+    assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE, "{body}");
+    assert_eq!(headers["content-type"], "application/problem+json");
+    assert!(body.contains("dependency_unavailable"), "{body}");
+}
