@@ -12,7 +12,8 @@ rather than sent and counted as "valid data refused":
   caught here);
 - history: start before end (end defaults to now, start to end minus 24 h
   or the earliest time InfluxDB holds, whichever is later), at most 10,000
-  points of `every`;
+  points of `every` (CSV, `format=csv`, takes up to 1,000,000 rows, but
+  requests are kept to JSON's 10,000 either way to bound the run's time);
 - a preview: start before end (an end after now counts as now), at most
   31 days apart.
 

@@ -1,5 +1,9 @@
 //! `GET /sites/{site}/sensors/{sensor}/history`: one sensor's readings
-//! summed up per time bucket, through InfluxQL `GROUP BY time`.
+//! summed up per time bucket, through InfluxQL `GROUP BY time`; as JSON,
+//! or as CSV (`csv`: `?format=csv` or `Accept: text/csv`), streamed a
+//! chunk of buckets at a time.
+
+mod csv;
 
 use std::sync::Arc;
 
@@ -11,12 +15,29 @@ use stoker_domain::{EpochMillis, ReadingValue, SensorKey, SensorKind, SiteSlug, 
 use stoker_metadata::Scope;
 use stoker_timeseries::Aggregate;
 use warp::Filter;
+use warp::Reply as _;
+use warp::http::{HeaderValue, header};
 
 use crate::problem::ApiError;
 use crate::{State, site_from_path};
+use csv::Format;
 
-/// Most points one answer holds.
+/// Most points one JSON answer holds (it is built whole in memory).
 pub(crate) const MAX_POINTS: u64 = 10_000;
+
+/// Most rows one CSV answer holds: a year of minutes, or two of 2-minute
+/// buckets. It is streamed, so only a chunk of it is ever in memory.
+pub(crate) const MAX_CSV_ROWS: u64 = 1_000_000;
+
+/// The values `format` takes, for the OpenAPI document.
+pub(crate) const FORMATS: [&str; 2] = Format::NAMES;
+
+/// What a CSV answer holds, for the OpenAPI document.
+pub(crate) const CSV_DESCRIPTION: &str = "RFC 4180 (UTF-8, CRLF line ends, a field with a comma, quote or line break quoted and its quotes doubled), streamed. A header row, then one row per bucket with readings, oldest first: time,site,sensor,unit,agg,value,count. time is the bucket's start (RFC 3339, UTC); value is in the sensor's kind as in JSON: a number (the shortest decimal that reads back exactly), true/false, or a state's name; a mean is a number (for a boolean, the share of readings that were true); count is the bucket's number of readings. An error before the first byte is problem+json; one after it cuts the transfer short (no final chunk), so a partial file is never taken for a whole one.";
+
+/// Buckets a CSV answer reads from InfluxDB at a time, and so at most
+/// holds in memory (with the few encoded chunks waiting for the client).
+const CSV_CHUNK_BUCKETS: u64 = 1_000;
 
 /// Points aimed at when `every` is left to the server: enough for a
 /// dashboard chart, far below [`MAX_POINTS`].
@@ -56,6 +77,13 @@ pub(crate) fn routes(
         .and(warp::get())
         .and(crate::auth::require(Scope::Read, Arc::clone(&state)))
         .and(warp::query::<HashMap<String, String>>())
+        // The raw value: one that is not text matches neither format (406).
+        .and(
+            warp::header::value("accept")
+                .map(Some)
+                .or(warp::any().map(|| None))
+                .unify(),
+        )
         .and(warp::any().map(move || Arc::clone(&state)))
         .and_then(history)
 }
@@ -92,20 +120,24 @@ pub(crate) fn timestamp(parameter: &'static str, text: &str) -> Result<EpochMill
     })
 }
 
-/// Parses and checks `start`, `end`, `every` and `agg`; refuses any other
-/// parameter (a typo must not silently fall back to a default).
+/// Parses and checks `start`, `end`, `every` and `agg`, with at most
+/// `max_points` buckets; refuses any parameter but those and `format`
+/// (a typo must not silently fall back to a default).
 pub(crate) fn parse_query(
     query: &HashMap<String, String>,
     now: EpochMillis,
+    max_points: u64,
 ) -> Result<HistoryQuery, ApiError> {
     if let Some(unknown) = query
         .keys()
-        .find(|name| !matches!(name.as_str(), "start" | "end" | "every" | "agg"))
+        .find(|name| !matches!(name.as_str(), "start" | "end" | "every" | "agg" | "format"))
     {
         let shown: String = unknown.chars().take(64).collect();
         return Err(ApiError::BadParameter {
             parameter: "query",
-            detail: format!("unknown parameter {shown:?}; history takes start, end, every and agg"),
+            detail: format!(
+                "unknown parameter {shown:?}; history takes start, end, every, agg and format"
+            ),
         });
     }
     let end = match query.get("end") {
@@ -151,16 +183,16 @@ pub(crate) fn parse_query(
                 return Err(bad("every", "every must be at least 1ms"));
             }
             let points = range_ms.div_ceil(every_ms);
-            if points > MAX_POINTS {
+            if points > max_points {
                 // Rounded up to whole seconds when that large: "9s", not "8s 640ms".
-                let smallest = match range_ms.div_ceil(MAX_POINTS) {
+                let smallest = match range_ms.div_ceil(max_points) {
                     small if small < 1_000 => small,
                     large => large.div_ceil(1_000) * 1_000,
                 };
                 return Err(bad(
                     "every",
                     format!(
-                        "every={text} over this range gives {points} points; at most {MAX_POINTS}: use every >= {}",
+                        "every={text} over this range gives {points} points; at most {max_points}: use every >= {}",
                         humantime::format_duration(Duration::from_millis(smallest))
                     ),
                 ));
@@ -285,24 +317,34 @@ async fn history(
     site: String,
     sensor: String,
     query: HashMap<String, String>,
+    accept: Option<HeaderValue>,
     state: State,
-) -> Result<warp::reply::Json, warp::Rejection> {
+) -> Result<warp::reply::Response, warp::Rejection> {
     let site = site_from_path(&site)?;
     let sensor = crate::sensor_from_path(&site, &sensor)?;
-    let mut request = parse_query(&query, EpochMillis::now())?;
+    let accept = accept.map(|value| String::from_utf8_lossy(value.as_bytes()).into_owned());
+    let format = Format::choose(query.get("format").map(String::as_str), accept.as_deref())?;
+    let max_points = match format {
+        Format::Json => MAX_POINTS,
+        Format::Csv => MAX_CSV_ROWS,
+    };
+    let mut request = parse_query(&query, EpochMillis::now(), max_points)?;
     let entry = state.catalog.site(&state.pool, &site).await?;
     let found = entry.sensor(&sensor).ok_or_else(|| {
         ApiError::NotFound(format!("sensor {sensor} does not exist at site {site}"))
     })?;
     let asked = query.contains_key("agg").then_some(request.aggregate);
     request.aggregate = aggregate_for(found.kind, asked)?;
-    let every = Duration::from_millis(request.every_ms);
     // Without a rollup, it holds no minute of the range: all is read raw.
     let rolled_through = state
         .rollup
         .through(&state.influx)
         .await
         .unwrap_or(request.start);
+    if format == Format::Csv {
+        return csv_answer(state, found.clone(), request, rolled_through).await;
+    }
+    let every = Duration::from_millis(request.every_ms);
     let rows = state
         .influx
         .history_with_rollup(
@@ -315,10 +357,7 @@ async fn history(
             rolled_through,
         )
         .await
-        .map_err(|error| ApiError::Unavailable {
-            dependency: "InfluxDB",
-            detail: error.to_string(),
-        })?;
+        .map_err(influx_unavailable)?;
     Ok(warp::reply::json(&History {
         site,
         sensor,
@@ -336,7 +375,161 @@ async fn history(
                 })
             })
             .collect(),
-    }))
+    })
+    .into_response())
+}
+
+fn influx_unavailable(error: stoker_timeseries::Error) -> ApiError {
+    ApiError::Unavailable {
+        dependency: "InfluxDB",
+        detail: error.to_string(),
+    }
+}
+
+/// `[start, end)` cut into spans of `buckets` buckets of `every_ms`, at
+/// bucket boundaries (buckets are aligned to the epoch), so that no
+/// bucket is split between two reads.
+fn chunks(
+    start: EpochMillis,
+    end: EpochMillis,
+    every_ms: u64,
+    buckets: u64,
+) -> impl Iterator<Item = (EpochMillis, EpochMillis)> {
+    let every_ms = i64::try_from(every_ms).unwrap_or(i64::MAX).max(1);
+    let span = every_ms.saturating_mul(i64::try_from(buckets).unwrap_or(i64::MAX).max(1));
+    let first_bucket = start.as_millis() - start.as_millis().rem_euclid(every_ms);
+    let mut from = start.as_millis();
+    let mut boundary = first_bucket;
+    std::iter::from_fn(move || {
+        if from >= end.as_millis() {
+            return None;
+        }
+        boundary = boundary.saturating_add(span);
+        let to = boundary.min(end.as_millis());
+        let chunk = (
+            EpochMillis::from_millis(from).ok()?,
+            EpochMillis::from_millis(to).ok()?,
+        );
+        from = to;
+        Some(chunk)
+    })
+}
+
+/// A CSV answer, streamed: the header and the first chunk's rows are read
+/// before the answer starts (so an InfluxDB that cannot answer still gets
+/// a problem+json 503), the rest by a task that reads one chunk of
+/// buckets at a time and hands its rows to the body as they come.
+async fn csv_answer(
+    state: State,
+    sensor: stoker_metadata::Sensor,
+    request: HistoryQuery,
+    rolled_through: EpochMillis,
+) -> Result<warp::reply::Response, warp::Rejection> {
+    let mut spans = chunks(
+        request.start,
+        request.end,
+        request.every_ms,
+        CSV_CHUNK_BUCKETS,
+    );
+    let prefix = csv::RowPrefix::new(
+        sensor.site.as_str(),
+        sensor.key.as_str(),
+        sensor.unit.as_str(),
+        request.aggregate.as_str(),
+    );
+    let reader = CsvReader {
+        state,
+        sensor,
+        request,
+        rolled_through,
+        prefix,
+    };
+    let mut first = String::new();
+    csv::push_header(&mut first);
+    if let Some(span) = spans.next() {
+        first.push_str(&reader.rows(span).await.map_err(influx_unavailable)?);
+    }
+    let (sender, body) = csv::body();
+    // The channel is empty: the first chunk always fits.
+    let _ = sender.try_send(Ok(first.into()));
+    let file_name = csv::file_name(
+        reader.sensor.site.as_str(),
+        reader.sensor.key.as_str(),
+        reader.request.start,
+        reader.request.end,
+    );
+    tokio::spawn(async move {
+        for span in spans {
+            let chunk = match reader.rows(span).await {
+                Ok(rows) => Ok(rows.into()),
+                Err(error) => {
+                    tracing::warn!(
+                        %error,
+                        site = %reader.sensor.site,
+                        sensor = %reader.sensor.key,
+                        "InfluxDB failed in the middle of a CSV history answer; the answer is cut off (the client sees an incomplete transfer)"
+                    );
+                    Err(std::io::Error::other(error.to_string()))
+                }
+            };
+            let failed = chunk.is_err();
+            // The client went away: stop reading.
+            if sender.send(chunk).await.is_err() || failed {
+                return;
+            }
+        }
+    });
+    let mut response = warp::reply::stream(body).into_response();
+    let headers = response.headers_mut();
+    headers.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static(csv::CSV_CONTENT_TYPE),
+    );
+    // Site and sensor are slugs and the times digits: a plain quoted name.
+    if let Ok(disposition) = HeaderValue::from_str(&format!("attachment; filename=\"{file_name}\""))
+    {
+        headers.insert(header::CONTENT_DISPOSITION, disposition);
+    }
+    Ok(response)
+}
+
+/// What the reads of one CSV answer share.
+#[derive(Debug)]
+struct CsvReader {
+    state: State,
+    sensor: stoker_metadata::Sensor,
+    request: HistoryQuery,
+    rolled_through: EpochMillis,
+    prefix: csv::RowPrefix,
+}
+
+impl CsvReader {
+    /// The rows of the buckets in `span`, oldest first.
+    async fn rows(
+        &self,
+        (from, to): (EpochMillis, EpochMillis),
+    ) -> Result<String, stoker_timeseries::Error> {
+        let buckets = self
+            .state
+            .influx
+            .history_buckets(
+                &self.sensor.site,
+                &self.sensor.key,
+                from,
+                to,
+                Duration::from_millis(self.request.every_ms),
+                self.request.aggregate,
+                self.rolled_through,
+            )
+            .await?;
+        let mut rows = String::with_capacity(buckets.len() * 80);
+        for bucket in buckets {
+            if let Some(value) = bucket_value(&self.sensor, self.request.aggregate, bucket.value) {
+                csv::push_row(&mut rows, &self.prefix, bucket.start, &value, bucket.count);
+            }
+        }
+        Ok(rows)
+    }
 }
 
 #[cfg(test)]
@@ -350,7 +543,7 @@ mod tests {
 
     #[test]
     fn defaults_are_the_last_day_by_mean_at_a_nice_step() {
-        let parsed = parse_query(&query(&[]), now()).unwrap();
+        let parsed = parse_query(&query(&[]), now(), MAX_POINTS).unwrap();
         assert_eq!(parsed.end, now());
         assert_eq!(
             parsed.end.as_millis() - parsed.start.as_millis(),
@@ -366,7 +559,7 @@ mod tests {
     #[test]
     fn a_default_start_never_falls_before_the_earliest_instant() {
         let end = EpochMillis::MIN_MILLIS + 60_000;
-        let parsed = parse_query(&query(&[("end", &end.to_string())]), now()).unwrap();
+        let parsed = parse_query(&query(&[("end", &end.to_string())]), now(), MAX_POINTS).unwrap();
         assert_eq!(parsed.start.as_millis(), EpochMillis::MIN_MILLIS);
         assert_eq!(parsed.end.as_millis(), end);
     }
@@ -381,12 +574,13 @@ mod tests {
                 ("agg", "max"),
             ]),
             now(),
+            MAX_POINTS,
         )
         .unwrap();
         assert_eq!(parsed.every_ms, 60_000);
         assert_eq!(parsed.aggregate, Aggregate::Max);
 
-        let error = |pairs: &[(&str, &str)]| match parse_query(&query(pairs), now()) {
+        let error = |pairs: &[(&str, &str)]| match parse_query(&query(pairs), now(), MAX_POINTS) {
             Err(ApiError::BadParameter { parameter, detail }) => (parameter, detail),
             other => panic!("{other:?}"),
         };
@@ -442,9 +636,38 @@ mod tests {
     fn at_most_ten_thousand_points() {
         let start = ("start", "0");
         let end = ("end", "10000000");
-        assert!(parse_query(&query(&[start, end, ("every", "1s")]), now()).is_ok());
-        assert!(parse_query(&query(&[start, end, ("every", "999ms")]), now()).is_err());
+        assert!(parse_query(&query(&[start, end, ("every", "1s")]), now(), MAX_POINTS).is_ok());
+        assert!(parse_query(&query(&[start, end, ("every", "999ms")]), now(), MAX_POINTS).is_err());
+        assert!(
+            parse_query(
+                &query(&[start, end, ("every", "10ms")]),
+                now(),
+                MAX_CSV_ROWS
+            )
+            .is_ok(),
+            "a CSV answer is streamed: a million rows"
+        );
         assert_eq!(choose_every(10_000_000), 10_000);
         assert_eq!(choose_every(100 * 86_400_000), 10_800_000, "2.4 h → 3 h");
+    }
+
+    #[test]
+    fn csv_chunks_cut_the_range_at_bucket_boundaries() {
+        let at = |millis| EpochMillis::from_millis(millis).unwrap();
+        let spans: Vec<_> = chunks(at(25_000), at(95_000), 10_000, 3).collect();
+        assert_eq!(
+            spans,
+            vec![
+                (at(25_000), at(50_000)),
+                (at(50_000), at(80_000)),
+                (at(80_000), at(95_000))
+            ]
+        );
+        assert_eq!(
+            chunks(at(0), at(60_000), 60_000, 1_000).collect::<Vec<_>>(),
+            vec![(at(0), at(60_000))]
+        );
+        let year = chunks(at(0), at(365 * 86_400_000), 60_000, CSV_CHUNK_BUCKETS);
+        assert_eq!(year.count(), 526, "525,600 minutes, 1,000 at a time");
     }
 }

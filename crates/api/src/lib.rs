@@ -27,7 +27,8 @@
 //! - `openapi`: the OpenAPI 3 document, from one table of every route.
 //! - `page`: cursor pagination (`limit`, `cursor`, `next_cursor`).
 //! - `history`: one sensor's readings per time bucket (InfluxQL
-//!   `GROUP BY time`), at most 10,000 points.
+//!   `GROUP BY time`): JSON of at most 10,000 points, or CSV
+//!   (`?format=csv`, `Accept: text/csv`) streamed a chunk at a time.
 //! - `telemetry`: `POST /api/v1/sites/{site}/telemetry`, JSON bodies handed
 //!   to ingestion's `Intake`.
 //! - `influx_write`: `POST /api/v2/write` and `POST /write`, line protocol

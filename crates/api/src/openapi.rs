@@ -91,6 +91,7 @@ fn query_schema(route: &Route, name: &str) -> Value {
         "agg" => json!({ "type": "string", "enum": Aggregate::ALL.map(Aggregate::as_str) }),
         "start" | "end" => time_input(),
         "every" => json!({ "type": "string", "pattern": "^[1-9][0-9]{0,3}(ms|s|m|h)$" }),
+        "format" => json!({ "type": "string", "enum": crate::history::FORMATS }),
         _ => json!({ "type": "string" }),
     }
 }
@@ -166,6 +167,12 @@ fn errors(route: &Route) -> Map<String, Value> {
             problem("A version conflict, an existing resource, or dependents."),
         );
     }
+    if route.path.ends_with("/history") {
+        responses.insert(
+            "406".into(),
+            problem("Without format, an Accept header that allows neither application/json nor text/csv."),
+        );
+    }
     if route.path == "/readyz" {
         responses.insert(
             "503".into(),
@@ -180,6 +187,13 @@ fn success(route: &Route) -> Value {
     let (status, body) = route.ok;
     let mut ok = json!({ "description": "Success." });
     match (body, route.path) {
+        (Some(name), path) if path.ends_with("/history") => {
+            ok["content"] = json!({
+                "application/json": { "schema": schema(name) },
+                "text/csv": { "schema": { "type": "string", "description": crate::history::CSV_DESCRIPTION } }
+            });
+            ok["headers"] = json!({ "Content-Disposition": { "required": false, "description": "With CSV: attachment; filename=\"{site}_{sensor}_{start}_{end}.csv\" (times in UTC, as 20261207T100000Z).", "schema": { "type": "string" } } });
+        }
         (Some(name), _) => {
             ok["content"] = json!({ "application/json": { "schema": schema(name) } });
         }

@@ -160,6 +160,9 @@ pub enum ApiError {
     /// The resource does not exist.
     #[error("{0}")]
     NotFound(String),
+    /// The `Accept` header allows none of the types the route gives (406).
+    #[error("{0}")]
+    NotAcceptable(String),
     /// The resource exists already.
     #[error("{0}")]
     Conflict(String),
@@ -321,6 +324,7 @@ impl ApiError {
             ApiError::Unauthorized(denied) => (StatusCode::UNAUTHORIZED, denied.code()),
             ApiError::Forbidden(denied) => (StatusCode::FORBIDDEN, denied.code()),
             ApiError::NotFound(_) => (StatusCode::NOT_FOUND, "not_found"),
+            ApiError::NotAcceptable(_) => (StatusCode::NOT_ACCEPTABLE, "not_acceptable"),
             ApiError::Conflict(_) => (StatusCode::CONFLICT, "conflict"),
             ApiError::VersionConflict { .. } => (StatusCode::CONFLICT, "version_conflict"),
             ApiError::HasDependents(_) => (StatusCode::CONFLICT, "has_dependents"),

@@ -73,7 +73,7 @@ pub(super) fn operation(route: &Route) -> Value {
     json!({
         "operationId": if v2 { "postApiV2Write" } else { "postWrite" },
         "summary": route.summary,
-        "description": "Keys: Authorization: Token <key> (the InfluxDB clients' scheme), Bearer <key>, Basic (password = key), or the p parameter. Content-Encoding: gzip is taken. The site is each line's site tag, else the bucket/db; the sensor is the sensor tag with field value, else each field's key (with sensor_prefix_tag's value and _ before it). Floats, integers and unsigned integers are numeric readings, booleans boolean ones and strings state ones, each checked against its sensor's kind.",
+        "description": "Keys: Authorization: Token <key> (the InfluxDB clients' scheme), Bearer <key>, Basic (password = key), or the p parameter. Content-Encoding: gzip is taken. The site is each line's site tag, else the bucket/db; the sensor is the sensor tag with field value, else each field's key (with sensor_prefix_tag's value and _ before it). Floats, integers and unsigned integers are numeric readings, booleans boolean ones and strings state ones, each checked against its sensor's kind; an integer 1 or 0 for a boolean sensor is true or false (a Modbus coil), any other integer for it wrong_kind.",
         "security": [{ "apiKey": [] }],
         "x-scope": route.scope,
         "parameters": parameters,

@@ -164,7 +164,7 @@ pub(crate) const ROUTES: &[Route] = &[
         method: "get",
         path: "/api/v1/sites/{site}/sensors/{sensor}/history",
         scope: Some("read"),
-        summary: "One sensor's readings per time bucket (at most 10,000 points).",
+        summary: "One sensor's readings per time bucket: JSON (at most 10,000 points), or CSV (at most 1,000,000 rows, streamed) with ?format=csv or Accept: text/csv.",
         query: &[
             (
                 "start",
@@ -175,7 +175,14 @@ pub(crate) const ROUTES: &[Route] = &[
                 "every",
                 "Bucket width such as 10s, 1m, 1h; default: about 1,000 points over the range.",
             ),
-            ("agg", "mean (default), min, max or last."),
+            (
+                "agg",
+                "mean (default for a numeric sensor), min, max or last (default for a boolean or state sensor; a state sensor takes only last).",
+            ),
+            (
+                "format",
+                "json or csv; wins over Accept. Without it, Accept chooses (application/json, the default, or text/csv; 406 when it allows neither).",
+            ),
         ],
         body: None,
         ok: (200, Some("History")),

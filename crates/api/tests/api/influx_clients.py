@@ -6,8 +6,9 @@ installs the pinned clients into a venv under .dev/):
     influx_clients.py URL KEY SITE BASE_MS
 
 Writes, each at its own time (BASE_MS + k seconds), readings of the site's
-sensors b1_steam_pressure and b1_flue_temp, and prints one JSON object
-saying what each write answered. The test checks the answers, then that
+sensors b1_steam_pressure and b1_flue_temp, and of its boolean sensor
+b1_burner_on as a Modbus coil (an integer field), and prints one JSON
+object saying what each write answered. The test checks the answers, then that
 InfluxDB and `latest` hold exactly the readings stored.
 """
 
@@ -117,5 +118,24 @@ try:
     results["v1_bad_line"] = "stored"
 except influxdb.exceptions.InfluxDBClientError as error:
     results["v1_bad_line"] = {"status": error.code, "body": json.loads(error.content)}
+
+# 2.x client: a Modbus coil as an integer field (the client writes a
+# Python int as 1i) for the boolean sensor b1_burner_on; then a 3, which
+# is no coil.
+with InfluxDBClient(url=url, token=key, org="stoker") as client:
+    write_api = client.write_api(write_options=SYNCHRONOUS)
+    write_api.write(
+        bucket=site,
+        record=Point("modbus").tag("name", "b1").field("b1_burner_on", 1).time(at(7), WritePrecision.NS),
+    )
+    results["v2_coil"] = "stored"
+    try:
+        write_api.write(
+            bucket=site,
+            record=Point("modbus").tag("name", "b1").field("b1_burner_on", 3).time(at(8), WritePrecision.NS),
+        )
+        results["v2_coil_3"] = "stored"
+    except ApiException as error:
+        results["v2_coil_3"] = {"status": error.status, "body": json.loads(error.body)}
 
 print(json.dumps(results))

@@ -417,6 +417,13 @@ async fn keys_parameters_and_answers_are_influxdbs() {
 #[tokio::test]
 async fn influxdbs_own_python_clients_write_unmodified() {
     let app = spawn_seeded_app().await;
+    let (status, answer) = app
+        .post_sensor(
+            SITE,
+            serde_json::json!({"key": "b1_burner_on", "type": "burner", "unit": "-", "kind": "boolean"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
     let token = key(&app, "telegraf", &[Scope::Write]).await;
     let base_ms = EpochMillis::now().as_millis() / 1000 * 1000 - 60_000;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -469,8 +476,17 @@ async fn influxdbs_own_python_clients_write_unmodified() {
     assert_eq!(results["v2_bad_key"]["status"], 401, "{results}");
     assert_eq!(results["v2_bad_key"]["body"]["code"], "unauthorized");
 
-    // Exactly the readings stored: 2 + 2 + 2 (v2) + 2 + 2 + 1 + 1 (v1).
-    assert_eq!(stored(&app).await, 12);
+    assert_eq!(results["v2_coil"], "stored", "{results}");
+    let coil = &results["v2_coil_3"];
+    assert_eq!(coil["status"], 400, "{results}");
+    let message = coil["body"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the integer 3") && message.contains("(wrong_kind)"),
+        "{message}"
+    );
+
+    // Exactly the readings stored: 2 + 2 + 2 (v2) + 2 + 2 + 1 + 1 (v1) + 1 (coil).
+    assert_eq!(stored(&app).await, 13);
     let (_, latest) = app.get_latest(SITE).await;
     let value = |sensor: &str| {
         latest["readings"]
@@ -483,4 +499,97 @@ async fn influxdbs_own_python_clients_write_unmodified() {
     // The newest of each: u and p's at +5 s, the 1.x client's last at +6 s.
     assert_eq!(value("b1_steam_pressure"), Some(15.0), "{latest}");
     assert_eq!(value("b1_flue_temp"), Some(186.0), "{latest}");
+    let coil = latest["readings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|reading| reading["sensor"] == "b1_burner_on")
+        .map(|reading| reading["value"].clone());
+    assert_eq!(coil, Some(Value::Bool(true)), "{latest}");
+}
+
+/// Modbus coils as Telegraf sends them: an integer field 1 or 0 for a
+/// boolean sensor is `true` or `false`; any other integer is refused as
+/// `wrong_kind`, named; integers stay numbers for numeric sensors, and
+/// JSON keeps refusing numbers for boolean sensors.
+#[tokio::test]
+async fn modbus_coils_arrive_as_1i_and_0i() {
+    let app = spawn_seeded_app().await;
+    let (status, answer) = app
+        .post_sensor(
+            SITE,
+            serde_json::json!({"key": "b1_burner_on", "type": "burner", "unit": "-", "kind": "boolean"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let token = key(&app, "lp-coils", &[Scope::Write]).await;
+    let authorization = format!("Token {token}");
+    let ms = EpochMillis::now().as_millis() / 60_000 * 60_000 - 120_000;
+    let (status, body) = send(
+        &app,
+        &format!("/api/v2/write?bucket={SITE}&precision=ms"),
+        &[("authorization", &authorization)],
+        format!(
+            "modbus,name=b1 b1_burner_on=1i,b1_steam_pressure=10i {ms}\n\
+             modbus b1_burner_on=0u {}\n\
+             modbus b1_burner_on=1i {}\n",
+            ms + 1_000,
+            ms + 2_000
+        ),
+    )
+    .await;
+    assert_eq!((status, body), (StatusCode::NO_CONTENT, Value::Null));
+    assert_eq!(stored(&app).await, 4);
+    let (status, history) = app
+        .get(&format!(
+            "/api/v1/sites/{SITE}/sensors/b1_burner_on/history?start={ms}&end={}&every=1s",
+            ms + 3_000
+        ))
+        .await;
+    assert_eq!(status, StatusCode::OK, "{history}");
+    let values: Vec<&Value> = history["points"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|point| &point["value"])
+        .collect();
+    assert_eq!(
+        values,
+        [&Value::Bool(true), &Value::Bool(false), &Value::Bool(true)]
+    );
+    let (_, pressure) = app
+        .get(&format!(
+            "/api/v1/sites/{SITE}/sensors/b1_steam_pressure/history?start={ms}&end={}&every=1s",
+            ms + 1_000
+        ))
+        .await;
+    assert_eq!(pressure["points"][0]["value"], 10.0, "{pressure}");
+
+    // Any other integer is no coil: refused by name, the rest stored.
+    let (status, answer) = send(
+        &app,
+        &format!("/api/v2/write?bucket={SITE}&precision=ms"),
+        &[("authorization", &authorization)],
+        format!("modbus b1_burner_on=2i,b1_flue_temp=181i {}\n", ms + 3_000),
+    )
+    .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{answer}");
+    assert_eq!(answer["code"], "invalid");
+    let message = answer["message"].as_str().unwrap();
+    assert!(
+        message.contains(
+            "value of \"b1_burner_on\" is the integer 2, but b1_burner_on is a boolean sensor"
+        ) && message.contains("(wrong_kind)")
+            && message.ends_with("dropped=1 stored=1"),
+        "{message}"
+    );
+    assert_eq!(stored(&app).await, 5);
+    assert_eq!(recorded_refusals(&app, 1).await, 1);
+
+    // JSON has booleans of its own: a number stays refused.
+    let (status, problem) = app
+        .post_telemetry(SITE, serde_json::json!({"b1_burner_on": 1}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{problem}");
+    assert_eq!(problem["rejected"][0]["reason"], "wrong_kind");
 }

@@ -81,7 +81,7 @@ fn check_reading(reading: &RawReading<'_>) -> usize {
             );
             1
         }
-        Ok(RawValue::Boolean(_) | RawValue::Text(_)) => 1,
+        Ok(RawValue::Integer(_) | RawValue::Boolean(_) | RawValue::Text(_)) => 1,
         Err(refusal) => {
             assert_eq!(refusal.reason, Reason::NonNumeric, "{refusal:?}");
             assert!(

@@ -15,8 +15,9 @@
 //!
 //! A line that does not parse, names no reading or has a timestamp outside
 //! what InfluxDB stores is refused whole; a field becomes a
-//! reading of its type ([`reading_value`]), checked against its sensor's
-//! kind like every reading.
+//! reading of its type ([`reading_value`]; an integer stays one, so that
+//! `1i`/`0i` can be a boolean sensor's reading), checked against its
+//! sensor's kind like every reading.
 
 use std::borrow::Cow;
 
@@ -146,15 +147,16 @@ fn take_tag<'a>(tags: &mut Vec<(Cow<'a, str>, Cow<'a, str>)>, key: &str) -> Opti
     Some(tags.swap_remove(index).1)
 }
 
-/// A field as a reading's value: numbers (float, integer, unsigned) are
-/// numeric readings, booleans boolean ones and strings state ones; the
-/// registry then checks the value against the sensor's kind, as on every
-/// path.
+/// A field as a reading's value: floats are numeric readings, integers
+/// and unsigned integers numeric ones too, but for a boolean sensor 1 and
+/// 0 are `true` and `false` (a Modbus coil as Telegraf sends it), booleans
+/// boolean readings and strings state ones; the registry then checks the
+/// value against the sensor's kind, as on every path.
 fn reading_value(value: FieldValue<'_>) -> RawValue<'_> {
     match value {
         FieldValue::Float(float) => RawValue::Number(float),
-        FieldValue::Integer(integer) => RawValue::Number(integer as f64),
-        FieldValue::Unsigned(unsigned) => RawValue::Number(unsigned as f64),
+        FieldValue::Integer(integer) => RawValue::Integer(integer.into()),
+        FieldValue::Unsigned(unsigned) => RawValue::Integer(unsigned.into()),
         FieldValue::Boolean(flag) => RawValue::Boolean(flag),
         FieldValue::String(text) => RawValue::Text(text),
     }
@@ -223,7 +225,7 @@ mod tests {
                 },
                 RawReading {
                     sensor: "flue_temp".into(),
-                    value: Ok(RawValue::Number(181.0)),
+                    value: Ok(RawValue::Integer(181)),
                     timestamp: millis(1_733_565_600_123)
                 }
             ]
@@ -233,7 +235,7 @@ mod tests {
             read_lines(b"modbus,name=b1 steam_pressure=10u 1733565600", &prefixed).collect();
         let (_, found) = readings(&outcomes[0]);
         assert_eq!(found[0].sensor, "b1_steam_pressure");
-        assert_eq!(found[0].value, Ok(RawValue::Number(10.0)));
+        assert_eq!(found[0].value, Ok(RawValue::Integer(10)));
         assert_eq!(found[0].timestamp, millis(1_733_565_600_000));
         let outcomes: Vec<_> = read_lines(b"modbus,slave=1 p=1", &prefixed).collect();
         let (line, refused) = refusal(&outcomes[0]);

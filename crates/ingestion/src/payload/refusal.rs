@@ -23,11 +23,17 @@ pub(crate) struct RawReading<'a> {
 }
 
 /// A reading's value as the payload states it, before the registry says
-/// which kind it must be: a finite number, a boolean or a string (borrowed
-/// from the payload when it has no escapes, so a number costs nothing).
+/// which kind it must be: a finite number, a line-protocol integer, a
+/// boolean or a string (borrowed from the payload when it has no escapes,
+/// so a number costs nothing).
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) enum RawValue<'a> {
     Number(f64),
+    /// A line-protocol integer or unsigned field (`1i`, `1u`): a number
+    /// for a numeric sensor, and for a boolean one `true` (1) or `false`
+    /// (0), as Modbus coils arrive through Telegraf. JSON has no integers
+    /// of its own: its numbers are [`RawValue::Number`].
+    Integer(i128),
     Boolean(bool),
     Text(Cow<'a, str>),
 }
@@ -37,6 +43,7 @@ impl RawValue<'_> {
     pub(crate) fn describe(&self) -> String {
         match self {
             RawValue::Number(number) => number.to_string(),
+            RawValue::Integer(integer) => format!("the integer {integer}"),
             RawValue::Boolean(flag) => Kind::Bool(*flag).to_string(),
             RawValue::Text(text) => Kind::String(text).to_string(),
         }

@@ -302,17 +302,24 @@ fn validate<'a>(
 /// value of another kind is `wrong_kind` (but a string for a numeric
 /// sensor `non_numeric`, as before kinds), a number outside the valid
 /// range `out_of_range`, a name the sensor does not declare
-/// `unknown_state`. Allocates only to refuse.
+/// `unknown_state`. A line-protocol integer is a number, but 1 and 0 for
+/// a boolean sensor are `true` and `false` (a Modbus coil); any other
+/// integer for it is `wrong_kind`. Allocates only to refuse.
 fn typed(entry: &SensorEntry, value: &RawValue<'_>, sensor: &str) -> Result<Typed, Refusal> {
     match (entry.kind, value) {
-        (SensorKind::Numeric, RawValue::Number(number)) => {
-            if entry.range.contains(*number) {
-                Ok(Typed::Number(*number))
-            } else {
-                Err(out_of_range(entry, *number))
-            }
-        }
+        (SensorKind::Numeric, RawValue::Number(number)) => in_range(entry, *number),
+        // Integers beyond 2^53 round, as InfluxDB's float field would.
+        (SensorKind::Numeric, RawValue::Integer(integer)) => in_range(entry, *integer as f64),
         (SensorKind::Boolean, RawValue::Boolean(flag)) => Ok(Typed::Boolean(*flag)),
+        (SensorKind::Boolean, RawValue::Integer(1)) => Ok(Typed::Boolean(true)),
+        (SensorKind::Boolean, RawValue::Integer(0)) => Ok(Typed::Boolean(false)),
+        (SensorKind::Boolean, RawValue::Integer(integer)) => Err(Refusal::new(
+            Reason::WrongKind,
+            format!(
+                "value of {sensor:?} is the integer {integer}, but {} is a boolean sensor: an integer is taken only as 1 (true) or 0 (false), as a Modbus coil; expected true, false, 1i or 0i",
+                entry.key
+            ),
+        )),
         (SensorKind::State, RawValue::Text(name)) => entry
             .states
             .index_of(name)
@@ -343,6 +350,14 @@ fn typed(entry: &SensorEntry, value: &RawValue<'_>, sensor: &str) -> Result<Type
                 kind.expects()
             ),
         )),
+    }
+}
+
+fn in_range(entry: &SensorEntry, number: f64) -> Result<Typed, Refusal> {
+    if entry.range.contains(number) {
+        Ok(Typed::Number(number))
+    } else {
+        Err(out_of_range(entry, number))
     }
 }
 
@@ -443,6 +458,52 @@ mod tests {
             Err((
                 Reason::UnknownState,
                 "value of \"b1_x\" is the string \"Firing\", which is not one of its states (off, purge, firing)".into()
+            ))
+        );
+    }
+
+    #[test]
+    fn line_protocol_integers_are_numbers_and_a_boolean_sensors_coils() {
+        let numeric = entry(SensorKind::Numeric, &[]);
+        let boolean = entry(SensorKind::Boolean, &[]);
+        let state = entry(SensorKind::State, &["off", "on"]);
+        assert_eq!(
+            reason(&numeric, RawValue::Integer(12)),
+            Ok(Typed::Number(12.0))
+        );
+        assert_eq!(
+            reason(&numeric, RawValue::Integer(26)).unwrap_err().0,
+            Reason::OutOfRange
+        );
+        assert_eq!(
+            reason(&boolean, RawValue::Integer(1)),
+            Ok(Typed::Boolean(true))
+        );
+        assert_eq!(
+            reason(&boolean, RawValue::Integer(0)),
+            Ok(Typed::Boolean(false))
+        );
+        for other in [2, -1, i128::from(u64::MAX)] {
+            assert_eq!(
+                reason(&boolean, RawValue::Integer(other)),
+                Err((
+                    Reason::WrongKind,
+                    format!(
+                        "value of \"b1_x\" is the integer {other}, but b1_x is a boolean sensor: an integer is taken only as 1 (true) or 0 (false), as a Modbus coil; expected true, false, 1i or 0i"
+                    )
+                ))
+            );
+        }
+        assert_eq!(
+            reason(&boolean, RawValue::Number(1.0)).unwrap_err().0,
+            Reason::WrongKind,
+            "a float (and a JSON number) is no coil"
+        );
+        assert_eq!(
+            reason(&state, RawValue::Integer(1)),
+            Err((
+                Reason::WrongKind,
+                "value of \"b1_x\" is the integer 1, but b1_x is a state sensor: expected the name of one of its states, as a string".into()
             ))
         );
     }

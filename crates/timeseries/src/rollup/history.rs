@@ -1,4 +1,5 @@
-//! History reads over the rollup ([`Influx::history_with_rollup`]): the
+//! History reads over the rollup ([`Influx::history_with_rollup`], and
+//! [`Influx::history_buckets`] with each bucket's count of readings): the
 //! minutes the rollup holds come from `readings_1m`, only the rest from
 //! the raw readings, merged into one value per bucket.
 
@@ -12,6 +13,17 @@ use crate::client::Series;
 use crate::influxql::{identifier, literal};
 use crate::line::MEASUREMENT;
 use crate::{Aggregate, Influx, Result};
+
+/// One bucket of a history read ([`Influx::history_buckets`]).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct HistoryBucket {
+    /// The bucket's start (buckets are aligned to the epoch).
+    pub start: EpochMillis,
+    /// The aggregate asked for, over the bucket's readings.
+    pub value: f64,
+    /// How many readings the bucket holds.
+    pub count: u64,
+}
 
 impl Influx {
     /// One sensor's history like [`Influx::history`], with the minutes
@@ -32,33 +44,89 @@ impl Influx {
         aggregate: Aggregate,
         rolled_through: EpochMillis,
     ) -> Result<Vec<(EpochMillis, f64)>> {
-        let every_ms = i64::try_from(every.as_millis()).unwrap_or(i64::MAX);
-        let rolled_start = ceil_minute(start);
-        let rolled_end = floor_minute(end).min(rolled_through);
-        if every_ms % MINUTE_MS != 0 || rolled_end <= rolled_start {
+        let read = HistoryRead {
+            site,
+            sensor,
+            range: (start, end),
+            every_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX),
+            aggregate,
+            counted: false,
+        };
+        let Some(statements) = read.over_rollup(rolled_through) else {
             return self
                 .history(site, sensor, start, end, every, aggregate)
                 .await;
-        }
-        // Oldest part first, so that `last` takes the newest part's value.
-        let mut statements = Vec::with_capacity(3);
-        if start < rolled_start {
-            statements.push(partial_query(
-                site,
-                sensor,
-                (start, rolled_start),
-                every_ms,
-                aggregate,
-                Part::Raw,
-            ));
-        }
-        let minutes = (rolled_end.as_millis() - rolled_start.as_millis()) / MINUTE_MS;
-        statements.push(partial_query(
+        };
+        let series = self.query(&statements.join("; ")).await?;
+        Ok(merge_partials(&series, aggregate, read.every_ms)
+            .into_iter()
+            .map(|bucket| (bucket.start, bucket.value))
+            .collect())
+    }
+
+    /// [`Influx::history_with_rollup`] with each bucket's count of
+    /// readings (from the rollup's `count` where it reads the rollup),
+    /// oldest first; buckets without readings are left out. Asking for
+    /// the count costs InfluxDB one more function per bucket, so the
+    /// reads that do not show it use `history_with_rollup`.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn history_buckets(
+        &self,
+        site: &SiteSlug,
+        sensor: &SensorKey,
+        start: EpochMillis,
+        end: EpochMillis,
+        every: Duration,
+        aggregate: Aggregate,
+        rolled_through: EpochMillis,
+    ) -> Result<Vec<HistoryBucket>> {
+        let read = HistoryRead {
             site,
             sensor,
-            (rolled_start, rolled_end),
-            every_ms,
+            range: (start, end),
+            every_ms: i64::try_from(every.as_millis()).unwrap_or(i64::MAX),
             aggregate,
+            counted: true,
+        };
+        let statements = read
+            .over_rollup(rolled_through)
+            .unwrap_or_else(|| vec![read.part((start, end), Part::Raw)]);
+        let series = self.query(&statements.join("; ")).await?;
+        Ok(merge_partials(&series, aggregate, read.every_ms))
+    }
+}
+
+/// What one history read asks for.
+#[derive(Debug, Clone, Copy)]
+struct HistoryRead<'a> {
+    site: &'a SiteSlug,
+    sensor: &'a SensorKey,
+    range: (EpochMillis, EpochMillis),
+    every_ms: i64,
+    aggregate: Aggregate,
+    /// Whether each bucket's count of readings is read too.
+    counted: bool,
+}
+
+impl HistoryRead<'_> {
+    /// The statements of a read over the rollup, oldest part first (so
+    /// that `last` takes the newest part's value); `None` when the rollup
+    /// holds no whole minute of the range or `every` is not a whole number
+    /// of minutes (everything is then read raw).
+    fn over_rollup(&self, rolled_through: EpochMillis) -> Option<Vec<String>> {
+        let (start, end) = self.range;
+        let rolled_start = ceil_minute(start);
+        let rolled_end = floor_minute(end).min(rolled_through);
+        if self.every_ms % MINUTE_MS != 0 || rolled_end <= rolled_start {
+            return None;
+        }
+        let mut statements = Vec::with_capacity(3);
+        if start < rolled_start {
+            statements.push(self.part((start, rolled_start), Part::Raw));
+        }
+        let minutes = (rolled_end.as_millis() - rolled_start.as_millis()) / MINUTE_MS;
+        statements.push(self.part(
+            (rolled_start, rolled_end),
             if minutes <= PLAIN_MINUTES {
                 Part::RollupMinutes
             } else {
@@ -66,29 +134,33 @@ impl Influx {
             },
         ));
         if rolled_end < end {
-            statements.push(partial_query(
-                site,
-                sensor,
-                (rolled_end, end),
-                every_ms,
-                aggregate,
-                Part::Raw,
-            ));
+            statements.push(self.part((rolled_end, end), Part::Raw));
         }
-        let series = self.query(&statements.join("; ")).await?;
-        Ok(merge_partials(&series, aggregate, every_ms))
+        Some(statements)
+    }
+
+    fn part(&self, range: (EpochMillis, EpochMillis), part: Part) -> String {
+        partial_query(
+            self.site,
+            self.sensor,
+            range,
+            self.every_ms,
+            self.aggregate,
+            (part, self.counted),
+        )
     }
 }
 
 /// One part of a history read: what its buckets contribute to
-/// `aggregate`, named `sum`/`count` (mean), `min`, `max` or `last`.
+/// `aggregate`, named `sum`/`count` (mean), `min`, `max` or `last`, and
+/// when `counted`, the count of readings as `count` too.
 fn partial_query(
     site: &SiteSlug,
     sensor: &SensorKey,
     (start, end): (EpochMillis, EpochMillis),
     every_ms: i64,
     aggregate: Aggregate,
-    part: Part,
+    (part, counted): (Part, bool),
 ) -> String {
     let selected = match (aggregate, part) {
         (Aggregate::Mean, Part::Raw) => "sum(\"value\") AS \"sum\", count(\"value\") AS \"count\"",
@@ -104,6 +176,13 @@ fn partial_query(
         (Aggregate::Last, Part::Rollup) => "last(\"last\") AS \"last\"",
         (Aggregate::Last, Part::RollupMinutes) => "\"last\"",
     };
+    // A mean reads the count already.
+    let count = match (counted && aggregate != Aggregate::Mean, part) {
+        (false, _) => "",
+        (true, Part::Raw) => ", count(\"value\") AS \"count\"",
+        (true, Part::Rollup) => ", sum(\"count\") AS \"count\"",
+        (true, Part::RollupMinutes) => ", \"count\"",
+    };
     let from = match part {
         Part::Raw => identifier(MEASUREMENT),
         Part::Rollup | Part::RollupMinutes => format!(
@@ -117,7 +196,7 @@ fn partial_query(
         Part::Raw | Part::Rollup => format!(" GROUP BY time({every_ms}ms) fill(none)"),
     };
     format!(
-        "SELECT {selected} FROM {from} WHERE \"site\" = {} AND \"sensor\" = {} \
+        "SELECT {selected}{count} FROM {from} WHERE \"site\" = {} AND \"sensor\" = {} \
          AND time >= {}ms AND time < {}ms{group}",
         literal(site.as_str()),
         literal(sensor.as_str()),
@@ -143,26 +222,23 @@ enum Part {
 const PLAIN_MINUTES: i64 = 7 * 1_440;
 
 /// Combines the parts' buckets (oldest part first) into one value per
-/// bucket.
-fn merge_partials(
-    series: &[Series],
-    aggregate: Aggregate,
-    every_ms: i64,
-) -> Vec<(EpochMillis, f64)> {
+/// bucket, with its count of readings where the parts read it (else 0).
+fn merge_partials(series: &[Series], aggregate: Aggregate, every_ms: i64) -> Vec<HistoryBucket> {
     #[derive(Default)]
     struct Bucket {
         sum: f64,
         count: f64,
+        readings: u64,
         value: Option<f64>,
     }
     let mut buckets: BTreeMap<i64, Bucket> = BTreeMap::new();
     for one in series {
         let at = |name: &str| one.columns.iter().position(|column| column == name);
-        let (time, first, second) = match aggregate {
+        let (time, first, counted) = match aggregate {
             Aggregate::Mean => (at("time"), at("sum"), at("count")),
-            Aggregate::Min => (at("time"), at("min"), None),
-            Aggregate::Max => (at("time"), at("max"), None),
-            Aggregate::Last => (at("time"), at("last"), None),
+            Aggregate::Min => (at("time"), at("min"), at("count")),
+            Aggregate::Max => (at("time"), at("max"), at("count")),
+            Aggregate::Last => (at("time"), at("last"), at("count")),
         };
         let number = |row: &[serde_json::Value], index: Option<usize>| {
             index
@@ -182,12 +258,16 @@ fn merge_partials(
             let Some(value) = number(row, first) else {
                 continue;
             };
+            let readings = number(row, counted);
+            if aggregate == Aggregate::Mean && readings.is_none() {
+                continue;
+            }
             let bucket = buckets.entry(start).or_default();
+            // Counts are whole numbers well within 2^53.
+            bucket.readings += readings.map_or(0, |count| count as u64);
             match aggregate {
                 Aggregate::Mean => {
-                    let Some(count) = number(row, second) else {
-                        continue;
-                    };
+                    let count = readings.unwrap_or_default();
                     bucket.sum += value;
                     bucket.count += count;
                     bucket.value = Some(bucket.sum / bucket.count);
@@ -204,7 +284,13 @@ fn merge_partials(
     }
     buckets
         .into_iter()
-        .filter_map(|(start, bucket)| Some((EpochMillis::from_millis(start).ok()?, bucket.value?)))
+        .filter_map(|(start, bucket)| {
+            Some(HistoryBucket {
+                start: EpochMillis::from_millis(start).ok()?,
+                value: bucket.value?,
+                count: bucket.readings,
+            })
+        })
         .collect()
 }
 
@@ -216,13 +302,24 @@ mod tests {
         EpochMillis::from_millis(millis).unwrap()
     }
 
-    #[test]
-    fn parts_merge_into_one_value_per_bucket() {
-        let part = |columns: &[&str], values: Vec<Vec<serde_json::Value>>| Series {
+    fn bucket(start: i64, value: f64, count: u64) -> HistoryBucket {
+        HistoryBucket {
+            start: at(start),
+            value,
+            count,
+        }
+    }
+
+    fn part(columns: &[&str], values: Vec<Vec<serde_json::Value>>) -> Series {
+        Series {
             tags: BTreeMap::new(),
             columns: columns.iter().map(|name| (*name).to_owned()).collect(),
             values,
-        };
+        }
+    }
+
+    #[test]
+    fn parts_merge_into_one_value_per_bucket() {
         let head = part(
             &["time", "sum", "count"],
             vec![vec![0.into(), 3.0.into(), 1.into()]],
@@ -236,13 +333,86 @@ mod tests {
         );
         assert_eq!(
             merge_partials(&[head, rolled], Aggregate::Mean, 60_000),
-            vec![(at(0), 3.0), (at(120_000), 2.0)]
+            vec![bucket(0, 3.0, 4), bucket(120_000, 2.0, 2)]
         );
         let older = part(&["time", "last"], vec![vec![0.into(), 1.0.into()]]);
         let newer = part(&["time", "last"], vec![vec![0.into(), 7.0.into()]]);
         assert_eq!(
             merge_partials(&[older, newer], Aggregate::Last, 60_000),
-            vec![(at(0), 7.0)]
+            vec![bucket(0, 7.0, 0)],
+            "no count asked for"
+        );
+    }
+
+    #[test]
+    fn counted_parts_add_their_counts_up() {
+        // Rollup minutes (bucketed here) and a raw tail in 2-minute buckets.
+        let minutes = part(
+            &["time", "max", "count"],
+            vec![
+                vec![0.into(), 5.0.into(), 6.into()],
+                vec![60_000.into(), 11.0.into(), 6.into()],
+                vec![120_000.into(), 17.0.into(), 6.into()],
+            ],
+        );
+        let raw = part(
+            &["time", "max", "count"],
+            vec![vec![120_000.into(), 20.0.into(), 2.into()]],
+        );
+        assert_eq!(
+            merge_partials(&[minutes, raw], Aggregate::Max, 120_000),
+            vec![bucket(0, 11.0, 12), bucket(120_000, 20.0, 8)]
+        );
+    }
+
+    #[test]
+    fn a_counted_read_asks_each_part_for_its_count() {
+        let site = SiteSlug::parse("b-1").unwrap();
+        let sensor = SensorKey::parse("t").unwrap();
+        let read = |aggregate, counted| HistoryRead {
+            site: &site,
+            sensor: &sensor,
+            range: (at(30_000), at(600_000)),
+            every_ms: 60_000,
+            aggregate,
+            counted,
+        };
+        let statements = read(Aggregate::Last, true)
+            .over_rollup(at(300_000))
+            .unwrap();
+        assert_eq!(statements.len(), 3, "{statements:?}");
+        assert!(
+            statements[0].starts_with(
+                "SELECT last(\"value\") AS \"last\", count(\"value\") AS \"count\" FROM"
+            )
+        );
+        assert!(statements[1].starts_with("SELECT \"last\", \"count\" FROM"));
+        assert!(
+            statements[2].starts_with(
+                "SELECT last(\"value\") AS \"last\", count(\"value\") AS \"count\" FROM"
+            )
+        );
+        let uncounted = read(Aggregate::Last, false)
+            .over_rollup(at(300_000))
+            .unwrap();
+        assert!(
+            uncounted
+                .iter()
+                .all(|statement| !statement.contains("count")),
+            "{uncounted:?}"
+        );
+        let mean = read(Aggregate::Mean, true)
+            .over_rollup(at(300_000))
+            .unwrap();
+        assert_eq!(
+            mean[0].matches("count").count(),
+            2,
+            "the mean's own count only: {}",
+            mean[0]
+        );
+        assert!(
+            read(Aggregate::Max, true).over_rollup(at(0)).is_none(),
+            "no rollup yet"
         );
     }
 }

@@ -24,13 +24,14 @@
 //!
 //! Layout: `setup` (retention policies, [`Influx::setup`]), here the
 //! rollup itself ([`Influx::roll_up`], its progress and the late marks),
-//! and `history` ([`Influx::history_with_rollup`]).
+//! and `history` ([`Influx::history_with_rollup`], [`Influx::history_buckets`]).
 
 mod history;
 mod setup;
 
 use stoker_domain::EpochMillis;
 
+pub use history::HistoryBucket;
 pub use setup::SetupReport;
 
 use crate::influxql::identifier;
