@@ -172,6 +172,17 @@ pub struct ApiState {
     pub rollup: RollupClock,
 }
 
+impl ApiState {
+    /// After a handler created or changed a site or sensor: telemetry the
+    /// caller posts next reaches an ingestion that knows it (see
+    /// `Intake::metadata_changed`), not only once the change notice came.
+    pub(crate) fn metadata_changed(&self) {
+        if let Some(intake) = &self.intake {
+            intake.metadata_changed();
+        }
+    }
+}
+
 /// The handlers' shared state.
 pub(crate) type State = Arc<ApiState>;
 

@@ -169,6 +169,7 @@ async fn create_site(
     let site = stoker_metadata::create_site(&state.pool, &new_site)
         .await
         .map_err(ApiError::from)?;
+    state.metadata_changed();
     Ok(created(&site))
 }
 
@@ -321,6 +322,7 @@ async fn update_sensor(
         .await
         .map_err(ApiError::from)?;
     state.catalog.invalidate(&slug);
+    state.metadata_changed();
     Ok(versioned(&sensor, sensor.version))
 }
 
@@ -401,5 +403,6 @@ async fn create_sensor(
         .await
         .map_err(ApiError::from)?;
     state.catalog.invalidate(&slug);
+    state.metadata_changed();
     Ok(created(&sensor))
 }

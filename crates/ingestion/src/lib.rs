@@ -310,6 +310,7 @@ pub struct Ingestion {
 pub struct Intake {
     envelopes: queue::QueueSender,
     stats: Arc<Stats>,
+    registry: Arc<SharedRegistry>,
 }
 
 /// Why a payload could not be taken now.
@@ -326,6 +327,16 @@ pub enum IntakeError {
 }
 
 impl Intake {
+    /// Says this process has just changed sites or sensors in Postgres
+    /// (the API, after it created or changed one): the next reading that
+    /// names a site or sensor the registry lacks reloads it at once, even
+    /// within a second of the last forced reload, so telemetry posted right
+    /// after the change is not refused while the change notice is on its
+    /// way.
+    pub fn metadata_changed(&self) {
+        self.registry.allow_forced_reload();
+    }
+
     /// Submits a `sites/{site}/telemetry` body and waits until its accepted
     /// readings are durable; the receipt says what was refused and why.
     pub async fn submit(&self, site: &str, payload: bytes::Bytes) -> Result<Receipt, IntakeError> {
@@ -490,6 +501,7 @@ impl Ingestion {
         let intake = Intake {
             envelopes: envelopes_tx.clone(),
             stats: Arc::clone(&stats),
+            registry: Arc::clone(&registry),
         };
         // The Sparkplug host needs a broker: not in the `api` role.
         let sparkplug = if connection.is_some() {

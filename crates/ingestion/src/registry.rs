@@ -150,13 +150,23 @@ impl SharedRegistry {
         Ok(count)
     }
 
+    /// Lets the next unknown name reload the registry at once (this
+    /// process has just changed metadata: [`crate::Intake::metadata_changed`]).
+    pub(crate) fn allow_forced_reload(&self) {
+        *self
+            .next_forced
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = None;
+    }
+
     /// The registry to validate a message that names an unknown site or
     /// sensor against. A sensor created a moment ago is in Postgres before
     /// its change notice reaches this process, so the registry is reloaded
     /// first, at most once per second, bounded in time (a slow or failed
     /// reload keeps the current registry and pauses forced reloads for
     /// 30 s). A stream of truly unknown names therefore costs one small
-    /// query per second at most.
+    /// query per second at most, unless this process changed metadata
+    /// meanwhile ([`Self::allow_forced_reload`]).
     pub(crate) async fn reload_for_unknown(&self, pool: &Pool) -> Arc<Registry> {
         let now = Instant::now();
         {

@@ -154,3 +154,35 @@ async fn telemetry_over_http_answers_once_durable_and_names_each_refusal() {
         "{metrics}"
     );
 }
+
+/// A site and sensor created through the API take telemetry posted right
+/// after, even when an unknown name made ingestion reload its registry a
+/// moment before (forced reloads are otherwise at most one a second, and
+/// the change notice may still be on its way).
+#[tokio::test]
+async fn telemetry_right_after_creating_its_site_and_sensor_is_accepted() {
+    let app = spawn_app().await;
+    let ts = EpochMillis::now().as_millis() - 10_000;
+    // An unknown site: ingestion reloads its registry to be sure, then refuses.
+    let (status, _) = app
+        .post_telemetry("nowhere-yet", json!({"ts": ts, "values": {"t": 1.0}}))
+        .await;
+    assert_eq!(status, StatusCode::NOT_FOUND);
+    for round in 0..3 {
+        let site = format!("fresh-{round}");
+        let (status, body) = app.post_site(json!({"slug": site, "name": "Fresh"})).await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = app
+            .post_sensor(
+                &site,
+                json!({"key": "t", "type": "temperature", "unit": "°C"}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::CREATED, "{body}");
+        let (status, body) = app
+            .post_telemetry(&site, json!({"ts": ts, "values": {"t": 21.5}}))
+            .await;
+        assert_eq!(status, StatusCode::OK, "round {round}: {body}");
+        assert_eq!(body["accepted"], 1, "{body}");
+    }
+}

@@ -342,7 +342,12 @@ async fn an_http_callers_body_does_not_wait_for_the_linger() {
     let stored = harness
         .influx
         .influx()
-        .readings(&site(), &key("b1_steam_pressure"), from, from.plus_millis(3))
+        .readings(
+            &site(),
+            &key("b1_steam_pressure"),
+            from,
+            from.plus_millis(3),
+        )
         .await
         .unwrap();
     assert_eq!(stored.len(), 3, "{stored:?}");
