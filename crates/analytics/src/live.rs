@@ -361,9 +361,8 @@ impl Evaluator {
     }
 
     /// Logs, once while it lasts, each sensor a rule selects but cannot
-    /// judge (a boolean or state threshold on a sensor of another kind, or
-    /// a state the sensor lacks: a sensor created after the rule). The API
-    /// refuses such a rule when it is written; here the sensor is skipped.
+    /// judge (`evaluate::misfits`: a sensor created after the rule, which
+    /// the API checked against the sensors of its time); it is skipped.
     fn note_misfits(&mut self, rules: &[AlertRule], registry: &[stoker_metadata::RegistryEntry]) {
         let mut current = HashSet::new();
         for rule in rules {

@@ -20,48 +20,12 @@ use uuid::Uuid;
 
 use crate::define::rule_model;
 use crate::field::{Field, FieldError, FieldSpec, Value, millis, names, one_of};
-use crate::threshold::Threshold;
+use crate::threshold::{
+    Agg, Op, Threshold, finite, hysteresis, ordered_threshold, typed_threshold,
+};
 
 /// The longest rule name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
-
-names! {
-    /// How readings within a window are reduced to the value a threshold
-    /// rule compares. A boolean threshold (`== true`) takes `last`, `min`
-    /// (true throughout the window) or `max` (true at some time in it); a
-    /// state threshold takes `last` only. Both default to `last`, as a
-    /// boolean or state sensor's history does.
-    pub enum Agg as "agg" {
-        /// The mean of the window.
-        Mean = "mean",
-        /// The lowest reading of the window.
-        Min = "min",
-        /// The highest reading of the window.
-        Max = "max",
-        /// The newest reading of the window.
-        Last = "last",
-    }
-}
-
-names! {
-    /// How a rule compares the observed value with its trigger value.
-    pub enum Op as "op" {
-        /// Fires above the trigger value.
-        Gt = ">",
-        /// Fires at or above the trigger value.
-        Ge = ">=",
-        /// Fires below the trigger value.
-        Lt = "<",
-        /// Fires at or below the trigger value.
-        Le = "<=",
-        /// Fires while the value equals the trigger value (a boolean or a
-        /// state; no clear value).
-        Eq = "==",
-        /// Fires while the value differs from the trigger value (a boolean
-        /// or a state; no clear value).
-        Ne = "!=",
-    }
-}
 
 names! {
     /// How urgent an alert of a rule is.
@@ -72,36 +36,6 @@ names! {
         Warning = "warning",
         /// Needs attention now.
         Critical = "critical",
-    }
-}
-
-impl Op {
-    /// Whether the rule fires on high values (`>`, `>=`): its clear value
-    /// must then be at or below its trigger value, and at or above it
-    /// otherwise.
-    pub fn fires_high(self) -> bool {
-        matches!(self, Op::Gt | Op::Ge)
-    }
-
-    /// Whether it orders numbers (`>`, `>=`, `<`, `<=`, with a clear
-    /// value), as opposed to testing a boolean or a state (`==`, `!=`).
-    pub fn orders_numbers(self) -> bool {
-        !matches!(self, Op::Eq | Op::Ne)
-    }
-
-    /// Whether `value` compared with `limit` by this operator holds. For
-    /// `==` and `!=` both are the numbers InfluxDB stores for a boolean
-    /// (0/1) or a state (its index), exact integers.
-    #[allow(clippy::float_cmp)]
-    pub fn holds(self, value: f64, limit: f64) -> bool {
-        match self {
-            Op::Gt => value > limit,
-            Op::Ge => value >= limit,
-            Op::Lt => value < limit,
-            Op::Le => value <= limit,
-            Op::Eq => value == limit,
-            Op::Ne => value != limit,
-        }
     }
 }
 
@@ -295,134 +229,6 @@ impl RuleKind {
                 }
             }
         }
-        Ok(())
-    }
-}
-
-/// A threshold compared by `>`, `>=`, `<`, `<=`: an aggregate, a finite
-/// number and a clear value on the quiet side of it.
-fn ordered_threshold(
-    agg: Option<Agg>,
-    op: Op,
-    threshold: &Threshold,
-    clear_threshold: Option<f64>,
-) -> Result<(), FieldError> {
-    let op_name = op.as_str();
-    if agg.is_none() {
-        return Err(("agg", format!("agg is required for op {op_name}")));
-    }
-    let Threshold::Number(threshold) = *threshold else {
-        return Err((
-            "threshold",
-            format!(
-                "with op {op_name} the threshold is a number; {threshold} is a value of a {} \
-                 sensor, compared with == or !=",
-                threshold.sensor_kind().as_str()
-            ),
-        ));
-    };
-    finite("threshold", threshold)?;
-    let Some(clear_threshold) = clear_threshold else {
-        return Err((
-            "clear_threshold",
-            format!("clear_threshold is required for op {op_name}"),
-        ));
-    };
-    finite("clear_threshold", clear_threshold)?;
-    hysteresis(
-        op,
-        "threshold",
-        threshold,
-        "clear_threshold",
-        clear_threshold,
-    )
-}
-
-/// A threshold compared by `==` or `!=`: a boolean or a state name, an
-/// aggregate that gives one (see [`Agg`]), and no clear value.
-fn typed_threshold(
-    agg: Option<Agg>,
-    op: Op,
-    threshold: &Threshold,
-    clear_threshold: Option<f64>,
-) -> Result<(), FieldError> {
-    let op_name = op.as_str();
-    let agg = agg.unwrap_or(Agg::Last);
-    match threshold {
-        Threshold::Number(number) => {
-            return Err((
-                "threshold",
-                format!(
-                    "with op {op_name} the threshold is a boolean (true, false) or a state \
-                     name, not the number {number}: compare numbers with >, >=, < or <="
-                ),
-            ));
-        }
-        Threshold::Boolean(_) if agg == Agg::Mean => {
-            return Err((
-                "agg",
-                "agg mean of a boolean sensor is the share of true readings, not a boolean: \
-                 a boolean threshold takes agg last, min or max"
-                    .to_owned(),
-            ));
-        }
-        Threshold::State(_) if agg != Agg::Last => {
-            return Err((
-                "agg",
-                format!(
-                    "agg {} of a state sensor's readings is no state: a state threshold takes agg last",
-                    agg.as_str()
-                ),
-            ));
-        }
-        Threshold::Boolean(_) | Threshold::State(_) => {}
-    }
-    if let Some(clear_threshold) = clear_threshold {
-        return Err((
-            "clear_threshold",
-            format!(
-                "clear_threshold ({clear_threshold}) does not apply to op {op_name}: the alert \
-                 clears when the comparison no longer holds"
-            ),
-        ));
-    }
-    Ok(())
-}
-
-fn finite(field: &'static str, value: f64) -> Result<(), FieldError> {
-    if value.is_finite() {
-        Ok(())
-    } else {
-        Err((field, format!("{field} must be a finite number")))
-    }
-}
-
-fn hysteresis(
-    op: Op,
-    trigger_field: &'static str,
-    trigger: f64,
-    clear_field: &'static str,
-    clear: f64,
-) -> Result<(), FieldError> {
-    if op.fires_high() && clear > trigger {
-        Err((
-            clear_field,
-            format!(
-                "with op {} the alert clears at or below where it fires: \
-                 {clear_field} ({clear}) must be at most {trigger_field} ({trigger})",
-                op.as_str()
-            ),
-        ))
-    } else if !op.fires_high() && clear < trigger {
-        Err((
-            clear_field,
-            format!(
-                "with op {} the alert clears at or above where it fires: \
-                 {clear_field} ({clear}) must be at least {trigger_field} ({trigger})",
-                op.as_str()
-            ),
-        ))
-    } else {
         Ok(())
     }
 }

@@ -49,7 +49,6 @@ fn threshold() -> RuleKind {
     }
 }
 
-/// A threshold comparing a boolean or a state: no clear value.
 fn equality(agg: Agg, op: Op, threshold: Threshold) -> RuleKind {
     RuleKind::Threshold {
         agg: Some(agg),
@@ -332,7 +331,7 @@ async fn the_table_refuses_half_defined_rules_written_by_raw_sql() {
             ),
             "alert_rules_anomaly_hysteresis",
         ),
-        // An equality rule with a clear value, or with a number.
+        // Equality with a clear value, or with a number.
         (
             insert(
                 "agg, op, threshold_state, clear_threshold, window_ms, for_ms",
@@ -347,8 +346,7 @@ async fn the_table_refuses_half_defined_rules_written_by_raw_sql() {
             ),
             "alert_rules_threshold_columns",
         ),
-        // A state compared through another aggregate than last; a boolean
-        // and a state at once.
+        // A state compared by max; a boolean and a state at once.
         (
             insert(
                 "agg, op, threshold_state, window_ms, for_ms",
@@ -363,7 +361,7 @@ async fn the_table_refuses_half_defined_rules_written_by_raw_sql() {
             ),
             "alert_rules_threshold_columns",
         ),
-        // A typed threshold on another kind; an ordering op with one.
+        // A typed threshold on another kind, or with an ordering op.
         (
             insert("timeout_ms, threshold_flag", "'no_data', 60000, true"),
             "alert_rules_typed_threshold_only_threshold",
@@ -400,21 +398,15 @@ async fn the_table_refuses_half_defined_rules_written_by_raw_sql() {
         .await
         .unwrap();
     assert_eq!(accepted, 1);
-    for (columns, values) in [
-        (
-            "agg, op, threshold_state, window_ms, for_ms",
-            "'threshold', 'last', '==', 'lockout', 60000, 0",
-        ),
-        (
-            "agg, op, threshold_flag, window_ms, for_ms",
-            "'threshold', 'min', '!=', true, 60000, 0",
-        ),
+    let (state, flag) = ("threshold_state", "threshold_flag");
+    for (column, values) in [
+        (state, "'last', '==', 'lockout'"),
+        (flag, "'min', '!=', true"),
     ] {
-        let accepted = client
-            .execute(insert(columns, values).as_str(), &[])
-            .await
-            .unwrap();
-        assert_eq!(accepted, 1, "{values}");
+        let columns = format!("agg, op, {column}, window_ms, for_ms");
+        let values = format!("'threshold', {values}, 60000, 0");
+        let inserted = client.execute(&insert(&columns, &values), &[]).await;
+        assert_eq!(inserted.unwrap(), 1, "{values}");
     }
     for number in ["'NaN'", "'Infinity'", "'-Infinity'"] {
         let values = format!("'threshold', 'mean', '>', {number}, 12.0, 60000, 0");
