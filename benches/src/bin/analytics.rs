@@ -275,10 +275,10 @@ async fn run(args: &Args, report: &mut Report<Results>) -> anyhow::Result<()> {
                 sensor_type: None,
             },
             RuleKind::Threshold {
-                agg: Agg::Mean,
+                agg: Some(Agg::Mean),
                 op: Op::Gt,
-                threshold: 100.0,
-                clear_threshold: 90.0,
+                threshold: stoker_rules::Threshold::Number(100.0),
+                clear_threshold: Some(90.0),
                 window: args.window,
                 for_: Duration::from_secs(30),
             },

@@ -13,7 +13,10 @@
 //! clears ([`step`]):
 //! - threshold: `agg` over the window; fires when `op threshold` has held
 //!   at every tick for `for` (the first tick that holds starts the count),
-//!   clears when `op clear_threshold` no longer holds;
+//!   clears when `op clear_threshold` no longer holds; a boolean or state
+//!   threshold (`==`, `!=`) is first mapped to the number InfluxDB stores
+//!   for the sensor ([`on_sensor`]: 0/1, the state's index), and the alert
+//!   clears when the comparison no longer holds;
 //! - rate of change: (last − first reading in the window) ÷ the window in
 //!   minutes; fires on `op rate_per_min`, clears when `op
 //!   clear_rate_per_min` no longer holds;
@@ -28,8 +31,13 @@
 
 use std::time::Duration;
 
-use stoker_rules::{Agg, RuleKind};
+use stoker_domain::ReadingValue;
+use stoker_rules::{Agg, RuleKind, Threshold};
 use stoker_timeseries::{BucketStats, Columns};
+
+mod typed;
+
+pub use typed::{Reads, compares_typed, on_sensor, reported};
 
 /// Milliseconds of a rule duration (durations are validated to whole
 /// milliseconds that fit).
@@ -69,10 +77,16 @@ impl Plan {
     }
 }
 
+/// A threshold's aggregate (`last` unless set: validated rules always set
+/// it).
+fn agg_of(agg: Option<Agg>) -> Agg {
+    agg.unwrap_or(Agg::Last)
+}
+
 /// The bucket statistics a rule reads (besides the count, always read).
 pub fn columns(kind: &RuleKind) -> Columns {
     match *kind {
-        RuleKind::Threshold { agg, .. } => match agg {
+        RuleKind::Threshold { agg, .. } => match agg_of(agg) {
             Agg::Mean => Columns {
                 sum: true,
                 ..Columns::default()
@@ -228,7 +242,7 @@ pub fn measure(kind: &RuleKind, series: &Series, t: i64) -> Option<f64> {
     match *kind {
         RuleKind::Threshold { agg, window, .. } => series
             .summary(t - millis(window), t)
-            .map(|summary| summary.aggregate(agg)),
+            .map(|summary| summary.aggregate(agg_of(agg))),
         RuleKind::RateOfChange { window, .. } => {
             let summary = series.summary(t - millis(window), t)?;
             if summary.count < 2 {
@@ -257,10 +271,15 @@ pub fn measure(kind: &RuleKind, series: &Series, t: i64) -> Option<f64> {
 }
 
 /// Whether `value` fires the rule (for a threshold: the condition whose
-/// hold starts the `for` count).
+/// hold starts the `for` count). A boolean or state threshold must have
+/// been mapped through [`on_sensor`]: unmapped, it never fires.
 pub fn fires(kind: &RuleKind, value: f64) -> bool {
     match *kind {
-        RuleKind::Threshold { op, threshold, .. } => op.holds(value, threshold),
+        RuleKind::Threshold {
+            op, ref threshold, ..
+        } => threshold
+            .as_number()
+            .is_some_and(|limit| op.holds(value, limit)),
         RuleKind::RateOfChange {
             op, rate_per_min, ..
         } => op.holds(value, rate_per_min),
@@ -270,14 +289,19 @@ pub fn fires(kind: &RuleKind, value: f64) -> bool {
 }
 
 /// Whether `value` clears a firing rule: past the clear value, on the
-/// other side of the hysteresis band.
+/// other side of the hysteresis band (`==`, `!=`: the comparison no longer
+/// holds).
 pub fn clears(kind: &RuleKind, value: f64) -> bool {
     match *kind {
         RuleKind::Threshold {
             op,
+            ref threshold,
             clear_threshold,
             ..
-        } => !op.holds(value, clear_threshold),
+        } => match clear_threshold.or(threshold.as_number()) {
+            Some(limit) => !op.holds(value, limit),
+            None => true,
+        },
         RuleKind::RateOfChange {
             op,
             clear_rate_per_min,
@@ -349,13 +373,18 @@ pub fn step(
     }
 }
 
-/// The limit a firing value was compared with (stored with the alert).
-pub fn limit(kind: &RuleKind) -> Option<f64> {
-    match *kind {
-        RuleKind::Threshold { threshold, .. } => Some(threshold),
-        RuleKind::RateOfChange { rate_per_min, .. } => Some(rate_per_min),
+/// The limit a firing value was compared with (stored with the alert), in
+/// the rule's own terms: a boolean or state threshold as itself.
+pub fn limit(kind: &RuleKind) -> Option<ReadingValue> {
+    match kind {
+        RuleKind::Threshold { threshold, .. } => Some(match threshold {
+            Threshold::Number(number) => ReadingValue::Number(*number),
+            Threshold::Boolean(flag) => ReadingValue::Boolean(*flag),
+            Threshold::State(name) => ReadingValue::State(name.as_str().to_owned()),
+        }),
+        RuleKind::RateOfChange { rate_per_min, .. } => Some(ReadingValue::Number(*rate_per_min)),
         RuleKind::NoData { .. } => None,
-        RuleKind::Anomaly { z, .. } => Some(z),
+        RuleKind::Anomaly { z, .. } => Some(ReadingValue::Number(*z)),
     }
 }
 
@@ -372,15 +401,50 @@ fn shown(value: f64) -> String {
 }
 
 /// One sentence saying why an alert fired or cleared, e.g. `mean over 1m
-/// = 13.2 bar, > 12.5 for 30s`.
-pub fn describe(kind: &RuleKind, transition: Transition, unit: &str) -> String {
+/// = 13.2 bar, > 12.5 for 30s`, or `last over 30s = lockout, == "lockout"`
+/// for a rule comparing a state (`kind` is the rule as written, not
+/// mapped through [`on_sensor`]).
+pub fn describe(kind: &RuleKind, transition: Transition, reads: Reads<'_>) -> String {
     let format_duration = |duration: Duration| humantime::format_duration(duration).to_string();
-    let unit = if unit.is_empty() {
+    let unit = if reads.unit.is_empty() {
         String::new()
     } else {
-        format!(" {unit}")
+        format!(" {}", reads.unit)
     };
-    match (*kind, transition) {
+    if let RuleKind::Threshold {
+        agg,
+        op,
+        threshold,
+        window,
+        for_,
+        ..
+    } = kind
+        && compares_typed(kind)
+    {
+        let (Transition::Fire(value) | Transition::Clear(value)) = transition;
+        let seen = match reported(kind, reads.kind, reads.states, value) {
+            ReadingValue::Boolean(flag) => flag.to_string(),
+            ReadingValue::State(name) => name,
+            ReadingValue::Number(number) => shown(number),
+        };
+        let observed = format!(
+            "{} over {} = {seen}",
+            agg_of(*agg).as_str(),
+            format_duration(*window)
+        );
+        return match transition {
+            Transition::Fire(_) if for_.is_zero() => {
+                format!("{observed}, {} {threshold}", op.as_str())
+            }
+            Transition::Fire(_) => format!(
+                "{observed}, {} {threshold} for {}",
+                op.as_str(),
+                format_duration(*for_)
+            ),
+            Transition::Clear(_) => format!("{observed}, no longer {} {threshold}", op.as_str()),
+        };
+    }
+    match (kind.clone(), transition) {
         (
             RuleKind::Threshold {
                 agg,
@@ -399,7 +463,7 @@ pub fn describe(kind: &RuleKind, transition: Transition, unit: &str) -> String {
             };
             format!(
                 "{} over {} = {}{unit}, {} {threshold}{held}",
-                agg.as_str(),
+                agg_of(agg).as_str(),
                 format_duration(window),
                 shown(value),
                 op.as_str()
@@ -409,17 +473,19 @@ pub fn describe(kind: &RuleKind, transition: Transition, unit: &str) -> String {
             RuleKind::Threshold {
                 agg,
                 op,
+                threshold,
                 clear_threshold,
                 window,
                 ..
             },
             Transition::Clear(value),
         ) => format!(
-            "{} over {} = {}{unit}, no longer {} {clear_threshold}",
-            agg.as_str(),
+            "{} over {} = {}{unit}, no longer {} {}",
+            agg_of(agg).as_str(),
             format_duration(window),
             shown(value),
-            op.as_str()
+            op.as_str(),
+            clear_threshold.map_or_else(|| threshold.to_string(), |clear| clear.to_string())
         ),
         (
             RuleKind::RateOfChange {
@@ -476,7 +542,7 @@ pub fn describe(kind: &RuleKind, transition: Transition, unit: &str) -> String {
 
 #[cfg(test)]
 mod tests {
-    use stoker_domain::EpochMillis;
+    use stoker_domain::{EpochMillis, SensorKind, States};
     use stoker_rules::Op;
 
     use super::*;
@@ -526,10 +592,10 @@ mod tests {
 
     fn threshold(agg: Agg, for_secs: u64) -> RuleKind {
         RuleKind::Threshold {
-            agg,
+            agg: Some(agg),
             op: Op::Gt,
-            threshold: 12.5,
-            clear_threshold: 12.0,
+            threshold: Threshold::Number(12.5),
+            clear_threshold: Some(12.0),
             window: Duration::from_secs(30),
             for_: Duration::from_secs(for_secs),
         }
@@ -630,10 +696,10 @@ mod tests {
             })
         });
         let rule = RuleKind::Threshold {
-            agg: Agg::Last,
+            agg: Some(Agg::Last),
             op: Op::Gt,
-            threshold: 12.5,
-            clear_threshold: 12.0,
+            threshold: Threshold::Number(12.5),
+            clear_threshold: Some(12.0),
             window: Duration::from_secs(10),
             for_: Duration::ZERO,
         };
@@ -655,10 +721,10 @@ mod tests {
             })
         });
         let rule = RuleKind::Threshold {
-            agg: Agg::Last,
+            agg: Some(Agg::Last),
             op: Op::Gt,
-            threshold: 12.5,
-            clear_threshold: 12.0,
+            threshold: Threshold::Number(12.5),
+            clear_threshold: Some(12.0),
             window: Duration::from_secs(10),
             for_: Duration::from_secs(30),
         };
@@ -748,12 +814,144 @@ mod tests {
     #[test]
     fn descriptions_say_what_was_seen() {
         assert_eq!(
-            describe(&threshold(Agg::Mean, 30), Transition::Fire(13.2), "bar"),
+            describe(
+                &threshold(Agg::Mean, 30),
+                Transition::Fire(13.2),
+                Reads::numbers("bar")
+            ),
             "mean over 30s = 13.2 bar, > 12.5 for 30s"
         );
         assert_eq!(
-            describe(&threshold(Agg::Mean, 0), Transition::Clear(11.9), "bar"),
+            describe(
+                &threshold(Agg::Mean, 0),
+                Transition::Clear(11.9),
+                Reads::numbers("bar")
+            ),
             "mean over 30s = 11.9 bar, no longer > 12"
+        );
+        let states = sequencer_states();
+        let reads = Reads {
+            unit: "",
+            kind: SensorKind::State,
+            states: &states,
+        };
+        let rule = equality(Op::Eq, lockout(), 10);
+        assert_eq!(
+            describe(&rule, Transition::Fire(4.0), reads),
+            "last over 10s = lockout, == \"lockout\" for 10s"
+        );
+        assert_eq!(
+            describe(&rule, Transition::Clear(0.0), reads),
+            "last over 10s = off, no longer == \"lockout\""
+        );
+        let reads = Reads {
+            unit: "",
+            kind: SensorKind::Boolean,
+            states: &States::default(),
+        };
+        assert_eq!(
+            describe(
+                &equality(Op::Ne, Threshold::Boolean(true), 0),
+                Transition::Fire(0.0),
+                reads
+            ),
+            "last over 10s = false, != true"
+        );
+    }
+
+    fn sequencer_states() -> States {
+        States::parse(["off", "purge", "ignition", "firing", "lockout"]).unwrap()
+    }
+
+    fn lockout() -> Threshold {
+        Threshold::State(stoker_domain::StateName::parse("lockout").unwrap())
+    }
+
+    fn equality(op: Op, threshold: Threshold, for_secs: u64) -> RuleKind {
+        RuleKind::Threshold {
+            agg: Some(Agg::Last),
+            op,
+            threshold,
+            clear_threshold: None,
+            window: Duration::from_secs(10),
+            for_: Duration::from_secs(for_secs),
+        }
+    }
+
+    #[test]
+    fn a_state_rule_fires_while_the_state_holds_and_clears_when_it_leaves() {
+        // firing (3), lockout (4) from second 100 to 160, then off (0).
+        let series = series_per_second(10 * SECOND, 0..300, |s| {
+            Some(match s {
+                0..100 => 3.0,
+                100..160 => 4.0,
+                _ => 0.0,
+            })
+        });
+        let written = equality(Op::Eq, lockout(), 20);
+        let states = sequencer_states();
+        let judged = on_sensor(&written, SensorKind::State, &states).unwrap();
+        assert!(matches!(
+            judged,
+            RuleKind::Threshold {
+                threshold: Threshold::Number(4.0),
+                ..
+            }
+        ));
+        // last == lockout at ticks 110..=160; held 20 s → fires at 130;
+        // the tick at 170 sees off.
+        assert_eq!(
+            run(&judged, &series, 0..300),
+            vec![(130, Transition::Fire(4.0)), (170, Transition::Clear(0.0))]
+        );
+        // Unmapped, it never fires; a sensor without the state, or of
+        // another kind, cannot be judged.
+        assert!(run(&written, &series, 0..300).is_empty());
+        let fewer = States::parse(["off", "firing"]).unwrap();
+        assert!(on_sensor(&written, SensorKind::State, &fewer).is_err());
+        assert!(on_sensor(&written, SensorKind::Numeric, &States::default()).is_err());
+        assert_eq!(
+            reported(&written, SensorKind::State, &states, 4.0),
+            ReadingValue::State("lockout".into())
+        );
+        assert_eq!(limit(&written), Some(ReadingValue::State("lockout".into())));
+    }
+
+    #[test]
+    fn a_boolean_rule_compares_true_as_one() {
+        // on (1) from 50 to 120, off (0) otherwise.
+        let series = series_per_second(10 * SECOND, 0..200, |s| {
+            Some(if (50..120).contains(&s) { 1.0 } else { 0.0 })
+        });
+        let none = States::default();
+        let on = on_sensor(
+            &equality(Op::Eq, Threshold::Boolean(true), 0),
+            SensorKind::Boolean,
+            &none,
+        )
+        .unwrap();
+        assert_eq!(
+            run(&on, &series, 0..200),
+            vec![(60, Transition::Fire(1.0)), (130, Transition::Clear(0.0))]
+        );
+        // != true: the other way round, from the first tick.
+        let off = on_sensor(
+            &equality(Op::Ne, Threshold::Boolean(true), 0),
+            SensorKind::Boolean,
+            &none,
+        )
+        .unwrap();
+        assert_eq!(
+            run(&off, &series, 10..200),
+            vec![
+                (10, Transition::Fire(0.0)),
+                (60, Transition::Clear(1.0)),
+                (130, Transition::Fire(0.0))
+            ]
+        );
+        assert_eq!(
+            reported(&on, SensorKind::Boolean, &none, 1.0),
+            ReadingValue::Boolean(true)
         );
     }
 }

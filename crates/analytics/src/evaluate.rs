@@ -5,12 +5,12 @@
 use std::collections::{BTreeMap, HashMap};
 
 use serde::Serialize;
-use stoker_domain::{EpochMillis, SensorKey, SiteSlug, Unit};
+use stoker_domain::{EpochMillis, ReadingValue, SensorKey, SensorKind, SiteSlug, States, Unit};
 use stoker_metadata::RegistryEntry;
 use stoker_rules::{AlertRule, RuleKind, RuleSelector};
 use stoker_timeseries::{BucketStats, Columns, Influx, SeriesFilter, SeriesMatch};
 
-use crate::engine::{self, Phase, Plan, Series, Transition};
+use crate::engine::{self, Phase, Plan, Reads, Series, Transition};
 use crate::{Error, Result};
 
 /// A sensor a rule watches.
@@ -25,6 +25,22 @@ pub struct Target {
     /// When it was created, epoch milliseconds: a no-data rule does not
     /// judge it before it is older than the rule's timeout.
     pub created_ms: i64,
+    /// What its readings are: a rule comparing a boolean or a state reads
+    /// InfluxDB's numbers through it.
+    pub kind: SensorKind,
+    /// A state sensor's states.
+    pub states: States,
+}
+
+impl Target {
+    /// How descriptions name its values.
+    pub fn reads(&self) -> Reads<'_> {
+        Reads {
+            unit: self.unit.as_str(),
+            kind: self.kind,
+            states: &self.states,
+        }
+    }
 }
 
 /// A rule with the sensors it selects.
@@ -46,17 +62,40 @@ pub fn targets(selector: &RuleSelector, registry: &[RegistryEntry]) -> Vec<Targe
             sensor: entry.key.clone(),
             unit: entry.unit.clone(),
             created_ms: entry.created_at.timestamp_millis(),
+            kind: entry.kind,
+            states: entry.states.clone(),
         })
         .collect()
 }
 
-/// Every rule with its sensors; rules that select none are kept (they
-/// watch nothing until a matching sensor appears).
+/// The sensors among `targets` that a rule of `kind` cannot judge, with
+/// why: a boolean or state threshold (`==`, `!=`) on a sensor of another
+/// kind, or a state the sensor does not declare. Every other rule judges
+/// every sensor it selects.
+pub fn misfits<'a>(kind: &RuleKind, targets: &'a [Target]) -> Vec<(&'a Target, String)> {
+    targets
+        .iter()
+        .filter_map(|target| {
+            engine::on_sensor(kind, target.kind, &target.states)
+                .err()
+                .map(|reason| (target, reason))
+        })
+        .collect()
+}
+
+/// Every rule with the sensors it selects and can judge ([`misfits`] are
+/// left out: the API refuses a rule that misfits a sensor when it is
+/// written, and a sensor created later that misfits is not watched); rules
+/// that select none are kept (they watch nothing until a matching sensor
+/// appears).
 pub fn watches(rules: Vec<AlertRule>, registry: &[RegistryEntry]) -> Vec<Watch> {
     rules
         .into_iter()
         .map(|rule| Watch {
-            targets: targets(&rule.selector, registry),
+            targets: targets(&rule.selector, registry)
+                .into_iter()
+                .filter(|target| engine::on_sensor(&rule.kind, target.kind, &target.states).is_ok())
+                .collect(),
             rule,
         })
         .collect()
@@ -250,6 +289,11 @@ pub fn replay(
             target.sensor.as_str().to_owned(),
         );
         let series = data.get(&key).unwrap_or(&empty);
+        // A boolean or state threshold compares the numbers InfluxDB holds
+        // for this sensor; a sensor it cannot judge is not stepped.
+        let Ok(kind) = engine::on_sensor(&watch.rule.kind, target.kind, &target.states) else {
+            continue;
+        };
         // A sensor younger than a no-data rule's timeout has not been
         // silent that long, whatever it sent.
         let judged_from = match watch.rule.kind {
@@ -262,9 +306,9 @@ pub fn replay(
             let value = if tick < judged_from {
                 None
             } else {
-                engine::measure(&watch.rule.kind, series, tick)
+                engine::measure(&kind, series, tick)
             };
-            let (next, transition) = engine::step(&watch.rule.kind, phases[index], tick, value);
+            let (next, transition) = engine::step(&kind, phases[index], tick, value);
             phases[index] = next;
             if let Some(transition) = transition {
                 steps.push(Step {
@@ -288,8 +332,9 @@ pub struct PreviewAlert {
     pub sensor: SensorKey,
     /// When it would have fired (a tick).
     pub opened_at: EpochMillis,
-    /// The value that fired it (none for no data).
-    pub value: Option<f64>,
+    /// The value that fired it (none for no data), in the sensor's type
+    /// for a rule comparing a boolean or a state.
+    pub value: Option<ReadingValue>,
     /// Why, in one sentence.
     pub message: String,
     /// When it would have cleared; none if still firing at the end.
@@ -349,7 +394,7 @@ fn episodes(watch: &Watch, steps: &[Step]) -> Vec<PreviewAlert> {
     let mut alerts: Vec<PreviewAlert> = Vec::new();
     for step in steps {
         let target = &watch.targets[step.target];
-        let message = engine::describe(&watch.rule.kind, step.transition, target.unit.as_str());
+        let message = engine::describe(&watch.rule.kind, step.transition, target.reads());
         let at = EpochMillis::from_millis(step.tick).unwrap_or_else(|_| EpochMillis::now());
         match step.transition {
             Transition::Fire(value) => {
@@ -358,7 +403,7 @@ fn episodes(watch: &Watch, steps: &[Step]) -> Vec<PreviewAlert> {
                     site: target.site.clone(),
                     sensor: target.sensor.clone(),
                     opened_at: at,
-                    value: fired_value(&watch.rule.kind, value),
+                    value: fired_value(&watch.rule.kind, target, value),
                     message,
                     cleared_at: None,
                     cleared_message: None,
@@ -375,11 +420,12 @@ fn episodes(watch: &Watch, steps: &[Step]) -> Vec<PreviewAlert> {
     alerts
 }
 
-/// The value stored with a fired alert: none for no data (there was none).
-pub fn fired_value(kind: &RuleKind, value: f64) -> Option<f64> {
+/// The value stored with a fired alert: none for no data (there was none),
+/// in the sensor's type for a rule comparing a boolean or a state.
+pub fn fired_value(kind: &RuleKind, target: &Target, value: f64) -> Option<ReadingValue> {
     match kind {
         RuleKind::NoData { .. } => None,
-        _ => Some(value),
+        _ => Some(engine::reported(kind, target.kind, &target.states, value)),
     }
 }
 

@@ -23,7 +23,7 @@ use serde::Serialize;
 use stoker_cache::AlertStateKey;
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
 use stoker_postgres::Leadership;
-use stoker_rules::RuleKind;
+use stoker_rules::{AlertRule, RuleKind};
 use stoker_stores::Stores;
 use tokio_util::sync::CancellationToken;
 use uuid::Uuid;
@@ -180,6 +180,9 @@ pub struct Evaluator {
     mirrored: HashSet<StateKey>,
     /// What each group read at the last tick.
     windows: HashMap<engine::Plan, evaluate::Window>,
+    /// The (rule, sensor) pairs the rule selects but cannot judge
+    /// (`evaluate::misfits`), each logged once while it lasts.
+    misfits: HashSet<StateKey>,
 }
 
 impl Evaluator {
@@ -192,6 +195,7 @@ impl Evaluator {
             phases: HashMap::new(),
             mirrored: HashSet::new(),
             windows: HashMap::new(),
+            misfits: HashSet::new(),
         }
     }
 
@@ -301,6 +305,7 @@ impl Evaluator {
         let rules = stoker_metadata::enabled_alert_rules(&self.stores.pool).await?;
         report.rules = rules.len();
         let registry = stoker_metadata::registry(&self.stores.pool).await?;
+        self.note_misfits(&rules, &registry);
         let watches = evaluate::watches(rules, &registry);
         let mut watched: HashSet<StateKey> = HashSet::new();
         let mut planned = HashSet::new();
@@ -355,6 +360,24 @@ impl Evaluator {
         Ok(report)
     }
 
+    /// Logs, once while it lasts, each sensor a rule selects but cannot
+    /// judge (`evaluate::misfits`: a sensor created after the rule, which
+    /// the API checked against the sensors of its time); it is skipped.
+    fn note_misfits(&mut self, rules: &[AlertRule], registry: &[stoker_metadata::RegistryEntry]) {
+        let mut current = HashSet::new();
+        for rule in rules {
+            let targets = evaluate::targets(&rule.selector, registry);
+            for (target, reason) in evaluate::misfits(&rule.kind, &targets) {
+                let key = (rule.id, target.site.clone(), target.sensor.clone());
+                if !self.misfits.contains(&key) {
+                    tracing::warn!(rule = %rule.name, rule_id = %rule.id, site = %target.site, sensor = %target.sensor, reason = %reason, "alert rule cannot judge a sensor it selects: skipped");
+                }
+                current.insert(key);
+            }
+        }
+        self.misfits = current;
+    }
+
     async fn apply(&self, watch: &Watch, step: Step, report: &mut TickReport) -> Result<()> {
         let target = &watch.targets[step.target];
         let verdict = Verdict {
@@ -363,10 +386,15 @@ impl Evaluator {
             sensor: &target.sensor,
             at: EpochMillis::from_millis(step.tick).unwrap_or_else(|_| EpochMillis::now()),
             value: match step.transition {
-                Transition::Fire(value) => evaluate::fired_value(&watch.rule.kind, value),
-                Transition::Clear(value) => Some(value),
+                Transition::Fire(value) => evaluate::fired_value(&watch.rule.kind, target, value),
+                Transition::Clear(value) => Some(engine::reported(
+                    &watch.rule.kind,
+                    target.kind,
+                    &target.states,
+                    value,
+                )),
             },
-            message: engine::describe(&watch.rule.kind, step.transition, target.unit.as_str()),
+            message: engine::describe(&watch.rule.kind, step.transition, target.reads()),
         };
         let changed = match step.transition {
             Transition::Fire(_) => {

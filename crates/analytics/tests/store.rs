@@ -4,10 +4,10 @@
 use std::time::Duration;
 
 use stoker_analytics::store::{self, AlertFilter, AlertState, NoOutbox, StateFilter, Verdict};
-use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
+use stoker_domain::{EpochMillis, ReadingValue, SensorKey, SiteSlug};
 use stoker_metadata::NewSite;
 use stoker_postgres::Pool;
-use stoker_rules::{Agg, AlertRule, NewAlertRule, Op, RuleKind, RuleSelector, Severity};
+use stoker_rules::{Agg, AlertRule, NewAlertRule, Op, RuleKind, RuleSelector, Severity, Threshold};
 use stoker_testkit::TestPostgres;
 
 async fn setup() -> (TestPostgres, Pool, AlertRule) {
@@ -26,10 +26,10 @@ async fn setup() -> (TestPostgres, Pool, AlertRule) {
             sensor_type: None,
         },
         RuleKind::Threshold {
-            agg: Agg::Mean,
+            agg: Some(Agg::Mean),
             op: Op::Gt,
-            threshold: 12.5,
-            clear_threshold: 12.0,
+            threshold: Threshold::Number(12.5),
+            clear_threshold: Some(12.0),
             window: Duration::from_secs(60),
             for_: Duration::from_secs(30),
         },
@@ -62,7 +62,7 @@ fn firing<'a>(
         site,
         sensor,
         at: EpochMillis::from_millis(at).unwrap(),
-        value: Some(13.2),
+        value: Some(stoker_domain::ReadingValue::Number(13.2)),
         message: "mean over 1m = 13.2 bar, > 12.5 for 30s".into(),
     }
 }
@@ -124,7 +124,7 @@ async fn an_alert_fires_once_is_acknowledged_and_resolved_with_a_trail() {
         site: &site,
         sensor: &pressure,
         at: EpochMillis::from_millis(at + 60_000).unwrap(),
-        value: Some(11.8),
+        value: Some(stoker_domain::ReadingValue::Number(11.8)),
         message: "mean over 1m = 11.8 bar, no longer > 12".into(),
     };
     let cleared = store::clear_alert(&pool, &NoOutbox, &clearing)
@@ -142,7 +142,13 @@ async fn an_alert_fires_once_is_acknowledged_and_resolved_with_a_trail() {
     assert_eq!(stored, cleared);
     let trail: Vec<(&str, &str, Option<f64>)> = events
         .iter()
-        .map(|event| (event.transition.as_str(), event.actor.as_str(), event.value))
+        .map(|event| {
+            (
+                event.transition.as_str(),
+                event.actor.as_str(),
+                event.value.as_ref().and_then(ReadingValue::as_number),
+            )
+        })
         .collect();
     assert_eq!(
         trail,

@@ -376,6 +376,9 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
         "description": "A state sensor's states, in order (InfluxDB stores a reading's index in this list): required for kind state, refused for the others. A change may only add states at the end." });
     // A reading in its sensor's kind: 81.5, true or "firing".
     let reading_value = json!({ "type": ["number", "boolean", "string", "null"], "description": "In the sensor's kind: a number, true/false, or a state's name; null when it never reported." });
+    // An alert's value or threshold: a number, or for a rule comparing a
+    // boolean or state sensor (`==`, `!=`), true/false or a state's name.
+    let alert_value = |what: &str| json!({ "type": ["number", "boolean", "string", "null"], "description": format!("{what}: a number; true/false or a state's name for a rule comparing a boolean or state sensor (op == or !=); null when there is none (no_data).") });
     // The rules between kind, states and range, as `NewSensor::check`
     // states them: only a state sensor has states (and needs them), only
     // a numeric sensor a range. A new sensor without a kind is numeric; a
@@ -447,12 +450,12 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
                     "site": slug, "sensor": slug, "severity": { "enum": ["info", "warning", "critical"] },
                     "state": { "enum": ["firing", "acknowledged", "resolved"] },
                     "opened_at": time, "acknowledged_at": time_or_null, "resolved_at": time_or_null,
-                    "value": number_or_null, "threshold": number_or_null, "message": { "type": "string" },
+                    "value": alert_value("The value that fired it"), "threshold": alert_value("What the value was compared with"), "message": { "type": "string" },
                     "acknowledged_by": string_or_null, "resolved_by": string_or_null, "version": { "type": "integer" }
                 } },
                 "AlertEvent": { "type": "object", "properties": {
                     "id": { "type": "integer" }, "alert_id": uuid, "transition": { "enum": ["fired", "acknowledged", "resolved"] },
-                    "at": time, "actor": { "type": "string" }, "value": number_or_null, "detail": { "type": "string" }
+                    "at": time, "actor": { "type": "string" }, "value": alert_value("The value seen"), "detail": { "type": "string" }
                 } },
                 "AlertWithEvents": { "allOf": [ schema("Alert"), { "type": "object", "properties": { "events": { "type": "array", "items": schema("AlertEvent") } } } ] },
                 "AlertPage": { "type": "object", "properties": { "items": { "type": "array", "items": schema("Alert") }, "next_cursor": { "type": ["string", "null"] } } },
@@ -471,7 +474,7 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
                     "alerts": { "type": "array", "items": { "type": "object", "properties": {
                         "site": slug, "sensor": slug,
                         "opened_at": { "type": "integer", "description": "Epoch milliseconds: the tick it fired at." },
-                        "value": number_or_null, "message": { "type": "string" },
+                        "value": alert_value("The value that fired it"), "message": { "type": "string" },
                         "cleared_at": { "type": ["integer", "null"], "description": "Epoch milliseconds; null: still firing at end." },
                         "cleared_message": string_or_null
                     } } }

@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
-use stoker_analytics::evaluate::{self, PreviewAlert, Target, Watch};
+use stoker_analytics::evaluate::{self, PreviewAlert, Target};
 use stoker_domain::EpochMillis;
 use stoker_metadata::Scope;
 use stoker_rules::{AlertRule, NewAlertRule, Record};
@@ -240,13 +240,15 @@ fn rule_json(rule: &AlertRule, saved: bool) -> Result<Value, ApiError> {
 /// The SHA-256 of everything an answer depends on. `serde_json` keeps
 /// object keys sorted, so equal requests give equal text.
 fn digest(rule: &Value, targets: &[Target], request: &Request) -> [u8; 32] {
-    let targets: Vec<[&str; 3]> = targets
+    let targets: Vec<[String; 5]> = targets
         .iter()
         .map(|target| {
             [
-                target.site.as_str(),
-                target.sensor.as_str(),
-                target.unit.as_str(),
+                target.site.as_str().to_owned(),
+                target.sensor.as_str().to_owned(),
+                target.unit.as_str().to_owned(),
+                target.kind.as_str().to_owned(),
+                target.states.names().collect::<Vec<_>>().join(","),
             ]
         })
         .collect();
@@ -281,14 +283,31 @@ async fn preview(state: State, fields: Fields) -> Result<warp::reply::Response, 
                 .map_err(ApiError::from)?,
             true,
         ),
-        Source::Draft(rule) => (unsaved(rule, now), false),
+        Source::Draft(rule) => {
+            // As the body's other rule errors: under `rule.`.
+            crate::rules::check_against_sensors(&state, rule)
+                .await
+                .map_err(|error| match error {
+                    ApiError::Validation(errors) => ApiError::Validation(
+                        errors
+                            .into_iter()
+                            .map(|mut error| {
+                                error.field = format!("rule.{}", error.field);
+                                error
+                            })
+                            .collect(),
+                    ),
+                    other => other,
+                })?;
+            (unsaved(rule, now), false)
+        }
     };
     let registry = stoker_metadata::registry(&state.pool)
         .await
         .map_err(ApiError::from)?;
-    let watch = Watch {
-        targets: evaluate::targets(&rule.selector, &registry),
-        rule,
+    // The sensors the rule can judge, as the evaluation loop watches them.
+    let Some(watch) = evaluate::watches(vec![rule], &registry).pop() else {
+        return Err(ApiError::Internal("a watch per rule".into()).into());
     };
     let rule = rule_json(&watch.rule, saved)?;
     let cacheable = now.as_millis() - request.end.as_millis() >= CACHE_AFTER.as_millis() as i64;
@@ -407,12 +426,12 @@ mod tests {
             assert_eq!(fields_of(error), expected, "{body}");
         }
         let mut bad_draft = draft();
-        bad_draft["op"] = json!("==");
+        bad_draft["op"] = json!("=>");
         let error = parse(fields(json!({"rule": bad_draft})), now()).unwrap_err();
         assert_eq!(fields_of(error), ["rule.op"]);
         let mut bad_draft = draft();
         bad_draft["colour"] = json!("red");
-        bad_draft["threshold"] = json!("high");
+        bad_draft["threshold"] = json!("very high");
         let error = parse(fields(json!({"rule": bad_draft})), now()).unwrap_err();
         assert_eq!(fields_of(error), ["rule.colour", "rule.threshold"]);
     }
@@ -462,6 +481,8 @@ mod tests {
             sensor: stoker_domain::SensorKey::parse("b1_steam_pressure").unwrap(),
             unit: stoker_domain::Unit::parse("bar").unwrap(),
             created_ms: 0,
+            kind: stoker_domain::SensorKind::Numeric,
+            states: stoker_domain::States::default(),
         };
         let base = digest(&rule, std::slice::from_ref(&target), &request);
         assert_eq!(

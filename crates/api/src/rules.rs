@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::collections::HashMap;
 
 use serde_json::{Map, Value, json};
-use stoker_domain::{SensorKey, SensorType, SiteSlug};
+use stoker_domain::{SensorKey, SensorType, SiteSlug, StateName};
 use stoker_metadata::{RuleFilter, Scope};
 use stoker_rules::{
     AlertRule, FieldSpec, KIND_FIELDS, MAX_DURATION, MAX_NAME_CHARS, NewAlertRule, RuleDraft,
@@ -128,6 +128,46 @@ fn draft_from(fields: Map<String, Value>, base: RuleDraft) -> Result<RuleDraft, 
     }
 }
 
+/// At most this many sensors a rule cannot judge are named in one answer.
+const MAX_MISFITS_NAMED: usize = 20;
+
+/// Refuses (422 on `threshold`) a rule comparing a boolean or a state
+/// (`==`, `!=`) that a sensor it selects now cannot be compared with: a
+/// sensor of another kind, or a state sensor whose states lack the
+/// threshold's. Every sensor the selector matches must fit; a selector
+/// matching none yet is taken (a sensor created later that does not fit is
+/// skipped by the evaluation, which logs it). Rules ordering numbers are
+/// not checked here.
+pub(crate) async fn check_against_sensors(
+    state: &State,
+    rule: &NewAlertRule,
+) -> Result<(), ApiError> {
+    if !stoker_analytics::engine::compares_typed(rule.kind()) {
+        return Ok(());
+    }
+    let registry = stoker_metadata::registry(&state.pool)
+        .await
+        .map_err(ApiError::from)?;
+    let targets = stoker_analytics::evaluate::targets(rule.selector(), &registry);
+    let misfits = stoker_analytics::evaluate::misfits(rule.kind(), &targets);
+    if misfits.is_empty() {
+        return Ok(());
+    }
+    Err(ApiError::Validation(
+        misfits
+            .into_iter()
+            .take(MAX_MISFITS_NAMED)
+            .map(|(target, reason)| FieldError {
+                field: "threshold".to_owned(),
+                message: format!(
+                    "the rule selects sensor {} of site {}, which it cannot compare: {reason}",
+                    target.sensor, target.site
+                ),
+            })
+            .collect(),
+    ))
+}
+
 fn validated(draft: &RuleDraft) -> Result<NewAlertRule, ApiError> {
     NewAlertRule::parse(draft).map_err(|(field, message)| {
         ApiError::Validation(vec![FieldError {
@@ -204,6 +244,7 @@ async fn create_rule(
     fields: Fields,
 ) -> Result<warp::reply::Response, warp::Rejection> {
     let rule = new_rule(fields.into_map()?)?;
+    check_against_sensors(&state, &rule).await?;
     let created = stoker_metadata::create_alert_rule(&state.pool, &rule)
         .await
         .map_err(ApiError::from)?;
@@ -233,6 +274,7 @@ async fn update_rule(
     };
     let draft = draft_from(map, RuleDraft::from(&current))?;
     let rule = validated(&draft)?;
+    check_against_sensors(&state, &rule).await?;
     let updated = stoker_metadata::update_alert_rule(&state.pool, id, version, &rule)
         .await
         .map_err(ApiError::from)?;
@@ -268,6 +310,17 @@ fn field_schema(spec: &FieldSpec) -> Value {
             ),
         }),
         Shape::Flag => json!({ "type": "boolean" }),
+        Shape::Threshold => json!({
+            "anyOf": [
+                { "type": "number" },
+                { "type": "boolean" },
+                { "type": "string", "minLength": 1, "maxLength": StateName::MAX_LEN,
+                  "pattern": StateName::PATTERN },
+            ],
+            "description": "A number for op >, >=, <, <=; for op == or != a boolean sensor's \
+                value (true, false) or a state sensor's state name, which every sensor the rule \
+                selects must have.",
+        }),
     }
 }
 
@@ -318,7 +371,10 @@ fn kind_variants(stored: bool) -> Vec<Value> {
                 .chain(SETTINGS);
             for spec in specs {
                 let schema = field_schema(spec);
-                if stored || !spec.optional {
+                if stored && spec.absent {
+                    // Left out when it holds no value.
+                    properties.insert(spec.name.into(), schema);
+                } else if stored || !spec.optional {
                     required.push(spec.name);
                     properties.insert(spec.name.into(), schema);
                 } else {
@@ -395,7 +451,12 @@ pub(crate) fn schemas() -> Map<String, Value> {
             "description": format!(
                 "A rule: its kind's fields ({kinds}), at least one of site, sensor, sensor_type, \
                  and the settings. A clear value lies on the quiet side of its trigger; an \
-                 anomaly's baseline is longer than its window and 0 < clear_z <= z."
+                 anomaly's baseline is longer than its window and 0 < clear_z <= z. A threshold \
+                 with op >, >=, <, <= has a number, agg and clear_threshold; one with op == or != \
+                 compares a boolean or state sensor: a threshold of true/false or a state name \
+                 that every selected sensor has, no clear_threshold (it clears when the \
+                 comparison no longer holds), agg last (the default), or min or max for a \
+                 boolean. rate_of_change takes >, >=, <, <=."
             ),
             "oneOf": kind_variants(false),
         }),

@@ -71,6 +71,7 @@ macro_rules! rule_model {
                 name: json::$setting,
                 shape: <$sty as Field>::SHAPE,
                 optional: $crate::define::rule_model!(@optional $($sdefault)?),
+                absent: <$sty as Field>::ABSENT,
             }, )*
         ];
 
@@ -80,13 +81,14 @@ macro_rules! rule_model {
                 name: json::$field,
                 shape: <$fty as Field>::SHAPE,
                 optional: $crate::define::rule_model!(@optional $($fdefault)?),
+                absent: <$fty as Field>::ABSENT,
             }, )*
         ];
 
         /// How a rule fires and clears. Every kind has hysteresis or a
         /// timeout, so a value hovering at the trigger does not make the
         /// alert flap.
-        #[derive(Debug, Clone, Copy, PartialEq)]
+        #[derive(Debug, Clone, PartialEq)]
         pub enum RuleKind {
             $(
                 $(#[$kmeta])*
@@ -116,15 +118,20 @@ macro_rules! rule_model {
                 }
             }
 
-            /// The kind's values, by field name (for storage).
+            /// The kind's values, by field name (for storage); a field
+            /// without a value ([`FieldSpec::absent`]) is left out.
             pub fn values(&self) -> Vec<(&'static str, Value)> {
-                match *self {
+                let values = match self {
                     $(
                         RuleKind::$kind { $($kfield),* } => {
                             vec![$( (json::$kfield, Field::to_value($kfield)) ),*]
                         }
                     )*
-                }
+                };
+                values
+                    .into_iter()
+                    .filter_map(|(field, value)| value.map(|value| (field, value)))
+                    .collect()
             }
 
             /// A kind from stored values by field name (not validated: what
@@ -166,10 +173,10 @@ macro_rules! rule_model {
 
             /// Writes the kind's fields into `draft`.
             fn fill(&self, draft: &mut RuleDraft) {
-                match *self {
+                match self {
                     $(
                         RuleKind::$kind { $($kfield),* } => {
-                            $( draft.$kfield = Some(Field::to_draft($kfield)); )*
+                            $( draft.$kfield = Field::to_draft($kfield); )*
                         }
                     )*
                 }
@@ -273,7 +280,7 @@ macro_rules! rule_model {
                     site: rule.selector.site.as_ref().map(ToString::to_string),
                     sensor: rule.selector.sensor.as_ref().map(ToString::to_string),
                     sensor_type: rule.selector.sensor_type.as_ref().map(ToString::to_string),
-                    $( $setting: Some(Field::to_draft(rule.$setting)), )*
+                    $( $setting: Field::to_draft(&rule.$setting), )*
                     ..RuleDraft::default()
                 };
                 rule.kind.fill(&mut draft);
@@ -362,6 +369,7 @@ macro_rules! rule_model {
             ) -> Result<Self, FieldError> {
                 let name = checked_name(name)?;
                 selector.check()?;
+                let kind = kind.with_defaults();
                 kind.validate()?;
                 Ok(Self {
                     name: name.to_owned(),
@@ -420,7 +428,10 @@ macro_rules! rule_model {
 
             /// The settings' values, by field name (for storage).
             pub fn setting_values(&self) -> Vec<(&'static str, Value)> {
-                vec![$( (json::$setting, Field::to_value(self.$setting)) ),*]
+                [$( (json::$setting, Field::to_value(&self.$setting)) ),*]
+                    .into_iter()
+                    .filter_map(|(field, value)| value.map(|value| (field, value)))
+                    .collect()
             }
 
             /// The rule as stored under `record`.

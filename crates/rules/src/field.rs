@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
-use stoker_domain::parse_duration;
+use stoker_domain::{StateName, parse_duration};
 
 /// A validation error: the field at fault (as named in JSON) and what is
 /// wrong with it.
@@ -28,6 +28,8 @@ pub enum Value {
     Duration(Duration),
     /// Yes or no.
     Flag(bool),
+    /// A state's name (a threshold compared with a state sensor).
+    State(StateName),
 }
 
 impl Serialize for Value {
@@ -39,6 +41,7 @@ impl Serialize for Value {
                 serializer.collect_str(&humantime::format_duration(*duration))
             }
             Value::Flag(flag) => serializer.serialize_bool(*flag),
+            Value::State(name) => serializer.serialize_str(name.as_str()),
         }
     }
 }
@@ -55,6 +58,9 @@ pub enum Shape {
     Duration,
     /// `true` or `false`.
     Flag,
+    /// What a threshold rule compares with ([`Threshold`]): a finite
+    /// number, `true`/`false`, or a state's name.
+    Threshold,
 }
 
 /// A field of a rule as the model describes it.
@@ -66,23 +72,30 @@ pub struct FieldSpec {
     pub shape: Shape,
     /// Whether a draft may leave it out (it then takes its default).
     pub optional: bool,
+    /// Whether a rule of a kind that reads it may still hold no value
+    /// (`clear_threshold` of an `==` rule): such a field may be missing
+    /// from a stored rule's JSON and its column may be NULL.
+    pub absent: bool,
 }
 
 /// A type a rule field can hold: how a draft (the JSON as sent) holds it,
 /// and how it converts to and from a [`Value`].
-pub trait Field: Copy + Sized {
+pub trait Field: Clone + Sized {
     /// The value in a draft, before validation (a name or a duration is
     /// text there).
     type Draft: Clone + std::fmt::Debug + PartialEq + DeserializeOwned;
     /// What kind of value it is.
     const SHAPE: Shape;
+    /// Whether it may hold no value (an `Option`): see [`FieldSpec::absent`].
+    const ABSENT: bool = false;
 
-    /// As storage holds it.
-    fn to_value(self) -> Value;
-    /// From storage; the error names `field`.
-    fn from_value(field: &'static str, value: Value) -> Result<Self, FieldError>;
-    /// As a draft holds it.
-    fn to_draft(self) -> Self::Draft;
+    /// As storage holds it; `None` for no value.
+    fn to_value(&self) -> Option<Value>;
+    /// From storage (`None`: the field has no stored value); the error
+    /// names `field`.
+    fn from_value(field: &'static str, value: Option<Value>) -> Result<Self, FieldError>;
+    /// As a draft holds it; `None` for no value.
+    fn to_draft(&self) -> Option<Self::Draft>;
     /// From a draft; the error names `field`.
     fn from_draft(field: &'static str, draft: &Self::Draft) -> Result<Self, FieldError>;
     /// The error for a draft without it, for a rule of kind `kind`.
@@ -91,25 +104,53 @@ pub trait Field: Copy + Sized {
     }
 }
 
-fn wrong_type(field: &'static str) -> FieldError {
-    (field, format!("{field} holds a value of another type"))
+/// A field that may hold no value: a draft leaves it out (or sends
+/// `null`), storage holds NULL. Whether it must be set is the kind's
+/// validation ([`crate::RuleKind::validate`]).
+impl<T: Field> Field for Option<T> {
+    type Draft = T::Draft;
+    const SHAPE: Shape = T::SHAPE;
+    const ABSENT: bool = true;
+
+    fn to_value(&self) -> Option<Value> {
+        self.as_ref().and_then(Field::to_value)
+    }
+    fn from_value(field: &'static str, value: Option<Value>) -> Result<Self, FieldError> {
+        match value {
+            None => Ok(None),
+            Some(value) => T::from_value(field, Some(value)).map(Some),
+        }
+    }
+    fn to_draft(&self) -> Option<T::Draft> {
+        self.as_ref().and_then(Field::to_draft)
+    }
+    fn from_draft(field: &'static str, draft: &T::Draft) -> Result<Self, FieldError> {
+        T::from_draft(field, draft).map(Some)
+    }
+}
+
+fn wrong_type(field: &'static str, value: Option<Value>) -> FieldError {
+    match value {
+        None => (field, format!("{field} is missing")),
+        Some(_) => (field, format!("{field} holds a value of another type")),
+    }
 }
 
 impl Field for f64 {
     type Draft = f64;
     const SHAPE: Shape = Shape::Number;
 
-    fn to_value(self) -> Value {
-        Value::Number(self)
+    fn to_value(&self) -> Option<Value> {
+        Some(Value::Number(*self))
     }
-    fn from_value(field: &'static str, value: Value) -> Result<Self, FieldError> {
+    fn from_value(field: &'static str, value: Option<Value>) -> Result<Self, FieldError> {
         match value {
-            Value::Number(number) => Ok(number),
-            _ => Err(wrong_type(field)),
+            Some(Value::Number(number)) => Ok(number),
+            other => Err(wrong_type(field, other)),
         }
     }
-    fn to_draft(self) -> f64 {
-        self
+    fn to_draft(&self) -> Option<f64> {
+        Some(*self)
     }
     fn from_draft(_field: &'static str, draft: &f64) -> Result<Self, FieldError> {
         Ok(*draft)
@@ -123,17 +164,17 @@ impl Field for bool {
     type Draft = bool;
     const SHAPE: Shape = Shape::Flag;
 
-    fn to_value(self) -> Value {
-        Value::Flag(self)
+    fn to_value(&self) -> Option<Value> {
+        Some(Value::Flag(*self))
     }
-    fn from_value(field: &'static str, value: Value) -> Result<Self, FieldError> {
+    fn from_value(field: &'static str, value: Option<Value>) -> Result<Self, FieldError> {
         match value {
-            Value::Flag(flag) => Ok(flag),
-            _ => Err(wrong_type(field)),
+            Some(Value::Flag(flag)) => Ok(flag),
+            other => Err(wrong_type(field, other)),
         }
     }
-    fn to_draft(self) -> bool {
-        self
+    fn to_draft(&self) -> Option<bool> {
+        Some(*self)
     }
     fn from_draft(_field: &'static str, draft: &bool) -> Result<Self, FieldError> {
         Ok(*draft)
@@ -144,17 +185,17 @@ impl Field for Duration {
     type Draft = String;
     const SHAPE: Shape = Shape::Duration;
 
-    fn to_value(self) -> Value {
-        Value::Duration(self)
+    fn to_value(&self) -> Option<Value> {
+        Some(Value::Duration(*self))
     }
-    fn from_value(field: &'static str, value: Value) -> Result<Self, FieldError> {
+    fn from_value(field: &'static str, value: Option<Value>) -> Result<Self, FieldError> {
         match value {
-            Value::Duration(duration) => Ok(duration),
-            _ => Err(wrong_type(field)),
+            Some(Value::Duration(duration)) => Ok(duration),
+            other => Err(wrong_type(field, other)),
         }
     }
-    fn to_draft(self) -> String {
-        humantime::format_duration(self).to_string()
+    fn to_draft(&self) -> Option<String> {
+        Some(humantime::format_duration(*self).to_string())
     }
     fn from_draft(field: &'static str, draft: &String) -> Result<Self, FieldError> {
         parse_duration(draft).map_err(|error| (field, error.to_string()))
@@ -276,20 +317,21 @@ macro_rules! names {
             type Draft = String;
             const SHAPE: $crate::Shape = $crate::Shape::Choice(&Self::NAMES);
 
-            fn to_value(self) -> $crate::Value {
-                $crate::Value::Name(self.as_str().to_owned())
+            fn to_value(&self) -> Option<$crate::Value> {
+                Some($crate::Value::Name(self.as_str().to_owned()))
             }
             fn from_value(
                 field: &'static str,
-                value: $crate::Value,
+                value: Option<$crate::Value>,
             ) -> Result<Self, $crate::FieldError> {
                 match value {
-                    $crate::Value::Name(text) => Self::parse(&text),
-                    _ => Err((field, format!("{field} must be a name"))),
+                    Some($crate::Value::Name(text)) => Self::parse(&text),
+                    None => Err((field, format!("{field} is missing"))),
+                    Some(_) => Err((field, format!("{field} must be a name"))),
                 }
             }
-            fn to_draft(self) -> String {
-                self.as_str().to_owned()
+            fn to_draft(&self) -> Option<String> {
+                Some(self.as_str().to_owned())
             }
             fn from_draft(_field: &'static str, draft: &String) -> Result<Self, $crate::FieldError> {
                 Self::parse(draft)

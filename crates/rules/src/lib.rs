@@ -7,7 +7,9 @@
 //! [`SETTINGS`] and [`RuleKind::fields_of`].
 //!
 //! Layout: `field` (the [`Field`] trait, [`Value`], [`Shape`], the
-//! `names!` enums' macro), `define` (`rule_model!`, the generator of the
+//! `names!` enums' macro), `threshold` (how rules compare: [`Agg`], [`Op`],
+//! a threshold rule's typed trigger value [`Threshold`], and the checks of
+//! trigger and clear values), `define` (`rule_model!`, the generator of the
 //! rule's types from one table) and `model` (that table, the selector and
 //! the validation).
 
@@ -16,12 +18,14 @@
 mod define;
 mod field;
 mod model;
+mod threshold;
 
 pub use field::{Field, FieldError, FieldSpec, MAX_DURATION, Shape, Value, millis};
 pub use model::{
-    Agg, AlertRule, KIND_FIELDS, MAX_NAME_CHARS, NewAlertRule, Op, Record, RuleDraft, RuleKind,
+    AlertRule, KIND_FIELDS, MAX_NAME_CHARS, NewAlertRule, Record, RuleDraft, RuleKind,
     RuleSelector, SETTINGS, Severity, Values,
 };
+pub use threshold::{Agg, Op, Threshold};
 
 /// The spec of a kind's field or of a setting, by its name in JSON.
 pub fn field_spec(name: &str) -> Option<&'static FieldSpec> {

@@ -20,38 +20,12 @@ use uuid::Uuid;
 
 use crate::define::rule_model;
 use crate::field::{Field, FieldError, FieldSpec, Value, millis, names, one_of};
+use crate::threshold::{
+    Agg, Op, Threshold, finite, hysteresis, ordered_threshold, typed_threshold,
+};
 
 /// The longest rule name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
-
-names! {
-    /// How readings within a window are reduced to the value a threshold
-    /// rule compares.
-    pub enum Agg as "agg" {
-        /// The mean of the window.
-        Mean = "mean",
-        /// The lowest reading of the window.
-        Min = "min",
-        /// The highest reading of the window.
-        Max = "max",
-        /// The newest reading of the window.
-        Last = "last",
-    }
-}
-
-names! {
-    /// How a rule compares the observed value with its trigger value.
-    pub enum Op as "op" {
-        /// Fires above the trigger value.
-        Gt = ">",
-        /// Fires at or above the trigger value.
-        Ge = ">=",
-        /// Fires below the trigger value.
-        Lt = "<",
-        /// Fires at or below the trigger value.
-        Le = "<=",
-    }
-}
 
 names! {
     /// How urgent an alert of a rule is.
@@ -65,25 +39,6 @@ names! {
     }
 }
 
-impl Op {
-    /// Whether the rule fires on high values (`>`, `>=`): its clear value
-    /// must then be at or below its trigger value, and at or above it
-    /// otherwise.
-    pub fn fires_high(self) -> bool {
-        matches!(self, Op::Gt | Op::Ge)
-    }
-
-    /// Whether `value` compared with `limit` by this operator holds.
-    pub fn holds(self, value: f64, limit: f64) -> bool {
-        match self {
-            Op::Gt => value > limit,
-            Op::Ge => value >= limit,
-            Op::Lt => value < limit,
-            Op::Le => value <= limit,
-        }
-    }
-}
-
 rule_model! {
     settings {
         /// How urgent its alerts are.
@@ -92,14 +47,17 @@ rule_model! {
         enabled: bool = true,
     }
     fields {
-        /// Threshold: how the window's readings are reduced.
-        agg: Agg,
+        /// Threshold: how the window's readings are reduced (required for
+        /// `>`, `>=`, `<`, `<=`; `last` by default for `==`, `!=`).
+        agg: Option<Agg> = None,
         /// Threshold and rate of change: the comparison.
         op: Op,
-        /// Threshold: the trigger value.
-        threshold: f64,
-        /// Threshold: the clear value.
-        clear_threshold: f64,
+        /// Threshold: the trigger value, a number, or for `==`/`!=` a
+        /// boolean or a state name.
+        threshold: Threshold,
+        /// Threshold: the clear value (required for `>`, `>=`, `<`, `<=`;
+        /// none for `==`, `!=`).
+        clear_threshold: Option<f64> = None,
         /// Threshold, rate of change, anomaly: the window (> 0).
         window: Duration,
         /// Threshold: how long the condition must hold before the alert
@@ -122,16 +80,18 @@ rule_model! {
     kinds {
         /// Fires when `agg` of the readings over `window` compared with
         /// `threshold` by `op` has held for `for_`; clears once the same
-        /// aggregate no longer passes `clear_threshold`.
+        /// aggregate no longer passes `clear_threshold` (for `==`/`!=`,
+        /// once the comparison no longer holds).
         Threshold = "threshold" {
             /// How the window's readings are reduced.
             agg,
             /// The comparison.
             op,
-            /// The trigger value.
+            /// The trigger value: a number for `>`, `>=`, `<`, `<=`; a
+            /// boolean or a state name for `==`, `!=`.
             threshold,
             /// The clear value: at or below `threshold` for `>`/`>=`, at
-            /// or above it for `<`/`<=`.
+            /// or above it for `<`/`<=`; none for `==`/`!=`.
             clear_threshold,
             /// The window the aggregate covers (> 0).
             window,
@@ -175,28 +135,37 @@ rule_model! {
 }
 
 impl RuleKind {
+    /// The kind with the defaults that depend on other fields filled in:
+    /// a threshold compared by `==`/`!=` without `agg` takes `last`.
+    pub fn with_defaults(mut self) -> Self {
+        if let RuleKind::Threshold { agg, op, .. } = &mut self
+            && !op.orders_numbers()
+            && agg.is_none()
+        {
+            *agg = Some(Agg::Last);
+        }
+        self
+    }
+
     /// Checks the kind's values (finite numbers, hysteresis in the right
-    /// direction, windows > 0, baseline longer than window, durations in
-    /// whole milliseconds); the error names the field as it reads in JSON.
+    /// direction, a threshold of the type its `op` compares, windows > 0,
+    /// baseline longer than window, durations in whole milliseconds); the
+    /// error names the field as it reads in JSON.
     pub fn validate(&self) -> Result<(), FieldError> {
         match *self {
             RuleKind::Threshold {
-                agg: _,
+                agg,
                 op,
-                threshold,
+                ref threshold,
                 clear_threshold,
                 window,
                 for_,
             } => {
-                finite("threshold", threshold)?;
-                finite("clear_threshold", clear_threshold)?;
-                hysteresis(
-                    op,
-                    "threshold",
-                    threshold,
-                    "clear_threshold",
-                    clear_threshold,
-                )?;
+                if op.orders_numbers() {
+                    ordered_threshold(agg, op, threshold, clear_threshold)?;
+                } else {
+                    typed_threshold(agg, op, threshold, clear_threshold)?;
+                }
                 positive_millis("window", window)?;
                 millis("for", for_)?;
             }
@@ -206,6 +175,15 @@ impl RuleKind {
                 clear_rate_per_min,
                 window,
             } => {
+                if !op.orders_numbers() {
+                    return Err((
+                        "op",
+                        format!(
+                            "op {} compares a boolean or a state: rate_of_change takes >, >=, < or <=",
+                            op.as_str()
+                        ),
+                    ));
+                }
                 finite("rate_per_min", rate_per_min)?;
                 finite("clear_rate_per_min", clear_rate_per_min)?;
                 hysteresis(
@@ -255,44 +233,6 @@ impl RuleKind {
     }
 }
 
-fn finite(field: &'static str, value: f64) -> Result<(), FieldError> {
-    if value.is_finite() {
-        Ok(())
-    } else {
-        Err((field, format!("{field} must be a finite number")))
-    }
-}
-
-fn hysteresis(
-    op: Op,
-    trigger_field: &'static str,
-    trigger: f64,
-    clear_field: &'static str,
-    clear: f64,
-) -> Result<(), FieldError> {
-    if op.fires_high() && clear > trigger {
-        Err((
-            clear_field,
-            format!(
-                "with op {} the alert clears at or below where it fires: \
-                 {clear_field} ({clear}) must be at most {trigger_field} ({trigger})",
-                op.as_str()
-            ),
-        ))
-    } else if !op.fires_high() && clear < trigger {
-        Err((
-            clear_field,
-            format!(
-                "with op {} the alert clears at or above where it fires: \
-                 {clear_field} ({clear}) must be at least {trigger_field} ({trigger})",
-                op.as_str()
-            ),
-        ))
-    } else {
-        Ok(())
-    }
-}
-
 fn positive_millis(field: &'static str, duration: Duration) -> Result<i64, FieldError> {
     let value = millis(field, duration)?;
     if value == 0 {
@@ -333,10 +273,7 @@ fn drafted<T: Field>(
 
 /// A field of a stored rule.
 fn stored<T: Field>(field: &'static str, values: &Values) -> Result<T, FieldError> {
-    match values.get(field) {
-        Some(value) => T::from_value(field, value.clone()),
-        None => Err((field, format!("{field} is missing"))),
-    }
+    T::from_value(field, values.get(field).cloned())
 }
 
 /// Stored values of a rule's fields, by name in JSON.
@@ -500,13 +437,28 @@ mod tests {
 
     fn threshold(op: Op, threshold: f64, clear_threshold: f64) -> RuleKind {
         RuleKind::Threshold {
-            agg: Agg::Mean,
+            agg: Some(Agg::Mean),
             op,
-            threshold,
-            clear_threshold,
+            threshold: Threshold::Number(threshold),
+            clear_threshold: Some(clear_threshold),
             window: Duration::from_secs(60),
             for_: Duration::from_secs(30),
         }
+    }
+
+    fn compare(agg: Option<Agg>, op: Op, threshold: Threshold) -> RuleKind {
+        RuleKind::Threshold {
+            agg,
+            op,
+            threshold,
+            clear_threshold: None,
+            window: Duration::from_secs(60),
+            for_: Duration::ZERO,
+        }
+    }
+
+    fn state(name: &str) -> Threshold {
+        Threshold::State(stoker_domain::StateName::parse(name).unwrap())
     }
 
     fn selector() -> RuleSelector {
@@ -591,10 +543,17 @@ mod tests {
     #[test]
     fn a_rule_needs_a_name_and_a_selector() {
         let kind = threshold(Op::Gt, 1.0, 0.5);
-        let error = NewAlertRule::new("x", RuleSelector::default(), kind, Severity::Info, true)
-            .unwrap_err();
+        let error = NewAlertRule::new(
+            "x",
+            RuleSelector::default(),
+            kind.clone(),
+            Severity::Info,
+            true,
+        )
+        .unwrap_err();
         assert_eq!(error.0, "selector");
-        let error = NewAlertRule::new("  ", selector(), kind, Severity::Info, true).unwrap_err();
+        let error =
+            NewAlertRule::new("  ", selector(), kind.clone(), Severity::Info, true).unwrap_err();
         assert_eq!(error.0, "name");
         let rule = NewAlertRule::new(" High ", selector(), kind, Severity::Info, true).unwrap();
         assert_eq!(rule.name(), "High");
@@ -613,10 +572,10 @@ mod tests {
         assert_eq!(
             rule.kind(),
             &RuleKind::Threshold {
-                agg: Agg::Mean,
+                agg: Some(Agg::Mean),
                 op: Op::Gt,
-                threshold: 12.5,
-                clear_threshold: 12.0,
+                threshold: Threshold::Number(12.5),
+                clear_threshold: Some(12.0),
                 window: Duration::from_secs(60),
                 for_: Duration::from_secs(30),
             }
@@ -637,7 +596,7 @@ mod tests {
         bad_window.window = Some("soon".into());
         assert_eq!(NewAlertRule::parse(&bad_window).unwrap_err().0, "window");
 
-        let mut no_data = draft;
+        let mut no_data = draft.clone();
         no_data.kind = Some("no_data".into());
         no_data.clear_kind_fields();
         no_data.timeout = Some("120s".into());
@@ -648,5 +607,149 @@ mod tests {
                 timeout: Duration::from_secs(120)
             }
         );
+
+        let mut numbers_only = draft;
+        numbers_only.agg = None;
+        assert_eq!(
+            NewAlertRule::parse(&numbers_only).unwrap_err(),
+            ("agg", "agg is required for op >".to_owned())
+        );
+    }
+
+    #[test]
+    fn equality_compares_booleans_and_states_without_a_clear_value() {
+        for (agg, threshold) in [
+            (Agg::Last, Threshold::Boolean(true)),
+            (Agg::Min, Threshold::Boolean(true)),
+            (Agg::Max, Threshold::Boolean(false)),
+            (Agg::Last, state("lockout")),
+        ] {
+            for op in [Op::Eq, Op::Ne] {
+                let kind = compare(Some(agg), op, threshold.clone());
+                assert_eq!(kind.validate(), Ok(()), "{kind:?}");
+            }
+        }
+        let refused = |kind: RuleKind| kind.validate().unwrap_err();
+        assert_eq!(
+            refused(compare(Some(Agg::Last), Op::Eq, Threshold::Number(1.0))),
+            (
+                "threshold",
+                "with op == the threshold is a boolean (true, false) or a state name, not the \
+                 number 1: compare numbers with >, >=, < or <="
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            refused(compare(Some(Agg::Mean), Op::Eq, Threshold::Boolean(true))).0,
+            "agg"
+        );
+        assert_eq!(
+            refused(compare(Some(Agg::Max), Op::Ne, state("lockout"))),
+            (
+                "agg",
+                "agg max of a state sensor's readings is no state: a state threshold takes agg last"
+                    .to_owned()
+            )
+        );
+        let mut with_clear = compare(Some(Agg::Last), Op::Eq, state("lockout"));
+        if let RuleKind::Threshold {
+            clear_threshold, ..
+        } = &mut with_clear
+        {
+            *clear_threshold = Some(1.0);
+        }
+        assert_eq!(refused(with_clear).0, "clear_threshold");
+        let mut typed_ordered = threshold(Op::Gt, 1.0, 0.5);
+        if let RuleKind::Threshold { threshold, .. } = &mut typed_ordered {
+            *threshold = state("lockout");
+        }
+        assert_eq!(
+            refused(typed_ordered),
+            (
+                "threshold",
+                "with op > the threshold is a number; \"lockout\" is a value of a state sensor, \
+                 compared with == or !="
+                    .to_owned()
+            )
+        );
+        assert_eq!(
+            refused(RuleKind::RateOfChange {
+                op: Op::Eq,
+                rate_per_min: 1.0,
+                clear_rate_per_min: 1.0,
+                window: Duration::from_secs(60),
+            })
+            .0,
+            "op"
+        );
+    }
+
+    #[test]
+    fn an_equality_rule_reads_and_writes_typed_json() {
+        let draft: RuleDraft = serde_json::from_value(serde_json::json!({
+            "name": "Lockout", "kind": "threshold", "site": "boiler-house-1",
+            "sensor": "b1_sequencer", "op": "==", "threshold": "lockout",
+            "window": "30s", "severity": "critical"
+        }))
+        .unwrap();
+        let rule = NewAlertRule::parse(&draft).unwrap();
+        assert_eq!(
+            rule.kind(),
+            &RuleKind::Threshold {
+                agg: Some(Agg::Last),
+                op: Op::Eq,
+                threshold: state("lockout"),
+                clear_threshold: None,
+                window: Duration::from_secs(30),
+                for_: Duration::ZERO,
+            },
+            "agg defaults to last"
+        );
+        let values: Values = rule.kind().values().into_iter().collect();
+        assert_eq!(
+            values.get("threshold"),
+            Some(&Value::State(
+                stoker_domain::StateName::parse("lockout").unwrap()
+            ))
+        );
+        assert!(!values.contains_key("clear_threshold"));
+        let stored = AlertRule::from_stored(
+            Record {
+                id: Uuid::nil(),
+                version: 1,
+                created_at: DateTime::UNIX_EPOCH,
+                updated_at: DateTime::UNIX_EPOCH,
+            },
+            rule.name().to_owned(),
+            rule.selector().clone(),
+            rule.kind().name(),
+            &values
+                .into_iter()
+                .chain(rule.setting_values())
+                .collect::<Values>(),
+        )
+        .unwrap();
+        let json = serde_json::to_value(&stored).unwrap();
+        assert_eq!(json["threshold"], "lockout");
+        assert_eq!(json["op"], "==");
+        assert_eq!(json["agg"], "last");
+        assert!(json.get("clear_threshold").is_none(), "{json}");
+        let back = NewAlertRule::parse(&RuleDraft::from(&stored)).unwrap();
+        assert_eq!(back.kind(), rule.kind());
+        let read: AlertRule = serde_json::from_value(json).unwrap();
+        assert_eq!(read, stored);
+
+        let mut boolean = draft;
+        boolean.threshold = Some(Threshold::Boolean(true));
+        boolean.agg = Some("max".into());
+        let rule = NewAlertRule::parse(&boolean).unwrap();
+        assert!(matches!(
+            rule.kind(),
+            RuleKind::Threshold {
+                agg: Some(Agg::Max),
+                threshold: Threshold::Boolean(true),
+                ..
+            }
+        ));
     }
 }

@@ -412,7 +412,9 @@ mod tests {
     use stoker_analytics::engine::{self, Phase, Plan, Series, Transition};
     use stoker_analytics::evaluate::{self, Target, Watch};
     use stoker_domain::{EpochMillis, SensorKey, SiteSlug, Unit};
-    use stoker_rules::{Agg, NewAlertRule, Op, Record, RuleKind, RuleSelector, Severity};
+    use stoker_rules::{
+        Agg, NewAlertRule, Op, Record, RuleKind, RuleSelector, Severity, Threshold,
+    };
     use stoker_timeseries::BucketStats;
     use uuid::Uuid;
 
@@ -555,7 +557,7 @@ mod tests {
             sensor: Some(sensor.clone()),
             sensor_type: None,
         };
-        let rule = NewAlertRule::new("suggested", selector, kind, Severity::Warning, true)
+        let rule = NewAlertRule::new("suggested", selector, kind.clone(), Severity::Warning, true)
             .unwrap()
             .into_rule(Record {
                 id: Uuid::nil(),
@@ -570,6 +572,8 @@ mod tests {
                 sensor: sensor.clone(),
                 unit: Unit::parse("unit").unwrap(),
                 created_ms: 0,
+                kind: stoker_domain::SensorKind::Numeric,
+                states: stoker_domain::States::default(),
             }],
         };
         let data = HashMap::from([(
@@ -603,10 +607,10 @@ mod tests {
         for_: usize,
     ) -> Vec<Range<usize>> {
         let kind = RuleKind::Threshold {
-            agg,
+            agg: Some(agg),
             op: Op::Gt,
-            threshold,
-            clear_threshold,
+            threshold: Threshold::Number(threshold),
+            clear_threshold: Some(clear_threshold),
             window: seconds(window),
             for_: seconds(for_),
         };

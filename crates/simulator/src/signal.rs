@@ -598,6 +598,88 @@ mod tests {
         assert_eq!(seen[lockout + 1], "off");
     }
 
+    /// The demo rule on the sequencer (README, `--digital`), judged by
+    /// analytics' own steps at every second: it fires on each lockout and
+    /// clears when the sequencer leaves it.
+    #[test]
+    fn the_lockout_rule_fires_on_each_lockout_and_clears_after_it() {
+        use stoker_analytics::engine::{Phase, Series, Transition};
+        use stoker_analytics::evaluate::{self, Target, Watch};
+        use stoker_domain::{EpochMillis, SensorKind, States};
+
+        let draft: stoker_rules::RuleDraft = serde_json::from_value(serde_json::json!({
+            "name": "Burner lockout", "kind": "threshold", "site": "boiler-house-1",
+            "sensor": "b1_sequencer", "op": "==", "threshold": "lockout", "window": "10s",
+            "severity": "critical"
+        }))
+        .unwrap();
+        let rule = stoker_rules::NewAlertRule::parse(&draft).unwrap();
+        let record = stoker_rules::Record {
+            id: uuid::Uuid::nil(),
+            version: 1,
+            created_at: chrono::DateTime::UNIX_EPOCH,
+            updated_at: chrono::DateTime::UNIX_EPOCH,
+        };
+        // A second per row: the scenario of the test above, as InfluxDB
+        // holds it (the state's index).
+        let mut sequencer = Sequencer::new(0.6);
+        let mut states = Vec::new();
+        for _ in 0..FAILED_IGNITION_EVERY * 2 {
+            for (demand, seconds) in [(0.40, 10), (0.50, 60), (0.50, 150)] {
+                for _ in 0..seconds {
+                    sequencer.step(demand, 1.0);
+                    states.push(sequencer.state);
+                }
+            }
+        }
+        let buckets = states.iter().enumerate().map(|(second, &state)| {
+            let value = state as f64;
+            stoker_timeseries::BucketStats {
+                start: EpochMillis::from_millis(second as i64 * 1000).unwrap(),
+                count: 1,
+                sum: value,
+                min: value,
+                max: value,
+                first: value,
+                last: value,
+                stddev: 0.0,
+            }
+        });
+        let target = Target {
+            site: stoker_domain::SiteSlug::parse("boiler-house-1").unwrap(),
+            sensor: stoker_domain::SensorKey::parse("b1_sequencer").unwrap(),
+            unit: stoker_domain::Unit::parse("-").unwrap(),
+            created_ms: 0,
+            kind: SensorKind::State,
+            states: States::parse(SEQUENCER_STATES).unwrap(),
+        };
+        let data = std::collections::HashMap::from([(
+            ("boiler-house-1".to_owned(), "b1_sequencer".to_owned()),
+            Series::new(1000, buckets.collect()),
+        )]);
+        let watch = Watch {
+            rule: rule.into_rule(record),
+            targets: vec![target],
+        };
+        let ticks = (1..=states.len() as i64).map(|second| second * 1000);
+        let steps = evaluate::replay(&watch, &data, 1000, &mut [Phase::Quiet], ticks);
+        // Each lockout: fired at the tick after its first second, cleared
+        // at the tick after its last.
+        let mut episodes = Vec::new();
+        for (second, pair) in states.windows(2).enumerate() {
+            match (pair[0] == LOCKOUT, pair[1] == LOCKOUT) {
+                (false, true) => episodes.push((second as i64 + 2) * 1000),
+                (true, false) => episodes.push((second as i64 + 2) * 1000),
+                _ => {}
+            }
+        }
+        assert!(episodes.len() >= 2, "a lockout, fired and cleared");
+        let seen: Vec<i64> = steps.iter().map(|step| step.tick).collect();
+        assert_eq!(seen, episodes);
+        assert!(matches!(steps[0].transition, Transition::Fire(value) if value == LOCKOUT as f64));
+        assert!(matches!(steps[1].transition, Transition::Clear(_)));
+    }
+
     #[test]
     fn digital_signals_follow_the_sequencer_and_leave_the_readings_alone() {
         let args = crate::args::SimulateArgs {

@@ -12,7 +12,7 @@ use std::fmt;
 use chrono::{DateTime, Utc};
 use futures::future::BoxFuture;
 use serde::Serialize;
-use stoker_domain::SiteSlug;
+use stoker_domain::{ReadingValue, SiteSlug};
 use tokio_postgres::Transaction;
 use uuid::Uuid;
 
@@ -87,10 +87,12 @@ pub struct Alert {
     pub state: AlertState,
     /// The evaluation time at which it fired.
     pub opened_at: DateTime<Utc>,
-    /// The value that fired it (none for `no_data`).
-    pub value: Option<f64>,
-    /// What the value was compared with.
-    pub threshold: Option<f64>,
+    /// The value that fired it (none for `no_data`): a number, or for a
+    /// rule comparing a boolean or state sensor, `true`/`false` or the
+    /// state's name.
+    pub value: Option<ReadingValue>,
+    /// What the value was compared with, in the same type.
+    pub threshold: Option<ReadingValue>,
     /// Why it fired, in one sentence.
     pub message: String,
     /// When it was acknowledged.
@@ -119,8 +121,8 @@ pub struct AlertEvent {
     pub at: DateTime<Utc>,
     /// Who: `analytics` or an API key's name.
     pub actor: String,
-    /// The value seen, if any.
-    pub value: Option<f64>,
+    /// The value seen, if any (typed as the alert's `value`).
+    pub value: Option<ReadingValue>,
     /// Why.
     pub detail: String,
 }

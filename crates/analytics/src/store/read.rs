@@ -7,7 +7,7 @@ use stoker_metadata::Page;
 use stoker_postgres::Pool;
 use uuid::Uuid;
 
-use super::rows::{COLUMNS, alert_by_id, alert_from_row, event_from_row, timestamp};
+use super::rows::{COLUMNS, EVENT_COLUMNS, alert_by_id, alert_from_row, event_from_row, timestamp};
 use super::{Alert, AlertEvent, AlertState};
 use crate::{Error, Result};
 
@@ -120,8 +120,10 @@ pub async fn get_alert(pool: &Pool, id: Uuid) -> Result<(Alert, Vec<AlertEvent>)
     let alert = alert_by_id(&**client, id, false).await?;
     let events = client
         .query(
-            "SELECT id, alert_id, transition, at, actor, value, detail
-             FROM analytics.alert_events WHERE alert_id = $1 ORDER BY id",
+            &format!(
+                "SELECT {EVENT_COLUMNS}
+                 FROM analytics.alert_events WHERE alert_id = $1 ORDER BY id"
+            ),
             &[&id],
         )
         .await?

@@ -1,7 +1,7 @@
 //! The `analytics.alerts` and `alert_events` rows as the store reads them.
 
 use chrono::{DateTime, Utc};
-use stoker_domain::EpochMillis;
+use stoker_domain::{EpochMillis, ReadingValue};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
@@ -9,7 +9,39 @@ use super::{Alert, AlertEvent, AlertState};
 use crate::{Error, Result};
 
 pub(super) const COLUMNS: &str = "id, rule_id, rule_name, kind, severity, site, sensor, state, opened_at, \
-     value, threshold, message, acknowledged_at, acknowledged_by, resolved_at, resolved_by, version";
+     value, threshold, message, acknowledged_at, acknowledged_by, resolved_at, resolved_by, version, \
+     value_flag, value_state, threshold_flag, threshold_state";
+
+/// The columns of an event, in its table.
+pub(super) const EVENT_COLUMNS: &str =
+    "id, alert_id, transition, at, actor, value, detail, value_flag, value_state";
+
+/// A value in the sensor's type as its three columns: the number, the
+/// boolean (`<column>_flag`) and the state's name (`<column>_state`), at
+/// most one of them set.
+pub(super) fn typed_columns(
+    value: Option<&ReadingValue>,
+) -> (Option<f64>, Option<bool>, Option<&str>) {
+    match value {
+        None => (None, None, None),
+        Some(ReadingValue::Number(number)) => (Some(*number), None, None),
+        Some(ReadingValue::Boolean(flag)) => (None, Some(*flag), None),
+        Some(ReadingValue::State(name)) => (None, None, Some(name.as_str())),
+    }
+}
+
+/// The value the three columns named after `column` hold.
+fn typed(row: &Row, column: &str) -> Result<Option<ReadingValue>> {
+    if let Some(flag) = row.try_get::<_, Option<bool>>(format!("{column}_flag").as_str())? {
+        return Ok(Some(ReadingValue::Boolean(flag)));
+    }
+    if let Some(name) = row.try_get::<_, Option<String>>(format!("{column}_state").as_str())? {
+        return Ok(Some(ReadingValue::State(name)));
+    }
+    Ok(row
+        .try_get::<_, Option<f64>>(column)?
+        .map(ReadingValue::Number))
+}
 
 pub(super) fn alert_from_row(row: &Row) -> Result<Alert> {
     Ok(Alert {
@@ -22,8 +54,8 @@ pub(super) fn alert_from_row(row: &Row) -> Result<Alert> {
         sensor: row.try_get("sensor")?,
         state: AlertState::parse(row.try_get("state")?)?,
         opened_at: row.try_get("opened_at")?,
-        value: row.try_get("value")?,
-        threshold: row.try_get("threshold")?,
+        value: typed(row, "value")?,
+        threshold: typed(row, "threshold")?,
         message: row.try_get("message")?,
         acknowledged_at: row.try_get("acknowledged_at")?,
         acknowledged_by: row.try_get("acknowledged_by")?,
@@ -40,7 +72,7 @@ pub(super) fn event_from_row(row: &Row) -> Result<AlertEvent> {
         transition: row.try_get("transition")?,
         at: row.try_get("at")?,
         actor: row.try_get("actor")?,
-        value: row.try_get("value")?,
+        value: typed(row, "value")?,
         detail: row.try_get("detail")?,
     })
 }

@@ -3,13 +3,15 @@
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
+use stoker_domain::{EpochMillis, ReadingValue, SensorKey, SiteSlug};
 use stoker_postgres::Pool;
 use stoker_rules::AlertRule;
 use tokio_postgres::{Row, Transaction};
 use uuid::Uuid;
 
-use super::rows::{COLUMNS, alert_by_id, alert_from_row, event_from_row, timestamp};
+use super::rows::{
+    COLUMNS, EVENT_COLUMNS, alert_by_id, alert_from_row, event_from_row, timestamp, typed_columns,
+};
 use super::{ANALYTICS, Alert, AlertEvent, AlertState, Outbox};
 use crate::{Error, Result};
 
@@ -26,7 +28,7 @@ struct Draft<'a> {
     transition: &'a str,
     at: DateTime<Utc>,
     actor: &'a str,
-    value: Option<f64>,
+    value: Option<&'a ReadingValue>,
     detail: &'a str,
 }
 
@@ -48,12 +50,25 @@ async fn record(
         what: "alert site",
         reason: error.to_string(),
     })?;
+    let (number, flag, state) = typed_columns(value);
     let row = transaction
         .query_one(
-            "INSERT INTO analytics.alert_events (alert_id, transition, at, actor, value, detail)
-             VALUES ($1, $2, $3, $4, $5, $6)
-             RETURNING id, alert_id, transition, at, actor, value, detail",
-            &[&alert.id, &transition, &at, &actor, &value, &detail],
+            &format!(
+                "INSERT INTO analytics.alert_events
+                     (alert_id, transition, at, actor, value, detail, value_flag, value_state)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                 RETURNING {EVENT_COLUMNS}"
+            ),
+            &[
+                &alert.id,
+                &transition,
+                &at,
+                &actor,
+                &number,
+                &detail,
+                &flag,
+                &state,
+            ],
         )
         .await?;
     let event = event_from_row(&row)?;
@@ -78,8 +93,9 @@ pub struct Verdict<'a> {
     pub sensor: &'a SensorKey,
     /// The tick at which it fired or cleared.
     pub at: EpochMillis,
-    /// The value that fired or cleared it.
-    pub value: Option<f64>,
+    /// The value that fired or cleared it: a number, or in the sensor's
+    /// type for a rule comparing a boolean or a state.
+    pub value: Option<ReadingValue>,
     /// Why, in one sentence.
     pub message: String,
 }
@@ -94,13 +110,18 @@ pub async fn open_alert(
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     let at = timestamp(firing.at);
+    let (value, value_flag, value_state) = typed_columns(firing.value.as_ref());
+    let limit = crate::engine::limit(&firing.rule.kind);
+    let (threshold, threshold_flag, threshold_state) = typed_columns(limit.as_ref());
     let row = transaction
         .query_opt(
             &format!(
                 "INSERT INTO analytics.alerts
                      (id, rule_id, rule_name, kind, severity, site, sensor, state, opened_at,
-                      value, threshold, message)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'firing', $8, $9, $10, $11)
+                      value, threshold, message, value_flag, value_state, threshold_flag,
+                      threshold_state)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'firing', $8, $9, $10, $11, $12, $13, $14,
+                         $15)
                  ON CONFLICT (rule_id, site, sensor) WHERE state <> 'resolved' DO NOTHING
                  RETURNING {COLUMNS}"
             ),
@@ -113,9 +134,13 @@ pub async fn open_alert(
                 &firing.site.as_str(),
                 &firing.sensor.as_str(),
                 &at,
-                &firing.value,
-                &crate::engine::limit(&firing.rule.kind),
+                &value,
+                &threshold,
                 &firing.message,
+                &value_flag,
+                &value_state,
+                &threshold_flag,
+                &threshold_state,
             ],
         )
         .await?;
@@ -146,7 +171,7 @@ impl<'a> Verdict<'a> {
             transition,
             at: timestamp(self.at),
             actor: ANALYTICS,
-            value: self.value,
+            value: self.value.as_ref(),
             detail: &self.message,
         }
     }

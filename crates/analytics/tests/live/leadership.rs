@@ -7,7 +7,7 @@ use stoker_analytics::live::{EvaluationOptions, Evaluator};
 use stoker_analytics::notify::NotifyOptions;
 use stoker_analytics::store::{self};
 use stoker_postgres::Pool;
-use stoker_rules::{Agg, Op, RuleKind};
+use stoker_rules::{Agg, Op, RuleKind, Threshold};
 
 use crate::harness::*;
 
@@ -25,10 +25,10 @@ async fn a_new_leader_rebuilds_a_pending_count_and_open_alerts_without_duplicate
             "Steam pressure high",
             "b1_steam_pressure",
             RuleKind::Threshold {
-                agg: Agg::Min,
+                agg: Some(Agg::Min),
                 op: Op::Gt,
-                threshold: 12.5,
-                clear_threshold: 12.0,
+                threshold: Threshold::Number(12.5),
+                clear_threshold: Some(12.0),
                 window: Duration::from_secs(10),
                 for_: Duration::from_secs(60),
             },

@@ -2,6 +2,7 @@
 //! real Postgres and states mirrored to the real Redis.
 
 mod harness;
+mod kinds;
 mod leadership;
 mod rollup;
 mod rules;

@@ -5,7 +5,7 @@ use stoker_analytics::evaluate::{self, Watch};
 use stoker_analytics::live::{EvaluationOptions, Evaluator};
 use stoker_analytics::notify::NotifyOptions;
 use stoker_domain::EpochMillis;
-use stoker_rules::{Agg, Op, RuleKind};
+use stoker_rules::{Agg, Op, RuleKind, Threshold};
 
 use crate::harness::*;
 
@@ -62,10 +62,10 @@ async fn each_rule_kind_fires_and_clears_on_time_and_the_backtest_agrees() {
             "Steam pressure high",
             "b1_steam_pressure",
             RuleKind::Threshold {
-                agg: Agg::Mean,
+                agg: Some(Agg::Mean),
                 op: Op::Gt,
-                threshold: 12.5,
-                clear_threshold: 12.0,
+                threshold: Threshold::Number(12.5),
+                clear_threshold: Some(12.0),
                 window: Duration::from_secs(30),
                 for_: Duration::from_secs(20),
             },

@@ -339,7 +339,7 @@ impl TestApp {
             site: &site,
             sensor: &sensor,
             at: EpochMillis::from_millis(at).unwrap(),
-            value: Some(13.2),
+            value: Some(stoker_domain::ReadingValue::Number(13.2)),
             message: "mean over 1m = 13.2 bar, > 12.5 for 30s".into(),
         };
         let alert = store::open_alert(&self.pool, &NoOutbox, &verdict)

@@ -7,10 +7,10 @@ use reqwest::StatusCode;
 use serde_json::{Value, json};
 use stoker_domain::EpochMillis;
 
-const SEQUENCER_STATES: [&str; 5] = ["off", "purge", "ignition", "firing", "lockout"];
+pub(crate) const SEQUENCER_STATES: [&str; 5] = ["off", "purge", "ignition", "firing", "lockout"];
 
 /// The seeded site, with a burner-on boolean and a sequencer state sensor.
-async fn app_with_kinds() -> TestApp {
+pub(crate) async fn app_with_kinds() -> TestApp {
     let app = spawn_seeded_app().await;
     let (status, body) = app
         .post_sensor(
@@ -33,7 +33,7 @@ async fn app_with_kinds() -> TestApp {
     app
 }
 
-fn field_errors(problem: &Value) -> Vec<&str> {
+pub(crate) fn field_errors(problem: &Value) -> Vec<&str> {
     problem["errors"]
         .as_array()
         .map(|errors| {

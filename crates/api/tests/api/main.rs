@@ -13,6 +13,7 @@ mod latest;
 mod methods;
 mod openapi;
 mod preview;
+mod rule_kinds;
 mod rules;
 mod security;
 mod sites;

@@ -179,7 +179,7 @@ async fn previews_refuse_bad_requests_precisely() {
 
     // Body fields: 422 validation_failed, a draft's fields named rule.<field>.
     let mut bad_draft = threshold_rule();
-    bad_draft["op"] = json!("==");
+    bad_draft["op"] = json!("=>");
     for (body, fields) in [
         (json!({}), vec!["rule"]),
         (
@@ -190,12 +190,12 @@ async fn previews_refuse_bad_requests_precisely() {
         (json!({"rule_id": rule_id, "colour": "red"}), vec!["colour"]),
         (json!({"rule": bad_draft}), vec!["rule.op"]),
         (
-            json!({"rule": {"name": "x", "kind": "threshold", "threshold": "high", "colour": "red"}}),
+            json!({"rule": {"name": "x", "kind": "threshold", "threshold": "very high", "colour": "red"}}),
             vec!["rule.colour", "rule.threshold"],
         ),
         (
             json!({"rule": {"name": "x", "kind": "threshold", "severity": "info"}}),
-            vec!["rule.agg"],
+            vec!["rule.op"],
         ),
     ] {
         let (status, _, problem) = preview(&app, body.clone()).await;

@@ -25,7 +25,8 @@ async fn alert_rules_are_created_changed_listed_and_deleted() {
     // Invalid rules name the field.
     for (change, field) in [
         (json!({"clear_threshold": 13.0}), "clear_threshold"),
-        (json!({"op": "=="}), "op"),
+        (json!({"op": "=>"}), "op"),
+        (json!({"op": "=="}), "threshold"),
         (json!({"threshold": "high"}), "threshold"),
         (json!({"window": "soon"}), "window"),
         (json!({"site": null, "sensor_type": null}), "selector"),

@@ -3,14 +3,16 @@
 //!
 //! A rule is one row with an explicit column per field (no JSON blob): the
 //! kinds' fields and the settings each have a column named as in JSON
-//! (`<name>_ms` for a duration, in whole milliseconds), derived here from
-//! the model's field specs; the table's CHECKs require each kind's columns
-//! and forbid the others', and repeat the hysteresis rules.
+//! (`<name>_ms` for a duration, in whole milliseconds; a typed threshold
+//! has three, `<name>`, `<name>_flag` and `<name>_state`, one per type it
+//! may hold), derived here from the model's field specs; the table's
+//! CHECKs require each kind's columns and forbid the others', and repeat
+//! the hysteresis rules.
 
 use std::sync::LazyLock;
 
 use deadpool_postgres::Pool;
-use stoker_domain::{SensorKey, SensorType, SiteSlug};
+use stoker_domain::{SensorKey, SensorType, SiteSlug, StateName};
 use stoker_rules::{
     AlertRule, FieldSpec, KIND_FIELDS, NewAlertRule, Record, RuleSelector, SETTINGS, Shape, Value,
     Values,
@@ -37,12 +39,36 @@ fn fields() -> impl Iterator<Item = &'static FieldSpec> {
     SETTINGS.iter().chain(KIND_FIELDS)
 }
 
-/// A field's column: its name, with `_ms` for a duration (`for_ms`).
-fn column(spec: &FieldSpec) -> String {
+/// What a column holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Type {
+    Text,
+    Number,
+    Millis,
+    Flag,
+}
+
+/// A field's columns and their types: its name, with `_ms` for a duration
+/// (`for_ms`); a typed threshold's number, boolean and state name in
+/// `<name>`, `<name>_flag` and `<name>_state`.
+fn columns(spec: &FieldSpec) -> Vec<(String, Type)> {
+    let name = spec.name;
     match spec.shape {
-        Shape::Duration => format!("{}_ms", spec.name),
-        _ => spec.name.to_owned(),
+        Shape::Choice(_) => vec![(name.to_owned(), Type::Text)],
+        Shape::Number => vec![(name.to_owned(), Type::Number)],
+        Shape::Duration => vec![(format!("{name}_ms"), Type::Millis)],
+        Shape::Flag => vec![(name.to_owned(), Type::Flag)],
+        Shape::Threshold => vec![
+            (name.to_owned(), Type::Number),
+            (format!("{name}_flag"), Type::Flag),
+            (format!("{name}_state"), Type::Text),
+        ],
     }
+}
+
+/// Every field's columns, in [`fields`] order.
+fn field_columns() -> impl Iterator<Item = (String, Type)> {
+    fields().flat_map(columns)
 }
 
 /// The columns a rule's definition sets, in the order of the statements'
@@ -52,7 +78,7 @@ static DEFINITION: LazyLock<Vec<String>> = LazyLock::new(|| {
     ["name", "site_id", "sensor_key", "sensor_type", "kind"]
         .into_iter()
         .map(str::to_owned)
-        .chain(fields().map(column))
+        .chain(field_columns().map(|(column, _)| column))
         .collect()
 });
 
@@ -64,7 +90,7 @@ static COLUMNS: LazyLock<String> = LazyLock::new(|| {
         "s.slug AS site".to_owned(),
     ];
     columns.extend(["sensor_key", "sensor_type", "kind"].map(|name| format!("r.{name}")));
-    columns.extend(fields().map(|spec| format!("r.{}", column(spec))));
+    columns.extend(field_columns().map(|(column, _)| format!("r.{column}")));
     columns.extend(["version", "created_at", "updated_at"].map(|name| format!("r.{name}")));
     columns.join(", ")
 });
@@ -87,20 +113,42 @@ enum Param {
 }
 
 impl Param {
-    /// The column of `spec` holding `value` (`None`: NULL).
-    fn of(spec: &FieldSpec, value: Option<&Value>) -> Result<Self> {
-        Ok(match (spec.shape, value) {
-            (_, Some(Value::Name(name))) => Param::Text(Some(name.clone())),
-            (_, Some(Value::Number(number))) => Param::Number(Some(*number)),
-            (_, Some(Value::Duration(duration))) => {
-                Param::Millis(Some(stoker_rules::millis(spec.name, *duration)?))
-            }
-            (_, Some(Value::Flag(flag))) => Param::Flag(Some(*flag)),
-            (Shape::Choice(_), None) => Param::Text(None),
-            (Shape::Number, None) => Param::Number(None),
-            (Shape::Duration, None) => Param::Millis(None),
-            (Shape::Flag, None) => Param::Flag(None),
-        })
+    /// The columns of `spec` holding `value` (`None`: NULL), in
+    /// [`columns`] order: the value in the column of its type, NULL in the
+    /// others.
+    fn of(spec: &FieldSpec, value: Option<&Value>) -> Result<Vec<Self>> {
+        let mut params: Vec<Param> = columns(spec)
+            .into_iter()
+            .map(|(_, column_type)| Param::null(column_type))
+            .collect();
+        let Some(value) = value else {
+            return Ok(params);
+        };
+        let (column_type, param) = match value {
+            Value::Name(name) => (Type::Text, Param::Text(Some(name.clone()))),
+            Value::State(name) => (Type::Text, Param::Text(Some(name.as_str().to_owned()))),
+            Value::Number(number) => (Type::Number, Param::Number(Some(*number))),
+            Value::Duration(duration) => (
+                Type::Millis,
+                Param::Millis(Some(stoker_rules::millis(spec.name, *duration)?)),
+            ),
+            Value::Flag(flag) => (Type::Flag, Param::Flag(Some(*flag))),
+        };
+        let slot = columns(spec)
+            .into_iter()
+            .position(|(_, candidate)| candidate == column_type)
+            .ok_or_else(|| invalid(format!("{} has no column for {value:?}", spec.name)))?;
+        params[slot] = param;
+        Ok(params)
+    }
+
+    fn null(column_type: Type) -> Self {
+        match column_type {
+            Type::Text => Param::Text(None),
+            Type::Number => Param::Number(None),
+            Type::Millis => Param::Millis(None),
+            Type::Flag => Param::Flag(None),
+        }
     }
 
     fn sql(&self) -> &(dyn ToSql + Sync) {
@@ -140,7 +188,10 @@ impl<'a> Columns<'a> {
             kind: rule.kind().name(),
             fields: fields()
                 .map(|spec| Param::of(spec, values.get(spec.name)))
-                .collect::<Result<_>>()?,
+                .collect::<Result<Vec<_>>>()?
+                .into_iter()
+                .flatten()
+                .collect(),
         })
     }
 
@@ -164,30 +215,33 @@ fn invalid(reason: impl Into<String>) -> Error {
     }
 }
 
-/// The values of the fields a row sets, by name.
+/// The values of the fields a row sets, by name: of a field with several
+/// columns, the one that is not NULL.
 fn values(row: &Row) -> Result<Values> {
     let mut values = Values::new();
     for spec in fields() {
-        let column = column(spec);
-        let value = match spec.shape {
-            Shape::Choice(_) => row
-                .try_get::<_, Option<String>>(column.as_str())?
-                .map(Value::Name),
-            Shape::Number => row
-                .try_get::<_, Option<f64>>(column.as_str())?
-                .map(Value::Number),
-            Shape::Duration => match row.try_get::<_, Option<i64>>(column.as_str())? {
-                None => None,
-                Some(millis) => Some(Value::Duration(std::time::Duration::from_millis(
-                    u64::try_from(millis).map_err(|_| invalid(format!("{column} is negative")))?,
-                ))),
-            },
-            Shape::Flag => row
-                .try_get::<_, Option<bool>>(column.as_str())?
-                .map(Value::Flag),
-        };
-        if let Some(value) = value {
-            values.insert(spec.name, value);
+        for (column, column_type) in columns(spec) {
+            let column = column.as_str();
+            let value = match (column_type, spec.shape) {
+                (Type::Text, Shape::Threshold) => row
+                    .try_get::<_, Option<String>>(column)?
+                    .map(|name| StateName::parse(name).map(Value::State))
+                    .transpose()
+                    .map_err(|error| invalid(format!("{column}: {error}")))?,
+                (Type::Text, _) => row.try_get::<_, Option<String>>(column)?.map(Value::Name),
+                (Type::Number, _) => row.try_get::<_, Option<f64>>(column)?.map(Value::Number),
+                (Type::Millis, _) => match row.try_get::<_, Option<i64>>(column)? {
+                    None => None,
+                    Some(millis) => Some(Value::Duration(std::time::Duration::from_millis(
+                        u64::try_from(millis)
+                            .map_err(|_| invalid(format!("{column} is negative")))?,
+                    ))),
+                },
+                (Type::Flag, _) => row.try_get::<_, Option<bool>>(column)?.map(Value::Flag),
+            };
+            if let Some(value) = value {
+                values.insert(spec.name, value);
+            }
         }
     }
     Ok(values)

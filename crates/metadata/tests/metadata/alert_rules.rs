@@ -4,9 +4,11 @@
 use std::time::Duration;
 
 use serde_json::json;
-use stoker_domain::{SensorKey, SensorType, SiteSlug};
+use stoker_domain::{SensorKey, SensorType, SiteSlug, StateName};
 use stoker_metadata::{Error, RuleFilter};
-use stoker_rules::{Agg, AlertRule, NewAlertRule, Op, RuleDraft, RuleKind, RuleSelector, Severity};
+use stoker_rules::{
+    Agg, AlertRule, NewAlertRule, Op, RuleDraft, RuleKind, RuleSelector, Severity, Threshold,
+};
 use stoker_testkit::TestPostgres;
 
 use super::{migrated, site, slug, with_site};
@@ -38,18 +40,35 @@ pub(super) fn no_data_at(site: &SiteSlug) -> NewAlertRule {
 
 fn threshold() -> RuleKind {
     RuleKind::Threshold {
-        agg: Agg::Mean,
+        agg: Some(Agg::Mean),
         op: Op::Gt,
-        threshold: 12.5,
-        clear_threshold: 12.0,
+        threshold: Threshold::Number(12.5),
+        clear_threshold: Some(12.0),
         window: Duration::from_secs(60),
         for_: Duration::from_secs(30),
     }
 }
 
-fn every_kind() -> [RuleKind; 4] {
+fn equality(agg: Agg, op: Op, threshold: Threshold) -> RuleKind {
+    RuleKind::Threshold {
+        agg: Some(agg),
+        op,
+        threshold,
+        clear_threshold: None,
+        window: Duration::from_secs(30),
+        for_: Duration::from_secs(10),
+    }
+}
+
+fn every_kind() -> [RuleKind; 6] {
     [
         threshold(),
+        equality(
+            Agg::Last,
+            Op::Eq,
+            Threshold::State(StateName::parse("lockout").unwrap()),
+        ),
+        equality(Agg::Max, Op::Ne, Threshold::Boolean(false)),
         RuleKind::RateOfChange {
             op: Op::Le,
             rate_per_min: -2.0,
@@ -75,6 +94,15 @@ async fn every_kind_round_trips_through_postgres_and_json() {
     let house = slug("boiler-house-1");
     let selectors = [
         pressure_at(&house),
+        RuleSelector {
+            site: Some(house.clone()),
+            sensor: Some(SensorKey::parse("b1_sequencer").unwrap()),
+            ..RuleSelector::default()
+        },
+        RuleSelector {
+            sensor: Some(SensorKey::parse("b1_burner_on").unwrap()),
+            ..RuleSelector::default()
+        },
         // A key without a site: that key at every site.
         RuleSelector {
             sensor: Some(SensorKey::parse("b1_flue_temp").unwrap()),
@@ -93,7 +121,7 @@ async fn every_kind_round_trips_through_postgres_and_json() {
         let new = NewAlertRule::new(
             kind.name(),
             selector.clone(),
-            kind,
+            kind.clone(),
             Severity::Critical,
             false,
         )
@@ -158,6 +186,8 @@ async fn rules_serialize_to_the_design_shape() {
 
     let others = every_kind();
     let shapes = [
+        json!({"agg": "last", "op": "==", "threshold": "lockout", "window": "30s", "for": "10s"}),
+        json!({"agg": "max", "op": "!=", "threshold": false, "window": "30s", "for": "10s"}),
         json!({"op": "<=", "rate_per_min": -2.0, "clear_rate_per_min": -1.5, "window": "5m"}),
         json!({"timeout": "2m 500ms"}),
         json!({"window": "10m", "baseline": "1day", "z": 3.0, "clear_z": 2.0}),
@@ -178,7 +208,7 @@ async fn invalid_rules_are_refused_naming_the_field() {
         "clear_threshold": 12.0, "window": "60s", "for": "30s", "severity": "warning"
     });
     assert!(NewAlertRule::parse(&draft(&valid, &[], &[])).is_ok());
-    let cases: [Case; 10] = [
+    let cases: [Case; 12] = [
         // No clear threshold: the rule could never clear.
         (&[], &["clear_threshold"], "clear_threshold"),
         // Clearing above where a > rule fires.
@@ -192,7 +222,15 @@ async fn invalid_rules_are_refused_naming_the_field() {
         // Nothing selected.
         (&[], &["site", "sensor_type"], "selector"),
         (&[("window", json!("0s"))], &[], "window"),
-        (&[("op", json!("!="))], &[], "op"),
+        (&[("op", json!("=>"))], &[], "op"),
+        // An equality compares a boolean or a state, not a number, and
+        // has no clear value.
+        (&[("op", json!("!="))], &[], "threshold"),
+        (
+            &[("op", json!("==")), ("threshold", json!("lockout"))],
+            &[],
+            "agg",
+        ),
         (&[("severity", json!("fatal"))], &[], "severity"),
         (&[("site", json!("Boiler House"))], &[], "site"),
         // A field of another kind.
@@ -293,6 +331,55 @@ async fn the_table_refuses_half_defined_rules_written_by_raw_sql() {
             ),
             "alert_rules_anomaly_hysteresis",
         ),
+        // Equality with a clear value, or with a number.
+        (
+            insert(
+                "agg, op, threshold_state, clear_threshold, window_ms, for_ms",
+                "'threshold', 'last', '==', 'lockout', 1.0, 60000, 0",
+            ),
+            "alert_rules_threshold_columns",
+        ),
+        (
+            insert(
+                "agg, op, threshold, window_ms, for_ms",
+                "'threshold', 'last', '==', 3, 60000, 0",
+            ),
+            "alert_rules_threshold_columns",
+        ),
+        // A state compared by max; a boolean and a state at once.
+        (
+            insert(
+                "agg, op, threshold_state, window_ms, for_ms",
+                "'threshold', 'max', '==', 'lockout', 60000, 0",
+            ),
+            "alert_rules_threshold_columns",
+        ),
+        (
+            insert(
+                "agg, op, threshold_flag, threshold_state, window_ms, for_ms",
+                "'threshold', 'last', '!=', true, 'lockout', 60000, 0",
+            ),
+            "alert_rules_threshold_columns",
+        ),
+        // A typed threshold on another kind, or with an ordering op.
+        (
+            insert("timeout_ms, threshold_flag", "'no_data', 60000, true"),
+            "alert_rules_typed_threshold_only_threshold",
+        ),
+        (
+            insert(
+                "agg, op, threshold, clear_threshold, threshold_flag, window_ms, for_ms",
+                "'threshold', 'mean', '>', 12.5, 12.0, true, 60000, 0",
+            ),
+            "alert_rules_threshold_columns",
+        ),
+        (
+            insert(
+                "op, rate_per_min, clear_rate_per_min, window_ms",
+                "'rate_of_change', '==', 1.0, 1.0, 60000",
+            ),
+            "alert_rules_rate_of_change_hysteresis",
+        ),
         // No selector at all.
         (
             "INSERT INTO metadata.alert_rules (id, name, severity, kind, timeout_ms)
@@ -311,6 +398,16 @@ async fn the_table_refuses_half_defined_rules_written_by_raw_sql() {
         .await
         .unwrap();
     assert_eq!(accepted, 1);
+    let (state, flag) = ("threshold_state", "threshold_flag");
+    for (column, values) in [
+        (state, "'last', '==', 'lockout'"),
+        (flag, "'min', '!=', true"),
+    ] {
+        let columns = format!("agg, op, {column}, window_ms, for_ms");
+        let values = format!("'threshold', {values}, 60000, 0");
+        let inserted = client.execute(&insert(&columns, &values), &[]).await;
+        assert_eq!(inserted.unwrap(), 1, "{values}");
+    }
     for number in ["'NaN'", "'Infinity'", "'-Infinity'"] {
         let values = format!("'threshold', 'mean', '>', {number}, 12.0, 60000, 0");
         let error = client

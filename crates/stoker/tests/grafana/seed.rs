@@ -186,10 +186,10 @@ fn threshold_rule(
     enabled: bool,
 ) -> NewAlertRule {
     let kind = RuleKind::Threshold {
-        agg,
+        agg: Some(agg),
         op,
-        threshold,
-        clear_threshold,
+        threshold: stoker_rules::Threshold::Number(threshold),
+        clear_threshold: Some(clear_threshold),
         window: Duration::from_secs(60),
         for_: Duration::from_secs(30),
     };
@@ -275,7 +275,7 @@ async fn open(
         site,
         sensor,
         at: EpochMillis::from_millis(at).expect("a valid time"),
-        value,
+        value: value.map(stoker_domain::ReadingValue::Number),
         message: format!("{} at {site}/{sensor}", rule.name),
     };
     store::open_alert(pool, &NoOutbox, &verdict)
@@ -339,7 +339,7 @@ async fn seed_alerts(pool: &Pool, rules: &Rules, now: i64) {
         site: &house_1,
         sensor: &o2,
         at: EpochMillis::from_millis(ago(95)).expect("a valid time"),
-        value: Some(4.1),
+        value: Some(stoker_domain::ReadingValue::Number(4.1)),
         message: "b1_o2 reports again".into(),
     };
     store::clear_alert(pool, &NoOutbox, &back)

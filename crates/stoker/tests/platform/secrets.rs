@@ -329,7 +329,7 @@ async fn secrets_and_api_keys_never_appear_in_the_output() {
         site: &site,
         sensor: &sensor,
         at: stoker_domain::EpochMillis::now(),
-        value: Some(13.0),
+        value: Some(stoker_domain::ReadingValue::Number(13.0)),
         message: "last = 13 bar > 12.5".into(),
     };
     let alert =

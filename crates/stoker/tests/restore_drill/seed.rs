@@ -7,7 +7,7 @@ use stoker_analytics::store::{self, Verdict};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
 use stoker_metadata::{NewSensor, NewSite, Scope};
 use stoker_postgres::Pool;
-use stoker_rules::{Agg, AlertRule, NewAlertRule, Op, RuleKind, RuleSelector, Severity};
+use stoker_rules::{Agg, AlertRule, NewAlertRule, Op, RuleKind, RuleSelector, Severity, Threshold};
 use stoker_testkit::TestInflux;
 use stoker_timeseries::LineBatch;
 
@@ -65,10 +65,10 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
                 sensor_type: None,
             },
             RuleKind::Threshold {
-                agg: Agg::Mean,
+                agg: Some(Agg::Mean),
                 op: Op::Gt,
-                threshold: 12.5,
-                clear_threshold: 11.0,
+                threshold: Threshold::Number(12.5),
+                clear_threshold: Some(11.0),
                 window: Duration::from_secs(60),
                 for_: Duration::from_secs(30),
             },
@@ -113,7 +113,7 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
             site: &slug,
             sensor: &sensor,
             at,
-            value: Some(13.0 + index as f64),
+            value: Some(stoker_domain::ReadingValue::Number(13.0 + index as f64)),
             message: format!("mean steam pressure {} bar > 12.5 bar", 13.0 + index as f64),
         };
         let alert = store::open_alert(pool, &outbox, &verdict)
