@@ -90,6 +90,7 @@ fn query_schema(route: &Route, name: &str) -> Value {
         "rule" => json!({ "type": "string", "format": "uuid" }),
         "enabled" => json!({ "type": "string", "enum": ["true", "false"] }),
         "state" => json!({ "type": "string", "enum": StateFilter::NAMES }),
+        "kind" => json!({ "type": "string", "enum": crate::alerts::KIND_NAMES }),
         "agg" => json!({ "type": "string", "enum": Aggregate::ALL.map(Aggregate::as_str) }),
         "start" | "end" => time_input(),
         "every" => json!({ "type": "string", "pattern": "^[1-9][0-9]{0,3}(ms|s|m|h)$" }),
@@ -471,9 +472,11 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
                     "counts": { "type": "object", "properties": { "ok": { "type": "integer" }, "stale": { "type": "integer" }, "out_of_range": { "type": "integer" }, "alerting": { "type": "integer" } } },
                     "sensors": { "type": "array", "items": { "type": "object", "properties": { "sensor": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "value": reading_value, "ts": { "type": ["string", "null"], "format": "date-time" }, "min": number_or_null, "max": number_or_null, "status": { "enum": ["ok", "stale", "out_of_range", "alerting"] } } } },
                     "open_alerts": { "type": "array", "items": schema("Alert") } } },
-                "Alert": { "type": "object", "description": "DESIGN.md's alert, with the rule's name and kind, the limit compared with, who acknowledged and resolved it (an API key's name, or analytics) and its version.", "properties": {
-                    "id": uuid, "rule_id": uuid, "rule_name": { "type": "string" }, "kind": { "type": "string" },
-                    "site": slug, "sensor": slug, "severity": { "enum": ["info", "warning", "critical"] },
+                "Alert": { "type": "object", "description": "DESIGN.md's alert, with the rule's name and kind, the limit compared with, who acknowledged and resolved it (an API key's name, or analytics) and its version. A gateway_offline alert (a Sparkplug gateway that died; resolved by analytics when it is born again) has no rule and no sensor (null) and names its gateway; a rule's alert has gateway null.", "properties": {
+                    "id": uuid, "rule_id": { "type": ["string", "null"], "format": "uuid" }, "rule_name": string_or_null, "kind": { "type": "string", "enum": crate::alerts::KIND_NAMES },
+                    "site": slug, "sensor": { "anyOf": [slug, { "type": "null" }] },
+                    "gateway": { "anyOf": [{ "type": "object", "required": ["group", "edge_node"], "properties": { "group": { "type": "string" }, "edge_node": { "type": "string" } } }, { "type": "null" }] },
+                    "severity": { "enum": ["info", "warning", "critical"] },
                     "state": { "enum": ["firing", "acknowledged", "resolved"] },
                     "opened_at": time, "acknowledged_at": time_or_null, "resolved_at": time_or_null,
                     "value": number_or_null, "threshold": number_or_null, "message": { "type": "string" },

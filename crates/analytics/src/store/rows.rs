@@ -5,11 +5,12 @@ use stoker_domain::EpochMillis;
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{Alert, AlertEvent, AlertState};
+use super::{Alert, AlertEvent, AlertState, GatewayRef};
 use crate::{Error, Result};
 
 pub(super) const COLUMNS: &str = "id, rule_id, rule_name, kind, severity, site, sensor, state, opened_at, \
-     value, threshold, message, acknowledged_at, acknowledged_by, resolved_at, resolved_by, version";
+     value, threshold, message, acknowledged_at, acknowledged_by, resolved_at, resolved_by, version, gateway_group, \
+     gateway_edge_node";
 
 pub(super) fn alert_from_row(row: &Row) -> Result<Alert> {
     Ok(Alert {
@@ -20,6 +21,13 @@ pub(super) fn alert_from_row(row: &Row) -> Result<Alert> {
         severity: row.try_get("severity")?,
         site: row.try_get("site")?,
         sensor: row.try_get("sensor")?,
+        gateway: match (
+            row.try_get::<_, Option<String>>("gateway_group")?,
+            row.try_get::<_, Option<String>>("gateway_edge_node")?,
+        ) {
+            (Some(group), Some(edge_node)) => Some(GatewayRef { group, edge_node }),
+            _ => None,
+        },
         state: AlertState::parse(row.try_get("state")?)?,
         opened_at: row.try_get("opened_at")?,
         value: row.try_get("value")?,

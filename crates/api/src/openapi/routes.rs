@@ -288,7 +288,7 @@ pub(crate) const ROUTES: &[Route] = &[
         method: "get",
         path: "/api/v1/alerts",
         scope: Some("read"),
-        summary: "Alerts, newest first, in pages; filter by state (open: firing or acknowledged), site, sensor and rule.",
+        summary: "Alerts, newest first, in pages; filter by state (open: firing or acknowledged), site, sensor, rule and kind (gateway_offline: a Sparkplug gateway's, with no rule and no sensor).",
         query: &[
             ("limit", "Items per page, 1 to 1000 (default 50)."),
             ("cursor", "next_cursor of the previous page."),
@@ -296,6 +296,10 @@ pub(crate) const ROUTES: &[Route] = &[
             ("site", "Only this site's alerts."),
             ("sensor", "Only alerts of sensors with this key."),
             ("rule", "Only this alert rule's alerts (its id)."),
+            (
+                "kind",
+                "Only alerts of this kind: a rule kind, or gateway_offline.",
+            ),
         ],
         body: None,
         ok: (200, Some("AlertPage")),

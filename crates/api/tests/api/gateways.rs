@@ -382,3 +382,57 @@ async fn gateway_routes_check_their_key() {
     let (status, _, _) = app.get_with_headers(&one).await;
     assert_eq!(status, StatusCode::OK, "refused requests changed nothing");
 }
+
+#[tokio::test]
+async fn a_gateway_alert_reads_with_its_gateway_and_no_rule_or_sensor() {
+    let app = spawn_seeded_app().await;
+    bound(&app).await;
+    let site = stoker_domain::SiteSlug::parse(SITE).unwrap();
+    let verdict = stoker_analytics::store::GatewayVerdict {
+        site: &site,
+        group: "plant",
+        edge_node: "gw1",
+        at: at(1_733_565_600_000),
+        message: "gateway plant/gw1 is offline".to_owned(),
+    };
+    let alert = stoker_analytics::store::open_gateway_alert(
+        &app.pool,
+        &stoker_analytics::store::NoOutbox,
+        &verdict,
+    )
+    .await
+    .unwrap()
+    .unwrap();
+
+    let (status, page) = app.get("/api/v1/alerts?kind=gateway_offline").await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed = &page["items"][0];
+    assert_eq!(page["items"].as_array().unwrap().len(), 1, "{page}");
+    assert_eq!(listed["id"], alert.id.to_string());
+    assert_eq!(listed["kind"], "gateway_offline");
+    assert_eq!(listed["rule_id"], Value::Null);
+    assert_eq!(listed["rule_name"], Value::Null);
+    assert_eq!(listed["sensor"], Value::Null);
+    assert_eq!(
+        listed["gateway"],
+        json!({"group": "plant", "edge_node": "gw1"})
+    );
+    assert_eq!(listed["severity"], "critical");
+    assert_eq!(listed["opened_at"], "2024-12-07T10:00:00Z");
+    let (_, page) = app.get("/api/v1/alerts?kind=no_data").await;
+    assert_eq!(page["items"], json!([]));
+    let (status, problem) = app.get("/api/v1/alerts?kind=offline").await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{problem}");
+    let (status, _, trail) = app
+        .get_with_headers(&format!("/api/v1/alerts/{}", alert.id))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(trail["events"][0]["transition"], "fired");
+    assert_eq!(trail["events"][0]["actor"], "analytics");
+    // The dashboard lists it among the site's open alerts.
+    let (_, _, dashboard) = app.get_dashboard(SITE).await;
+    assert_eq!(
+        dashboard["open_alerts"][0]["kind"], "gateway_offline",
+        "{dashboard}"
+    );
+}
