@@ -278,7 +278,9 @@ fn operation_id(route: &Route) -> String {
 }
 
 /// Where a created resource leads: its slug or key, or its id, handed to
-/// the operations on it.
+/// the operations on it. A new site leads to no telemetry: it has no
+/// sensor yet, and ingestion's registry knows a site through its sensors
+/// (telemetry for it is refused as unknown_site until one is added).
 fn links(route: &Route) -> Option<Value> {
     let to = |operation: &str, parameters: Value| json!({ "operationId": operation, "parameters": parameters });
     match (route.method, route.path) {
@@ -292,7 +294,8 @@ fn links(route: &Route) -> Option<Value> {
                 "AddSensor": to("postSitesSiteSensors", site.clone()),
                 "Latest": to("getSitesSiteLatest", site.clone()),
                 "Dashboard": to("getSitesSiteDashboard", site.clone()),
-                "Telemetry": to("postSitesSiteTelemetry", site)
+                "ListGateways": to("getSitesSiteGateways", site.clone()),
+                "BindGateway": to("postSitesSiteGateways", site)
             }))
         }
         ("post", "/api/v1/sites/{site}/sensors") => {
