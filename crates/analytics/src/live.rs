@@ -34,6 +34,8 @@ use crate::evaluate::{self, Step, Watch};
 use crate::notify::NotifyOptions;
 use crate::store::{self, Verdict};
 
+mod gateways;
+
 /// The evaluation's advisory lock (`stoker_postgres::try_lead`):
 /// `hashtext('stoker_analytics_leader')` would do as well; a constant
 /// keeps it readable in `pg_locks`.
@@ -163,8 +165,11 @@ pub struct TickReport {
     pub queries: usize,
     /// Alerts opened.
     pub fired: usize,
-    /// Alerts cleared (rule cleared, or its rule or sensor gone).
+    /// Alerts cleared (rule cleared, or its rule or sensor gone; a
+    /// gateway back or unbound).
     pub cleared: usize,
+    /// `no_data` alerts not raised because the sensor's gateway is offline.
+    pub suppressed: usize,
 }
 
 type StateKey = (Uuid, SiteSlug, SensorKey);
@@ -206,14 +211,16 @@ impl Evaluator {
         self.phases.clear();
         self.windows.clear();
         for alert in store::open_alerts(&self.stores.pool, None).await? {
-            let (Ok(site), Ok(sensor)) = (
-                SiteSlug::parse(&alert.site),
-                SensorKey::parse(&alert.sensor),
-            ) else {
+            // A gateway's alert has no rule phase: its rows are its state.
+            let (Some(rule_id), Some(sensor)) = (alert.rule_id, alert.sensor.as_deref()) else {
+                continue;
+            };
+            let (Ok(site), Ok(sensor)) = (SiteSlug::parse(&alert.site), SensorKey::parse(sensor))
+            else {
                 continue;
             };
             self.phases.insert(
-                (alert.rule_id, site, sensor),
+                (rule_id, site, sensor),
                 Phase::Firing {
                     since: alert.opened_at.timestamp_millis(),
                 },
@@ -306,6 +313,9 @@ impl Evaluator {
         report.rules = rules.len();
         let registry = stoker_metadata::registry(&self.stores.pool).await?;
         self.note_misfits(&rules, &registry);
+        let gateway_states = stoker_metadata::gateway_states(&self.stores.pool).await?;
+        self.gateway_alarms(&gateway_states, &mut report).await?;
+        let silenced = gateways::silenced_sensors(&gateway_states);
         let watches = evaluate::watches(rules, &registry);
         let mut watched: HashSet<StateKey> = HashSet::new();
         let mut planned = HashSet::new();
@@ -349,6 +359,19 @@ impl Evaluator {
                     watched.insert(key);
                 }
                 for step in steps {
+                    let target = &watch.targets[step.target];
+                    if matches!(watch.rule.kind, RuleKind::NoData { .. })
+                        && matches!(step.transition, Transition::Fire(_))
+                        && silenced.contains(&(&target.site, &target.sensor))
+                    {
+                        // Its gateway is offline and has its own alert: the
+                        // silence is explained. Quiet again, so the rule
+                        // fires at the first tick the gateway is back and
+                        // the sensor still silent.
+                        self.phases.remove(&key(watch, target));
+                        report.suppressed += 1;
+                        continue;
+                    }
                     self.apply(watch, step, &mut report).await?;
                 }
             }
@@ -430,13 +453,15 @@ impl Evaluator {
     ) -> Result<()> {
         let at = EpochMillis::from_millis(tick).unwrap_or_else(|_| EpochMillis::now());
         for alert in store::open_alerts(&self.stores.pool, None).await? {
-            let (Ok(site), Ok(sensor)) = (
-                SiteSlug::parse(&alert.site),
-                SensorKey::parse(&alert.sensor),
-            ) else {
+            // Gateway alerts are `gateway_alarms`' to resolve.
+            let (Some(rule_id), Some(sensor)) = (alert.rule_id, alert.sensor.as_deref()) else {
                 continue;
             };
-            if watched.contains(&(alert.rule_id, site.clone(), sensor)) {
+            let (Ok(site), Ok(sensor)) = (SiteSlug::parse(&alert.site), SensorKey::parse(sensor))
+            else {
+                continue;
+            };
+            if watched.contains(&(rule_id, site.clone(), sensor)) {
                 continue;
             }
             let message = "its rule is disabled or deleted, or no longer selects this sensor";
@@ -445,14 +470,14 @@ impl Evaluator {
                 .is_some()
             {
                 report.cleared += 1;
-                tracing::info!(alert = %alert.id, rule = %alert.rule_name, site = %alert.site, sensor = %alert.sensor, "alert resolved: {message}");
+                tracing::info!(alert = %alert.id, rule = alert.rule_name.as_deref().unwrap_or_default(), site = %alert.site, sensor = alert.sensor.as_deref().unwrap_or_default(), "alert resolved: {message}");
                 self.forget_dashboard(&site).await;
             }
         }
         Ok(())
     }
 
-    async fn forget_dashboard(&self, site: &SiteSlug) {
+    pub(super) async fn forget_dashboard(&self, site: &SiteSlug) {
         if let Err(error) = self.stores.cache.forget_dashboard(site).await {
             tracing::debug!(%error, %site, "could not drop the cached dashboard");
         }

@@ -61,6 +61,17 @@ pub(crate) fn routes(
         .unify()
 }
 
+/// The kinds an alert may have: its rule's, or `gateway_offline`.
+pub(crate) const KIND_NAMES: [&str; stoker_rules::RuleKind::NAMES.len() + 1] = {
+    let mut names = [store::GATEWAY_OFFLINE; stoker_rules::RuleKind::NAMES.len() + 1];
+    let mut index = 0;
+    while index < stoker_rules::RuleKind::NAMES.len() {
+        names[index] = stoker_rules::RuleKind::NAMES[index];
+        index += 1;
+    }
+    names
+};
+
 /// The filters of a list query.
 fn filter(query: &HashMap<String, String>) -> Result<AlertFilter, ApiError> {
     let state = match query.get("state") {
@@ -100,11 +111,26 @@ fn filter(query: &HashMap<String, String>) -> Result<AlertFilter, ApiError> {
             parameter: "rule",
             detail: "rule must be an alert rule's id (a UUID)".into(),
         })?;
+    let kind = match query.get("kind") {
+        None => None,
+        Some(text) if KIND_NAMES.contains(&text.as_str()) => Some(text.clone()),
+        Some(text) => {
+            return Err(ApiError::BadParameter {
+                parameter: "kind",
+                detail: format!(
+                    "kind={:?} is not one of {}",
+                    text.chars().take(32).collect::<String>(),
+                    KIND_NAMES.join(", ")
+                ),
+            });
+        }
+    };
     Ok(AlertFilter {
         state,
         site,
         sensor,
         rule_id,
+        kind,
     })
 }
 
@@ -112,7 +138,7 @@ async fn list_alerts(
     query: HashMap<String, String>,
     state: State,
 ) -> Result<warp::reply::Json, warp::Rejection> {
-    let page = page::parse(&query, &["state", "site", "sensor", "rule"])?;
+    let page = page::parse(&query, &["state", "site", "sensor", "rule", "kind"])?;
     let filter = filter(&query)?;
     let alerts = store::list_alerts(&state.pool, &filter, page.limit, page.after.as_deref())
         .await

@@ -122,7 +122,7 @@ async fn dashboard(slug: String, state: State) -> Result<warp::reply::Response, 
         .map(|(sensor, value)| {
             let alerting = open_alerts
                 .iter()
-                .any(|alert| alert.sensor == sensor.key.as_str());
+                .any(|alert| alert.sensor.as_deref() == Some(sensor.key.as_str()));
             // Only a numeric sensor has a range: another kind's value is
             // judged by its age alone.
             let number = value

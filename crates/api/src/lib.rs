@@ -11,6 +11,9 @@
 //! - `body`: JSON bodies parsed field by field, so a bad request gets a
 //!   message per field.
 //! - `sites`: sites and sensors (metadata).
+//! - `gateways`: a site's Sparkplug gateways (bound by id), their online
+//!   state and announced metrics, and the one-call registration of the
+//!   metrics that have no sensor yet.
 //! - `catalog`: sites and sensors in memory for the read routes, dropped
 //!   on every metadata change Postgres announces.
 //! - `readings`: latest values: Redis first, InfluxDB on a miss (which
@@ -55,6 +58,7 @@ mod auth;
 mod body;
 mod catalog;
 mod dashboard;
+mod gateways;
 mod history;
 mod influx_write;
 mod openapi;
@@ -325,6 +329,8 @@ pub fn routes(
                 }),
         )
         .or(boxed(sites::routes(Arc::clone(&state))))
+        .unify()
+        .or(boxed(gateways::routes(Arc::clone(&state))))
         .unify()
         .or(boxed(readings::routes(Arc::clone(&state))))
         .unify()

@@ -68,7 +68,9 @@ fn uuid_cursor() -> String {
 /// `next_cursor` gave it.
 fn cursor_schema(path: &str) -> Value {
     let pattern = match path {
-        "/api/v1/alert-rules" => format!("^{}$", uuid_cursor()),
+        "/api/v1/alert-rules" | "/api/v1/sites/{site}/gateways" => {
+            format!("^{}$", uuid_cursor())
+        }
         // Alerts: the opening time in epoch microseconds, '_', the id.
         "/api/v1/alerts" => format!("^(2d)?(3[0-9]){{1,17}}5f{}$", uuid_cursor()),
         _ => SLUG_CURSOR_PATTERN.to_owned(),
@@ -88,6 +90,7 @@ fn query_schema(route: &Route, name: &str) -> Value {
         "rule" => json!({ "type": "string", "format": "uuid" }),
         "enabled" => json!({ "type": "string", "enum": ["true", "false"] }),
         "state" => json!({ "type": "string", "enum": StateFilter::NAMES }),
+        "kind" => json!({ "type": "string", "enum": crate::alerts::KIND_NAMES }),
         "agg" => json!({ "type": "string", "enum": Aggregate::ALL.map(Aggregate::as_str) }),
         "start" | "end" => time_input(),
         "every" => json!({ "type": "string", "pattern": "^[1-9][0-9]{0,3}(ms|s|m|h)$" }),
@@ -115,7 +118,7 @@ fn errors(route: &Route) -> Map<String, Value> {
         responses.insert("403".into(), problem("The key lacks the route's scope."));
         responses.insert(
             "404".into(),
-            problem("No such site, sensor, alert rule or alert."),
+            problem("No such site, sensor, gateway, alert rule or alert."),
         );
         responses.insert(
             "503".into(),
@@ -153,6 +156,12 @@ fn errors(route: &Route) -> Map<String, Value> {
         responses.insert(
             "422".into(),
             problem("Invalid fields (a draft's named rule.<field>), or backtest_too_large: the backtest would read more than 5,000,000 buckets."),
+        );
+    }
+    if route.path.ends_with("/register") {
+        responses.insert(
+            "422".into(),
+            problem("Invalid fields: a sensors entry that is not an unregistered metric of the gateway, a state metric without its states, or states for a metric that is not one."),
         );
     }
     if route.path.ends_with("/telemetry") {
@@ -209,7 +218,7 @@ fn success(route: &Route) -> Value {
         }
         (None, _) => {}
     }
-    let versioned = matches!(body, Some("Site" | "Sensor" | "AlertRule"))
+    let versioned = matches!(body, Some("Site" | "Sensor" | "Gateway" | "AlertRule"))
         && (route.method != "post" || body == Some("AlertRule"));
     if versioned && status != 204 {
         ok["headers"] = json!({ "ETag": { "required": true, "description": "The version, for If-Match.", "schema": { "type": "string" } } });
@@ -225,7 +234,7 @@ fn operation(route: &Route) -> Value {
                 .push(json!({ "name": name, "in": "path", "required": true, "schema": slug() }));
         }
     }
-    for name in ["rule", "alert"] {
+    for name in ["rule", "alert", "gateway"] {
         if route.path.contains(&format!("{{{name}}}")) {
             parameters.push(json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }));
         }
@@ -283,7 +292,9 @@ fn operation_id(route: &Route) -> String {
 }
 
 /// Where a created resource leads: its slug or key, or its id, handed to
-/// the operations on it.
+/// the operations on it. A new site leads to no telemetry: it has no
+/// sensor yet, and ingestion's registry knows a site through its sensors
+/// (telemetry for it is refused as unknown_site until one is added).
 fn links(route: &Route) -> Option<Value> {
     let to = |operation: &str, parameters: Value| json!({ "operationId": operation, "parameters": parameters });
     match (route.method, route.path) {
@@ -297,7 +308,8 @@ fn links(route: &Route) -> Option<Value> {
                 "AddSensor": to("postSitesSiteSensors", site.clone()),
                 "Latest": to("getSitesSiteLatest", site.clone()),
                 "Dashboard": to("getSitesSiteDashboard", site.clone()),
-                "Telemetry": to("postSitesSiteTelemetry", site)
+                "ListGateways": to("getSitesSiteGateways", site.clone()),
+                "BindGateway": to("postSitesSiteGateways", site)
             }))
         }
         ("post", "/api/v1/sites/{site}/sensors") => {
@@ -307,6 +319,15 @@ fn links(route: &Route) -> Option<Value> {
                 "PatchSensor": to("patchSitesSiteSensorsSensor", sensor.clone()),
                 "DeleteSensor": to("deleteSitesSiteSensorsSensor", sensor.clone()),
                 "History": to("getSitesSiteSensorsSensorHistory", sensor)
+            }))
+        }
+        ("post", "/api/v1/sites/{site}/gateways") => {
+            let gateway =
+                json!({ "site": "$response.body#/site", "gateway": "$response.body#/id" });
+            Some(json!({
+                "GetGateway": to("getSitesSiteGatewaysGateway", gateway.clone()),
+                "DeleteGateway": to("deleteSitesSiteGatewaysGateway", gateway.clone()),
+                "RegisterMetrics": to("postSitesSiteGatewaysGatewayRegister", gateway)
             }))
         }
         ("post", "/api/v1/alert-rules") => {
@@ -401,6 +422,7 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
     let string_or_null = json!({ "type": ["string", "null"] });
     let time_or_null = json!({ "type": ["string", "null"], "format": "date-time" });
     let uuid = json!({ "type": "string", "format": "uuid" });
+    let gateway_id = json!({ "type": "string", "minLength": 1, "maxLength": stoker_metadata::GATEWAY_ID_MAX_LEN, "pattern": stoker_metadata::GATEWAY_ID_PATTERN, "description": "A Sparkplug id: no +, #, / or control character." });
     let mut document = json!({
         "openapi": "3.1.0",
         "info": {
@@ -429,6 +451,31 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
                 "SensorPatch": { "type": "object", "description": "The key and the kind may be sent only unchanged (409 kind_unchangeable); states only grow at the end (409 states_only_grow); min must stay below max (null clears a bound), and only a numeric sensor has them (409 kind_conflict), only a state sensor states.", "required": ["version"], "additionalProperties": false, "properties": { "type": sensor_type, "unit": unit, "min": number_or_null, "max": number_or_null, "kind": kind, "states": states, "version": version }, "allOf": patch_rules },
                 "Sensor": { "type": "object", "required": ["id", "site", "key", "type", "unit", "kind", "version", "created_at", "updated_at"], "properties": { "id": { "type": "string", "format": "uuid" }, "site": slug, "key": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "kind": kind, "states": states, "min": number_or_null, "max": number_or_null, "version": { "type": "integer" }, "created_at": time, "updated_at": time } },
                 "SensorPage": { "type": "object", "required": ["items", "next_cursor"], "properties": { "items": { "type": "array", "items": schema("Sensor") }, "next_cursor": { "type": ["string", "null"] } } },
+                "NewGateway": { "type": "object", "required": ["group", "edge_node"], "additionalProperties": false, "properties": { "group": gateway_id, "edge_node": gateway_id } },
+                "GatewayMetric": { "type": "object", "required": ["device", "metric", "sensor", "datatype", "registered"], "properties": {
+                    "device": { "type": ["string", "null"], "description": "The device whose DBIRTH announced it; null: a metric of the edge node itself." },
+                    "metric": { "type": "string", "description": "The Sparkplug metric name." },
+                    "sensor": { "anyOf": [slug, { "type": "null" }], "description": "Its sensor key ({metric} or {device}/{metric}, lowercased, every run outside [a-z0-9_-] one _, leading _ and - trimmed, cut to 63); null when it maps to none." },
+                    "datatype": { "type": "string", "description": "The Sparkplug datatype name (Double, Boolean, String, …)." },
+                    "registered": { "type": "boolean", "description": "Whether the site has a sensor with this key." } } },
+                "UnregisteredMetric": { "type": "object", "required": ["device", "metric", "sensor", "datatype", "kind"], "properties": {
+                    "device": { "type": ["string", "null"] }, "metric": { "type": "string" }, "sensor": slug, "datatype": { "type": "string" },
+                    "kind": { "type": "string", "enum": SensorKind::ALL.map(SensorKind::as_str), "description": "The kind it would get: numeric types numeric, Boolean boolean, String and Text state." } } },
+                "Gateway": { "type": "object", "description": "A Sparkplug edge node bound to a site. online: between its NBIRTH and its NDEATH (or will). unregistered: the announced metrics with a sensor key the site has no sensor for and a datatype Stoker stores (two metrics mapping to one key are left out: ingestion refuses both as ambiguous_metric).",
+                    "required": ["id", "site", "group", "edge_node", "online", "bd_seq", "last_birth_at", "last_death_at", "metrics", "unregistered", "version", "created_at", "updated_at"], "properties": {
+                    "id": uuid, "site": slug, "group": { "type": "string" }, "edge_node": { "type": "string" },
+                    "online": { "type": "boolean" }, "bd_seq": { "type": ["integer", "null"] },
+                    "last_birth_at": time_or_null, "last_death_at": time_or_null,
+                    "metrics": { "type": "array", "items": schema("GatewayMetric") },
+                    "unregistered": { "type": "array", "items": schema("UnregisteredMetric") },
+                    "version": { "type": "integer" }, "created_at": time, "updated_at": time } },
+                "GatewayPage": { "type": "object", "required": ["items", "next_cursor"], "properties": { "items": { "type": "array", "items": schema("Gateway") }, "next_cursor": { "type": ["string", "null"] } } },
+                "GatewayRegistration": { "type": "object", "additionalProperties": false, "description": "Which unregistered metrics become sensors, and how. A String or Text metric becomes a state sensor and needs its states here (a birth does not declare them).", "properties": {
+                    "sensors": { "type": "array", "minItems": 1, "uniqueItems": true, "items": key, "description": "Sensor keys from the gateway's unregistered list; absent: every one." },
+                    "type": { "allOf": [sensor_type], "description": "The sensors' type; default sparkplug." },
+                    "unit": { "allOf": [unit], "description": "The sensors' unit; default -." },
+                    "states": { "type": "object", "propertyNames": key, "additionalProperties": states, "description": "Each state sensor's states, by sensor key." } } },
+                "GatewayRegistered": { "type": "object", "required": ["registered"], "properties": { "registered": { "type": "array", "items": schema("Sensor") } } },
                 "Latest": { "type": "object", "required": ["site", "readings"], "properties": { "site": slug, "readings": { "type": "array", "items": { "type": "object", "required": ["sensor", "type", "unit", "value", "ts"], "properties": { "sensor": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "value": reading_value, "ts": { "type": ["string", "null"], "format": "date-time" } } } } } },
                 "History": { "type": "object", "required": ["site", "sensor", "unit", "agg", "every", "start", "end", "points"], "properties": { "site": slug, "sensor": slug, "unit": { "type": "string" }, "agg": { "type": "string" }, "every": { "type": "string" }, "start": time, "end": time, "points": { "type": "array", "items": { "type": "object", "properties": { "ts": time, "value": { "type": ["number", "boolean", "string"], "description": "A boolean or state sensor's last (or first, min, max) in its kind; a mean is a number (for a boolean, the share of time true)." } } } } } },
                 "Telemetry": { "description": "{\"ts\": …, \"values\": {sensor: value}}, an array of those, or a flat {sensor: value} map (with an optional ts); ts is epoch ms or RFC 3339; a value is of its sensor's kind: a number, true/false, or a state's name.", "anyOf": [
@@ -445,9 +492,11 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
                     "counts": { "type": "object", "properties": { "ok": { "type": "integer" }, "stale": { "type": "integer" }, "out_of_range": { "type": "integer" }, "alerting": { "type": "integer" } } },
                     "sensors": { "type": "array", "items": { "type": "object", "properties": { "sensor": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "value": reading_value, "ts": { "type": ["string", "null"], "format": "date-time" }, "min": number_or_null, "max": number_or_null, "status": { "enum": ["ok", "stale", "out_of_range", "alerting"] } } } },
                     "open_alerts": { "type": "array", "items": schema("Alert") } } },
-                "Alert": { "type": "object", "description": "DESIGN.md's alert, with the rule's name and kind, the limit compared with, who acknowledged and resolved it (an API key's name, or analytics) and its version.", "properties": {
-                    "id": uuid, "rule_id": uuid, "rule_name": { "type": "string" }, "kind": { "type": "string" },
-                    "site": slug, "sensor": slug, "severity": { "enum": ["info", "warning", "critical"] },
+                "Alert": { "type": "object", "description": "DESIGN.md's alert, with the rule's name and kind, the limit compared with, who acknowledged and resolved it (an API key's name, or analytics) and its version. A gateway_offline alert (a Sparkplug gateway that died; resolved by analytics when it is born again) has no rule and no sensor (null) and names its gateway; a rule's alert has gateway null.", "properties": {
+                    "id": uuid, "rule_id": { "type": ["string", "null"], "format": "uuid" }, "rule_name": string_or_null, "kind": { "type": "string", "enum": crate::alerts::KIND_NAMES },
+                    "site": slug, "sensor": { "anyOf": [slug, { "type": "null" }] },
+                    "gateway": { "anyOf": [{ "type": "object", "required": ["group", "edge_node"], "properties": { "group": { "type": "string" }, "edge_node": { "type": "string" } } }, { "type": "null" }] },
+                    "severity": { "enum": ["info", "warning", "critical"] },
                     "state": { "enum": ["firing", "acknowledged", "resolved"] },
                     "opened_at": time, "acknowledged_at": time_or_null, "resolved_at": time_or_null,
                     "value": alert_value("The value that fired it"), "threshold": alert_value("What the value was compared with"), "message": { "type": "string" },

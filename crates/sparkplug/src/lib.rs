@@ -74,7 +74,7 @@ pub use outcome::{Event, Handled, Ignored, Reading, RebirthRequest};
 pub use refusal::{Refusal, RefusalReason};
 pub use table::Announced;
 pub use topic::{EdgeNodeId, EdgeTopic, MessageType, NAMESPACE, Topic, TopicError, is_valid_id};
-pub use value::{Kind, MetricValue, datatype, datatype_name, kind_of};
+pub use value::{Kind, MetricValue, datatype, datatype_by_name, datatype_name, kind_of};
 
 #[cfg(test)]
 mod tests;

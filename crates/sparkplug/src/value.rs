@@ -107,6 +107,15 @@ pub fn datatype_name(datatype: u32) -> &'static str {
         .unwrap_or("undefined")
 }
 
+/// The datatype number of a specification name (`"Double"` → 10), the
+/// inverse of [`datatype_name`]; `None` for a name it does not define.
+pub fn datatype_by_name(name: &str) -> Option<u32> {
+    NAMES
+        .iter()
+        .position(|known| *known == name)
+        .and_then(|index| u32::try_from(index).ok())
+}
+
 /// What Stoker makes of a datatype.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Kind {
@@ -257,6 +266,16 @@ pub(crate) fn metric_value(
 mod tests {
     use super::datatype::*;
     use super::*;
+
+    #[test]
+    fn datatype_names_read_back_to_their_numbers() {
+        for number in 0..35 {
+            assert_eq!(datatype_by_name(datatype_name(number)), Some(number));
+        }
+        assert_eq!(datatype_by_name("Double"), Some(DOUBLE));
+        assert_eq!(datatype_by_name("double"), None);
+        assert_eq!(datatype_by_name("undefined"), None);
+    }
 
     fn number(datatype: u32, value: Value) -> f64 {
         match metric_value(datatype, Some(&value)) {

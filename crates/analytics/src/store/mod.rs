@@ -23,7 +23,10 @@ mod rows;
 mod transitions;
 
 pub use read::{AlertFilter, StateFilter, alerted_since, get_alert, list_alerts, open_alerts};
-pub use transitions::{Verdict, acknowledge, clear_alert, open_alert, resolve, retire};
+pub use transitions::{
+    GATEWAY_OFFLINE, GATEWAY_OFFLINE_SEVERITY, GatewayVerdict, Verdict, acknowledge, clear_alert,
+    clear_gateway_alert, open_alert, open_gateway_alert, resolve, retire,
+};
 
 /// Where an alert stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -66,23 +69,34 @@ impl fmt::Display for AlertState {
     }
 }
 
+/// The Sparkplug gateway a `gateway_offline` alert is about.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+pub struct GatewayRef {
+    /// The Sparkplug group id.
+    pub group: String,
+    /// The Sparkplug edge node id.
+    pub edge_node: String,
+}
+
 /// An alert as stored and as the API shows it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Alert {
     /// Its id.
     pub id: Uuid,
-    /// The rule that raised it.
-    pub rule_id: Uuid,
-    /// The rule's name when it fired.
-    pub rule_name: String,
-    /// The rule's kind.
+    /// The rule that raised it; `None` for a `gateway_offline` alert.
+    pub rule_id: Option<Uuid>,
+    /// The rule's name when it fired; `None` for a `gateway_offline` alert.
+    pub rule_name: Option<String>,
+    /// The rule's kind, or `gateway_offline`.
     pub kind: String,
     /// `info`, `warning` or `critical`.
     pub severity: String,
     /// The site.
     pub site: String,
-    /// The sensor.
-    pub sensor: String,
+    /// The sensor; `None` for a `gateway_offline` alert.
+    pub sensor: Option<String>,
+    /// The gateway a `gateway_offline` alert is about; `None` for a rule's.
+    pub gateway: Option<GatewayRef>,
     /// Where it stands.
     pub state: AlertState,
     /// The evaluation time at which it fired.

@@ -23,6 +23,8 @@ pub struct AlertFilter {
     pub sensor: Option<SensorKey>,
     /// One rule's alerts only.
     pub rule_id: Option<Uuid>,
+    /// One kind's alerts only (a rule kind, or `gateway_offline`).
+    pub kind: Option<String>,
 }
 
 /// The `state` of a list query.
@@ -81,6 +83,7 @@ pub async fn list_alerts(
                    AND ($4::text IS NULL OR sensor = $4)
                    AND ($5::uuid IS NULL OR rule_id = $5)
                    AND ($6::timestamptz IS NULL OR (opened_at, id) < ($6, $7))
+                   AND ($9::text IS NULL OR kind = $9)
                  ORDER BY opened_at DESC, id DESC
                  LIMIT $8"
             ),
@@ -93,6 +96,7 @@ pub async fn list_alerts(
                 &after_at,
                 &after_id,
                 &(limit.clamp(1, stoker_metadata::MAX_PAGE_LIMIT) + 1),
+                &filter.kind,
             ],
         )
         .await?;

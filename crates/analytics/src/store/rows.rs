@@ -5,12 +5,12 @@ use stoker_domain::{EpochMillis, ReadingValue};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{Alert, AlertEvent, AlertState};
+use super::{Alert, AlertEvent, AlertState, GatewayRef};
 use crate::{Error, Result};
 
 pub(super) const COLUMNS: &str = "id, rule_id, rule_name, kind, severity, site, sensor, state, opened_at, \
      value, threshold, message, acknowledged_at, acknowledged_by, resolved_at, resolved_by, version, \
-     value_flag, value_state, threshold_flag, threshold_state";
+     value_flag, value_state, threshold_flag, threshold_state, gateway_group, gateway_edge_node";
 
 /// The columns of an event, in its table.
 pub(super) const EVENT_COLUMNS: &str =
@@ -52,6 +52,13 @@ pub(super) fn alert_from_row(row: &Row) -> Result<Alert> {
         severity: row.try_get("severity")?,
         site: row.try_get("site")?,
         sensor: row.try_get("sensor")?,
+        gateway: match (
+            row.try_get::<_, Option<String>>("gateway_group")?,
+            row.try_get::<_, Option<String>>("gateway_edge_node")?,
+        ) {
+            (Some(group), Some(edge_node)) => Some(GatewayRef { group, edge_node }),
+            _ => None,
+        },
         state: AlertState::parse(row.try_get("state")?)?,
         opened_at: row.try_get("opened_at")?,
         value: typed(row, "value")?,

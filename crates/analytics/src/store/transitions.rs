@@ -204,6 +204,110 @@ pub async fn clear_alert(
     settle(transaction, outbox, row, clearing.draft("resolved")).await
 }
 
+/// The kind of the alert a gateway that went offline raises.
+pub const GATEWAY_OFFLINE: &str = "gateway_offline";
+
+/// The severity of a `gateway_offline` alert: every sensor the gateway
+/// feeds is blind until it returns.
+pub const GATEWAY_OFFLINE_SEVERITY: &str = "critical";
+
+/// What the evaluation loop records when a gateway went offline or came
+/// back.
+#[derive(Debug, Clone)]
+pub struct GatewayVerdict<'a> {
+    /// The site it is bound to.
+    pub site: &'a SiteSlug,
+    /// The Sparkplug group id.
+    pub group: &'a str,
+    /// The Sparkplug edge node id.
+    pub edge_node: &'a str,
+    /// When it died (opening) or was born again (resolving).
+    pub at: EpochMillis,
+    /// Why, in one sentence.
+    pub message: String,
+}
+
+impl<'a> GatewayVerdict<'a> {
+    fn draft(&'a self, transition: &'a str) -> Draft<'a> {
+        Draft {
+            transition,
+            at: timestamp(self.at),
+            actor: ANALYTICS,
+            value: None,
+            detail: &self.message,
+        }
+    }
+}
+
+/// Opens the `gateway_offline` alert of a gateway that died at
+/// `offline.at`, unless one is open for it or one was opened since that
+/// death (an operator may have resolved it by hand: one death, one
+/// alert); returns it when it was opened.
+pub async fn open_gateway_alert(
+    pool: &Pool,
+    outbox: &dyn Outbox,
+    offline: &GatewayVerdict<'_>,
+) -> Result<Option<Alert>> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let at = timestamp(offline.at);
+    let row = transaction
+        .query_opt(
+            &format!(
+                "INSERT INTO analytics.alerts
+                     (id, kind, severity, site, state, opened_at, message,
+                      gateway_group, gateway_edge_node)
+                 SELECT $1, $2, $3, $4, 'firing', $5, $6, $7, $8
+                 WHERE NOT EXISTS (
+                     SELECT 1 FROM analytics.alerts
+                     WHERE kind = $2 AND gateway_group = $7 AND gateway_edge_node = $8
+                       AND (state <> 'resolved' OR opened_at >= $5))
+                 ON CONFLICT (gateway_group, gateway_edge_node)
+                     WHERE kind = 'gateway_offline' AND state <> 'resolved' DO NOTHING
+                 RETURNING {COLUMNS}"
+            ),
+            &[
+                &Uuid::now_v7(),
+                &GATEWAY_OFFLINE,
+                &GATEWAY_OFFLINE_SEVERITY,
+                &offline.site.as_str(),
+                &at,
+                &offline.message,
+                &offline.group,
+                &offline.edge_node,
+            ],
+        )
+        .await?;
+    settle(transaction, outbox, row, offline.draft("fired")).await
+}
+
+/// Resolves the open `gateway_offline` alert of a gateway that is online
+/// again (or, with another message, no longer bound); returns it when
+/// there was one.
+pub async fn clear_gateway_alert(
+    pool: &Pool,
+    outbox: &dyn Outbox,
+    back: &GatewayVerdict<'_>,
+) -> Result<Option<Alert>> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let at = timestamp(back.at);
+    let row = transaction
+        .query_opt(
+            &format!(
+                "UPDATE analytics.alerts
+                 SET state = 'resolved', resolved_at = greatest($3, opened_at), resolved_by = $4,
+                     version = version + 1
+                 WHERE kind = 'gateway_offline' AND gateway_group = $1 AND gateway_edge_node = $2
+                   AND state <> 'resolved'
+                 RETURNING {COLUMNS}"
+            ),
+            &[&back.group, &back.edge_node, &at, &ANALYTICS],
+        )
+        .await?;
+    settle(transaction, outbox, row, back.draft("resolved")).await
+}
+
 /// Resolves an open alert on behalf of analytics for a reason other than
 /// its rule clearing (the rule was disabled or deleted, the sensor went);
 /// returns it when it was open.

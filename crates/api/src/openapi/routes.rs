@@ -101,7 +101,7 @@ pub(crate) const ROUTES: &[Route] = &[
         method: "delete",
         path: "/api/v1/sites/{site}",
         scope: Some("admin"),
-        summary: "Delete a site; refused (409 has_dependents) while it has sensors or alert rules.",
+        summary: "Delete a site; refused (409 has_dependents) while it has sensors, alert rules or gateways.",
         query: &[],
         body: None,
         ok: (204, None),
@@ -150,6 +150,51 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         body: None,
         ok: (204, None),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/sites/{site}/gateways",
+        scope: Some("read"),
+        summary: "A site's Sparkplug gateways, in creation order, in pages: each with its online state, last birth and death, the metrics its last births announced and which of them have no sensor yet.",
+        query: PAGE,
+        body: None,
+        ok: (200, Some("GatewayPage")),
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/sites/{site}/gateways",
+        scope: Some("admin"),
+        summary: "Bind a Sparkplug edge node (group and edge node ids) to a site; an edge node feeds one site (409 when it is bound already).",
+        query: &[],
+        body: Some("NewGateway"),
+        ok: (201, Some("Gateway")),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/sites/{site}/gateways/{gateway}",
+        scope: Some("read"),
+        summary: "One gateway, by id; its version is the ETag (births and deaths leave it).",
+        query: &[],
+        body: None,
+        ok: (200, Some("Gateway")),
+    },
+    Route {
+        method: "delete",
+        path: "/api/v1/sites/{site}/gateways/{gateway}",
+        scope: Some("admin"),
+        summary: "Unbind a gateway (If-Match optional); the site's sensors stay.",
+        query: &[],
+        body: None,
+        ok: (204, None),
+    },
+    Route {
+        method: "post",
+        path: "/api/v1/sites/{site}/gateways/{gateway}/register",
+        scope: Some("admin"),
+        summary: "Register the gateway's unregistered metrics (all, or those sensors names) as sensors of the kind their datatype feeds, all or none; {} registers every one.",
+        query: &[],
+        body: Some("GatewayRegistration"),
+        ok: (200, Some("GatewayRegistered")),
     },
     Route {
         method: "get",
@@ -250,7 +295,7 @@ pub(crate) const ROUTES: &[Route] = &[
         method: "get",
         path: "/api/v1/alerts",
         scope: Some("read"),
-        summary: "Alerts, newest first, in pages; filter by state (open: firing or acknowledged), site, sensor and rule.",
+        summary: "Alerts, newest first, in pages; filter by state (open: firing or acknowledged), site, sensor, rule and kind (gateway_offline: a Sparkplug gateway's, with no rule and no sensor).",
         query: &[
             ("limit", "Items per page, 1 to 1000 (default 50)."),
             ("cursor", "next_cursor of the previous page."),
@@ -258,6 +303,10 @@ pub(crate) const ROUTES: &[Route] = &[
             ("site", "Only this site's alerts."),
             ("sensor", "Only alerts of sensors with this key."),
             ("rule", "Only this alert rule's alerts (its id)."),
+            (
+                "kind",
+                "Only alerts of this kind: a rule kind, or gateway_offline.",
+            ),
         ],
         body: None,
         ok: (200, Some("AlertPage")),
@@ -423,6 +472,11 @@ mod tests {
         assert_eq!(
             allowed_methods("/api/v1/alert-rules/0190a1b2-0000-7000-8000-000000000000").as_deref(),
             Some("GET, PATCH, DELETE")
+        );
+        assert_eq!(
+            allowed_methods("/api/v1/sites/a/gateways/0190a1b2-0000-7000-8000-000000000000")
+                .as_deref(),
+            Some("GET, DELETE")
         );
         assert_eq!(allowed_methods("/healthz").as_deref(), Some("GET"));
         assert_eq!(allowed_methods("/api/v2/write").as_deref(), Some("POST"));

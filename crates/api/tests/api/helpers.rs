@@ -275,6 +275,12 @@ impl TestApp {
             .await
     }
 
+    /// `POST /api/v1/sites/{site}/gateways`.
+    pub(crate) async fn post_gateway(&self, site: &str, body: Value) -> (StatusCode, Value) {
+        self.post(&format!("/api/v1/sites/{site}/gateways"), body)
+            .await
+    }
+
     /// `POST /api/v1/sites/{site}/telemetry`.
     pub(crate) async fn post_telemetry(&self, site: &str, body: Value) -> (StatusCode, Value) {
         self.post(&format!("/api/v1/sites/{site}/telemetry"), body)

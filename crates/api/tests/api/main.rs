@@ -3,6 +3,7 @@
 
 mod alerts;
 mod dashboard;
+mod gateways;
 mod health;
 mod helpers;
 mod history;

@@ -133,6 +133,8 @@ async fn a_backup_restores_into_fresh_databases_identical_and_the_cache_is_rebui
         "metadata.sensors",
         "metadata.alert_rules",
         "metadata.api_keys",
+        "metadata.gateways",
+        "metadata.gateway_metrics",
         "analytics.alerts",
         "analytics.alert_events",
         "analytics.notifications",

@@ -132,6 +132,72 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
         }
     }
 
+    // A Sparkplug gateway of the first site, born with its node's and a
+    // device's metrics and then dead, as the host records them.
+    let gateway = stoker_metadata::NewGateway::parse("drill plant", "gw-1").expect("valid ids");
+    stoker_metadata::create_gateway(pool, &site(SITES[0]), &gateway)
+        .await
+        .expect("bind a gateway");
+    let announced = |device: Option<&str>, metric: &str, sensor: &str, datatype: &str| {
+        stoker_metadata::AnnouncedMetric {
+            device: device.map(str::to_owned),
+            metric: metric.to_owned(),
+            sensor: Some(key(sensor)),
+            datatype: datatype.to_owned(),
+        }
+    };
+    let born = EpochMillis::from_millis(newest - 900_000).unwrap();
+    stoker_metadata::record_gateway_birth(
+        pool,
+        "drill plant",
+        "gw-1",
+        born,
+        Some(0),
+        &[
+            announced(None, "B1 Steam Pressure", "b1_steam_pressure", "Double"),
+            announced(None, "Burner On", "burner_on", "Boolean"),
+        ],
+    )
+    .await
+    .expect("record a birth");
+    stoker_metadata::record_device_birth(
+        pool,
+        "drill plant",
+        "gw-1",
+        "boiler 1",
+        born,
+        &[announced(
+            Some("boiler 1"),
+            "Sequencer",
+            "boiler_1_sequencer",
+            "String",
+        )],
+    )
+    .await
+    .expect("record a device birth");
+    stoker_metadata::record_gateway_death(
+        pool,
+        "drill plant",
+        "gw-1",
+        EpochMillis::from_millis(newest - 300_000).unwrap(),
+    )
+    .await
+    .expect("record a death");
+    store::open_gateway_alert(
+        pool,
+        &outbox,
+        &store::GatewayVerdict {
+            site: &site(SITES[0]),
+            group: "drill plant",
+            edge_node: "gw-1",
+            at: EpochMillis::from_millis(newest - 300_000).unwrap(),
+            message: "gateway drill plant/gw-1 is offline".to_owned(),
+        },
+    )
+    .await
+    .expect("open a gateway alert")
+    .expect("a new gateway alert");
+
     // The ingestion journal: its writer is internal to ingestion, so rows
     // go in as it writes them.
     let client = pool.get().await.expect("a connection");

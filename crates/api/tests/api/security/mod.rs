@@ -29,10 +29,11 @@ pub(super) const STALE: &str = "\"999\"";
 pub(super) struct Seeded {
     pub(super) rule: String,
     pub(super) alert: String,
+    pub(super) gateway: String,
 }
 
 /// The usual site and sensors, readings (InfluxDB and Redis), a rule and
-/// an open alert of it.
+/// an open alert of it, and a gateway bound to the site.
 pub(super) async fn seed(app: &TestApp) -> Seeded {
     app.seed().await;
     let (status, body) = app
@@ -45,9 +46,14 @@ pub(super) async fn seed(app: &TestApp) -> Seeded {
     let rule = app.create_rule(threshold_rule()).await;
     let at = EpochMillis::now().as_millis() - 60_000;
     let alert = app.open_alert(&rule, SITE, SENSOR, at).await;
+    let (status, gateway) = app
+        .post_gateway(SITE, json!({"group": "plant", "edge_node": "gw1"}))
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{gateway}");
     Seeded {
         rule: rule.id.to_string(),
         alert,
+        gateway: gateway["id"].as_str().unwrap().to_owned(),
     }
 }
 
@@ -77,6 +83,7 @@ impl Operation {
                 "sensor" => SENSOR,
                 "rule" => seeded.rule.as_str(),
                 "alert" => seeded.alert.as_str(),
+                "gateway" => seeded.gateway.as_str(),
                 other => panic!(
                     "{}: no seeded value for path parameter {other}",
                     self.name()
