@@ -334,6 +334,7 @@ async fn register_metrics(
         .await
         .map_err(ApiError::from)?;
     state.catalog.invalidate(&slug);
+    state.metadata_changed();
     Ok(warp::reply::json(&Registered { registered }).into_response())
 }
 
