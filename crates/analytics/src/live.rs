@@ -15,10 +15,6 @@
 use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
-use prometheus_client::metrics::counter::Counter;
-use prometheus_client::metrics::gauge::Gauge;
-use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
-use prometheus_client::registry::Registry;
 use serde::Serialize;
 use stoker_cache::AlertStateKey;
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
@@ -35,6 +31,9 @@ use crate::notify::NotifyOptions;
 use crate::store::{self, Verdict};
 
 mod gateways;
+mod metrics;
+
+pub use metrics::Metrics;
 
 /// The evaluation's advisory lock (`stoker_postgres::try_lead`):
 /// `hashtext('stoker_analytics_leader')` would do as well; a constant
@@ -83,73 +82,6 @@ fn parse_interval(text: &str) -> Result<Duration, String> {
         return Err("the interval must be at least 1s, in whole seconds".into());
     }
     Ok(interval)
-}
-
-/// Prometheus metrics of the evaluation loop.
-#[derive(Debug, Clone)]
-pub struct Metrics {
-    ticks: Counter,
-    tick_errors: Counter,
-    tick_seconds: Histogram,
-    judged: Gauge,
-    fired: Counter,
-    cleared: Counter,
-    leader: Gauge,
-}
-
-impl Default for Metrics {
-    fn default() -> Self {
-        Self {
-            ticks: Counter::default(),
-            tick_errors: Counter::default(),
-            tick_seconds: Histogram::new(exponential_buckets(0.01, 2.0, 12)),
-            judged: Gauge::default(),
-            fired: Counter::default(),
-            cleared: Counter::default(),
-            leader: Gauge::default(),
-        }
-    }
-}
-
-impl Metrics {
-    /// Adds the loop's metrics to a registry.
-    pub fn register(&self, registry: &mut Registry) {
-        registry.register(
-            "stoker_analytics_ticks",
-            "Ticks evaluated by this process while it led.",
-            self.ticks.clone(),
-        );
-        registry.register(
-            "stoker_analytics_tick_errors",
-            "Ticks not evaluated because a store failed (logged).",
-            self.tick_errors.clone(),
-        );
-        registry.register(
-            "stoker_analytics_tick_seconds",
-            "Seconds per evaluated tick.",
-            self.tick_seconds.clone(),
-        );
-        registry.register(
-            "stoker_analytics_judged",
-            "(rule, sensor) pairs judged at the last tick.",
-            self.judged.clone(),
-        );
-        registry.register(
-            "stoker_analytics_alerts_fired",
-            "Alerts opened by this process.",
-            self.fired.clone(),
-        );
-        registry.register(
-            "stoker_analytics_alerts_cleared",
-            "Alerts resolved by this process (rule cleared, or rule or sensor gone).",
-            self.cleared.clone(),
-        );
-        registry.register(
-            "stoker_analytics_leader",
-            "1 while this process holds the evaluation leadership.",
-            self.leader.clone(),
-        );
-    }
 }
 
 /// What one tick did.
