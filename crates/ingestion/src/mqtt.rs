@@ -107,6 +107,18 @@ const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
 /// Acknowledgements gathered into one socket write, at most.
 const ACK_WRITE_BYTES: usize = 64 * 1024;
 
+/// Waits `backoff` before the next connection attempt and doubles it (at
+/// most 5 s; a connection that comes up resets it); false when `stop`
+/// came first.
+pub(crate) async fn back_off(stop: &CancellationToken, backoff: &mut Duration) -> bool {
+    tokio::select! {
+        () = stop.cancelled() => return false,
+        () = tokio::time::sleep(*backoff) => {}
+    }
+    *backoff = (*backoff * 2).min(Duration::from_secs(5));
+    true
+}
+
 /// Why a connection ended.
 #[derive(Debug, thiserror::Error)]
 pub(crate) enum SessionError {
@@ -214,11 +226,9 @@ impl Connection {
                         break;
                     }
                     tracing::warn!(%error, broker = %format!("{}:{}", self.host, self.port), retry_in = ?backoff, "MQTT connection lost; reconnecting");
-                    tokio::select! {
-                        () = stopping.cancelled() => break,
-                        () = tokio::time::sleep(backoff) => {}
+                    if !back_off(&stopping, &mut backoff).await {
+                        break;
                     }
-                    backoff = (backoff * 2).min(Duration::from_secs(5));
                 }
             }
         }

@@ -103,10 +103,7 @@ pub(crate) async fn line_protocol(
         let (influx, raw_database) = (influx.clone(), raw_database.clone());
         move |body: Bytes| {
             let (influx, raw_database) = (influx.clone(), raw_database.clone());
-            async move {
-                influx.write(&raw_database, body).await?;
-                anyhow::Ok(0)
-            }
+            async move { influx.write(&raw_database, body).await }
         }
     });
     posts.await?;
@@ -172,7 +169,7 @@ pub(crate) async fn line_protocol(
                         .await
                         .context("posting to Stoker's /write")?;
                     match response.status().as_u16() {
-                        204 => return anyhow::Ok(0),
+                        204 => return anyhow::Ok(()),
                         503 => {
                             retried.fetch_add(1, Ordering::Relaxed);
                             let wait = response
@@ -277,33 +274,6 @@ pub(crate) async fn line_protocol(
         phase.cpu.describe(seconds)
     );
     Ok(phase)
-}
-
-/// Posts every body with `in_flight` concurrent workers, each taking the
-/// next body when its previous one is answered.
-async fn post_all<F, Fut>(bodies: Arc<Vec<Bytes>>, in_flight: usize, post: F) -> anyhow::Result<()>
-where
-    F: Fn(Bytes) -> Fut + Clone + Send + 'static,
-    Fut: std::future::Future<Output = anyhow::Result<u64>> + Send,
-{
-    let next = Arc::new(AtomicUsize::new(0));
-    let mut workers = Vec::new();
-    for _ in 0..in_flight.max(1) {
-        let (bodies, next, post) = (Arc::clone(&bodies), Arc::clone(&next), post.clone());
-        workers.push(tokio::spawn(async move {
-            loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(index) else {
-                    return anyhow::Ok(());
-                };
-                post(body.clone()).await?;
-            }
-        }));
-    }
-    for worker in workers {
-        worker.await.context("line-protocol poster")??;
-    }
-    Ok(())
 }
 
 #[cfg(test)]

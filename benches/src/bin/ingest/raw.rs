@@ -58,7 +58,6 @@ pub(crate) async fn influx_raw(
     let raw_db = TestInflux::create().await;
     let database = raw_db.influx().database().to_owned();
     let bodies = Arc::new(bodies);
-    let next = Arc::new(AtomicUsize::new(0));
     progress!(
         "(a) InfluxDB raw: posting {} bodies, {} in flight, to database {database}",
         bodies.len(),
@@ -66,27 +65,15 @@ pub(crate) async fn influx_raw(
     );
     let cpu_before = procs.cpu();
     let started = Instant::now();
-    let mut workers = Vec::new();
-    for _ in 0..args.influx_in_flight {
-        let (bodies, next, influx, database) = (
-            Arc::clone(&bodies),
-            Arc::clone(&next),
-            influx.clone(),
-            database.clone(),
-        );
-        workers.push(tokio::spawn(async move {
-            loop {
-                let index = next.fetch_add(1, Ordering::Relaxed);
-                let Some(body) = bodies.get(index) else {
-                    return anyhow::Ok(());
-                };
-                influx.write(&database, body.clone()).await?;
-            }
-        }));
-    }
-    for worker in workers {
-        worker.await.context("raw InfluxDB writer")??;
-    }
+    post_all(bodies, args.influx_in_flight, {
+        let (influx, database) = (influx.clone(), database.clone());
+        move |body: Bytes| {
+            let (influx, database) = (influx.clone(), database.clone());
+            async move { influx.write(&database, body).await }
+        }
+    })
+    .await
+    .context("raw InfluxDB writer")?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = procs.cpu() - cpu_before;
     let stored = influx.count_readings(&database, "time > 0").await?;
@@ -114,6 +101,37 @@ pub(crate) async fn influx_raw(
         raw.cpu.describe(seconds)
     );
     Ok(raw)
+}
+
+/// Posts every body with `in_flight` concurrent workers, each taking the
+/// next body when its previous one is answered.
+pub(crate) async fn post_all<F, Fut>(
+    bodies: Arc<Vec<Bytes>>,
+    in_flight: usize,
+    post: F,
+) -> anyhow::Result<()>
+where
+    F: Fn(Bytes) -> Fut + Clone + Send + 'static,
+    Fut: std::future::Future<Output = anyhow::Result<()>> + Send,
+{
+    let next = Arc::new(AtomicUsize::new(0));
+    let mut workers = Vec::new();
+    for _ in 0..in_flight.max(1) {
+        let (bodies, next, post) = (Arc::clone(&bodies), Arc::clone(&next), post.clone());
+        workers.push(tokio::spawn(async move {
+            loop {
+                let index = next.fetch_add(1, Ordering::Relaxed);
+                let Some(body) = bodies.get(index) else {
+                    return anyhow::Ok(());
+                };
+                post(body.clone()).await?;
+            }
+        }));
+    }
+    for worker in workers {
+        worker.await.context("poster")??;
+    }
+    Ok(())
 }
 
 /// Spawns one task per publisher, each sending its share of `payloads`

@@ -140,11 +140,9 @@ pub(crate) async fn run(
                     break;
                 }
                 tracing::warn!(%error, broker = %format!("{}:{}", settings.host, settings.port), retry_in = ?backoff, "Sparkplug host connection lost; reconnecting");
-                tokio::select! {
-                    () = stop.cancelled() => break,
-                    () = tokio::time::sleep(backoff) => {}
+                if !crate::mqtt::back_off(&stop, &mut backoff).await {
+                    break;
                 }
-                backoff = (backoff * 2).min(Duration::from_secs(5));
             }
         }
     }
