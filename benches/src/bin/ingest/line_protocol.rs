@@ -88,47 +88,23 @@ pub(crate) async fn line_protocol(
     let body_bytes = bodies.iter().map(Bytes::len).max().unwrap_or(0);
     let in_flight = args.lp_in_flight;
 
-    // InfluxDB's own /write, the same bodies, a database of its own.
-    let raw_db = TestInflux::create().await;
-    let raw_database = raw_db.influx().database().to_owned();
+    // InfluxDB's own /write, the same bodies.
     progress!(
-        "(e) line protocol: {} bodies of {} lines (≤ {} bytes), {in_flight} in flight, to InfluxDB's own /write (database {raw_database})",
+        "(e) line protocol: {} bodies of {} lines (≤ {} bytes), to InfluxDB's own /write first",
         bodies.len(),
         thousands(body_lines as u64),
         thousands(body_bytes as u64)
     );
-    let cpu_before = procs.cpu();
-    let started = Instant::now();
-    let posts = post_all(Arc::clone(&bodies), in_flight, {
-        let (influx, raw_database) = (influx.clone(), raw_database.clone());
-        move |body: Bytes| {
-            let (influx, raw_database) = (influx.clone(), raw_database.clone());
-            async move { influx.write(&raw_database, body).await }
-        }
-    });
-    posts.await?;
-    let seconds = started.elapsed().as_secs_f64();
-    let cpu = procs.cpu() - cpu_before;
-    let stored = influx.count_readings(&raw_database, "time > 0").await?;
-    if stored != total {
-        return Err(anyhow!(
-            "(e) InfluxDB's own /write took {total} lines but {stored} are stored: distinct points expected"
-        ));
-    }
-    drop(raw_db);
-    let raw = Raw {
-        readings: total,
-        seconds,
-        rate: total as f64 / seconds,
-        detail: format!("{body_lines}-line bodies, {in_flight} in flight"),
-        cpu,
-    };
-    progress!(
-        "(e) line protocol: InfluxDB's own /write {} readings/s ({:.2} s; CPU {})",
-        rate(raw.rate),
-        seconds,
-        raw.cpu.describe(seconds)
-    );
+    let raw = influx_own_write(
+        "(e) InfluxDB's own /write",
+        influx,
+        procs,
+        Arc::clone(&bodies),
+        total,
+        in_flight,
+        format!("{body_lines}-line bodies, {in_flight} in flight"),
+    )
+    .await?;
     settle().await;
 
     // Stoker's /write, the same bodies, counted until all are queryable.

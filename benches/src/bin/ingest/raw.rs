@@ -53,19 +53,44 @@ pub(crate) async fn influx_raw(
         bodies.push(Bytes::from(batch.as_str().to_owned()));
     }
     drop(batch);
-    // A database of its own, dropped as soon as the phase ends so that its
-    // compactions do not run during Stoker's phases.
+    let detail = format!(
+        "{}-line bodies, {} in flight",
+        args.influx_batch, args.influx_in_flight
+    );
+    influx_own_write(
+        "(a) InfluxDB raw",
+        influx,
+        procs,
+        Arc::new(bodies),
+        lines,
+        args.influx_in_flight,
+        detail,
+    )
+    .await
+}
+
+/// Posts `bodies` (`lines` lines in all, each a new point) to InfluxDB's
+/// own `/write` with `in_flight` requests at once, into a database of its
+/// own, dropped as soon as they are counted so that its compactions do not
+/// run during Stoker's phases: readings/s over the posts.
+pub(crate) async fn influx_own_write(
+    phase: &str,
+    influx: &InfluxHttp,
+    procs: &Procs,
+    bodies: Arc<Vec<Bytes>>,
+    lines: u64,
+    in_flight: usize,
+    detail: String,
+) -> anyhow::Result<Raw> {
     let raw_db = TestInflux::create().await;
     let database = raw_db.influx().database().to_owned();
-    let bodies = Arc::new(bodies);
     progress!(
-        "(a) InfluxDB raw: posting {} bodies, {} in flight, to database {database}",
-        bodies.len(),
-        args.influx_in_flight
+        "{phase}: posting {} bodies, {in_flight} in flight, to database {database}",
+        bodies.len()
     );
     let cpu_before = procs.cpu();
     let started = Instant::now();
-    post_all(bodies, args.influx_in_flight, {
+    post_all(bodies, in_flight, {
         let (influx, database) = (influx.clone(), database.clone());
         move |body: Bytes| {
             let (influx, database) = (influx.clone(), database.clone());
@@ -73,13 +98,13 @@ pub(crate) async fn influx_raw(
         }
     })
     .await
-    .context("raw InfluxDB writer")?;
+    .with_context(|| format!("{phase}: InfluxDB writer"))?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = procs.cpu() - cpu_before;
     let stored = influx.count_readings(&database, "time > 0").await?;
     if stored != lines {
         return Err(anyhow!(
-            "the raw InfluxDB phase wrote {lines} lines but {stored} are stored: distinct points expected"
+            "{phase}: InfluxDB took {lines} lines but {stored} are stored: distinct points expected"
         ));
     }
     drop(raw_db);
@@ -87,14 +112,11 @@ pub(crate) async fn influx_raw(
         readings: lines,
         seconds,
         rate: lines as f64 / seconds,
-        detail: format!(
-            "{}-line bodies, {} in flight",
-            args.influx_batch, args.influx_in_flight
-        ),
+        detail,
         cpu,
     };
     progress!(
-        "(a) InfluxDB raw: {} readings/s ({} lines in {:.2} s; CPU {})",
+        "{phase}: {} readings/s ({} lines in {:.2} s; CPU {})",
         rate(raw.rate),
         thousands(lines),
         seconds,
