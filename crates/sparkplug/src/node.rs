@@ -244,19 +244,25 @@ impl EdgeNode {
         let current = match self.phase {
             Phase::Online { bd_seq, .. } | Phase::Stale { bd_seq } => bd_seq,
             Phase::Offline => {
-                handled.ignored = Some(Ignored::StaleDeath(format!(
-                    "NDEATH of {id} (bdSeq {}) while it is not online",
-                    show(death)
-                )));
+                handled.ignored = Some(Ignored::StaleDeath {
+                    detail: format!(
+                        "NDEATH of {id} (bdSeq {}) while it is not online",
+                        show(death)
+                    ),
+                    bd_seq: death,
+                });
                 return;
             }
         };
         if death != current {
-            handled.ignored = Some(Ignored::StaleDeath(format!(
-                "NDEATH of {id} has bdSeq {}, the current birth's is {}: an earlier session's death",
-                show(death),
-                show(current)
-            )));
+            handled.ignored = Some(Ignored::StaleDeath {
+                detail: format!(
+                    "NDEATH of {id} has bdSeq {}, the current birth's is {}: an earlier session's death",
+                    show(death),
+                    show(current)
+                ),
+                bd_seq: death,
+            });
             return;
         }
         let mut devices: Vec<String> = self

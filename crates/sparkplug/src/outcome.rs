@@ -80,7 +80,14 @@ pub enum Event {
 pub enum Ignored {
     /// An NDEATH whose `bdSeq` is not the current birth's (a will delivered
     /// after the next birth), or of an edge node that is not online.
-    StaleDeath(String),
+    StaleDeath {
+        /// What makes it stale.
+        detail: String,
+        /// The death's `bdSeq`: a host that took over holds no session of
+        /// the edge node, and its records may still say online; this lets
+        /// them tell an earlier session's will from the current one's.
+        bd_seq: Option<u64>,
+    },
     /// A DDEATH of a device that is not online.
     StaleDeviceDeath(String),
     /// An NCMD or DCMD (this host's own, or another host's).

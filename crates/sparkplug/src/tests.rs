@@ -487,10 +487,12 @@ fn a_death_of_an_earlier_session_is_ignored() {
     assert!(handled.events.is_empty());
     assert_eq!(
         handled.ignored,
-        Some(Ignored::StaleDeath(
-            "NDEATH of plant/gw1 has bdSeq 3, the current birth's is 4: an earlier session's death"
-                .into()
-        ))
+        Some(Ignored::StaleDeath {
+            detail:
+                "NDEATH of plant/gw1 has bdSeq 3, the current birth's is 4: an earlier session's death"
+                    .into(),
+            bd_seq: Some(3),
+        })
     );
     assert!(handled.refusals.is_empty());
     assert!(host.is_online("plant", "gw1"));
@@ -503,7 +505,13 @@ fn a_death_of_an_earlier_session_is_ignored() {
     // A death of a node that is not online is stale too.
     let mut host = Host::new(HostSettings::default());
     let handled = host.handle(NDEATH, &payload(None, vec![bd_seq(0)]), at(T0));
-    assert!(matches!(handled.ignored, Some(Ignored::StaleDeath(_))));
+    assert!(matches!(
+        handled.ignored,
+        Some(Ignored::StaleDeath {
+            bd_seq: Some(0),
+            ..
+        })
+    ));
     assert!(handled.events.is_empty());
 }
 

@@ -87,9 +87,15 @@ async fn a_dead_gateway_raises_one_alert_and_holds_back_its_sensors_no_data() {
     assert!(alerts(&harness, "gateway_offline").await.is_empty());
 
     // The will arrives: offline from 105 s.
-    stoker_metadata::record_gateway_death(&harness.pool, "plant", "gw1", at(origin + 105 * SECOND))
-        .await
-        .unwrap();
+    stoker_metadata::record_gateway_death(
+        &harness.pool,
+        "plant",
+        "gw1",
+        at(origin + 105 * SECOND),
+        None,
+    )
+    .await
+    .unwrap();
     for tick in (110..=300).step_by(10) {
         suppressed += evaluator
             .tick(origin + tick * SECOND)
@@ -209,6 +215,7 @@ async fn an_alert_resolved_by_hand_stays_resolved_for_that_death_and_unbinding_r
             "plant",
             "gw1",
             at(origin + death * SECOND),
+            None,
         )
         .await
         .unwrap();
@@ -252,9 +259,15 @@ async fn an_alert_resolved_by_hand_stays_resolved_for_that_death_and_unbinding_r
     )
     .await
     .unwrap();
-    stoker_metadata::record_gateway_death(&harness.pool, "plant", "gw1", at(origin + 80 * SECOND))
-        .await
-        .unwrap();
+    stoker_metadata::record_gateway_death(
+        &harness.pool,
+        "plant",
+        "gw1",
+        at(origin + 80 * SECOND),
+        None,
+    )
+    .await
+    .unwrap();
     evaluator.tick(origin + 90 * SECOND).await.unwrap();
     stoker_metadata::delete_gateway(&harness.pool, &site(), created.id, None)
         .await

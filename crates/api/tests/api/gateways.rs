@@ -325,7 +325,7 @@ async fn births_show_online_state_and_metrics_and_one_call_registers_them() {
         .await;
     assert_eq!(status, StatusCode::OK, "{receipt}");
 
-    stoker_metadata::record_gateway_death(&app.pool, "plant", "gw1", at(1_733_565_660_000))
+    stoker_metadata::record_gateway_death(&app.pool, "plant", "gw1", at(1_733_565_660_000), None)
         .await
         .unwrap();
     let (_, _, gateway) = app.get_with_headers(&path).await;

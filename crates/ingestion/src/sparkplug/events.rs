@@ -163,9 +163,19 @@ async fn record(pool: &Pool, event: &Event) -> stoker_metadata::Result<bool> {
             )
             .await
         }
-        Event::NodeDeath { node, at, .. } => {
-            stoker_metadata::record_gateway_death(pool, &node.group_id, &node.edge_node_id, *at)
-                .await
+        Event::NodeDeath {
+            node, at, bd_seq, ..
+        } => {
+            // A late will of an earlier session leaves the gateway online.
+            let bd_seq = bd_seq.and_then(|bd_seq| i64::try_from(bd_seq).ok());
+            stoker_metadata::record_gateway_death(
+                pool,
+                &node.group_id,
+                &node.edge_node_id,
+                *at,
+                bd_seq,
+            )
+            .await
         }
         Event::DeviceDeath { .. } => Ok(true),
     }

@@ -389,12 +389,15 @@ impl Connection<'_> {
         // born before this host took over or reconnected, so Postgres (the
         // source of truth) may still say online. The death is recorded
         // (idempotent; the next birth sets it online again).
-        if let (Some(Ignored::StaleDeath(_)), Some(node)) = (&handled.ignored, &handled.node)
+        // Its bdSeq goes with it: Postgres keeps the last birth's, so the
+        // will of an earlier session, delivered late, leaves it online.
+        if let (Some(Ignored::StaleDeath { bd_seq, .. }), Some(node)) =
+            (&handled.ignored, &handled.node)
             && !self.host.is_online(&node.group_id, &node.edge_node_id)
         {
             self.shared.events.push(Event::NodeDeath {
                 node: node.clone(),
-                bd_seq: None,
+                bd_seq: *bd_seq,
                 at: received,
                 devices: Vec::new(),
             });

@@ -302,16 +302,17 @@ async fn sparkplug_readings_are_validated_stored_cached_and_refusals_recorded() 
         gateway_online(&harness, &group, "gw1").await == Some(true)
     })
     .await;
-    let death = Payload {
+    let death_of = |bd_seq: u64| Payload {
         timestamp: Some((t0 + 3_000) as u64),
         metrics: vec![Metric {
             name: Some("bdSeq".into()),
             datatype: Some(8),
-            value: Some(Value::LongValue(7)),
+            value: Some(Value::LongValue(bd_seq)),
             ..Metric::default()
         }],
         ..Payload::default()
     };
+    let death = death_of(7);
     publish_qos1(&[(format!("spBv1.0/{group}/NDEATH/gw1"), death.encode_to_vec())]).await;
     eventually("gw1 offline in metadata", || async {
         gateway_online(&harness, &group, "gw1").await == Some(false)
@@ -326,7 +327,16 @@ async fn sparkplug_readings_are_validated_stored_cached_and_refusals_recorded() 
         .unwrap();
     assert_eq!(gateway_online(&harness, &group, "gw1").await, Some(true));
     tokio::time::sleep(Duration::from_millis(5)).await;
+    // The will of the earlier session (bdSeq 7), delivered late, leaves it
+    // online; the death of session 8 takes it offline.
     publish_qos1(&[(format!("spBv1.0/{group}/NDEATH/gw1"), death.encode_to_vec())]).await;
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    assert_eq!(gateway_online(&harness, &group, "gw1").await, Some(true));
+    publish_qos1(&[(
+        format!("spBv1.0/{group}/NDEATH/gw1"),
+        death_of(8).encode_to_vec(),
+    )])
+    .await;
     eventually("gw1 offline again in metadata", || async {
         gateway_online(&harness, &group, "gw1").await == Some(false)
     })

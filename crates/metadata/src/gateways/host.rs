@@ -224,13 +224,17 @@ pub async fn record_device_birth(
 
 /// An NDEATH (or the will): the gateway is offline from `at`. Idempotent:
 /// an offline gateway stays as it is, and so does one whose last birth is
-/// newer than `at`. Returns false when no gateway is bound for (`group`,
+/// newer than `at` or whose last birth's `bdSeq` is not the death's
+/// `bd_seq` (the will of an earlier session, delivered late: Sparkplug
+/// ties a death to its birth by `bdSeq`; either unknown, the death
+/// counts). Returns false when no gateway is bound for (`group`,
 /// `edge_node`). One statement.
 pub async fn record_gateway_death(
     pool: &Pool,
     group: &str,
     edge_node: &str,
     at: EpochMillis,
+    bd_seq: Option<i64>,
 ) -> Result<bool> {
     let client = pool.get().await?;
     let statement = client
@@ -242,13 +246,17 @@ pub async fn record_gateway_death(
                  SET online = false, last_death_at = $3, updated_at = now()
                  FROM bound
                  WHERE g.id = bound.id AND g.online AND g.last_birth_at <= $3
+                   AND ($4::bigint IS NULL OR g.bd_seq IS NULL OR g.bd_seq = $4)
                  RETURNING g.id
              )
              SELECT count(*) AS bound FROM bound",
         )
         .await?;
     let bound: i64 = client
-        .query_one(&statement, &[&group, &edge_node, &at.to_datetime()])
+        .query_one(
+            &statement,
+            &[&group, &edge_node, &at.to_datetime(), &bd_seq],
+        )
         .await?
         .get("bound");
     Ok(bound > 0)

@@ -178,14 +178,14 @@ async fn births_and_deaths_set_the_state_and_the_announced_metrics() {
             .unwrap()
     );
     assert!(
-        !stoker_metadata::record_gateway_death(&pool, "plant", "gw9", at(1_000))
+        !stoker_metadata::record_gateway_death(&pool, "plant", "gw9", at(1_000), None)
             .await
             .unwrap()
     );
 
     // A death before any birth changes nothing: the gateway was never online.
     assert!(
-        stoker_metadata::record_gateway_death(&pool, "plant", "gw1", at(500))
+        stoker_metadata::record_gateway_death(&pool, "plant", "gw1", at(500), None)
             .await
             .unwrap()
     );
@@ -280,7 +280,18 @@ async fn births_and_deaths_set_the_state_and_the_announced_metrics() {
     assert_eq!(sensors, ["boiler_1_flame", "burner_on", "steam_pressure"]);
 
     // A death older than the birth is stale; the next one counts, once.
-    stoker_metadata::record_gateway_death(&pool, "plant", "gw1", at(900))
+    stoker_metadata::record_gateway_death(&pool, "plant", "gw1", at(900), None)
+        .await
+        .unwrap();
+    assert!(
+        stoker_metadata::get_gateway(&pool, &house, created.id)
+            .await
+            .unwrap()
+            .online
+    );
+    // The will of an earlier session (bdSeq 2, the birth's is 3), delivered
+    // late, is stale too.
+    stoker_metadata::record_gateway_death(&pool, "plant", "gw1", at(1_500), Some(2))
         .await
         .unwrap();
     assert!(
@@ -291,7 +302,7 @@ async fn births_and_deaths_set_the_state_and_the_announced_metrics() {
     );
     for death in [2_000, 3_000] {
         assert!(
-            stoker_metadata::record_gateway_death(&pool, "plant", "gw1", at(death))
+            stoker_metadata::record_gateway_death(&pool, "plant", "gw1", at(death), None)
                 .await
                 .unwrap()
         );

@@ -180,6 +180,7 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
         "drill plant",
         "gw-1",
         EpochMillis::from_millis(newest - 300_000).unwrap(),
+        None,
     )
     .await
     .expect("record a death");
