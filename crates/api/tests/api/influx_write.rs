@@ -44,6 +44,19 @@ async fn send(
     (status, body)
 }
 
+/// The seeded site with a boolean sensor `b1_burner_on`, as a Modbus coil is.
+async fn app_with_burner_on() -> TestApp {
+    let app = spawn_seeded_app().await;
+    let (status, answer) = app
+        .post_sensor(
+            SITE,
+            serde_json::json!({"key": "b1_burner_on", "type": "burner", "unit": "-", "kind": "boolean"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    app
+}
+
 fn gzip(body: &[u8]) -> Vec<u8> {
     let mut encoder = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
     encoder.write_all(body).unwrap();
@@ -416,14 +429,7 @@ async fn keys_parameters_and_answers_are_influxdbs() {
 /// Stoker as they would to InfluxDB.
 #[tokio::test]
 async fn influxdbs_own_python_clients_write_unmodified() {
-    let app = spawn_seeded_app().await;
-    let (status, answer) = app
-        .post_sensor(
-            SITE,
-            serde_json::json!({"key": "b1_burner_on", "type": "burner", "unit": "-", "kind": "boolean"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let app = app_with_burner_on().await;
     let token = key(&app, "telegraf", &[Scope::Write]).await;
     let base_ms = EpochMillis::now().as_millis() / 1000 * 1000 - 60_000;
     let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
@@ -514,14 +520,7 @@ async fn influxdbs_own_python_clients_write_unmodified() {
 /// JSON keeps refusing numbers for boolean sensors.
 #[tokio::test]
 async fn modbus_coils_arrive_as_1i_and_0i() {
-    let app = spawn_seeded_app().await;
-    let (status, answer) = app
-        .post_sensor(
-            SITE,
-            serde_json::json!({"key": "b1_burner_on", "type": "burner", "unit": "-", "kind": "boolean"}),
-        )
-        .await;
-    assert_eq!(status, StatusCode::CREATED, "{answer}");
+    let app = app_with_burner_on().await;
     let token = key(&app, "lp-coils", &[Scope::Write]).await;
     let authorization = format!("Token {token}");
     let ms = EpochMillis::now().as_millis() / 60_000 * 60_000 - 120_000;
