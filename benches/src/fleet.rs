@@ -145,6 +145,21 @@ impl Fleet {
         }
     }
 
+    /// Appends the readings of one message as one line protocol line in
+    /// Telegraf's shape (`inputs.modbus`): a field per sensor, the site as
+    /// tag `site`, a nanosecond timestamp:
+    /// `modbus,site=…,slave_id=1 sensor_00=12.3,sensor_01=… 1733565600000000000`.
+    pub fn push_fields_line(&self, body: &mut String, site: usize, seq: u64, ts: i64) {
+        let _ = write!(body, "modbus,site={},slave_id=1 ", self.sites[site]);
+        for (position, sensor) in self.sensors.iter().enumerate() {
+            if position > 0 {
+                body.push(',');
+            }
+            let _ = write!(body, "{}={:.1}", sensor.key, Self::value(seq, position));
+        }
+        let _ = writeln!(body, " {ts}000000");
+    }
+
     /// Creates every site and sensor, and the probe site, through
     /// `stoker-metadata` (several sites at once).
     pub async fn seed(&self, pool: &Pool) -> anyhow::Result<()> {

@@ -41,10 +41,21 @@ impl InfluxHttp {
 
     /// Posts one body of line protocol (millisecond timestamps) to `database`.
     pub async fn write(&self, database: &str, body: Bytes) -> anyhow::Result<()> {
+        self.write_in(database, body, "ms").await
+    }
+
+    /// Posts one body of line protocol with timestamps in `precision`
+    /// (`ns`, `u`, `ms`, `s`…) to `database`.
+    pub async fn write_in(
+        &self,
+        database: &str,
+        body: Bytes,
+        precision: &str,
+    ) -> anyhow::Result<()> {
         let response = self
             .http
             .post(format!("{}/write", self.base))
-            .query(&[("db", database), ("precision", "ms")])
+            .query(&[("db", database), ("precision", precision)])
             .body(body)
             .send()
             .await
@@ -54,7 +65,8 @@ impl InfluxHttp {
             Ok(())
         } else {
             let text = response.text().await.unwrap_or_default();
-            Err(anyhow!("POST /write answered {status}: {text}"))
+            let excerpt: String = text.chars().take(300).collect();
+            Err(anyhow!("POST /write answered {status}: {excerpt}"))
         }
     }
 
@@ -114,6 +126,20 @@ impl InfluxHttp {
             .iter()
             .flat_map(|one| one.values.iter())
             .filter_map(|row| row.get(1).and_then(Value::as_u64))
+            .sum())
+    }
+}
+
+impl InfluxHttp {
+    /// The values of every field of `measurement` in `database` (points ×
+    /// fields), counted by InfluxDB.
+    pub async fn count_fields(&self, database: &str, measurement: &str) -> anyhow::Result<u64> {
+        let query = format!("SELECT count(*) FROM \"{measurement}\"");
+        let series = self.query(database, &query).await?;
+        Ok(series
+            .iter()
+            .flat_map(|one| one.values.iter())
+            .flat_map(|row| row.iter().skip(1).filter_map(Value::as_u64))
             .sum())
     }
 }

@@ -57,7 +57,7 @@ impl LogSummary {
 /// One row of the targets table.
 #[derive(Debug)]
 pub struct Check {
-    pub name: &'static str,
+    pub name: std::borrow::Cow<'static, str>,
     pub measured: String,
     pub target: String,
     /// Measured / target.
@@ -80,7 +80,7 @@ impl Check {
     /// A target on `value` against `limit`, the ratio `value / limit`;
     /// `measured` and `target` are the table's texts.
     pub fn new(
-        name: &'static str,
+        name: impl Into<std::borrow::Cow<'static, str>>,
         value: f64,
         bound: Bound,
         limit: f64,
@@ -93,7 +93,7 @@ impl Check {
             Bound::AtLeast => value >= limit,
         };
         Self {
-            name,
+            name: name.into(),
             measured,
             target,
             ratio: value / limit,

@@ -44,32 +44,123 @@ end
 return written
 "#;
 
+/// The script, hashed once.
+static SET_IF_NEWER_SCRIPT: std::sync::LazyLock<redis::Script> =
+    std::sync::LazyLock::new(|| redis::Script::new(SET_IF_NEWER));
+
+/// What writing a sensor's latest value needs besides the reading, encoded
+/// once per sensor ([`Cache::latest_slot`]): its key, prefix included, and
+/// the end of its JSON (`,"type":…,"unit":…}`). Ingestion keeps one per
+/// registered sensor, so that a batch costs no key or JSON building
+/// beyond the value and its time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LatestSlot {
+    key: Box<str>,
+    tail: Box<[u8]>,
+}
+
+impl LatestSlot {
+    /// The Redis key.
+    pub fn key(&self) -> &str {
+        &self.key
+    }
+
+    /// Appends the JSON of a [`LatestValue`] of this sensor, byte for byte
+    /// what serializing it gives.
+    fn push_json(&self, out: &mut Vec<u8>, value: &ReadingValue, ts: EpochMillis) -> Result<()> {
+        out.extend_from_slice(br#"{"value":"#);
+        serde_json::to_writer(&mut *out, value).map_err(|error| Error::InvalidValue {
+            key: self.key.to_string(),
+            reason: error.to_string(),
+        })?;
+        out.extend_from_slice(br#","ts":"#);
+        out.extend_from_slice(itoa::Buffer::new().format(ts.as_millis()).as_bytes());
+        out.extend_from_slice(&self.tail);
+        Ok(())
+    }
+}
+
 impl Cache {
+    /// The [`LatestSlot`] of a sensor: its key and the constant part of its
+    /// cached JSON.
+    pub fn latest_slot(
+        &self,
+        site: &SiteSlug,
+        sensor: &SensorKey,
+        sensor_type: &SensorType,
+        unit: &Unit,
+    ) -> LatestSlot {
+        #[derive(Serialize)]
+        struct Tail<'a> {
+            #[serde(rename = "type")]
+            sensor_type: &'a SensorType,
+            unit: &'a Unit,
+        }
+        // `{"type":…,"unit":…}` less its `{`: serializing two strings
+        // cannot fail.
+        let object = serde_json::to_vec(&Tail { sensor_type, unit }).unwrap_or_default();
+        let mut tail = Vec::with_capacity(object.len());
+        tail.push(b',');
+        tail.extend_from_slice(object.get(1..).unwrap_or_default());
+        LatestSlot {
+            key: self.latest_key(site, sensor).into_boxed_str(),
+            tail: tail.into_boxed_slice(),
+        }
+    }
+
     /// Writes latest values in one round trip; each replaces the cached one
     /// only if it is not older. Returns how many keys changed.
     pub async fn set_latest(
         &self,
         values: &[(&SiteSlug, &SensorKey, &LatestValue)],
     ) -> Result<usize> {
+        let slots: Vec<LatestSlot> = values
+            .iter()
+            .map(|(site, sensor, latest)| {
+                self.latest_slot(site, sensor, &latest.sensor_type, &latest.unit)
+            })
+            .collect();
+        let keyed: Vec<_> = slots
+            .iter()
+            .zip(values)
+            .map(|(slot, (_, _, latest))| (slot, &latest.value, latest.ts))
+            .collect();
+        self.set_latest_slots(&keyed).await
+    }
+
+    /// [`Cache::set_latest`] for sensors whose [`LatestSlot`] the caller
+    /// keeps: one `EVALSHA` (the script loaded when Redis lacks it), its
+    /// arguments packed once.
+    pub async fn set_latest_slots(
+        &self,
+        values: &[(&LatestSlot, &ReadingValue, EpochMillis)],
+    ) -> Result<usize> {
         if values.is_empty() {
             return Ok(0);
         }
-        let script = redis::Script::new(SET_IF_NEWER);
-        let mut invocation = script.prepare_invoke();
-        invocation.arg(LATEST_TTL.as_secs());
-        for (site, sensor, latest) in values {
-            let json = serde_json::to_string(latest).map_err(|error| Error::InvalidValue {
-                key: self.latest_key(site, sensor),
-                reason: error.to_string(),
-            })?;
-            invocation
-                .key(self.latest_key(site, sensor))
-                .arg(latest.ts.as_millis())
-                .arg(json);
+        let script = &*SET_IF_NEWER_SCRIPT;
+        let mut command = redis::cmd("EVALSHA");
+        command.arg(script.get_hash()).arg(values.len());
+        for (slot, _, _) in values {
+            command.arg(slot.key());
+        }
+        command.arg(LATEST_TTL.as_secs());
+        let mut json = Vec::with_capacity(128);
+        for (slot, value, ts) in values {
+            json.clear();
+            slot.push_json(&mut json, value, *ts)?;
+            command.arg(ts.as_millis()).arg(json.as_slice());
         }
         let mut connection = self.connection.clone();
-        let written: usize = invocation.invoke_async(&mut connection).await?;
-        Ok(written)
+        match command.query_async(&mut connection).await {
+            Err(error)
+                if error.kind() == redis::ErrorKind::Server(redis::ServerErrorKind::NoScript) =>
+            {
+                script.load_async(&mut connection).await?;
+                Ok(command.query_async(&mut connection).await?)
+            }
+            other => Ok(other?),
+        }
     }
 
     /// The cached latest values of these sensors of a site, in order;

@@ -31,7 +31,7 @@ use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
 pub use alert_state::{ALERT_STATE_TTL, AlertStateKey};
 pub use dashboard::DASHBOARD_TTL;
-pub use latest::LatestValue;
+pub use latest::{LatestSlot, LatestValue};
 pub use preview::ANALYTICS_TTL;
 
 /// How long a latest value lives: a sensor silent for longer shows as stale.

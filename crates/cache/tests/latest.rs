@@ -268,3 +268,55 @@ async fn previews_are_cached_under_their_digest_in_hex_with_a_ttl() {
         .unwrap();
     assert!((1790..=1800).contains(&ttl), "ttl {ttl}");
 }
+
+/// What a [`stoker_cache::LatestSlot`] writes is byte for byte what
+/// serializing the [`LatestValue`] gives, for every kind of value and a
+/// unit that needs escaping; and a script Redis forgot (`SCRIPT FLUSH`) is
+/// loaded again.
+#[tokio::test]
+async fn slots_write_the_serialized_value_and_survive_a_script_flush() {
+    let redis = TestRedis::new();
+    let cache = redis.cache();
+    let site = SiteSlug::parse("boiler-house-1").unwrap();
+    let sensor = SensorKey::parse("b1_x").unwrap();
+    let sensor_type = SensorType::parse("temperature").unwrap();
+    let unit = Unit::parse("°C \"quoted\"").unwrap();
+    let slot = cache.latest_slot(&site, &sensor, &sensor_type, &unit);
+    let mut connection = redis.connection().await;
+    let values = [
+        (ReadingValue::Number(181.25), 1_732_269_600_000),
+        (ReadingValue::Number(1e21), 1_732_269_600_001),
+        (ReadingValue::Number(-0.000_012_5), 1_732_269_600_002),
+        (ReadingValue::Boolean(true), 1_732_269_600_003),
+        (ReadingValue::State("lockout".into()), 1_732_269_600_004),
+    ];
+    for (index, (value, millis)) in values.into_iter().enumerate() {
+        if index == 2 {
+            let _: () = redis::cmd("SCRIPT")
+                .arg("FLUSH")
+                .query_async(&mut connection)
+                .await
+                .unwrap();
+        }
+        let ts = EpochMillis::from_millis(millis).unwrap();
+        let written = cache
+            .set_latest_slots(&[(&slot, &value, ts)])
+            .await
+            .unwrap();
+        assert_eq!(written, 1);
+        let stored: String = redis::cmd("GET")
+            .arg(slot.key())
+            .query_async(&mut connection)
+            .await
+            .unwrap();
+        let expected = serde_json::to_string(&LatestValue {
+            value,
+            ts,
+            sensor_type: sensor_type.clone(),
+            unit: unit.clone(),
+        })
+        .unwrap();
+        assert_eq!(stored, expected);
+    }
+    assert!(slot.key().ends_with("latest:boiler-house-1:b1_x"));
+}

@@ -1,44 +1,76 @@
 //! Latest values: the newest reading per sensor of each settled batch,
 //! cached in Redis by a task of its own, off the writer's path.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
-use stoker_cache::{Cache, LatestValue};
+use stoker_cache::Cache;
 use stoker_domain::EpochMillis;
 use tokio::sync::mpsc;
+use tokio::time::{Duration, Instant};
 
-use crate::registry::{SensorEntry, Typed};
+use crate::registry::{Fast, SensorEntry, Typed};
 use crate::stats::Stats;
 
 /// One batch's newest value per sensor: the sensor, value and timestamp.
 pub(crate) type LatestValues = Vec<(Arc<SensorEntry>, Typed, EpochMillis)>;
 
-/// Applies latest values to Redis, one script call per batch, off the
-/// writer's path. Failures are counted and logged, never retried: the next
-/// reading of each sensor refreshes its value.
+/// Latest values are written at most this often: under load, the batches
+/// of one period are merged into one Redis call (the newest value per
+/// sensor), so that caching costs in proportion to the sensors, not to the
+/// readings. A value is cached at most this much later than it is
+/// durable; a quiet period writes the next batch at once.
+const LATEST_EVERY: Duration = Duration::from_millis(50);
+
+/// Applies latest values to Redis, one script call at a time, off the
+/// writer's path; batches that arrive within [`LATEST_EVERY`] of the last
+/// call, or while Redis answered it, are merged into the next call (the
+/// newest value per sensor wins). Each sensor's key and JSON end are
+/// encoded once, in its registry entry. Failures are counted and logged,
+/// never retried: the next reading of each sensor refreshes its value.
 pub(crate) async fn run_latest_updates(
     cache: Cache,
     stats: Arc<Stats>,
     mut batches: mpsc::Receiver<LatestValues>,
 ) {
     let mut failing = false;
-    while let Some(batch) = batches.recv().await {
-        let values: Vec<LatestValue> = batch
+    let mut last_call: Option<Instant> = None;
+    while let Some(mut batch) = batches.recv().await {
+        let mut queued = Vec::new();
+        if let Some(due) = last_call.map(|last| last + LATEST_EVERY) {
+            loop {
+                tokio::select! {
+                    () = tokio::time::sleep_until(due) => break,
+                    more = batches.recv() => match more {
+                        Some(more) => queued.push(more),
+                        None => break,
+                    },
+                }
+            }
+        }
+        while let Ok(more) = batches.try_recv() {
+            queued.push(more);
+        }
+        if !queued.is_empty() {
+            batch = merge(batch, queued);
+        }
+        let values: Vec<_> = batch
             .iter()
-            .map(|(entry, value, timestamp)| LatestValue {
-                value: entry.native(*value),
-                ts: *timestamp,
-                sensor_type: entry.sensor_type.clone(),
-                unit: entry.unit.clone(),
+            .map(|(entry, value, timestamp)| {
+                let slot = entry.latest_slot.get_or_init(|| {
+                    cache.latest_slot(&entry.site, &entry.key, &entry.sensor_type, &entry.unit)
+                });
+                (slot, entry.native(*value), *timestamp)
             })
             .collect();
-        let keyed: Vec<_> = batch
+        let keyed: Vec<_> = values
             .iter()
-            .zip(&values)
-            .map(|((entry, _, _), latest)| (&entry.site, &entry.key, latest))
+            .map(|(slot, value, timestamp)| (*slot, value, *timestamp))
             .collect();
-        match cache.set_latest(&keyed).await {
+        let written = cache.set_latest_slots(&keyed).await;
+        last_call = Some(Instant::now());
+        match written {
             Ok(_) if failing => {
                 failing = false;
                 tracing::info!("Redis is back: latest values are being cached again");
@@ -53,4 +85,25 @@ pub(crate) async fn run_latest_updates(
             }
         }
     }
+}
+
+/// One batch of the newest value per sensor out of several, in order.
+fn merge(first: LatestValues, more: Vec<LatestValues>) -> LatestValues {
+    let mut newest: HashMap<u64, usize, Fast> =
+        HashMap::with_capacity_and_hasher(first.len(), Fast::default());
+    let mut merged: LatestValues = Vec::with_capacity(first.len());
+    for item in first.into_iter().chain(more.into_iter().flatten()) {
+        match newest.get(&item.0.serial) {
+            Some(&at) => {
+                if merged[at].2 <= item.2 {
+                    merged[at] = item;
+                }
+            }
+            None => {
+                newest.insert(item.0.serial, merged.len());
+                merged.push(item);
+            }
+        }
+    }
+    merged
 }

@@ -3,14 +3,16 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
 use std::time::{Duration, Instant};
 
+use stoker_cache::LatestSlot;
 use stoker_domain::{
     ReadingValue, SensorKey, SensorKind, SensorType, SiteSlug, States, Unit, ValidRange,
 };
 use stoker_metadata::RegistryEntry;
 use stoker_postgres::{Pool, PostgresOptions};
+use stoker_timeseries::line::Series;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -27,6 +29,11 @@ pub(crate) struct SensorEntry {
     pub range: ValidRange,
     pub kind: SensorKind,
     pub states: States,
+    /// Its readings' line-protocol series, encoded once.
+    pub series: Series,
+    /// Its Redis key and the constant part of its latest JSON, encoded
+    /// by the latest task the first time it writes this sensor.
+    pub latest_slot: OnceLock<LatestSlot>,
 }
 
 /// A validated reading's value in its sensor's kind. `Copy` and without
@@ -39,6 +46,30 @@ pub(crate) enum Typed {
 }
 
 impl SensorEntry {
+    /// An entry with a serial of its own.
+    pub(crate) fn new(
+        site: SiteSlug,
+        key: SensorKey,
+        sensor_type: SensorType,
+        unit: Unit,
+        range: ValidRange,
+        kind: SensorKind,
+        states: States,
+    ) -> Self {
+        Self {
+            serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
+            series: Series::new(&site, &key, &sensor_type),
+            latest_slot: OnceLock::new(),
+            site,
+            key,
+            sensor_type,
+            unit,
+            range,
+            kind,
+            states,
+        }
+    }
+
     /// The value as the API and Redis give it: `81.5`, `true`, `"firing"`.
     pub(crate) fn native(&self, value: Typed) -> ReadingValue {
         match value {
@@ -54,10 +85,19 @@ impl SensorEntry {
     }
 }
 
+/// The hasher of the maps a reading is looked up in: foldhash, several
+/// times faster than the standard SipHash on short keys. Their keys are
+/// the registered sites and sensors, not what senders choose, and the
+/// seed is random per process.
+pub(crate) type Fast = foldhash::fast::RandomState;
+
+/// A site's sensors by key.
+pub(crate) type Sensors = HashMap<SensorKey, Arc<SensorEntry>, Fast>;
+
 /// One immutable snapshot of the registry.
 #[derive(Debug, Default)]
 pub(crate) struct Registry {
-    sites: HashMap<SiteSlug, HashMap<SensorKey, Arc<SensorEntry>>>,
+    sites: HashMap<SiteSlug, Sensors, Fast>,
     sensors: usize,
 }
 
@@ -65,19 +105,18 @@ static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 impl Registry {
     fn from_entries(entries: Vec<RegistryEntry>) -> Self {
-        let mut sites: HashMap<SiteSlug, HashMap<SensorKey, Arc<SensorEntry>>> = HashMap::new();
+        let mut sites: HashMap<SiteSlug, Sensors, Fast> = HashMap::default();
         let sensors = entries.len();
         for entry in entries {
-            let sensor = Arc::new(SensorEntry {
-                serial: NEXT_SERIAL.fetch_add(1, Ordering::Relaxed),
-                site: entry.site.clone(),
-                key: entry.key.clone(),
-                sensor_type: entry.sensor_type,
-                unit: entry.unit,
-                range: entry.range,
-                kind: entry.kind,
-                states: entry.states,
-            });
+            let sensor = Arc::new(SensorEntry::new(
+                entry.site.clone(),
+                entry.key.clone(),
+                entry.sensor_type,
+                entry.unit,
+                entry.range,
+                entry.kind,
+                entry.states,
+            ));
             sites
                 .entry(entry.site)
                 .or_default()
@@ -87,7 +126,7 @@ impl Registry {
     }
 
     /// The sensors of a site, if the site is known.
-    pub(crate) fn site(&self, slug: &str) -> Option<&HashMap<SensorKey, Arc<SensorEntry>>> {
+    pub(crate) fn site(&self, slug: &str) -> Option<&Sensors> {
         self.sites.get(slug)
     }
 

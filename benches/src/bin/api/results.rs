@@ -145,7 +145,7 @@ impl Figures for Results {
                 .map(|(_, result)| result.requests + result.warmup_requests + result.failures())
                 .sum();
             checks.push(Check {
-                name: "every answer 200 (all phases, warm-ups too)",
+                name: "every answer 200 (all phases, warm-ups too)".into(),
                 measured: format!("{} of {} not", thousands(failures), thousands(answers)),
                 target: "0 not".into(),
                 ratio: failures as f64,

@@ -1,6 +1,8 @@
-//! Phase (e), line protocol: the readings of (b), encoded as line protocol
-//! exactly as Stoker stores them (`site` and `sensor` tags, field `value`),
-//! in bodies of `--lp-body-lines` lines, posted by `--lp-in-flight` clients:
+//! Phase (e), line protocol: the readings of (b) as line protocol, in each
+//! [`Layout`] (Telegraf's, a field per sensor and one line per message, as
+//! (b)'s JSON has one object per message; and Stoker's own, a line per
+//! reading), in bodies of `--lp-body-lines` readings (whole messages),
+//! posted by `--lp-in-flight` clients:
 //! first to InfluxDB's own `/write` (a database of its own, dropped right
 //! after: the baseline of the same bodies), then to Stoker's `/write` on a
 //! `stoker api` process (an API key of scope `write`, `Authorization:
@@ -8,9 +10,53 @@
 
 use super::*;
 
-/// Figures of phase (e).
+/// How phase (e)'s bodies lay the readings out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub(crate) enum Layout {
+    /// Telegraf's (`inputs.modbus`): one line per message, a field per
+    /// sensor, tag `site`, nanoseconds.
+    Fields,
+    /// Stoker's own: one line per reading, tags `site`, `sensor`, `type`,
+    /// field `value`, milliseconds.
+    Stoker,
+}
+
+impl Layout {
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Layout::Fields => "Telegraf's layout (a field per sensor)",
+            Layout::Stoker => "Stoker's layout (a line per reading)",
+        }
+    }
+
+    pub(crate) fn key(self) -> &'static str {
+        match self {
+            Layout::Fields => "fields",
+            Layout::Stoker => "stoker",
+        }
+    }
+
+    /// The measurement whose fields are the readings, for Telegraf's
+    /// layout (Stoker's counts its `readings`).
+    fn measurement(self) -> Option<&'static str> {
+        match self {
+            Layout::Fields => Some("modbus"),
+            Layout::Stoker => None,
+        }
+    }
+
+    fn precision(self) -> &'static str {
+        match self {
+            Layout::Fields => "ns",
+            Layout::Stoker => "ms",
+        }
+    }
+}
+
+/// Figures of phase (e), one layout.
 #[derive(Debug, Clone)]
 pub(crate) struct LineProtocol {
+    pub(crate) layout: Layout,
     pub(crate) readings: u64,
     pub(crate) bodies: usize,
     pub(crate) body_lines: usize,
@@ -31,13 +77,17 @@ pub(crate) struct LineProtocol {
 
 /// Encodes `messages` messages (message `m`: site `m % sites`, its
 /// `m / sites`-th message at `base_ts + m / sites`) into bodies of
-/// `body_lines` lines (whole messages).
+/// `body_lines` readings (whole messages), in `layout`.
 pub(crate) fn encode_bodies(
     fleet: &Fleet,
+    layout: Layout,
     messages: u64,
     base_ts: i64,
     body_lines: usize,
 ) -> Vec<Bytes> {
+    if layout == Layout::Fields {
+        return encode_field_bodies(fleet, messages, base_ts, body_lines);
+    }
     let per_message = fleet.readings_per_message();
     let sites = fleet.site_count() as u64;
     let mut bodies = Vec::new();
@@ -61,6 +111,35 @@ pub(crate) fn encode_bodies(
     bodies
 }
 
+fn encode_field_bodies(
+    fleet: &Fleet,
+    messages: u64,
+    base_ts: i64,
+    body_readings: usize,
+) -> Vec<Bytes> {
+    let per_message = fleet.readings_per_message();
+    let per_body = (body_readings / per_message).max(1) as u64;
+    let sites = fleet.site_count() as u64;
+    let mut bodies = Vec::new();
+    let mut body = String::new();
+    for message in 0..messages {
+        if message > 0 && message % per_body == 0 {
+            bodies.push(Bytes::from(std::mem::take(&mut body)));
+        }
+        let seq = message / sites;
+        fleet.push_fields_line(
+            &mut body,
+            (message % sites) as usize,
+            seq,
+            base_ts + seq as i64,
+        );
+    }
+    if !body.is_empty() {
+        bodies.push(Bytes::from(body));
+    }
+    bodies
+}
+
 /// The running `stoker api` that phase (e) posts to.
 #[derive(Debug)]
 pub(crate) struct LineTarget<'a> {
@@ -76,6 +155,7 @@ pub(crate) async fn line_protocol(
     influx: &InfluxHttp,
     database: &str,
     target: LineTarget<'_>,
+    layout: Layout,
     procs: &Procs,
     messages: u64,
     base_ts: i64,
@@ -84,13 +164,14 @@ pub(crate) async fn line_protocol(
     let per_message = fleet.readings_per_message() as u64;
     let total = messages * per_message;
     let body_lines = args.lp_body_lines.max(per_message as usize);
-    let bodies = Arc::new(encode_bodies(fleet, messages, base_ts, body_lines));
+    let bodies = Arc::new(encode_bodies(fleet, layout, messages, base_ts, body_lines));
     let body_bytes = bodies.iter().map(Bytes::len).max().unwrap_or(0);
     let in_flight = args.lp_in_flight;
 
     // InfluxDB's own /write, the same bodies.
     progress!(
-        "(e) line protocol: {} bodies of {} lines (≤ {} bytes), to InfluxDB's own /write first",
+        "(e) line protocol, {}: {} bodies of {} readings (≤ {} bytes), to InfluxDB's own /write first",
+        layout.name(),
         bodies.len(),
         thousands(body_lines as u64),
         thousands(body_bytes as u64)
@@ -100,9 +181,10 @@ pub(crate) async fn line_protocol(
         influx,
         procs,
         Arc::clone(&bodies),
+        (layout.precision(), layout.measurement()),
         total,
         in_flight,
-        format!("{body_lines}-line bodies, {in_flight} in flight"),
+        format!("bodies of {body_lines} readings, {in_flight} in flight"),
     )
     .await?;
     settle().await;
@@ -116,7 +198,11 @@ pub(crate) async fn line_protocol(
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(in_flight)
         .build()?;
-    let url = format!("http://{server}/write?db={}&precision=ms", fleet.site(0));
+    let url = format!(
+        "http://{server}/write?db={}&precision={}",
+        fleet.site(0),
+        layout.precision()
+    );
     let authorization = format!("Token {token}");
     progress!(
         "(e) line protocol: the same bodies to Stoker's /write ({url}), {in_flight} in flight, until every reading is queryable"
@@ -227,6 +313,7 @@ pub(crate) async fn line_protocol(
         ));
     }
     let phase = LineProtocol {
+        layout,
         readings: total,
         bodies: bodies.len(),
         body_lines,
@@ -259,7 +346,7 @@ mod tests {
     #[test]
     fn bodies_hold_whole_messages_up_to_the_line_count() {
         let fleet = Fleet::new(3, 4).unwrap();
-        let bodies = encode_bodies(&fleet, 10, 1_733_565_600_000, 10);
+        let bodies = encode_bodies(&fleet, Layout::Stoker, 10, 1_733_565_600_000, 10);
         let lines: Vec<usize> = bodies
             .iter()
             .map(|body| {
@@ -273,5 +360,27 @@ mod tests {
         let first = std::str::from_utf8(&bodies[0]).unwrap();
         assert!(first.starts_with("readings,site=bench-site-000,sensor=sensor_00,"));
         assert!(first.contains("bench-site-001"));
+    }
+
+    #[test]
+    fn fields_bodies_hold_a_line_per_message() {
+        let fleet = Fleet::new(3, 4).unwrap();
+        // 10 readings per body: two messages of 4.
+        let bodies = encode_bodies(&fleet, Layout::Fields, 5, 1_733_565_600_000, 10);
+        let lines: Vec<Vec<&str>> = bodies
+            .iter()
+            .map(|body| std::str::from_utf8(body).unwrap().lines().collect())
+            .collect();
+        assert_eq!(
+            lines.iter().map(Vec::len).collect::<Vec<_>>(),
+            vec![2, 2, 1]
+        );
+        assert_eq!(
+            lines[0][0],
+            "modbus,site=bench-site-000,slave_id=1 sensor_00=0.0,sensor_01=1.7,sensor_02=3.4,sensor_03=5.1 1733565600000000000"
+        );
+        assert!(lines[0][1].starts_with("modbus,site=bench-site-001,"));
+        assert!(lines[1][0].starts_with("modbus,site=bench-site-002,"));
+        assert!(lines[1][1].ends_with(" 1733565600001000000"));
     }
 }

@@ -10,9 +10,10 @@
 //!   queryable in InfluxDB;
 //! - (c) publish→queryable latency at half the rate of (b);
 //! - (d) the ingestion process's peak RSS and CPU seconds (sampled during (b));
-//! - (e) line protocol: the readings of (b) as line-protocol bodies, to
-//!   InfluxDB's own `/write` and then to Stoker's (`stoker api`), same
-//!   bodies, same clients;
+//! - (e) line protocol: the readings of (b) as line-protocol bodies, in
+//!   Telegraf's layout (a field per sensor) and in Stoker's (a line per
+//!   reading), each to InfluxDB's own `/write` and then to Stoker's
+//!   (`stoker api`), same bodies, same clients;
 //! - optionally a soak at the rate of (b) or a share of it (`scripts/soak`:
 //!   half, 10 minutes), sampling RSS and lag every 10 s.
 //!
@@ -126,10 +127,21 @@ struct Args {
     #[arg(long, default_value_t = 5000)]
     influx_batch: usize,
 
-    /// Lines per body of phase (e), line protocol (whole messages; Stoker
+    /// Readings per body of phase (e), line protocol (whole messages; Stoker
     /// takes bodies of up to 256 KiB).
     #[arg(long, default_value_t = 2000)]
     lp_body_lines: usize,
+
+    /// The layouts phase (e) measures, one after the other (comma-separated):
+    /// `fields` (Telegraf's: a field per sensor, a line per message) and
+    /// `stoker` (a line per reading).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "fields,stoker"
+    )]
+    lp_layout: Vec<Layout>,
 
     /// Concurrent requests of phase (e), to InfluxDB and then to Stoker.
     #[arg(long, default_value_t = 4)]
@@ -381,27 +393,35 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         )
         .await?;
         let lp_limit = Duration::from_secs(60) + Duration::from_secs(args.readings / 5_000);
-        let phase = bounded(
-            "(e) line protocol",
-            lp_limit * 2 + Duration::from_secs(10),
-            line_protocol(
-                args,
-                &fleet,
-                &influx,
-                &database,
-                LineTarget {
-                    stoker: &mut api,
-                    server,
-                    token: &token,
-                },
-                &procs,
-                messages,
-                lp_base_ts,
-                lp_limit,
-            ),
-        )
-        .await?;
-        report.figures.line_protocol = Some(phase);
+        for (position, &layout) in args.lp_layout.iter().enumerate() {
+            if position > 0 {
+                settle().await;
+            }
+            // A window of its own for each layout, before the previous one.
+            let base_ts = lp_base_ts - position as i64 * (per_site + 1_000);
+            let phase = bounded(
+                "(e) line protocol",
+                lp_limit * 2 + Duration::from_secs(10),
+                line_protocol(
+                    args,
+                    &fleet,
+                    &influx,
+                    &database,
+                    LineTarget {
+                        stoker: &mut api,
+                        server,
+                        token: &token,
+                    },
+                    layout,
+                    &procs,
+                    messages,
+                    base_ts,
+                    lp_limit,
+                ),
+            )
+            .await?;
+            report.figures.line_protocol.push(phase);
+        }
         progress!("stopped stoker api: {}", api.terminate().await);
     }
 

@@ -62,6 +62,7 @@ pub(crate) async fn influx_raw(
         influx,
         procs,
         Arc::new(bodies),
+        ("ms", None),
         lines,
         args.influx_in_flight,
         detail,
@@ -73,11 +74,13 @@ pub(crate) async fn influx_raw(
 /// own `/write` with `in_flight` requests at once, into a database of its
 /// own, dropped as soon as they are counted so that its compactions do not
 /// run during Stoker's phases: readings/s over the posts.
+#[allow(clippy::too_many_arguments)]
 pub(crate) async fn influx_own_write(
     phase: &str,
     influx: &InfluxHttp,
     procs: &Procs,
     bodies: Arc<Vec<Bytes>>,
+    (precision, measurement): (&'static str, Option<&'static str>),
     lines: u64,
     in_flight: usize,
     detail: String,
@@ -94,17 +97,21 @@ pub(crate) async fn influx_own_write(
         let (influx, database) = (influx.clone(), database.clone());
         move |body: Bytes| {
             let (influx, database) = (influx.clone(), database.clone());
-            async move { influx.write(&database, body).await }
+            async move { influx.write_in(&database, body, precision).await }
         }
     })
     .await
     .with_context(|| format!("{phase}: InfluxDB writer"))?;
     let seconds = started.elapsed().as_secs_f64();
     let cpu = procs.cpu() - cpu_before;
-    let stored = influx.count_readings(&database, "time > 0").await?;
+    // Readings in Stoker's layout, or every field of `measurement`.
+    let stored = match measurement {
+        None => influx.count_readings(&database, "time > 0").await?,
+        Some(measurement) => influx.count_fields(&database, measurement).await?,
+    };
     if stored != lines {
         return Err(anyhow!(
-            "{phase}: InfluxDB took {lines} lines but {stored} are stored: distinct points expected"
+            "{phase}: InfluxDB took {lines} readings but {stored} are stored: distinct points expected"
         ));
     }
     drop(raw_db);

@@ -19,7 +19,8 @@ pub(crate) struct Results {
     pub(crate) mosquitto_raw: Option<Raw>,
     pub(crate) e2e: Option<EndToEnd>,
     pub(crate) latency: Option<Latency>,
-    pub(crate) line_protocol: Option<LineProtocol>,
+    /// Phase (e), one entry per layout, in the order measured.
+    pub(crate) line_protocol: Vec<LineProtocol>,
     pub(crate) soak: Option<Soak>,
 }
 
@@ -73,7 +74,7 @@ impl Results {
             mosquitto_raw: None,
             e2e: None,
             latency: None,
-            line_protocol: None,
+            line_protocol: Vec::new(),
             soak: None,
         }
     }
@@ -143,10 +144,11 @@ impl Figures for Results {
                 mib(e2e.hwm_kib.max(e2e.peak_rss_kib)),
             ));
         }
-        if let Some(lp) = &self.line_protocol {
+        for lp in &self.line_protocol {
             let share = lp.rate / lp.influx.rate;
+            let layout = lp.layout.key();
             checks.push(Check::new(
-                "(e) line protocol / InfluxDB's /write",
+                format!("(e) line protocol [{layout}] / InfluxDB's /write"),
                 share,
                 Bound::AtLeast,
                 TARGET_LP_SHARE_OF_INFLUX,
@@ -156,7 +158,7 @@ impl Figures for Results {
             if let Some(e2e) = &self.e2e {
                 let share = lp.rate / e2e.rate;
                 checks.push(Check::new(
-                    "(e) line protocol / JSON (b), readings/s",
+                    format!("(e) line protocol [{layout}] / JSON (b), readings/s"),
                     share,
                     Bound::AtLeast,
                     1.0,
@@ -167,7 +169,7 @@ impl Figures for Results {
                 let json_cpu = e2e.cpu.stoker() / e2e.readings as f64;
                 let share = lp_cpu / json_cpu;
                 checks.push(Check::new(
-                    "(e) line protocol / JSON (b), CPU per reading",
+                    format!("(e) line protocol [{layout}] / JSON (b), CPU per reading"),
                     share,
                     Bound::AtMost,
                     1.0,
@@ -188,7 +190,7 @@ impl Figures for Results {
             ));
             let share = soak.stored as f64 / soak.published.max(1) as f64;
             checks.push(Check {
-                name: "soak: every reading queryable",
+                name: "soak: every reading queryable".into(),
                 measured: format!("{:.1}%", share * 100.0),
                 target: "100%".into(),
                 ratio: share,
@@ -197,7 +199,7 @@ impl Figures for Results {
             let peak = soak.samples.iter().map(|(_, kib)| *kib).max().unwrap_or(0);
             checks.push(rss("soak: peak RSS", mib(peak)));
             checks.push(Check {
-                name: "soak: errors logged",
+                name: "soak: errors logged".into(),
                 measured: format!("{} errors, {} warnings", soak.log.errors, soak.log.warnings),
                 target: "0 errors".into(),
                 ratio: soak.log.errors as f64,
@@ -297,10 +299,11 @@ impl Figures for Results {
                 ),
             );
         }
-        if let Some(lp) = &self.line_protocol {
+        for lp in &self.line_protocol {
+            let layout = lp.layout.key();
             row(
                 out,
-                "(e) InfluxDB's own /write, line-protocol bodies",
+                &format!("(e) [{layout}] InfluxDB's own /write, same bodies"),
                 rate(lp.influx.rate),
                 format!(
                     "{} lines in {:.2} s, {}",
@@ -311,12 +314,13 @@ impl Figures for Results {
             );
             row(
                 out,
-                "(e) Stoker's /write, same bodies (→ queryable)",
+                &format!("(e) [{layout}] Stoker's /write (→ queryable)"),
                 rate(lp.rate),
                 format!(
-                    "{} readings in {:.2} s; {} bodies of {} lines (≤ {} bytes), {} in flight, all answered 204 after {:.2} s, {} retried after 503",
+                    "{} readings in {:.2} s; {}: {} bodies of {} readings (≤ {} bytes), {} in flight, all answered 204 after {:.2} s, {} retried after 503",
                     thousands(lp.readings),
                     lp.seconds,
+                    lp.layout.name(),
                     lp.bodies,
                     lp.body_lines,
                     thousands(lp.body_bytes as u64),
@@ -365,16 +369,18 @@ impl Figures for Results {
                 latency.cpu.describe(latency.seconds.max(0.001))
             );
         }
-        if let Some(lp) = &self.line_protocol {
+        for lp in &self.line_protocol {
             let _ = writeln!(
                 out,
-                "  (e) stoker api during Stoker's /write: {:.2} CPU-s per million readings; CPU {}",
+                "  (e) [{}] stoker api during Stoker's /write: {:.2} CPU-s per million readings; CPU {}",
+                lp.layout.key(),
                 lp.cpu.stoker() / lp.readings as f64 * 1e6,
                 lp.cpu.describe(lp.seconds)
             );
             let _ = writeln!(
                 out,
-                "  CPU during (e) InfluxDB's own /write: {}",
+                "  CPU during (e) [{}] InfluxDB's own /write: {}",
+                lp.layout.key(),
                 lp.influx.cpu.describe(lp.influx.seconds)
             );
         }
@@ -443,14 +449,14 @@ impl Figures for Results {
                 "poll_period_ms": latency.poll_period_ms, "query_ms": latency.query_ms,
                 "cpu_seconds": latency.cpu.json(),
             })),
-            "line_protocol": self.line_protocol.as_ref().map(|lp| json!({
-                "readings": lp.readings, "bodies": lp.bodies, "body_lines": lp.body_lines,
+            "line_protocol": self.line_protocol.iter().map(|lp| json!({
+                "layout": lp.layout.key(), "readings": lp.readings, "bodies": lp.bodies, "body_lines": lp.body_lines,
                 "in_flight": lp.in_flight, "influx_write": raw(&Some(lp.influx.clone())),
                 "seconds": lp.seconds, "readings_per_second": lp.rate,
                 "answered_after_seconds": lp.answered_after, "retried_after_503": lp.retried,
                 "cpu_seconds": lp.cpu.json(),
                 "stoker_cpu_seconds_per_million": lp.cpu.stoker() / lp.readings as f64 * 1e6,
-            })),
+            })).collect::<Vec<_>>(),
             "soak": self.soak.as_ref().map(|soak| json!({
                 "seconds": soak.seconds, "readings_per_second": soak.readings_per_second,
                 "published": soak.published, "stored": soak.stored, "drained_after_seconds": soak.drained_after,

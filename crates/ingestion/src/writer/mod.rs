@@ -45,7 +45,7 @@ use crate::envelope::{Acker, PendingAck, Receipt};
 use crate::journal::Entries;
 use crate::latest::LatestValues;
 use crate::metrics::Histograms;
-use crate::registry::{SensorEntry, SharedRegistry, Typed};
+use crate::registry::{Fast, SensorEntry, SharedRegistry, Typed};
 use crate::spool::Spool;
 use crate::stats::Stats;
 
@@ -77,7 +77,7 @@ pub(crate) struct Writer {
 }
 
 /// Latest value per sensor within one batch: the newest reading wins.
-type LatestBySensor = HashMap<u64, (Arc<SensorEntry>, Typed, EpochMillis)>;
+type LatestBySensor = HashMap<u64, (Arc<SensorEntry>, Typed, EpochMillis), Fast>;
 
 /// A batch on its way to InfluxDB, with everything that waits on it.
 struct Batch {
@@ -148,7 +148,7 @@ impl Pending {
             lines: LineBatch::with_capacity(capacity),
             acks: Vec::new(),
             replies: Vec::new(),
-            latest: HashMap::new(),
+            latest: HashMap::default(),
             journal: Entries::default(),
             log: RejectionLog::default(),
             deadline: None,
@@ -158,6 +158,8 @@ impl Pending {
 
     /// Takes what accumulated, leaving an empty batch with room for the next.
     fn take_batch(&mut self, capacity: usize) -> Batch {
+        // As many sensors as this batch had: the next one rarely has fewer.
+        let latest = HashMap::with_capacity_and_hasher(self.latest.len(), Fast::default());
         let lines = if self.lines.is_empty() {
             LineBatch::default()
         } else {
@@ -167,7 +169,7 @@ impl Pending {
             lines,
             acks: std::mem::take(&mut self.acks),
             replies: std::mem::take(&mut self.replies),
-            latest: std::mem::take(&mut self.latest),
+            latest: std::mem::replace(&mut self.latest, latest),
             journal: std::mem::take(&mut self.journal),
             oldest: self.oldest.take(),
         }
@@ -177,17 +179,16 @@ impl Pending {
     /// float (a boolean 0/1, a state its index), plus a state's name as
     /// field `state`.
     fn push_reading(&mut self, entry: &Arc<SensorEntry>, value: Typed, timestamp: EpochMillis) {
-        let (site, key, sensor_type) = (&entry.site, &entry.key, &entry.sensor_type);
         match value {
-            Typed::Number(number) => self.lines.push(site, key, sensor_type, number, timestamp),
+            Typed::Number(number) => self.lines.push_in(&entry.series, number, timestamp),
             Typed::Boolean(flag) => {
                 let stored = if flag { 1.0 } else { 0.0 };
-                self.lines.push(site, key, sensor_type, stored, timestamp);
+                self.lines.push_in(&entry.series, stored, timestamp);
             }
             Typed::State(index) => {
                 let name = entry.states.name(index).map_or("", |name| name.as_str());
                 self.lines
-                    .push_state(site, key, sensor_type, index, name, timestamp);
+                    .push_state_in(&entry.series, index, name, timestamp);
             }
         }
         match self.latest.get_mut(&entry.serial) {

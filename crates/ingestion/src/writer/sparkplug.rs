@@ -91,6 +91,7 @@ impl Writer {
             envelope,
             bound.as_str(),
             readings,
+            super::validate::Origin::Message,
             messages,
             receipt,
             pending,

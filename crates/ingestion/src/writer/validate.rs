@@ -5,7 +5,6 @@
 //! counted, logged (at most one line per reason every ten seconds),
 //! recorded for the journal and reported in the HTTP receipt.
 
-use std::collections::HashMap;
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -18,10 +17,34 @@ use crate::Reason;
 use crate::envelope::{Envelope, Receipt, Refused, Target};
 use crate::journal::Rejection;
 use crate::payload::{self, RawReading, RawValue, Refusal};
-use crate::registry::{SensorEntry, Typed};
+use crate::registry::{SensorEntry, Sensors, Typed};
 
 /// Readings may be at most this far ahead of the receive time (DESIGN.md).
 const MAX_FUTURE_MILLIS: i64 = 5 * 60 * 1000;
+
+/// Where a run of readings comes from, for the details of their refusals.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Origin<'a> {
+    /// One message (JSON, a Sparkplug message): refusals name the sensor.
+    Message,
+    /// Consecutive lines of a line-protocol body, each as its number and
+    /// the end (exclusive) of its readings in the run, in order: refusals
+    /// name the line too.
+    Lines(&'a [(usize, usize)]),
+}
+
+impl Origin<'_> {
+    /// The number of the line reading `index` of the run came from.
+    fn line_of(self, index: usize) -> Option<usize> {
+        match self {
+            Origin::Message => None,
+            Origin::Lines(lines) => {
+                let at = lines.partition_point(|&(_, end)| end <= index);
+                lines.get(at).map(|&(line, _)| line)
+            }
+        }
+    }
+}
 
 impl Writer {
     /// Validates one message into the pending batch.
@@ -73,8 +96,16 @@ impl Writer {
                 self.refuse_message(&envelope, site_named, refusal, 1, 1, &mut receipt, pending)
             }
             Ok((site, readings)) => {
-                self.accept_readings(&envelope, site, readings, 1, &mut receipt, pending)
-                    .await;
+                self.accept_readings(
+                    &envelope,
+                    site,
+                    readings,
+                    Origin::Message,
+                    1,
+                    &mut receipt,
+                    pending,
+                )
+                .await;
             }
         }
         settle_message(envelope, receipt, pending);
@@ -83,11 +114,13 @@ impl Writer {
     /// Validates the readings of one site into the pending batch, counting
     /// them as `messages` messages (0 for a further part of a message
     /// already counted).
+    #[allow(clippy::too_many_arguments)]
     pub(super) async fn accept_readings(
         &self,
         envelope: &Envelope,
         site: &str,
         readings: Vec<RawReading<'_>>,
+        origin: Origin<'_>,
         messages: i64,
         receipt: &mut Receipt,
         pending: &mut Pending,
@@ -98,33 +131,51 @@ impl Writer {
         }
         match registry.site(site) {
             None => {
-                let refusal = Refusal::new(
-                    Reason::UnknownSite,
-                    format!("site {:?} is not registered", excerpt(site)),
-                );
-                self.refuse_message(
-                    envelope,
-                    site,
-                    refusal,
-                    readings.len() as u64,
-                    messages,
-                    receipt,
-                    pending,
-                );
+                let detail = format!("site {:?} is not registered", excerpt(site));
+                match origin {
+                    Origin::Message => {
+                        let refusal = Refusal::new(Reason::UnknownSite, detail);
+                        let count = readings.len() as u64;
+                        self.refuse_message(
+                            envelope, site, refusal, count, messages, receipt, pending,
+                        );
+                    }
+                    // Each line refused on its own, as it would be alone.
+                    Origin::Lines(lines) => {
+                        let mut start = 0;
+                        let mut messages = messages;
+                        for &(line, end) in lines {
+                            let refusal =
+                                Refusal::new(Reason::UnknownSite, format!("line {line}: {detail}"));
+                            let count = (end - start) as u64;
+                            self.refuse_message(
+                                envelope, site, refusal, count, messages, receipt, pending,
+                            );
+                            (start, messages) = (end, 0);
+                        }
+                    }
+                }
             }
             Some(sensors) => {
                 let mut rejected = 0_i64;
                 let mut accepted = 0_i64;
                 let oldest = self.oldest_accepted(envelope.received);
-                for reading in readings {
+                for (index, reading) in readings.into_iter().enumerate() {
                     match validate(&reading, sensors, envelope.received, oldest) {
                         Ok((entry, value, timestamp)) => {
                             pending.push_reading(entry, value, timestamp);
                             accepted += 1;
                         }
-                        Err(refusal) => {
+                        Err(mut refusal) => {
                             rejected += 1;
                             self.stats.reject(refusal.reason, 1);
+                            if let Some(line) = origin.line_of(index) {
+                                refusal.detail = format!(
+                                    "line {line}, sensor {:?}: {}",
+                                    excerpt(&reading.sensor),
+                                    refusal.detail
+                                );
+                            }
                             self.record(envelope, site, Some(&reading.sensor), &refusal, pending);
                             receipt.refused.push(Refused {
                                 sensor: Some(excerpt(&reading.sensor)),
@@ -259,7 +310,7 @@ fn settle_message(envelope: Envelope, receipt: Receipt, pending: &mut Pending) {
 /// set) not older than InfluxDB keeps.
 fn validate<'a>(
     reading: &RawReading,
-    sensors: &'a HashMap<stoker_domain::SensorKey, Arc<SensorEntry>>,
+    sensors: &'a Sensors,
     received: EpochMillis,
     oldest: Option<EpochMillis>,
 ) -> Result<(&'a Arc<SensorEntry>, Typed, EpochMillis), Refusal> {
@@ -392,19 +443,18 @@ mod tests {
     use super::*;
 
     fn entry(kind: SensorKind, states: &[&str]) -> SensorEntry {
-        SensorEntry {
-            serial: 0,
-            site: SiteSlug::parse("boiler-house-1").unwrap(),
-            key: SensorKey::parse("b1_x").unwrap(),
-            sensor_type: SensorType::parse("status").unwrap(),
-            unit: Unit::parse("-").unwrap(),
-            range: match kind {
+        SensorEntry::new(
+            SiteSlug::parse("boiler-house-1").unwrap(),
+            SensorKey::parse("b1_x").unwrap(),
+            SensorType::parse("status").unwrap(),
+            Unit::parse("-").unwrap(),
+            match kind {
                 SensorKind::Numeric => ValidRange::new(Some(0.0), Some(25.0)).unwrap(),
                 _ => ValidRange::default(),
             },
             kind,
-            states: States::parse(states.iter().copied()).unwrap(),
-        }
+            States::parse(states.iter().copied()).unwrap(),
+        )
     }
 
     fn reason(entry: &SensorEntry, value: RawValue<'_>) -> Result<Typed, (Reason, String)> {

@@ -37,6 +37,14 @@ pub(crate) fn push_line(
     fields: &[(&str, Field<'_>)],
     timestamp: i64,
 ) {
+    push_series(out, measurement, tags);
+    push_fields(out, fields, timestamp);
+}
+
+/// Appends the series of a line, its measurement and tags, as
+/// [`push_line`] writes them (tag values escaped, empty ones left out).
+#[inline]
+pub(crate) fn push_series(out: &mut String, measurement: &str, tags: &[(&str, &str)]) {
     out.push_str(measurement);
     for (key, value) in tags {
         if value.is_empty() {
@@ -47,6 +55,12 @@ pub(crate) fn push_line(
         out.push('=');
         escape_tag_value(out, value);
     }
+}
+
+/// Appends the rest of a line after its series, as [`push_line`] writes
+/// it: ` field=value[,…] ms\n`.
+#[inline]
+pub(crate) fn push_fields(out: &mut String, fields: &[(&str, Field<'_>)], timestamp: i64) {
     let mut written = fields
         .iter()
         .filter(|(_, value)| !matches!(value, Field::Float(float) if !float.is_finite()));

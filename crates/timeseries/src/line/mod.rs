@@ -14,13 +14,46 @@ mod precision;
 
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug};
 
-pub(crate) use encode::{Field, push_line};
+pub(crate) use encode::{Field, push_fields, push_line, push_series};
 pub use encode::{LineError, check_tag_value, encode_point};
 pub use parse::{FieldValue, Line, Lines, ParseError, Problem, parse};
 pub use precision::Precision;
 
 /// The measurement every reading goes to.
 pub(crate) const MEASUREMENT: &str = "readings";
+
+/// A reading's series encoded once (`readings,site=…,sensor=…,type=…`),
+/// for [`LineBatch::push_in`]: ingestion keeps one per registered sensor,
+/// so a reading costs only its value and time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Series(Box<str>);
+
+impl Series {
+    /// The series of a sensor's readings.
+    pub fn new(site: &SiteSlug, sensor: &SensorKey, sensor_type: &SensorType) -> Self {
+        let mut out = String::with_capacity(
+            MEASUREMENT.len() + 20 + site.as_str().len() + sensor.as_str().len(),
+        );
+        push_series(
+            &mut out,
+            MEASUREMENT,
+            &Self::tags(site, sensor, sensor_type),
+        );
+        Self(out.into_boxed_str())
+    }
+
+    fn tags<'a>(
+        site: &'a SiteSlug,
+        sensor: &'a SensorKey,
+        sensor_type: &'a SensorType,
+    ) -> [(&'static str, &'a str); 3] {
+        [
+            ("site", site.as_str()),
+            ("sensor", sensor.as_str()),
+            ("type", sensor_type.as_str()),
+        ]
+    }
+}
 
 /// A batch of readings encoded as line protocol, ready for one write:
 /// `readings,site=…,sensor=…,type=… value=181.2 1732269600000` per line,
@@ -72,17 +105,26 @@ impl LineBatch {
         push_line(
             &mut self.body,
             MEASUREMENT,
-            &[
-                ("site", site.as_str()),
-                ("sensor", sensor.as_str()),
-                ("type", sensor_type.as_str()),
-            ],
+            &Series::tags(site, sensor, sensor_type),
             &[("value", Field::Float(value))],
             timestamp.as_millis(),
         );
-        self.points += 1;
-        self.oldest = self.oldest.min(timestamp.as_millis());
-        self.newest = self.newest.max(timestamp.as_millis());
+        self.pushed(timestamp);
+    }
+
+    /// [`push`](Self::push) for a sensor whose [`Series`] the caller keeps:
+    /// the same line.
+    pub fn push_in(&mut self, series: &Series, value: f64, timestamp: EpochMillis) {
+        if !value.is_finite() {
+            return;
+        }
+        self.body.push_str(&series.0);
+        push_fields(
+            &mut self.body,
+            &[("value", Field::Float(value))],
+            timestamp.as_millis(),
+        );
+        self.pushed(timestamp);
     }
 
     /// Appends one reading of a `state` sensor (DESIGN.md): field `value`
@@ -98,20 +140,36 @@ impl LineBatch {
         state: &str,
         timestamp: EpochMillis,
     ) {
-        push_line(
+        self.push_state_in(
+            &Series::new(site, sensor, sensor_type),
+            index,
+            state,
+            timestamp,
+        );
+    }
+
+    /// [`push_state`](Self::push_state) for a sensor whose [`Series`] the
+    /// caller keeps.
+    pub fn push_state_in(
+        &mut self,
+        series: &Series,
+        index: u32,
+        state: &str,
+        timestamp: EpochMillis,
+    ) {
+        self.body.push_str(&series.0);
+        push_fields(
             &mut self.body,
-            MEASUREMENT,
-            &[
-                ("site", site.as_str()),
-                ("sensor", sensor.as_str()),
-                ("type", sensor_type.as_str()),
-            ],
             &[
                 ("value", Field::Float(f64::from(index))),
                 ("state", Field::Text(state)),
             ],
             timestamp.as_millis(),
         );
+        self.pushed(timestamp);
+    }
+
+    fn pushed(&mut self, timestamp: EpochMillis) {
         self.points += 1;
         self.oldest = self.oldest.min(timestamp.as_millis());
         self.newest = self.newest.max(timestamp.as_millis());
