@@ -70,8 +70,8 @@ pub use gateways::{
 };
 pub use migrations::migrate;
 pub use sensors::{
-    NewSensor, RegistryEntry, Sensor, SensorChanges, create_sensor, delete_sensor, get_sensor,
-    list_sensors, list_sensors_page, registry, update_sensor,
+    NewSensor, RegistryEntry, Sensor, SensorChanges, SiteRegistry, create_sensor, delete_sensor,
+    get_sensor, list_sensors, list_sensors_page, registry, site_registry, update_sensor,
 };
 pub use sites::{
     NewSite, SITE_NAME_MAX_LEN, Site, SiteChanges, TIMEZONE_MAX_LEN, create_site, delete_site,
