@@ -6,9 +6,8 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
-use uuid::Uuid;
-
 use tokio_postgres::IsolationLevel;
+use uuid::Uuid;
 
 use super::{AnnouncedMetric, GatewayBinding, GatewayDeviceState, GatewayState, invalid};
 use crate::Result;
@@ -192,8 +191,10 @@ async fn replace_metrics(
 
 /// An NBIRTH: the gateway is online from `at`, announcing `metrics` (its
 /// node metrics; this replaces every announced metric of the gateway,
-/// devices included). Returns false when no gateway is bound for
-/// (`group`, `edge_node`) (nothing is written then). One transaction.
+/// devices included), its devices offline until their DBIRTHs (a new
+/// session; no death is recorded for them). Returns false when no gateway
+/// is bound for (`group`, `edge_node`) (nothing is written then). One
+/// transaction.
 pub async fn record_gateway_birth(
     pool: &Pool,
     group: &str,
