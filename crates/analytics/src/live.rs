@@ -100,7 +100,8 @@ pub struct TickReport {
     /// Alerts cleared (rule cleared, or its rule or sensor gone; a
     /// gateway back or unbound).
     pub cleared: usize,
-    /// `no_data` alerts not raised because the sensor's gateway is offline.
+    /// `no_data` alerts not raised because the sensor's gateway is offline
+    /// or its device dead.
     pub suppressed: usize,
 }
 
@@ -296,10 +297,11 @@ impl Evaluator {
                         && matches!(step.transition, Transition::Fire(_))
                         && silenced.contains(&(&target.site, &target.sensor))
                     {
-                        // Its gateway is offline and has its own alert: the
-                        // silence is explained. Quiet again, so the rule
-                        // fires at the first tick the gateway is back and
-                        // the sensor still silent.
+                        // Its gateway is offline and has its own alert, or
+                        // its device is dead: the silence is explained.
+                        // Quiet again, so the rule fires at the first tick
+                        // the gateway or device is back and the sensor
+                        // still silent.
                         self.phases.remove(&key(watch, target));
                         report.suppressed += 1;
                         continue;

@@ -461,12 +461,18 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
                 "UnregisteredMetric": { "type": "object", "required": ["device", "metric", "sensor", "datatype", "kind"], "properties": {
                     "device": { "type": ["string", "null"] }, "metric": { "type": "string" }, "sensor": slug, "datatype": { "type": "string" },
                     "kind": { "type": "string", "enum": SensorKind::ALL.map(SensorKind::as_str), "description": "The kind it would get: numeric types numeric, Boolean boolean, String and Text state." } } },
-                "Gateway": { "type": "object", "description": "A Sparkplug edge node bound to a site. online: between its NBIRTH and its NDEATH (or will). unregistered: the announced metrics with a sensor key the site has no sensor for and a datatype Stoker stores (two metrics mapping to one key are left out: ingestion refuses both as ambiguous_metric).",
-                    "required": ["id", "site", "group", "edge_node", "online", "bd_seq", "last_birth_at", "last_death_at", "metrics", "unregistered", "version", "created_at", "updated_at"], "properties": {
+                "GatewayDevice": { "type": "object", "required": ["device", "online", "last_birth_at", "last_death_at"], "properties": {
+                    "device": { "type": "string", "description": "The Sparkplug device id." },
+                    "online": { "type": "boolean", "description": "Between its DBIRTH and its DDEATH or its edge node's NDEATH (or will). A new NBIRTH leaves it offline until its DBIRTH." },
+                    "last_birth_at": { "type": ["string", "null"], "format": "date-time", "description": "When its last DBIRTH arrived; null if not recorded." },
+                    "last_death_at": { "type": ["string", "null"], "format": "date-time", "description": "When its last DDEATH, or its edge node's death, arrived." } } },
+                "Gateway": { "type": "object", "description": "A Sparkplug edge node bound to a site. online: between its NBIRTH and its NDEATH (or will). devices: every device it announced, with its own online state (a DDEATH concerns only that device; an NDEATH takes them all offline). unregistered: the announced metrics with a sensor key the site has no sensor for and a datatype Stoker stores (two metrics mapping to one key are left out: ingestion refuses both as ambiguous_metric).",
+                    "required": ["id", "site", "group", "edge_node", "online", "bd_seq", "last_birth_at", "last_death_at", "metrics", "devices", "unregistered", "version", "created_at", "updated_at"], "properties": {
                     "id": uuid, "site": slug, "group": { "type": "string" }, "edge_node": { "type": "string" },
                     "online": { "type": "boolean" }, "bd_seq": { "type": ["integer", "null"] },
                     "last_birth_at": time_or_null, "last_death_at": time_or_null,
                     "metrics": { "type": "array", "items": schema("GatewayMetric") },
+                    "devices": { "type": "array", "items": schema("GatewayDevice") },
                     "unregistered": { "type": "array", "items": schema("UnregisteredMetric") },
                     "version": { "type": "integer" }, "created_at": time, "updated_at": time } },
                 "GatewayPage": { "type": "object", "required": ["items", "next_cursor"], "properties": { "items": { "type": "array", "items": schema("Gateway") }, "next_cursor": { "type": ["string", "null"] } } },

@@ -1,5 +1,6 @@
-//! The sensor registry, held in memory for speed and refreshed from
-//! Postgres whenever metadata announces a change.
+//! The sensor registry (every site and its sensors), held in memory for
+//! speed and refreshed from Postgres whenever metadata announces a change
+//! (of a site or a sensor).
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -104,8 +105,11 @@ pub(crate) struct Registry {
 static NEXT_SERIAL: AtomicU64 = AtomicU64::new(0);
 
 impl Registry {
-    fn from_entries(entries: Vec<RegistryEntry>) -> Self {
-        let mut sites: HashMap<SiteSlug, Sensors, Fast> = HashMap::default();
+    fn from_entries(empty_sites: Vec<SiteSlug>, entries: Vec<RegistryEntry>) -> Self {
+        let mut sites: HashMap<SiteSlug, Sensors, Fast> = empty_sites
+            .into_iter()
+            .map(|site| (site, Sensors::default()))
+            .collect();
         let sensors = entries.len();
         for entry in entries {
             let sensor = Arc::new(SensorEntry::new(
@@ -125,7 +129,8 @@ impl Registry {
         Self { sites, sensors }
     }
 
-    /// The sensors of a site, if the site is known.
+    /// The sensors of a site (none, for a site without sensors), if the
+    /// site is known.
     pub(crate) fn site(&self, slug: &str) -> Option<&Sensors> {
         self.sites.get(slug)
     }
@@ -182,8 +187,8 @@ impl SharedRegistry {
 
     /// Loads the registry from Postgres; on failure keeps the last one.
     pub(crate) async fn reload(&self, pool: &Pool) -> stoker_metadata::Result<usize> {
-        let entries = stoker_metadata::registry(pool).await?;
-        let registry = Registry::from_entries(entries);
+        let loaded = stoker_metadata::site_registry(pool).await?;
+        let registry = Registry::from_entries(loaded.sites, loaded.sensors);
         let count = registry.sensor_count();
         self.replace(registry);
         Ok(count)

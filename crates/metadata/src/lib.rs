@@ -64,14 +64,15 @@ pub use api_keys::{
 pub use changes::{Change, watch_change_events, watch_changes};
 pub use gateways::{
     AnnouncedMetric, GATEWAY_ID_MAX_LEN, GATEWAY_ID_PATTERN, Gateway, GatewayBinding,
-    GatewayMetric, GatewayState, NewGateway, create_gateway, delete_gateway, gateway_bindings,
-    gateway_states, get_gateway, list_gateways_page, record_device_birth, record_gateway_birth,
-    record_gateway_death, register_gateway_sensors,
+    GatewayDevice, GatewayDeviceState, GatewayMetric, GatewayState, NewGateway, create_gateway,
+    delete_gateway, gateway_bindings, gateway_states, get_gateway, list_gateways_page,
+    record_device_birth, record_device_death, record_gateway_birth, record_gateway_death,
+    register_gateway_sensors,
 };
 pub use migrations::migrate;
 pub use sensors::{
-    NewSensor, RegistryEntry, Sensor, SensorChanges, create_sensor, delete_sensor, get_sensor,
-    list_sensors, list_sensors_page, registry, update_sensor,
+    NewSensor, RegistryEntry, Sensor, SensorChanges, SiteRegistry, create_sensor, delete_sensor,
+    get_sensor, list_sensors, list_sensors_page, registry, site_registry, update_sensor,
 };
 pub use sites::{
     NewSite, SITE_NAME_MAX_LEN, Site, SiteChanges, TIMEZONE_MAX_LEN, create_site, delete_site,

@@ -134,6 +134,15 @@ pub struct RegistryEntry {
     pub created_at: DateTime<Utc>,
 }
 
+/// Every site and sensor ([`site_registry`]).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct SiteRegistry {
+    /// The sites without any sensor.
+    pub sites: Vec<SiteSlug>,
+    /// Every sensor of every site.
+    pub sensors: Vec<RegistryEntry>,
+}
+
 fn invalid(what: &'static str) -> impl Fn(stoker_domain::ParseError) -> Error {
     move |error| Error::InvalidRow {
         what,
@@ -272,6 +281,31 @@ pub async fn registry(pool: &Pool) -> Result<Vec<RegistryEntry>> {
         .iter()
         .map(registry_entry)
         .collect()
+}
+
+/// Every site, and every sensor of every site: what ingestion validates
+/// against, so that a reading for a site without sensors (yet) is refused
+/// for its sensor, not its site. One statement, so one snapshot.
+pub async fn site_registry(pool: &Pool) -> Result<SiteRegistry> {
+    let client = pool.get().await?;
+    let statement = client
+        .prepare_cached(
+            "SELECT s.slug AS site, se.key, se.type, se.unit, se.min_value, se.max_value,
+                    se.kind, se.states, se.created_at
+             FROM metadata.sites s LEFT JOIN metadata.sensors se ON se.site_id = s.id",
+        )
+        .await?;
+    let mut registry = SiteRegistry::default();
+    for row in client.query(&statement, &[]).await? {
+        if row.get::<_, Option<String>>("key").is_some() {
+            registry.sensors.push(registry_entry(&row)?);
+        } else {
+            registry
+                .sites
+                .push(SiteSlug::parse(row.get::<_, String>("site")).map_err(invalid("site slug"))?);
+        }
+    }
+    Ok(registry)
 }
 
 /// One sensor of a site. Fails with [`Error::SensorNotFound`], or

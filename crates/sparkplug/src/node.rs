@@ -113,6 +113,14 @@ impl EdgeNode {
         }
     }
 
+    /// The current birth's `bdSeq` (`None` offline or without one).
+    fn bd_seq(&self) -> Option<u64> {
+        match self.phase {
+            Phase::Online { bd_seq, .. } | Phase::Stale { bd_seq } => bd_seq,
+            Phase::Offline => None,
+        }
+    }
+
     fn go_stale(&mut self) {
         if let Phase::Online { bd_seq, .. } = self.phase {
             self.phase = Phase::Stale { bd_seq };
@@ -306,6 +314,7 @@ impl EdgeNode {
         handled.events.push(Event::DeviceBirth {
             node: id.clone(),
             device: device.to_owned(),
+            bd_seq: self.bd_seq(),
             at: received,
             metrics,
         });
@@ -336,12 +345,14 @@ impl EdgeNode {
         received: EpochMillis,
         handled: &mut Handled,
     ) {
+        let bd_seq = self.bd_seq();
         match self.devices.get_mut(device) {
             Some(known) if known.online => {
                 known.online = false;
                 handled.events.push(Event::DeviceDeath {
                     node: id.clone(),
                     device: device.to_owned(),
+                    bd_seq,
                     at: received,
                 });
             }

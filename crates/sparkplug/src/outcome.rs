@@ -59,17 +59,25 @@ pub enum Event {
         node: EdgeNodeId,
         /// The device id.
         device: String,
+        /// The `bdSeq` of its edge node's current birth: a record of the
+        /// gateway's state tells by it whether the device's birth belongs
+        /// to the session it holds.
+        bd_seq: Option<u64>,
         /// When the birth was received.
         at: EpochMillis,
         /// The metrics it announced (protocol metrics left out).
         metrics: Vec<Announced>,
     },
-    /// A DDEATH: the device is offline.
+    /// A DDEATH: the device is offline (its edge node stays online).
     DeviceDeath {
         /// The edge node.
         node: EdgeNodeId,
         /// The device id.
         device: String,
+        /// The `bdSeq` of its edge node's current birth (a DDEATH carries
+        /// none): a record of the gateway's state ignores the death of a
+        /// device of another session, as it ignores a stale NDEATH.
+        bd_seq: Option<u64>,
         /// When the death was received.
         at: EpochMillis,
     },

@@ -399,7 +399,10 @@ fn devices_are_born_send_data_and_die() {
     let handled = host.handle(DBIRTH, &device_birth(1), at(T0 + 1));
     let [
         Event::DeviceBirth {
-            device, metrics, ..
+            device,
+            metrics,
+            bd_seq: Some(1),
+            ..
         },
     ] = handled.events.as_slice()
     else {
@@ -425,10 +428,14 @@ fn devices_are_born_send_data_and_die() {
     assert_eq!(handled.readings[0].value, MetricValue::Number(10.75));
 
     let handled = host.handle(DDEATH, &payload(Some(3), vec![]), at(T0 + 2));
-    assert!(matches!(
-        handled.events.as_slice(),
-        [Event::DeviceDeath { device, .. }] if device == "Boiler 1"
-    ));
+    assert!(
+        matches!(
+            handled.events.as_slice(),
+            [Event::DeviceDeath { device, bd_seq: Some(1), .. }] if device == "Boiler 1"
+        ),
+        "a device's death names its node's session: {:?}",
+        handled.events
+    );
     assert!(
         host.is_online("plant", "gw1"),
         "a device's death is not its node's"

@@ -226,7 +226,7 @@ fn tahus_node_client_session_decodes_with_its_metrics_aliases_seq_and_bd_seq() {
     );
 
     assert!(
-        matches!(&device_death.events[..], [Event::DeviceDeath { device, .. }] if device == "Boiler 1")
+        matches!(&device_death.events[..], [Event::DeviceDeath { device, bd_seq: Some(0), .. }] if device == "Boiler 1")
     );
 
     assert!(

@@ -1,5 +1,6 @@
-//! The `gateway_offline` alarm and the `no_data` alerts it holds back:
-//! both read from the gateways' rows the Sparkplug host writes.
+//! The `gateway_offline` alarm and the `no_data` alerts it holds back, and
+//! those a dead device's sensors would raise: all read from the gateways'
+//! and their devices' rows the Sparkplug host writes.
 
 use std::collections::HashSet;
 
@@ -118,20 +119,27 @@ impl Evaluator {
     }
 }
 
-/// The sensors whose `no_data` alerts are held back: those the last
-/// births of a gateway that is offline after having been online named, at
-/// the gateway's site.
+/// The sensors whose `no_data` alerts are held back, at their gateway's
+/// site: those the last births of a gateway that is offline after having
+/// been online named, and those the last DBIRTH of a device that is dead
+/// (offline after a recorded death) named while its gateway is online. A
+/// device's death raises no alarm of its own: its gateway's alert is the
+/// one alarm, for the gateway's death.
 pub(super) fn silenced_sensors(
     gateways: &[stoker_metadata::GatewayState],
 ) -> HashSet<(&SiteSlug, &SensorKey)> {
-    gateways
-        .iter()
-        .filter(|gateway| !gateway.online && gateway.last_death_at.is_some())
-        .flat_map(|gateway| {
-            gateway
-                .sensors
-                .iter()
-                .map(move |sensor| (&gateway.site, sensor))
-        })
-        .collect()
+    let mut silenced = HashSet::new();
+    for gateway in gateways {
+        let site = &gateway.site;
+        if !gateway.online && gateway.last_death_at.is_some() {
+            silenced.extend(gateway.sensors.iter().map(|sensor| (site, sensor)));
+            continue;
+        }
+        for device in &gateway.devices {
+            if !device.online && device.last_death_at.is_some() {
+                silenced.extend(device.sensors.iter().map(|sensor| (site, sensor)));
+            }
+        }
+    }
+    silenced
 }

@@ -1,6 +1,8 @@
 //! A Sparkplug gateway that dies raises one `gateway_offline` alert, which
 //! its next birth resolves; meanwhile the `no_data` alerts of its sensors
 //! are held back, and come again once it is back and they are still silent.
+//! A dead device of an online gateway holds back its own sensors' `no_data`
+//! alerts the same way, and raises no alarm.
 
 use std::time::Duration;
 
@@ -176,6 +178,129 @@ async fn a_dead_gateway_raises_one_alert_and_holds_back_its_sensors_no_data() {
         successor.tick(origin + tick * SECOND).await.unwrap();
     }
     assert_eq!(alerts(&harness, "gateway_offline").await.len(), 1);
+}
+
+#[tokio::test]
+async fn a_dead_device_holds_back_its_sensors_no_data_and_raises_no_gateway_alert() {
+    let harness = Harness::start().await;
+    harness.sensor("boiler_1_pressure", "pressure", "bar").await;
+    harness.age_sensors().await;
+    let origin = origin();
+    // Both sensors report for the first 100 s, then fall silent.
+    for sensor in ["b1_steam_pressure", "boiler_1_pressure"] {
+        harness
+            .write(sensor, origin, -60..100, |_| Some(10.0))
+            .await;
+    }
+    harness
+        .rule(
+            "Silent sensor",
+            "*",
+            RuleKind::NoData {
+                timeout: Duration::from_secs(60),
+            },
+        )
+        .await;
+    // The steam pressure is the edge node's own; the device Boiler 1
+    // feeds boiler_1_pressure.
+    stoker_metadata::create_gateway(
+        &harness.pool,
+        &site(),
+        &NewGateway::parse("plant", "gw1").unwrap(),
+    )
+    .await
+    .unwrap();
+    let announced = |device: Option<&str>, metric: &str, sensor: &str| AnnouncedMetric {
+        device: device.map(str::to_owned),
+        metric: metric.into(),
+        sensor: Some(SensorKey::parse(sensor).unwrap()),
+        datatype: "Double".into(),
+    };
+    stoker_metadata::record_gateway_birth(
+        &harness.pool,
+        "plant",
+        "gw1",
+        at(origin - 60 * SECOND),
+        Some(0),
+        &[announced(None, "B1 Steam Pressure", "b1_steam_pressure")],
+    )
+    .await
+    .unwrap();
+    let device = [announced(Some("Boiler 1"), "Pressure", "boiler_1_pressure")];
+    stoker_metadata::record_device_birth(
+        &harness.pool,
+        "plant",
+        "gw1",
+        "Boiler 1",
+        at(origin - 50 * SECOND),
+        Some(0),
+        &device,
+    )
+    .await
+    .unwrap();
+
+    let options = EvaluationOptions {
+        interval: Duration::from_secs(10),
+        grace: Duration::ZERO,
+    };
+    let mut evaluator = Evaluator::new(harness.stores.clone(), NotifyOptions::default(), &options);
+    evaluator.take_over(origin).await.unwrap();
+    for tick in (0..=100).step_by(10) {
+        evaluator.tick(origin + tick * SECOND).await.unwrap();
+    }
+
+    // Boiler 1's DDEATH at 105 s; the edge node stays online.
+    stoker_metadata::record_device_death(
+        &harness.pool,
+        "plant",
+        "gw1",
+        "Boiler 1",
+        at(origin + 105 * SECOND),
+        Some(0),
+    )
+    .await
+    .unwrap();
+    let mut suppressed = 0;
+    for tick in (110..=300).step_by(10) {
+        suppressed += evaluator
+            .tick(origin + tick * SECOND)
+            .await
+            .unwrap()
+            .suppressed;
+    }
+    // No gateway alarm: the gateway did not die. The node's own silent
+    // sensor is alerted; the dead device's is held back at every tick.
+    assert!(alerts(&harness, "gateway_offline").await.is_empty());
+    let silent: Vec<_> = alerts(&harness, "no_data")
+        .await
+        .into_iter()
+        .map(|alert| alert.sensor.unwrap())
+        .collect();
+    assert_eq!(silent, ["b1_steam_pressure"]);
+    assert!(suppressed >= 10, "held back at each tick: {suppressed}");
+
+    // Born again at 315 s and still silent: now it is alerted.
+    stoker_metadata::record_device_birth(
+        &harness.pool,
+        "plant",
+        "gw1",
+        "Boiler 1",
+        at(origin + 315 * SECOND),
+        Some(0),
+        &device,
+    )
+    .await
+    .unwrap();
+    let report = evaluator.tick(origin + 320 * SECOND).await.unwrap();
+    assert_eq!(report.suppressed, 0);
+    let mut silent: Vec<_> = alerts(&harness, "no_data")
+        .await
+        .into_iter()
+        .map(|alert| alert.sensor.unwrap())
+        .collect();
+    silent.sort_unstable();
+    assert_eq!(silent, ["b1_steam_pressure", "boiler_1_pressure"]);
+    assert!(alerts(&harness, "gateway_offline").await.is_empty());
 }
 
 #[tokio::test]

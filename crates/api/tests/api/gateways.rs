@@ -1,5 +1,5 @@
-//! Sparkplug gateways: binding, listing, deleting, the online state and
-//! announced metrics the host records (through the metadata functions it
+//! Sparkplug gateways: binding, listing, deleting, the online state of
+//! gateways and their devices and the announced metrics the host records (through the metadata functions it
 //! calls), and registering the unregistered metrics in one call.
 
 use reqwest::{Method, StatusCode};
@@ -180,6 +180,7 @@ async fn births_show_online_state_and_metrics_and_one_call_registers_them() {
         "gw1",
         "boiler 1",
         at(1_733_565_600_500),
+        Some(1),
         &[announced(
             Some("boiler 1"),
             "Sequencer",
@@ -331,6 +332,131 @@ async fn births_show_online_state_and_metrics_and_one_call_registers_them() {
     let (_, _, gateway) = app.get_with_headers(&path).await;
     assert_eq!(gateway["online"], false);
     assert_eq!(gateway["last_death_at"], "2024-12-07T10:01:00Z");
+}
+
+#[tokio::test]
+async fn each_device_shows_its_own_births_and_deaths() {
+    let app = spawn_seeded_app().await;
+    let id = bound(&app).await;
+    let list = format!("/api/v1/sites/{SITE}/gateways");
+    let one = format!("{list}/{id}");
+    const T0: i64 = 1_733_565_600_000;
+    stoker_metadata::record_gateway_birth(&app.pool, "plant", "gw1", at(T0), Some(4), &[])
+        .await
+        .unwrap();
+    for (device, metric, sensor) in [
+        ("boiler 1", "Flame", "boiler_1_flame"),
+        ("boiler 2", "Flame", "boiler_2_flame"),
+    ] {
+        stoker_metadata::record_device_birth(
+            &app.pool,
+            "plant",
+            "gw1",
+            device,
+            at(T0 + 1_000),
+            Some(4),
+            &[announced(Some(device), metric, sensor, "Boolean")],
+        )
+        .await
+        .unwrap();
+    }
+    let (_, _, gateway) = app.get_with_headers(&one).await;
+    assert_eq!(
+        gateway["devices"],
+        json!([
+            {"device": "boiler 1", "online": true, "last_birth_at": "2024-12-07T10:00:01Z", "last_death_at": null},
+            {"device": "boiler 2", "online": true, "last_birth_at": "2024-12-07T10:00:01Z", "last_death_at": null},
+        ])
+    );
+
+    // A DDEATH concerns that device only; one of another session (bdSeq 3)
+    // changes nothing.
+    stoker_metadata::record_device_death(
+        &app.pool,
+        "plant",
+        "gw1",
+        "boiler 2",
+        at(T0 + 2_000),
+        Some(3),
+    )
+    .await
+    .unwrap();
+    stoker_metadata::record_device_death(
+        &app.pool,
+        "plant",
+        "gw1",
+        "boiler 1",
+        at(T0 + 3_000),
+        Some(4),
+    )
+    .await
+    .unwrap();
+    let (status, page) = app.get(&list).await;
+    assert_eq!(status, StatusCode::OK, "{page}");
+    let listed = &page["items"][0];
+    assert_eq!(listed["online"], true, "the gateway stays online");
+    assert_eq!(
+        listed["devices"],
+        json!([
+            {"device": "boiler 1", "online": false, "last_birth_at": "2024-12-07T10:00:01Z", "last_death_at": "2024-12-07T10:00:03Z"},
+            {"device": "boiler 2", "online": true, "last_birth_at": "2024-12-07T10:00:01Z", "last_death_at": null},
+        ])
+    );
+    let metrics: Vec<&str> = listed["metrics"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|metric| metric["sensor"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        metrics,
+        ["boiler_1_flame", "boiler_2_flame"],
+        "a dead device's metrics stay: they name the sensors its death concerns"
+    );
+
+    // The NDEATH takes every device offline; the next NBIRTH brings none
+    // back; a DBIRTH does.
+    stoker_metadata::record_gateway_death(&app.pool, "plant", "gw1", at(T0 + 4_000), Some(4))
+        .await
+        .unwrap();
+    let (_, _, gateway) = app.get_with_headers(&one).await;
+    assert_eq!(gateway["online"], false);
+    assert_eq!(gateway["devices"][1]["online"], false);
+    assert_eq!(
+        gateway["devices"][1]["last_death_at"],
+        "2024-12-07T10:00:04Z"
+    );
+    assert_eq!(
+        gateway["devices"][0]["last_death_at"], "2024-12-07T10:00:03Z",
+        "a dead device does not die again"
+    );
+    stoker_metadata::record_gateway_birth(&app.pool, "plant", "gw1", at(T0 + 5_000), Some(5), &[])
+        .await
+        .unwrap();
+    stoker_metadata::record_device_birth(
+        &app.pool,
+        "plant",
+        "gw1",
+        "boiler 2",
+        at(T0 + 6_000),
+        Some(5),
+        &[],
+    )
+    .await
+    .unwrap();
+    let (_, _, gateway) = app.get_with_headers(&one).await;
+    assert_eq!(gateway["online"], true);
+    let states: Vec<(&str, bool)> = gateway["devices"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|device| (device["device"].as_str().unwrap(), device["online"] == true))
+        .collect();
+    assert_eq!(states, [("boiler 1", false), ("boiler 2", true)]);
+    assert_eq!(
+        gateway["devices"][1]["last_birth_at"],
+        "2024-12-07T10:00:06Z"
+    );
 }
 
 #[tokio::test]

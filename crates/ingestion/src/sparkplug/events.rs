@@ -39,13 +39,8 @@ pub(crate) fn queue(stats: Arc<SparkplugStats>) -> (EventQueue, mpsc::Receiver<E
 }
 
 impl EventQueue {
-    /// Queues an event for recording; never waits. A device's death is
-    /// not recorded: it concerns only that device's sensors, and the
-    /// gateway stays online.
+    /// Queues an event for recording; never waits.
     pub(crate) fn push(&self, event: Event) {
-        if matches!(event, Event::DeviceDeath { .. }) {
-            return;
-        }
         if let Err(error) = self.sender.try_send(event) {
             self.stats.events_unrecorded.fetch_add(1, Ordering::Relaxed);
             let event = match &error {
@@ -125,7 +120,7 @@ pub(crate) async fn run(
     }
 }
 
-/// One event, one statement. Returns whether the gateway is bound.
+/// One event, one transaction. Returns whether the gateway is bound.
 async fn record(pool: &Pool, event: &Event) -> stoker_metadata::Result<bool> {
     match event {
         Event::NodeBirth {
@@ -134,7 +129,7 @@ async fn record(pool: &Pool, event: &Event) -> stoker_metadata::Result<bool> {
             at,
             metrics,
         } => {
-            let bd_seq = bd_seq.and_then(|bd_seq| i64::try_from(bd_seq).ok());
+            let bd_seq = stored_bd_seq(*bd_seq);
             let metrics = announced(None, metrics);
             stoker_metadata::record_gateway_birth(
                 pool,
@@ -149,9 +144,11 @@ async fn record(pool: &Pool, event: &Event) -> stoker_metadata::Result<bool> {
         Event::DeviceBirth {
             node,
             device,
+            bd_seq,
             at,
             metrics,
         } => {
+            // A birth of an earlier session, recorded late, changes nothing.
             let metrics = announced(Some(device), metrics);
             stoker_metadata::record_device_birth(
                 pool,
@@ -159,6 +156,7 @@ async fn record(pool: &Pool, event: &Event) -> stoker_metadata::Result<bool> {
                 &node.edge_node_id,
                 device,
                 *at,
+                stored_bd_seq(*bd_seq),
                 &metrics,
             )
             .await
@@ -167,7 +165,7 @@ async fn record(pool: &Pool, event: &Event) -> stoker_metadata::Result<bool> {
             node, at, bd_seq, ..
         } => {
             // A late will of an earlier session leaves the gateway online.
-            let bd_seq = bd_seq.and_then(|bd_seq| i64::try_from(bd_seq).ok());
+            let bd_seq = stored_bd_seq(*bd_seq);
             stoker_metadata::record_gateway_death(
                 pool,
                 &node.group_id,
@@ -177,8 +175,31 @@ async fn record(pool: &Pool, event: &Event) -> stoker_metadata::Result<bool> {
             )
             .await
         }
-        Event::DeviceDeath { .. } => Ok(true),
+        Event::DeviceDeath {
+            node,
+            device,
+            bd_seq,
+            at,
+        } => {
+            // Only that device's sensors: the gateway stays online. A
+            // death of an earlier session, recorded late, changes nothing.
+            stoker_metadata::record_device_death(
+                pool,
+                &node.group_id,
+                &node.edge_node_id,
+                device,
+                *at,
+                stored_bd_seq(*bd_seq),
+            )
+            .await
+        }
     }
+}
+
+/// A `bdSeq` as Postgres holds it (`bigint`); one beyond it (Sparkplug's
+/// are 0–255) is unknown, which no record treats as stale.
+fn stored_bd_seq(bd_seq: Option<u64>) -> Option<i64> {
+    bd_seq.and_then(|bd_seq| i64::try_from(bd_seq).ok())
 }
 
 fn announced(device: Option<&str>, metrics: &[Announced]) -> Vec<AnnouncedMetric> {
@@ -200,6 +221,8 @@ fn describe(event: &Event) -> String {
         Event::DeviceBirth {
             node, device, at, ..
         } => format!("DBIRTH of {node}/{device} at {at}"),
-        Event::DeviceDeath { node, device, at } => format!("DDEATH of {node}/{device} at {at}"),
+        Event::DeviceDeath {
+            node, device, at, ..
+        } => format!("DDEATH of {node}/{device} at {at}"),
     }
 }

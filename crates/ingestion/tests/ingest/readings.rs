@@ -1,10 +1,11 @@
 //! Readings end to end: stored, refused by reason, latest values kept
-//! newest, sensors known at once, late readings marked for the rollup.
+//! newest, sensors and sites known at once, late readings marked for the
+//! rollup.
 
 use std::time::Duration;
 use stoker_cache::LatestValue;
 use stoker_domain::{EpochMillis, SensorType, Unit, ValidRange};
-use stoker_metadata::NewSensor;
+use stoker_metadata::{NewSensor, NewSite};
 use stoker_testkit::{publish_qos1, wait_until};
 
 use crate::harness::*;
@@ -269,6 +270,41 @@ async fn a_sensor_whose_change_notice_has_not_arrived_is_still_accepted() {
     let stats = harness.ingestion().stats();
     assert_eq!(stats.accepted, 1, "{stats:?}");
     assert_eq!(stats.rejected.get("unknown_sensor"), Some(&1), "{stats:?}");
+    harness.stop().await;
+}
+
+#[tokio::test]
+async fn a_site_without_sensors_is_known_and_refuses_the_sensor_not_the_site() {
+    let harness = Harness::start().await;
+    let pool = stoker_postgres::connect(&harness.postgres.options()).unwrap();
+    let empty = NewSite::parse("boiler-house-9", "Boiler house 9", "UTC").unwrap();
+    stoker_metadata::create_site(&pool, &empty).await.unwrap();
+    publish_qos1(&[
+        (
+            harness.topic("sites/boiler-house-9/sensors/b9_steam_pressure"),
+            b"10.5".to_vec(),
+        ),
+        (
+            harness.topic("sites/boiler-house-9/telemetry"),
+            br#"{"b9_flue_temp": 180.0}"#.to_vec(),
+        ),
+        (
+            harness.topic("sites/nowhere/telemetry"),
+            br#"{"a": 1}"#.to_vec(),
+        ),
+    ])
+    .await;
+    wait_until("the messages are settled", Duration::from_secs(10), || {
+        harness.ingestion().stats().acked == 3
+    })
+    .await;
+    let stats = harness.ingestion().stats();
+    assert_eq!(stats.accepted, 0, "{stats:?}");
+    let expected: std::collections::BTreeMap<&str, u64> =
+        [("unknown_sensor", 2), ("unknown_site", 1)]
+            .into_iter()
+            .collect();
+    assert_eq!(stats.rejected, expected);
     harness.stop().await;
 }
 

@@ -6,9 +6,10 @@ use std::collections::HashMap;
 use chrono::{DateTime, Utc};
 use deadpool_postgres::Pool;
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
+use tokio_postgres::IsolationLevel;
 use uuid::Uuid;
 
-use super::{AnnouncedMetric, GatewayBinding, GatewayState, invalid};
+use super::{AnnouncedMetric, GatewayBinding, GatewayDeviceState, GatewayState, invalid};
 use crate::Result;
 
 /// Every binding. The Sparkplug host loads them at start and again on
@@ -39,11 +40,18 @@ pub async fn gateway_bindings(pool: &Pool) -> Result<Vec<GatewayBinding>> {
         .collect()
 }
 
-/// Every gateway's state and the sensor keys its last births named, for
-/// analytics' `gateway_offline` alarm and its `no_data` suppression.
+/// Every gateway's state and the sensor keys its last births named, with
+/// its devices' states and sensors, for analytics' `gateway_offline` alarm
+/// and its `no_data` suppression. One consistent snapshot.
 pub async fn gateway_states(pool: &Pool) -> Result<Vec<GatewayState>> {
-    let client = pool.get().await?;
-    let statement = client
+    let mut client = pool.get().await?;
+    let transaction = client
+        .build_transaction()
+        .isolation_level(IsolationLevel::RepeatableRead)
+        .read_only(true)
+        .start()
+        .await?;
+    let statement = transaction
         .prepare_cached(
             "SELECT g.id, s.slug AS site, g.group_id, g.edge_node, g.online,
                     g.last_birth_at, g.last_death_at,
@@ -55,12 +63,7 @@ pub async fn gateway_states(pool: &Pool) -> Result<Vec<GatewayState>> {
              ORDER BY g.id",
         )
         .await?;
-    let millis = |at: Option<DateTime<Utc>>| {
-        at.map(|at| EpochMillis::from_millis(at.timestamp_millis()))
-            .transpose()
-            .map_err(invalid("gateway timestamp"))
-    };
-    client
+    let mut states = transaction
         .query(&statement, &[])
         .await?
         .iter()
@@ -74,15 +77,55 @@ pub async fn gateway_states(pool: &Pool) -> Result<Vec<GatewayState>> {
                 online: row.get("online"),
                 last_birth_at: millis(row.get("last_birth_at"))?,
                 last_death_at: millis(row.get("last_death_at"))?,
-                sensors: row
-                    .get::<_, Vec<String>>("sensors")
-                    .into_iter()
-                    .map(SensorKey::parse)
-                    .collect::<Result<_, _>>()
-                    .map_err(invalid("sensor key"))?,
+                sensors: sensor_keys(row.get("sensors"))?,
+                devices: Vec::new(),
             })
         })
-        .collect()
+        .collect::<Result<Vec<_>>>()?;
+    let statement = transaction
+        .prepare_cached(
+            "SELECT d.gateway_id, d.device, d.online, d.last_birth_at, d.last_death_at,
+                    coalesce(array_agg(DISTINCT m.sensor_key)
+                                 FILTER (WHERE m.sensor_key IS NOT NULL),
+                             '{}') AS sensors
+             FROM metadata.gateway_devices d
+             LEFT JOIN metadata.gateway_metrics m
+                    ON m.gateway_id = d.gateway_id AND m.device = d.device
+             GROUP BY d.gateway_id, d.device
+             ORDER BY d.gateway_id, d.device COLLATE \"C\"",
+        )
+        .await?;
+    let mut devices: HashMap<Uuid, Vec<GatewayDeviceState>> = HashMap::new();
+    for row in transaction.query(&statement, &[]).await? {
+        devices
+            .entry(row.get("gateway_id"))
+            .or_default()
+            .push(GatewayDeviceState {
+                device: row.get("device"),
+                online: row.get("online"),
+                last_birth_at: millis(row.get("last_birth_at"))?,
+                last_death_at: millis(row.get("last_death_at"))?,
+                sensors: sensor_keys(row.get("sensors"))?,
+            });
+    }
+    transaction.commit().await?;
+    for state in &mut states {
+        state.devices = devices.remove(&state.id).unwrap_or_default();
+    }
+    Ok(states)
+}
+
+fn millis(at: Option<DateTime<Utc>>) -> Result<Option<EpochMillis>> {
+    at.map(|at| EpochMillis::from_millis(at.timestamp_millis()))
+        .transpose()
+        .map_err(invalid("gateway timestamp"))
+}
+
+fn sensor_keys(keys: Vec<String>) -> Result<Vec<SensorKey>> {
+    keys.into_iter()
+        .map(SensorKey::parse)
+        .collect::<Result<_, _>>()
+        .map_err(invalid("sensor key"))
 }
 
 /// Text for Postgres, which holds no NUL: a NUL a gateway sent becomes
@@ -148,8 +191,10 @@ async fn replace_metrics(
 
 /// An NBIRTH: the gateway is online from `at`, announcing `metrics` (its
 /// node metrics; this replaces every announced metric of the gateway,
-/// devices included). Returns false when no gateway is bound for
-/// (`group`, `edge_node`) (nothing is written then). One transaction.
+/// devices included), its devices offline until their DBIRTHs (a new
+/// session; no death is recorded for them). Returns false when no gateway
+/// is bound for (`group`, `edge_node`) (nothing is written then). One
+/// transaction.
 pub async fn record_gateway_birth(
     pool: &Pool,
     group: &str,
@@ -177,52 +222,160 @@ pub async fn record_gateway_birth(
     else {
         return Ok(false);
     };
-    replace_metrics(&transaction, row.get("id"), None, metrics).await?;
+    let id: Uuid = row.get("id");
+    replace_metrics(&transaction, id, None, metrics).await?;
+    // A new session: its devices are offline until their DBIRTHs.
+    let devices = transaction
+        .prepare_cached(
+            "UPDATE metadata.gateway_devices SET online = false
+             WHERE gateway_id = $1 AND online",
+        )
+        .await?;
+    transaction.execute(&devices, &[&id]).await?;
     transaction.commit().await?;
     Ok(true)
 }
 
-/// A DBIRTH: replaces the announced metrics of that device (each metric
-/// counts as the device's, whatever its own `device` says). Returns false
-/// when no gateway is bound for (`group`, `edge_node`). The gateway's
-/// online state is the NBIRTH's and NDEATH's to change. One transaction.
+/// The gateway bound for (`group`, `edge_node`), its row locked for the
+/// transaction, and whether an event of its session `bd_seq` received at
+/// `at` belongs to the session Postgres holds: the gateway is online, born
+/// no later than `at`, and with the same `bdSeq` (either unknown, it
+/// does). `None` when no gateway is bound.
+async fn current_session(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    group: &str,
+    edge_node: &str,
+    at: EpochMillis,
+    bd_seq: Option<i64>,
+) -> Result<Option<(Uuid, bool)>> {
+    let statement = transaction
+        .prepare_cached(
+            "SELECT id,
+                    online AND last_birth_at <= $3
+                        AND ($4::bigint IS NULL OR bd_seq IS NULL OR bd_seq = $4) AS current
+             FROM metadata.gateways
+             WHERE group_id = $1 AND edge_node = $2
+             FOR UPDATE",
+        )
+        .await?;
+    Ok(transaction
+        .query_opt(
+            &statement,
+            &[&group, &edge_node, &at.to_datetime(), &bd_seq],
+        )
+        .await?
+        .map(|row| (row.get("id"), row.get("current"))))
+}
+
+/// A device id as stored: a device id is never empty in a topic the host
+/// takes, but should one be, it is stored as U+FFFD ('' means the node).
+fn device_name(device: &str) -> String {
+    if device.is_empty() {
+        "\u{FFFD}".to_owned()
+    } else {
+        storable(device)
+    }
+}
+
+/// A DBIRTH: the device is online from `at`, and its announced metrics
+/// are replaced (each metric counts as the device's, whatever its own
+/// `device` says). `bd_seq` is the `bdSeq` of its edge node's birth: a
+/// device birth of a session other than the gateway's current one (see
+/// [`record_device_death`]) changes nothing. Returns false when no gateway
+/// is bound for (`group`, `edge_node`). The gateway's own online state is
+/// the NBIRTH's and NDEATH's to change. One transaction.
 pub async fn record_device_birth(
     pool: &Pool,
     group: &str,
     edge_node: &str,
     device: &str,
     at: EpochMillis,
+    bd_seq: Option<i64>,
     metrics: &[AnnouncedMetric],
 ) -> Result<bool> {
-    // `at` is not stored: a gateway records when its node was born and
-    // died; a device birth only changes what the gateway announces.
-    let _ = at;
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
-    let statement = transaction
-        .prepare_cached(
-            "UPDATE metadata.gateways SET updated_at = now()
-             WHERE group_id = $1 AND edge_node = $2
-             RETURNING id",
-        )
-        .await?;
-    let Some(row) = transaction
-        .query_opt(&statement, &[&group, &edge_node])
-        .await?
+    let Some((id, current)) = current_session(&transaction, group, edge_node, at, bd_seq).await?
     else {
         return Ok(false);
     };
-    let device = if device.is_empty() {
-        "\u{FFFD}"
-    } else {
-        device
-    };
-    replace_metrics(&transaction, row.get("id"), Some(device), metrics).await?;
+    if !current {
+        return Ok(true);
+    }
+    let device = device_name(device);
+    let born = transaction
+        .prepare_cached(
+            "INSERT INTO metadata.gateway_devices (gateway_id, device, online, last_birth_at)
+             VALUES ($1, $2, true, $3)
+             ON CONFLICT (gateway_id, device)
+                 DO UPDATE SET online = true, last_birth_at = EXCLUDED.last_birth_at",
+        )
+        .await?;
+    transaction
+        .execute(&born, &[&id, &device, &at.to_datetime()])
+        .await?;
+    replace_metrics(&transaction, id, Some(&device), metrics).await?;
+    touch(&transaction, id).await?;
     transaction.commit().await?;
     Ok(true)
 }
 
-/// An NDEATH (or the will): the gateway is offline from `at`. Idempotent:
+/// A DDEATH: the device is offline from `at`; its gateway stays online,
+/// and its announced metrics stay (they name the sensors its death
+/// concerns). Ignored, like a stale NDEATH, when it is not of the
+/// gateway's current session: the gateway is offline, was born after
+/// `at`, or its last birth's `bdSeq` is not `bd_seq` (the `bdSeq` of the
+/// birth of the session the host saw the death in; either unknown, the
+/// death counts); and when the device is not online or was born after
+/// `at`. Returns false when no gateway is bound for (`group`,
+/// `edge_node`). One transaction.
+pub async fn record_device_death(
+    pool: &Pool,
+    group: &str,
+    edge_node: &str,
+    device: &str,
+    at: EpochMillis,
+    bd_seq: Option<i64>,
+) -> Result<bool> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let Some((id, current)) = current_session(&transaction, group, edge_node, at, bd_seq).await?
+    else {
+        return Ok(false);
+    };
+    if !current {
+        return Ok(true);
+    }
+    let died = transaction
+        .prepare_cached(
+            "UPDATE metadata.gateway_devices SET online = false, last_death_at = $3
+             WHERE gateway_id = $1 AND device = $2 AND online
+               AND (last_birth_at IS NULL OR last_birth_at <= $3)",
+        )
+        .await?;
+    if transaction
+        .execute(&died, &[&id, &device_name(device), &at.to_datetime()])
+        .await?
+        > 0
+    {
+        touch(&transaction, id).await?;
+    }
+    transaction.commit().await?;
+    Ok(true)
+}
+
+/// Marks gateway `id` changed, so the change feed announces a change to
+/// its devices (`gateways:{site}`).
+async fn touch(transaction: &deadpool_postgres::Transaction<'_>, id: Uuid) -> Result<()> {
+    let statement = transaction
+        .prepare_cached("UPDATE metadata.gateways SET updated_at = now() WHERE id = $1")
+        .await?;
+    transaction.execute(&statement, &[&id]).await?;
+    Ok(())
+}
+
+/// An NDEATH (or the will): the gateway and its online devices are
+/// offline from `at`. Idempotent:
 /// an offline gateway stays as it is, and so does one whose last birth is
 /// newer than `at` or whose last birth's `bdSeq` is not the death's
 /// `bd_seq` (the will of an earlier session, delivered late: Sparkplug
@@ -248,6 +401,11 @@ pub async fn record_gateway_death(
                  WHERE g.id = bound.id AND g.online AND g.last_birth_at <= $3
                    AND ($4::bigint IS NULL OR g.bd_seq IS NULL OR g.bd_seq = $4)
                  RETURNING g.id
+             ), devices_died AS (
+                 UPDATE metadata.gateway_devices d
+                 SET online = false, last_death_at = $3
+                 FROM died
+                 WHERE d.gateway_id = died.id AND d.online
              )
              SELECT count(*) AS bound FROM bound",
         )

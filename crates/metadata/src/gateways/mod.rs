@@ -4,7 +4,8 @@
 //!
 //! Postgres is the source of truth for a gateway's online state: the
 //! Sparkplug host writes every birth and death here ([`record_gateway_birth`],
-//! [`record_device_birth`], [`record_gateway_death`]), analytics raises
+//! [`record_device_birth`], [`record_device_death`], [`record_gateway_death`],
+//! each one transaction), analytics raises
 //! `gateway_offline` from these rows ([`gateway_states`]), and a new leader
 //! of either reads nothing from memory.
 
@@ -20,8 +21,8 @@ use uuid::Uuid;
 mod host;
 
 pub use host::{
-    gateway_bindings, gateway_states, record_device_birth, record_gateway_birth,
-    record_gateway_death,
+    gateway_bindings, gateway_states, record_device_birth, record_device_death,
+    record_gateway_birth, record_gateway_death,
 };
 
 use crate::sensors::insert_sensor;
@@ -99,6 +100,8 @@ pub struct Gateway {
     /// What its last births announced: node metrics first, then each
     /// device's, each in its birth's order.
     pub metrics: Vec<GatewayMetric>,
+    /// Every device it announced, in byte order of their ids.
+    pub devices: Vec<GatewayDevice>,
     /// The binding's version (births and deaths leave it as it is).
     pub version: i64,
     /// When it was bound.
@@ -127,6 +130,38 @@ pub struct GatewayState {
     pub last_death_at: Option<EpochMillis>,
     /// The sensor keys its last births named (node and devices).
     pub sensors: Vec<SensorKey>,
+    /// Its devices, in byte order of their ids.
+    pub devices: Vec<GatewayDeviceState>,
+}
+
+/// What analytics needs of a gateway's device to hold back its sensors'
+/// `no_data` alerts while it is dead and its gateway online.
+#[derive(Debug, Clone, PartialEq)]
+pub struct GatewayDeviceState {
+    /// The Sparkplug device id.
+    pub device: String,
+    /// Between its DBIRTH and its DDEATH (or its gateway's death).
+    pub online: bool,
+    /// When its last DBIRTH arrived.
+    pub last_birth_at: Option<EpochMillis>,
+    /// When its last DDEATH (or its gateway's death) arrived.
+    pub last_death_at: Option<EpochMillis>,
+    /// The sensor keys its last DBIRTH named.
+    pub sensors: Vec<SensorKey>,
+}
+
+/// A device of a gateway, as its births and deaths left it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct GatewayDevice {
+    /// The Sparkplug device id.
+    pub device: String,
+    /// Between its DBIRTH and its DDEATH or its gateway's death (an
+    /// NBIRTH leaves it offline until its DBIRTH).
+    pub online: bool,
+    /// When its last DBIRTH arrived; `None` if not recorded.
+    pub last_birth_at: Option<DateTime<Utc>>,
+    /// When its last DDEATH (or its gateway's death) arrived.
+    pub last_death_at: Option<DateTime<Utc>>,
 }
 
 /// A gateway to bind, already validated.
@@ -201,14 +236,15 @@ fn from_row(row: &tokio_postgres::Row) -> Result<Gateway> {
         last_birth_at: row.get("last_birth_at"),
         last_death_at: row.get("last_death_at"),
         metrics: Vec::new(),
+        devices: Vec::new(),
         version: row.get("version"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
     })
 }
 
-/// Fills in the announced metrics of `gateways` (read in the same
-/// transaction, so a birth in between cannot mix two births).
+/// Fills in the announced metrics and the devices of `gateways` (read in
+/// the same transaction, so a birth in between cannot mix two births).
 async fn with_metrics(client: &impl GenericClient, gateways: &mut [Gateway]) -> Result<()> {
     if gateways.is_empty() {
         return Ok(());
@@ -243,8 +279,29 @@ async fn with_metrics(client: &impl GenericClient, gateways: &mut [Gateway]) -> 
                 registered: row.get("registered"),
             });
     }
+    let statement = client
+        .prepare_cached(
+            "SELECT gateway_id, device, online, last_birth_at, last_death_at
+             FROM metadata.gateway_devices
+             WHERE gateway_id = ANY($1)
+             ORDER BY gateway_id, device COLLATE \"C\"",
+        )
+        .await?;
+    let mut devices: HashMap<Uuid, Vec<GatewayDevice>> = HashMap::new();
+    for row in client.query(&statement, &[&ids]).await? {
+        devices
+            .entry(row.get("gateway_id"))
+            .or_default()
+            .push(GatewayDevice {
+                device: row.get("device"),
+                online: row.get("online"),
+                last_birth_at: row.get("last_birth_at"),
+                last_death_at: row.get("last_death_at"),
+            });
+    }
     for gateway in gateways {
         gateway.metrics = by_id.remove(&gateway.id).unwrap_or_default();
+        gateway.devices = devices.remove(&gateway.id).unwrap_or_default();
     }
     Ok(())
 }

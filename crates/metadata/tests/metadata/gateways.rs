@@ -1,5 +1,6 @@
 //! Gateways: bindings, births and deaths as the Sparkplug host records
-//! them, the announced metrics and their registration, the change feed.
+//! them (a device's: `gateway_devices.rs`), the announced metrics and
+//! their registration, the change feed.
 
 use std::time::Duration;
 
@@ -12,11 +13,11 @@ use tokio_util::sync::CancellationToken;
 
 use super::{key, sensor, site, slug, with_site};
 
-fn at(millis: i64) -> EpochMillis {
+pub(crate) fn at(millis: i64) -> EpochMillis {
     EpochMillis::from_millis(millis).unwrap()
 }
 
-fn metric(device: Option<&str>, name: &str, datatype: &str) -> AnnouncedMetric {
+pub(crate) fn metric(device: Option<&str>, name: &str, datatype: &str) -> AnnouncedMetric {
     AnnouncedMetric {
         device: device.map(str::to_owned),
         metric: name.to_owned(),
@@ -33,7 +34,7 @@ fn metric(device: Option<&str>, name: &str, datatype: &str) -> AnnouncedMetric {
     }
 }
 
-fn gateway(group: &str, edge_node: &str) -> NewGateway {
+pub(crate) fn gateway(group: &str, edge_node: &str) -> NewGateway {
     NewGateway::parse(group, edge_node).unwrap()
 }
 
@@ -216,6 +217,7 @@ async fn births_and_deaths_set_the_state_and_the_announced_metrics() {
             "gw1",
             "boiler 1",
             at(1_100),
+            Some(3),
             &[metric(Some("boiler 1"), "Sequencer", "String")]
         )
         .await
@@ -270,6 +272,7 @@ async fn births_and_deaths_set_the_state_and_the_announced_metrics() {
         "gw1",
         "boiler 1",
         at(1_200),
+        Some(3),
         &[metric(Some("boiler 1"), "Flame", "Boolean")],
     )
     .await
@@ -432,6 +435,15 @@ async fn gateway_changes_are_announced_with_their_site() {
     };
     assert_eq!(next(&mut changes).await, expected);
     stoker_metadata::record_gateway_birth(&pool, "plant", "gw1", at(1_000), None, &[])
+        .await
+        .unwrap();
+    assert_eq!(next(&mut changes).await, expected);
+    // A device's birth and death are changes to its gateway.
+    stoker_metadata::record_device_birth(&pool, "plant", "gw1", "boiler 1", at(1_100), None, &[])
+        .await
+        .unwrap();
+    assert_eq!(next(&mut changes).await, expected);
+    stoker_metadata::record_device_death(&pool, "plant", "gw1", "boiler 1", at(1_200), None)
         .await
         .unwrap();
     assert_eq!(next(&mut changes).await, expected);

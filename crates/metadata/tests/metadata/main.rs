@@ -4,6 +4,7 @@
 mod alert_rules;
 mod api_keys;
 mod changes;
+mod gateway_devices;
 mod gateways;
 mod kinds;
 mod sites_and_sensors;

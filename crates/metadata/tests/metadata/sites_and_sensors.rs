@@ -242,6 +242,9 @@ async fn a_sensor_is_read_updated_and_deleted_by_version() {
     assert_eq!(updated.version, 3);
     let registry = stoker_metadata::registry(&pool).await.unwrap();
     assert!(registry[0].range.contains(-5.0) && !registry[0].range.contains(401.0));
+    let with_sites = stoker_metadata::site_registry(&pool).await.unwrap();
+    assert_eq!(with_sites.sensors, registry);
+    assert!(with_sites.sites.is_empty(), "{:?}", with_sites.sites);
 
     let missing = stoker_metadata::update_sensor(&pool, &house, &key("nothing"), 1, &range).await;
     assert!(
@@ -269,6 +272,10 @@ async fn a_sensor_is_read_updated_and_deleted_by_version() {
         "{gone:?}"
     );
     assert!(stoker_metadata::registry(&pool).await.unwrap().is_empty());
+    // Its site is still known to ingestion, without sensors.
+    let with_sites = stoker_metadata::site_registry(&pool).await.unwrap();
+    assert!(with_sites.sensors.is_empty());
+    assert_eq!(with_sites.sites, [house]);
 }
 
 #[tokio::test]

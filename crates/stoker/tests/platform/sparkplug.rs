@@ -3,7 +3,8 @@
 //! installed by `crates/sparkplug/tests/tahu/run`), driven by
 //! `tahu_edge_node.js` through a broker of the test's own. Two ingest
 //! processes: the leader reads the edge node; killed with SIGKILL, its
-//! will says offline and the other takes over.
+//! will says offline and the other takes over. A device's birth and death
+//! and the edge node's death are recorded in metadata.
 
 use std::path::Path;
 use std::process::Stdio;
@@ -178,6 +179,25 @@ async fn gateway_online(pool: &stoker_postgres::Pool, group: &str) -> Option<boo
         .await
         .unwrap()
         .map(|row| row.get(0))
+}
+
+/// A device's (online, died at least once) in metadata, if recorded.
+async fn device_state(
+    pool: &stoker_postgres::Pool,
+    group: &str,
+    device: &str,
+) -> Option<(bool, bool)> {
+    let client = pool.get().await.unwrap();
+    client
+        .query_opt(
+            "SELECT d.online, d.last_death_at IS NOT NULL
+             FROM metadata.gateway_devices d JOIN metadata.gateways g ON g.id = d.gateway_id
+             WHERE g.group_id = $1 AND g.edge_node = $2 AND d.device = $3",
+            &[&group, &EDGE_NODE, &device],
+        )
+        .await
+        .unwrap()
+        .map(|row| (row.get(0), row.get(1)))
 }
 
 /// Waits for `check`; failing, says what the ingest process `watched`
@@ -459,7 +479,43 @@ async fn a_tahu_edge_node_is_read_through_births_a_rebirth_a_leader_killed_and_i
         "the new birth's value stays the latest"
     );
 
-    // NDEATH: the gateway goes offline in metadata.
+    // A device: its DBIRTH brings it online in metadata; its DDEATH
+    // (Tahu's publishDeviceDeath) takes it, and only it, offline.
+    let device_birth = json!({"op": "device_birth", "device": "Boiler 1", "metrics": [
+        {"name": "Flame", "alias": 10, "type": "Boolean", "value": true},
+    ]});
+    node.send(device_birth.clone()).await;
+    wait_for(
+        &follower,
+        "Boiler 1 online in metadata",
+        Duration::from_secs(10),
+        || async { device_state(&pool, &group, "Boiler 1").await == Some((true, false)) },
+    )
+    .await;
+    node.send(json!({"op": "device_death", "device": "Boiler 1"}))
+        .await;
+    wait_for(
+        &follower,
+        "Boiler 1's death in metadata",
+        Duration::from_secs(10),
+        || async { device_state(&pool, &group, "Boiler 1").await == Some((false, true)) },
+    )
+    .await;
+    assert_eq!(
+        gateway_online(&pool, &group).await,
+        Some(true),
+        "a device's death is not its gateway's"
+    );
+    node.send(device_birth).await;
+    wait_for(
+        &follower,
+        "Boiler 1 born again in metadata",
+        Duration::from_secs(10),
+        || async { device_state(&pool, &group, "Boiler 1").await == Some((true, true)) },
+    )
+    .await;
+
+    // NDEATH: the gateway and its device go offline in metadata.
     node.send(json!({"op": "stop"})).await;
     wait_for(
         &follower,
@@ -468,6 +524,10 @@ async fn a_tahu_edge_node_is_read_through_births_a_rebirth_a_leader_killed_and_i
         || async { gateway_online(&pool, &group).await == Some(false) },
     )
     .await;
+    assert_eq!(
+        device_state(&pool, &group, "Boiler 1").await,
+        Some((false, true))
+    );
 
     // A clean stop publishes STATE offline before disconnecting.
     let stopped = follower.interrupt();

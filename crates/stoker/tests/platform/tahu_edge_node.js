@@ -8,6 +8,8 @@
 //   {"op":"connect"}                          the client connects (prints "connected")
 //   {"op":"birth","metrics":[…]}              NBIRTH with these metrics (bdSeq added by the client)
 //   {"op":"data","metrics":[…]}               NDATA
+//   {"op":"device_birth","device":…,"metrics":[…]}  DBIRTH of that device
+//   {"op":"device_death","device":…}          DDEATH of that device
 //   {"op":"skip_seq"}                         the next message's seq skips one number, as a
 //                                             message lost on the way would leave it
 //   {"op":"stop"}                             NDEATH, then a clean disconnect
@@ -92,6 +94,12 @@ lines.on('line', (line) => {
       break;
     case 'data':
       client.publishNodeData({ timestamp: Date.now(), metrics: command.metrics });
+      break;
+    case 'device_birth':
+      client.publishDeviceBirth(command.device, { timestamp: Date.now(), metrics: command.metrics });
+      break;
+    case 'device_death':
+      client.publishDeviceDeath(command.device, { timestamp: Date.now() });
       break;
     case 'skip_seq':
       client.seq += 1;

@@ -135,6 +135,7 @@ async fn a_backup_restores_into_fresh_databases_identical_and_the_cache_is_rebui
         "metadata.api_keys",
         "metadata.gateways",
         "metadata.gateway_metrics",
+        "metadata.gateway_devices",
         "analytics.alerts",
         "analytics.alert_events",
         "analytics.notifications",

@@ -166,6 +166,7 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
         "gw-1",
         "boiler 1",
         born,
+        Some(0),
         &[announced(
             Some("boiler 1"),
             "Sequencer",
