@@ -20,6 +20,7 @@ pub(crate) struct Results {
     pub(crate) e2e: Option<EndToEnd>,
     pub(crate) latency: Option<Latency>,
     pub(crate) line_protocol: Option<LineProtocol>,
+    pub(crate) sparkplug: Option<Sparkplug>,
     pub(crate) soak: Option<Soak>,
 }
 
@@ -36,6 +37,7 @@ pub(crate) fn run_record() -> RunRecord {
             "REDIS_",
             "POSTGRES_",
             "STOKER_",
+            "SPARKPLUG_",
         ],
         &[
             "DATABASE_URL",
@@ -45,6 +47,8 @@ pub(crate) fn run_record() -> RunRecord {
             "MQTT_CLIENT_ID",
             "INGEST_SPOOL_DIR",
             "METRICS_ADDR",
+            "SPARKPLUG_GROUPS",
+            "SPARKPLUG_HOST_ID",
         ],
     )
 }
@@ -74,6 +78,7 @@ impl Results {
             e2e: None,
             latency: None,
             line_protocol: None,
+            sparkplug: None,
             soak: None,
         }
     }
@@ -175,6 +180,28 @@ impl Figures for Results {
                     "≤ 100%".into(),
                 ));
             }
+        }
+        if let (Some(sp), Some(e2e)) = (&self.sparkplug, &self.e2e) {
+            let share = sp.rate / e2e.rate;
+            checks.push(Check::new(
+                "(f) Sparkplug / JSON (b), readings/s",
+                share,
+                Bound::AtLeast,
+                1.0,
+                format!("{:.1}%", share * 100.0),
+                "≥ 100%".into(),
+            ));
+            let sp_cpu = sp.cpu.stoker() / sp.readings as f64;
+            let json_cpu = e2e.cpu.stoker() / e2e.readings as f64;
+            let share = sp_cpu / json_cpu;
+            checks.push(Check::new(
+                "(f) Sparkplug / JSON (b), CPU per reading",
+                share,
+                Bound::AtMost,
+                1.0,
+                format!("{:.1}%", share * 100.0),
+                "≤ 100%".into(),
+            ));
         }
         if let Some(soak) = &self.soak {
             let growth = soak.growth();
@@ -326,6 +353,28 @@ impl Figures for Results {
                 ),
             );
         }
+        if let Some(sp) = &self.sparkplug {
+            row(
+                out,
+                "(f) Sparkplug NDATA end to end (→ queryable)",
+                rate(sp.rate),
+                format!(
+                    "{} readings in {:.2} s; {} NDATA of ≤ {} bytes, QoS 0, {} publisher(s), {}; all written after {}; births queryable after {:.2} s",
+                    thousands(sp.readings),
+                    sp.seconds,
+                    thousands(sp.messages),
+                    sp.payload_bytes,
+                    sp.publishers,
+                    sp.paced.map_or("unpaced".into(), |paced| format!(
+                        "paced at {} readings/s",
+                        rate(paced)
+                    )),
+                    sp.written_after
+                        .map_or("n/a".into(), |seconds| format!("{seconds:.2} s")),
+                    sp.births_after
+                ),
+            );
+        }
         let _ = writeln!(out);
         if let Some(e2e) = &self.e2e {
             let _ = writeln!(
@@ -376,6 +425,19 @@ impl Figures for Results {
                 out,
                 "  CPU during (e) InfluxDB's own /write: {}",
                 lp.influx.cpu.describe(lp.influx.seconds)
+            );
+        }
+        if let Some(sp) = &self.sparkplug {
+            let _ = writeln!(
+                out,
+                "  (f) Sparkplug ingest process: {:.2} CPU-s per million readings (JSON (b): {}); VmHWM {:.1} MiB; CPU {}",
+                sp.cpu.stoker() / sp.readings as f64 * 1e6,
+                self.e2e.as_ref().map_or("n/a".into(), |e2e| format!(
+                    "{:.2}",
+                    e2e.cpu.stoker() / e2e.readings as f64 * 1e6
+                )),
+                mib(sp.hwm_kib),
+                sp.cpu.describe(sp.seconds)
             );
         }
         if let Some(soak) = &self.soak {
@@ -450,6 +512,19 @@ impl Figures for Results {
                 "answered_after_seconds": lp.answered_after, "retried_after_503": lp.retried,
                 "cpu_seconds": lp.cpu.json(),
                 "stoker_cpu_seconds_per_million": lp.cpu.stoker() / lp.readings as f64 * 1e6,
+            })),
+            "sparkplug": self.sparkplug.as_ref().map(|sp| json!({
+                "readings": sp.readings, "messages": sp.messages, "publishers": sp.publishers,
+                "qos": 0, "paced_readings_per_second": sp.paced, "max_payload_bytes": sp.payload_bytes,
+                "births_queryable_after_seconds": sp.births_after,
+                "seconds": sp.seconds, "readings_per_second": sp.rate,
+                "written_after_seconds": sp.written_after,
+                "cpu_seconds": sp.cpu.json(),
+                "stoker_cpu_seconds_per_million": sp.cpu.stoker() / sp.readings as f64 * 1e6,
+                "stoker_vmhwm_mib": mib(sp.hwm_kib),
+                "share_of_json_rate": self.e2e.as_ref().map(|e2e| sp.rate / e2e.rate),
+                "cpu_per_reading_share_of_json": self.e2e.as_ref().map(|e2e|
+                    (sp.cpu.stoker() / sp.readings as f64) / (e2e.cpu.stoker() / e2e.readings as f64)),
             })),
             "soak": self.soak.as_ref().map(|soak| json!({
                 "seconds": soak.seconds, "readings_per_second": soak.readings_per_second,
