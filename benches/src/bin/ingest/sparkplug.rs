@@ -307,9 +307,6 @@ pub(crate) async fn sparkplug(
         let poll_started = Instant::now();
         let stored = counter.poll(influx, database).await? * per_message;
         let polled = Instant::now();
-        if stored >= total {
-            break polled;
-        }
         let written = publishers
             .iter()
             .map(|publisher| publisher.written())
@@ -317,6 +314,9 @@ pub(crate) async fn sparkplug(
             .saturating_sub(births_written);
         if written_after.is_none() && written >= messages {
             written_after = Some((polled - started).as_secs_f64());
+        }
+        if stored >= total {
+            break polled;
         }
         stoker.check_alive()?;
         let problem = watch.check(online_at).err().or_else(|| {
