@@ -98,6 +98,12 @@ impl Fleet {
         self.sensors[0].key.as_str()
     }
 
+    /// The key of sensor `position` of every site (0 ≤ position <
+    /// readings_per_message).
+    pub fn sensor(&self, position: usize) -> &str {
+        self.sensors[position].key.as_str()
+    }
+
     /// The slug of the site at `index` (0 ≤ index < site_count).
     pub fn site(&self, index: usize) -> &str {
         self.sites[index].as_str()

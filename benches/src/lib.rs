@@ -1,6 +1,7 @@
 //! Building blocks of Stoker's benchmarks (`src/bin/*`): the benchmark
 //! fleet and its payloads, a bare InfluxDB HTTP client, tight MQTT
-//! publishers and subscribers, `/proc` sampling of processes, the `stoker`
+//! publishers and subscribers, a watch on a Sparkplug host's STATE and
+//! rebirth requests, `/proc` sampling of processes, the `stoker`
 //! child process and the CPU accounting around it, the parts every report
 //! shares, and the frame each benchmark binary runs in.
 //!
@@ -15,6 +16,7 @@ pub mod mqtt;
 pub mod process;
 pub mod procstat;
 pub mod report;
+pub mod sparkplug;
 
 use std::sync::OnceLock;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};

@@ -1,6 +1,7 @@
-//! Tight MQTT clients on rumqttc: a QoS 1 publisher that keeps up to 1,000
-//! messages in flight and counts PUBACKs, and a bare QoS 1 subscriber that
-//! counts deliveries (auto-ack).
+//! Tight MQTT clients on rumqttc: a publisher that keeps up to 1,000 QoS 1
+//! messages in flight and counts PUBACKs (or sends QoS 0, counting what
+//! its connection wrote), and a bare QoS 1 subscriber that counts
+//! deliveries (auto-ack).
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -43,12 +44,13 @@ async fn handshake(eventloop: &mut EventLoop, port: u16) -> anyhow::Result<()> {
     }
 }
 
-/// A QoS 1 publisher; its event loop runs in a task of its own.
+/// A QoS 1 (or QoS 0) publisher; its event loop runs in a task of its own.
 #[derive(Debug)]
 pub struct Publisher {
     client: AsyncClient,
     published: AtomicU64,
     acked: Arc<AtomicU64>,
+    written: Arc<AtomicU64>,
     failed: Arc<AtomicBool>,
     task: JoinHandle<anyhow::Result<()>>,
 }
@@ -59,15 +61,20 @@ impl Publisher {
         let (client, mut eventloop) = AsyncClient::new(options(port, client_id), REQUEST_CHANNEL);
         handshake(&mut eventloop, port).await?;
         let acked = Arc::new(AtomicU64::new(0));
+        let written = Arc::new(AtomicU64::new(0));
         let failed = Arc::new(AtomicBool::new(false));
         let task = {
             let acked = Arc::clone(&acked);
+            let written = Arc::clone(&written);
             let failed = Arc::clone(&failed);
             tokio::spawn(async move {
                 loop {
                     match eventloop.poll().await {
                         Ok(Event::Incoming(Incoming::PubAck(_))) => {
                             acked.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Ok(Event::Outgoing(Outgoing::Publish(_))) => {
+                            written.fetch_add(1, Ordering::Relaxed);
                         }
                         Ok(Event::Outgoing(Outgoing::Disconnect)) => return Ok(()),
                         Ok(_) => {}
@@ -83,6 +90,7 @@ impl Publisher {
             client,
             published: AtomicU64::new(0),
             acked,
+            written,
             failed,
             task,
         })
@@ -90,11 +98,22 @@ impl Publisher {
 
     /// Queues one QoS 1 message (waits while the request channel is full).
     pub async fn publish(&self, topic: &str, payload: Bytes) -> anyhow::Result<()> {
+        self.publish_with(topic, payload, QoS::AtLeastOnce).await
+    }
+
+    /// Queues one QoS 0 message (waits while the request channel is full):
+    /// no acknowledgement, [`Publisher::written`] counts it once its
+    /// connection wrote it.
+    pub async fn publish_at_most_once(&self, topic: &str, payload: Bytes) -> anyhow::Result<()> {
+        self.publish_with(topic, payload, QoS::AtMostOnce).await
+    }
+
+    async fn publish_with(&self, topic: &str, payload: Bytes, qos: QoS) -> anyhow::Result<()> {
         if self.failed.load(Ordering::Acquire) {
             return Err(anyhow!("publisher connection lost"));
         }
         self.client
-            .publish_bytes(topic, QoS::AtLeastOnce, false, payload)
+            .publish_bytes(topic, qos, false, payload)
             .await
             .context("queueing a publish")?;
         self.published.fetch_add(1, Ordering::Relaxed);
@@ -109,6 +128,11 @@ impl Publisher {
     /// Messages queued so far.
     pub fn published(&self) -> u64 {
         self.published.load(Ordering::Relaxed)
+    }
+
+    /// Messages the connection wrote to the broker so far (any QoS).
+    pub fn written(&self) -> u64 {
+        self.written.load(Ordering::Relaxed)
     }
 
     /// PUBACKs received so far.

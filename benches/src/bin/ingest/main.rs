@@ -27,6 +27,7 @@ mod line_protocol;
 mod raw;
 mod results;
 mod soak;
+mod sparkplug;
 
 use anyhow::{Context, anyhow};
 use bytes::Bytes;
@@ -59,6 +60,7 @@ use line_protocol::*;
 use raw::*;
 use results::*;
 use soak::*;
+use sparkplug::*;
 
 /// Stoker's ingestion benchmark (release build; one command, one report).
 ///
@@ -66,7 +68,9 @@ use soak::*;
 /// rate with pre-encoded 5,000-line bodies; Mosquitto's delivery rate to a
 /// bare QoS 1 subscriber), (b) Stoker's end-to-end throughput, (c)
 /// publish→queryable latency at half that rate, (d) the ingestion
-/// process's peak RSS and CPU seconds; and checks them against the targets.
+/// process's peak RSS and CPU seconds, (e) the same readings as line
+/// protocol to Stoker's `/write`, (f) as Sparkplug B NDATA; and checks
+/// them against the targets.
 /// Needs the local services of scripts/dev-up; the `benches/ingest`
 /// wrapper starts them and builds the binaries first.
 ///
@@ -150,6 +154,15 @@ struct Args {
     /// Skip phase (e), line protocol.
     #[arg(long)]
     no_line_protocol: bool,
+
+    /// Skip phase (f), Sparkplug B NDATA.
+    #[arg(long)]
+    no_sparkplug: bool,
+
+    /// Pace phase (f)'s QoS 0 publishers at this many readings/s in all
+    /// (0: as fast as their connections take them).
+    #[arg(long, default_value_t = 0.0)]
+    sparkplug_rate: f64,
 }
 
 /// Most lines the raw InfluxDB phase pre-encodes (memory of this process).
@@ -213,6 +226,11 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             "--readings, --publishers and --influx-in-flight must be at least 1"
         ));
     }
+    if !(args.sparkplug_rate >= 0.0 && args.sparkplug_rate.is_finite()) {
+        return Err(anyhow!(
+            "--sparkplug-rate must be 0 (unpaced) or a positive number of readings/s"
+        ));
+    }
     if args.influx_batch == 0 {
         return Err(anyhow!("--influx-batch must be at least 1"));
     }
@@ -245,15 +263,19 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     );
     // Declared first, dropped last: the Stoker process (declared later) is
     // killed before its broker and databases go.
-    let (broker, postgres, stoker_db, redis) = bounded("setup", Duration::from_secs(120), async {
-        let broker = TestBroker::start().await;
-        let postgres = TestPostgres::create().await;
-        let pool = postgres.migrated_pool().await;
-        fleet.seed(&pool).await.context("seeding the fleet")?;
-        let stoker_db = TestInflux::create().await;
-        anyhow::Ok((broker, postgres, stoker_db, TestRedis::new()))
-    })
-    .await?;
+    let (broker, postgres, pool, stoker_db, redis) =
+        bounded("setup", Duration::from_secs(120), async {
+            let broker = TestBroker::start().await;
+            let postgres = TestPostgres::create().await;
+            let pool = postgres.migrated_pool().await;
+            fleet.seed(&pool).await.context("seeding the fleet")?;
+            if !args.no_sparkplug {
+                bind_gateways(&pool, &fleet).await?;
+            }
+            let stoker_db = TestInflux::create().await;
+            anyhow::Ok((broker, postgres, pool, stoker_db, TestRedis::new()))
+        })
+        .await?;
     let database = stoker_db.influx().database().to_owned();
     let procs = Procs::new(
         vec![
@@ -313,6 +335,8 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         ("MQTT_URL", broker.url()),
         ("MQTT_CLIENT_ID", client_id),
         ("METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
+        // Phase (f)'s process alone leads the Sparkplug host.
+        ("SPARKPLUG_GROUPS", String::new()),
     ]);
     let mut stoker =
         process::spawn_stoker(&args.stoker, "ingest", &env, &args.log, &args.stoker_log)?
@@ -425,6 +449,38 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         progress!("stopped stoker api: {}", api.terminate().await);
     }
 
+    // ------------------------------------------------------ (f) Sparkplug
+    if !args.no_sparkplug {
+        settle().await;
+        // A window of its own, before (e)'s; the births 500 ms before it.
+        // Before every window of (e), one per layout.
+        let sp_base_ts = base_ts - (2 + args.lp_layout.len() as i64) * (per_site + 1_000);
+        let mut env = process::store_env(&postgres, &stoker_db, &redis);
+        env.push(("MQTT_URL", broker.url()));
+        let sp_limit = Duration::from_secs(60) + Duration::from_secs(args.readings / 5_000);
+        let phase = bounded(
+            "(f) Sparkplug",
+            sp_limit + STARTUP * 2 + Duration::from_secs(60),
+            sparkplug(
+                args,
+                &fleet,
+                &influx,
+                &database,
+                SparkplugTarget {
+                    env,
+                    pool: &pool,
+                    port: broker.port(),
+                },
+                &procs,
+                messages,
+                sp_base_ts,
+                sp_limit,
+            ),
+        )
+        .await?;
+        report.figures.sparkplug = Some(phase);
+    }
+
     // ---------------------------------------------------------- soak
     if let Some(duration) = args.soak {
         settle().await;
@@ -454,6 +510,7 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     drop(stoker);
     drop(redis);
     drop(stoker_db);
+    drop(pool);
     drop(postgres);
     drop(broker);
     Ok(())

@@ -21,6 +21,7 @@ pub(crate) struct Results {
     pub(crate) latency: Option<Latency>,
     /// Phase (e), one entry per layout, in the order measured.
     pub(crate) line_protocol: Vec<LineProtocol>,
+    pub(crate) sparkplug: Option<Sparkplug>,
     pub(crate) soak: Option<Soak>,
 }
 
@@ -37,6 +38,7 @@ pub(crate) fn run_record() -> RunRecord {
             "REDIS_",
             "POSTGRES_",
             "STOKER_",
+            "SPARKPLUG_",
         ],
         &[
             "DATABASE_URL",
@@ -46,6 +48,8 @@ pub(crate) fn run_record() -> RunRecord {
             "MQTT_CLIENT_ID",
             "INGEST_SPOOL_DIR",
             "METRICS_ADDR",
+            "SPARKPLUG_GROUPS",
+            "SPARKPLUG_HOST_ID",
         ],
     )
 }
@@ -75,6 +79,7 @@ impl Results {
             e2e: None,
             latency: None,
             line_protocol: Vec::new(),
+            sparkplug: None,
             soak: None,
         }
     }
@@ -177,6 +182,28 @@ impl Figures for Results {
                     "≤ 100%".into(),
                 ));
             }
+        }
+        if let (Some(sp), Some(e2e)) = (&self.sparkplug, &self.e2e) {
+            let share = sp.rate / e2e.rate;
+            checks.push(Check::new(
+                "(f) Sparkplug / JSON (b), readings/s",
+                share,
+                Bound::AtLeast,
+                1.0,
+                format!("{:.1}%", share * 100.0),
+                "≥ 100%".into(),
+            ));
+            let sp_cpu = sp.cpu.stoker() / sp.readings as f64;
+            let json_cpu = e2e.cpu.stoker() / e2e.readings as f64;
+            let share = sp_cpu / json_cpu;
+            checks.push(Check::new(
+                "(f) Sparkplug / JSON (b), CPU per reading",
+                share,
+                Bound::AtMost,
+                1.0,
+                format!("{:.1}%", share * 100.0),
+                "≤ 100%".into(),
+            ));
         }
         if let Some(soak) = &self.soak {
             let growth = soak.growth();
@@ -330,6 +357,28 @@ impl Figures for Results {
                 ),
             );
         }
+        if let Some(sp) = &self.sparkplug {
+            row(
+                out,
+                "(f) Sparkplug NDATA end to end (→ queryable)",
+                rate(sp.rate),
+                format!(
+                    "{} readings in {:.2} s; {} NDATA of ≤ {} bytes, QoS 0, {} publisher(s), {}; all written after {}; births queryable after {:.2} s",
+                    thousands(sp.readings),
+                    sp.seconds,
+                    thousands(sp.messages),
+                    sp.payload_bytes,
+                    sp.publishers,
+                    sp.paced.map_or("unpaced".into(), |paced| format!(
+                        "paced at {} readings/s",
+                        rate(paced)
+                    )),
+                    sp.written_after
+                        .map_or("n/a".into(), |seconds| format!("{seconds:.2} s")),
+                    sp.births_after
+                ),
+            );
+        }
         let _ = writeln!(out);
         if let Some(e2e) = &self.e2e {
             let _ = writeln!(
@@ -382,6 +431,19 @@ impl Figures for Results {
                 "  CPU during (e) [{}] InfluxDB's own /write: {}",
                 lp.layout.key(),
                 lp.influx.cpu.describe(lp.influx.seconds)
+            );
+        }
+        if let Some(sp) = &self.sparkplug {
+            let _ = writeln!(
+                out,
+                "  (f) Sparkplug ingest process: {:.2} CPU-s per million readings (JSON (b): {}); VmHWM {:.1} MiB; CPU {}",
+                sp.cpu.stoker() / sp.readings as f64 * 1e6,
+                self.e2e.as_ref().map_or("n/a".into(), |e2e| format!(
+                    "{:.2}",
+                    e2e.cpu.stoker() / e2e.readings as f64 * 1e6
+                )),
+                mib(sp.hwm_kib),
+                sp.cpu.describe(sp.seconds)
             );
         }
         if let Some(soak) = &self.soak {
@@ -457,6 +519,19 @@ impl Figures for Results {
                 "cpu_seconds": lp.cpu.json(),
                 "stoker_cpu_seconds_per_million": lp.cpu.stoker() / lp.readings as f64 * 1e6,
             })).collect::<Vec<_>>(),
+            "sparkplug": self.sparkplug.as_ref().map(|sp| json!({
+                "readings": sp.readings, "messages": sp.messages, "publishers": sp.publishers,
+                "qos": 0, "paced_readings_per_second": sp.paced, "max_payload_bytes": sp.payload_bytes,
+                "births_queryable_after_seconds": sp.births_after,
+                "seconds": sp.seconds, "readings_per_second": sp.rate,
+                "written_after_seconds": sp.written_after,
+                "cpu_seconds": sp.cpu.json(),
+                "stoker_cpu_seconds_per_million": sp.cpu.stoker() / sp.readings as f64 * 1e6,
+                "stoker_vmhwm_mib": mib(sp.hwm_kib),
+                "share_of_json_rate": self.e2e.as_ref().map(|e2e| sp.rate / e2e.rate),
+                "cpu_per_reading_share_of_json": self.e2e.as_ref().map(|e2e|
+                    (sp.cpu.stoker() / sp.readings as f64) / (e2e.cpu.stoker() / e2e.readings as f64)),
+            })),
             "soak": self.soak.as_ref().map(|soak| json!({
                 "seconds": soak.seconds, "readings_per_second": soak.readings_per_second,
                 "published": soak.published, "stored": soak.stored, "drained_after_seconds": soak.drained_after,

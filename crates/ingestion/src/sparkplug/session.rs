@@ -407,13 +407,17 @@ impl Connection<'_> {
         };
         // The writer takes it when it has room; while it waits, a spool
         // that fills sends the host offline (the message still goes in).
+        // The first check is a period away, and the send is polled first:
+        // a queue with room takes the message without touching the timer
+        // (an interval's immediate first tick still waits for the timer
+        // driver's next turn, about a millisecond per message).
         let send = self.shared.envelopes.send(envelope);
         tokio::pin!(send);
         let mut saturated = false;
-        let mut check = tokio::time::interval(SPOOL_CHECK);
-        check.tick().await;
+        let mut check = tokio::time::interval_at(Instant::now() + SPOOL_CHECK, SPOOL_CHECK);
         loop {
             tokio::select! {
+                biased;
                 sent = &mut send => {
                     if sent.is_err() {
                         tracing::debug!("writer stopped; a Sparkplug message is not stored");
