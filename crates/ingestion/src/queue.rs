@@ -19,7 +19,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use tokio::sync::{Semaphore, mpsc};
 
-use crate::envelope::Envelope;
+use crate::envelope::{Envelope, Target};
 
 /// Bytes an envelope is charged beyond its payload (topic, bookkeeping).
 const ENVELOPE_OVERHEAD: usize = 256;
@@ -75,10 +75,27 @@ pub(crate) fn queue(capacity_bytes: usize) -> (QueueSender, QueueReceiver, Arc<A
 }
 
 impl QueueSender {
-    /// What a message is charged: its payload and overhead, at most the
-    /// whole queue (a larger one waits for an empty queue).
+    /// What a message is charged: its payload and overhead, plus what a
+    /// Sparkplug message holds decoded (each reading and its sensor key:
+    /// a small payload of aliases decodes to several times its size), at
+    /// most the whole queue (a larger one waits for an empty queue).
     fn cost(&self, envelope: &Envelope) -> u32 {
-        let bytes = envelope.payload.len().saturating_add(ENVELOPE_OVERHEAD);
+        let decoded = match &envelope.target {
+            Target::Sparkplug(decoded) => decoded
+                .readings
+                .iter()
+                .map(|reading| {
+                    std::mem::size_of::<stoker_sparkplug::Reading>() + reading.sensor.as_str().len()
+                })
+                .sum::<usize>()
+                .saturating_add(decoded.topic.len()),
+            _ => 0,
+        };
+        let bytes = envelope
+            .payload
+            .len()
+            .saturating_add(ENVELOPE_OVERHEAD)
+            .saturating_add(decoded);
         u32::try_from(bytes).unwrap_or(u32::MAX).min(self.capacity)
     }
 
@@ -154,7 +171,6 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::envelope::Target;
     use crate::journal::Source;
 
     fn envelope(bytes: usize) -> Envelope {
@@ -167,6 +183,32 @@ mod tests {
             reply: None,
             oversized: None,
         }
+    }
+
+    #[test]
+    fn a_sparkplug_message_is_charged_its_decoded_readings_too() {
+        let (sender, _receiver, _depth) = queue(1 << 20);
+        let reading = stoker_sparkplug::Reading {
+            sensor: stoker_domain::SensorKey::parse("sensor_00").unwrap(),
+            metric: "sensor_00".into(),
+            timestamp: stoker_domain::EpochMillis::now(),
+            value: stoker_sparkplug::MetricValue::Number(1.5),
+            is_historical: false,
+        };
+        let mut sparkplug = envelope(270);
+        sparkplug.target = Target::Sparkplug(Box::new(crate::envelope::Decoded {
+            topic: "spBv1.0/bench/NDATA/site".into(),
+            gateway: None,
+            site: None,
+            readings: vec![reading; 20],
+            refusals: Vec::new(),
+        }));
+        let plain = sender.cost(&envelope(270)) as usize;
+        let per_reading = std::mem::size_of::<stoker_sparkplug::Reading>() + "sensor_00".len();
+        assert_eq!(
+            sender.cost(&sparkplug) as usize,
+            plain + 20 * per_reading + "spBv1.0/bench/NDATA/site".len()
+        );
     }
 
     #[tokio::test]
