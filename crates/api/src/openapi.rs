@@ -10,6 +10,7 @@ use stoker_domain::{
 use stoker_timeseries::Aggregate;
 
 mod influx;
+mod keys;
 mod routes;
 
 pub(crate) use routes::allowed_methods;
@@ -110,12 +111,15 @@ fn errors(route: &Route) -> Map<String, Value> {
         responses.insert(
             "401".into(),
             problem_with_header(
-                "No key, or a malformed, unknown or revoked one.",
+                "No key, or a malformed, unknown, revoked or expired one.",
                 "WWW-Authenticate",
                 "Bearer realm=\"stoker\"",
             ),
         );
-        responses.insert("403".into(), problem("The key lacks the route's scope."));
+        responses.insert(
+            "403".into(),
+            problem("The key lacks the route's scope (insufficient_scope), or is limited to other sites (forbidden_site)."),
+        );
         responses.insert(
             "404".into(),
             problem("No such site, sensor, gateway, alert rule or alert."),
@@ -162,6 +166,12 @@ fn errors(route: &Route) -> Map<String, Value> {
         responses.insert(
             "422".into(),
             problem("Invalid fields: a sensors entry that is not an unregistered metric of the gateway, a state metric without its states, or states for a metric that is not one."),
+        );
+    }
+    if route.path.starts_with("/api/v1/api-keys") && route.method == "post" {
+        responses.insert(
+            "404".into(),
+            problem("No unrevoked key has this name, public id or UUID."),
         );
     }
     if route.path.ends_with("/telemetry") {
@@ -233,6 +243,9 @@ fn operation(route: &Route) -> Value {
             parameters
                 .push(json!({ "name": name, "in": "path", "required": true, "schema": slug() }));
         }
+    }
+    if route.path.contains("{name}") {
+        parameters.push(json!({ "name": "name", "in": "path", "required": true, "description": "An API key's name, public id or UUID.", "schema": { "type": "string", "minLength": 1 } }));
     }
     for name in ["rule", "alert", "gateway"] {
         if route.path.contains(&format!("{{{name}}}")) {
@@ -535,6 +548,7 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
     });
     if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
         schemas.extend(crate::rules::schemas());
+        schemas.extend(keys::schemas());
     }
     document
 }
