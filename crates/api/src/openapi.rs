@@ -245,7 +245,7 @@ fn operation(route: &Route) -> Value {
         }
     }
     if route.path.contains("{name}") {
-        parameters.push(json!({ "name": "name", "in": "path", "required": true, "description": "An API key's name, public id or UUID.", "schema": { "type": "string", "minLength": 1 } }));
+        parameters.push(json!({ "name": "name", "in": "path", "required": true, "description": "An API key's name, public id or UUID (a key whose name has other characters is named by its public id).", "schema": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[A-Za-z0-9][A-Za-z0-9_~-]*$" } }));
     }
     for name in ["rule", "alert", "gateway"] {
         if route.path.contains(&format!("{{{name}}}")) {
@@ -255,7 +255,8 @@ fn operation(route: &Route) -> Value {
     for (name, description) in route.query {
         parameters.push(json!({ "name": name, "in": "query", "required": false, "description": description, "schema": query_schema(route, name) }));
     }
-    if matches!(route.method, "patch" | "delete") {
+    // Keys have no version: revoking one takes no If-Match.
+    if matches!(route.method, "patch" | "delete") && !route.path.starts_with("/api/v1/api-keys") {
         parameters.push(json!({ "name": "If-Match", "in": "header", "required": false, "description": "The ETag (version) read; instead of version in the body.", "schema": { "type": "string", "pattern": IF_MATCH_PATTERN } }));
     }
     let mut responses = errors(route);
