@@ -20,7 +20,7 @@ use stoker_metadata::Scope;
 use uuid::Uuid;
 use warp::Filter;
 
-use crate::auth::{require, require_key};
+use crate::auth::{Principal, require_key};
 use crate::page::{self, PageBody};
 use crate::problem::ApiError;
 use crate::{State, boxed};
@@ -28,7 +28,7 @@ use crate::{State, boxed};
 pub(crate) fn routes(
     state: State,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let read = require(Scope::Read, Arc::clone(&state));
+    let read = require_key(Scope::Read, Arc::clone(&state));
     let write = require_key(Scope::Write, Arc::clone(&state));
     let with_state = warp::any().map(move || Arc::clone(&state));
     let list = warp::path!("alerts")
@@ -131,15 +131,19 @@ fn filter(query: &HashMap<String, String>) -> Result<AlertFilter, ApiError> {
         sensor,
         rule_id,
         kind,
+        within: None,
     })
 }
 
+/// A key limited to sites sees only its sites' alerts.
 async fn list_alerts(
+    principal: Principal,
     query: HashMap<String, String>,
     state: State,
 ) -> Result<warp::reply::Json, warp::Rejection> {
     let page = page::parse(&query, &["state", "site", "sensor", "rule", "kind"])?;
-    let filter = filter(&query)?;
+    let mut filter = filter(&query)?;
+    filter.within = principal.sites().map(<[SiteSlug]>::to_vec);
     let alerts = store::list_alerts(&state.pool, &filter, page.limit, page.after.as_deref())
         .await
         .map_err(ApiError::from)?;
@@ -154,11 +158,16 @@ struct AlertWithEvents {
     events: Vec<AlertEvent>,
 }
 
-async fn get_alert(id: String, state: State) -> Result<warp::reply::Json, warp::Rejection> {
+async fn get_alert(
+    id: String,
+    principal: Principal,
+    state: State,
+) -> Result<warp::reply::Json, warp::Rejection> {
     let id = crate::uuid_from_path("alert", &id)?;
     let (alert, events) = store::get_alert(&state.pool, id)
         .await
         .map_err(ApiError::from)?;
+    principal.check_site(&alert.site)?;
     Ok(warp::reply::json(&AlertWithEvents { alert, events }))
 }
 
@@ -169,13 +178,22 @@ enum Action {
     Resolve,
 }
 
+/// A key limited to sites acknowledges and resolves only its sites'
+/// alerts (checked before the change).
 async fn transition(
     id: String,
-    actor: String,
+    principal: Principal,
     state: State,
     action: Action,
 ) -> Result<warp::reply::Json, warp::Rejection> {
     let id = crate::uuid_from_path("alert", &id)?;
+    if principal.sites().is_some() {
+        let (alert, _) = store::get_alert(&state.pool, id)
+            .await
+            .map_err(ApiError::from)?;
+        principal.check_site(&alert.site)?;
+    }
+    let actor = principal.name;
     let changed = match action {
         Action::Acknowledge => store::acknowledge(&state.pool, &state.notify, id, &actor).await,
         Action::Resolve => store::resolve(&state.pool, &state.notify, id, &actor).await,

@@ -213,6 +213,15 @@ impl Catalog {
         Ok(key)
     }
 
+    /// Drops a stored key (this process rotated or revoked it).
+    pub(crate) fn forget_key(&self, key_id: &str) {
+        let mut entries = self
+            .entries
+            .write()
+            .unwrap_or_else(|poison| poison.into_inner());
+        entries.keys.remove(key_id);
+    }
+
     /// Drops a site (this process changed it).
     pub(crate) fn invalidate(&self, slug: &SiteSlug) {
         let mut entries = self

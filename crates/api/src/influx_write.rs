@@ -156,8 +156,11 @@ async fn write(
     state: &State,
 ) -> Result<(), Answer> {
     let key = credentials(headers, query).map_err(ApiError::Unauthorized)?;
-    crate::auth::check_token(&key, Scope::Write, state).await?;
-    let write = line_write(api, query)?;
+    let principal = crate::auth::check_token(&key, Scope::Write, state).await?;
+    let mut write = line_write(api, query)?;
+    write.sites = principal
+        .sites()
+        .map(|sites| sites.iter().map(|site| site.as_str().to_owned()).collect());
     let Some(intake) = &state.intake else {
         return Err(Answer::new(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -250,6 +253,7 @@ fn line_write(api: Api, query: &HashMap<String, String>) -> Result<LineWrite, An
         site: site.clone(),
         precision,
         sensor_prefix_tag,
+        sites: None,
     })
 }
 
@@ -350,7 +354,16 @@ fn answer(receipt: &Receipt) -> Result<(), Answer> {
             too_large.detail.clone(),
         ));
     }
-    let mut message = String::from("partial write: ");
+    let forbidden_only = receipt.accepted == 0
+        && receipt
+            .refused
+            .iter()
+            .all(|refused| refused.reason == Reason::ForbiddenSite);
+    let mut message = String::from(if forbidden_only {
+        "forbidden: "
+    } else {
+        "partial write: "
+    });
     for (index, refused) in receipt.refused.iter().take(MESSAGE_REFUSALS).enumerate() {
         if index > 0 {
             message.push_str("; ");
@@ -369,6 +382,9 @@ fn answer(receipt: &Receipt) -> Result<(), Answer> {
         receipt.refused.len(),
         receipt.accepted
     ));
+    if forbidden_only {
+        return Err(Answer::new(StatusCode::FORBIDDEN, "forbidden", message));
+    }
     Err(Answer::invalid(message))
 }
 
@@ -443,6 +459,7 @@ mod tests {
                 site: "boiler-house-1".into(),
                 precision: Precision::Seconds,
                 sensor_prefix_tag: Some("name".into()),
+                sites: None,
             }
         );
         let write = line_write(Api::V1, &query(&[("db", "b"), ("precision", "h")])).unwrap();

@@ -2,7 +2,12 @@
 //!
 //! Layout:
 //! - `auth`: API keys (`Authorization: Bearer`), checked against the
-//!   catalog's in-memory copy; 401 vs 403.
+//!   catalog's in-memory copy; 401 vs 403; the [`Principal`](auth) a
+//!   route acts as, with the sites a key is limited to (403
+//!   `forbidden_site` under `/sites/{site}` of another site, checked once
+//!   for every such route).
+//! - `api_keys`: `/api-keys`, key management (list, create, rotate,
+//!   revoke) for keys of every site.
 //! - `problem`: the error vocabulary ([`ApiError`], [`Denied`], refused
 //!   readings and the refusal reason → status table) and the one `recover`
 //!   handler that turns every rejection into `application/problem+json`
@@ -54,6 +59,7 @@
 #![recursion_limit = "512"]
 
 mod alerts;
+mod api_keys;
 mod auth;
 mod body;
 mod catalog;
@@ -345,6 +351,8 @@ pub fn routes(
         .or(boxed(alerts::routes(Arc::clone(&state))))
         .unify()
         .or(boxed(dashboard::routes(Arc::clone(&state))))
+        .unify()
+        .or(boxed(api_keys::routes(Arc::clone(&state))))
         .unify(),
     );
     with_errors_and_logs(ops.or(api).or(influx_writes))

@@ -10,6 +10,7 @@ use stoker_domain::{
 use stoker_timeseries::Aggregate;
 
 mod influx;
+mod keys;
 mod routes;
 
 pub(crate) use routes::allowed_methods;
@@ -110,12 +111,15 @@ fn errors(route: &Route) -> Map<String, Value> {
         responses.insert(
             "401".into(),
             problem_with_header(
-                "No key, or a malformed, unknown or revoked one.",
+                "No key, or a malformed, unknown, revoked or expired one.",
                 "WWW-Authenticate",
                 "Bearer realm=\"stoker\"",
             ),
         );
-        responses.insert("403".into(), problem("The key lacks the route's scope."));
+        responses.insert(
+            "403".into(),
+            problem("The key lacks the route's scope (insufficient_scope), or is limited to other sites (forbidden_site)."),
+        );
         responses.insert(
             "404".into(),
             problem("No such site, sensor, gateway, alert rule or alert."),
@@ -162,6 +166,12 @@ fn errors(route: &Route) -> Map<String, Value> {
         responses.insert(
             "422".into(),
             problem("Invalid fields: a sensors entry that is not an unregistered metric of the gateway, a state metric without its states, or states for a metric that is not one."),
+        );
+    }
+    if route.path.starts_with("/api/v1/api-keys") && route.method == "post" {
+        responses.insert(
+            "404".into(),
+            problem("No unrevoked key has this name, public id or UUID."),
         );
     }
     if route.path.ends_with("/telemetry") {
@@ -234,6 +244,9 @@ fn operation(route: &Route) -> Value {
                 .push(json!({ "name": name, "in": "path", "required": true, "schema": slug() }));
         }
     }
+    if route.path.contains("{name}") {
+        parameters.push(json!({ "name": "name", "in": "path", "required": true, "description": "An API key's name, public id or UUID (a key whose name has other characters is named by its public id).", "schema": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[A-Za-z0-9][A-Za-z0-9_~-]*$" } }));
+    }
     for name in ["rule", "alert", "gateway"] {
         if route.path.contains(&format!("{{{name}}}")) {
             parameters.push(json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }));
@@ -242,7 +255,8 @@ fn operation(route: &Route) -> Value {
     for (name, description) in route.query {
         parameters.push(json!({ "name": name, "in": "query", "required": false, "description": description, "schema": query_schema(route, name) }));
     }
-    if matches!(route.method, "patch" | "delete") {
+    // Keys have no version: revoking one takes no If-Match.
+    if matches!(route.method, "patch" | "delete") && !route.path.starts_with("/api/v1/api-keys") {
         parameters.push(json!({ "name": "If-Match", "in": "header", "required": false, "description": "The ETag (version) read; instead of version in the body.", "schema": { "type": "string", "pattern": IF_MATCH_PATTERN } }));
     }
     let mut responses = errors(route);
@@ -541,6 +555,7 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
     });
     if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
         schemas.extend(crate::rules::schemas());
+        schemas.extend(keys::schemas());
     }
     document
 }

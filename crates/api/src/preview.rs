@@ -54,7 +54,7 @@ pub(crate) fn routes(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let preview = warp::path!("alert-rules" / "preview")
         .and(warp::post())
-        .and(crate::auth::require(Scope::Read, Arc::clone(&state)))
+        .and(crate::auth::require_key(Scope::Read, Arc::clone(&state)))
         .and(warp::any().map(move || Arc::clone(&state)))
         .and(json_object())
         .and_then(preview);
@@ -273,7 +273,13 @@ struct Preview<'a> {
     alerts: Vec<PreviewAlert>,
 }
 
-async fn preview(state: State, fields: Fields) -> Result<warp::reply::Response, warp::Rejection> {
+/// A key limited to sites previews only rules of its sites (saved or
+/// drafts), as it sees only those.
+async fn preview(
+    principal: crate::auth::Principal,
+    state: State,
+    fields: Fields,
+) -> Result<warp::reply::Response, warp::Rejection> {
     let now = EpochMillis::now();
     let request = parse(fields, now)?;
     let (rule, saved) = match &request.source {
@@ -284,6 +290,7 @@ async fn preview(state: State, fields: Fields) -> Result<warp::reply::Response, 
             true,
         ),
         Source::Draft(rule) => {
+            crate::rules::check_rule_site(&principal, rule.selector().site.as_ref())?;
             // As the body's other rule errors: under `rule.`.
             crate::rules::check_against_sensors(&state, rule)
                 .await
@@ -302,6 +309,9 @@ async fn preview(state: State, fields: Fields) -> Result<warp::reply::Response, 
             (unsaved(rule, now), false)
         }
     };
+    if saved {
+        crate::rules::check_rule_site(&principal, rule.selector.site.as_ref())?;
+    }
     let registry = stoker_metadata::registry(&state.pool)
         .await
         .map_err(ApiError::from)?;

@@ -34,6 +34,14 @@ pub enum Denied {
     Invalid,
     /// The key was revoked.
     Revoked,
+    /// The key is past its expiry, or its secret was rotated and the grace
+    /// period is over.
+    Expired,
+    /// The key is limited to sites, and not to this one.
+    Site,
+    /// The key is limited to sites, and this spans every site (API keys,
+    /// alert rules without a site).
+    EverySite,
     /// The key lacks the route's scope.
     Scope {
         /// The scope the route needs.
@@ -49,6 +57,8 @@ impl Denied {
             Denied::Malformed => "malformed_api_key",
             Denied::Invalid => "invalid_api_key",
             Denied::Revoked => "revoked_api_key",
+            Denied::Expired => "expired_api_key",
+            Denied::Site | Denied::EverySite => "forbidden_site",
             Denied::Scope { .. } => "insufficient_scope",
         }
     }
@@ -65,6 +75,13 @@ impl std::fmt::Display for Denied {
             ),
             Denied::Invalid => f.write_str("the API key is not valid"),
             Denied::Revoked => f.write_str("the API key was revoked"),
+            Denied::Expired => f.write_str(
+                "the API key has expired (or this secret was replaced by a rotation whose grace period is over)",
+            ),
+            Denied::Site => f.write_str("the API key is limited to sites that do not include this one"),
+            Denied::EverySite => f.write_str(
+                "the API key is limited to sites, and this concerns every site: it needs a key of every site",
+            ),
             Denied::Scope { needed } => {
                 write!(f, "the API key lacks scope {}, which this route needs", needed.as_str())
             }
@@ -109,6 +126,7 @@ impl Refusal {
         let status = match reason {
             Reason::PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             Reason::UnknownSite => StatusCode::NOT_FOUND,
+            Reason::ForbiddenSite => StatusCode::FORBIDDEN,
             Reason::MalformedJson | Reason::MalformedLine => StatusCode::BAD_REQUEST,
             Reason::InvalidTimestamp
             | Reason::InvalidTopic

@@ -17,7 +17,7 @@ use uuid::Uuid;
 use warp::Filter;
 use warp::http::StatusCode;
 
-use crate::auth::require;
+use crate::auth::{Principal, require_key};
 use crate::body::{Fields, if_match, json_object};
 use crate::page::{self, PageBody};
 use crate::problem::{ApiError, FieldError};
@@ -26,8 +26,8 @@ use crate::{State, boxed};
 pub(crate) fn routes(
     state: State,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
-    let read = require(Scope::Read, Arc::clone(&state));
-    let admin = require(Scope::Admin, Arc::clone(&state));
+    let read = require_key(Scope::Read, Arc::clone(&state));
+    let admin = require_key(Scope::Admin, Arc::clone(&state));
     let with_state = warp::any().map(move || Arc::clone(&state));
     let list = warp::path!("alert-rules")
         .and(warp::get())
@@ -47,13 +47,17 @@ pub(crate) fn routes(
     let get = warp::path!("alert-rules" / String)
         .and(warp::get())
         .and(read)
-        .and_then(rule_id_from_path)
+        .and(warp::any().map(|| ()))
+        .and_then(principal_and_rule_id)
+        .untuple_one()
         .and(with_state.clone())
         .and_then(get_rule);
     let update = warp::path!("alert-rules" / String)
         .and(warp::patch())
         .and(admin.clone())
-        .and_then(rule_id_from_path)
+        .and(warp::any().map(|| ()))
+        .and_then(principal_and_rule_id)
+        .untuple_one()
         .and(with_state.clone())
         .and(if_match())
         .and(json_object())
@@ -61,7 +65,9 @@ pub(crate) fn routes(
     let delete = warp::path!("alert-rules" / String)
         .and(warp::delete())
         .and(admin)
-        .and_then(rule_id_from_path)
+        .and(warp::any().map(|| ()))
+        .and_then(principal_and_rule_id)
+        .untuple_one()
         .and(with_state)
         .and(if_match())
         .and_then(delete_rule);
@@ -74,6 +80,28 @@ pub(crate) fn routes(
         .unify()
         .or(boxed(delete))
         .unify()
+}
+
+async fn principal_and_rule_id(
+    text: String,
+    principal: Principal,
+    (): (),
+) -> Result<(Principal, Uuid), warp::Rejection> {
+    Ok((principal, rule_id_from_path(text).await?))
+}
+
+/// A key limited to sites sees and manages only the rules scoped to one of
+/// its sites: a rule without a site (selecting by sensor or type across
+/// sites) concerns every site, so it is hidden from such a key and
+/// forbidden to it (403 `forbidden_site`).
+pub(crate) fn check_rule_site(
+    principal: &Principal,
+    site: Option<&SiteSlug>,
+) -> Result<(), ApiError> {
+    match site {
+        Some(site) => principal.check_site(site.as_str()),
+        None => principal.check_every_site(),
+    }
 }
 
 async fn rule_id_from_path(text: String) -> Result<Uuid, warp::Rejection> {
@@ -190,6 +218,7 @@ fn versioned(rule: &AlertRule, status: StatusCode) -> warp::reply::Response {
 use warp::Reply as _;
 
 async fn list_rules(
+    principal: Principal,
     query: HashMap<String, String>,
     state: State,
 ) -> Result<warp::reply::Json, warp::Rejection> {
@@ -230,7 +259,11 @@ async fn list_rules(
     };
     let rules = stoker_metadata::list_alert_rules_page(
         &state.pool,
-        &RuleFilter { site, enabled },
+        &RuleFilter {
+            site,
+            enabled,
+            within: principal.sites().map(<[SiteSlug]>::to_vec),
+        },
         page.limit,
         after,
     )
@@ -240,10 +273,12 @@ async fn list_rules(
 }
 
 async fn create_rule(
+    principal: Principal,
     state: State,
     fields: Fields,
 ) -> Result<warp::reply::Response, warp::Rejection> {
     let rule = new_rule(fields.into_map()?)?;
+    check_rule_site(&principal, rule.selector().site.as_ref())?;
     check_against_sensors(&state, &rule).await?;
     let created = stoker_metadata::create_alert_rule(&state.pool, &rule)
         .await
@@ -251,14 +286,20 @@ async fn create_rule(
     Ok(versioned(&created, StatusCode::CREATED))
 }
 
-async fn get_rule(id: Uuid, state: State) -> Result<warp::reply::Response, warp::Rejection> {
+async fn get_rule(
+    principal: Principal,
+    id: Uuid,
+    state: State,
+) -> Result<warp::reply::Response, warp::Rejection> {
     let rule = stoker_metadata::get_alert_rule(&state.pool, id)
         .await
         .map_err(ApiError::from)?;
+    check_rule_site(&principal, rule.selector.site.as_ref())?;
     Ok(versioned(&rule, StatusCode::OK))
 }
 
 async fn update_rule(
+    principal: Principal,
     id: Uuid,
     state: State,
     if_match: Option<i64>,
@@ -267,6 +308,7 @@ async fn update_rule(
     let current = stoker_metadata::get_alert_rule(&state.pool, id)
         .await
         .map_err(ApiError::from)?;
+    check_rule_site(&principal, current.selector.site.as_ref())?;
     let version = fields.version(if_match);
     let map = fields.into_map()?;
     let Some(version) = version else {
@@ -274,6 +316,7 @@ async fn update_rule(
     };
     let draft = draft_from(map, RuleDraft::from(&current))?;
     let rule = validated(&draft)?;
+    check_rule_site(&principal, rule.selector().site.as_ref())?;
     check_against_sensors(&state, &rule).await?;
     let updated = stoker_metadata::update_alert_rule(&state.pool, id, version, &rule)
         .await
@@ -282,10 +325,17 @@ async fn update_rule(
 }
 
 async fn delete_rule(
+    principal: Principal,
     id: Uuid,
     state: State,
     if_match: Option<i64>,
 ) -> Result<warp::reply::Response, warp::Rejection> {
+    if principal.sites().is_some() {
+        let current = stoker_metadata::get_alert_rule(&state.pool, id)
+            .await
+            .map_err(ApiError::from)?;
+        check_rule_site(&principal, current.selector.site.as_ref())?;
+    }
     stoker_metadata::delete_alert_rule(&state.pool, id, if_match)
         .await
         .map_err(ApiError::from)?;

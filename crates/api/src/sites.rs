@@ -10,7 +10,7 @@ use warp::Filter;
 use warp::Reply;
 use warp::http::StatusCode;
 
-use crate::auth::require;
+use crate::auth::{Principal, require, require_key};
 use crate::body::{Fields, Patch, if_match, json_object};
 use crate::page::{self, PageBody};
 use crate::problem::ApiError;
@@ -21,17 +21,19 @@ pub(crate) fn routes(
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let read = require(Scope::Read, Arc::clone(&state));
     let admin = require(Scope::Admin, Arc::clone(&state));
+    let read_principal = require_key(Scope::Read, Arc::clone(&state));
+    let admin_principal = require_key(Scope::Admin, Arc::clone(&state));
     let with_state = warp::any().map(move || Arc::clone(&state));
     let query = warp::query::<HashMap<String, String>>();
     let list_sites = warp::path!("sites")
         .and(warp::get())
-        .and(read.clone())
+        .and(read_principal)
         .and(query)
         .and(with_state.clone())
         .and_then(list_sites);
     let create_site = warp::path!("sites")
         .and(warp::post())
-        .and(admin.clone())
+        .and(admin_principal)
         .and(with_state.clone())
         .and(json_object())
         .and_then(create_site);
@@ -125,7 +127,9 @@ fn no_content() -> warp::reply::Response {
     warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response()
 }
 
+/// The sites a key limited to sites sees are its own.
 async fn list_sites(
+    principal: Principal,
     query: HashMap<String, String>,
     state: State,
 ) -> Result<warp::reply::Json, warp::Rejection> {
@@ -135,9 +139,14 @@ async fn list_sites(
         Some(Ok(slug)) => Some(slug),
         Some(Err(_)) => return Err(bad_cursor().into()),
     };
-    let sites = stoker_metadata::list_sites_page(&state.pool, page.limit, after.as_ref())
-        .await
-        .map_err(ApiError::from)?;
+    let sites = stoker_metadata::list_sites_page_within(
+        &state.pool,
+        page.limit,
+        after.as_ref(),
+        principal.sites(),
+    )
+    .await
+    .map_err(ApiError::from)?;
     Ok(warp::reply::json(&PageBody::from(sites)))
 }
 
@@ -148,11 +157,16 @@ fn bad_cursor() -> ApiError {
     }
 }
 
+/// A key limited to sites may create only a site among them.
 async fn create_site(
+    principal: Principal,
     state: State,
     mut fields: Fields,
 ) -> Result<impl warp::Reply, warp::Rejection> {
     let slug = fields.required("slug", |text| SiteSlug::parse(text.as_str()).map(|_| text));
+    if let Some(slug) = &slug {
+        principal.check_site(slug)?;
+    }
     let name = fields.required("name", Ok::<_, String>);
     let timezone = fields.string_or("timezone", "UTC");
     let mut new_site = None;

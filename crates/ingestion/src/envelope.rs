@@ -82,6 +82,9 @@ pub struct LineWrite {
     /// A tag whose value prefixes each field's key (`name=b1`,
     /// `steam_pressure` → `b1_steam_pressure`), when the write names one.
     pub sensor_prefix_tag: Option<String>,
+    /// The sites the write's API key may write; `None`: every site. A
+    /// line of another site is refused as `forbidden_site`.
+    pub sites: Option<Vec<String>>,
 }
 
 impl Target {

@@ -114,11 +114,14 @@ pub enum Reason {
     /// reading (a `sensor` tag without a `value` field, or no tag of the
     /// name `sensor_prefix_tag` gives).
     MalformedLine,
+    /// A line of line protocol whose site the write's API key may not
+    /// write (a key limited to other sites).
+    ForbiddenSite,
 }
 
 impl Reason {
     /// Every reason, in the order of their discriminants.
-    pub const ALL: [Reason; 13] = [
+    pub const ALL: [Reason; 14] = [
         Reason::PayloadTooLarge,
         Reason::MalformedJson,
         Reason::InvalidTimestamp,
@@ -132,6 +135,7 @@ impl Reason {
         Reason::WrongKind,
         Reason::UnknownState,
         Reason::MalformedLine,
+        Reason::ForbiddenSite,
     ];
 
     /// The stable name of the reason.
@@ -150,6 +154,7 @@ impl Reason {
             Reason::WrongKind => "wrong_kind",
             Reason::UnknownState => "unknown_state",
             Reason::MalformedLine => "malformed_line",
+            Reason::ForbiddenSite => "forbidden_site",
         }
     }
 }

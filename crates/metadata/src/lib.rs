@@ -19,9 +19,11 @@
 //! - `alert_rules`: the columns of `stoker-rules`' model (one explicit set
 //!   per kind, checked again by the table's CHECKs) and its repository
 //!   functions.
-//! - `api_keys`: [`create_api_key`] (tokens `stk_<key_id>_<secret>`, only the
-//!   SHA-256 of the secret is stored), [`revoke_api_key`], and
-//!   [`authenticate`] / [`verify`], which compare hashes in constant time.
+//! - `api_keys`: [`create_api_key_with`] (tokens `stk_<key_id>_<secret>`,
+//!   only the SHA-256 of the secret is stored; optionally limited to sites
+//!   and with an expiry), [`rotate_api_key`] (a new secret, the old one
+//!   valid for a grace period), [`revoke_api_key`], and [`authenticate`] /
+//!   [`verify`], which compare hashes in constant time.
 //! - `changes`: [`watch_changes`] and [`watch_change_events`], a LISTEN
 //!   (`stoker_postgres::Listener`) on `stoker_metadata` (row-level triggers
 //!   say which table and site changed) so that in-memory copies refresh as
@@ -58,8 +60,9 @@ pub use alert_rules::{
     list_alert_rules_page, update_alert_rule,
 };
 pub use api_keys::{
-    ApiKey, KeyCheck, Scope, StoredKey, authenticate, create_api_key, fetch_key, list_api_keys,
-    revoke_api_key, token_key_id, verify,
+    ApiKey, KeyCheck, MAX_ROTATION_GRACE, NewApiKey, Scope, StoredKey, authenticate,
+    create_api_key, create_api_key_with, fetch_key, list_api_keys, parse_expiry, parse_sites,
+    revoke_api_key, rotate_api_key, token_key_id, verify,
 };
 pub use changes::{Change, watch_change_events, watch_changes};
 pub use gateways::{
@@ -76,7 +79,7 @@ pub use sensors::{
 };
 pub use sites::{
     NewSite, SITE_NAME_MAX_LEN, Site, SiteChanges, TIMEZONE_MAX_LEN, create_site, delete_site,
-    get_site, list_sites, list_sites_page, timezone_names, update_site,
+    get_site, list_sites, list_sites_page, list_sites_page_within, timezone_names, update_site,
 };
 
 use serde::Serialize;

@@ -223,18 +223,32 @@ pub async fn list_sites_page(
     limit: i64,
     after: Option<&SiteSlug>,
 ) -> Result<Page<Site>> {
+    list_sites_page_within(pool, limit, after, None).await
+}
+
+/// Like [`list_sites_page`], of only the sites in `within` when given
+/// (what a key limited to sites sees).
+pub async fn list_sites_page_within(
+    pool: &Pool,
+    limit: i64,
+    after: Option<&SiteSlug>,
+    within: Option<&[SiteSlug]>,
+) -> Result<Page<Site>> {
     let fetch = fetch_limit(limit)?;
+    let within: Option<Vec<&str>> =
+        within.map(|sites| sites.iter().map(SiteSlug::as_str).collect());
     let client = pool.get().await?;
     let statement = client
         .prepare_cached(&format!(
             "SELECT {COLUMNS} FROM metadata.sites
-             WHERE $1::text IS NULL OR slug COLLATE \"C\" > $1::text
+             WHERE ($1::text IS NULL OR slug COLLATE \"C\" > $1::text)
+               AND ($3::text[] IS NULL OR slug = ANY($3::text[]))
              ORDER BY slug COLLATE \"C\"
              LIMIT $2"
         ))
         .await?;
     let sites = client
-        .query(&statement, &[&after.map(SiteSlug::as_str), &fetch])
+        .query(&statement, &[&after.map(SiteSlug::as_str), &fetch, &within])
         .await?
         .iter()
         .map(from_row)

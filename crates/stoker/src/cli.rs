@@ -171,8 +171,25 @@ pub(crate) enum ApikeyCommand {
         /// What the key may do, comma-separated: read (GET routes), write (telemetry, alert acknowledgement), admin (everything, metadata changes included).
         #[arg(long, default_value = "read")]
         scopes: String,
+        /// Limit the key to these sites, comma-separated (each must exist); elsewhere it gets 403. Default: every site.
+        #[arg(long)]
+        sites: Option<String>,
+        /// When the key stops being valid: a duration from now (90d, 12h) or an RFC 3339 time. Default: never.
+        #[arg(long)]
+        expires: Option<String>,
     },
-    /// List keys: name, id, scopes, created, revoked (never the secret).
+    /// Give a key a new secret, printed once (on stdout, alone); the old one stays valid for the grace period.
+    Rotate {
+        #[command(flatten)]
+        postgres: PostgresOptions,
+        /// Name, public id or UUID of the (unrevoked) key.
+        #[arg(long)]
+        name: String,
+        /// How long the old secret stays valid (0s: not at all; at most 30d).
+        #[arg(long, default_value = "24h")]
+        grace: String,
+    },
+    /// List keys: name, id, scopes, sites, created, expires, rotated, revoked (never the secret).
     List {
         #[command(flatten)]
         postgres: PostgresOptions,

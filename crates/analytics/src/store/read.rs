@@ -25,6 +25,9 @@ pub struct AlertFilter {
     pub rule_id: Option<Uuid>,
     /// One kind's alerts only (a rule kind, or `gateway_offline`).
     pub kind: Option<String>,
+    /// Only alerts of these sites (what a key limited to sites sees);
+    /// `None`: every site.
+    pub within: Option<Vec<SiteSlug>>,
 }
 
 /// The `state` of a list query.
@@ -72,6 +75,10 @@ pub async fn list_alerts(
         Some(StateFilter::Open) => (true, None),
         Some(StateFilter::Is(state)) => (false, Some(state.as_str())),
     };
+    let within: Option<Vec<&str>> = filter
+        .within
+        .as_ref()
+        .map(|sites| sites.iter().map(SiteSlug::as_str).collect());
     let client = pool.get().await?;
     let rows = client
         .query(
@@ -84,6 +91,7 @@ pub async fn list_alerts(
                    AND ($5::uuid IS NULL OR rule_id = $5)
                    AND ($6::timestamptz IS NULL OR (opened_at, id) < ($6, $7))
                    AND ($9::text IS NULL OR kind = $9)
+                   AND ($10::text[] IS NULL OR site = ANY($10::text[]))
                  ORDER BY opened_at DESC, id DESC
                  LIMIT $8"
             ),
@@ -97,6 +105,7 @@ pub async fn list_alerts(
                 &after_id,
                 &(limit.clamp(1, stoker_metadata::MAX_PAGE_LIMIT) + 1),
                 &filter.kind,
+                &within,
             ],
         )
         .await?;

@@ -55,7 +55,7 @@ pub(super) fn operation(route: &Route) -> Value {
     unauthorized["headers"] =
         json!({ "WWW-Authenticate": { "required": true, "schema": { "type": "string" } } });
     responses.insert("401".into(), unauthorized);
-    responses.insert("403".into(), answer("The key lacks scope write."));
+    responses.insert("403".into(), answer("The key lacks scope write, or every line is of a site the key may not write (forbidden_site)."));
     responses.insert(
         "408".into(),
         answer("The body did not arrive within HTTP_BODY_TIMEOUT."),

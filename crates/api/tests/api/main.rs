@@ -17,5 +17,6 @@ mod preview;
 mod rule_kinds;
 mod rules;
 mod security;
+mod site_keys;
 mod sites;
 mod telemetry;

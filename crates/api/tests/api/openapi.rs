@@ -36,7 +36,8 @@ async fn the_openapi_document_lists_every_route_answered_and_nothing_else() {
             .replace("{site}", "boiler-house-1")
             .replace("{sensor}", "b1_flue_temp")
             .replace("{rule}", &rule_id)
-            .replace("{alert}", "00000000-0000-0000-0000-000000000000");
+            .replace("{alert}", "00000000-0000-0000-0000-000000000000")
+            .replace("{name}", "no-such-key");
         for method in &methods {
             let documented = item.get(method.as_str().to_lowercase()).is_some();
             // No body: a documented route may refuse it (415, 422), but it

@@ -83,6 +83,17 @@ fn map_line<'a>(
         ),
     };
     let site = take_tag(&mut parsed.tags, "site").unwrap_or(Cow::Borrowed(write.site.as_str()));
+    if let Some(sites) = &write.sites
+        && !sites.iter().any(|allowed| *allowed == site)
+    {
+        return Err(Refusal::new(
+            Reason::ForbiddenSite,
+            format!(
+                "line {number}: site {:?} is not one this API key may write",
+                excerpt(&site)
+            ),
+        ));
+    }
     let readings = if let Some(sensor) = take_tag(&mut parsed.tags, "sensor") {
         let value = parsed
             .fields
@@ -178,7 +189,27 @@ mod tests {
             site: site.into(),
             precision,
             sensor_prefix_tag: prefix.map(str::to_owned),
+            sites: None,
         }
+    }
+
+    #[test]
+    fn a_line_of_a_site_the_key_may_not_write_is_refused() {
+        let mut write = line_write("a", Precision::Milliseconds, None);
+        write.sites = Some(vec!["a".into()]);
+        let body = b"m value=1 1\nm,site=b value=2 1\nm,site=a value=3 1\n";
+        let outcomes: Vec<_> = read_lines(body, &write).collect();
+        assert!(matches!(&outcomes[0], LineOutcome::Readings { site, .. } if site == "a"));
+        let LineOutcome::Refused { refusal } = &outcomes[1] else {
+            panic!("{:?}", outcomes[1]);
+        };
+        assert_eq!(refusal.reason, Reason::ForbiddenSite);
+        assert!(
+            refusal.detail.starts_with("line 2: site \"b\""),
+            "{}",
+            refusal.detail
+        );
+        assert!(matches!(&outcomes[2], LineOutcome::Readings { site, .. } if site == "a"));
     }
 
     fn millis(value: i64) -> Option<EpochMillis> {

@@ -31,6 +31,9 @@ pub struct RuleFilter {
     pub site: Option<SiteSlug>,
     /// Only enabled (`true`) or disabled (`false`) rules.
     pub enabled: Option<bool>,
+    /// Only the rules scoped to one of these sites (what a key limited to
+    /// sites sees: never a site-less rule); `None`: no such limit.
+    pub within: Option<Vec<SiteSlug>>,
 }
 
 /// The model's fields that have a column each: the settings, then every
@@ -357,6 +360,10 @@ pub async fn list_alert_rules_page(
     after: Option<Uuid>,
 ) -> Result<Page<AlertRule>> {
     let fetch = fetch_limit(limit)?;
+    let within: Option<Vec<&str>> = filter
+        .within
+        .as_ref()
+        .map(|sites| sites.iter().map(SiteSlug::as_str).collect());
     let columns = COLUMNS.as_str();
     let client = pool.get().await?;
     let statement = client
@@ -366,6 +373,7 @@ pub async fn list_alert_rules_page(
              WHERE ($1::text IS NULL OR s.slug = $1::text)
                AND ($2::boolean IS NULL OR r.enabled = $2::boolean)
                AND ($3::uuid IS NULL OR r.id > $3::uuid)
+               AND ($5::text[] IS NULL OR s.slug = ANY($5::text[]))
              ORDER BY r.id
              LIMIT $4"
         ))
@@ -378,6 +386,7 @@ pub async fn list_alert_rules_page(
                 &filter.enabled,
                 &after,
                 &fetch,
+                &within,
             ],
         )
         .await?

@@ -539,6 +539,7 @@ async fn rules_page_in_creation_order_and_filter() {
     let only_house = RuleFilter {
         site: Some(house.clone()),
         enabled: None,
+        within: None,
     };
     let mut seen = Vec::new();
     let mut after = None;
@@ -566,6 +567,7 @@ async fn rules_page_in_creation_order_and_filter() {
     let disabled = RuleFilter {
         site: Some(house.clone()),
         enabled: Some(false),
+        within: None,
     };
     let page = stoker_metadata::list_alert_rules_page(&pool, &disabled, 100, None)
         .await
@@ -577,6 +579,7 @@ async fn rules_page_in_creation_order_and_filter() {
     let nowhere = RuleFilter {
         site: Some(slug("nowhere")),
         enabled: None,
+        within: None,
     };
     assert!(
         stoker_metadata::list_alert_rules_page(&pool, &nowhere, 10, None)

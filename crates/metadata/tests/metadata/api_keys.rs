@@ -1,6 +1,7 @@
-//! API keys: shown once, stored as hashes, checked, revoked.
+//! API keys: shown once, stored as hashes, checked, limited to sites,
+//! expired, rotated, revoked.
 
-use stoker_metadata::{Error, KeyCheck, Scope};
+use stoker_metadata::{Error, KeyCheck, NewApiKey, Scope};
 use stoker_testkit::TestPostgres;
 
 use super::migrated;
@@ -40,6 +41,7 @@ async fn a_key_authenticates_until_it_is_revoked() {
         key_id: key.key_id.clone(),
         name: key.name.clone(),
         scopes: vec![Scope::Read, Scope::Write],
+        sites: None,
     };
     assert_eq!(
         stoker_metadata::authenticate(&pool, &token).await.unwrap(),
@@ -79,7 +81,10 @@ async fn a_key_authenticates_until_it_is_revoked() {
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(stoker_metadata::verify(&token, &stored), valid);
+    assert_eq!(
+        stoker_metadata::verify(&token, &stored, chrono::Utc::now()),
+        valid
+    );
     assert!(!format!("{stored:?}").contains(&token[17..]));
     assert!(
         stoker_metadata::fetch_key(&pool, "000000000000")
@@ -210,4 +215,157 @@ async fn names_and_scopes_are_checked() {
         Some(&tokio_postgres::error::SqlState::CHECK_VIOLATION),
         "{refused}"
     );
+}
+
+fn site(slug: &str) -> stoker_domain::SiteSlug {
+    stoker_domain::SiteSlug::parse(slug).unwrap()
+}
+
+#[tokio::test]
+async fn a_key_is_limited_to_registered_sites_and_may_expire() {
+    let database = TestPostgres::create().await;
+    let pool = migrated(&database).await;
+    let house = stoker_metadata::NewSite::parse("boiler-house-1", "Boiler house 1", "UTC").unwrap();
+    stoker_metadata::create_site(&pool, &house).await.unwrap();
+
+    let unknown = NewApiKey {
+        sites: Some(vec![site("boiler-house-1"), site("nowhere")]),
+        ..NewApiKey::new("gw-1", &[Scope::Write])
+    };
+    let refused = stoker_metadata::create_api_key_with(&pool, &unknown).await;
+    assert!(
+        matches!(&refused, Err(Error::InvalidInput { field: "sites", message }) if message.contains("nowhere")),
+        "{refused:?}"
+    );
+    let past = NewApiKey {
+        expires_at: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
+        ..NewApiKey::new("gw-1", &[Scope::Write])
+    };
+    let refused = stoker_metadata::create_api_key_with(&pool, &past).await;
+    assert!(
+        matches!(
+            refused,
+            Err(Error::InvalidInput {
+                field: "expires_at",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+
+    let expires_at = chrono::Utc::now() + chrono::Duration::days(90);
+    let new = NewApiKey {
+        sites: Some(vec![site("boiler-house-1"), site("boiler-house-1")]),
+        expires_at: Some(expires_at),
+        ..NewApiKey::new("gw-1", &[Scope::Write])
+    };
+    let (key, token) = stoker_metadata::create_api_key_with(&pool, &new)
+        .await
+        .unwrap();
+    assert_eq!(key.sites, Some(vec![site("boiler-house-1")]));
+    assert_eq!(
+        key.expires_at.map(|at| at.timestamp_micros()),
+        Some(expires_at.timestamp_micros())
+    );
+    let token = token.expose().to_owned();
+    match stoker_metadata::authenticate(&pool, &token).await.unwrap() {
+        KeyCheck::Valid { sites, .. } => assert_eq!(sites, Some(vec![site("boiler-house-1")])),
+        other => panic!("{other:?}"),
+    }
+    // Past its expiry (moved back in the table), it is expired.
+    let client = pool.get().await.unwrap();
+    client
+        .execute(
+            "UPDATE metadata.api_keys SET expires_at = now() - interval '1 second' WHERE name = 'gw-1'",
+            &[],
+        )
+        .await
+        .unwrap();
+    assert_eq!(
+        stoker_metadata::authenticate(&pool, &token).await.unwrap(),
+        KeyCheck::Expired
+    );
+    let listed = stoker_metadata::list_api_keys(&pool).await.unwrap();
+    assert!(listed[0].is_expired(chrono::Utc::now()));
+}
+
+#[tokio::test]
+async fn a_rotated_key_takes_both_secrets_until_the_grace_period_ends() {
+    let database = TestPostgres::create().await;
+    let pool = migrated(&database).await;
+    let (key, old) = stoker_metadata::create_api_key(&pool, "grafana", &[Scope::Read])
+        .await
+        .unwrap();
+    let old = old.expose().to_owned();
+    let grace = std::time::Duration::from_secs(3600);
+    let (rotated, new) = stoker_metadata::rotate_api_key(&pool, "grafana", grace)
+        .await
+        .unwrap();
+    let new = new.expose().to_owned();
+    assert_eq!((rotated.id, &rotated.key_id), (key.id, &key.key_id));
+    assert_ne!(old, new);
+    assert!(new.starts_with(&format!("stk_{}_", key.key_id)));
+    let rotated_at = rotated.rotated_at.unwrap();
+    let until = rotated.previous_valid_until.unwrap();
+    assert_eq!((until - rotated_at).num_seconds(), 3600);
+    for token in [&old, &new] {
+        assert!(matches!(
+            stoker_metadata::authenticate(&pool, token).await.unwrap(),
+            KeyCheck::Valid { .. }
+        ));
+    }
+    // After the grace period (judged at a later time), the old one is
+    // expired and the new one valid.
+    let stored = stoker_metadata::fetch_key(&pool, &key.key_id)
+        .await
+        .unwrap()
+        .unwrap();
+    let later = until + chrono::Duration::seconds(1);
+    assert_eq!(
+        stoker_metadata::verify(&old, &stored, later),
+        KeyCheck::Expired
+    );
+    assert!(matches!(
+        stoker_metadata::verify(&new, &stored, later),
+        KeyCheck::Valid { .. }
+    ));
+
+    // Rotating again without grace: only the newest secret is taken.
+    let (_, newest) =
+        stoker_metadata::rotate_api_key(&pool, &key.key_id, std::time::Duration::ZERO)
+            .await
+            .unwrap();
+    for (token, expected) in [(&old, KeyCheck::Unknown), (&new, KeyCheck::Expired)] {
+        assert_eq!(
+            stoker_metadata::authenticate(&pool, token).await.unwrap(),
+            expected
+        );
+    }
+    assert!(matches!(
+        stoker_metadata::authenticate(&pool, newest.expose())
+            .await
+            .unwrap(),
+        KeyCheck::Valid { .. }
+    ));
+
+    let too_long = stoker_metadata::rotate_api_key(
+        &pool,
+        "grafana",
+        stoker_metadata::MAX_ROTATION_GRACE + std::time::Duration::from_secs(1),
+    )
+    .await;
+    assert!(
+        matches!(too_long, Err(Error::InvalidInput { field: "grace", .. })),
+        "{too_long:?}"
+    );
+    stoker_metadata::revoke_api_key(&pool, "grafana")
+        .await
+        .unwrap();
+    let revoked = stoker_metadata::rotate_api_key(&pool, "grafana", grace).await;
+    assert!(
+        matches!(revoked, Err(Error::ApiKeyNotFound(_))),
+        "{revoked:?}"
+    );
+    let nul = stoker_metadata::revoke_api_key(&pool, "gra\0fana").await;
+    assert!(matches!(nul, Err(Error::ApiKeyNotFound(_))), "{nul:?}");
 }

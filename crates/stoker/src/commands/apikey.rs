@@ -1,9 +1,9 @@
-//! `stoker apikey create|list|revoke`.
+//! `stoker apikey create|rotate|list|revoke`.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use stoker_metadata::Scope;
+use stoker_metadata::{NewApiKey, Scope};
 use stoker_postgres::PostgresOptions;
 
 use crate::cli::ApikeyCommand;
@@ -14,28 +14,90 @@ pub(super) async fn run(command: ApikeyCommand) -> anyhow::Result<ExitCode> {
             postgres,
             name,
             scopes,
+            sites,
+            expires,
         } => {
-            let scopes = match Scope::parse_list(&scopes) {
-                Ok(scopes) => scopes,
-                Err((_, message)) => {
-                    eprintln!("stoker apikey create: --scopes: {message}");
+            let parsed = Scope::parse_list(&scopes).and_then(|scopes| {
+                let sites = sites
+                    .as_deref()
+                    .map(stoker_metadata::parse_sites)
+                    .transpose()?;
+                let expires_at = expires
+                    .as_deref()
+                    .map(|text| stoker_metadata::parse_expiry(text, chrono::Utc::now()))
+                    .transpose()?;
+                Ok(NewApiKey {
+                    name,
+                    scopes,
+                    sites,
+                    expires_at,
+                })
+            });
+            let new = match parsed {
+                Ok(new) => new,
+                Err((field, message)) => {
+                    eprintln!("stoker apikey create: --{field}: {message}");
                     return Ok(ExitCode::from(2));
                 }
             };
             let pool = connect(&postgres).await?;
-            let (key, token) = stoker_metadata::create_api_key(&pool, &name, &scopes)
-                .await
-                .context("creating the API key")?;
+            let (key, token) = match stoker_metadata::create_api_key_with(&pool, &new).await {
+                Ok(created) => created,
+                Err(stoker_metadata::Error::InvalidInput { field, message }) => {
+                    eprintln!("stoker apikey create: {field}: {message}");
+                    return Ok(ExitCode::from(2));
+                }
+                Err(error) => return Err(error).context("creating the API key"),
+            };
             // The token alone on stdout, so that scripts can capture it;
             // what it is on stderr.
             println!("{}", token.expose());
             eprintln!(
-                "created API key {:?} (id {}, scopes {}); it is shown only this once: store it now",
+                "created API key {:?} (id {}, scopes {}, sites {}, expires {}); it is shown only this once: store it now",
                 key.name,
                 key.key_id,
-                scope_names(&key.scopes)
+                scope_names(&key.scopes),
+                site_names(key.sites.as_deref()),
+                time_or_dash(key.expires_at),
             );
             Ok(ExitCode::SUCCESS)
+        }
+        ApikeyCommand::Rotate {
+            postgres,
+            name,
+            grace,
+        } => {
+            let grace = match stoker_domain::parse_duration(&grace) {
+                Ok(grace) => grace,
+                Err(error) => {
+                    eprintln!("stoker apikey rotate: --grace: {error}");
+                    return Ok(ExitCode::from(2));
+                }
+            };
+            let pool = connect(&postgres).await?;
+            match stoker_metadata::rotate_api_key(&pool, &name, grace).await {
+                Ok((key, token)) => {
+                    println!("{}", token.expose());
+                    eprintln!(
+                        "rotated API key {:?} (id {}): the new secret is shown only this once; the old one is valid until {}",
+                        key.name,
+                        key.key_id,
+                        time_or_dash(key.previous_valid_until),
+                    );
+                    Ok(ExitCode::SUCCESS)
+                }
+                Err(stoker_metadata::Error::ApiKeyNotFound(_)) => {
+                    eprintln!(
+                        "stoker apikey rotate: no unrevoked API key is named {name:?} or has that id (stoker apikey list shows them)"
+                    );
+                    Ok(ExitCode::from(1))
+                }
+                Err(stoker_metadata::Error::InvalidInput { field, message }) => {
+                    eprintln!("stoker apikey rotate: --{field}: {message}");
+                    Ok(ExitCode::from(2))
+                }
+                Err(error) => Err(error).context("rotating the API key"),
+            }
         }
         ApikeyCommand::List { postgres } => {
             let pool = connect(&postgres).await?;
@@ -43,20 +105,20 @@ pub(super) async fn run(command: ApikeyCommand) -> anyhow::Result<ExitCode> {
                 .await
                 .context("listing API keys")?;
             println!(
-                "{:<24} {:<14} {:<18} {:<22} revoked",
-                "name", "id", "scopes", "created"
+                "{:<24} {:<14} {:<18} {:<24} {:<20} {:<20} {:<20} revoked",
+                "name", "id", "scopes", "sites", "created", "expires", "rotated"
             );
             for key in keys {
                 println!(
-                    "{:<24} {:<14} {:<18} {:<22} {}",
+                    "{:<24} {:<14} {:<18} {:<24} {:<20} {:<20} {:<20} {}",
                     key.name,
                     key.key_id,
                     scope_names(&key.scopes),
-                    key.created_at.format("%Y-%m-%d %H:%M:%SZ"),
-                    key.revoked_at.map_or_else(
-                        || "-".to_owned(),
-                        |at| at.format("%Y-%m-%d %H:%M:%SZ").to_string()
-                    )
+                    site_names(key.sites.as_deref()),
+                    time_or_dash(Some(key.created_at)),
+                    time_or_dash(key.expires_at),
+                    time_or_dash(key.rotated_at),
+                    time_or_dash(key.revoked_at),
                 );
             }
             Ok(ExitCode::SUCCESS)
@@ -86,6 +148,25 @@ fn scope_names(scopes: &[Scope]) -> String {
         .map(|scope| scope.as_str())
         .collect::<Vec<_>>()
         .join(",")
+}
+
+/// `*` for every site, else the slugs comma-separated.
+fn site_names(sites: Option<&[stoker_domain::SiteSlug]>) -> String {
+    match sites {
+        None => "*".to_owned(),
+        Some(sites) => sites
+            .iter()
+            .map(stoker_domain::SiteSlug::as_str)
+            .collect::<Vec<_>>()
+            .join(","),
+    }
+}
+
+fn time_or_dash(at: Option<chrono::DateTime<chrono::Utc>>) -> String {
+    at.map_or_else(
+        || "-".to_owned(),
+        |at| at.format("%Y-%m-%d %H:%M:%SZ").to_string(),
+    )
 }
 
 /// A pool on a migrated database (keys live in schema `metadata`).

@@ -3,6 +3,7 @@
 //! prefix and spool through the environment.
 
 mod analytics;
+mod apikeys;
 mod binary;
 mod dependencies;
 mod faults;

@@ -16,6 +16,7 @@ use stoker_metadata::Scope;
 mod authorization;
 mod injection;
 mod limits;
+mod sites;
 
 pub(super) const SITE: &str = "boiler-house-1";
 
@@ -30,6 +31,9 @@ pub(super) struct Seeded {
     pub(super) rule: String,
     pub(super) alert: String,
     pub(super) gateway: String,
+    /// An API key's name, for `/api-keys/{name}` (a key of its own, so
+    /// that revoking or rotating it disturbs no case).
+    pub(super) key_name: String,
 }
 
 /// The usual site and sensors, readings (InfluxDB and Redis), a rule and
@@ -50,10 +54,13 @@ pub(super) async fn seed(app: &TestApp) -> Seeded {
         .post_gateway(SITE, json!({"group": "plant", "edge_node": "gw1"}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{gateway}");
+    let key_name = "seeded-key".to_owned();
+    key(app, &key_name, &[Scope::Read]).await;
     Seeded {
         rule: rule.id.to_string(),
         alert,
         gateway: gateway["id"].as_str().unwrap().to_owned(),
+        key_name,
     }
 }
 
@@ -84,6 +91,7 @@ impl Operation {
                 "rule" => seeded.rule.as_str(),
                 "alert" => seeded.alert.as_str(),
                 "gateway" => seeded.gateway.as_str(),
+                "name" => seeded.key_name.as_str(),
                 other => panic!(
                     "{}: no seeded value for path parameter {other}",
                     self.name()
@@ -262,6 +270,28 @@ pub(super) fn bearer(token: &str) -> HeaderValue {
 /// A new key with these scopes; its token.
 pub(super) async fn key(app: &TestApp, name: &str, scopes: &[Scope]) -> String {
     let (_, token) = stoker_metadata::create_api_key(&app.pool, name, scopes)
+        .await
+        .unwrap();
+    token.expose().to_owned()
+}
+
+/// A new key with these scopes, limited to `sites`; its token.
+pub(super) async fn site_key(
+    app: &TestApp,
+    name: &str,
+    scopes: &[Scope],
+    sites: &[&str],
+) -> String {
+    let new = stoker_metadata::NewApiKey {
+        sites: Some(
+            sites
+                .iter()
+                .map(|site| stoker_domain::SiteSlug::parse(*site).unwrap())
+                .collect(),
+        ),
+        ..stoker_metadata::NewApiKey::new(name, scopes)
+    };
+    let (_, token) = stoker_metadata::create_api_key_with(&app.pool, &new)
         .await
         .unwrap();
     token.expose().to_owned()
