@@ -231,6 +231,9 @@ pub(crate) struct AnalyticsArgs {
         default_value = "mqtt://127.0.0.1:1883"
     )]
     pub mqtt_url: String,
+    /// TLS for an mqtts:// broker.
+    #[command(flatten)]
+    pub mqtt_tls: stoker_tls::MqttTlsOptions,
     /// Where `stoker analytics` serves /healthz, /readyz and /metrics.
     #[arg(
         id = "analytics_metrics_addr",
@@ -292,7 +295,7 @@ pub(crate) struct SimulateCommand {
     #[command(flatten)]
     pub simulate: SimulateArgs,
 
-    /// Broker URL to publish to.
+    /// Broker URL to publish to (mqtts:// for TLS).
     #[arg(
         long = "mqtt-url",
         env = "MQTT_URL",
@@ -308,6 +311,10 @@ pub(crate) struct SimulateCommand {
         default_value = "stoker-simulator"
     )]
     pub client_id: String,
+
+    /// TLS for an mqtts:// broker.
+    #[command(flatten)]
+    pub mqtt_tls: stoker_tls::MqttTlsOptions,
 }
 
 /// Log output.

@@ -50,16 +50,15 @@ pub struct Dispatcher {
     pool: Pool,
     listen: tokio_postgres::Config,
     options: NotifyOptions,
-    mqtt: rumqttc::MqttOptions,
+    mqtt: mqtt::Broker,
     http: reqwest::Client,
 }
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (host, port) = self.mqtt.broker_address();
         f.debug_struct("Dispatcher")
             .field("options", &self.options)
-            .field("broker", &format!("{host}:{port}"))
+            .field("broker", &self.mqtt.describe())
             .finish_non_exhaustive()
     }
 }
@@ -80,7 +79,7 @@ impl Dispatcher {
         options.validate()?;
         let listen = postgres.pg_config()?;
         let client_id = format!("stoker-notify-{}", uuid::Uuid::new_v4().simple());
-        let mqtt = mqtt::client_options(mqtt_url, client_id)?;
+        let mqtt = mqtt::Broker::parse(mqtt_url, client_id)?;
         let http = webhook::client(options.timeout)?;
         Ok(Self {
             pool,
@@ -89,6 +88,14 @@ impl Dispatcher {
             mqtt,
             http,
         })
+    }
+
+    /// With TLS for an `mqtts://` broker (`MQTT_CA_FILE`, client
+    /// certificate): the files are read now, and a TLS setting with a
+    /// plain `mqtt://` URL is an error.
+    pub fn with_mqtt_tls(mut self, tls: &stoker_tls::MqttTlsOptions) -> Result<Self> {
+        self.mqtt = self.mqtt.with_tls(tls)?;
+        Ok(self)
     }
 
     /// Sends notifications until `shutdown`, then lets the attempts under

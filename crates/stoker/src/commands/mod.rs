@@ -21,6 +21,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 evaluation: &args.evaluation,
                 notify: &args.notify,
                 mqtt_url: &args.ingest.mqtt.url,
+                mqtt_tls: &args.ingest.mqtt.tls,
                 rollup: &args.rollup,
             };
             let roles = run::Roles {
@@ -57,6 +58,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 evaluation: &args.evaluation,
                 notify: &args.notify,
                 mqtt_url: &args.mqtt_url,
+                mqtt_tls: &args.mqtt_tls,
                 rollup: &args.rollup,
             };
             let roles = run::Roles {

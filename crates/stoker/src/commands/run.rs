@@ -56,6 +56,8 @@ pub(super) struct AnalyticsRole<'a> {
     pub notify: &'a NotifyOptions,
     /// The broker notifications are published to.
     pub mqtt_url: &'a str,
+    /// Its TLS settings (an mqtts:// broker).
+    pub mqtt_tls: &'a stoker_tls::MqttTlsOptions,
     /// The rollup job's lateness and grace.
     pub rollup: &'a RollupOptions,
 }
@@ -162,6 +164,7 @@ pub(super) async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Resul
             analytics.notify.clone(),
             analytics.mqtt_url,
         )
+        .and_then(|dispatcher| dispatcher.with_mqtt_tls(analytics.mqtt_tls))
         .context("starting alert notifications")?;
         analytics_tasks.push(tokio::spawn(dispatcher.run(analytics_stop.clone())));
         analytics_tasks.push(tokio::spawn(stoker_analytics::rollup::run(

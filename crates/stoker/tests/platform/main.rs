@@ -8,6 +8,7 @@ mod dependencies;
 mod faults;
 mod helpers;
 mod mqtt_acl;
+mod mqtt_tls;
 mod outages;
 mod scale;
 mod secrets;
