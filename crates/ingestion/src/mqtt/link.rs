@@ -200,7 +200,7 @@ pub async fn probe(options: &MqttOptions, client_id: &str) -> Result<String, Str
         .map_err(|error| error.to_string())?;
     let _ = writer.send(&Packet::Disconnect).await;
     writer.close().await;
-    Ok(format!("{broker}: broker accepted a connection ({link})"))
+    Ok(format!("broker accepted a connection ({link})"))
 }
 
 pub(crate) fn encode(

@@ -44,7 +44,7 @@ pub(super) async fn run(args: &CheckArgs) -> ExitCode {
             name: "MQTT",
             target: redact(&args.ingest.mqtt.url),
             result: mqtt,
-            variable: "MQTT_URL",
+            variable: "MQTT_URL, MQTT_CA_FILE, MQTT_CLIENT_CERT, MQTT_CLIENT_KEY",
         },
         Outcome {
             name: "InfluxDB",

@@ -1,12 +1,13 @@
 //! MQTT over TLS through the real binary, against a Mosquitto of the
 //! test's own with a TLS listener and certificates the test makes.
 
+use std::process::Command;
 use std::time::Duration;
 
 use stoker_testkit::{BrokerTls, TestBroker, TestCa, TestPostgres, unique_client_id};
 
 use crate::faults::kill_9_mid_run_then_restart;
-use crate::helpers::{env_path, spawn_stoker};
+use crate::helpers::{BINARY, env_path, spawn_stoker};
 
 /// A broker whose TLS certificate is valid for `localhost` only.
 async fn tls_broker(ca: &TestCa, require_client_cert: bool) -> TestBroker {
@@ -154,4 +155,45 @@ async fn tls_files_with_a_plain_broker_url_are_refused_at_start() {
     assert!(printed.contains("MQTT_CA_FILE"), "{printed}");
     let status = ingest.interrupt();
     assert!(!status.success());
+}
+
+/// `stoker check`'s MQTT line with these settings.
+fn check_mqtt_line(mqtt: &[(&str, String)]) -> String {
+    let output = Command::new(BINARY)
+        .arg("check")
+        .envs(mqtt.iter().map(|(name, value)| (*name, value.as_str())))
+        .output()
+        .expect("run stoker check");
+    let stdout = String::from_utf8_lossy(&output.stdout);
+    stdout
+        .lines()
+        .find(|line| line.contains("MQTT "))
+        .unwrap_or_else(|| panic!("no MQTT line:\n{stdout}"))
+        .to_owned()
+}
+
+#[tokio::test]
+async fn check_reports_the_brokers_tls_and_certificate_expiry_and_fails_on_a_name_mismatch() {
+    let ca = TestCa::new();
+    let broker = tls_broker(&ca, true).await;
+    let client = ca.client("stoker", "stoker-check");
+    let mut mqtt = vec![
+        ("MQTT_URL", broker.tls_url("localhost")),
+        ("MQTT_CA_FILE", env_path(ca.ca_file())),
+        ("MQTT_CLIENT_CERT", env_path(&client.cert)),
+        ("MQTT_CLIENT_KEY", env_path(&client.key)),
+    ];
+    let line = check_mqtt_line(&mqtt);
+    assert!(line.starts_with("ok"), "{line}");
+    assert!(line.contains("TLS 1.3, certificate valid until"), "{line}");
+    assert!(line.contains(" days)"), "{line}");
+
+    mqtt[0].1 = broker.tls_url("127.0.0.1");
+    let line = check_mqtt_line(&mqtt);
+    assert!(line.starts_with("FAIL"), "{line}");
+    assert!(line.contains(r#"not valid for name "127.0.0.1""#), "{line}");
+    assert!(line.contains("MQTT_CA_FILE"), "{line}");
+
+    let line = check_mqtt_line(&[("MQTT_URL", broker.url())]);
+    assert!(line.contains("plain TCP, no TLS"), "{line}");
 }
