@@ -242,6 +242,9 @@ pub(crate) struct AnalyticsArgs {
         default_value = "127.0.0.1:9465"
     )]
     pub metrics_addr: std::net::SocketAddr,
+    /// HTTPS on the health and metrics listener.
+    #[command(flatten)]
+    pub metrics_tls: stoker_tls::server::ServerTlsOptions,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -257,6 +260,9 @@ pub(crate) struct IngestArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_addr: std::net::SocketAddr,
+    /// HTTPS on the health and metrics listener.
+    #[command(flatten)]
+    pub metrics_tls: stoker_tls::server::ServerTlsOptions,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -17,11 +17,13 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 
 pub mod certificate;
 mod mqtt;
+pub mod server;
 mod stream;
 pub mod tunnel;
 
 pub use mqtt::MqttTlsOptions;
 pub use stream::MaybeTls;
+pub use tokio_rustls::TlsAcceptor;
 pub use tokio_rustls::client::TlsStream;
 
 /// Why a TLS configuration could not be built. Names the file, never its
@@ -55,6 +57,9 @@ pub enum Error {
     /// certificate, an unsupported key type, …).
     #[error("TLS configuration refused: {0}")]
     Rustls(#[from] rustls::Error),
+    /// One of a certificate and key pair is set without the other.
+    #[error("{0}")]
+    Pair(&'static str),
     /// A host that is neither a DNS name nor an IP address.
     #[error("{0:?} is not a valid TLS server name")]
     ServerName(String),

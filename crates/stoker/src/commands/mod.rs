@@ -38,7 +38,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ingest: Some(&args.ingest),
                 mqtt: true,
                 analytics: None,
-                http: run::Http::Ops(args.metrics_addr),
+                http: run::Http::Ops(args.metrics_addr, &args.metrics_tls),
                 api_notify: None,
             };
             run::roles(&args.stores, roles).await
@@ -65,7 +65,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ingest: None,
                 mqtt: false,
                 analytics: Some(analytics),
-                http: run::Http::Ops(args.metrics_addr),
+                http: run::Http::Ops(args.metrics_addr, &args.metrics_tls),
                 api_notify: None,
             };
             run::roles(&args.stores, roles).await

@@ -7,6 +7,7 @@ mod binary;
 mod dependencies;
 mod faults;
 mod helpers;
+mod https;
 mod mqtt_acl;
 mod mqtt_tls;
 mod outages;
