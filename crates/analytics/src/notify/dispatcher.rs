@@ -80,7 +80,7 @@ impl Dispatcher {
         let listen = postgres.pg_config()?;
         let client_id = format!("stoker-notify-{}", uuid::Uuid::new_v4().simple());
         let mqtt = mqtt::Broker::parse(mqtt_url, client_id)?;
-        let http = webhook::client(options.timeout)?;
+        let http = webhook::client(options.timeout, None)?;
         Ok(Self {
             pool,
             listen,
@@ -95,6 +95,17 @@ impl Dispatcher {
     /// plain `mqtt://` URL is an error.
     pub fn with_mqtt_tls(mut self, tls: &stoker_tls::MqttTlsOptions) -> Result<Self> {
         self.mqtt = self.mqtt.with_tls(tls)?;
+        Ok(self)
+    }
+
+    /// With the trusted roots of a CA file (`INFLUX_CA_FILE`) for https://
+    /// webhooks, instead of the system's.
+    pub fn with_webhook_ca_file(mut self, ca_file: &std::path::Path) -> Result<Self> {
+        let roots = stoker_timeseries::read_ca_file(ca_file).map_err(|reason| Error::Config {
+            variable: "INFLUX_CA_FILE",
+            reason,
+        })?;
+        self.http = webhook::client(self.options.timeout, Some(roots))?;
         Ok(self)
     }
 

@@ -184,6 +184,10 @@ pub(super) async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Resul
             analytics.mqtt_url,
         )
         .and_then(|dispatcher| dispatcher.with_mqtt_tls(analytics.mqtt_tls))
+        .and_then(|dispatcher| match &stores.influx.ca_file {
+            Some(ca_file) => dispatcher.with_webhook_ca_file(ca_file),
+            None => Ok(dispatcher),
+        })
         .context("starting alert notifications")?;
         analytics_tasks.push(tokio::spawn(dispatcher.run(analytics_stop.clone())));
         analytics_tasks.push(tokio::spawn(stoker_analytics::rollup::run(
