@@ -125,6 +125,9 @@ pub struct HttpOptions {
         value_parser = parse_timeout
     )]
     pub body_timeout: Duration,
+    /// HTTPS: the certificate and key of the listener.
+    #[command(flatten)]
+    pub tls: stoker_tls::server::ServerTlsOptions,
 }
 
 impl Default for HttpOptions {
@@ -133,6 +136,7 @@ impl Default for HttpOptions {
             addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             header_timeout: Duration::from_secs(10),
             body_timeout: Duration::from_secs(60),
+            tls: stoker_tls::server::ServerTlsOptions::default(),
         }
     }
 }
@@ -442,11 +446,29 @@ pub async fn serve_ops(
     metrics: Arc<Registry>,
     shutdown: CancellationToken,
 ) {
+    serve_ops_tls(listener, readiness, metrics, None, shutdown).await;
+}
+
+/// Like [`serve_ops`], over HTTPS when `tls` is given.
+pub async fn serve_ops_tls(
+    listener: tokio::net::TcpListener,
+    readiness: Readiness,
+    metrics: Arc<Registry>,
+    tls: Option<stoker_tls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
     if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, "health and metrics listening");
+        tracing::info!(%address, https = tls.is_some(), "health and metrics listening");
     }
     let service = warp::service(with_errors_and_logs(ops(readiness, metrics)));
-    server::run(listener, service, HttpOptions::default().limits(), shutdown).await;
+    server::run(
+        listener,
+        service,
+        HttpOptions::default().limits(),
+        tls,
+        shutdown,
+    )
+    .await;
 }
 
 /// Serves the API on `listener` until `shutdown` with the default client
@@ -468,16 +490,28 @@ pub async fn serve_with(
     options: &HttpOptions,
     shutdown: CancellationToken,
 ) {
+    serve_with_tls(listener, state, options, None, shutdown).await;
+}
+
+/// Like [`serve_with`], over HTTPS when `tls` is given.
+pub async fn serve_with_tls(
+    listener: tokio::net::TcpListener,
+    state: ApiState,
+    options: &HttpOptions,
+    tls: Option<stoker_tls::TlsAcceptor>,
+    shutdown: CancellationToken,
+) {
     if let Ok(address) = listener.local_addr() {
         tracing::info!(
             %address,
+            https = tls.is_some(),
             header_timeout = ?options.header_timeout,
             body_timeout = ?options.body_timeout,
             "HTTP API listening"
         );
     }
     let service = warp::service(routes(state));
-    server::run(listener, service, options.limits(), shutdown).await;
+    server::run(listener, service, options.limits(), tls, shutdown).await;
 }
 
 /// A site slug from the path; one that cannot be a slug names no site (404).

@@ -22,10 +22,12 @@
 
 use std::convert::Infallible;
 use std::pin::Pin;
+use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::Bytes;
+
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use tokio_util::sync::CancellationToken;
@@ -112,11 +114,14 @@ impl Body for TimedBody {
 }
 
 /// Serves `service` (a warp filter as a service) on `listener` until
-/// `shutdown`, then waits for the requests in flight.
+/// `shutdown`, then waits for the requests in flight. With `tls`, every
+/// connection is HTTPS (a plain-HTTP client fails the handshake), the
+/// handshake bounded by the header timeout.
 pub(crate) async fn run<S>(
     listener: tokio::net::TcpListener,
     service: S,
     limits: Limits,
+    tls: Option<stoker_tls::TlsAcceptor>,
     shutdown: CancellationToken,
 ) where
     S: tower_service::Service<
@@ -128,7 +133,7 @@ pub(crate) async fn run<S>(
         + 'static,
     S::Future: Send + 'static,
 {
-    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
     loop {
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
@@ -144,29 +149,73 @@ pub(crate) async fn run<S>(
             () = shutdown.cancelled() => break,
         };
         let service = service.clone();
-        let body_timeout = limits.body_timeout;
-        let hyper_service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
-            let mut service = service.clone();
-            tower_service::Service::call(
-                &mut service,
-                request.map(|body| TimedBody::new(body, body_timeout)),
-            )
-        });
-        let connection = hyper::server::conn::http1::Builder::new()
-            .timer(TokioTimer::new())
-            .header_read_timeout(limits.header_timeout)
-            .max_buf_size(MAX_HEAD_BYTES)
-            .max_headers(MAX_HEADERS)
-            .serve_connection(TokioIo::new(stream), hyper_service);
-        let connection = graceful.watch(connection);
-        tokio::spawn(async move {
-            if let Err(error) = connection.await {
-                tracing::debug!(%error, "HTTP connection ended with an error");
+        match &tls {
+            None => serve_connection(stream, service, limits, &graceful),
+            Some(acceptor) => {
+                let acceptor = acceptor.clone();
+                let graceful = Arc::clone(&graceful);
+                tokio::spawn(async move {
+                    match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
+                    {
+                        Ok(Ok(stream)) => serve_connection(stream, service, limits, &graceful),
+                        Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
+                        Err(_) => tracing::debug!("TLS handshake timed out"),
+                    }
+                });
             }
-        });
+        }
     }
     drop(listener);
-    graceful.shutdown().await;
+    match Arc::try_unwrap(graceful) {
+        Ok(graceful) => graceful.shutdown().await,
+        // A handshake under way still holds it: it ends within the
+        // header timeout, and its connection with the process.
+        Err(graceful) => {
+            tokio::time::sleep(limits.header_timeout).await;
+            if let Ok(graceful) = Arc::try_unwrap(graceful) {
+                graceful.shutdown().await;
+            }
+        }
+    }
+}
+
+/// Serves HTTP/1.1 on one connection (plain or TLS), watched by `graceful`.
+fn serve_connection<S, IO>(
+    stream: IO,
+    service: S,
+    limits: Limits,
+    graceful: &hyper_util::server::graceful::GracefulShutdown,
+) where
+    S: tower_service::Service<
+            hyper::Request<TimedBody>,
+            Response = warp::reply::Response,
+            Error = Infallible,
+        > + Clone
+        + Send
+        + 'static,
+    S::Future: Send + 'static,
+    IO: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+{
+    let body_timeout = limits.body_timeout;
+    let hyper_service = hyper::service::service_fn(move |request: hyper::Request<Incoming>| {
+        let mut service = service.clone();
+        tower_service::Service::call(
+            &mut service,
+            request.map(|body| TimedBody::new(body, body_timeout)),
+        )
+    });
+    let connection = hyper::server::conn::http1::Builder::new()
+        .timer(TokioTimer::new())
+        .header_read_timeout(limits.header_timeout)
+        .max_buf_size(MAX_HEAD_BYTES)
+        .max_headers(MAX_HEADERS)
+        .serve_connection(TokioIo::new(stream), hyper_service);
+    let connection = graceful.watch(connection);
+    tokio::spawn(async move {
+        if let Err(error) = connection.await {
+            tracing::debug!(%error, "HTTP connection ended with an error");
+        }
+    });
 }
 
 /// Whether `error` is, or was caused by, a [`BodyTimeout`].

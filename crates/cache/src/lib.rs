@@ -58,6 +58,10 @@ pub struct RedisOptions {
         default_value = ""
     )]
     pub key_prefix: String,
+
+    /// PEM file of the CA that signed Redis's certificate (rediss:// only); unset: the system's trusted roots. The certificate must be valid for the URL's host.
+    #[arg(id = "redis_ca_file", long = "redis-ca-file", env = "REDIS_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl Default for RedisOptions {
@@ -65,6 +69,7 @@ impl Default for RedisOptions {
         Self {
             url: "redis://127.0.0.1:6379".into(),
             key_prefix: String::new(),
+            ca_file: None,
         }
     }
 }
@@ -110,8 +115,30 @@ impl Cache {
     /// Prepares a connection. It opens lazily, so this succeeds while Redis
     /// is down; calls fail fast until it is back.
     pub fn connect(options: &RedisOptions) -> Result<Self> {
-        let client = redis::Client::open(options.url.as_str())
-            .map_err(|error| Error::InvalidUrl(redact(&error.to_string(), &options.url)))?;
+        let invalid =
+            |error: redis::RedisError| Error::InvalidUrl(redact(&error.to_string(), &options.url));
+        let client = match &options.ca_file {
+            None => redis::Client::open(options.url.as_str()).map_err(invalid)?,
+            Some(ca_file) => {
+                if !options.url.starts_with("rediss://") {
+                    return Err(Error::InvalidUrl(
+                        "REDIS_CA_FILE is set but REDIS_URL is not rediss://: use rediss:// for TLS".into(),
+                    ));
+                }
+                let root_cert = std::fs::read(ca_file).map_err(|error| {
+                    Error::InvalidUrl(format!(
+                        "cannot read REDIS_CA_FILE {}: {error}",
+                        ca_file.display()
+                    ))
+                })?;
+                let certificates = redis::TlsCertificates {
+                    client_tls: None,
+                    root_cert: Some(root_cert),
+                };
+                redis::Client::build_with_tls(options.url.as_str(), certificates)
+                    .map_err(invalid)?
+            }
+        };
         // Short timeouts and no retries inside a call: callers treat Redis as
         // optional and must not stall behind it.
         let config = ConnectionManagerConfig::new()

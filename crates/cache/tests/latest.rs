@@ -175,6 +175,7 @@ async fn an_unreachable_redis_fails_fast_without_panicking() {
     let cache = Cache::connect(&RedisOptions {
         url: "redis://127.0.0.1:9".into(),
         key_prefix: String::new(),
+        ca_file: None,
     })
     .unwrap();
     let started = std::time::Instant::now();
@@ -187,6 +188,7 @@ fn a_bad_url_is_refused_without_echoing_it() {
     let error = Cache::connect(&RedisOptions {
         url: "http://user:secret@host".into(),
         key_prefix: String::new(),
+        ca_file: None,
     })
     .unwrap_err()
     .to_string();

@@ -67,7 +67,7 @@ use tokio_util::sync::CancellationToken;
 pub use envelope::{BodyRefusal, LineWrite, Receipt, Refused};
 pub use intake::{Intake, IntakeError};
 pub use journal::migrate;
-pub use mqtt::{MqttOptions, client_options};
+pub use mqtt::{MqttOptions, client_options, client_options_tls, probe as probe_broker};
 /// The payload parsers' invariants as one function, for the `payload`
 /// fuzz target (`fuzz/`) and the test that replays its corpus. Not an API.
 #[doc(hidden)]

@@ -10,23 +10,27 @@ use std::time::Duration;
 
 use bytes::BytesMut;
 use rumqttc::{
-    ConnAck, Connect, ConnectReturnCode, Login, Packet, PubAck, Publish, QoS, Subscribe,
-    SubscribeFilter, SubscribeReasonCode,
+    Connect, ConnectReturnCode, Login, Packet, PubAck, Publish, QoS, Subscribe, SubscribeFilter,
+    SubscribeReasonCode,
 };
 use stoker_domain::EpochMillis;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use stoker_tls::MqttTlsOptions;
 use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 
+mod link;
+
+pub(crate) use link::{Broker, PacketReader, PacketWriter, encode, open};
+pub use link::{client_options, client_options_tls, probe};
+
+use crate::Result;
 use crate::envelope::{Acker, Command, Envelope, PendingAck, Target};
 use crate::queue::QueueSender;
-use crate::{Error, Result};
 
 /// How to reach the broker and what to subscribe to.
 #[derive(Debug, Clone, clap::Args)]
 pub struct MqttOptions {
-    /// Broker URL: mqtt://host:port (tcp:// is accepted too); user:password@ for authentication.
+    /// Broker URL: mqtt://host:port (tcp:// is accepted too), or mqtts://host:port for TLS (port 8883 by default); user:password@ for authentication.
     #[arg(
         id = "mqtt_url",
         long = "mqtt-url",
@@ -62,6 +66,10 @@ pub struct MqttOptions {
         default_value = ""
     )]
     pub shared_group: String,
+
+    /// TLS for an mqtts:// broker.
+    #[command(flatten)]
+    pub tls: MqttTlsOptions,
 }
 
 impl Default for MqttOptions {
@@ -71,38 +79,13 @@ impl Default for MqttOptions {
             client_id: "stoker-ingest".into(),
             topic_prefix: String::new(),
             shared_group: String::new(),
+            tls: MqttTlsOptions::default(),
         }
     }
 }
 
-/// rumqttc options for a broker URL and client id. Also used by the
-/// simulator and `stoker check`.
-pub fn client_options(url: &str, client_id: &str) -> Result<rumqttc::MqttOptions> {
-    let invalid = |reason: String| Error::InvalidMqttUrl {
-        url: stoker_domain::redact_url(url),
-        reason,
-    };
-    let address = stoker_domain::BrokerAddress::parse(url).map_err(invalid)?;
-    let mut options = rumqttc::MqttOptions::new(client_id, address.host, address.port);
-    if let Some((user, password)) = address.credentials {
-        options.set_credentials(user, password);
-    }
-    options
-        .set_keep_alive(Duration::from_secs(30))
-        // Large enough that an oversized payload arrives and is refused
-        // with a count, instead of breaking the connection (and being
-        // redelivered for ever).
-        .set_max_packet_size(16 * 1024 * 1024, 1024 * 1024);
-    Ok(options)
-}
-
 /// Longest wait for the TCP connection and for the broker's CONNACK.
 pub(crate) const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Largest packet read from the broker. Large enough that an oversized
-/// payload arrives and is refused with a count, instead of breaking the
-/// connection (and being redelivered for ever).
-const MAX_INCOMING_PACKET: usize = 16 * 1024 * 1024;
 
 /// Acknowledgements gathered into one socket write, at most.
 const ACK_WRITE_BYTES: usize = 64 * 1024;
@@ -124,6 +107,8 @@ pub(crate) async fn back_off(stop: &CancellationToken, backoff: &mut Duration) -
 pub(crate) enum SessionError {
     #[error("cannot reach the broker: {0}")]
     Io(#[from] std::io::Error),
+    #[error("TLS handshake with the broker failed: {0}")]
+    Tls(std::io::Error),
     #[error("the broker did not answer within {0:?}")]
     Timeout(Duration),
     #[error("the broker closed the connection")]
@@ -153,8 +138,7 @@ enum End {
 /// (rumqttc's own event loop reads and writes in one loop, one queued ack
 /// per turn, so it can neither pause reading nor keep up with acks.)
 pub(crate) struct Connection {
-    host: String,
-    port: u16,
+    broker: Broker,
     client_id: String,
     login: Option<Login>,
     keep_alive: Duration,
@@ -170,7 +154,7 @@ impl Connection {
     pub(crate) fn new(options: &MqttOptions) -> Result<Self> {
         let shared_group = Some(options.shared_group.as_str()).filter(|group| !group.is_empty());
         let mqtt = client_options(&options.url, &options.client_id)?;
-        let (host, port) = mqtt.broker_address();
+        let broker = Broker::new(options)?;
         let (commands_tx, commands) = mpsc::unbounded_channel();
         let filters = ["sites/+/telemetry", "sites/+/sensors/+"]
             .iter()
@@ -183,8 +167,7 @@ impl Connection {
             })
             .collect();
         Ok(Self {
-            host,
-            port,
+            broker,
             client_id: mqtt.client_id(),
             login: mqtt.credentials(),
             keep_alive: mqtt.keep_alive(),
@@ -225,7 +208,7 @@ impl Connection {
                     if stopping.is_cancelled() {
                         break;
                     }
-                    tracing::warn!(%error, broker = %format!("{}:{}", self.host, self.port), retry_in = ?backoff, "MQTT connection lost; reconnecting");
+                    tracing::warn!(%error, broker = %self.broker, retry_in = ?backoff, "MQTT connection lost; reconnecting");
                     if !back_off(&stopping, &mut backoff).await {
                         break;
                     }
@@ -244,7 +227,7 @@ impl Connection {
         connect.keep_alive = u16::try_from(self.keep_alive.as_secs()).unwrap_or(u16::MAX);
         connect.clean_session = false;
         connect.login = self.login.clone();
-        let (mut reader, mut write, connack) = open(&self.host, self.port, connect).await?;
+        let (mut reader, mut write, connack) = open(&self.broker, connect).await?;
         let number = self.connection.fetch_add(1, Ordering::AcqRel) + 1;
         *backoff = Duration::from_millis(200);
         tracing::info!(
@@ -378,104 +361,6 @@ async fn write_half(
     }
 }
 
-/// Opens a connection to the broker: TCP, CONNECT, CONNACK (refused
-/// unless successful), each step within [`CONNECT_TIMEOUT`]. The one place
-/// a socket to the broker is opened, for ingestion's connection and the
-/// Sparkplug host's alike (TLS goes here).
-pub(crate) async fn open(
-    host: &str,
-    port: u16,
-    connect: Connect,
-) -> std::result::Result<(PacketReader, PacketWriter, ConnAck), SessionError> {
-    let stream = tokio::time::timeout(
-        CONNECT_TIMEOUT,
-        tokio::net::TcpStream::connect((host, port)),
-    )
-    .await
-    .map_err(|_| SessionError::Timeout(CONNECT_TIMEOUT))??;
-    stream.set_nodelay(true)?;
-    let (read, write) = stream.into_split();
-    let mut reader = PacketReader {
-        read,
-        buffer: BytesMut::with_capacity(64 * 1024),
-    };
-    let mut writer = PacketWriter { write };
-    writer.send(&Packet::Connect(connect)).await?;
-    let connack = match tokio::time::timeout(CONNECT_TIMEOUT, reader.next())
-        .await
-        .map_err(|_| SessionError::Timeout(CONNECT_TIMEOUT))??
-    {
-        Packet::ConnAck(connack) => connack,
-        _ => return Err(SessionError::Unexpected("a packet other than CONNACK")),
-    };
-    if connack.code != ConnectReturnCode::Success {
-        return Err(SessionError::Refused(connack.code));
-    }
-    Ok((reader, writer, connack))
-}
-
-pub(crate) fn encode(
-    packet: &Packet,
-    buffer: &mut BytesMut,
-) -> std::result::Result<(), SessionError> {
-    packet
-        .write(buffer, usize::MAX)
-        .map(drop)
-        .map_err(SessionError::Protocol)
-}
-
-/// Writes packets to the socket.
-pub(crate) struct PacketWriter {
-    write: OwnedWriteHalf,
-}
-
-impl PacketWriter {
-    /// Encodes and writes one packet.
-    pub(crate) async fn send(&mut self, packet: &Packet) -> std::result::Result<(), SessionError> {
-        let mut buffer = BytesMut::new();
-        encode(packet, &mut buffer)?;
-        self.send_encoded(&buffer).await
-    }
-
-    /// Writes packets already encoded (many in one socket write).
-    pub(crate) async fn send_encoded(
-        &mut self,
-        bytes: &[u8],
-    ) -> std::result::Result<(), SessionError> {
-        self.write.write_all(bytes).await?;
-        Ok(())
-    }
-
-    /// Shuts the socket down after what was written.
-    pub(crate) async fn close(&mut self) {
-        let _ = self.write.shutdown().await;
-    }
-}
-
-/// Reads whole packets from the socket.
-pub(crate) struct PacketReader {
-    read: OwnedReadHalf,
-    buffer: BytesMut,
-}
-
-impl PacketReader {
-    /// The next packet. Cancel-safe: what was read stays in the buffer.
-    pub(crate) async fn next(&mut self) -> std::result::Result<Packet, SessionError> {
-        loop {
-            match Packet::read(&mut self.buffer, MAX_INCOMING_PACKET) {
-                Ok(packet) => return Ok(packet),
-                Err(rumqttc::mqttbytes::Error::InsufficientBytes(needed)) => {
-                    self.buffer.reserve(needed.max(16 * 1024));
-                }
-                Err(error) => return Err(SessionError::Protocol(error)),
-            }
-            if self.read.read_buf(&mut self.buffer).await? == 0 {
-                return Err(SessionError::Closed);
-            }
-        }
-    }
-}
-
 /// A publish as the writer takes it.
 fn envelope(publish: Publish, connection: u64, topic_prefix: &str) -> Envelope {
     let target = parse_topic(&publish.topic, topic_prefix);
@@ -563,11 +448,34 @@ mod tests {
             error.contains("MQTT_URL") && !error.contains("pw"),
             "{error}"
         );
-        assert!(
+        assert_eq!(
             client_options("mqtts://host", "id")
-                .unwrap_err()
-                .to_string()
-                .contains("TLS")
+                .unwrap()
+                .broker_address()
+                .1,
+            8883
+        );
+        // TLS files with a plain URL: the operator meant TLS.
+        let options = MqttOptions {
+            url: "mqtt://user:pw@host".into(),
+            tls: MqttTlsOptions {
+                ca_file: Some("/etc/ca.pem".into()),
+                ..MqttTlsOptions::default()
+            },
+            ..MqttOptions::default()
+        };
+        let error = Broker::new(&options).unwrap_err().to_string();
+        assert!(
+            error.contains("mqtts://") && !error.contains("pw"),
+            "{error}"
+        );
+        let options = MqttOptions {
+            url: "mqtts://host:9883".into(),
+            ..MqttOptions::default()
+        };
+        assert_eq!(
+            Broker::new(&options).unwrap().to_string(),
+            "mqtts://host:9883"
         );
     }
 }

@@ -248,6 +248,9 @@ pub(crate) struct AnalyticsArgs {
         default_value = "mqtt://127.0.0.1:1883"
     )]
     pub mqtt_url: String,
+    /// TLS for an mqtts:// broker.
+    #[command(flatten)]
+    pub mqtt_tls: stoker_tls::MqttTlsOptions,
     /// Where `stoker analytics` serves /healthz, /readyz and /metrics.
     #[arg(
         id = "analytics_metrics_addr",
@@ -256,6 +259,9 @@ pub(crate) struct AnalyticsArgs {
         default_value = "127.0.0.1:9465"
     )]
     pub metrics_addr: std::net::SocketAddr,
+    /// HTTPS on the health and metrics listener.
+    #[command(flatten)]
+    pub metrics_tls: stoker_tls::server::ServerTlsOptions,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -271,6 +277,9 @@ pub(crate) struct IngestArgs {
         default_value = "127.0.0.1:9464"
     )]
     pub metrics_addr: std::net::SocketAddr,
+    /// HTTPS on the health and metrics listener.
+    #[command(flatten)]
+    pub metrics_tls: stoker_tls::server::ServerTlsOptions,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -309,7 +318,7 @@ pub(crate) struct SimulateCommand {
     #[command(flatten)]
     pub simulate: SimulateArgs,
 
-    /// Broker URL to publish to.
+    /// Broker URL to publish to (mqtts:// for TLS).
     #[arg(
         long = "mqtt-url",
         env = "MQTT_URL",
@@ -325,6 +334,10 @@ pub(crate) struct SimulateCommand {
         default_value = "stoker-simulator"
     )]
     pub client_id: String,
+
+    /// TLS for an mqtts:// broker.
+    #[command(flatten)]
+    pub mqtt_tls: stoker_tls::MqttTlsOptions,
 }
 
 /// Log output.

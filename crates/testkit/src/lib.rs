@@ -22,6 +22,7 @@ mod postgres;
 mod redis;
 mod servers;
 pub mod stoker;
+mod tls;
 
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -33,8 +34,9 @@ pub use mqtt::{
 pub use ports::{free_port, wait_for_port};
 pub use postgres::TestPostgres;
 pub use redis::{TestRedis, redis_url};
-pub use servers::{TestBroker, TestInfluxServer, TestPostgresServer, TestRedisServer};
+pub use servers::{BrokerTls, TestBroker, TestInfluxServer, TestPostgresServer, TestRedisServer};
 pub use stoker::{StokerCommand, StokerError, StokerProcess, TempDir};
+pub use tls::{CertFiles, TestCa};
 
 /// Test databases older than this are taken for leftovers of a killed run.
 const STALE_AFTER: Duration = Duration::from_secs(3600);

@@ -31,6 +31,7 @@ impl TestRedis {
         stoker_cache::RedisOptions {
             url: redis_url(),
             key_prefix: self.prefix.clone(),
+            ca_file: None,
         }
     }
 

@@ -55,10 +55,8 @@ impl Influx {
     /// Connects: checks the URL, pings the server and learns its version.
     pub async fn connect(options: &InfluxOptions) -> Result<Self> {
         let base = parse_base_url(&options.url)?;
-        let http = reqwest::Client::builder()
-            .timeout(options.timeout)
-            .connect_timeout(options.timeout.min(std::time::Duration::from_secs(5)))
-            .pool_max_idle_per_host(8)
+        let http = options
+            .client_builder()?
             .build()
             .map_err(|source| Error::Unreachable {
                 url: redact_url(&options.url),

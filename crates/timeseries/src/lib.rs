@@ -52,7 +52,7 @@ mod states;
 pub use client::{BucketStats, Flavor, Influx, LatestPoint, SeriesBuckets};
 pub use influxql::{Aggregate, Columns, SeriesFilter, SeriesMatch};
 pub use line::{LineBatch, LineError, check_tag_value, encode_point};
-pub use options::{DEFAULT_RAW_RETENTION, DEFAULT_ROLLUP_RETENTION, InfluxOptions};
+pub use options::{DEFAULT_RAW_RETENTION, DEFAULT_ROLLUP_RETENTION, InfluxOptions, read_ca_file};
 
 /// What can go wrong talking to InfluxDB.
 #[derive(Debug, thiserror::Error)]

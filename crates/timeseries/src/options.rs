@@ -55,6 +55,10 @@ pub struct InfluxOptions {
     /// How long the 1-minute rollup `readings_1m` is kept (`0s`: forever).
     #[arg(id = "influx_rollup_retention", long = "influx-rollup-retention", env = "INFLUX_ROLLUP_RETENTION", default_value = "730days", value_parser = parse_duration)]
     pub rollup_retention: Duration,
+
+    /// PEM file of the CA that signed InfluxDB's certificate (https:// only), instead of the system's trusted roots; alert webhooks over https:// are checked against it too. The certificate must be valid for the URL's host.
+    #[arg(id = "influx_ca_file", long = "influx-ca-file", env = "INFLUX_CA_FILE")]
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 /// Default of `INFLUX_RAW_RETENTION`: 30 days.
@@ -73,6 +77,48 @@ impl Default for InfluxOptions {
             timeout: Duration::from_secs(10),
             raw_retention: DEFAULT_RAW_RETENTION,
             rollup_retention: DEFAULT_ROLLUP_RETENTION,
+            ca_file: None,
         }
     }
+}
+
+impl InfluxOptions {
+    /// The HTTP client's builder: its timeouts and pool, trusting
+    /// `INFLUX_CA_FILE`'s roots, when set, instead of the system's.
+    pub(crate) fn client_builder(&self) -> crate::Result<reqwest::ClientBuilder> {
+        let builder = reqwest::Client::builder()
+            .timeout(self.timeout)
+            .connect_timeout(self.timeout.min(Duration::from_secs(5)))
+            .pool_max_idle_per_host(8);
+        Ok(match &self.ca_file {
+            Some(ca_file) => {
+                let roots = read_ca_file(ca_file).map_err(|reason| crate::Error::InvalidUrl {
+                    url: stoker_domain::redact_url(&self.url),
+                    reason,
+                })?;
+                builder.tls_certs_only(roots)
+            }
+            None => builder,
+        })
+    }
+}
+
+/// The trusted roots of a CA file, for an HTTPS client (InfluxDB,
+/// webhooks); the error names the file.
+pub fn read_ca_file(path: &std::path::Path) -> Result<Vec<reqwest::Certificate>, String> {
+    let pem = std::fs::read(path)
+        .map_err(|error| format!("cannot read INFLUX_CA_FILE {}: {error}", path.display()))?;
+    let certificates = reqwest::Certificate::from_pem_bundle(&pem).map_err(|error| {
+        format!(
+            "INFLUX_CA_FILE {} holds no valid PEM certificate: {error}",
+            path.display()
+        )
+    })?;
+    if certificates.is_empty() {
+        return Err(format!(
+            "INFLUX_CA_FILE {} holds no certificate",
+            path.display()
+        ));
+    }
+    Ok(certificates)
 }

@@ -50,16 +50,15 @@ pub struct Dispatcher {
     pool: Pool,
     listen: tokio_postgres::Config,
     options: NotifyOptions,
-    mqtt: rumqttc::MqttOptions,
+    mqtt: mqtt::Broker,
     http: reqwest::Client,
 }
 
 impl std::fmt::Debug for Dispatcher {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        let (host, port) = self.mqtt.broker_address();
         f.debug_struct("Dispatcher")
             .field("options", &self.options)
-            .field("broker", &format!("{host}:{port}"))
+            .field("broker", &self.mqtt.describe())
             .finish_non_exhaustive()
     }
 }
@@ -80,8 +79,8 @@ impl Dispatcher {
         options.validate()?;
         let listen = postgres.pg_config()?;
         let client_id = format!("stoker-notify-{}", uuid::Uuid::new_v4().simple());
-        let mqtt = mqtt::client_options(mqtt_url, client_id)?;
-        let http = webhook::client(options.timeout)?;
+        let mqtt = mqtt::Broker::parse(mqtt_url, client_id)?;
+        let http = webhook::client(options.timeout, None)?;
         Ok(Self {
             pool,
             listen,
@@ -89,6 +88,25 @@ impl Dispatcher {
             mqtt,
             http,
         })
+    }
+
+    /// With TLS for an `mqtts://` broker (`MQTT_CA_FILE`, client
+    /// certificate): the files are read now, and a TLS setting with a
+    /// plain `mqtt://` URL is an error.
+    pub fn with_mqtt_tls(mut self, tls: &stoker_tls::MqttTlsOptions) -> Result<Self> {
+        self.mqtt = self.mqtt.with_tls(tls)?;
+        Ok(self)
+    }
+
+    /// With the trusted roots of a CA file (`INFLUX_CA_FILE`) for https://
+    /// webhooks, instead of the system's.
+    pub fn with_webhook_ca_file(mut self, ca_file: &std::path::Path) -> Result<Self> {
+        let roots = stoker_timeseries::read_ca_file(ca_file).map_err(|reason| Error::Config {
+            variable: "INFLUX_CA_FILE",
+            reason,
+        })?;
+        self.http = webhook::client(self.options.timeout, Some(roots))?;
+        Ok(self)
     }
 
     /// Sends notifications until `shutdown`, then lets the attempts under

@@ -45,22 +45,91 @@ struct Request {
     reply: Reply,
 }
 
-/// rumqttc options for a broker URL, `mqtt://[user:password@]host[:port]`.
-pub(super) fn client_options(url: &str, client_id: String) -> Result<rumqttc::MqttOptions> {
-    let invalid = |reason: String| Error::Config {
-        variable: "MQTT_URL",
-        reason: format!("{}: {reason}", stoker_domain::redact_url(url)),
-    };
-    let address = stoker_domain::BrokerAddress::parse(url).map_err(invalid)?;
-    let mut options = rumqttc::MqttOptions::new(client_id, address.host, address.port);
-    if let Some((user, password)) = address.credentials {
-        options.set_credentials(user, password);
+/// The broker alert notifications go to: its address, the client id, and
+/// the TLS connector of an `mqtts://` broker. rumqttc runs without its
+/// own TLS (it would bring a second, vulnerable, rustls-webpki), so a TLS
+/// broker is reached through a [`stoker_tls::tunnel::Tunnel`].
+#[derive(Clone)]
+pub(super) struct Broker {
+    address: stoker_domain::BrokerAddress,
+    client_id: String,
+    tls: Option<stoker_tls::Connector>,
+}
+
+impl std::fmt::Debug for Broker {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.describe())
     }
-    options
-        .set_clean_session(true)
-        .set_keep_alive(Duration::from_secs(30))
-        .set_max_packet_size(64 * 1024, MAX_PACKET_BYTES);
-    Ok(options)
+}
+
+impl Broker {
+    /// The broker of a URL, `mqtt[s]://[user:password@]host[:port]`; TLS
+    /// set later by [`Broker::with_tls`].
+    pub(super) fn parse(url: &str, client_id: String) -> Result<Self> {
+        let address = stoker_domain::BrokerAddress::parse(url).map_err(|reason| Error::Config {
+            variable: "MQTT_URL",
+            reason: format!("{}: {reason}", stoker_domain::redact_url(url)),
+        })?;
+        let broker = Self {
+            address,
+            client_id,
+            tls: None,
+        };
+        broker.with_tls(&stoker_tls::MqttTlsOptions::default())
+    }
+
+    /// With the TLS settings (the files read now).
+    pub(super) fn with_tls(mut self, tls: &stoker_tls::MqttTlsOptions) -> Result<Self> {
+        self.tls = tls
+            .connector_for(&self.address)
+            .map_err(|reason| Error::Config {
+                variable: "MQTT_URL",
+                reason,
+            })?;
+        Ok(self)
+    }
+
+    /// `mqtt[s]://host:port`, without credentials.
+    pub(super) fn describe(&self) -> String {
+        let scheme = if self.tls.is_some() { "mqtts" } else { "mqtt" };
+        format!("{scheme}://{}:{}", self.address.host, self.address.port)
+    }
+
+    /// rumqttc options reaching the broker at `host:port` (or, with
+    /// `Transport::Unix`, the tunnel's socket path in `host`).
+    fn options(&self, host: String, port: u16) -> rumqttc::MqttOptions {
+        let mut options = rumqttc::MqttOptions::new(self.client_id.clone(), host, port);
+        if let Some((user, password)) = &self.address.credentials {
+            options.set_credentials(user.clone(), password.clone());
+        }
+        options
+            .set_clean_session(true)
+            .set_keep_alive(Duration::from_secs(30))
+            .set_max_packet_size(64 * 1024, MAX_PACKET_BYTES);
+        options
+    }
+
+    /// The options to run rumqttc with, and the tunnel to keep open while
+    /// it runs for a TLS broker.
+    fn connect_options(
+        &self,
+    ) -> std::io::Result<(rumqttc::MqttOptions, Option<stoker_tls::tunnel::Tunnel>)> {
+        let Some(connector) = &self.tls else {
+            return Ok((
+                self.options(self.address.host.clone(), self.address.port),
+                None,
+            ));
+        };
+        let tunnel = stoker_tls::tunnel::Tunnel::open(
+            "alert notifications",
+            self.address.host.clone(),
+            self.address.port,
+            connector.clone(),
+        )?;
+        let mut options = self.options(tunnel.path().display().to_string(), 0);
+        options.set_transport(rumqttc::Transport::unix());
+        Ok((options, Some(tunnel)))
+    }
 }
 
 /// The handle the dispatcher publishes through.
@@ -82,11 +151,11 @@ impl Publisher {
     /// Starts the task that owns the connection; it ends on `shutdown`
     /// (after a clean disconnect) or when every handle is dropped.
     pub(super) fn start(
-        options: rumqttc::MqttOptions,
+        broker: Broker,
         shutdown: CancellationToken,
     ) -> (Self, tokio::task::JoinHandle<()>) {
         let (requests, receiver) = mpsc::channel(MAX_IN_FLIGHT);
-        let task = tokio::spawn(run(options, receiver, shutdown));
+        let task = tokio::spawn(run(broker, receiver, shutdown));
         (Self { requests }, task)
     }
 
@@ -210,16 +279,16 @@ impl State {
     }
 }
 
-async fn run(
-    options: rumqttc::MqttOptions,
-    mut requests: mpsc::Receiver<Request>,
-    shutdown: CancellationToken,
-) {
-    let broker = format!(
-        "{}:{}",
-        options.broker_address().0,
-        options.broker_address().1
-    );
+async fn run(broker: Broker, mut requests: mpsc::Receiver<Request>, shutdown: CancellationToken) {
+    let (options, tunnel) = match broker.connect_options() {
+        Ok(opened) => opened,
+        Err(error) => {
+            tracing::error!(broker = %broker.describe(), %error, "cannot open the TLS link for alert notifications; MQTT notifications fail");
+            fail_until_stopped(requests, shutdown, &error.to_string()).await;
+            return;
+        }
+    };
+    let broker = broker.describe();
     let (client, mut eventloop) = AsyncClient::new(options, MAX_IN_FLIGHT * 2);
     let mut state = State {
         client,
@@ -271,7 +340,12 @@ async fn run(
                 }
                 Ok(_) => {}
                 Err(error) => {
-                    let error = error.to_string();
+                    // Through a tunnel, rumqttc sees a closed stream: the
+                    // tunnel knows why (a certificate refused, …).
+                    let error = tunnel
+                        .as_ref()
+                        .and_then(stoker_tls::tunnel::Tunnel::last_error)
+                        .unwrap_or_else(|| error.to_string());
                     if state.connected || state.last_error.is_none() {
                         tracing::warn!(%broker, %error, retry_in = ?reconnect_delay, "cannot publish alert notifications: the broker connection failed; retrying");
                     } else {
@@ -299,6 +373,25 @@ async fn run(
     }
 }
 
+/// Answers every request with `error` until shut down.
+async fn fail_until_stopped(
+    mut requests: mpsc::Receiver<Request>,
+    shutdown: CancellationToken,
+    error: &str,
+) {
+    loop {
+        tokio::select! {
+            () = shutdown.cancelled() => return,
+            request = requests.recv() => match request {
+                Some(request) => {
+                    let _ = request.reply.send(Err(format!("cannot reach the broker: {error}")));
+                }
+                None => return,
+            },
+        }
+    }
+}
+
 async fn sleep_until(deadline: Option<Instant>) {
     match deadline {
         Some(deadline) => tokio::time::sleep_until(deadline).await,
@@ -312,23 +405,42 @@ mod tests {
 
     #[test]
     fn broker_urls_are_checked() {
-        let options = client_options("mqtt://alice:pw@broker.example:1884", "id".into()).unwrap();
+        let broker = Broker::parse("mqtt://alice:pw@broker.example:1884", "id".into()).unwrap();
+        assert_eq!(broker.describe(), "mqtt://broker.example:1884");
+        let (options, tunnel) = broker.connect_options().unwrap();
         assert_eq!(options.broker_address(), ("broker.example".into(), 1884));
+        assert!(tunnel.is_none());
         assert_eq!(
-            client_options("mqtt://127.0.0.1", "id".into())
+            Broker::parse("mqtt://127.0.0.1", "id".into())
                 .unwrap()
-                .broker_address()
-                .1,
-            1883
+                .describe(),
+            "mqtt://127.0.0.1:1883"
         );
-        let error = client_options("mqtts://alice:pw@broker.example", "id".into())
+        // TLS files for a plain URL: the operator meant TLS.
+        let tls = stoker_tls::MqttTlsOptions {
+            ca_file: Some("/nonexistent/ca.pem".into()),
+            ..Default::default()
+        };
+        let error = Broker::parse("mqtt://alice:pw@broker.example", "id".into())
+            .unwrap()
+            .with_tls(&tls)
             .unwrap_err()
             .to_string();
         assert!(
             error.contains("MQTT_URL") && error.contains("mqtts"),
             "{error}"
         );
+        let error = Broker::parse("mqtts://alice:pw@broker.example", "id".into())
+            .unwrap()
+            .with_tls(&tls)
+            .unwrap_err()
+            .to_string();
+        assert!(error.contains("/nonexistent/ca.pem"), "{error}");
         assert!(!error.contains("pw"), "{error}");
-        assert!(client_options("not a url", "id".into()).is_err());
+        let error = Broker::parse("http://alice:pw@host", "id".into())
+            .unwrap_err()
+            .to_string();
+        assert!(!error.contains("pw"), "{error}");
+        assert!(Broker::parse("not a url", "id".into()).is_err());
     }
 }

@@ -14,9 +14,17 @@ const EXCERPT_CHARS: usize = 200;
 
 /// The HTTP client of every webhook request: `timeout` bounds each whole
 /// request, and redirects are not followed (a signed notification goes
-/// where it was configured to go, or fails).
-pub(super) fn client(timeout: Duration) -> Result<reqwest::Client> {
-    reqwest::Client::builder()
+/// where it was configured to go, or fails). With `roots` (INFLUX_CA_FILE),
+/// https:// receivers are checked against them instead of the system's.
+pub(super) fn client(
+    timeout: Duration,
+    roots: Option<Vec<reqwest::Certificate>>,
+) -> Result<reqwest::Client> {
+    let builder = match roots {
+        Some(roots) => reqwest::Client::builder().tls_certs_only(roots),
+        None => reqwest::Client::builder(),
+    };
+    builder
         .timeout(timeout)
         .connect_timeout(timeout)
         .redirect(reqwest::redirect::Policy::none())

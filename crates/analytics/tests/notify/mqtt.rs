@@ -2,22 +2,61 @@
 
 use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::time::Duration;
+use stoker_analytics::notify::Dispatcher;
 use stoker_analytics::notify::NotifyOptions;
-use stoker_testkit::{SYSTEM_BROKER_PORT, TestBroker, unique_client_id};
+use stoker_testkit::{BrokerTls, SYSTEM_BROKER_PORT, TestBroker, TestCa, unique_client_id};
 
 use crate::support::*;
 
 #[tokio::test]
 async fn mqtt_subscribers_receive_exactly_the_body() {
+    subscribers_receive_exactly_the_body(SYSTEM_BROKER_PORT, |pool, postgres, options| {
+        Running::start(pool, postgres, options, &system_broker())
+    })
+    .await;
+}
+
+#[tokio::test]
+async fn notifications_reach_a_tls_broker_that_requires_a_client_certificate() {
+    let ca = TestCa::new();
+    let broker = TestBroker::start_tls(&BrokerTls {
+        ca_file: ca.ca_file().to_owned(),
+        server: ca.server("broker", &["localhost"]),
+        require_client_cert: true,
+    })
+    .await;
+    let client = ca.client("notify", "stoker-notify");
+    let tls = stoker_tls::MqttTlsOptions {
+        ca_file: Some(ca.ca_file().to_owned()),
+        client_cert: Some(client.cert.clone()),
+        client_key: Some(client.key.clone()),
+    };
+    // The test subscribes on the broker's plain listener.
+    subscribers_receive_exactly_the_body(broker.port(), |pool, postgres, options| {
+        let dispatcher = Dispatcher::new(
+            pool.clone(),
+            &postgres.options(),
+            options,
+            &broker.tls_url("localhost"),
+        )
+        .and_then(|dispatcher| dispatcher.with_mqtt_tls(&tls))
+        .unwrap();
+        Running::spawn(dispatcher)
+    })
+    .await;
+}
+
+/// A subscriber on `port` receives exactly the body of one notification
+/// that the dispatcher `start` makes delivers.
+async fn subscribers_receive_exactly_the_body(
+    port: u16,
+    start: impl FnOnce(&stoker_postgres::Pool, &stoker_testkit::TestPostgres, NotifyOptions) -> Running,
+) {
     let (postgres, pool) = setup().await;
     let options = options(&[]);
     let topic = options.topic(&site());
 
-    let mut subscriber = MqttOptions::new(
-        unique_client_id("test-alerts"),
-        "127.0.0.1",
-        SYSTEM_BROKER_PORT,
-    );
+    let mut subscriber = MqttOptions::new(unique_client_id("test-alerts"), "127.0.0.1", port);
     subscriber.set_max_packet_size(1024 * 1024, 1024 * 1024);
     let (client, mut eventloop) = AsyncClient::new(subscriber, 10);
     client.subscribe(&topic, QoS::AtLeastOnce).await.unwrap();
@@ -45,7 +84,7 @@ async fn mqtt_subscribers_receive_exactly_the_body() {
         .unwrap();
 
     let (event, body) = enqueue_committed(&pool, &options).await;
-    let running = Running::start(&pool, &postgres, options, &system_broker());
+    let running = start(&pool, &postgres, options);
     let publish = tokio::time::timeout(PATIENCE, arrived.recv())
         .await
         .expect("the alert arrives")

@@ -210,6 +210,11 @@ impl Running {
     ) -> Self {
         let dispatcher =
             Dispatcher::new(pool.clone(), &postgres.options(), options, mqtt_url).unwrap();
+        Self::spawn(dispatcher)
+    }
+
+    /// Runs `dispatcher` in the background.
+    pub(crate) fn spawn(dispatcher: Dispatcher) -> Self {
         let shutdown = CancellationToken::new();
         let task = tokio::spawn(dispatcher.run(shutdown.clone()));
         Self { shutdown, task }

@@ -34,6 +34,7 @@ async fn readyz_names_each_dependency_and_which_failed() {
     let cache = stoker_cache::Cache::connect(&stoker_cache::RedisOptions {
         url: "redis://127.0.0.1:1".into(),
         key_prefix: String::new(),
+        ca_file: None,
     })
     .unwrap();
     let readiness = stoker_api::Readiness::default().with_stores(pool, influx, cache);

@@ -273,6 +273,7 @@ async fn alerts_and_previews_need_no_redis() {
         redis: Some(stoker_cache::RedisOptions {
             url: "redis://127.0.0.1:1".into(),
             key_prefix: String::new(),
+            ca_file: None,
         }),
         ..AppOptions::default()
     })

@@ -131,10 +131,8 @@ pub(crate) fn host(
 fn settings(options: &IngestOptions) -> crate::Result<session::Settings> {
     let client_id = format!("{}-sparkplug", options.mqtt.client_id);
     let mqtt = crate::client_options(&options.mqtt.url, &client_id)?;
-    let (host, port) = mqtt.broker_address();
     Ok(session::Settings {
-        host,
-        port,
+        broker: crate::mqtt::Broker::new(&options.mqtt)?,
         client_id,
         login: mqtt.credentials(),
         keep_alive: mqtt.keep_alive(),

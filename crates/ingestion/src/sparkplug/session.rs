@@ -53,8 +53,7 @@ const LOG_EVERY: Duration = Duration::from_secs(10);
 /// Where and as whom the host connects, and what it reads.
 #[derive(Clone)]
 pub(crate) struct Settings {
-    pub host: String,
-    pub port: u16,
+    pub broker: crate::mqtt::Broker,
     pub client_id: String,
     pub login: Option<Login>,
     pub keep_alive: Duration,
@@ -67,8 +66,7 @@ impl std::fmt::Debug for Settings {
     fn fmt(&self, formatter: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         formatter
             .debug_struct("Settings")
-            .field("host", &self.host)
-            .field("port", &self.port)
+            .field("broker", &self.broker.to_string())
             .field("client_id", &self.client_id)
             .field("groups", &self.groups)
             .field("host_id", &self.host_id)
@@ -139,7 +137,7 @@ pub(crate) async fn run(
                 if stop.is_cancelled() {
                     break;
                 }
-                tracing::warn!(%error, broker = %format!("{}:{}", settings.host, settings.port), retry_in = ?backoff, "Sparkplug host connection lost; reconnecting");
+                tracing::warn!(%error, broker = %settings.broker, retry_in = ?backoff, "Sparkplug host connection lost; reconnecting");
                 if !crate::mqtt::back_off(&stop, &mut backoff).await {
                     break;
                 }
@@ -180,7 +178,7 @@ impl Connection<'_> {
             true,
         ));
         let (mut reader, mut writer, _) = tokio::select! {
-            opened = open(&self.settings.host, self.settings.port, connect) => opened?,
+            opened = open(&self.settings.broker, connect) => opened?,
             () = stop.cancelled() => return Ok(End::Stopped),
         };
         *self.backoff = Duration::from_millis(200);

@@ -78,6 +78,7 @@ async fn redis_stopped_mid_run_does_not_stop_ingestion() {
     let cache = Cache::connect(&stoker_cache::RedisOptions {
         url: redis.url(),
         key_prefix: String::new(),
+        ca_file: None,
     })
     .unwrap();
     let harness = Harness::start_with(Backends {

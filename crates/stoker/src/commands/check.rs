@@ -3,7 +3,6 @@
 use std::process::ExitCode;
 use std::time::Duration;
 
-use rumqttc::{Event, Packet};
 use stoker_cache::Cache;
 use stoker_timeseries::Influx;
 
@@ -45,7 +44,7 @@ pub(super) async fn run(args: &CheckArgs) -> ExitCode {
             name: "MQTT",
             target: redact(&args.ingest.mqtt.url),
             result: mqtt,
-            variable: "MQTT_URL",
+            variable: "MQTT_URL, MQTT_CA_FILE, MQTT_CLIENT_CERT, MQTT_CLIENT_KEY",
         },
         Outcome {
             name: "InfluxDB",
@@ -115,21 +114,7 @@ async fn check_redis(args: &CheckArgs) -> Result<String, String> {
 
 async fn check_mqtt(args: &CheckArgs) -> Result<String, String> {
     let client_id = format!("stoker-check-{}", std::process::id());
-    let mut options = stoker_ingestion::client_options(&args.ingest.mqtt.url, &client_id)
-        .map_err(|error| error.to_string())?;
-    options.set_clean_session(true);
-    let (client, mut eventloop) = rumqttc::AsyncClient::new(options, 4);
-    loop {
-        match eventloop.poll().await {
-            Ok(Event::Incoming(Packet::ConnAck(_))) => {
-                let _ = client.try_disconnect();
-                let _ = tokio::time::timeout(Duration::from_millis(500), eventloop.poll()).await;
-                return Ok("broker accepted a connection".into());
-            }
-            Ok(_) => {}
-            Err(error) => return Err(error.to_string()),
-        }
-    }
+    stoker_ingestion::probe_broker(&args.ingest.mqtt, &client_id).await
 }
 
 async fn check_influx(args: &CheckArgs) -> Result<String, String> {

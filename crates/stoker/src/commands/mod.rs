@@ -21,6 +21,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 evaluation: &args.evaluation,
                 notify: &args.notify,
                 mqtt_url: &args.ingest.mqtt.url,
+                mqtt_tls: &args.ingest.mqtt.tls,
                 rollup: &args.rollup,
             };
             let roles = run::Roles {
@@ -37,7 +38,7 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ingest: Some(&args.ingest),
                 mqtt: true,
                 analytics: None,
-                http: run::Http::Ops(args.metrics_addr),
+                http: run::Http::Ops(args.metrics_addr, &args.metrics_tls),
                 api_notify: None,
             };
             run::roles(&args.stores, roles).await
@@ -57,13 +58,14 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 evaluation: &args.evaluation,
                 notify: &args.notify,
                 mqtt_url: &args.mqtt_url,
+                mqtt_tls: &args.mqtt_tls,
                 rollup: &args.rollup,
             };
             let roles = run::Roles {
                 ingest: None,
                 mqtt: false,
                 analytics: Some(analytics),
-                http: run::Http::Ops(args.metrics_addr),
+                http: run::Http::Ops(args.metrics_addr, &args.metrics_tls),
                 api_notify: None,
             };
             run::roles(&args.stores, roles).await

@@ -27,8 +27,9 @@ pub(super) enum Http<'a> {
     /// The whole API (with /healthz, /readyz, /metrics), with its address
     /// and client timeouts.
     Api(&'a HttpOptions),
-    /// Only /healthz, /readyz and /metrics.
-    Ops(SocketAddr),
+    /// Only /healthz, /readyz and /metrics, with its address and HTTPS
+    /// settings.
+    Ops(SocketAddr, &'a stoker_tls::server::ServerTlsOptions),
 }
 
 /// Which roles a process runs.
@@ -56,6 +57,8 @@ pub(super) struct AnalyticsRole<'a> {
     pub notify: &'a NotifyOptions,
     /// The broker notifications are published to.
     pub mqtt_url: &'a str,
+    /// Its TLS settings (an mqtts:// broker).
+    pub mqtt_tls: &'a stoker_tls::MqttTlsOptions,
     /// The rollup job's lateness and grace.
     pub rollup: &'a RollupOptions,
 }
@@ -113,7 +116,25 @@ pub(super) async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Resul
     // Bind before starting anything else: a taken port is a start-up error.
     let (address, variable) = match http {
         Http::Api(options) => (options.addr, "HTTP_ADDR"),
-        Http::Ops(address) => (address, "METRICS_ADDR"),
+        Http::Ops(address, _) => (address, "METRICS_ADDR"),
+    };
+    // HTTPS: the certificate read now (an unusable one is a start-up
+    // error), again on every SIGHUP.
+    let tls_options = match http {
+        Http::Api(options) => &options.tls,
+        Http::Ops(_, tls) => tls,
+    };
+    let certificate = tls_options.load().context("HTTP_TLS_CERT / HTTP_TLS_KEY")?;
+    let tls = match &certificate {
+        None => None,
+        Some(certificate) => {
+            tracing::info!(expiry = %certificate.describe(), "HTTPS; SIGHUP reads the certificate again");
+            Some(
+                certificate
+                    .acceptor()
+                    .context("HTTP_TLS_CERT / HTTP_TLS_KEY")?,
+            )
+        }
     };
     let listener = tokio::net::TcpListener::bind(address)
         .await
@@ -162,6 +183,11 @@ pub(super) async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Resul
             analytics.notify.clone(),
             analytics.mqtt_url,
         )
+        .and_then(|dispatcher| dispatcher.with_mqtt_tls(analytics.mqtt_tls))
+        .and_then(|dispatcher| match &stores.influx.ca_file {
+            Some(ca_file) => dispatcher.with_webhook_ca_file(ca_file),
+            None => Ok(dispatcher),
+        })
         .context("starting alert notifications")?;
         analytics_tasks.push(tokio::spawn(dispatcher.run(analytics_stop.clone())));
         analytics_tasks.push(tokio::spawn(stoker_analytics::rollup::run(
@@ -212,16 +238,21 @@ pub(super) async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Resul
             };
             let (options, stop) = (options.clone(), http_stop.clone());
             tokio::spawn(async move {
-                stoker_api::serve_with(listener, state, &options, stop).await;
+                stoker_api::serve_with_tls(listener, state, &options, tls, stop).await;
             })
         }
-        Http::Ops(_) => tokio::spawn(stoker_api::serve_ops(
+        Http::Ops(..) => tokio::spawn(stoker_api::serve_ops_tls(
             listener,
             readiness,
             metrics,
+            tls,
             http_stop.clone(),
         )),
     };
+    if let Some(certificate) = certificate {
+        let stop = http_stop.clone();
+        tokio::spawn(certificate.reload_on_sighup(async move { stop.cancelled().await }));
+    }
 
     super::shutdown_signal().await;
     tracing::info!("shutting down: stopping intake, flushing, stopping analytics, then HTTP");

@@ -8,7 +8,9 @@ use tokio_util::sync::CancellationToken;
 use crate::cli::SimulateCommand;
 
 pub(super) async fn run(args: SimulateCommand) -> anyhow::Result<ExitCode> {
-    let mqtt = stoker_ingestion::client_options(&args.mqtt_url, &args.client_id)?;
+    // The tunnel (an mqtts:// broker) lives until the simulation ends.
+    let (mqtt, _tunnel) =
+        stoker_ingestion::client_options_tls(&args.mqtt_url, &args.client_id, &args.mqtt_tls)?;
     let shutdown = CancellationToken::new();
     let stop = shutdown.clone();
     tokio::spawn(async move {

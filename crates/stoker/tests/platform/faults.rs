@@ -77,6 +77,17 @@ async fn wait_for_count(influx: &Influx, site: &str, expected: u64, limit: Durat
 #[tokio::test]
 async fn kill_9_mid_run_then_restart_stores_exactly_every_reading() {
     let broker = TestBroker::start().await;
+    kill_9_mid_run_then_restart(&broker, vec![("MQTT_URL", broker.url())]).await;
+}
+
+/// Ingestion on `broker` as `mqtt` says (MQTT_URL and any TLS settings),
+/// killed with SIGKILL in the middle of 50,000 readings published to the
+/// broker's plain listener, then started again: InfluxDB ends with each
+/// reading exactly once.
+pub(crate) async fn kill_9_mid_run_then_restart(
+    broker: &TestBroker,
+    mqtt: Vec<(&'static str, String)>,
+) {
     let postgres = TestPostgres::create().await;
     let pool = postgres.migrated_pool().await;
     seed(&pool, "boiler-house-1", SENSORS).await;
@@ -85,11 +96,10 @@ async fn kill_9_mid_run_then_restart_stores_exactly_every_reading() {
     let redis = TestRedis::new();
     let spool = TempDir::new("stoker-test-spool");
     let client_id = unique_client_id("kill-test");
-    let environment = [
+    let mut environment = vec![
         ("DATABASE_URL", postgres.url()),
         ("INFLUX_BUCKET", influx.influx().database().to_owned()),
         ("REDIS_KEY_PREFIX", redis.prefix().to_owned()),
-        ("MQTT_URL", broker.url()),
         ("MQTT_CLIENT_ID", client_id.clone()),
         ("INGEST_SPOOL_DIR", env_path(spool.path())),
         ("INGEST_BATCH_SIZE", "2000".to_owned()),
@@ -100,13 +110,15 @@ async fn kill_9_mid_run_then_restart_stores_exactly_every_reading() {
             format!("127.0.0.1:{}", stoker_testkit::free_port()),
         ),
     ];
+    environment.extend(mqtt);
     let mut ingest = spawn_stoker("ingest", &environment);
 
     // Subscribed once a probe reading is stored.
     for attempt in 0.. {
         assert!(
             attempt < 100,
-            "stoker ingest did not start consuming within 20 s"
+            "stoker ingest did not start consuming within 20 s:\n{}",
+            ingest.log_tail(20)
         );
         broker
             .publish_qos1(&[(

@@ -4,6 +4,7 @@ use stoker_timeseries::InfluxOptions;
 
 use crate::ports::{free_port, wait_for_port};
 use crate::servers::stop_child;
+use crate::tls::CertFiles;
 use crate::unique_name;
 
 /// An InfluxDB server (Debian's `influxd`, 1.x) of the test's own, on free
@@ -12,6 +13,7 @@ use crate::unique_name;
 #[derive(Debug)]
 pub struct TestInfluxServer {
     port: u16,
+    tls: bool,
     directory: std::path::PathBuf,
     child: Option<std::process::Child>,
 }
@@ -19,6 +21,15 @@ pub struct TestInfluxServer {
 impl TestInfluxServer {
     /// Starts `influxd` and waits until it answers.
     pub async fn start() -> Self {
+        Self::start_with(None).await
+    }
+
+    /// Starts `influxd` serving HTTPS only, with `server`'s certificate.
+    pub async fn start_tls(server: &CertFiles) -> Self {
+        Self::start_with(Some(server)).await
+    }
+
+    async fn start_with(tls: Option<&CertFiles>) -> Self {
         let port = free_port();
         let rpc_port = free_port();
         let directory = std::env::temp_dir().join(unique_name("stoker_test_influxd"));
@@ -32,9 +43,21 @@ impl TestInfluxServer {
              [logging]\n  level = \"warn\"\n",
             dir = directory.display()
         );
+        let config = match tls {
+            None => config,
+            Some(files) => config.replace(
+                "  log-enabled = false\n",
+                &format!(
+                    "  log-enabled = false\n  https-enabled = true\n  https-certificate = \"{}\"\n  https-private-key = \"{}\"\n",
+                    files.cert.display(),
+                    files.key.display()
+                ),
+            ),
+        };
         std::fs::write(directory.join("influxdb.conf"), config).expect("influxd config");
         let mut server = Self {
             port,
+            tls: tls.is_some(),
             directory,
             child: None,
         };
@@ -64,9 +87,13 @@ impl TestInfluxServer {
         self.spawn().await;
     }
 
-    /// `http://127.0.0.1:{port}`.
+    /// `http://127.0.0.1:{port}` (`https://localhost:{port}` with TLS).
     pub fn url(&self) -> String {
-        format!("http://127.0.0.1:{}", self.port)
+        if self.tls {
+            format!("https://localhost:{}", self.port)
+        } else {
+            format!("http://127.0.0.1:{}", self.port)
+        }
     }
 
     /// Settings for database `database` on this server.

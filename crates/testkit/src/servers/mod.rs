@@ -8,7 +8,7 @@ mod influxd;
 mod postgres;
 mod redis;
 
-pub use broker::TestBroker;
+pub use broker::{BrokerTls, TestBroker};
 pub use influxd::TestInfluxServer;
 pub use postgres::TestPostgresServer;
 pub use redis::TestRedisServer;

@@ -2,12 +2,15 @@
 
 use crate::ports::{free_port, wait_for_port};
 use crate::servers::stop_child;
+use crate::tls::CertFiles;
 
 /// A Redis server of the test's own on a free port (nothing persisted),
 /// for tests that stop Redis. Killed on drop.
 #[derive(Debug)]
 pub struct TestRedisServer {
     port: u16,
+    /// TLS only (`--tls-port`, no plain port): the certificate and CA.
+    tls: Option<(CertFiles, std::path::PathBuf)>,
     child: Option<std::process::Child>,
 }
 
@@ -16,24 +19,46 @@ impl TestRedisServer {
     pub async fn start() -> Self {
         let mut server = Self {
             port: free_port(),
+            tls: None,
             child: None,
         };
         server.spawn().await;
         server
     }
 
+    /// Starts `redis-server` speaking TLS only on its port, with `server`'s
+    /// certificate (clients need none).
+    pub async fn start_tls(server: CertFiles, ca_file: &std::path::Path) -> Self {
+        let mut redis = Self {
+            port: free_port(),
+            tls: Some((server, ca_file.to_owned())),
+            child: None,
+        };
+        redis.spawn().await;
+        redis
+    }
+
+    /// `rediss://{host}:{port}`.
+    pub fn tls_url(&self, host: &str) -> String {
+        format!("rediss://{host}:{}", self.port)
+    }
+
     async fn spawn(&mut self) {
-        let child = std::process::Command::new("redis-server")
-            .args([
-                "--bind",
-                "127.0.0.1",
-                "--port",
-                &self.port.to_string(),
-                "--save",
-                "",
-                "--appendonly",
-                "no",
-            ])
+        let mut command = std::process::Command::new("redis-server");
+        match &self.tls {
+            None => command.args(["--port", &self.port.to_string()]),
+            Some((server, ca_file)) => command
+                .args(["--port", "0", "--tls-port", &self.port.to_string()])
+                .arg("--tls-cert-file")
+                .arg(&server.cert)
+                .arg("--tls-key-file")
+                .arg(&server.key)
+                .arg("--tls-ca-cert-file")
+                .arg(ca_file)
+                .args(["--tls-auth-clients", "no"]),
+        };
+        let child = command
+            .args(["--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::null())
             .spawn()
