@@ -275,8 +275,10 @@ impl SharedRegistry {
         shutdown: CancellationToken,
     ) {
         let (generation, mut changes) = watch::channel(0_u64);
-        let listener = tokio::spawn(stoker_metadata::watch_changes(
+        // Only what the registry holds: not every gateway birth or rule.
+        let listener = tokio::spawn(stoker_metadata::watch_changes_to(
             options,
+            &["sites", "sensors"],
             generation,
             shutdown.clone(),
         ));

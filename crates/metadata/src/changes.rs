@@ -71,8 +71,29 @@ pub async fn watch_changes(
     generation: watch::Sender<u64>,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    run(options, shutdown, move |_notice| {
-        generation.send_modify(|value| *value += 1);
+    watch_changes_to(options, &[], generation, shutdown).await
+}
+
+/// [`watch_changes`] for changes to `tables` only (every table when
+/// empty), and every (re)connection: a reader of sites and sensors is not
+/// woken by each gateway birth or alert rule.
+pub async fn watch_changes_to(
+    options: PostgresOptions,
+    tables: &'static [&'static str],
+    generation: watch::Sender<u64>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    run(options, shutdown, move |notice| {
+        let wanted = match notice {
+            Notice::Listening => true,
+            Notice::Notification(payload) => {
+                let change = Change::from_payload(payload);
+                tables.is_empty() || tables.iter().any(|table| change.concerns(table))
+            }
+        };
+        if wanted {
+            generation.send_modify(|value| *value += 1);
+        }
     })
     .await
 }

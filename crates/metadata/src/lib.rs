@@ -64,7 +64,7 @@ pub use api_keys::{
     create_api_key, create_api_key_with, fetch_key, list_api_keys, parse_expiry, parse_sites,
     revoke_api_key, rotate_api_key, token_key_id, verify,
 };
-pub use changes::{Change, watch_change_events, watch_changes};
+pub use changes::{Change, watch_change_events, watch_changes, watch_changes_to};
 pub use gateways::{
     AnnouncedMetric, GATEWAY_ID_MAX_LEN, GATEWAY_ID_PATTERN, Gateway, GatewayBinding,
     GatewayDevice, GatewayDeviceState, GatewayMetric, GatewayState, NewGateway, create_gateway,

@@ -501,19 +501,26 @@ fn reading(
         }
         Some(Ok(sensor)) => sensor,
     };
-    if let Some(detail) = ambiguous.get(sensor) {
+    if !ambiguous.is_empty()
+        && let Some(detail) = ambiguous.get(sensor)
+    {
         return refuse(handled, RefusalReason::AmbiguousMetric, detail.clone());
     }
-    let what = describe(device, name);
+    // Named only in a refusal: a reading costs no formatting.
+    let what = || describe(device, name);
     if metric.is_transient == Some(true) {
         return refuse(
             handled,
             RefusalReason::TransientMetric,
-            format!("{what} is transient: not for a historian"),
+            format!("{} is transient: not for a historian", what()),
         );
     }
     if metric.is_null == Some(true) {
-        return refuse(handled, RefusalReason::NullValue, format!("{what} is null"));
+        return refuse(
+            handled,
+            RefusalReason::NullValue,
+            format!("{} is null", what()),
+        );
     }
     let datatype = match metric.datatype {
         Some(datatype) if datatype != def.datatype => {
@@ -521,7 +528,8 @@ fn reading(
                 handled,
                 RefusalReason::InvalidValue,
                 format!(
-                    "{what} is sent as {}, but its birth announced {}",
+                    "{} is sent as {}, but its birth announced {}",
+                    what(),
                     describe_datatype(datatype),
                     describe_datatype(def.datatype)
                 ),
@@ -533,7 +541,7 @@ fn reading(
         return refuse(
             handled,
             RefusalReason::UnsupportedDatatype,
-            format!("{what}: {detail}"),
+            format!("{}: {detail}", what()),
         );
     }
     let value = match metric_value(datatype, metric.value.as_ref()) {
@@ -542,7 +550,7 @@ fn reading(
             return refuse(
                 handled,
                 RefusalReason::InvalidValue,
-                format!("{what}: {detail}"),
+                format!("{}: {detail}", what()),
             );
         }
     };
@@ -557,7 +565,10 @@ fn reading(
                 return refuse(
                     handled,
                     RefusalReason::InvalidTimestamp,
-                    format!("{what} has timestamp {millis}, outside the years 1677 to 2262"),
+                    format!(
+                        "{} has timestamp {millis}, outside the years 1677 to 2262",
+                        what()
+                    ),
                 );
             }
         },
@@ -565,7 +576,10 @@ fn reading(
             return refuse(
                 handled,
                 RefusalReason::InvalidTimestamp,
-                format!("{what} is historical but neither it nor its payload has a timestamp"),
+                format!(
+                    "{} is historical but neither it nor its payload has a timestamp",
+                    what()
+                ),
             );
         }
         None => received,

@@ -129,3 +129,43 @@ async fn the_generation_moves_on_every_table_key_revocations_included() {
     shutdown.cancel();
     listener.await.unwrap().unwrap();
 }
+
+#[tokio::test]
+async fn a_watch_of_some_tables_moves_on_only_for_them() {
+    let database = TestPostgres::create().await;
+    let pool = with_site(&database).await;
+    let (generation, mut changes) = tokio::sync::watch::channel(0_u64);
+    let shutdown = CancellationToken::new();
+    let listener = tokio::spawn(stoker_metadata::watch_changes_to(
+        PostgresOptions::from_url(database.url()),
+        &["sites", "sensors"],
+        generation,
+        shutdown.clone(),
+    ));
+    tokio::time::timeout(Duration::from_secs(10), changes.changed())
+        .await
+        .expect("a bump within 10 s, once listening")
+        .unwrap();
+    assert_eq!(*changes.borrow_and_update(), 1);
+
+    // A key and a rule are not what this watch is for.
+    stoker_metadata::create_api_key(&pool, "ops", &[Scope::Admin])
+        .await
+        .unwrap();
+    let rule = super::alert_rules::no_data_at(&slug("boiler-house-1"));
+    stoker_metadata::create_alert_rule(&pool, &rule)
+        .await
+        .unwrap();
+    // A sensor is; its notification comes after the two others.
+    stoker_metadata::create_sensor(&pool, &slug("boiler-house-1"), &sensor("b1_drum_level"))
+        .await
+        .unwrap();
+    tokio::time::timeout(Duration::from_secs(10), changes.changed())
+        .await
+        .expect("a bump within 10 s")
+        .unwrap();
+    assert_eq!(*changes.borrow_and_update(), 2, "the sensor alone");
+
+    shutdown.cancel();
+    listener.await.unwrap().unwrap();
+}
