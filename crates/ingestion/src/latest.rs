@@ -8,7 +8,6 @@ use std::sync::atomic::Ordering;
 use stoker_cache::Cache;
 use stoker_domain::EpochMillis;
 use tokio::sync::mpsc;
-use tokio::time::{Duration, Instant};
 
 use crate::registry::{Fast, SensorEntry, Typed};
 use crate::stats::Stats;
@@ -16,39 +15,22 @@ use crate::stats::Stats;
 /// One batch's newest value per sensor: the sensor, value and timestamp.
 pub(crate) type LatestValues = Vec<(Arc<SensorEntry>, Typed, EpochMillis)>;
 
-/// Latest values are written at most this often: under load, the batches
-/// of one period are merged into one Redis call (the newest value per
-/// sensor), so that caching costs in proportion to the sensors, not to the
-/// readings. A value is cached at most this much later than it is
-/// durable; a quiet period writes the next batch at once.
-const LATEST_EVERY: Duration = Duration::from_millis(50);
-
 /// Applies latest values to Redis, one script call at a time, off the
-/// writer's path; batches that arrive within [`LATEST_EVERY`] of the last
-/// call, or while Redis answered it, are merged into the next call (the
-/// newest value per sensor wins). Each sensor's key and JSON end are
-/// encoded once, in its registry entry. Failures are counted and logged,
-/// never retried: the next reading of each sensor refreshes its value.
+/// writer's path; the batches that queued up while Redis answered the last
+/// call are merged into the next one (the newest value per sensor wins), as
+/// a group commit: under load, caching costs in proportion to the sensors,
+/// not to the readings, and a quiet writer's batch is cached at once. Each
+/// sensor's key and JSON end are encoded once, in its registry entry.
+/// Failures are counted and logged, never retried: the next reading of
+/// each sensor refreshes its value.
 pub(crate) async fn run_latest_updates(
     cache: Cache,
     stats: Arc<Stats>,
     mut batches: mpsc::Receiver<LatestValues>,
 ) {
     let mut failing = false;
-    let mut last_call: Option<Instant> = None;
     while let Some(mut batch) = batches.recv().await {
         let mut queued = Vec::new();
-        if let Some(due) = last_call.map(|last| last + LATEST_EVERY) {
-            loop {
-                tokio::select! {
-                    () = tokio::time::sleep_until(due) => break,
-                    more = batches.recv() => match more {
-                        Some(more) => queued.push(more),
-                        None => break,
-                    },
-                }
-            }
-        }
         while let Ok(more) = batches.try_recv() {
             queued.push(more);
         }
@@ -68,9 +50,7 @@ pub(crate) async fn run_latest_updates(
             .iter()
             .map(|(slot, value, timestamp)| (*slot, value, *timestamp))
             .collect();
-        let written = cache.set_latest_slots(&keyed).await;
-        last_call = Some(Instant::now());
-        match written {
+        match cache.set_latest_slots(&keyed).await {
             Ok(_) if failing => {
                 failing = false;
                 tracing::info!("Redis is back: latest values are being cached again");
