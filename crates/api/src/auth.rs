@@ -9,6 +9,9 @@
 //! 403. `admin` includes `read` and `write`; `read` and `write` are
 //! separate, so a gateway's write-only key reads nothing.
 //!
+//! Every request of a live key spends one of its request-rate budget
+//! (`rate_limit`); past it, 429 `rate_limited` before any other check.
+//!
 //! A key may be limited to sites. The filters here refuse it (403
 //! `forbidden_site`) on any path under `/api/v1/sites/{site}` of another
 //! site, in one place for every such route; routes whose site is not in
@@ -152,15 +155,22 @@ pub(crate) async fn check_token(
     };
     match check {
         KeyCheck::Valid {
+            key_id,
             name,
             scopes,
             sites,
-            ..
-        } if allows(&scopes, needed) => Ok(Principal {
-            name,
-            sites: sites.map(Arc::from),
-        }),
-        KeyCheck::Valid { .. } => Err(ApiError::Forbidden(Denied::Scope { needed })),
+        } => {
+            // Counted once the secret matched, so that no one spends
+            // another key's budget by naming its public id.
+            state.limiter.check(&key_id)?;
+            if !allows(&scopes, needed) {
+                return Err(ApiError::Forbidden(Denied::Scope { needed }));
+            }
+            Ok(Principal {
+                name,
+                sites: sites.map(Arc::from),
+            })
+        }
         KeyCheck::Revoked => Err(ApiError::Unauthorized(Denied::Revoked)),
         KeyCheck::Expired => Err(ApiError::Unauthorized(Denied::Expired)),
         KeyCheck::Unknown => Err(ApiError::Unauthorized(Denied::Invalid)),

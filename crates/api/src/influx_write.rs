@@ -16,8 +16,9 @@
 //!   answer comes once the accepted ones are durable.
 //! - Answers are InfluxDB's, not problem+json (its clients read them):
 //!   204 when all is stored; 400 `partial write: …` naming each refused
-//!   line and reading (the rest is stored); 401/403; 413; 503 with
-//!   `Retry-After`. 2.x: `{"code","message"}`; 1.x: `{"error"}`.
+//!   line and reading (the rest is stored); 401/403; 413; 429 (the key
+//!   past its `API_KEY_RATE` budget) and 503 with `Retry-After`. 2.x:
+//!   `{"code","message"}`; 1.x: `{"error"}`.
 
 use std::collections::HashMap;
 use std::io::Read as _;
@@ -80,6 +81,8 @@ struct Answer {
     /// InfluxDB 2.x's `code`.
     code: &'static str,
     message: String,
+    /// Seconds for `Retry-After` (a 429); a 503 always says 5.
+    retry_after: Option<u64>,
 }
 
 impl Answer {
@@ -88,6 +91,7 @@ impl Answer {
             status,
             code,
             message: message.into(),
+            retry_after: None,
         }
     }
 
@@ -109,7 +113,9 @@ impl Answer {
                 HeaderValue::from_static("Token realm=\"stoker\""),
             );
         }
-        if self.status == StatusCode::SERVICE_UNAVAILABLE {
+        if let Some(seconds) = self.retry_after {
+            headers.insert(header::RETRY_AFTER, HeaderValue::from(seconds));
+        } else if self.status == StatusCode::SERVICE_UNAVAILABLE {
             headers.insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
         }
         response
@@ -136,6 +142,11 @@ impl From<ApiError> for Answer {
                 Answer::new(StatusCode::REQUEST_TIMEOUT, "request timeout", message)
             }
             ApiError::BodyIncomplete(_) => Answer::invalid(message),
+            // InfluxDB's own 429 (its `too many requests` code).
+            ApiError::RateLimited { retry_after, .. } => Answer {
+                retry_after: Some(retry_after),
+                ..Answer::new(StatusCode::TOO_MANY_REQUESTS, "too many requests", message)
+            },
             other => {
                 tracing::error!(error = %other, "internal error answering a write");
                 Answer::new(
@@ -503,6 +514,14 @@ mod tests {
         let response = Answer::from(ApiError::Unauthorized(Denied::Missing)).into_response(Api::V1);
         assert_eq!(response.status(), StatusCode::UNAUTHORIZED);
         assert!(response.headers().contains_key(header::WWW_AUTHENTICATE));
+        let limited = Answer::from(ApiError::RateLimited {
+            retry_after: 3,
+            budget: "50/s with a burst of 50".into(),
+        });
+        assert_eq!(limited.code, "too many requests");
+        let response = limited.into_response(Api::V2);
+        assert_eq!(response.status(), StatusCode::TOO_MANY_REQUESTS);
+        assert_eq!(response.headers()[header::RETRY_AFTER], "3");
         assert_eq!(response.headers()[header::CONTENT_TYPE], "application/json");
     }
 

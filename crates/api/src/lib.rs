@@ -5,7 +5,11 @@
 //!   catalog's in-memory copy; 401 vs 403; the [`Principal`](auth) a
 //!   route acts as, with the sites a key is limited to (403
 //!   `forbidden_site` under `/sites/{site}` of another site, checked once
-//!   for every such route).
+//!   for every such route); each live key's request spent from its budget.
+//! - `rate_limit`: the keys' request-rate budgets ([`KeyLimiter`], a
+//!   lock-free token bucket per key; 429 `rate_limited` past it).
+//! - `options`: the listeners' settings ([`HttpOptions`],
+//!   [`ConnectionOptions`]).
 //! - `api_keys`: `/api-keys`, key management (list, create, rotate,
 //!   revoke) for keys of every site.
 //! - `problem`: the error vocabulary ([`ApiError`], [`Denied`], refused
@@ -68,18 +72,18 @@ mod gateways;
 mod history;
 mod influx_write;
 mod openapi;
+mod options;
 mod page;
 mod preview;
 mod problem;
+mod rate_limit;
 mod readings;
 mod rules;
 mod server;
 mod sites;
 mod telemetry;
 
-use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Duration;
 
 use prometheus_client::registry::Registry;
 
@@ -91,73 +95,9 @@ use warp::Filter;
 
 pub use catalog::Catalog;
 pub use history::RollupClock;
+pub use options::{ConnectionOptions, HttpOptions};
 pub use problem::{ApiError, Denied};
-
-/// Where the API listens, and how long it waits for a client.
-#[derive(Debug, Clone, clap::Args)]
-pub struct HttpOptions {
-    /// Address the HTTP API listens on.
-    #[arg(
-        id = "http_addr",
-        long = "http-addr",
-        env = "HTTP_ADDR",
-        default_value = "127.0.0.1:8080"
-    )]
-    pub addr: SocketAddr,
-    /// A request's line and headers must arrive within this, or the
-    /// connection is closed (slow or stalled clients); also how long a
-    /// kept-alive connection may idle between requests.
-    #[arg(
-        id = "http_header_timeout",
-        long = "http-header-timeout",
-        env = "HTTP_HEADER_TIMEOUT",
-        default_value = "10s",
-        value_parser = parse_timeout
-    )]
-    pub header_timeout: Duration,
-    /// A request's body must arrive within this of its headers, or the
-    /// request is answered 408.
-    #[arg(
-        id = "http_body_timeout",
-        long = "http-body-timeout",
-        env = "HTTP_BODY_TIMEOUT",
-        default_value = "60s",
-        value_parser = parse_timeout
-    )]
-    pub body_timeout: Duration,
-    /// HTTPS: the certificate and key of the listener.
-    #[command(flatten)]
-    pub tls: stoker_tls::server::ServerTlsOptions,
-}
-
-impl Default for HttpOptions {
-    fn default() -> Self {
-        Self {
-            addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
-            header_timeout: Duration::from_secs(10),
-            body_timeout: Duration::from_secs(60),
-            tls: stoker_tls::server::ServerTlsOptions::default(),
-        }
-    }
-}
-
-impl HttpOptions {
-    fn limits(&self) -> server::Limits {
-        server::Limits {
-            header_timeout: self.header_timeout,
-            body_timeout: self.body_timeout,
-        }
-    }
-}
-
-/// A timeout of at least 1 ms and at most an hour.
-fn parse_timeout(text: &str) -> Result<Duration, String> {
-    let duration = stoker_domain::parse_duration(text).map_err(|error| error.to_string())?;
-    if duration < Duration::from_millis(1) || duration > Duration::from_secs(3600) {
-        return Err(format!("{text:?} must be between 1ms and 1h"));
-    }
-    Ok(duration)
-}
+pub use rate_limit::{KeyBudget, KeyLimiter, RequestRate};
 
 /// What the handlers share, once per process: routes hold it behind an
 /// [`Arc`] ([`State`]), so a request clones one pointer.
@@ -184,6 +124,9 @@ pub struct ApiState {
     pub notify: stoker_analytics::notify::NotifyOptions,
     /// How far InfluxDB's 1-minute rollup reaches, for history reads.
     pub rollup: RollupClock,
+    /// Each key's request-rate budget (`KeyLimiter::new` of
+    /// [`HttpOptions::key_budget`]; its metrics registered in `metrics`).
+    pub limiter: KeyLimiter,
 }
 
 impl ApiState {
@@ -439,36 +382,49 @@ where
 
 /// Serves only `/healthz`, `/readyz` and `/metrics` (roles without the
 /// API, such as `ingest`) until `shutdown`, with the default client
-/// timeouts.
+/// timeouts and connection cap.
 pub async fn serve_ops(
     listener: tokio::net::TcpListener,
     readiness: Readiness,
     metrics: Arc<Registry>,
     shutdown: CancellationToken,
 ) {
-    serve_ops_tls(listener, readiness, metrics, None, shutdown).await;
+    serve_ops_tls(
+        listener,
+        readiness,
+        metrics,
+        None,
+        ConnectionOptions::default(),
+        shutdown,
+    )
+    .await;
 }
 
-/// Like [`serve_ops`], over HTTPS when `tls` is given.
+/// Like [`serve_ops`], over HTTPS when `tls` is given, holding at most
+/// `connections` connections.
 pub async fn serve_ops_tls(
     listener: tokio::net::TcpListener,
     readiness: Readiness,
     metrics: Arc<Registry>,
     tls: Option<stoker_tls::TlsAcceptor>,
+    connections: ConnectionOptions,
     shutdown: CancellationToken,
 ) {
     if let Ok(address) = listener.local_addr() {
-        tracing::info!(%address, https = tls.is_some(), "health and metrics listening");
+        tracing::info!(
+            %address,
+            https = tls.is_some(),
+            max_connections = connections.max_connections,
+            "health and metrics listening"
+        );
     }
     let service = warp::service(with_errors_and_logs(ops(readiness, metrics)));
-    server::run(
-        listener,
-        service,
-        HttpOptions::default().limits(),
-        tls,
-        shutdown,
-    )
-    .await;
+    let limits = HttpOptions {
+        connections,
+        ..HttpOptions::default()
+    }
+    .limits();
+    server::run(listener, service, limits, tls, shutdown).await;
 }
 
 /// Serves the API on `listener` until `shutdown` with the default client
@@ -482,8 +438,9 @@ pub async fn serve(
     serve_with(listener, state, &HttpOptions::default(), shutdown).await;
 }
 
-/// Like [`serve`], with the client timeouts of `options` (its address is
-/// the listener's business).
+/// Like [`serve`], with the client timeouts and connection cap of
+/// `options` (its address is the listener's business; the keys' budget is
+/// `state.limiter`'s).
 pub async fn serve_with(
     listener: tokio::net::TcpListener,
     state: ApiState,
@@ -507,6 +464,8 @@ pub async fn serve_with_tls(
             https = tls.is_some(),
             header_timeout = ?options.header_timeout,
             body_timeout = ?options.body_timeout,
+            max_connections = options.connections.max_connections,
+            key_budget = %state.limiter.budget(),
             "HTTP API listening"
         );
     }

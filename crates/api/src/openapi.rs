@@ -125,6 +125,14 @@ fn errors(route: &Route) -> Map<String, Value> {
             problem("No such site, sensor, gateway, alert rule or alert."),
         );
         responses.insert(
+            "429".into(),
+            problem_with_header(
+                "rate_limited: the key sent more requests than its budget (API_KEY_RATE, API_KEY_BURST).",
+                "Retry-After",
+                "Whole seconds to wait before the next request would pass (at least 1).",
+            ),
+        );
+        responses.insert(
             "503".into(),
             problem_with_header(
                 "A store the route needs is unavailable.",

@@ -242,6 +242,16 @@ pub enum ApiError {
     /// Ingestion cannot take more right now; the client should retry.
     #[error("{0}")]
     Busy(String),
+    /// The API key is past its request-rate budget (429).
+    #[error(
+        "this API key sent more requests than its budget of {budget} allows: retry in {retry_after} s"
+    )]
+    RateLimited {
+        /// Whole seconds until a request would pass (at least 1).
+        retry_after: u64,
+        /// The budget, as `50000/s with a burst of 50000`.
+        budget: String,
+    },
     /// A bug or an unexpected state; logged with its detail.
     #[error("internal error")]
     Internal(String),
@@ -357,6 +367,7 @@ impl ApiError {
             ApiError::BodyTimeout(_) => (StatusCode::REQUEST_TIMEOUT, "body_timeout"),
             ApiError::BodyIncomplete(_) => (StatusCode::BAD_REQUEST, "body_incomplete"),
             ApiError::Busy(_) => (StatusCode::SERVICE_UNAVAILABLE, "ingestion_busy"),
+            ApiError::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
             ApiError::Internal(_) => (StatusCode::INTERNAL_SERVER_ERROR, "internal"),
         }
     }
@@ -444,6 +455,13 @@ pub(crate) async fn recover(rejection: Rejection) -> Result<warp::reply::Respons
             ApiError::Unavailable { .. } => {
                 tracing::warn!(%error, "request failed on an unavailable dependency");
                 problem(status, code, error.to_string(), None)
+            }
+            ApiError::RateLimited { retry_after, .. } => {
+                let mut response = problem(status, code, error.to_string(), None);
+                response
+                    .headers_mut()
+                    .insert(warp::http::header::RETRY_AFTER, (*retry_after).into());
+                response
             }
             _ => problem(status, code, error.to_string(), None),
         });

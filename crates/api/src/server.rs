@@ -16,6 +16,15 @@
 //!   with prior knowledge, which no client of this API uses and which the
 //!   header timeout does not cover.
 //!
+//! - At most [`Limits::max_connections`] connections at once
+//!   (`HTTP_MAX_CONNECTIONS`, a TLS handshake under way included): at the
+//!   cap the server stops accepting, and new connections wait in the
+//!   kernel's backlog until one closes (an idle kept-alive one does within
+//!   the header timeout). Waiting rather than refusing: a burst of clients
+//!   is served late instead of failed, and a refused client would only
+//!   reconnect at once; when the backlog is full too, the kernel refuses.
+//!   Reaching the cap is logged (at most once a minute).
+//!
 //! A connection that ends in an error (a timeout, a malformed request, a
 //! client gone) is logged at debug level: clients can cause them at will,
 //! so they are not the server's errors.
@@ -30,6 +39,7 @@ use bytes::Bytes;
 
 use hyper::body::{Body, Frame, Incoming, SizeHint};
 use hyper_util::rt::{TokioIo, TokioTimer};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// Largest request head (request line and headers) in bytes. hyper's
@@ -40,11 +50,16 @@ pub(crate) const MAX_HEAD_BYTES: usize = 16 * 1024;
 /// Most headers in one request (hyper's default).
 pub(crate) const MAX_HEADERS: usize = 100;
 
-/// The time limits of one server.
+/// How often reaching the connection cap is logged, at most.
+const CAP_WARNING_INTERVAL: Duration = Duration::from_secs(60);
+
+/// The limits of one server.
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Limits {
     pub header_timeout: Duration,
     pub body_timeout: Duration,
+    /// Connections held at once, at most (at least 1).
+    pub max_connections: usize,
 }
 
 /// The body did not arrive within the body timeout.
@@ -134,7 +149,32 @@ pub(crate) async fn run<S>(
     S::Future: Send + 'static,
 {
     let graceful = Arc::new(hyper_util::server::graceful::GracefulShutdown::new());
+    let slots = Arc::new(Semaphore::new(
+        limits.max_connections.clamp(1, Semaphore::MAX_PERMITS),
+    ));
+    let mut warned_at: Option<tokio::time::Instant> = None;
     loop {
+        // A slot first: at the cap nothing is accepted until one frees.
+        let permit = match Arc::clone(&slots).try_acquire_owned() {
+            Ok(permit) => permit,
+            Err(_) => {
+                if warned_at.is_none_or(|at| at.elapsed() >= CAP_WARNING_INTERVAL) {
+                    tracing::warn!(
+                        max_connections = limits.max_connections,
+                        "the listener holds its most connections (HTTP_MAX_CONNECTIONS): new ones wait until one closes"
+                    );
+                    warned_at = Some(tokio::time::Instant::now());
+                }
+                tokio::select! {
+                    permit = Arc::clone(&slots).acquire_owned() => match permit {
+                        Ok(permit) => permit,
+                        // Never closed; were it, nothing more could be served.
+                        Err(_) => break,
+                    },
+                    () = shutdown.cancelled() => break,
+                }
+            }
+        };
         let stream = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok((stream, _)) => stream,
@@ -150,14 +190,16 @@ pub(crate) async fn run<S>(
         };
         let service = service.clone();
         match &tls {
-            None => serve_connection(stream, service, limits, &graceful),
+            None => serve_connection(stream, service, limits, &graceful, permit),
             Some(acceptor) => {
                 let acceptor = acceptor.clone();
                 let graceful = Arc::clone(&graceful);
                 tokio::spawn(async move {
                     match tokio::time::timeout(limits.header_timeout, acceptor.accept(stream)).await
                     {
-                        Ok(Ok(stream)) => serve_connection(stream, service, limits, &graceful),
+                        Ok(Ok(stream)) => {
+                            serve_connection(stream, service, limits, &graceful, permit);
+                        }
                         Ok(Err(error)) => tracing::debug!(%error, "TLS handshake failed"),
                         Err(_) => tracing::debug!("TLS handshake timed out"),
                     }
@@ -179,12 +221,14 @@ pub(crate) async fn run<S>(
     }
 }
 
-/// Serves HTTP/1.1 on one connection (plain or TLS), watched by `graceful`.
+/// Serves HTTP/1.1 on one connection (plain or TLS), watched by `graceful`;
+/// its slot (`permit`) frees when it ends.
 fn serve_connection<S, IO>(
     stream: IO,
     service: S,
     limits: Limits,
     graceful: &hyper_util::server::graceful::GracefulShutdown,
+    permit: OwnedSemaphorePermit,
 ) where
     S: tower_service::Service<
             hyper::Request<TimedBody>,
@@ -215,6 +259,7 @@ fn serve_connection<S, IO>(
         if let Err(error) = connection.await {
             tracing::debug!(%error, "HTTP connection ended with an error");
         }
+        drop(permit);
     });
 }
 

@@ -262,6 +262,9 @@ pub(crate) struct AnalyticsArgs {
     /// HTTPS on the health and metrics listener.
     #[command(flatten)]
     pub metrics_tls: stoker_tls::server::ServerTlsOptions,
+    /// Connections the health and metrics listener holds.
+    #[command(flatten)]
+    pub metrics_connections: stoker_api::ConnectionOptions,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -280,6 +283,9 @@ pub(crate) struct IngestArgs {
     /// HTTPS on the health and metrics listener.
     #[command(flatten)]
     pub metrics_tls: stoker_tls::server::ServerTlsOptions,
+    /// Connections the health and metrics listener holds.
+    #[command(flatten)]
+    pub metrics_connections: stoker_api::ConnectionOptions,
 }
 
 #[derive(Debug, Clone, Args)]

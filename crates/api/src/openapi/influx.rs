@@ -64,6 +64,12 @@ pub(super) fn operation(route: &Route) -> Value {
         "413".into(),
         answer("The body is over 256 KiB, as sent or decompressed."),
     );
+    let mut limited = answer(
+        "The key sent more requests than its budget (API_KEY_RATE, API_KEY_BURST): retry after Retry-After seconds. 2.x code: too many requests.",
+    );
+    limited["headers"] =
+        json!({ "Retry-After": { "required": true, "schema": { "type": "string" } } });
+    responses.insert("429".into(), limited);
     let mut busy = answer(
         "Ingestion cannot take it now (InfluxDB down and the spool full, or a full queue): retry.",
     );

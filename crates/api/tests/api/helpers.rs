@@ -46,7 +46,8 @@ pub(crate) struct AppOptions {
     /// Redis settings to use instead of the test's key prefix (e.g. a Redis
     /// that is down).
     pub(crate) redis: Option<stoker_cache::RedisOptions>,
-    /// Client timeouts instead of the defaults.
+    /// Client timeouts, connection cap and key budget instead of the
+    /// defaults.
     pub(crate) http: Option<stoker_api::HttpOptions>,
 }
 
@@ -91,6 +92,8 @@ pub(crate) async fn spawn_app_with(options: AppOptions) -> TestApp {
         .with_stores(pool.clone(), influx.influx().clone(), cache.clone())
         .with("always", || true);
     let catalog = stoker_api::Catalog::follow(postgres.options(), cache.clone(), shutdown.clone());
+    let http_options = http_options.unwrap_or_default();
+    let limiter = stoker_api::KeyLimiter::new(http_options.key_budget());
     let state = ApiState {
         pool,
         influx: influx.influx().clone(),
@@ -99,16 +102,17 @@ pub(crate) async fn spawn_app_with(options: AppOptions) -> TestApp {
         metrics: {
             let mut registry = prometheus_client::registry::Registry::default();
             ingestion.register_metrics(&mut registry);
+            limiter.register_metrics(&mut registry);
             std::sync::Arc::new(registry)
         },
         readiness,
         catalog,
         notify,
         rollup: stoker_api::RollupClock::default(),
+        limiter,
     };
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
-    let http_options = http_options.unwrap_or_default();
     let stop = shutdown.clone();
     tokio::spawn(async move { stoker_api::serve_with(listener, state, &http_options, stop).await });
     TestApp {

@@ -38,7 +38,11 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ingest: Some(&args.ingest),
                 mqtt: true,
                 analytics: None,
-                http: run::Http::Ops(args.metrics_addr, &args.metrics_tls),
+                http: run::Http::Ops(
+                    args.metrics_addr,
+                    &args.metrics_tls,
+                    args.metrics_connections,
+                ),
                 api_notify: None,
             };
             run::roles(&args.stores, roles).await
@@ -65,7 +69,11 @@ pub(crate) async fn run(command: Command) -> anyhow::Result<ExitCode> {
                 ingest: None,
                 mqtt: false,
                 analytics: Some(analytics),
-                http: run::Http::Ops(args.metrics_addr, &args.metrics_tls),
+                http: run::Http::Ops(
+                    args.metrics_addr,
+                    &args.metrics_tls,
+                    args.metrics_connections,
+                ),
                 api_notify: None,
             };
             run::roles(&args.stores, roles).await

@@ -27,9 +27,13 @@ pub(super) enum Http<'a> {
     /// The whole API (with /healthz, /readyz, /metrics), with its address
     /// and client timeouts.
     Api(&'a HttpOptions),
-    /// Only /healthz, /readyz and /metrics, with its address and HTTPS
-    /// settings.
-    Ops(SocketAddr, &'a stoker_tls::server::ServerTlsOptions),
+    /// Only /healthz, /readyz and /metrics, with its address, HTTPS
+    /// settings and connection cap.
+    Ops(
+        SocketAddr,
+        &'a stoker_tls::server::ServerTlsOptions,
+        stoker_api::ConnectionOptions,
+    ),
 }
 
 /// Which roles a process runs.
@@ -116,13 +120,13 @@ pub(super) async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Resul
     // Bind before starting anything else: a taken port is a start-up error.
     let (address, variable) = match http {
         Http::Api(options) => (options.addr, "HTTP_ADDR"),
-        Http::Ops(address, _) => (address, "METRICS_ADDR"),
+        Http::Ops(address, ..) => (address, "METRICS_ADDR"),
     };
     // HTTPS: the certificate read now (an unusable one is a start-up
     // error), again on every SIGHUP.
     let tls_options = match http {
         Http::Api(options) => &options.tls,
-        Http::Ops(_, tls) => tls,
+        Http::Ops(_, tls, _) => tls,
     };
     let certificate = tls_options.load().context("HTTP_TLS_CERT / HTTP_TLS_KEY")?;
     let tls = match &certificate {
@@ -208,6 +212,15 @@ pub(super) async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Resul
         analytics_metrics.register(&mut registry);
         rollup_metrics.register(&mut registry);
     }
+    // Each key's request-rate budget, for the API's routes.
+    let limiter = match http {
+        Http::Api(options) => {
+            let limiter = stoker_api::KeyLimiter::new(options.key_budget());
+            limiter.register_metrics(&mut registry);
+            Some(limiter)
+        }
+        Http::Ops(..) => None,
+    };
     let metrics = Arc::new(registry);
     let mut readiness = Readiness::default().with_stores(
         shared.pool.clone(),
@@ -235,17 +248,19 @@ pub(super) async fn roles(stores: &StoreArgs, roles: Roles<'_>) -> anyhow::Resul
                 catalog,
                 notify: api_notify.cloned().unwrap_or_default(),
                 rollup: stoker_api::RollupClock::default(),
+                limiter: limiter.unwrap_or_default(),
             };
             let (options, stop) = (options.clone(), http_stop.clone());
             tokio::spawn(async move {
                 stoker_api::serve_with_tls(listener, state, &options, tls, stop).await;
             })
         }
-        Http::Ops(..) => tokio::spawn(stoker_api::serve_ops_tls(
+        Http::Ops(_, _, connections) => tokio::spawn(stoker_api::serve_ops_tls(
             listener,
             readiness,
             metrics,
             tls,
+            connections,
             http_stop.clone(),
         )),
     };

@@ -4,7 +4,8 @@
 //! and headers, and slow clients.
 //!
 //! `authorization`: the matrix; `injection`: hostile values; `limits`:
-//! sizes and slow clients. Here: what they share.
+//! sizes and slow clients; `rate_limits`: each key's request-rate budget
+//! and the connection cap. Here: what they share.
 
 use crate::helpers::*;
 use reqwest::header::{HeaderMap, HeaderValue};
@@ -16,6 +17,7 @@ use stoker_metadata::Scope;
 mod authorization;
 mod injection;
 mod limits;
+mod rate_limits;
 mod sites;
 
 pub(super) const SITE: &str = "boiler-house-1";
