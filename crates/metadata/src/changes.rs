@@ -127,7 +127,7 @@ async fn run(
     shutdown: CancellationToken,
     report: impl FnMut(Notice<'_>),
 ) -> Result<()> {
-    Listener::new(options.pg_config()?, CHANNEL)
+    Listener::new(options.connector()?, CHANNEL)
         .with_backoff(FIRST_BACKOFF, MAX_BACKOFF)
         .run(shutdown, report, |lost| {
             tracing::warn!(error = %lost.error, retry_in = ?lost.retry_in, "metadata change listener lost its connection");

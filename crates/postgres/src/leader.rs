@@ -31,11 +31,10 @@ impl Drop for Leadership {
 /// it: `Ok(None)` when another does. The key is a constant of the caller
 /// (readable in `pg_locks`), one per job that must run once.
 pub async fn try_lead(options: &PostgresOptions, key: i64) -> Result<Option<Leadership>> {
-    let config = options.pg_config()?;
-    let (client, connection) =
-        tokio::time::timeout(CHECK_TIMEOUT, config.connect(tokio_postgres::NoTls))
-            .await
-            .map_err(|_| Error::ConnectTimeout(CHECK_TIMEOUT))??;
+    let connector = options.connector()?;
+    let (client, connection) = tokio::time::timeout(CHECK_TIMEOUT, connector.connect())
+        .await
+        .map_err(|_| Error::ConnectTimeout(CHECK_TIMEOUT))??;
     let connection = tokio::spawn(async move {
         if let Err(error) = connection.await {
             tracing::debug!(%error, key, "leader connection ended");

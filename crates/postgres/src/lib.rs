@@ -6,8 +6,11 @@
 //! [`Error`] in their own error enums (`#[from]`).
 //!
 //! Layout:
-//! - `options`: [`PostgresOptions`] (`DATABASE_URL` or `POSTGRES_*`) and
-//!   [`connect`], which builds the pool.
+//! - `options`: [`PostgresOptions`] (`DATABASE_URL` or `POSTGRES_*`),
+//!   [`connect`], which builds the pool, and [`PgConnector`], through
+//!   which every connection (pooled or of its own) is opened.
+//! - `tls`: TLS as libpq's `sslmode` and `sslrootcert` say ([`PgTls`],
+//!   tokio-postgres' TLS on `stoker-tls`).
 //! - `migrations`: [`run_schema_migrations`], one history table per schema
 //!   (`{schema}.schema_history`), under an advisory lock.
 //! - `listen`: [`Listener`], a LISTEN connection of its own that reports
@@ -30,12 +33,14 @@ mod leader;
 mod listen;
 mod migrations;
 mod options;
+mod tls;
 
 pub use deadpool_postgres::Pool;
 pub use leader::{Leadership, try_lead};
 pub use listen::{Listener, Lost, Notice};
 pub use migrations::run_schema_migrations;
-pub use options::{PostgresOptions, connect};
+pub use options::{PgConnection, PgConnector, PostgresOptions, connect};
+pub use tls::{PgTls, PgTlsStream, SslMode};
 
 /// For a schema crate's error that wraps this crate's as
 /// `Postgres(#[from] stoker_postgres::Error)`: takes the driver's and the
@@ -104,6 +109,25 @@ impl Error {
             _ => false,
         }
     }
+}
+
+/// An error and every cause under it, `: `-separated: the driver's own
+/// text says little ("db error", "error performing TLS handshake") and
+/// its cause says why (the server's message, the certificate refused).
+/// For messages not printed through `anyhow`, which walks the chain
+/// itself.
+pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = error.to_string();
+    let mut source = error.source();
+    while let Some(cause) = source {
+        let cause_text = cause.to_string();
+        if !text.ends_with(&cause_text) {
+            text.push_str(": ");
+            text.push_str(&cause_text);
+        }
+        source = cause.source();
+    }
+    text
 }
 
 /// Result with this crate's [`Error`].

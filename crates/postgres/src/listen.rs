@@ -13,6 +13,8 @@ use futures::StreamExt;
 use tokio_postgres::AsyncMessage;
 use tokio_util::sync::CancellationToken;
 
+use crate::PgConnector;
+
 /// What a listener reports to its caller.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Notice<'a> {
@@ -40,7 +42,7 @@ pub struct Lost {
 /// over once a connection has listened.
 #[derive(Debug, Clone)]
 pub struct Listener {
-    config: tokio_postgres::Config,
+    connector: PgConnector,
     channel: &'static str,
     first_backoff: Duration,
     max_backoff: Duration,
@@ -48,10 +50,10 @@ pub struct Listener {
 
 impl Listener {
     /// A listener on `channel` (a constant of the caller, never input)
-    /// through a connection made with `config`; backoff from 250 ms to 10 s.
-    pub fn new(config: tokio_postgres::Config, channel: &'static str) -> Self {
+    /// through a connection made by `connector`; backoff from 250 ms to 10 s.
+    pub fn new(connector: PgConnector, channel: &'static str) -> Self {
         Self {
-            config,
+            connector,
             channel,
             first_backoff: Duration::from_millis(250),
             max_backoff: Duration::from_secs(10),
@@ -107,9 +109,10 @@ impl Listener {
     ) -> Result<(), (bool, String)> {
         let connect = tokio::select! {
             () = shutdown.cancelled() => return Ok(()),
-            connect = self.config.connect(tokio_postgres::NoTls) => connect,
+            connect = self.connector.connect() => connect,
         };
-        let (client, mut connection) = connect.map_err(|error| (false, error.to_string()))?;
+        let (client, mut connection) =
+            connect.map_err(|error| (false, crate::error_chain(&error)))?;
         // The connection delivers the LISTEN's answer and the notifications
         // only while it is polled, so one loop drives both.
         let mut messages =
@@ -125,7 +128,7 @@ impl Listener {
                 biased;
                 () = shutdown.cancelled() => return Ok(()),
                 answer = &mut listen, if !listening => {
-                    answer.map_err(|error| (false, error.to_string()))?;
+                    answer.map_err(|error| (false, crate::error_chain(&error)))?;
                     listening = true;
                     tracing::debug!(channel = self.channel, "listening");
                     notice(Notice::Listening);
@@ -135,7 +138,7 @@ impl Listener {
                         notice(Notice::Notification(notification.payload()));
                     }
                     Some(Ok(_)) => {}
-                    Some(Err(error)) => return Err((listening, error.to_string())),
+                    Some(Err(error)) => return Err((listening, crate::error_chain(&error))),
                     None => return Err((listening, "the connection closed".to_owned())),
                 },
             }

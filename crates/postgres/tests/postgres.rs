@@ -46,7 +46,7 @@ async fn a_listener_reports_listening_then_every_notification() {
     let pool = stoker_postgres::connect(&database.options()).unwrap();
     let (notices, mut received) = mpsc::unbounded_channel();
     let shutdown = CancellationToken::new();
-    let listener = Listener::new(database.options().pg_config().unwrap(), "stoker_test");
+    let listener = Listener::new(database.options().connector().unwrap(), "stoker_test");
     let task = tokio::spawn(listener.run(
         shutdown.clone(),
         move |notice| {

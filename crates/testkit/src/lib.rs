@@ -34,7 +34,10 @@ pub use mqtt::{
 pub use ports::{free_port, wait_for_port};
 pub use postgres::TestPostgres;
 pub use redis::{TestRedis, redis_url};
-pub use servers::{BrokerTls, TestBroker, TestInfluxServer, TestPostgresServer, TestRedisServer};
+pub use servers::{
+    BrokerTls, TLS_SERVER_PASSWORD, TestBroker, TestInfluxServer, TestPostgresServer,
+    TestRedisServer,
+};
 pub use stoker::{StokerCommand, StokerError, StokerProcess, TempDir};
 pub use tls::{CertFiles, TestCa};
 

@@ -24,6 +24,22 @@ pub fn describe(connection: &rustls::ClientConnection) -> String {
     }
 }
 
+/// Connects to `host:port`, does the TLS handshake with `tls` (the server
+/// verified by name) and describes it as [`describe`] does: how `stoker
+/// check` reports a link whose client hides its TLS (Redis, InfluxDB).
+pub async fn probe(host: &str, port: u16, tls: &crate::ClientTls) -> Result<String, String> {
+    let connector = tls.connector().map_err(|error| error.to_string())?;
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let stream = tokio::net::TcpStream::connect((bare, port))
+        .await
+        .map_err(|error| format!("cannot connect to {host}:{port}: {error}"))?;
+    let stream = connector
+        .connect(host, stream)
+        .await
+        .map_err(|error| format!("TLS handshake failed: {error}"))?;
+    Ok(describe(stream.get_ref().1))
+}
+
 /// "valid until … (N days)", or "EXPIRED on …".
 pub fn describe_expiry(expires: SystemTime) -> String {
     let date = format_utc(expires);
@@ -52,6 +68,43 @@ pub fn not_after(der: &[u8]) -> Option<SystemTime> {
     let tag = *rest.first()?;
     let (time, _) = element(rest, tag)?;
     parse_time(tag, time)
+}
+
+/// The `tls-server-end-point` channel binding of a server certificate
+/// (RFC 5929): its hash with the hash of its signature algorithm, SHA-256
+/// for MD5 and SHA-1. `None` for an algorithm that names no hash (Ed25519,
+/// RSA-PSS): the client then binds nothing, which SCRAM allows.
+pub fn tls_server_end_point(der: &[u8]) -> Option<Vec<u8>> {
+    use sha2::Digest as _;
+    let (certificate, _) = element(der, 0x30)?;
+    let (_tbs, rest) = element(certificate, 0x30)?;
+    let (algorithm, _) = element(rest, 0x30)?;
+    let (oid, _) = element(algorithm, 0x06)?;
+    // 1.2.840.113549.1.1.x (RSA) and 1.2.840.10045.4.x (ECDSA).
+    const RSA: &[u8] = &[0x2a, 0x86, 0x48, 0x86, 0xf7, 0x0d, 0x01, 0x01];
+    const ECDSA_SHA1: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x01];
+    const ECDSA_SHA2: &[u8] = &[0x2a, 0x86, 0x48, 0xce, 0x3d, 0x04, 0x03];
+    let bits = match oid {
+        [prefix @ .., last] if prefix == RSA => match *last {
+            4 | 5 | 11 => 256,
+            12 => 384,
+            13 => 512,
+            _ => return None,
+        },
+        _ if oid == ECDSA_SHA1 => 256,
+        [prefix @ .., last] if prefix == ECDSA_SHA2 => match *last {
+            2 => 256,
+            3 => 384,
+            4 => 512,
+            _ => return None,
+        },
+        _ => return None,
+    };
+    Some(match bits {
+        256 => sha2::Sha256::digest(der).to_vec(),
+        384 => sha2::Sha384::digest(der).to_vec(),
+        _ => sha2::Sha512::digest(der).to_vec(),
+    })
 }
 
 /// One DER element of `tag`: its contents and what follows it.

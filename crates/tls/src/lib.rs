@@ -20,11 +20,13 @@ mod mqtt;
 pub mod server;
 mod stream;
 pub mod tunnel;
+mod verify;
 
 pub use mqtt::MqttTlsOptions;
 pub use stream::MaybeTls;
 pub use tokio_rustls::TlsAcceptor;
 pub use tokio_rustls::client::TlsStream;
+pub use verify::Verify;
 
 /// Why a TLS configuration could not be built. Names the file, never its
 /// contents.
@@ -110,8 +112,37 @@ impl ClientTls {
         Ok(Self { ca_file, identity })
     }
 
-    /// Reads the files and builds the rustls client configuration.
+    /// Reads the files and builds the rustls client configuration, the
+    /// server verified by name ([`Verify::Full`]).
     pub fn client_config(&self) -> Result<rustls::ClientConfig, Error> {
+        self.client_config_verifying(Verify::Full)
+    }
+
+    /// The rustls client configuration with the verification `verify`
+    /// asks for (Postgres' `sslmode` may ask for less than full).
+    pub fn client_config_verifying(&self, verify: Verify) -> Result<rustls::ClientConfig, Error> {
+        let builder = rustls::ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()?;
+        let builder = match verify {
+            Verify::Full => builder.with_root_certificates(self.roots()?),
+            Verify::ChainOnly => builder
+                .dangerous()
+                .with_custom_certificate_verifier(verify::ChainOnly::new(self.roots()?)?),
+            Verify::Nothing => builder
+                .dangerous()
+                .with_custom_certificate_verifier(verify::Nothing::new()),
+        };
+        Ok(match &self.identity {
+            Some(identity) => {
+                let (chain, key) = identity.read("client certificate", "client key")?;
+                builder.with_client_auth_cert(chain, key)?
+            }
+            None => builder.with_no_client_auth(),
+        })
+    }
+
+    /// The trusted roots: the CA file's, or the system's.
+    fn roots(&self) -> Result<rustls::RootCertStore, Error> {
         let mut roots = rustls::RootCertStore::empty();
         match &self.ca_file {
             Some(path) => {
@@ -134,22 +165,20 @@ impl ClientTls {
                 }
             }
         }
-        let builder = rustls::ClientConfig::builder_with_provider(provider())
-            .with_safe_default_protocol_versions()?
-            .with_root_certificates(roots);
-        Ok(match &self.identity {
-            Some(identity) => {
-                let (chain, key) = identity.read("client certificate", "client key")?;
-                builder.with_client_auth_cert(chain, key)?
-            }
-            None => builder.with_no_client_auth(),
-        })
+        Ok(roots)
     }
 
     /// A [`Connector`] with this configuration (files read now).
     pub fn connector(&self) -> Result<Connector, Error> {
+        self.connector_verifying(Verify::Full)
+    }
+
+    /// A [`Connector`] that verifies what `verify` asks for.
+    pub fn connector_verifying(&self, verify: Verify) -> Result<Connector, Error> {
         Ok(Connector {
-            inner: tokio_rustls::TlsConnector::from(Arc::new(self.client_config()?)),
+            inner: tokio_rustls::TlsConnector::from(Arc::new(
+                self.client_config_verifying(verify)?,
+            )),
         })
     }
 }

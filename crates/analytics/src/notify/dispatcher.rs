@@ -48,7 +48,7 @@ const ERROR_CHARS: usize = 500;
 /// event in the body.
 pub struct Dispatcher {
     pool: Pool,
-    listen: tokio_postgres::Config,
+    listen: stoker_postgres::PgConnector,
     options: NotifyOptions,
     mqtt: mqtt::Broker,
     http: reqwest::Client,
@@ -77,7 +77,7 @@ impl Dispatcher {
         mqtt_url: &str,
     ) -> Result<Self> {
         options.validate()?;
-        let listen = postgres.pg_config()?;
+        let listen = postgres.connector()?;
         let client_id = format!("stoker-notify-{}", uuid::Uuid::new_v4().simple());
         let mqtt = mqtt::Broker::parse(mqtt_url, client_id)?;
         let http = webhook::client(options.timeout, None)?;
@@ -351,12 +351,12 @@ impl Outage {
 /// notification, and after every (re)connection, since rows enqueued while
 /// it was not listening were announced to nobody. Reconnects with backoff.
 async fn listen_for_enqueues(
-    config: tokio_postgres::Config,
+    connector: stoker_postgres::PgConnector,
     wake: Arc<Notify>,
     shutdown: CancellationToken,
 ) {
     let mut failing = false;
-    Listener::new(config, CHANNEL)
+    Listener::new(connector, CHANNEL)
         .with_backoff(FIRST_POSTGRES_DELAY, MAX_POSTGRES_DELAY)
         .run(
             shutdown,

@@ -287,6 +287,38 @@ impl Receiver {
         }
     }
 
+    /// The same over HTTPS with `acceptor`'s certificate (valid for
+    /// localhost): `https://localhost:{port}/…`.
+    pub(crate) async fn start_tls(
+        status: impl Fn(usize) -> u16 + Send + Sync + 'static,
+        acceptor: stoker_tls::TlsAcceptor,
+    ) -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("https://localhost:{port}/hooks/stoker?token=t0k3n");
+        let received = Arc::new(Mutex::new(Vec::new()));
+        let status = Arc::new(status);
+        let task = tokio::spawn({
+            let received = Arc::clone(&received);
+            async move {
+                while let Ok((stream, _)) = listener.accept().await {
+                    let (acceptor, received, status) =
+                        (acceptor.clone(), Arc::clone(&received), Arc::clone(&status));
+                    tokio::spawn(async move {
+                        if let Ok(stream) = acceptor.accept(stream).await {
+                            answer(stream, received, status).await;
+                        }
+                    });
+                }
+            }
+        });
+        Self {
+            url,
+            received,
+            task,
+        }
+    }
+
     pub(crate) fn received(&self) -> Vec<Received> {
         self.received.lock().unwrap().clone()
     }
@@ -299,7 +331,7 @@ impl Drop for Receiver {
 }
 
 pub(crate) async fn answer(
-    mut stream: tokio::net::TcpStream,
+    mut stream: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
     received: Arc<Mutex<Vec<Received>>>,
     status: Arc<impl Fn(usize) -> u16 + Send + Sync>,
 ) {

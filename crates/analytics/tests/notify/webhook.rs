@@ -143,3 +143,67 @@ async fn a_webhook_that_is_down_fails_with_the_connection_error() {
         "{error}"
     );
 }
+
+#[tokio::test]
+async fn an_https_webhook_signed_by_a_private_ca_is_delivered_and_another_ca_refused() {
+    let ca = stoker_testkit::TestCa::new();
+    let files = ca.server("webhook", &["localhost"]);
+    let certificate = stoker_tls::server::ServerTlsOptions {
+        cert: Some(files.cert.clone()),
+        key: Some(files.key.clone()),
+    }
+    .load()
+    .unwrap()
+    .expect("a certificate");
+    let receiver = Receiver::start_tls(|_| 200, certificate.acceptor().unwrap()).await;
+    let (postgres, pool) = setup().await;
+    let options = options(&[&receiver.url]);
+    let (event, body) = enqueue_committed(&pool, &options).await;
+
+    let dispatcher = stoker_analytics::notify::Dispatcher::new(
+        pool.clone(),
+        &postgres.options(),
+        options.clone(),
+        &system_broker(),
+    )
+    .unwrap()
+    .with_webhook_ca_file(ca.ca_file())
+    .unwrap();
+    let running = Running::spawn(dispatcher);
+    let webhook = wait_for(&pool, event, "webhook", "the webhook is delivered", |row| {
+        row.delivered
+    })
+    .await;
+    running.stop().await;
+    assert_eq!((webhook.attempts, webhook.failed), (1, false));
+    let received = receiver.received();
+    assert_eq!(received.len(), 1, "{received:?}");
+    assert_eq!(received[0].body, body);
+
+    // Trusting another CA: the attempt fails, and says why.
+    let other = stoker_testkit::TestCa::new();
+    let (event, _) = enqueue_committed(&pool, &options).await;
+    let dispatcher = stoker_analytics::notify::Dispatcher::new(
+        pool.clone(),
+        &postgres.options(),
+        options,
+        &system_broker(),
+    )
+    .unwrap()
+    .with_webhook_ca_file(other.ca_file())
+    .unwrap();
+    let running = Running::spawn(dispatcher);
+    let webhook = wait_for(
+        &pool,
+        event,
+        "webhook",
+        "the webhook attempt fails",
+        |row| row.last_error.is_some(),
+    )
+    .await;
+    running.stop().await;
+    assert!(!webhook.delivered, "{webhook:?}");
+    let error = webhook.last_error.clone().unwrap_or_default();
+    assert!(error.contains("certificate"), "{webhook:?}");
+    assert_eq!(receiver.received().len(), 1);
+}

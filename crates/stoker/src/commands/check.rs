@@ -32,13 +32,13 @@ pub(super) async fn run(args: &CheckArgs) -> ExitCode {
             name: "Postgres",
             target: args.stores.postgres.describe(),
             result: postgres,
-            variable: "DATABASE_URL (or POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER, DB_PASSWORD)",
+            variable: "DATABASE_URL (or POSTGRES_HOST, POSTGRES_PORT, POSTGRES_DB, POSTGRES_USER, DB_PASSWORD), sslmode and sslrootcert (or POSTGRES_SSLMODE, POSTGRES_SSLROOTCERT)",
         },
         Outcome {
             name: "Redis",
             target: redact(&args.stores.redis.url),
             result: redis,
-            variable: "REDIS_URL",
+            variable: "REDIS_URL, REDIS_CA_FILE",
         },
         Outcome {
             name: "MQTT",
@@ -50,7 +50,7 @@ pub(super) async fn run(args: &CheckArgs) -> ExitCode {
             name: "InfluxDB",
             target: redact(&args.stores.influx.url),
             result: influx,
-            variable: "INFLUX_URL (and INFLUX_TOKEN, INFLUX_ORG, INFLUX_BUCKET)",
+            variable: "INFLUX_URL (and INFLUX_TOKEN, INFLUX_ORG, INFLUX_BUCKET), INFLUX_CA_FILE",
         },
     ];
     let mut failed = 0;
@@ -82,12 +82,16 @@ async fn bounded(check: impl Future<Output = Result<String, String>>) -> Result<
 }
 
 async fn check_postgres(args: &CheckArgs) -> Result<String, String> {
-    let pool =
-        stoker_postgres::connect(&args.stores.postgres).map_err(|error| error.to_string())?;
-    let client = pool
-        .get()
+    let connector = args
+        .stores
+        .postgres
+        .connector()
+        .map_err(|error| error.to_string())?;
+    let (client, connection) = connector
+        .connect()
         .await
-        .map_err(|error| format!("cannot connect: {error}"))?;
+        .map_err(|error| format!("cannot connect: {}", stoker_postgres::error_chain(&error)))?;
+    let connection = tokio::spawn(connection);
     let row = client
         .query_one(
             "SELECT current_setting('server_version'),
@@ -95,7 +99,9 @@ async fn check_postgres(args: &CheckArgs) -> Result<String, String> {
             &[],
         )
         .await
-        .map_err(|error| error.to_string())?;
+        .map_err(|error| stoker_postgres::error_chain(&error))?;
+    drop(client);
+    connection.abort();
     let version: String = row.get(0);
     let migrated: bool = row.get(1);
     let schema = if migrated {
@@ -103,13 +109,48 @@ async fn check_postgres(args: &CheckArgs) -> Result<String, String> {
     } else {
         "not migrated yet: run `stoker migrate`"
     };
-    Ok(format!("PostgreSQL {version}, {schema}"))
+    let tls = connector
+        .last_handshake()
+        .unwrap_or_else(|| "plain TCP, no TLS".to_owned());
+    Ok(format!("PostgreSQL {version}, {schema}, {tls}"))
 }
 
 async fn check_redis(args: &CheckArgs) -> Result<String, String> {
-    let cache = Cache::connect(&args.stores.redis).map_err(|error| error.to_string())?;
+    let options = &args.stores.redis;
+    let cache = Cache::connect(options).map_err(|error| error.to_string())?;
     cache.ping().await.map_err(|error| error.to_string())?;
-    Ok("answers PING".into())
+    let tls = if options.url.starts_with("rediss://") {
+        let (host, port) = host_port(&options.url, 6379)?;
+        let tls = stoker_tls::ClientTls {
+            ca_file: options.ca_file.clone(),
+            identity: None,
+        };
+        stoker_tls::certificate::probe(&host, port, &tls).await?
+    } else {
+        "plain TCP, no TLS".to_owned()
+    };
+    Ok(format!("answers PING, {tls}"))
+}
+
+/// The host and port of a `scheme://[user[:password]@]host[:port][/…]`
+/// URL.
+fn host_port(url: &str, default_port: u16) -> Result<(String, u16), String> {
+    let invalid = || format!("cannot read the host of {}", redact(url));
+    let (_, rest) = url.split_once("://").ok_or_else(invalid)?;
+    let authority = rest.split(['/', '?', '#']).next().unwrap_or_default();
+    let address = authority
+        .rsplit_once('@')
+        .map_or(authority, |(_, host)| host);
+    let (host, port) = match address.rsplit_once(':') {
+        Some((host, port)) if !port.contains(']') => {
+            (host, port.parse::<u16>().map_err(|_| invalid())?)
+        }
+        _ => (address, default_port),
+    };
+    if host.is_empty() {
+        return Err(invalid());
+    }
+    Ok((host.to_owned(), port))
 }
 
 async fn check_mqtt(args: &CheckArgs) -> Result<String, String> {
@@ -143,5 +184,35 @@ async fn check_influx(args: &CheckArgs) -> Result<String, String> {
         };
         format!("database {database} exists, {rollup}")
     };
-    Ok(format!("InfluxDB {}, {state}", influx.version()))
+    let options = &args.stores.influx;
+    let tls = if options.url.starts_with("https://") {
+        let (host, port) = host_port(&options.url, 443)?;
+        let tls = stoker_tls::ClientTls {
+            ca_file: options.ca_file.clone(),
+            identity: None,
+        };
+        stoker_tls::certificate::probe(&host, port, &tls).await?
+    } else {
+        "plain HTTP, no TLS".to_owned()
+    };
+    Ok(format!("InfluxDB {}, {state}, {tls}", influx.version()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn host_and_port_come_out_of_urls() {
+        let read = |url| host_port(url, 443).unwrap();
+        assert_eq!(
+            read("https://influx.example"),
+            ("influx.example".into(), 443)
+        );
+        assert_eq!(read("rediss://:pw@cache:6380/0"), ("cache".into(), 6380));
+        assert_eq!(read("https://[::1]:8086/x"), ("[::1]".into(), 8086));
+        assert_eq!(read("https://[::1]"), ("[::1]".into(), 443));
+        assert!(host_port("rediss://host:notaport", 1).is_err());
+        assert!(host_port("nonsense", 1).is_err());
+    }
 }

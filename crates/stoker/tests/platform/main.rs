@@ -12,6 +12,7 @@ mod https;
 mod mqtt_acl;
 mod mqtt_tls;
 mod outages;
+mod postgres_tls;
 mod scale;
 mod secrets;
 mod sparkplug;

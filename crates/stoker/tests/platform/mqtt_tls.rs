@@ -197,3 +197,54 @@ async fn check_reports_the_brokers_tls_and_certificate_expiry_and_fails_on_a_nam
     let line = check_mqtt_line(&[("MQTT_URL", broker.url())]);
     assert!(line.contains("plain TCP, no TLS"), "{line}");
 }
+
+/// `stoker simulate` with these MQTT settings: its exit and its output.
+fn simulate(mqtt: &[(&str, String)]) -> (bool, String) {
+    let output = Command::new(BINARY)
+        .args(["simulate", "--messages", "5", "--rate", "50", "--qos", "1"])
+        .env("MQTT_CLIENT_ID", unique_client_id("simulate-tls"))
+        .envs(mqtt.iter().map(|(name, value)| (*name, value.as_str())))
+        .output()
+        .expect("run stoker simulate");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), printed)
+}
+
+#[tokio::test]
+async fn simulate_publishes_over_mqtts_to_a_broker_of_a_private_ca_and_refuses_another() {
+    let ca = TestCa::new();
+    let broker = tls_broker(&ca, false).await;
+    let (published, printed) = simulate(&[
+        ("MQTT_URL", broker.tls_url("localhost")),
+        ("MQTT_CA_FILE", env_path(ca.ca_file())),
+    ]);
+    assert!(published, "{printed}");
+    assert!(printed.contains("published 5 messages"), "{printed}");
+
+    // A broker of another CA: nothing is published, and the log says why
+    // (the simulator keeps retrying until it is stopped).
+    let other = TestCa::new();
+    let mut run = Command::new(BINARY)
+        .args(["simulate", "--messages", "5", "--qos", "1"])
+        .env("MQTT_CLIENT_ID", unique_client_id("simulate-tls"))
+        .env("MQTT_URL", broker.tls_url("localhost"))
+        .env("MQTT_CA_FILE", env_path(other.ca_file()))
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run stoker simulate");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    run.kill().expect("stop simulate");
+    let output = run.wait_with_output().expect("simulate's output");
+    let printed = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    assert!(!printed.contains("published 5 messages"), "{printed}");
+    assert!(printed.contains("invalid peer certificate"), "{printed}");
+}

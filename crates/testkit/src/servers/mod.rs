@@ -10,7 +10,7 @@ mod redis;
 
 pub use broker::{BrokerTls, TestBroker};
 pub use influxd::TestInfluxServer;
-pub use postgres::TestPostgresServer;
+pub use postgres::{TLS_SERVER_PASSWORD, TestPostgresServer};
 pub use redis::TestRedisServer;
 
 /// SIGTERM, then waits for the exit.
