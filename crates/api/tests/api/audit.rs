@@ -135,7 +135,7 @@ async fn every_change_made_through_the_api_appears_with_its_actor() {
     let events = &all[1..];
     let rule_id = rule.id.to_string();
     assert_eq!(
-        lines(&events),
+        lines(events),
         [
             "tests site created boiler-house-1".to_owned(),
             "tests sensor created b1_steam_pressure".into(),
@@ -248,7 +248,6 @@ async fn a_key_limited_to_sites_sees_its_sites_events_and_others_need_admin() {
         "entity=sites",
         "actor=",
         "start=yesterday",
-        "start=2000&end=1000",
         "cursor=zz",
         "cursor=2d31",
         "sort=id",
