@@ -4,6 +4,7 @@
 
 use std::collections::HashMap;
 use std::fmt::Write as _;
+use stoker_metadata::Actor;
 
 use anyhow::{Context, anyhow};
 use bytes::Bytes;
@@ -196,7 +197,7 @@ impl Fleet {
                 for (slug, sensors) in share {
                     let site = NewSite::parse(slug.as_str(), slug.as_str(), "UTC")
                         .map_err(|(field, reason)| anyhow!("site {slug}: {field}: {reason}"))?;
-                    stoker_metadata::create_site(&pool, &site)
+                    stoker_metadata::create_site(&pool, &Actor::Cli, &site)
                         .await
                         .with_context(|| format!("creating site {slug}"))?;
                     for sensor in sensors {
@@ -208,7 +209,7 @@ impl Fleet {
                             states: stoker_domain::States::default(),
                             range,
                         };
-                        stoker_metadata::create_sensor(&pool, &slug, &new)
+                        stoker_metadata::create_sensor(&pool, &Actor::Cli, &slug, &new)
                             .await
                             .with_context(|| format!("creating sensor {slug}/{}", sensor.key))?;
                     }

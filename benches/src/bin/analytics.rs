@@ -8,6 +8,7 @@ use std::fmt::Write as _;
 use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
+use stoker_metadata::Actor;
 
 use anyhow::{Context, anyhow};
 use clap::Parser;
@@ -286,7 +287,7 @@ async fn run(args: &Args, report: &mut Report<Results>) -> anyhow::Result<()> {
             true,
         )
         .map_err(|(field, message)| anyhow!("rule {field}: {message}"))?;
-        stoker_metadata::create_alert_rule(&pool, &rule).await?;
+        stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &rule).await?;
     }
     report.figures.rules = args.rules;
     progress!(

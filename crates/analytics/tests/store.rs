@@ -2,6 +2,7 @@
 //! test.
 
 use std::time::Duration;
+use stoker_metadata::Actor;
 
 use stoker_analytics::store::{self, AlertFilter, AlertState, NoOutbox, StateFilter, Verdict};
 use stoker_domain::{EpochMillis, ReadingValue, SensorKey, SiteSlug};
@@ -17,7 +18,9 @@ async fn setup() -> (TestPostgres, Pool, AlertRule) {
     // Twice: re-running is a no-op.
     stoker_analytics::migrate(&pool).await.unwrap();
     let site = NewSite::parse("boiler-house-1", "Boiler house 1", "UTC").unwrap();
-    stoker_metadata::create_site(&pool, &site).await.unwrap();
+    stoker_metadata::create_site(&pool, &Actor::Cli, &site)
+        .await
+        .unwrap();
     let rule = NewAlertRule::new(
         "Steam pressure high",
         RuleSelector {
@@ -37,7 +40,7 @@ async fn setup() -> (TestPostgres, Pool, AlertRule) {
         true,
     )
     .unwrap();
-    let rule = stoker_metadata::create_alert_rule(&pool, &rule)
+    let rule = stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &rule)
         .await
         .unwrap();
     (postgres, pool, rule)

@@ -188,7 +188,7 @@ async fn create_key(
         sites,
         expires_at,
     };
-    let (key, token) = stoker_metadata::create_api_key_with(&state.pool, &new)
+    let (key, token) = stoker_metadata::create_api_key_with(&state.pool, &principal.actor(), &new)
         .await
         .map_err(ApiError::from)?;
     tracing::info!(
@@ -211,7 +211,7 @@ async fn revoke_key(
     state: State,
 ) -> Result<warp::reply::Json, warp::Rejection> {
     principal.check_every_site()?;
-    let key = stoker_metadata::revoke_api_key(&state.pool, &which)
+    let key = stoker_metadata::revoke_api_key(&state.pool, &principal.actor(), &which)
         .await
         .map_err(ApiError::from)?;
     state.catalog.forget_key(&key.key_id);
@@ -248,9 +248,10 @@ async fn rotate_key(
     let Some(grace) = grace else {
         return Err(ApiError::Internal("rotation fields validated without a grace".into()).into());
     };
-    let (key, token) = stoker_metadata::rotate_api_key(&state.pool, &which, grace)
-        .await
-        .map_err(ApiError::from)?;
+    let (key, token) =
+        stoker_metadata::rotate_api_key(&state.pool, &principal.actor(), &which, grace)
+            .await
+            .map_err(ApiError::from)?;
     state.catalog.forget_key(&key.key_id);
     tracing::info!(key_id = key.key_id, name = key.name, grace = ?grace, "API key rotated through the API");
     Ok(warp::reply::json(&with_token(key, &token)))

@@ -22,7 +22,7 @@ use std::sync::Arc;
 
 use chrono::Utc;
 use stoker_domain::SiteSlug;
-use stoker_metadata::{KeyCheck, Scope};
+use stoker_metadata::{Actor, KeyCheck, Scope};
 use warp::Filter;
 use warp::http::HeaderValue;
 
@@ -72,6 +72,11 @@ impl Principal {
     /// The sites it is limited to; `None`: every site.
     pub(crate) fn sites(&self) -> Option<&[SiteSlug]> {
         self.sites.as_deref()
+    }
+
+    /// Who the audit trail records: the key, by name.
+    pub(crate) fn actor(&self) -> Actor {
+        Actor::Key(self.name.clone())
     }
 }
 

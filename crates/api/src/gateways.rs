@@ -20,7 +20,7 @@ use warp::Filter;
 use warp::Reply as _;
 use warp::http::StatusCode;
 
-use crate::auth::require;
+use crate::auth::{Principal, require, require_key};
 use crate::body::{Fields, if_match, json_object};
 use crate::page::{self, PageBody};
 use crate::problem::ApiError;
@@ -39,7 +39,8 @@ pub(crate) fn routes(
     state: State,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let read = require(Scope::Read, Arc::clone(&state));
-    let admin = require(Scope::Admin, Arc::clone(&state));
+    // Changes are recorded under the key's name.
+    let admin = require_key(Scope::Admin, Arc::clone(&state));
     let with_state = warp::any().map(move || Arc::clone(&state));
     let list = warp::path!("sites" / String / "gateways")
         .and(warp::get())
@@ -177,6 +178,7 @@ async fn list_gateways(
 
 async fn create_gateway(
     slug: String,
+    principal: Principal,
     state: State,
     mut fields: Fields,
 ) -> Result<warp::reply::Response, warp::Rejection> {
@@ -194,7 +196,7 @@ async fn create_gateway(
     let Some(new) = new else {
         return Err(ApiError::Internal("gateway fields validated without a gateway".into()).into());
     };
-    let gateway = stoker_metadata::create_gateway(&state.pool, &slug, &new)
+    let gateway = stoker_metadata::create_gateway(&state.pool, &principal.actor(), &slug, &new)
         .await
         .map_err(ApiError::from)?;
     Ok(
@@ -226,12 +228,13 @@ async fn get_gateway(
 async fn delete_gateway(
     slug: String,
     id: String,
+    principal: Principal,
     state: State,
     if_match: Option<i64>,
 ) -> Result<warp::reply::Response, warp::Rejection> {
     let slug = site_from_path(&slug)?;
     let id = uuid_from_path("gateway", &id)?;
-    stoker_metadata::delete_gateway(&state.pool, &slug, id, if_match)
+    stoker_metadata::delete_gateway(&state.pool, &principal.actor(), &slug, id, if_match)
         .await
         .map_err(ApiError::from)?;
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())
@@ -252,6 +255,7 @@ struct Registered {
 async fn register_metrics(
     slug: String,
     id: String,
+    principal: Principal,
     state: State,
     mut fields: Fields,
 ) -> Result<warp::reply::Response, warp::Rejection> {
@@ -330,9 +334,15 @@ async fn register_metrics(
         }
     }
     fields.finish()?;
-    let registered = stoker_metadata::register_gateway_sensors(&state.pool, &slug, id, &sensors)
-        .await
-        .map_err(ApiError::from)?;
+    let registered = stoker_metadata::register_gateway_sensors(
+        &state.pool,
+        &principal.actor(),
+        &slug,
+        id,
+        &sensors,
+    )
+    .await
+    .map_err(ApiError::from)?;
     state.catalog.invalidate(&slug);
     state.metadata_changed();
     Ok(warp::reply::json(&Registered { registered }).into_response())

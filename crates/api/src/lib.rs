@@ -12,6 +12,10 @@
 //!   [`ConnectionOptions`]).
 //! - `api_keys`: `/api-keys`, key management (list, create, rotate,
 //!   revoke) for keys of every site.
+//! - `audit`: `/audit`, the audit trail (admin) read back in pages; the
+//!   changes are recorded by the repository functions, under the
+//!   principal's [`Actor`](stoker_metadata::Actor) every change handler
+//!   passes.
 //! - `problem`: the error vocabulary ([`ApiError`], [`Denied`], refused
 //!   readings and the refusal reason → status table) and the one `recover`
 //!   handler that turns every rejection into `application/problem+json`
@@ -64,6 +68,7 @@
 
 mod alerts;
 mod api_keys;
+mod audit;
 mod auth;
 mod body;
 mod catalog;
@@ -300,6 +305,8 @@ pub fn routes(
         .or(boxed(dashboard::routes(Arc::clone(&state))))
         .unify()
         .or(boxed(api_keys::routes(Arc::clone(&state))))
+        .unify()
+        .or(boxed(audit::routes(Arc::clone(&state))))
         .unify(),
     );
     with_errors_and_logs(ops.or(api).or(influx_writes))

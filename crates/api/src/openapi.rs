@@ -9,6 +9,7 @@ use stoker_domain::{
 };
 use stoker_timeseries::Aggregate;
 
+mod audit;
 mod influx;
 mod keys;
 mod routes;
@@ -72,6 +73,8 @@ fn cursor_schema(path: &str) -> Value {
         "/api/v1/alert-rules" | "/api/v1/sites/{site}/gateways" => {
             format!("^{}$", uuid_cursor())
         }
+        // The audit trail: an event's id, in decimal.
+        "/api/v1/audit" => "^3[1-9](3[0-9]){0,17}$".to_owned(),
         // Alerts: the opening time in epoch microseconds, '_', the id.
         "/api/v1/alerts" => format!("^(2d)?(3[0-9]){{1,17}}5f{}$", uuid_cursor()),
         _ => SLUG_CURSOR_PATTERN.to_owned(),
@@ -92,6 +95,8 @@ fn query_schema(route: &Route, name: &str) -> Value {
         "enabled" => json!({ "type": "string", "enum": ["true", "false"] }),
         "state" => json!({ "type": "string", "enum": StateFilter::NAMES }),
         "kind" => json!({ "type": "string", "enum": crate::alerts::KIND_NAMES }),
+        "entity" => json!({ "type": "string", "enum": stoker_metadata::Entity::NAMES }),
+        "actor" => audit::actor(),
         "agg" => json!({ "type": "string", "enum": Aggregate::ALL.map(Aggregate::as_str) }),
         "start" | "end" => time_input(),
         "every" => json!({ "type": "string", "pattern": "^[1-9][0-9]{0,3}(ms|s|m|h)$" }),
@@ -564,6 +569,7 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
     if let Some(schemas) = document["components"]["schemas"].as_object_mut() {
         schemas.extend(crate::rules::schemas());
         schemas.extend(keys::schemas());
+        schemas.extend(audit::schemas());
     }
     document
 }

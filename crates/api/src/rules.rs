@@ -280,7 +280,7 @@ async fn create_rule(
     let rule = new_rule(fields.into_map()?)?;
     check_rule_site(&principal, rule.selector().site.as_ref())?;
     check_against_sensors(&state, &rule).await?;
-    let created = stoker_metadata::create_alert_rule(&state.pool, &rule)
+    let created = stoker_metadata::create_alert_rule(&state.pool, &principal.actor(), &rule)
         .await
         .map_err(ApiError::from)?;
     Ok(versioned(&created, StatusCode::CREATED))
@@ -318,9 +318,10 @@ async fn update_rule(
     let rule = validated(&draft)?;
     check_rule_site(&principal, rule.selector().site.as_ref())?;
     check_against_sensors(&state, &rule).await?;
-    let updated = stoker_metadata::update_alert_rule(&state.pool, id, version, &rule)
-        .await
-        .map_err(ApiError::from)?;
+    let updated =
+        stoker_metadata::update_alert_rule(&state.pool, &principal.actor(), id, version, &rule)
+            .await
+            .map_err(ApiError::from)?;
     Ok(versioned(&updated, StatusCode::OK))
 }
 
@@ -336,7 +337,7 @@ async fn delete_rule(
             .map_err(ApiError::from)?;
         check_rule_site(&principal, current.selector.site.as_ref())?;
     }
-    stoker_metadata::delete_alert_rule(&state.pool, id, if_match)
+    stoker_metadata::delete_alert_rule(&state.pool, &principal.actor(), id, if_match)
         .await
         .map_err(ApiError::from)?;
     Ok(warp::reply::with_status(warp::reply(), StatusCode::NO_CONTENT).into_response())

@@ -20,9 +20,9 @@ pub(crate) fn routes(
     state: State,
 ) -> impl Filter<Extract = (warp::reply::Response,), Error = warp::Rejection> + Clone {
     let read = require(Scope::Read, Arc::clone(&state));
-    let admin = require(Scope::Admin, Arc::clone(&state));
     let read_principal = require_key(Scope::Read, Arc::clone(&state));
-    let admin_principal = require_key(Scope::Admin, Arc::clone(&state));
+    // Changes are recorded under the key's name.
+    let admin = require_key(Scope::Admin, Arc::clone(&state));
     let with_state = warp::any().map(move || Arc::clone(&state));
     let query = warp::query::<HashMap<String, String>>();
     let list_sites = warp::path!("sites")
@@ -33,7 +33,7 @@ pub(crate) fn routes(
         .and_then(list_sites);
     let create_site = warp::path!("sites")
         .and(warp::post())
-        .and(admin_principal)
+        .and(admin.clone())
         .and(with_state.clone())
         .and(json_object())
         .and_then(create_site);
@@ -180,7 +180,7 @@ async fn create_site(
     let Some(new_site) = new_site else {
         return Err(ApiError::Internal("site fields validated without a site".into()).into());
     };
-    let site = stoker_metadata::create_site(&state.pool, &new_site)
+    let site = stoker_metadata::create_site(&state.pool, &principal.actor(), &new_site)
         .await
         .map_err(ApiError::from)?;
     state.metadata_changed();
@@ -197,6 +197,7 @@ async fn get_site(slug: String, state: State) -> Result<warp::reply::Response, w
 
 async fn update_site(
     slug: String,
+    principal: Principal,
     state: State,
     if_match: Option<i64>,
     mut fields: Fields,
@@ -217,20 +218,22 @@ async fn update_site(
     let (Some(version), Some(changes)) = (version, changes) else {
         return Err(ApiError::Internal("site changes validated without changes".into()).into());
     };
-    let site = stoker_metadata::update_site(&state.pool, &slug, version, &changes)
-        .await
-        .map_err(ApiError::from)?;
+    let site =
+        stoker_metadata::update_site(&state.pool, &principal.actor(), &slug, version, &changes)
+            .await
+            .map_err(ApiError::from)?;
     state.catalog.invalidate(&slug);
     Ok(versioned(&site, site.version))
 }
 
 async fn delete_site(
     slug: String,
+    principal: Principal,
     state: State,
     if_match: Option<i64>,
 ) -> Result<warp::reply::Response, warp::Rejection> {
     let slug = site_from_path(&slug)?;
-    stoker_metadata::delete_site(&state.pool, &slug, if_match)
+    stoker_metadata::delete_site(&state.pool, &principal.actor(), &slug, if_match)
         .await
         .map_err(ApiError::from)?;
     state.catalog.invalidate(&slug);
@@ -272,6 +275,7 @@ async fn get_sensor(
 async fn update_sensor(
     slug: String,
     key: String,
+    principal: Principal,
     state: State,
     if_match: Option<i64>,
     mut fields: Fields,
@@ -332,9 +336,16 @@ async fn update_sensor(
     let Some(version) = version else {
         return Err(ApiError::Internal("sensor changes validated without a version".into()).into());
     };
-    let sensor = stoker_metadata::update_sensor(&state.pool, &slug, &key, version, &changes)
-        .await
-        .map_err(ApiError::from)?;
+    let sensor = stoker_metadata::update_sensor(
+        &state.pool,
+        &principal.actor(),
+        &slug,
+        &key,
+        version,
+        &changes,
+    )
+    .await
+    .map_err(ApiError::from)?;
     state.catalog.invalidate(&slug);
     state.metadata_changed();
     Ok(versioned(&sensor, sensor.version))
@@ -343,12 +354,13 @@ async fn update_sensor(
 async fn delete_sensor(
     slug: String,
     key: String,
+    principal: Principal,
     state: State,
     if_match: Option<i64>,
 ) -> Result<warp::reply::Response, warp::Rejection> {
     let slug = site_from_path(&slug)?;
     let key = sensor_from_path(&slug, &key)?;
-    stoker_metadata::delete_sensor(&state.pool, &slug, &key, if_match)
+    stoker_metadata::delete_sensor(&state.pool, &principal.actor(), &slug, &key, if_match)
         .await
         .map_err(ApiError::from)?;
     state.catalog.invalidate(&slug);
@@ -357,6 +369,7 @@ async fn delete_sensor(
 
 async fn create_sensor(
     slug: String,
+    principal: Principal,
     state: State,
     mut fields: Fields,
 ) -> Result<impl warp::Reply, warp::Rejection> {
@@ -413,7 +426,7 @@ async fn create_sensor(
     let Some(sensor) = sensor else {
         return Err(ApiError::Internal("sensor fields validated without a sensor".into()).into());
     };
-    let sensor = stoker_metadata::create_sensor(&state.pool, &slug, &sensor)
+    let sensor = stoker_metadata::create_sensor(&state.pool, &principal.actor(), &slug, &sensor)
         .await
         .map_err(ApiError::from)?;
     state.catalog.invalidate(&slug);

@@ -24,6 +24,11 @@
 //!   and with an expiry), [`rotate_api_key`] (a new secret, the old one
 //!   valid for a grace period), [`revoke_api_key`], and [`authenticate`] /
 //!   [`verify`], which compare hashes in constant time.
+//! - `audit`: the audit trail, `metadata.audit_events` (append-only):
+//!   every repository function that changes configuration takes the
+//!   [`Actor`] and records the change, with the entity's JSON before and
+//!   after, in its own transaction ([`record_audit`] for other schemas'
+//!   operator actions); [`list_audit_page`] reads it back.
 //! - `changes`: [`watch_changes`] and [`watch_change_events`], a LISTEN
 //!   (`stoker_postgres::Listener`) on `stoker_metadata` (row-level triggers
 //!   say which table and site changed) so that in-memory copies refresh as
@@ -41,7 +46,7 @@
 //! let pool = stoker_postgres::connect(&PostgresOptions::default())?;
 //! stoker_metadata::migrate(&pool).await?;
 //! let site = NewSite::parse("boiler-house-1", "Boiler house 1", "Europe/Berlin").unwrap();
-//! stoker_metadata::create_site(&pool, &site).await?;
+//! stoker_metadata::create_site(&pool, &stoker_metadata::Actor::Cli, &site).await?;
 //! # Ok(()) }
 //! ```
 
@@ -49,6 +54,7 @@
 
 mod alert_rules;
 mod api_keys;
+mod audit;
 mod changes;
 mod gateways;
 mod migrations;
@@ -63,6 +69,10 @@ pub use api_keys::{
     ApiKey, KeyCheck, MAX_ROTATION_GRACE, NewApiKey, Scope, StoredKey, authenticate,
     create_api_key, create_api_key_with, fetch_key, list_api_keys, parse_expiry, parse_sites,
     revoke_api_key, rotate_api_key, token_key_id, verify,
+};
+pub use audit::{
+    Actor, AuditEvent, AuditFilter, Change as AuditChange, Entity, list_audit_page,
+    record as record_audit,
 };
 pub use changes::{Change, watch_change_events, watch_changes, watch_changes_to};
 pub use gateways::{

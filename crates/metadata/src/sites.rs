@@ -1,12 +1,13 @@
 //! Sites: boiler houses.
 
 use chrono::{DateTime, Utc};
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use serde::Serialize;
 use stoker_domain::{ParseError, SiteSlug};
 use uuid::Uuid;
 
-use crate::{Error, Page, Result, fetch_limit, is_foreign_key_violation, is_unique_violation};
+use crate::audit::{self, Actor, Change, Entity};
+use crate::{Error, Page, Result, fetch_limit, is_unique_violation};
 
 /// A boiler house.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -150,9 +151,11 @@ pub async fn timezone_names(pool: &Pool) -> Result<Vec<String>> {
     Ok(rows.iter().map(|row| row.get(0)).collect())
 }
 
-/// Creates a site. The timezone must be one Postgres knows.
-pub async fn create_site(pool: &Pool, site: &NewSite) -> Result<Site> {
-    let client = pool.get().await?;
+/// Creates a site, recorded in the audit trail as done by `actor`. The
+/// timezone must be one Postgres knows.
+pub async fn create_site(pool: &Pool, actor: &Actor, site: &NewSite) -> Result<Site> {
+    let mut client = pool.get().await?;
+    let client = client.transaction().await?;
     let statement = client
         .prepare_cached(&format!(
             "INSERT INTO metadata.sites (id, slug, name, timezone)
@@ -179,9 +182,53 @@ pub async fn create_site(pool: &Pool, site: &NewSite) -> Result<Site> {
                 error.into()
             }
         })?;
-    match rows.first() {
-        Some(row) => from_row(row),
-        None => Err(Error::UnknownTimezone(site.timezone.clone())),
+    let created = match rows.first() {
+        Some(row) => from_row(row)?,
+        None => return Err(Error::UnknownTimezone(site.timezone.clone())),
+    };
+    audit::record(
+        &client,
+        actor,
+        site_change("created", None, Some(&created))?,
+    )
+    .await?;
+    client.commit().await?;
+    Ok(created)
+}
+
+/// The audit record of a change to a site.
+fn site_change<'a>(
+    action: &'a str,
+    before: Option<&'a Site>,
+    after: Option<&'a Site>,
+) -> Result<Change<'a>> {
+    let Some(site) = after.or(before) else {
+        return Err(Error::InvalidRow {
+            what: "audit record",
+            reason: "a change of a site without the site".into(),
+        });
+    };
+    Ok(Change {
+        entity: Entity::Site,
+        id: site.slug.to_string(),
+        site: Some(site.slug.as_str()),
+        action,
+        before: before.map(audit::json).transpose()?,
+        after: after.map(audit::json).transpose()?,
+    })
+}
+
+/// The site, its row locked until the transaction ends
+/// ([`Error::SiteNotFound`] if none).
+async fn locked(client: &impl GenericClient, slug: &SiteSlug) -> Result<Site> {
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM metadata.sites WHERE slug = $1 FOR UPDATE"
+        ))
+        .await?;
+    match client.query_opt(&statement, &[&slug.as_str()]).await? {
+        Some(row) => from_row(&row),
+        None => Err(Error::SiteNotFound(slug.clone())),
     }
 }
 
@@ -257,17 +304,26 @@ pub async fn list_sites_page_within(
 }
 
 /// Changes a site's name or timezone if its version is still
-/// `expected_version`; the version goes up by one. Fails with
+/// `expected_version`; the version goes up by one, and the change is
+/// recorded in the audit trail as done by `actor`. Fails with
 /// [`Error::SiteNotFound`], [`Error::VersionConflict`] (with the current
 /// version) or [`Error::UnknownTimezone`].
 pub async fn update_site(
     pool: &Pool,
+    actor: &Actor,
     slug: &SiteSlug,
     expected_version: i64,
     changes: &SiteChanges,
 ) -> Result<Site> {
-    let client = pool.get().await?;
-    let statement = client
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let before = locked(&transaction, slug).await?;
+    if before.version != expected_version {
+        return Err(Error::VersionConflict {
+            current: before.version,
+        });
+    }
+    let statement = transaction
         .prepare_cached(&format!(
             "UPDATE metadata.sites
              SET name = coalesce($3::text, name),
@@ -280,7 +336,7 @@ pub async fn update_site(
              RETURNING {COLUMNS}"
         ))
         .await?;
-    let updated = client
+    let updated = transaction
         .query_opt(
             &statement,
             &[
@@ -291,101 +347,79 @@ pub async fn update_site(
             ],
         )
         .await?;
-    if let Some(row) = updated {
-        return from_row(&row);
-    }
-    // Nothing changed: say why.
-    let current = current_version(&client, slug).await?;
-    match current {
-        None => Err(Error::SiteNotFound(slug.clone())),
-        Some(current) if current != expected_version => Err(Error::VersionConflict { current }),
-        // The version matches, so the timezone check refused the change
-        // (or, without a new timezone, the site appeared in between).
-        Some(current) => Err(match &changes.timezone {
+    // The row is locked at the expected version: only the timezone check
+    // can have refused the change.
+    let Some(row) = updated else {
+        return Err(match &changes.timezone {
             Some(timezone) => Error::UnknownTimezone(timezone.clone()),
-            None => Error::VersionConflict { current },
-        }),
-    }
-}
-
-async fn current_version(
-    client: &deadpool_postgres::Client,
-    slug: &SiteSlug,
-) -> Result<Option<i64>> {
-    let statement = client
-        .prepare_cached("SELECT version FROM metadata.sites WHERE slug = $1")
-        .await?;
-    Ok(client
-        .query_opt(&statement, &[&slug.as_str()])
-        .await?
-        .map(|row| row.get("version")))
+            None => Error::VersionConflict {
+                current: before.version,
+            },
+        });
+    };
+    let after = from_row(&row)?;
+    audit::record(
+        &transaction,
+        actor,
+        site_change("updated", Some(&before), Some(&after))?,
+    )
+    .await?;
+    transaction.commit().await?;
+    Ok(after)
 }
 
 /// Deletes a site, if its version is `expected_version` (when given) and
 /// it has no sensors, alert rules or gateways: nothing is deleted in cascade
 /// and nothing is orphaned ([`Error::SiteHasDependents`] says how many of
 /// each remain). Fails with [`Error::SiteNotFound`] or
-/// [`Error::VersionConflict`] too.
+/// [`Error::VersionConflict`] too. Recorded in the audit trail as done by
+/// `actor`.
 pub async fn delete_site(
     pool: &Pool,
+    actor: &Actor,
     slug: &SiteSlug,
     expected_version: Option<i64>,
 ) -> Result<()> {
-    let client = pool.get().await?;
-    let delete = client
-        .prepare_cached(
-            "DELETE FROM metadata.sites s
-             WHERE s.slug = $1 AND ($2::bigint IS NULL OR s.version = $2::bigint)
-               AND NOT EXISTS (SELECT 1 FROM metadata.sensors WHERE site_id = s.id)
-               AND NOT EXISTS (SELECT 1 FROM metadata.alert_rules WHERE site_id = s.id)
-               AND NOT EXISTS (SELECT 1 FROM metadata.gateways WHERE site_id = s.id)",
-        )
-        .await?;
-    let diagnose = client
-        .prepare_cached(
-            "SELECT s.version,
-                    (SELECT count(*) FROM metadata.sensors WHERE site_id = s.id) AS sensors,
-                    (SELECT count(*) FROM metadata.alert_rules WHERE site_id = s.id) AS alert_rules,
-                    (SELECT count(*) FROM metadata.gateways WHERE site_id = s.id) AS gateways
-             FROM metadata.sites s WHERE s.slug = $1",
-        )
-        .await?;
-    // A dependent may come or go between the delete and the diagnosis; a
-    // few attempts settle it.
-    let mut last = None;
-    for _ in 0..3 {
-        match client
-            .execute(&delete, &[&slug.as_str(), &expected_version])
-            .await
-        {
-            Ok(1..) => return Ok(()),
-            Ok(0) => {}
-            // A sensor or rule was added concurrently: the foreign key held.
-            Err(error) if is_foreign_key_violation(&error) => {}
-            Err(error) => return Err(error.into()),
-        }
-        let Some(row) = client.query_opt(&diagnose, &[&slug.as_str()]).await? else {
-            return Err(Error::SiteNotFound(slug.clone()));
-        };
-        let current: i64 = row.get("version");
-        if expected_version.is_some_and(|expected| expected != current) {
-            return Err(Error::VersionConflict { current });
-        }
-        let sensors: i64 = row.get("sensors");
-        let alert_rules: i64 = row.get("alert_rules");
-        let gateways: i64 = row.get("gateways");
-        if sensors > 0 || alert_rules > 0 || gateways > 0 {
-            return Err(Error::SiteHasDependents {
-                sensors,
-                alert_rules,
-                gateways,
-            });
-        }
-        last = Some(current);
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    // The lock keeps new dependents out until the end (their foreign key
+    // waits for it), so the count below stays true for the delete.
+    let before = locked(&transaction, slug).await?;
+    if expected_version.is_some_and(|expected| expected != before.version) {
+        return Err(Error::VersionConflict {
+            current: before.version,
+        });
     }
-    Err(Error::VersionConflict {
-        current: last.unwrap_or_default(),
-    })
+    let dependents = transaction
+        .prepare_cached(
+            "SELECT (SELECT count(*) FROM metadata.sensors WHERE site_id = $1) AS sensors,
+                    (SELECT count(*) FROM metadata.alert_rules WHERE site_id = $1) AS alert_rules,
+                    (SELECT count(*) FROM metadata.gateways WHERE site_id = $1) AS gateways",
+        )
+        .await?;
+    let row = transaction.query_one(&dependents, &[&before.id]).await?;
+    let sensors: i64 = row.try_get("sensors")?;
+    let alert_rules: i64 = row.try_get("alert_rules")?;
+    let gateways: i64 = row.try_get("gateways")?;
+    if sensors > 0 || alert_rules > 0 || gateways > 0 {
+        return Err(Error::SiteHasDependents {
+            sensors,
+            alert_rules,
+            gateways,
+        });
+    }
+    let delete = transaction
+        .prepare_cached("DELETE FROM metadata.sites WHERE id = $1")
+        .await?;
+    transaction.execute(&delete, &[&before.id]).await?;
+    audit::record(
+        &transaction,
+        actor,
+        site_change("deleted", Some(&before), None)?,
+    )
+    .await?;
+    transaction.commit().await?;
+    Ok(())
 }
 
 #[cfg(test)]

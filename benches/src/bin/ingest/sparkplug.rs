@@ -11,6 +11,7 @@ use super::*;
 use prost::Message as _;
 use stoker_benches::sparkplug::HostWatch;
 use stoker_domain::SiteSlug;
+use stoker_metadata::Actor;
 use stoker_sparkplug::proto::Payload;
 use stoker_sparkplug::proto::payload::Metric;
 use stoker_sparkplug::proto::payload::metric::Value;
@@ -137,7 +138,7 @@ pub(crate) async fn bind_gateways(
         let slug = SiteSlug::parse(fleet.site(site))?;
         let gateway = stoker_metadata::NewGateway::parse(GROUP, slug.as_str())
             .map_err(|(field, reason)| anyhow!("gateway of {slug}: {field}: {reason}"))?;
-        stoker_metadata::create_gateway(pool, &slug, &gateway)
+        stoker_metadata::create_gateway(pool, &Actor::Cli, &slug, &gateway)
             .await
             .with_context(|| format!("binding edge node {GROUP}/{slug} to its site"))?;
     }

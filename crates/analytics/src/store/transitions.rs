@@ -4,6 +4,7 @@
 use chrono::{DateTime, Utc};
 use serde::Serialize;
 use stoker_domain::{EpochMillis, ReadingValue, SensorKey, SiteSlug};
+use stoker_metadata::Actor;
 use stoker_postgres::Pool;
 use stoker_rules::AlertRule;
 use tokio_postgres::{Row, Transaction};
@@ -342,15 +343,45 @@ pub async fn retire(
     settle(transaction, outbox, row, draft).await
 }
 
-/// Acknowledges a firing alert on behalf of `actor`.
+/// Acknowledges a firing alert on behalf of `actor` (an API key's name),
+/// recorded in the alert's trail and in the audit trail.
 pub async fn acknowledge(pool: &Pool, outbox: &dyn Outbox, id: Uuid, actor: &str) -> Result<Alert> {
     change_by_hand(pool, outbox, id, actor, Action::Acknowledge).await
 }
 
-/// Resolves an open alert on behalf of `actor`. The rule does not fire
+/// Resolves an open alert on behalf of `actor` (an API key's name),
+/// recorded in the alert's trail and in the audit trail. The rule does not fire
 /// again for that sensor until its condition has cleared and returned.
 pub async fn resolve(pool: &Pool, outbox: &dyn Outbox, id: Uuid, actor: &str) -> Result<Alert> {
     change_by_hand(pool, outbox, id, actor, Action::Resolve).await
+}
+
+/// Records an operator's action on an alert in the audit trail
+/// (`metadata.audit_events`), in the transaction of the change.
+async fn audit_by_hand(
+    transaction: &deadpool_postgres::Transaction<'_>,
+    actor: &str,
+    action: &str,
+    before: &Alert,
+    after: &Alert,
+) -> Result<()> {
+    let json = |alert: &Alert| {
+        serde_json::to_value(alert).map_err(|error| Error::Encode(error.to_string()))
+    };
+    let change = stoker_metadata::AuditChange {
+        entity: stoker_metadata::Entity::Alert,
+        id: after.id.to_string(),
+        site: Some(after.site.as_str()),
+        action,
+        before: Some(json(before)?),
+        after: Some(json(after)?),
+    };
+    stoker_metadata::record_audit(transaction, &Actor::Key(actor.to_owned()), change)
+        .await
+        .map_err(|error| match error {
+            stoker_metadata::Error::Postgres(error) => Error::Postgres(error),
+            other => Error::Metadata(other),
+        })
 }
 
 #[derive(Debug, Clone, Copy)]
@@ -396,6 +427,7 @@ async fn change_by_hand(
     let sql = format!("{sql} RETURNING {COLUMNS}");
     let row = transaction.query_one(&sql, &[&id, &actor]).await?;
     let alert = alert_from_row(&row)?;
+    audit_by_hand(&transaction, actor, past, &current, &alert).await?;
     let at = match action {
         Action::Acknowledge => alert.acknowledged_at,
         Action::Resolve => alert.resolved_at,

@@ -5,6 +5,7 @@
 //! alerts the same way, and raises no alarm.
 
 use std::time::Duration;
+use stoker_metadata::Actor;
 
 use stoker_analytics::live::{EvaluationOptions, Evaluator};
 use stoker_analytics::notify::NotifyOptions;
@@ -54,6 +55,7 @@ async fn a_dead_gateway_raises_one_alert_and_holds_back_its_sensors_no_data() {
     // The gateway feeds the steam pressure only.
     stoker_metadata::create_gateway(
         &harness.pool,
+        &Actor::Cli,
         &site(),
         &NewGateway::parse("plant", "gw1").unwrap(),
     )
@@ -205,6 +207,7 @@ async fn a_dead_device_holds_back_its_sensors_no_data_and_raises_no_gateway_aler
     // feeds boiler_1_pressure.
     stoker_metadata::create_gateway(
         &harness.pool,
+        &Actor::Cli,
         &site(),
         &NewGateway::parse("plant", "gw1").unwrap(),
     )
@@ -309,6 +312,7 @@ async fn an_alert_resolved_by_hand_stays_resolved_for_that_death_and_unbinding_r
     let origin = origin();
     let created = stoker_metadata::create_gateway(
         &harness.pool,
+        &Actor::Cli,
         &site(),
         &NewGateway::parse("plant", "gw1").unwrap(),
     )
@@ -394,7 +398,7 @@ async fn an_alert_resolved_by_hand_stays_resolved_for_that_death_and_unbinding_r
     .await
     .unwrap();
     evaluator.tick(origin + 90 * SECOND).await.unwrap();
-    stoker_metadata::delete_gateway(&harness.pool, &site(), created.id, None)
+    stoker_metadata::delete_gateway(&harness.pool, &Actor::Cli, &site(), created.id, None)
         .await
         .unwrap();
     evaluator.tick(origin + 100 * SECOND).await.unwrap();

@@ -2,6 +2,7 @@
 
 use stoker_analytics::store::{self, AlertFilter};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
+use stoker_metadata::Actor;
 use stoker_metadata::{NewSensor, NewSite};
 use stoker_postgres::Pool;
 use stoker_rules::{AlertRule, NewAlertRule, RuleKind, RuleSelector, Severity};
@@ -25,7 +26,9 @@ impl Harness {
         let pool = postgres.migrated_pool().await;
         stoker_analytics::migrate(&pool).await.unwrap();
         let site = NewSite::parse("boiler-house-1", "Boiler house 1", "UTC").unwrap();
-        stoker_metadata::create_site(&pool, &site).await.unwrap();
+        stoker_metadata::create_site(&pool, &Actor::Cli, &site)
+            .await
+            .unwrap();
         let influx = TestInflux::create().await;
         let redis = TestRedis::new();
         let stores = Stores {
@@ -54,7 +57,7 @@ impl Harness {
             states: stoker_domain::States::default(),
             range: ValidRange::new(Some(0.0), Some(1000.0)).unwrap(),
         };
-        stoker_metadata::create_sensor(&self.pool, &site(), &sensor)
+        stoker_metadata::create_sensor(&self.pool, &Actor::Cli, &site(), &sensor)
             .await
             .unwrap();
     }
@@ -85,7 +88,7 @@ impl Harness {
             true,
         )
         .unwrap();
-        stoker_metadata::create_alert_rule(&self.pool, &rule)
+        stoker_metadata::create_alert_rule(&self.pool, &Actor::Cli, &rule)
             .await
             .unwrap()
     }

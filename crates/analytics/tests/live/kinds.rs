@@ -3,6 +3,7 @@
 //! and threshold in the sensor's type, and the backtest agrees.
 
 use std::time::Duration;
+use stoker_metadata::Actor;
 
 use stoker_analytics::evaluate;
 use stoker_analytics::live::{EvaluationOptions, Evaluator};
@@ -29,7 +30,7 @@ async fn typed_sensor(harness: &Harness, key: &str, kind: SensorKind, states: &[
         states: States::parse(states.iter().copied()).unwrap(),
         range: ValidRange::new(None, None).unwrap(),
     };
-    stoker_metadata::create_sensor(&harness.pool, &site(), &sensor)
+    stoker_metadata::create_sensor(&harness.pool, &Actor::Cli, &site(), &sensor)
         .await
         .unwrap();
 }

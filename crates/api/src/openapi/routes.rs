@@ -393,6 +393,32 @@ pub(crate) const ROUTES: &[Route] = &[
         ok: (200, Some("ApiKeyWithToken")),
     },
     Route {
+        method: "get",
+        path: "/api/v1/audit",
+        scope: Some("admin"),
+        summary: "The audit trail: every change of configuration (sites, sensors, gateways, alert rules, API keys) and every operator action on alerts (acknowledge, resolve), who made it (an API key's name, or cli), when, on what, and the entity's JSON before and after (never a secret or hash); newest first, in pages. A key limited to sites sees only its sites' events.",
+        query: &[
+            ("limit", "Items per page, 1 to 1000 (default 50)."),
+            ("cursor", "next_cursor of the previous page."),
+            ("site", "Only this site's events."),
+            ("entity", "Only events of this entity."),
+            (
+                "actor",
+                "Only this actor's events: an API key's name, or cli.",
+            ),
+            (
+                "start",
+                "Events at or after this time: epoch milliseconds or RFC 3339.",
+            ),
+            (
+                "end",
+                "Events before this time: epoch milliseconds or RFC 3339, not before start.",
+            ),
+        ],
+        body: None,
+        ok: (200, Some("AuditPage")),
+    },
+    Route {
         method: "post",
         path: "/api/v2/write",
         scope: Some("write"),

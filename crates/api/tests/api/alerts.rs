@@ -6,6 +6,7 @@ use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use stoker_analytics::notify::NotifyOptions;
 use stoker_domain::EpochMillis;
+use stoker_metadata::Actor;
 use stoker_metadata::Scope;
 use uuid::Uuid;
 
@@ -190,7 +191,7 @@ async fn alerts_are_acknowledged_and_resolved_in_the_name_of_the_key_with_notifi
     .await;
     app.seed().await;
     let (_, operator) =
-        stoker_metadata::create_api_key(&app.pool, "operator-anna", &[Scope::Write])
+        stoker_metadata::create_api_key(&app.pool, &Actor::Cli, "operator-anna", &[Scope::Write])
             .await
             .unwrap();
     let operator = operator.expose().to_owned();
@@ -337,12 +338,14 @@ async fn alerts_are_acknowledged_and_resolved_in_the_name_of_the_key_with_notifi
 #[tokio::test]
 async fn every_alert_route_checks_its_key() {
     let app = spawn_seeded_app().await;
-    let (_, reader) = stoker_metadata::create_api_key(&app.pool, "dashboard", &[Scope::Read])
-        .await
-        .unwrap();
-    let (_, writer) = stoker_metadata::create_api_key(&app.pool, "operator", &[Scope::Write])
-        .await
-        .unwrap();
+    let (_, reader) =
+        stoker_metadata::create_api_key(&app.pool, &Actor::Cli, "dashboard", &[Scope::Read])
+            .await
+            .unwrap();
+    let (_, writer) =
+        stoker_metadata::create_api_key(&app.pool, &Actor::Cli, "operator", &[Scope::Write])
+            .await
+            .unwrap();
     let (reader, writer) = (reader.expose().to_owned(), writer.expose().to_owned());
     let pressure = app.create_rule(threshold_rule()).await;
     let id = app.open_pressure_alert(&pressure).await;

@@ -5,6 +5,7 @@
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use stoker_domain::{EpochMillis, SensorKey};
+use stoker_metadata::Actor;
 use stoker_metadata::{AnnouncedMetric, Scope};
 
 use crate::helpers::{TestApp, spawn_seeded_app};
@@ -463,12 +464,14 @@ async fn each_device_shows_its_own_births_and_deaths() {
 async fn gateway_routes_check_their_key() {
     let app = spawn_seeded_app().await;
     let id = bound(&app).await;
-    let (_, reader) = stoker_metadata::create_api_key(&app.pool, "dashboard", &[Scope::Read])
-        .await
-        .unwrap();
-    let (_, writer) = stoker_metadata::create_api_key(&app.pool, "gateway", &[Scope::Write])
-        .await
-        .unwrap();
+    let (_, reader) =
+        stoker_metadata::create_api_key(&app.pool, &Actor::Cli, "dashboard", &[Scope::Read])
+            .await
+            .unwrap();
+    let (_, writer) =
+        stoker_metadata::create_api_key(&app.pool, &Actor::Cli, "gateway", &[Scope::Write])
+            .await
+            .unwrap();
     let list = format!("/api/v1/sites/{SITE}/gateways");
     let one = format!("{list}/{id}");
     let send = async |key: &str, method: Method, path: &str, body: Option<Value>| {

@@ -9,6 +9,7 @@ use serde_json::{Value, json};
 use stoker_analytics::store::{self, NoOutbox, Verdict};
 use stoker_api::ApiState;
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
+use stoker_metadata::Actor;
 use stoker_metadata::Scope;
 use stoker_rules::AlertRule;
 use stoker_testkit::{TestInflux, TestPostgres, TestRedis};
@@ -84,7 +85,7 @@ pub(crate) async fn spawn_app_with(options: AppOptions) -> TestApp {
         stoker_ingestion::Ingestion::start_without_mqtt(&options, stores, shutdown.clone())
             .await
             .unwrap();
-    let (_, admin) = stoker_metadata::create_api_key(&pool, "tests", &[Scope::Admin])
+    let (_, admin) = stoker_metadata::create_api_key(&pool, &Actor::Cli, "tests", &[Scope::Admin])
         .await
         .unwrap();
     let admin_pool = pool.clone();

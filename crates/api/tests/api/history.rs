@@ -3,6 +3,7 @@
 use crate::helpers::*;
 use reqwest::StatusCode;
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug};
+use stoker_metadata::Actor;
 use stoker_timeseries::LineBatch;
 
 #[tokio::test]
@@ -354,6 +355,7 @@ async fn csv_errors_before_the_first_byte_are_problems() {
 async fn python_csv(app: &TestApp, path: &str) -> serde_json::Value {
     let (_, key) = stoker_metadata::create_api_key(
         &app.pool,
+        &Actor::Cli,
         &stoker_testkit::unique_client_id("csv-reader"),
         &[stoker_metadata::Scope::Read],
     )

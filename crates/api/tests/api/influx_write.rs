@@ -4,6 +4,7 @@
 //! InfluxDB's answers; and InfluxDB's own Python clients, unmodified.
 
 use std::io::Write as _;
+use stoker_metadata::Actor;
 
 use crate::helpers::*;
 use reqwest::StatusCode;
@@ -14,7 +15,7 @@ use stoker_metadata::Scope;
 const SITE: &str = "boiler-house-1";
 
 async fn key(app: &TestApp, name: &str, scopes: &[Scope]) -> String {
-    let (_, key) = stoker_metadata::create_api_key(&app.pool, name, scopes)
+    let (_, key) = stoker_metadata::create_api_key(&app.pool, &Actor::Cli, name, scopes)
         .await
         .unwrap();
     key.expose().to_owned()

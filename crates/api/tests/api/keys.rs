@@ -3,22 +3,25 @@
 use crate::helpers::*;
 use reqwest::StatusCode;
 use serde_json::{Value, json};
+use stoker_metadata::Actor;
 use stoker_metadata::Scope;
 
 #[tokio::test]
 async fn every_key_case_gets_the_right_status_and_code() {
     let app = spawn_seeded_app().await;
-    let (_, reader) = stoker_metadata::create_api_key(&app.pool, "dashboard", &[Scope::Read])
-        .await
-        .unwrap();
-    let (_, gateway) = stoker_metadata::create_api_key(&app.pool, "gateway", &[Scope::Write])
-        .await
-        .unwrap();
-    let (revoked, revoked_token) =
-        stoker_metadata::create_api_key(&app.pool, "old", &[Scope::Read])
+    let (_, reader) =
+        stoker_metadata::create_api_key(&app.pool, &Actor::Cli, "dashboard", &[Scope::Read])
             .await
             .unwrap();
-    stoker_metadata::revoke_api_key(&app.pool, &revoked.name)
+    let (_, gateway) =
+        stoker_metadata::create_api_key(&app.pool, &Actor::Cli, "gateway", &[Scope::Write])
+            .await
+            .unwrap();
+    let (revoked, revoked_token) =
+        stoker_metadata::create_api_key(&app.pool, &Actor::Cli, "old", &[Scope::Read])
+            .await
+            .unwrap();
+    stoker_metadata::revoke_api_key(&app.pool, &Actor::Cli, &revoked.name)
         .await
         .unwrap();
     let bare = reqwest::Client::new();
@@ -128,7 +131,7 @@ async fn every_key_case_gets_the_right_status_and_code() {
     assert_eq!(status, StatusCode::FORBIDDEN);
 
     // Revoking takes effect at once (the change is announced).
-    stoker_metadata::revoke_api_key(&app.pool, "dashboard")
+    stoker_metadata::revoke_api_key(&app.pool, &Actor::Cli, "dashboard")
         .await
         .unwrap();
     let mut status = StatusCode::OK;

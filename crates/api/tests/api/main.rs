@@ -2,6 +2,7 @@
 //! module per feature; `helpers` starts the app and names its requests.
 
 mod alerts;
+mod audit;
 mod dashboard;
 mod gateways;
 mod health;

@@ -5,6 +5,7 @@ use std::time::Duration;
 use stoker_cache::Cache;
 use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
 use stoker_ingestion::{IngestOptions, Ingestion, MqttOptions};
+use stoker_metadata::Actor;
 use stoker_metadata::{NewSensor, NewSite};
 use stoker_stores::Stores;
 use stoker_testkit::{
@@ -51,7 +52,9 @@ impl Harness {
         let pool = postgres.migrated_pool().await;
         stoker_ingestion::migrate(&pool).await.unwrap();
         let site = NewSite::parse("boiler-house-1", "Boiler house 1", "UTC").unwrap();
-        stoker_metadata::create_site(&pool, &site).await.unwrap();
+        stoker_metadata::create_site(&pool, &Actor::Cli, &site)
+            .await
+            .unwrap();
         for (key, sensor_type, unit, max) in [
             ("b1_steam_pressure", "pressure", "bar", 25.0),
             ("b1_flue_temp", "temperature", "°C", 600.0),
@@ -64,7 +67,7 @@ impl Harness {
                 states: stoker_domain::States::default(),
                 range: ValidRange::new(Some(0.0), Some(max)).unwrap(),
             };
-            stoker_metadata::create_sensor(&pool, site.slug(), &sensor)
+            stoker_metadata::create_sensor(&pool, &Actor::Cli, site.slug(), &sensor)
                 .await
                 .unwrap();
         }
@@ -94,7 +97,7 @@ impl Harness {
             options.sparkplug = sparkplug;
             for (group, edge_node) in gateways {
                 let gateway = stoker_metadata::NewGateway::parse(&group, &edge_node).unwrap();
-                stoker_metadata::create_gateway(&pool, site.slug(), &gateway)
+                stoker_metadata::create_gateway(&pool, &Actor::Cli, site.slug(), &gateway)
                     .await
                     .unwrap();
             }

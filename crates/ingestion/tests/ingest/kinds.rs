@@ -5,6 +5,7 @@
 
 use std::time::Duration;
 use stoker_domain::{EpochMillis, ReadingValue, SensorKind, SensorType, States, Unit, ValidRange};
+use stoker_metadata::Actor;
 use stoker_metadata::NewSensor;
 use stoker_testkit::{publish_qos1, wait_until};
 
@@ -20,7 +21,7 @@ async fn add_sensor(harness: &Harness, name: &str, kind: SensorKind, states: &[&
         states: States::parse(states.iter().copied()).unwrap(),
         range: ValidRange::default(),
     };
-    stoker_metadata::create_sensor(&pool, &site(), &sensor)
+    stoker_metadata::create_sensor(&pool, &Actor::Cli, &site(), &sensor)
         .await
         .unwrap();
 }

@@ -5,6 +5,7 @@
 use std::time::Duration;
 use stoker_cache::LatestValue;
 use stoker_domain::{EpochMillis, SensorType, Unit, ValidRange};
+use stoker_metadata::Actor;
 use stoker_metadata::{NewSensor, NewSite};
 use stoker_testkit::{publish_qos1, wait_until};
 
@@ -209,7 +210,7 @@ async fn a_sensor_added_while_running_is_accepted_at_once() {
         states: stoker_domain::States::default(),
         range: ValidRange::new(Some(0.0), Some(100.0)).unwrap(),
     };
-    stoker_metadata::create_sensor(&pool, &site(), &sensor)
+    stoker_metadata::create_sensor(&pool, &Actor::Cli, &site(), &sensor)
         .await
         .unwrap();
     // The registry reloads on the change notification; give it a moment.
@@ -278,7 +279,9 @@ async fn a_site_without_sensors_is_known_and_refuses_the_sensor_not_the_site() {
     let harness = Harness::start().await;
     let pool = stoker_postgres::connect(&harness.postgres.options()).unwrap();
     let empty = NewSite::parse("boiler-house-9", "Boiler house 9", "UTC").unwrap();
-    stoker_metadata::create_site(&pool, &empty).await.unwrap();
+    stoker_metadata::create_site(&pool, &Actor::Cli, &empty)
+        .await
+        .unwrap();
     publish_qos1(&[
         (
             harness.topic("sites/boiler-house-9/sensors/b9_steam_pressure"),

@@ -11,7 +11,7 @@
 
 use std::sync::LazyLock;
 
-use deadpool_postgres::Pool;
+use deadpool_postgres::{GenericClient, Pool};
 use stoker_domain::{SensorKey, SensorType, SiteSlug, StateName};
 use stoker_rules::{
     AlertRule, FieldSpec, KIND_FIELDS, NewAlertRule, Record, RuleSelector, SETTINGS, Shape, Value,
@@ -21,6 +21,7 @@ use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
+use crate::audit::{self, Actor, Change, Entity};
 use crate::{Error, Page, Result, fetch_limit, is_foreign_key_violation};
 
 /// Which rules a list returns.
@@ -280,15 +281,58 @@ fn from_row(row: &Row) -> Result<AlertRule> {
         .map_err(|(_, message)| invalid(message))
 }
 
-/// Creates a rule (enabled or not, as defined). Its site, if it names one,
-/// must exist ([`Error::SiteNotFound`]).
-pub async fn create_alert_rule(pool: &Pool, rule: &NewAlertRule) -> Result<AlertRule> {
+/// The audit record of a change to a rule.
+fn rule_change<'a>(
+    action: &'a str,
+    before: Option<&'a AlertRule>,
+    after: Option<&'a AlertRule>,
+) -> Result<Change<'a>> {
+    let Some(rule) = after.or(before) else {
+        return Err(invalid("a change of a rule without the rule"));
+    };
+    Ok(Change {
+        entity: Entity::AlertRule,
+        id: rule.id.to_string(),
+        site: rule.selector.site.as_ref().map(SiteSlug::as_str),
+        action,
+        before: before.map(audit::json).transpose()?,
+        after: after.map(audit::json).transpose()?,
+    })
+}
+
+/// The rule, its row locked until the transaction ends
+/// ([`Error::AlertRuleNotFound`] if none).
+async fn locked(client: &impl GenericClient, id: Uuid) -> Result<AlertRule> {
+    let columns = COLUMNS.as_str();
+    let statement = client
+        .prepare_cached(&format!(
+            "SELECT {columns}
+             FROM metadata.alert_rules r LEFT JOIN metadata.sites s ON s.id = r.site_id
+             WHERE r.id = $1
+             FOR UPDATE OF r"
+        ))
+        .await?;
+    match client.query_opt(&statement, &[&id]).await? {
+        Some(row) => from_row(&row),
+        None => Err(Error::AlertRuleNotFound(id)),
+    }
+}
+
+/// Creates a rule (enabled or not, as defined), recorded in the audit
+/// trail as done by `actor`. Its site, if it names one, must exist
+/// ([`Error::SiteNotFound`]).
+pub async fn create_alert_rule(
+    pool: &Pool,
+    actor: &Actor,
+    rule: &NewAlertRule,
+) -> Result<AlertRule> {
     let definition = DEFINITION.join(", ");
     // $1 the id, $2 the name, $3 the site's slug, then the rest.
     let values = placeholders(4, DEFINITION.len() - 2);
     let columns = COLUMNS.as_str();
     let rule_columns = Columns::of(rule)?;
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
+    let client = client.transaction().await?;
     let statement = client
         .prepare_cached(&format!(
             "WITH target AS (
@@ -310,10 +354,18 @@ pub async fn create_alert_rule(pool: &Pool, rule: &NewAlertRule) -> Result<Alert
         .query_opt(&statement, &params)
         .await
         .map_err(|error| site_vanished(error, rule))?;
-    match row {
-        Some(row) => from_row(&row),
-        None => Err(site_not_found(rule)),
-    }
+    let created = match row {
+        Some(row) => from_row(&row)?,
+        None => return Err(site_not_found(rule)),
+    };
+    audit::record(
+        &client,
+        actor,
+        rule_change("created", None, Some(&created))?,
+    )
+    .await?;
+    client.commit().await?;
+    Ok(created)
 }
 
 /// The site a rule names is gone (deleted concurrently).
@@ -398,11 +450,13 @@ pub async fn list_alert_rules_page(
 
 /// Replaces a rule's whole definition (name, selector, kind and its values,
 /// severity, enabled) if its version is still `expected_version`; the
-/// version goes up by one. A PATCH is merged onto the stored rule before
-/// (see [`RuleDraft`]). Fails with [`Error::AlertRuleNotFound`],
+/// version goes up by one, and the change is recorded in the audit trail
+/// as done by `actor`. A PATCH is merged onto the stored rule before (see
+/// [`RuleDraft`]). Fails with [`Error::AlertRuleNotFound`],
 /// [`Error::VersionConflict`] or [`Error::SiteNotFound`].
 pub async fn update_alert_rule(
     pool: &Pool,
+    actor: &Actor,
     id: Uuid,
     expected_version: i64,
     rule: &NewAlertRule,
@@ -412,8 +466,15 @@ pub async fn update_alert_rule(
     let values = placeholders(5, DEFINITION.len() - 2);
     let columns = COLUMNS.as_str();
     let rule_columns = Columns::of(rule)?;
-    let client = pool.get().await?;
-    let statement = client
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let before = locked(&transaction, id).await?;
+    if before.version != expected_version {
+        return Err(Error::VersionConflict {
+            current: before.version,
+        });
+    }
+    let statement = transaction
         .prepare_cached(&format!(
             "WITH target AS (
                  SELECT (SELECT id FROM metadata.sites WHERE slug = $4::text) AS site_id
@@ -432,51 +493,55 @@ pub async fn update_alert_rule(
         .await?;
     let mut params: Vec<&(dyn ToSql + Sync)> = vec![&id, &expected_version];
     params.extend(rule_columns.params());
-    let row = client
+    let row = transaction
         .query_opt(&statement, &params)
         .await
         .map_err(|error| site_vanished(error, rule))?;
-    if let Some(row) = row {
-        return from_row(&row);
-    }
-    match current_version(&client, id).await? {
-        None => Err(Error::AlertRuleNotFound(id)),
-        Some(current) if current != expected_version => Err(Error::VersionConflict { current }),
-        Some(_) => Err(site_not_found(rule)),
-    }
+    // The row is locked at the expected version: only a missing site can
+    // have refused the change.
+    let Some(row) = row else {
+        return Err(site_not_found(rule));
+    };
+    let after = from_row(&row)?;
+    audit::record(
+        &transaction,
+        actor,
+        rule_change("updated", Some(&before), Some(&after))?,
+    )
+    .await?;
+    transaction.commit().await?;
+    Ok(after)
 }
 
-/// Deletes a rule, if its version is `expected_version` (when given).
-/// Fails with [`Error::AlertRuleNotFound`] or [`Error::VersionConflict`].
-pub async fn delete_alert_rule(pool: &Pool, id: Uuid, expected_version: Option<i64>) -> Result<()> {
-    let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
-            "DELETE FROM metadata.alert_rules
-             WHERE id = $1 AND ($2::bigint IS NULL OR version = $2::bigint)",
-        )
-        .await?;
-    if client
-        .execute(&statement, &[&id, &expected_version])
-        .await?
-        > 0
-    {
-        return Ok(());
+/// Deletes a rule, if its version is `expected_version` (when given),
+/// recorded in the audit trail as done by `actor`. Fails with
+/// [`Error::AlertRuleNotFound`] or [`Error::VersionConflict`].
+pub async fn delete_alert_rule(
+    pool: &Pool,
+    actor: &Actor,
+    id: Uuid,
+    expected_version: Option<i64>,
+) -> Result<()> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let before = locked(&transaction, id).await?;
+    if expected_version.is_some_and(|expected| expected != before.version) {
+        return Err(Error::VersionConflict {
+            current: before.version,
+        });
     }
-    match current_version(&client, id).await? {
-        None => Err(Error::AlertRuleNotFound(id)),
-        Some(current) => Err(Error::VersionConflict { current }),
-    }
-}
-
-async fn current_version(client: &deadpool_postgres::Client, id: Uuid) -> Result<Option<i64>> {
-    let statement = client
-        .prepare_cached("SELECT version FROM metadata.alert_rules WHERE id = $1")
+    let statement = transaction
+        .prepare_cached("DELETE FROM metadata.alert_rules WHERE id = $1")
         .await?;
-    Ok(client
-        .query_opt(&statement, &[&id])
-        .await?
-        .map(|row| row.get("version")))
+    transaction.execute(&statement, &[&id]).await?;
+    audit::record(
+        &transaction,
+        actor,
+        rule_change("deleted", Some(&before), None)?,
+    )
+    .await?;
+    transaction.commit().await?;
+    Ok(())
 }
 
 /// Every enabled rule, in id order: what the analytics loop evaluates.

@@ -14,6 +14,7 @@ use super::{
     ApiKey, KEY_ID_ALPHABET, KEY_ID_LEN, KeyCheck, MAX_NAME_CHARS, NewApiKey, SECRET_LEN, Scope,
     StoredKey, TOKEN_PREFIX, normalize_scopes, normalize_sites, sha256, split_token, verify,
 };
+use crate::audit::{self, Actor, Change, Entity};
 use crate::{Error, Result, is_unique_violation};
 
 /// The longest grace period a rotation may give the previous secret.
@@ -130,8 +131,36 @@ fn generate() -> (String, String) {
 
 /// Creates a key named `name` for every site, without expiry: see
 /// [`create_api_key_with`].
-pub async fn create_api_key(pool: &Pool, name: &str, scopes: &[Scope]) -> Result<(ApiKey, Secret)> {
-    create_api_key_with(pool, &NewApiKey::new(name, scopes)).await
+pub async fn create_api_key(
+    pool: &Pool,
+    actor: &Actor,
+    name: &str,
+    scopes: &[Scope],
+) -> Result<(ApiKey, Secret)> {
+    create_api_key_with(pool, actor, &NewApiKey::new(name, scopes)).await
+}
+
+/// The audit record of a change to a key: its listed JSON, never a secret
+/// or a hash.
+fn key_change<'a>(
+    action: &'a str,
+    before: Option<&'a ApiKey>,
+    after: Option<&'a ApiKey>,
+) -> Result<Change<'a>> {
+    let Some(key) = after.or(before) else {
+        return Err(Error::InvalidRow {
+            what: "audit record",
+            reason: "a change of an API key without the key".into(),
+        });
+    };
+    Ok(Change {
+        entity: Entity::ApiKey,
+        id: key.name.clone(),
+        site: None,
+        action,
+        before: before.map(audit::json).transpose()?,
+        after: after.map(audit::json).transpose()?,
+    })
 }
 
 /// Creates a key: its name (trimmed, 1 to 100 characters, unique among
@@ -139,7 +168,12 @@ pub async fn create_api_key(pool: &Pool, name: &str, scopes: &[Scope]) -> Result
 /// (each registered, else [`Error::InvalidInput`] on `sites`) and expiry
 /// (in the future). Returns the key and its token, `stk_<key_id>_<secret>`:
 /// the only time the token exists anywhere, since only its hash is stored.
-pub async fn create_api_key_with(pool: &Pool, new: &NewApiKey) -> Result<(ApiKey, Secret)> {
+/// Recorded in the audit trail as done by `actor`.
+pub async fn create_api_key_with(
+    pool: &Pool,
+    actor: &Actor,
+    new: &NewApiKey,
+) -> Result<(ApiKey, Secret)> {
     let name = new.name.trim();
     if name.is_empty()
         || name.chars().count() > MAX_NAME_CHARS
@@ -164,7 +198,8 @@ pub async fn create_api_key_with(pool: &Pool, new: &NewApiKey) -> Result<(ApiKey
             message: format!("{expires_at} is not in the future"),
         });
     }
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
+    let client = client.transaction().await?;
     if let Some(site_names) = &site_names {
         let statement = client
             .prepare_cached(
@@ -189,6 +224,7 @@ pub async fn create_api_key_with(pool: &Pool, new: &NewApiKey) -> Result<(ApiKey
         .prepare_cached(&format!(
             "INSERT INTO metadata.api_keys (id, key_id, secret_sha256, name, scopes, sites, expires_at)
              VALUES ($1, $2, $3, $4, $5, $6, $7)
+             ON CONFLICT (key_id) DO NOTHING
              RETURNING {COLUMNS}"
         ))
         .await?;
@@ -199,7 +235,7 @@ pub async fn create_api_key_with(pool: &Pool, new: &NewApiKey) -> Result<(ApiKey
         let (key_id, secret) = generate();
         let hash = sha256(&secret);
         let inserted = client
-            .query_one(
+            .query_opt(
                 &statement,
                 &[
                     &Uuid::now_v7(),
@@ -213,22 +249,22 @@ pub async fn create_api_key_with(pool: &Pool, new: &NewApiKey) -> Result<(ApiKey
             )
             .await;
         match inserted {
-            Ok(row) => {
+            Ok(Some(row)) => {
                 let key = from_row(&row)?;
+                audit::record(&client, actor, key_change("created", None, Some(&key))?).await?;
+                client.commit().await?;
                 let token = Secret::new(format!("{TOKEN_PREFIX}{key_id}_{secret}"));
                 return Ok((key, token));
             }
+            Ok(None) if attempts < 3 => {}
+            Ok(None) => {
+                return Err(Error::InvalidRow {
+                    what: "API key id",
+                    reason: "three random key ids in a row exist already".into(),
+                });
+            }
             Err(error) if is_unique_violation(&error) => {
-                let constraint = error
-                    .as_db_error()
-                    .and_then(|db| db.constraint())
-                    .unwrap_or_default();
-                if constraint == "api_keys_active_name" {
-                    return Err(Error::ApiKeyExists(name.to_owned()));
-                }
-                if attempts >= 3 {
-                    return Err(error.into());
-                }
+                return Err(Error::ApiKeyExists(name.to_owned()));
             }
             Err(error) => return Err(error.into()),
         }
@@ -260,6 +296,7 @@ pub async fn list_api_keys(pool: &Pool) -> Result<Vec<ApiKey>> {
 /// [`Error::ApiKeyNotFound`] when no active key is so named.
 pub async fn rotate_api_key(
     pool: &Pool,
+    actor: &Actor,
     id_or_key_id_or_name: &str,
     grace: Duration,
 ) -> Result<(ApiKey, Secret)> {
@@ -271,34 +308,50 @@ pub async fn rotate_api_key(
     }
     let which = nameable(id_or_key_id_or_name)?;
     let id = Uuid::parse_str(which).ok();
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
+    let client = client.transaction().await?;
+    let before = client
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM metadata.api_keys
+             WHERE (id = $1::uuid OR key_id = $2::text OR name = $2::text)
+               AND revoked_at IS NULL
+             ORDER BY (id = $1::uuid) IS TRUE DESC, key_id = $2::text DESC
+             LIMIT 1
+             FOR UPDATE"
+        ))
+        .await?;
+    let before = client
+        .query_opt(&before, &[&id, &which])
+        .await?
+        .ok_or_else(|| Error::ApiKeyNotFound(which.to_owned()))
+        .and_then(|row| from_row(&row))?;
     let statement = client
         .prepare_cached(&format!(
             "UPDATE metadata.api_keys
              SET previous_secret_sha256 = secret_sha256,
-                 previous_valid_until = now() + make_interval(secs => $3::float8),
-                 secret_sha256 = $4,
+                 previous_valid_until = now() + make_interval(secs => $2::float8),
+                 secret_sha256 = $3,
                  rotated_at = now()
-             WHERE id = (
-                 SELECT id FROM metadata.api_keys
-                 WHERE (id = $1::uuid OR key_id = $2::text OR name = $2::text)
-                   AND revoked_at IS NULL
-                 ORDER BY (id = $1::uuid) IS TRUE DESC, key_id = $2::text DESC
-                 LIMIT 1
-             )
+             WHERE id = $1
              RETURNING {COLUMNS}"
         ))
         .await?;
     let (_, secret) = generate();
     let hash = sha256(&secret);
     let row = client
-        .query_opt(
+        .query_one(
             &statement,
-            &[&id, &which, &grace.as_secs_f64(), &hash.as_slice()],
+            &[&before.id, &grace.as_secs_f64(), &hash.as_slice()],
         )
-        .await?
-        .ok_or_else(|| Error::ApiKeyNotFound(which.to_owned()))?;
+        .await?;
     let key = from_row(&row)?;
+    audit::record(
+        &client,
+        actor,
+        key_change("rotated", Some(&before), Some(&key))?,
+    )
+    .await?;
+    client.commit().await?;
     let token = Secret::new(format!("{TOKEN_PREFIX}{}_{secret}", key.key_id));
     Ok((key, token))
 }
@@ -318,30 +371,51 @@ fn nameable(which: &str) -> Result<&str> {
 /// Revokes a key named by its id, its key id, or its name (tried in that
 /// order; a name means the active key of that name, or else the one of
 /// that name revoked last). Revoking a revoked key changes nothing and
-/// keeps its first `revoked_at`. Fails with [`Error::ApiKeyNotFound`].
-pub async fn revoke_api_key(pool: &Pool, id_or_key_id_or_name: &str) -> Result<ApiKey> {
+/// keeps its first `revoked_at` (and records nothing); a revocation is
+/// recorded in the audit trail as done by `actor`. Fails with
+/// [`Error::ApiKeyNotFound`].
+pub async fn revoke_api_key(
+    pool: &Pool,
+    actor: &Actor,
+    id_or_key_id_or_name: &str,
+) -> Result<ApiKey> {
     let which = nameable(id_or_key_id_or_name)?;
     let id = Uuid::parse_str(which).ok();
-    let client = pool.get().await?;
+    let mut client = pool.get().await?;
+    let client = client.transaction().await?;
     let statement = client
         .prepare_cached(&format!(
-            "UPDATE metadata.api_keys
-             SET revoked_at = coalesce(revoked_at, now())
-             WHERE id = (
-                 SELECT id FROM metadata.api_keys
-                 WHERE id = $1::uuid OR key_id = $2::text OR name = $2::text
-                 ORDER BY (id = $1::uuid) IS TRUE DESC,
-                          key_id = $2::text DESC,
-                          revoked_at IS NULL DESC,
-                          revoked_at DESC,
-                          id DESC
-                 LIMIT 1
-             )
-             RETURNING {COLUMNS}"
+            "SELECT {COLUMNS} FROM metadata.api_keys
+             WHERE id = $1::uuid OR key_id = $2::text OR name = $2::text
+             ORDER BY (id = $1::uuid) IS TRUE DESC,
+                      key_id = $2::text DESC,
+                      revoked_at IS NULL DESC,
+                      revoked_at DESC,
+                      id DESC
+             LIMIT 1
+             FOR UPDATE"
         ))
         .await?;
-    match client.query_opt(&statement, &[&id, &which]).await? {
-        Some(row) => from_row(&row),
-        None => Err(Error::ApiKeyNotFound(which.to_owned())),
+    let before = match client.query_opt(&statement, &[&id, &which]).await? {
+        Some(row) => from_row(&row)?,
+        None => return Err(Error::ApiKeyNotFound(which.to_owned())),
+    };
+    if before.revoked_at.is_some() {
+        return Ok(before);
     }
+    let statement = client
+        .prepare_cached(&format!(
+            "UPDATE metadata.api_keys SET revoked_at = now() WHERE id = $1 RETURNING {COLUMNS}"
+        ))
+        .await?;
+    let row = client.query_one(&statement, &[&before.id]).await?;
+    let after = from_row(&row)?;
+    audit::record(
+        &client,
+        actor,
+        key_change("revoked", Some(&before), Some(&after))?,
+    )
+    .await?;
+    client.commit().await?;
+    Ok(after)
 }

@@ -25,7 +25,8 @@ pub use host::{
     record_gateway_birth, record_gateway_death,
 };
 
-use crate::sensors::insert_sensor;
+use crate::audit::{self, Actor, Change, Entity};
+use crate::sensors::{insert_sensor, sensor_change};
 use crate::{Error, NewSensor, Page, Result, Sensor, fetch_limit, is_unique_violation};
 
 /// The longest Sparkplug id (group, edge node, device) a gateway may have,
@@ -306,11 +307,40 @@ async fn with_metrics(client: &impl GenericClient, gateways: &mut [Gateway]) -> 
     Ok(())
 }
 
-/// Binds a gateway to a site. Fails with [`Error::SiteNotFound`], or
+/// The audit record of a change to a gateway.
+fn gateway_change<'a>(
+    action: &'a str,
+    before: Option<&'a Gateway>,
+    after: Option<&'a Gateway>,
+) -> Result<Change<'a>> {
+    let Some(gateway) = after.or(before) else {
+        return Err(Error::InvalidRow {
+            what: "audit record",
+            reason: "a change of a gateway without the gateway".into(),
+        });
+    };
+    Ok(Change {
+        entity: Entity::Gateway,
+        id: gateway.id.to_string(),
+        site: Some(gateway.site.as_str()),
+        action,
+        before: before.map(audit::json).transpose()?,
+        after: after.map(audit::json).transpose()?,
+    })
+}
+
+/// Binds a gateway to a site, recorded in the audit trail as done by
+/// `actor`. Fails with [`Error::SiteNotFound`], or
 /// [`Error::GatewayExists`] when the edge node is bound already (to this
 /// site or another: an edge node feeds one site).
-pub async fn create_gateway(pool: &Pool, site: &SiteSlug, gateway: &NewGateway) -> Result<Gateway> {
-    let client = pool.get().await?;
+pub async fn create_gateway(
+    pool: &Pool,
+    actor: &Actor,
+    site: &SiteSlug,
+    gateway: &NewGateway,
+) -> Result<Gateway> {
+    let mut client = pool.get().await?;
+    let client = client.transaction().await?;
     let statement = client
         .prepare_cached(&format!(
             "WITH inserted AS (
@@ -342,10 +372,18 @@ pub async fn create_gateway(pool: &Pool, site: &SiteSlug, gateway: &NewGateway) 
                 error.into()
             }
         })?;
-    match rows.first() {
-        Some(row) => from_row(row),
-        None => Err(Error::SiteNotFound(site.clone())),
-    }
+    let created = match rows.first() {
+        Some(row) => from_row(row)?,
+        None => return Err(Error::SiteNotFound(site.clone())),
+    };
+    audit::record(
+        &client,
+        actor,
+        gateway_change("created", None, Some(&created))?,
+    )
+    .await?;
+    client.commit().await?;
+    Ok(created)
 }
 
 /// One gateway of a site, with its announced metrics. Fails with
@@ -435,31 +473,51 @@ pub async fn list_gateways_page(
 }
 
 /// Unbinds a gateway, if its version is `expected_version` (when given);
-/// its announced metrics go with it, its site's sensors stay. Fails with
-/// [`Error::SiteNotFound`], [`Error::GatewayNotFound`] or
-/// [`Error::VersionConflict`].
+/// its announced metrics go with it, its site's sensors stay. Recorded in
+/// the audit trail as done by `actor`. Fails with [`Error::SiteNotFound`],
+/// [`Error::GatewayNotFound`] or [`Error::VersionConflict`].
 pub async fn delete_gateway(
     pool: &Pool,
+    actor: &Actor,
     site: &SiteSlug,
     id: Uuid,
     expected_version: Option<i64>,
 ) -> Result<()> {
-    let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
-            "DELETE FROM metadata.gateways g USING metadata.sites s
-             WHERE s.id = g.site_id AND s.slug = $1 AND g.id = $2
-               AND ($3::bigint IS NULL OR g.version = $3::bigint)",
-        )
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let statement = transaction
+        .prepare_cached(&format!(
+            "SELECT {COLUMNS} FROM metadata.gateways g JOIN metadata.sites s ON s.id = g.site_id
+             WHERE s.slug = $1 AND g.id = $2
+             FOR UPDATE OF g"
+        ))
         .await?;
-    if client
-        .execute(&statement, &[&site.as_str(), &id, &expected_version])
+    let Some(row) = transaction
+        .query_opt(&statement, &[&site.as_str(), &id])
         .await?
-        > 0
-    {
-        return Ok(());
+    else {
+        return Err(not_found_or_conflict(&transaction, site, id).await?);
+    };
+    let mut before = [from_row(&row)?];
+    with_metrics(&transaction, &mut before).await?;
+    let [before] = before;
+    if expected_version.is_some_and(|expected| expected != before.version) {
+        return Err(Error::VersionConflict {
+            current: before.version,
+        });
     }
-    Err(not_found_or_conflict(&client, site, id).await?)
+    let delete = transaction
+        .prepare_cached("DELETE FROM metadata.gateways WHERE id = $1")
+        .await?;
+    transaction.execute(&delete, &[&id]).await?;
+    audit::record(
+        &transaction,
+        actor,
+        gateway_change("deleted", Some(&before), None)?,
+    )
+    .await?;
+    transaction.commit().await?;
+    Ok(())
 }
 
 /// Why a gateway was not found or not changed: the site or the gateway is
@@ -488,11 +546,13 @@ async fn not_found_or_conflict(
 }
 
 /// Registers `sensors` at the gateway's site in one transaction: all of
-/// them or, on any error, none. Fails with [`Error::GatewayNotFound`],
+/// them or, on any error, none; each recorded in the audit trail (action
+/// `registered`) as done by `actor`. Fails with [`Error::GatewayNotFound`],
 /// [`Error::SiteNotFound`], [`Error::SensorExists`] or the sensor's own
 /// [`Error::InvalidInput`].
 pub async fn register_gateway_sensors(
     pool: &Pool,
+    actor: &Actor,
     site: &SiteSlug,
     id: Uuid,
     sensors: &[NewSensor],
@@ -517,7 +577,14 @@ pub async fn register_gateway_sensors(
     }
     let mut created = Vec::with_capacity(sensors.len());
     for sensor in sensors {
-        created.push(insert_sensor(&transaction, site, sensor).await?);
+        let sensor = insert_sensor(&transaction, site, sensor).await?;
+        audit::record(
+            &transaction,
+            actor,
+            sensor_change("registered", None, Some(&sensor))?,
+        )
+        .await?;
+        created.push(sensor);
     }
     transaction.commit().await?;
     Ok(created)

@@ -1,7 +1,10 @@
 //! Alert rules: every kind round-trips, invalid rules are refused by the
 //! constructor (naming the field) and by the table's CHECKs.
+//! Length: a round trip per kind and a refusal per rule of the model, each
+//! a table of cases over one shared fixture.
 
 use std::time::Duration;
+use stoker_metadata::Actor;
 
 use serde_json::json;
 use stoker_domain::{SensorKey, SensorType, SiteSlug, StateName};
@@ -126,7 +129,7 @@ async fn every_kind_round_trips_through_postgres_and_json() {
             false,
         )
         .unwrap();
-        let created = stoker_metadata::create_alert_rule(&pool, &new)
+        let created = stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &new)
             .await
             .unwrap();
         assert_eq!(created.kind, kind);
@@ -165,7 +168,7 @@ async fn rules_serialize_to_the_design_shape() {
         true,
     )
     .unwrap();
-    let rule = stoker_metadata::create_alert_rule(&pool, &new)
+    let rule = stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &new)
         .await
         .unwrap();
     let mut json = serde_json::to_value(&rule).unwrap();
@@ -434,7 +437,7 @@ async fn rules_are_replaced_and_deleted_by_version() {
     let database = TestPostgres::create().await;
     let pool = with_site(&database).await;
     let house = slug("boiler-house-1");
-    let created = stoker_metadata::create_alert_rule(&pool, &no_data_at(&house))
+    let created = stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &no_data_at(&house))
         .await
         .unwrap();
 
@@ -450,9 +453,10 @@ async fn rules_are_replaced_and_deleted_by_version() {
         false,
     )
     .unwrap();
-    let updated = stoker_metadata::update_alert_rule(&pool, created.id, 1, &replacement)
-        .await
-        .unwrap();
+    let updated =
+        stoker_metadata::update_alert_rule(&pool, &Actor::Cli, created.id, 1, &replacement)
+            .await
+            .unwrap();
     assert_eq!(updated.id, created.id);
     assert_eq!(updated.version, 2);
     assert_eq!(updated.kind, threshold());
@@ -467,24 +471,27 @@ async fn rules_are_replaced_and_deleted_by_version() {
         updated
     );
 
-    let stale = stoker_metadata::update_alert_rule(&pool, created.id, 1, &replacement).await;
+    let stale =
+        stoker_metadata::update_alert_rule(&pool, &Actor::Cli, created.id, 1, &replacement).await;
     assert!(
         matches!(stale, Err(Error::VersionConflict { current: 2 })),
         "{stale:?}"
     );
     let elsewhere = no_data_at(&slug("nowhere"));
-    let missing_site = stoker_metadata::update_alert_rule(&pool, created.id, 2, &elsewhere).await;
+    let missing_site =
+        stoker_metadata::update_alert_rule(&pool, &Actor::Cli, created.id, 2, &elsewhere).await;
     assert!(
         matches!(missing_site, Err(Error::SiteNotFound(_))),
         "{missing_site:?}"
     );
-    let missing_site = stoker_metadata::create_alert_rule(&pool, &elsewhere).await;
+    let missing_site = stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &elsewhere).await;
     assert!(
         matches!(missing_site, Err(Error::SiteNotFound(_))),
         "{missing_site:?}"
     );
     let unknown = uuid::Uuid::now_v7();
-    let missing = stoker_metadata::update_alert_rule(&pool, unknown, 1, &replacement).await;
+    let missing =
+        stoker_metadata::update_alert_rule(&pool, &Actor::Cli, unknown, 1, &replacement).await;
     assert!(
         matches!(missing, Err(Error::AlertRuleNotFound(id)) if id == unknown),
         "{missing:?}"
@@ -495,15 +502,15 @@ async fn rules_are_replaced_and_deleted_by_version() {
         "{missing:?}"
     );
 
-    let stale = stoker_metadata::delete_alert_rule(&pool, created.id, Some(1)).await;
+    let stale = stoker_metadata::delete_alert_rule(&pool, &Actor::Cli, created.id, Some(1)).await;
     assert!(
         matches!(stale, Err(Error::VersionConflict { current: 2 })),
         "{stale:?}"
     );
-    stoker_metadata::delete_alert_rule(&pool, created.id, Some(2))
+    stoker_metadata::delete_alert_rule(&pool, &Actor::Cli, created.id, Some(2))
         .await
         .unwrap();
-    let gone = stoker_metadata::delete_alert_rule(&pool, created.id, None).await;
+    let gone = stoker_metadata::delete_alert_rule(&pool, &Actor::Cli, created.id, None).await;
     assert!(matches!(gone, Err(Error::AlertRuleNotFound(_))), "{gone:?}");
 }
 
@@ -512,7 +519,7 @@ async fn rules_page_in_creation_order_and_filter() {
     let database = TestPostgres::create().await;
     let pool = with_site(&database).await;
     let house = slug("boiler-house-1");
-    stoker_metadata::create_site(&pool, &site("boiler-house-2"))
+    stoker_metadata::create_site(&pool, &Actor::Cli, &site("boiler-house-2"))
         .await
         .unwrap();
     let mut ids = Vec::new();
@@ -526,15 +533,19 @@ async fn rules_page_in_creation_order_and_filter() {
         )
         .unwrap();
         ids.push(
-            stoker_metadata::create_alert_rule(&pool, &rule)
+            stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &rule)
                 .await
                 .unwrap()
                 .id,
         );
     }
-    let other = stoker_metadata::create_alert_rule(&pool, &no_data_at(&slug("boiler-house-2")))
-        .await
-        .unwrap();
+    let other = stoker_metadata::create_alert_rule(
+        &pool,
+        &Actor::Cli,
+        &no_data_at(&slug("boiler-house-2")),
+    )
+    .await
+    .unwrap();
 
     let only_house = RuleFilter {
         site: Some(house.clone()),

@@ -1,6 +1,7 @@
 //! API keys: shown once, stored as hashes, checked, limited to sites,
 //! expired, rotated, revoked.
 
+use stoker_metadata::Actor;
 use stoker_metadata::{Error, KeyCheck, NewApiKey, Scope};
 use stoker_testkit::TestPostgres;
 
@@ -18,10 +19,14 @@ fn with_wrong_secret(token: &str) -> String {
 async fn a_key_authenticates_until_it_is_revoked() {
     let database = TestPostgres::create().await;
     let pool = migrated(&database).await;
-    let (key, token) =
-        stoker_metadata::create_api_key(&pool, " dashboard ", &[Scope::Write, Scope::Read])
-            .await
-            .unwrap();
+    let (key, token) = stoker_metadata::create_api_key(
+        &pool,
+        &Actor::Cli,
+        " dashboard ",
+        &[Scope::Write, Scope::Read],
+    )
+    .await
+    .unwrap();
     let token = token.expose().to_owned();
     assert_eq!(key.name, "dashboard");
     assert_eq!(key.scopes, [Scope::Read, Scope::Write]);
@@ -93,7 +98,7 @@ async fn a_key_authenticates_until_it_is_revoked() {
             .is_none()
     );
 
-    let revoked = stoker_metadata::revoke_api_key(&pool, "dashboard")
+    let revoked = stoker_metadata::revoke_api_key(&pool, &Actor::Cli, "dashboard")
         .await
         .unwrap();
     assert_eq!(revoked.id, key.id);
@@ -111,13 +116,13 @@ async fn a_key_authenticates_until_it_is_revoked() {
     );
     // Twice is fine, by any of its names, and keeps the first time.
     for which in [key.key_id.clone(), key.id.to_string(), "dashboard".into()] {
-        let again = stoker_metadata::revoke_api_key(&pool, &which)
+        let again = stoker_metadata::revoke_api_key(&pool, &Actor::Cli, &which)
             .await
             .unwrap();
         assert_eq!(again.id, key.id);
         assert_eq!(again.revoked_at, Some(first_revocation));
     }
-    let missing = stoker_metadata::revoke_api_key(&pool, "nobody").await;
+    let missing = stoker_metadata::revoke_api_key(&pool, &Actor::Cli, "nobody").await;
     assert!(
         matches!(missing, Err(Error::ApiKeyNotFound(ref which)) if which == "nobody"),
         "{missing:?}"
@@ -133,7 +138,7 @@ async fn only_hashes_are_stored_and_listed_keys_carry_no_secret() {
         ("ingest gateway", &[Scope::Write][..]),
         ("ops", &[Scope::Admin, Scope::Read, Scope::Admin][..]),
     ] {
-        let (_, token) = stoker_metadata::create_api_key(&pool, name, scopes)
+        let (_, token) = stoker_metadata::create_api_key(&pool, &Actor::Cli, name, scopes)
             .await
             .unwrap();
         secrets.push(token.expose()[17..].to_owned());
@@ -180,24 +185,28 @@ async fn names_and_scopes_are_checked() {
         (&*"x".repeat(101), &[Scope::Read][..], "name"),
         ("ops", &[][..], "scopes"),
     ] {
-        let refused = stoker_metadata::create_api_key(&pool, name, scopes).await;
+        let refused = stoker_metadata::create_api_key(&pool, &Actor::Cli, name, scopes).await;
         assert!(
             matches!(refused, Err(Error::InvalidInput { field: f, .. }) if f == field),
             "{refused:?}"
         );
     }
-    stoker_metadata::create_api_key(&pool, "ops", &[Scope::Admin])
+    stoker_metadata::create_api_key(&pool, &Actor::Cli, "ops", &[Scope::Admin])
         .await
         .unwrap();
-    let taken = stoker_metadata::create_api_key(&pool, "ops", &[Scope::Read]).await;
+    let taken = stoker_metadata::create_api_key(&pool, &Actor::Cli, "ops", &[Scope::Read]).await;
     assert!(matches!(taken, Err(Error::ApiKeyExists(_))), "{taken:?}");
     // Once revoked, its name is free for the next key.
-    stoker_metadata::revoke_api_key(&pool, "ops").await.unwrap();
-    let (next, _) = stoker_metadata::create_api_key(&pool, "ops", &[Scope::Read])
+    stoker_metadata::revoke_api_key(&pool, &Actor::Cli, "ops")
+        .await
+        .unwrap();
+    let (next, _) = stoker_metadata::create_api_key(&pool, &Actor::Cli, "ops", &[Scope::Read])
         .await
         .unwrap();
     // By name, the active key is the one revoked.
-    let revoked = stoker_metadata::revoke_api_key(&pool, "ops").await.unwrap();
+    let revoked = stoker_metadata::revoke_api_key(&pool, &Actor::Cli, "ops")
+        .await
+        .unwrap();
     assert_eq!(revoked.id, next.id);
 
     // The table holds nothing but known scopes.
@@ -226,13 +235,15 @@ async fn a_key_is_limited_to_registered_sites_and_may_expire() {
     let database = TestPostgres::create().await;
     let pool = migrated(&database).await;
     let house = stoker_metadata::NewSite::parse("boiler-house-1", "Boiler house 1", "UTC").unwrap();
-    stoker_metadata::create_site(&pool, &house).await.unwrap();
+    stoker_metadata::create_site(&pool, &Actor::Cli, &house)
+        .await
+        .unwrap();
 
     let unknown = NewApiKey {
         sites: Some(vec![site("boiler-house-1"), site("nowhere")]),
         ..NewApiKey::new("gw-1", &[Scope::Write])
     };
-    let refused = stoker_metadata::create_api_key_with(&pool, &unknown).await;
+    let refused = stoker_metadata::create_api_key_with(&pool, &Actor::Cli, &unknown).await;
     assert!(
         matches!(&refused, Err(Error::InvalidInput { field: "sites", message }) if message.contains("nowhere")),
         "{refused:?}"
@@ -241,7 +252,7 @@ async fn a_key_is_limited_to_registered_sites_and_may_expire() {
         expires_at: Some(chrono::Utc::now() - chrono::Duration::seconds(1)),
         ..NewApiKey::new("gw-1", &[Scope::Write])
     };
-    let refused = stoker_metadata::create_api_key_with(&pool, &past).await;
+    let refused = stoker_metadata::create_api_key_with(&pool, &Actor::Cli, &past).await;
     assert!(
         matches!(
             refused,
@@ -259,7 +270,7 @@ async fn a_key_is_limited_to_registered_sites_and_may_expire() {
         expires_at: Some(expires_at),
         ..NewApiKey::new("gw-1", &[Scope::Write])
     };
-    let (key, token) = stoker_metadata::create_api_key_with(&pool, &new)
+    let (key, token) = stoker_metadata::create_api_key_with(&pool, &Actor::Cli, &new)
         .await
         .unwrap();
     assert_eq!(key.sites, Some(vec![site("boiler-house-1")]));
@@ -293,12 +304,12 @@ async fn a_key_is_limited_to_registered_sites_and_may_expire() {
 async fn a_rotated_key_takes_both_secrets_until_the_grace_period_ends() {
     let database = TestPostgres::create().await;
     let pool = migrated(&database).await;
-    let (key, old) = stoker_metadata::create_api_key(&pool, "grafana", &[Scope::Read])
+    let (key, old) = stoker_metadata::create_api_key(&pool, &Actor::Cli, "grafana", &[Scope::Read])
         .await
         .unwrap();
     let old = old.expose().to_owned();
     let grace = std::time::Duration::from_secs(3600);
-    let (rotated, new) = stoker_metadata::rotate_api_key(&pool, "grafana", grace)
+    let (rotated, new) = stoker_metadata::rotate_api_key(&pool, &Actor::Cli, "grafana", grace)
         .await
         .unwrap();
     let new = new.expose().to_owned();
@@ -332,7 +343,7 @@ async fn a_rotated_key_takes_both_secrets_until_the_grace_period_ends() {
 
     // Rotating again without grace: only the newest secret is taken.
     let (_, newest) =
-        stoker_metadata::rotate_api_key(&pool, &key.key_id, std::time::Duration::ZERO)
+        stoker_metadata::rotate_api_key(&pool, &Actor::Cli, &key.key_id, std::time::Duration::ZERO)
             .await
             .unwrap();
     for (token, expected) in [(&old, KeyCheck::Unknown), (&new, KeyCheck::Expired)] {
@@ -350,6 +361,7 @@ async fn a_rotated_key_takes_both_secrets_until_the_grace_period_ends() {
 
     let too_long = stoker_metadata::rotate_api_key(
         &pool,
+        &Actor::Cli,
         "grafana",
         stoker_metadata::MAX_ROTATION_GRACE + std::time::Duration::from_secs(1),
     )
@@ -358,14 +370,14 @@ async fn a_rotated_key_takes_both_secrets_until_the_grace_period_ends() {
         matches!(too_long, Err(Error::InvalidInput { field: "grace", .. })),
         "{too_long:?}"
     );
-    stoker_metadata::revoke_api_key(&pool, "grafana")
+    stoker_metadata::revoke_api_key(&pool, &Actor::Cli, "grafana")
         .await
         .unwrap();
-    let revoked = stoker_metadata::rotate_api_key(&pool, "grafana", grace).await;
+    let revoked = stoker_metadata::rotate_api_key(&pool, &Actor::Cli, "grafana", grace).await;
     assert!(
         matches!(revoked, Err(Error::ApiKeyNotFound(_))),
         "{revoked:?}"
     );
-    let nul = stoker_metadata::revoke_api_key(&pool, "gra\0fana").await;
+    let nul = stoker_metadata::revoke_api_key(&pool, &Actor::Cli, "gra\0fana").await;
     assert!(matches!(nul, Err(Error::ApiKeyNotFound(_))), "{nul:?}");
 }

@@ -1,6 +1,7 @@
 //! Change events: which table and which site changed.
 
 use std::time::Duration;
+use stoker_metadata::Actor;
 
 use stoker_domain::Unit;
 use stoker_metadata::{Change, Scope, SensorChanges};
@@ -24,7 +25,7 @@ async fn changes_name_their_table_and_site() {
     let database = TestPostgres::create().await;
     let pool = with_site(&database).await;
     let house = slug("boiler-house-1");
-    stoker_metadata::create_sensor(&pool, &house, &sensor("b1_steam_pressure"))
+    stoker_metadata::create_sensor(&pool, &Actor::Cli, &house, &sensor("b1_steam_pressure"))
         .await
         .unwrap();
 
@@ -42,9 +43,16 @@ async fn changes_name_their_table_and_site() {
         unit: Some(Unit::parse("psi").unwrap()),
         ..SensorChanges::default()
     };
-    stoker_metadata::update_sensor(&pool, &house, &key("b1_steam_pressure"), 1, &psi)
-        .await
-        .unwrap();
+    stoker_metadata::update_sensor(
+        &pool,
+        &Actor::Cli,
+        &house,
+        &key("b1_steam_pressure"),
+        1,
+        &psi,
+    )
+    .await
+    .unwrap();
     assert_eq!(
         next(&mut changes).await,
         Change {
@@ -54,7 +62,7 @@ async fn changes_name_their_table_and_site() {
     );
 
     let rule = super::alert_rules::no_data_at(&house);
-    stoker_metadata::create_alert_rule(&pool, &rule)
+    stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &rule)
         .await
         .unwrap();
     assert_eq!(
@@ -65,7 +73,7 @@ async fn changes_name_their_table_and_site() {
         }
     );
 
-    stoker_metadata::create_api_key(&pool, "ops", &[Scope::Admin])
+    stoker_metadata::create_api_key(&pool, &Actor::Cli, "ops", &[Scope::Admin])
         .await
         .unwrap();
     assert_eq!(
@@ -113,15 +121,17 @@ async fn the_generation_moves_on_every_table_key_revocations_included() {
     };
     assert_eq!(wait().await, 1, "once listening");
 
-    stoker_metadata::create_api_key(&pool, "ops", &[Scope::Admin])
+    stoker_metadata::create_api_key(&pool, &Actor::Cli, "ops", &[Scope::Admin])
         .await
         .unwrap();
     assert_eq!(wait().await, 2);
     // Caches of keys learn of a revocation at once.
-    stoker_metadata::revoke_api_key(&pool, "ops").await.unwrap();
+    stoker_metadata::revoke_api_key(&pool, &Actor::Cli, "ops")
+        .await
+        .unwrap();
     assert_eq!(wait().await, 3);
     let rule = super::alert_rules::no_data_at(&slug("boiler-house-1"));
-    stoker_metadata::create_alert_rule(&pool, &rule)
+    stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &rule)
         .await
         .unwrap();
     assert_eq!(wait().await, 4);
@@ -149,17 +159,22 @@ async fn a_watch_of_some_tables_moves_on_only_for_them() {
     assert_eq!(*changes.borrow_and_update(), 1);
 
     // A key and a rule are not what this watch is for.
-    stoker_metadata::create_api_key(&pool, "ops", &[Scope::Admin])
+    stoker_metadata::create_api_key(&pool, &Actor::Cli, "ops", &[Scope::Admin])
         .await
         .unwrap();
     let rule = super::alert_rules::no_data_at(&slug("boiler-house-1"));
-    stoker_metadata::create_alert_rule(&pool, &rule)
+    stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &rule)
         .await
         .unwrap();
     // A sensor is; its notification comes after the two others.
-    stoker_metadata::create_sensor(&pool, &slug("boiler-house-1"), &sensor("b1_drum_level"))
-        .await
-        .unwrap();
+    stoker_metadata::create_sensor(
+        &pool,
+        &Actor::Cli,
+        &slug("boiler-house-1"),
+        &sensor("b1_drum_level"),
+    )
+    .await
+    .unwrap();
     tokio::time::timeout(Duration::from_secs(10), changes.changed())
         .await
         .expect("a bump within 10 s")

@@ -3,6 +3,7 @@
 //! NBIRTH and an NDEATH do to them.
 
 use stoker_domain::EpochMillis;
+use stoker_metadata::Actor;
 use stoker_testkit::TestPostgres;
 
 use super::gateways::{at, gateway, metric};
@@ -40,9 +41,10 @@ async fn device_births_and_deaths_of_the_current_session_are_recorded() {
     let database = TestPostgres::create().await;
     let pool = with_site(&database).await;
     let house = slug("boiler-house-1");
-    let created = stoker_metadata::create_gateway(&pool, &house, &gateway("plant", "gw1"))
-        .await
-        .unwrap();
+    let created =
+        stoker_metadata::create_gateway(&pool, &Actor::Cli, &house, &gateway("plant", "gw1"))
+            .await
+            .unwrap();
     assert!(
         !stoker_metadata::record_device_death(&pool, "plant", "gw9", "boiler 1", at(1), None)
             .await
@@ -253,7 +255,7 @@ async fn device_births_and_deaths_of_the_current_session_are_recorded() {
     );
 
     // Unbinding the gateway takes its devices.
-    stoker_metadata::delete_gateway(&pool, &house, created.id, None)
+    stoker_metadata::delete_gateway(&pool, &Actor::Cli, &house, created.id, None)
         .await
         .unwrap();
     let client = pool.get().await.unwrap();

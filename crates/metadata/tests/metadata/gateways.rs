@@ -3,6 +3,7 @@
 //! their registration, the change feed.
 
 use std::time::Duration;
+use stoker_metadata::Actor;
 
 use stoker_domain::{EpochMillis, SensorKey, SensorKind, SensorType, States, Unit, ValidRange};
 use stoker_metadata::{AnnouncedMetric, Change, Error, GatewayBinding, NewGateway, NewSensor};
@@ -43,27 +44,37 @@ async fn gateways_are_bound_listed_in_pages_and_unique_across_sites() {
     let database = TestPostgres::create().await;
     let pool = with_site(&database).await;
     let house = slug("boiler-house-1");
-    stoker_metadata::create_site(&pool, &site("boiler-house-2"))
+    stoker_metadata::create_site(&pool, &Actor::Cli, &site("boiler-house-2"))
         .await
         .unwrap();
 
     // Listed in creation order.
     for (group, edge_node) in [("Plant", "gw 1"), ("plant", "gw-1"), ("plant", "gw-2")] {
-        let created = stoker_metadata::create_gateway(&pool, &house, &gateway(group, edge_node))
-            .await
-            .unwrap();
+        let created =
+            stoker_metadata::create_gateway(&pool, &Actor::Cli, &house, &gateway(group, edge_node))
+                .await
+                .unwrap();
         assert_eq!((created.version, created.online), (1, false));
         assert!(created.last_birth_at.is_none() && created.metrics.is_empty());
     }
-    let taken =
-        stoker_metadata::create_gateway(&pool, &slug("boiler-house-2"), &gateway("plant", "gw-1"))
-            .await;
+    let taken = stoker_metadata::create_gateway(
+        &pool,
+        &Actor::Cli,
+        &slug("boiler-house-2"),
+        &gateway("plant", "gw-1"),
+    )
+    .await;
     assert!(
         matches!(taken, Err(Error::GatewayExists { .. })),
         "{taken:?}"
     );
-    let nowhere =
-        stoker_metadata::create_gateway(&pool, &slug("nowhere"), &gateway("plant", "gw-9")).await;
+    let nowhere = stoker_metadata::create_gateway(
+        &pool,
+        &Actor::Cli,
+        &slug("nowhere"),
+        &gateway("plant", "gw-9"),
+    )
+    .await;
     assert!(
         matches!(nowhere, Err(Error::SiteNotFound(_))),
         "{nowhere:?}"
@@ -109,7 +120,7 @@ async fn gateways_are_bound_listed_in_pages_and_unique_across_sites() {
     assert_eq!(bindings.len(), 3);
 
     // A site with a gateway is not deleted under it.
-    let refused = stoker_metadata::delete_site(&pool, &house, None).await;
+    let refused = stoker_metadata::delete_site(&pool, &Actor::Cli, &house, None).await;
     assert!(
         matches!(
             refused,
@@ -123,17 +134,19 @@ async fn gateways_are_bound_listed_in_pages_and_unique_across_sites() {
     );
 
     let id = first.items[0].id;
-    let stale = stoker_metadata::delete_gateway(&pool, &house, id, Some(7)).await;
+    let stale = stoker_metadata::delete_gateway(&pool, &Actor::Cli, &house, id, Some(7)).await;
     assert!(
         matches!(stale, Err(Error::VersionConflict { current: 1 })),
         "{stale:?}"
     );
-    let elsewhere = stoker_metadata::delete_gateway(&pool, &slug("boiler-house-2"), id, None).await;
+    let elsewhere =
+        stoker_metadata::delete_gateway(&pool, &Actor::Cli, &slug("boiler-house-2"), id, None)
+            .await;
     assert!(
         matches!(elsewhere, Err(Error::GatewayNotFound { .. })),
         "{elsewhere:?}"
     );
-    stoker_metadata::delete_gateway(&pool, &house, id, Some(1))
+    stoker_metadata::delete_gateway(&pool, &Actor::Cli, &house, id, Some(1))
         .await
         .unwrap();
     let gone = stoker_metadata::get_gateway(&pool, &house, id).await;
@@ -165,10 +178,11 @@ async fn births_and_deaths_set_the_state_and_the_announced_metrics() {
     let database = TestPostgres::create().await;
     let pool = with_site(&database).await;
     let house = slug("boiler-house-1");
-    let created = stoker_metadata::create_gateway(&pool, &house, &gateway("plant", "gw1"))
-        .await
-        .unwrap();
-    stoker_metadata::create_sensor(&pool, &house, &sensor("steam_pressure"))
+    let created =
+        stoker_metadata::create_gateway(&pool, &Actor::Cli, &house, &gateway("plant", "gw1"))
+            .await
+            .unwrap();
+    stoker_metadata::create_sensor(&pool, &Actor::Cli, &house, &sensor("steam_pressure"))
         .await
         .unwrap();
 
@@ -329,7 +343,7 @@ async fn births_and_deaths_set_the_state_and_the_announced_metrics() {
     assert_eq!(reborn.last_death_at.unwrap().timestamp_millis(), 2_000);
 
     // Deleting the gateway takes its announced metrics, not the sensors.
-    stoker_metadata::delete_gateway(&pool, &house, created.id, None)
+    stoker_metadata::delete_gateway(&pool, &Actor::Cli, &house, created.id, None)
         .await
         .unwrap();
     let client = pool.get().await.unwrap();
@@ -349,10 +363,11 @@ async fn registering_sensors_is_all_or_nothing() {
     let database = TestPostgres::create().await;
     let pool = with_site(&database).await;
     let house = slug("boiler-house-1");
-    let created = stoker_metadata::create_gateway(&pool, &house, &gateway("plant", "gw1"))
-        .await
-        .unwrap();
-    stoker_metadata::create_sensor(&pool, &house, &sensor("taken"))
+    let created =
+        stoker_metadata::create_gateway(&pool, &Actor::Cli, &house, &gateway("plant", "gw1"))
+            .await
+            .unwrap();
+    stoker_metadata::create_sensor(&pool, &Actor::Cli, &house, &sensor("taken"))
         .await
         .unwrap();
     let new = |name: &str, kind: SensorKind, states: &[&str]| NewSensor {
@@ -365,6 +380,7 @@ async fn registering_sensors_is_all_or_nothing() {
     };
     let refused = stoker_metadata::register_gateway_sensors(
         &pool,
+        &Actor::Cli,
         &house,
         created.id,
         &[
@@ -385,6 +401,7 @@ async fn registering_sensors_is_all_or_nothing() {
 
     let registered = stoker_metadata::register_gateway_sensors(
         &pool,
+        &Actor::Cli,
         &house,
         created.id,
         &[
@@ -397,8 +414,14 @@ async fn registering_sensors_is_all_or_nothing() {
     assert_eq!(registered.len(), 2);
     assert_eq!(registered[1].kind, SensorKind::State);
 
-    let unknown =
-        stoker_metadata::register_gateway_sensors(&pool, &house, uuid::Uuid::now_v7(), &[]).await;
+    let unknown = stoker_metadata::register_gateway_sensors(
+        &pool,
+        &Actor::Cli,
+        &house,
+        uuid::Uuid::now_v7(),
+        &[],
+    )
+    .await;
     assert!(
         matches!(unknown, Err(Error::GatewayNotFound { .. })),
         "{unknown:?}"
@@ -426,7 +449,7 @@ async fn gateway_changes_are_announced_with_their_site() {
         shutdown.clone(),
     ));
     assert_eq!(next(&mut changes).await, Change::everything());
-    stoker_metadata::create_gateway(&pool, &house, &gateway("plant", "gw1"))
+    stoker_metadata::create_gateway(&pool, &Actor::Cli, &house, &gateway("plant", "gw1"))
         .await
         .unwrap();
     let expected = Change {

@@ -2,6 +2,7 @@
 //! changes; a state sensor's states only grow at the end.
 
 use stoker_domain::{SensorKind, States, ValidRange};
+use stoker_metadata::Actor;
 use stoker_metadata::{Error, SensorChanges};
 use stoker_testkit::TestPostgres;
 
@@ -23,6 +24,7 @@ async fn booleans_and_states_are_stored_with_their_kind() {
     let house = slug("boiler-house-1");
     let burner = stoker_metadata::create_sensor(
         &pool,
+        &Actor::Cli,
         &house,
         &of_kind("b1_burner_on", SensorKind::Boolean, &[]),
     )
@@ -31,6 +33,7 @@ async fn booleans_and_states_are_stored_with_their_kind() {
     assert_eq!((burner.kind, burner.states.len()), (SensorKind::Boolean, 0));
     let sequencer = stoker_metadata::create_sensor(
         &pool,
+        &Actor::Cli,
         &house,
         &of_kind(
             "b1_sequencer",
@@ -50,9 +53,10 @@ async fn booleans_and_states_are_stored_with_their_kind() {
     assert!(json.get("states").is_none(), "{json}");
 
     // A numeric sensor made before kinds existed reads as numeric.
-    let pressure = stoker_metadata::create_sensor(&pool, &house, &sensor("b1_pressure"))
-        .await
-        .unwrap();
+    let pressure =
+        stoker_metadata::create_sensor(&pool, &Actor::Cli, &house, &sensor("b1_pressure"))
+            .await
+            .unwrap();
     assert_eq!(pressure.kind, SensorKind::Numeric);
 
     let registry = stoker_metadata::registry(&pool).await.unwrap();
@@ -88,7 +92,7 @@ async fn kinds_states_and_ranges_must_fit_together() {
             "max",
         ),
     ] {
-        let refused = stoker_metadata::create_sensor(&pool, &house, &new).await;
+        let refused = stoker_metadata::create_sensor(&pool, &Actor::Cli, &house, &new).await;
         assert!(
             matches!(&refused, Err(Error::InvalidInput { field: named, .. }) if *named == field),
             "{}: {refused:?}",
@@ -111,6 +115,7 @@ async fn a_kind_never_changes_and_states_only_grow() {
     let sequencer = key("b1_sequencer");
     stoker_metadata::create_sensor(
         &pool,
+        &Actor::Cli,
         &house,
         &of_kind(
             "b1_sequencer",
@@ -128,6 +133,7 @@ async fn a_kind_never_changes_and_states_only_grow() {
 
     let refused = stoker_metadata::update_sensor(
         &pool,
+        &Actor::Cli,
         &house,
         &sequencer,
         1,
@@ -151,6 +157,7 @@ async fn a_kind_never_changes_and_states_only_grow() {
     ] {
         let refused = stoker_metadata::update_sensor(
             &pool,
+            &Actor::Cli,
             &house,
             &sequencer,
             1,
@@ -164,6 +171,7 @@ async fn a_kind_never_changes_and_states_only_grow() {
     }
     let refused = stoker_metadata::update_sensor(
         &pool,
+        &Actor::Cli,
         &house,
         &sequencer,
         1,
@@ -181,6 +189,7 @@ async fn a_kind_never_changes_and_states_only_grow() {
     // The same kind, and states grown at the end: accepted.
     let grown = stoker_metadata::update_sensor(
         &pool,
+        &Actor::Cli,
         &house,
         &sequencer,
         1,

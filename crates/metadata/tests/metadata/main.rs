@@ -3,6 +3,7 @@
 
 mod alert_rules;
 mod api_keys;
+mod audit;
 mod changes;
 mod gateway_devices;
 mod gateways;
@@ -10,6 +11,7 @@ mod kinds;
 mod sites_and_sensors;
 
 use std::time::Duration;
+use stoker_metadata::Actor;
 
 use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
 use stoker_metadata::{Error, NewSensor, NewSite};
@@ -47,7 +49,7 @@ fn sensor(key: &str) -> NewSensor {
 /// A pool on a migrated database with site `boiler-house-1`.
 async fn with_site(database: &TestPostgres) -> Pool {
     let pool = migrated(database).await;
-    stoker_metadata::create_site(&pool, &site("boiler-house-1"))
+    stoker_metadata::create_site(&pool, &Actor::Cli, &site("boiler-house-1"))
         .await
         .unwrap();
     pool
@@ -70,10 +72,10 @@ async fn migrating_twice_is_a_no_op_with_a_history_per_schema() {
 async fn sites_are_created_listed_and_unique() {
     let database = TestPostgres::create().await;
     let pool = migrated(&database).await;
-    let created = stoker_metadata::create_site(&pool, &site("boiler-house-2"))
+    let created = stoker_metadata::create_site(&pool, &Actor::Cli, &site("boiler-house-2"))
         .await
         .unwrap();
-    stoker_metadata::create_site(&pool, &site("boiler-house-1"))
+    stoker_metadata::create_site(&pool, &Actor::Cli, &site("boiler-house-1"))
         .await
         .unwrap();
     assert_eq!(created.slug.as_str(), "boiler-house-2");
@@ -93,7 +95,7 @@ async fn sites_are_created_listed_and_unique() {
         .unwrap();
     assert_eq!(fetched, created);
 
-    let duplicate = stoker_metadata::create_site(&pool, &site("boiler-house-2")).await;
+    let duplicate = stoker_metadata::create_site(&pool, &Actor::Cli, &site("boiler-house-2")).await;
     assert!(
         matches!(duplicate, Err(Error::SiteExists(_))),
         "{duplicate:?}"
@@ -110,7 +112,7 @@ async fn unknown_timezones_are_refused() {
     let database = TestPostgres::create().await;
     let pool = migrated(&database).await;
     let mars = NewSite::parse("mars-1", "Mars", "Mars/Olympus_Mons").unwrap();
-    let error = stoker_metadata::create_site(&pool, &mars)
+    let error = stoker_metadata::create_site(&pool, &Actor::Cli, &mars)
         .await
         .unwrap_err();
     assert!(matches!(error, Error::UnknownTimezone(_)), "{error}");
@@ -122,13 +124,14 @@ async fn sensors_belong_to_a_site_and_feed_the_registry() {
     let database = TestPostgres::create().await;
     let pool = migrated(&database).await;
     let slug = SiteSlug::parse("boiler-house-1").unwrap();
-    stoker_metadata::create_site(&pool, &site("boiler-house-1"))
+    stoker_metadata::create_site(&pool, &Actor::Cli, &site("boiler-house-1"))
         .await
         .unwrap();
 
-    let created = stoker_metadata::create_sensor(&pool, &slug, &sensor("b1_steam_pressure"))
-        .await
-        .unwrap();
+    let created =
+        stoker_metadata::create_sensor(&pool, &Actor::Cli, &slug, &sensor("b1_steam_pressure"))
+            .await
+            .unwrap();
     assert_eq!(created.site, slug);
     assert_eq!((created.min, created.max), (Some(0.0), Some(25.0)));
     let json = serde_json::to_value(&created).unwrap();
@@ -136,14 +139,19 @@ async fn sensors_belong_to_a_site_and_feed_the_registry() {
     assert_eq!(json["unit"], "bar");
 
     let duplicate =
-        stoker_metadata::create_sensor(&pool, &slug, &sensor("b1_steam_pressure")).await;
+        stoker_metadata::create_sensor(&pool, &Actor::Cli, &slug, &sensor("b1_steam_pressure"))
+            .await;
     assert!(
         matches!(duplicate, Err(Error::SensorExists { .. })),
         "{duplicate:?}"
     );
-    let orphan =
-        stoker_metadata::create_sensor(&pool, &SiteSlug::parse("nowhere").unwrap(), &sensor("x"))
-            .await;
+    let orphan = stoker_metadata::create_sensor(
+        &pool,
+        &Actor::Cli,
+        &SiteSlug::parse("nowhere").unwrap(),
+        &sensor("x"),
+    )
+    .await;
     assert!(matches!(orphan, Err(Error::SiteNotFound(_))), "{orphan:?}");
 
     assert_eq!(
@@ -173,7 +181,7 @@ async fn changes_are_announced_to_listeners() {
         .unwrap()
         .unwrap();
 
-    stoker_metadata::create_site(&pool, &site("boiler-house-1"))
+    stoker_metadata::create_site(&pool, &Actor::Cli, &site("boiler-house-1"))
         .await
         .unwrap();
     tokio::time::timeout(Duration::from_secs(10), changes.changed())

@@ -2,6 +2,7 @@
 //! orphan, keyset pages.
 
 use stoker_domain::{SensorType, Unit, ValidRange};
+use stoker_metadata::Actor;
 use stoker_metadata::{Error, SensorChanges, SiteChanges};
 use stoker_testkit::TestPostgres;
 
@@ -15,7 +16,7 @@ async fn a_site_is_updated_only_from_its_current_version() {
     let before = stoker_metadata::get_site(&pool, &house).await.unwrap();
 
     let renamed = SiteChanges::parse(Some("  Main boiler house "), None).unwrap();
-    let updated = stoker_metadata::update_site(&pool, &house, 1, &renamed)
+    let updated = stoker_metadata::update_site(&pool, &Actor::Cli, &house, 1, &renamed)
         .await
         .unwrap();
     assert_eq!(updated.name, "Main boiler house");
@@ -26,12 +27,12 @@ async fn a_site_is_updated_only_from_its_current_version() {
 
     // Someone who read version 1 loses, and learns the current version.
     let moved = SiteChanges::parse(None, Some("Europe/Vienna")).unwrap();
-    let stale = stoker_metadata::update_site(&pool, &house, 1, &moved).await;
+    let stale = stoker_metadata::update_site(&pool, &Actor::Cli, &house, 1, &moved).await;
     assert!(
         matches!(stale, Err(Error::VersionConflict { current: 2 })),
         "{stale:?}"
     );
-    let moved = stoker_metadata::update_site(&pool, &house, 2, &moved)
+    let moved = stoker_metadata::update_site(&pool, &Actor::Cli, &house, 2, &moved)
         .await
         .unwrap();
     assert_eq!(
@@ -40,12 +41,13 @@ async fn a_site_is_updated_only_from_its_current_version() {
     );
 
     let mars = SiteChanges::parse(None, Some("Mars/Olympus_Mons")).unwrap();
-    let unknown = stoker_metadata::update_site(&pool, &house, 3, &mars).await;
+    let unknown = stoker_metadata::update_site(&pool, &Actor::Cli, &house, 3, &mars).await;
     assert!(
         matches!(unknown, Err(Error::UnknownTimezone(ref zone)) if zone == "Mars/Olympus_Mons"),
         "{unknown:?}"
     );
-    let missing = stoker_metadata::update_site(&pool, &slug("nowhere"), 1, &renamed).await;
+    let missing =
+        stoker_metadata::update_site(&pool, &Actor::Cli, &slug("nowhere"), 1, &renamed).await;
     assert!(
         matches!(missing, Err(Error::SiteNotFound(_))),
         "{missing:?}"
@@ -71,15 +73,19 @@ async fn a_site_with_sensors_or_rules_is_never_deleted() {
     let pool = with_site(&database).await;
     let house = slug("boiler-house-1");
     for name in ["b1_steam_pressure", "b1_flue_temp"] {
-        stoker_metadata::create_sensor(&pool, &house, &sensor(name))
+        stoker_metadata::create_sensor(&pool, &Actor::Cli, &house, &sensor(name))
             .await
             .unwrap();
     }
-    let rule = stoker_metadata::create_alert_rule(&pool, &super::alert_rules::no_data_at(&house))
-        .await
-        .unwrap();
+    let rule = stoker_metadata::create_alert_rule(
+        &pool,
+        &Actor::Cli,
+        &super::alert_rules::no_data_at(&house),
+    )
+    .await
+    .unwrap();
 
-    let refused = stoker_metadata::delete_site(&pool, &house, Some(1)).await;
+    let refused = stoker_metadata::delete_site(&pool, &Actor::Cli, &house, Some(1)).await;
     assert!(
         matches!(
             refused,
@@ -101,11 +107,11 @@ async fn a_site_with_sensors_or_rules_is_never_deleted() {
     );
 
     for name in ["b1_steam_pressure", "b1_flue_temp"] {
-        stoker_metadata::delete_sensor(&pool, &house, &key(name), None)
+        stoker_metadata::delete_sensor(&pool, &Actor::Cli, &house, &key(name), None)
             .await
             .unwrap();
     }
-    let refused = stoker_metadata::delete_site(&pool, &house, None).await;
+    let refused = stoker_metadata::delete_site(&pool, &Actor::Cli, &house, None).await;
     assert!(
         matches!(
             refused,
@@ -117,21 +123,21 @@ async fn a_site_with_sensors_or_rules_is_never_deleted() {
         ),
         "{refused:?}"
     );
-    stoker_metadata::delete_alert_rule(&pool, rule.id, Some(rule.version))
+    stoker_metadata::delete_alert_rule(&pool, &Actor::Cli, rule.id, Some(rule.version))
         .await
         .unwrap();
 
-    let stale = stoker_metadata::delete_site(&pool, &house, Some(7)).await;
+    let stale = stoker_metadata::delete_site(&pool, &Actor::Cli, &house, Some(7)).await;
     assert!(
         matches!(stale, Err(Error::VersionConflict { current: 1 })),
         "{stale:?}"
     );
-    stoker_metadata::delete_site(&pool, &house, Some(1))
+    stoker_metadata::delete_site(&pool, &Actor::Cli, &house, Some(1))
         .await
         .unwrap();
     let gone = stoker_metadata::get_site(&pool, &house).await;
     assert!(matches!(gone, Err(Error::SiteNotFound(_))), "{gone:?}");
-    let again = stoker_metadata::delete_site(&pool, &house, None).await;
+    let again = stoker_metadata::delete_site(&pool, &Actor::Cli, &house, None).await;
     assert!(matches!(again, Err(Error::SiteNotFound(_))), "{again:?}");
 }
 
@@ -142,7 +148,7 @@ async fn sites_page_through_in_byte_order_without_gaps_or_duplicates() {
     // '-' < digits < '_' < letters in byte order, whatever the collation.
     let mut slugs = vec!["site-b", "site_1", "site-a", "site1", "site-1"];
     for slug in &slugs {
-        stoker_metadata::create_site(&pool, &site(slug))
+        stoker_metadata::create_site(&pool, &Actor::Cli, &site(slug))
             .await
             .unwrap();
     }
@@ -190,9 +196,10 @@ async fn a_sensor_is_read_updated_and_deleted_by_version() {
     let pool = with_site(&database).await;
     let house = slug("boiler-house-1");
     let pressure = key("b1_steam_pressure");
-    let created = stoker_metadata::create_sensor(&pool, &house, &sensor("b1_steam_pressure"))
-        .await
-        .unwrap();
+    let created =
+        stoker_metadata::create_sensor(&pool, &Actor::Cli, &house, &sensor("b1_steam_pressure"))
+            .await
+            .unwrap();
     assert_eq!(
         stoker_metadata::get_sensor(&pool, &house, &pressure)
             .await
@@ -215,7 +222,7 @@ async fn a_sensor_is_read_updated_and_deleted_by_version() {
         unit: Some(Unit::parse("psi").unwrap()),
         ..SensorChanges::default()
     };
-    let updated = stoker_metadata::update_sensor(&pool, &house, &pressure, 1, &psi)
+    let updated = stoker_metadata::update_sensor(&pool, &Actor::Cli, &house, &pressure, 1, &psi)
         .await
         .unwrap();
     assert_eq!(updated.unit.as_str(), "psi");
@@ -229,12 +236,13 @@ async fn a_sensor_is_read_updated_and_deleted_by_version() {
         range: Some(ValidRange::new(None, Some(400.0)).unwrap()),
         ..SensorChanges::default()
     };
-    let stale = stoker_metadata::update_sensor(&pool, &house, &pressure, 1, &range).await;
+    let stale =
+        stoker_metadata::update_sensor(&pool, &Actor::Cli, &house, &pressure, 1, &range).await;
     assert!(
         matches!(stale, Err(Error::VersionConflict { current: 2 })),
         "{stale:?}"
     );
-    let updated = stoker_metadata::update_sensor(&pool, &house, &pressure, 2, &range)
+    let updated = stoker_metadata::update_sensor(&pool, &Actor::Cli, &house, &pressure, 2, &range)
         .await
         .unwrap();
     assert_eq!((updated.min, updated.max), (None, Some(400.0)));
@@ -246,27 +254,31 @@ async fn a_sensor_is_read_updated_and_deleted_by_version() {
     assert_eq!(with_sites.sensors, registry);
     assert!(with_sites.sites.is_empty(), "{:?}", with_sites.sites);
 
-    let missing = stoker_metadata::update_sensor(&pool, &house, &key("nothing"), 1, &range).await;
+    let missing =
+        stoker_metadata::update_sensor(&pool, &Actor::Cli, &house, &key("nothing"), 1, &range)
+            .await;
     assert!(
         matches!(missing, Err(Error::SensorNotFound { .. })),
         "{missing:?}"
     );
     let missing =
-        stoker_metadata::update_sensor(&pool, &slug("nowhere"), &pressure, 1, &range).await;
+        stoker_metadata::update_sensor(&pool, &Actor::Cli, &slug("nowhere"), &pressure, 1, &range)
+            .await;
     assert!(
         matches!(missing, Err(Error::SiteNotFound(_))),
         "{missing:?}"
     );
 
-    let stale = stoker_metadata::delete_sensor(&pool, &house, &pressure, Some(2)).await;
+    let stale =
+        stoker_metadata::delete_sensor(&pool, &Actor::Cli, &house, &pressure, Some(2)).await;
     assert!(
         matches!(stale, Err(Error::VersionConflict { current: 3 })),
         "{stale:?}"
     );
-    stoker_metadata::delete_sensor(&pool, &house, &pressure, Some(3))
+    stoker_metadata::delete_sensor(&pool, &Actor::Cli, &house, &pressure, Some(3))
         .await
         .unwrap();
-    let gone = stoker_metadata::delete_sensor(&pool, &house, &pressure, None).await;
+    let gone = stoker_metadata::delete_sensor(&pool, &Actor::Cli, &house, &pressure, None).await;
     assert!(
         matches!(gone, Err(Error::SensorNotFound { .. })),
         "{gone:?}"
@@ -283,19 +295,24 @@ async fn sensors_page_through_their_site() {
     let database = TestPostgres::create().await;
     let pool = with_site(&database).await;
     let house = slug("boiler-house-1");
-    stoker_metadata::create_site(&pool, &site("boiler-house-2"))
+    stoker_metadata::create_site(&pool, &Actor::Cli, &site("boiler-house-2"))
         .await
         .unwrap();
     let mut keys = vec!["b2_o2", "b1_flue_temp", "b1-level", "b10_flow", "b1_steam"];
     for name in &keys {
-        stoker_metadata::create_sensor(&pool, &house, &sensor(name))
+        stoker_metadata::create_sensor(&pool, &Actor::Cli, &house, &sensor(name))
             .await
             .unwrap();
     }
     // Another site's sensors stay out of the pages.
-    stoker_metadata::create_sensor(&pool, &slug("boiler-house-2"), &sensor("b1_flue_temp"))
-        .await
-        .unwrap();
+    stoker_metadata::create_sensor(
+        &pool,
+        &Actor::Cli,
+        &slug("boiler-house-2"),
+        &sensor("b1_flue_temp"),
+    )
+    .await
+    .unwrap();
     keys.sort_unstable();
 
     let mut seen = Vec::new();
@@ -321,7 +338,7 @@ async fn sensors_page_through_their_site() {
         matches!(missing, Err(Error::SiteNotFound(_))),
         "{missing:?}"
     );
-    stoker_metadata::create_site(&pool, &site("boiler-house-3"))
+    stoker_metadata::create_site(&pool, &Actor::Cli, &site("boiler-house-3"))
         .await
         .unwrap();
     let empty = stoker_metadata::list_sensors_page(&pool, &slug("boiler-house-3"), 2, None)

@@ -1,9 +1,10 @@
-//! `stoker apikey create|rotate|list|revoke`.
+//! `stoker apikey create|rotate|list|revoke`; each change is recorded in
+//! the audit trail under the actor `cli`.
 
 use std::process::ExitCode;
 
 use anyhow::Context;
-use stoker_metadata::{NewApiKey, Scope};
+use stoker_metadata::{Actor, NewApiKey, Scope};
 use stoker_postgres::PostgresOptions;
 
 use crate::cli::ApikeyCommand;
@@ -41,14 +42,15 @@ pub(super) async fn run(command: ApikeyCommand) -> anyhow::Result<ExitCode> {
                 }
             };
             let pool = connect(&postgres).await?;
-            let (key, token) = match stoker_metadata::create_api_key_with(&pool, &new).await {
-                Ok(created) => created,
-                Err(stoker_metadata::Error::InvalidInput { field, message }) => {
-                    eprintln!("stoker apikey create: {field}: {message}");
-                    return Ok(ExitCode::from(2));
-                }
-                Err(error) => return Err(error).context("creating the API key"),
-            };
+            let (key, token) =
+                match stoker_metadata::create_api_key_with(&pool, &Actor::Cli, &new).await {
+                    Ok(created) => created,
+                    Err(stoker_metadata::Error::InvalidInput { field, message }) => {
+                        eprintln!("stoker apikey create: {field}: {message}");
+                        return Ok(ExitCode::from(2));
+                    }
+                    Err(error) => return Err(error).context("creating the API key"),
+                };
             // The token alone on stdout, so that scripts can capture it;
             // what it is on stderr.
             println!("{}", token.expose());
@@ -75,7 +77,7 @@ pub(super) async fn run(command: ApikeyCommand) -> anyhow::Result<ExitCode> {
                 }
             };
             let pool = connect(&postgres).await?;
-            match stoker_metadata::rotate_api_key(&pool, &name, grace).await {
+            match stoker_metadata::rotate_api_key(&pool, &Actor::Cli, &name, grace).await {
                 Ok((key, token)) => {
                     println!("{}", token.expose());
                     eprintln!(
@@ -125,7 +127,7 @@ pub(super) async fn run(command: ApikeyCommand) -> anyhow::Result<ExitCode> {
         }
         ApikeyCommand::Revoke { postgres, key } => {
             let pool = connect(&postgres).await?;
-            match stoker_metadata::revoke_api_key(&pool, &key).await {
+            match stoker_metadata::revoke_api_key(&pool, &Actor::Cli, &key).await {
                 Ok(revoked) => {
                     println!("revoked API key {:?} (id {})", revoked.name, revoked.key_id);
                     Ok(ExitCode::SUCCESS)

@@ -5,6 +5,7 @@
 
 use std::f64::consts::TAU;
 use std::time::Duration;
+use stoker_metadata::Actor;
 
 use stoker_analytics::store::{self, NoOutbox, Verdict};
 use stoker_domain::{
@@ -137,7 +138,7 @@ async fn seed_registry(pool: &Pool) {
     for (index, slug) in SITES.into_iter().enumerate() {
         let new_site = NewSite::parse(slug, &format!("Boiler house {}", index + 1), "UTC")
             .expect("a valid site");
-        stoker_metadata::create_site(pool, &new_site)
+        stoker_metadata::create_site(pool, &Actor::Cli, &new_site)
             .await
             .expect("create a site");
         for (key, sensor_type, unit, min, max, _, _) in SENSORS {
@@ -149,7 +150,7 @@ async fn seed_registry(pool: &Pool) {
                 states: stoker_domain::States::default(),
                 range: ValidRange::new(Some(min), Some(max)).expect("a valid range"),
             };
-            stoker_metadata::create_sensor(pool, &site(slug), &new_sensor)
+            stoker_metadata::create_sensor(pool, &Actor::Cli, &site(slug), &new_sensor)
                 .await
                 .expect("create a sensor");
         }
@@ -170,7 +171,7 @@ async fn seed_registry(pool: &Pool) {
                 states: States::parse(states.iter().copied()).expect("valid states"),
                 range: ValidRange::default(),
             };
-            stoker_metadata::create_sensor(pool, &site(slug), &new_sensor)
+            stoker_metadata::create_sensor(pool, &Actor::Cli, &site(slug), &new_sensor)
                 .await
                 .expect("create a digital sensor");
         }
@@ -247,7 +248,7 @@ async fn seed_rules(pool: &Pool) -> Rules {
     ];
     let mut created = Vec::new();
     for draft in &drafts {
-        let rule = stoker_metadata::create_alert_rule(pool, draft)
+        let rule = stoker_metadata::create_alert_rule(pool, &Actor::Cli, draft)
             .await
             .expect("create a rule");
         created.push(rule);

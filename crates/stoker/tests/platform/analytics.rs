@@ -2,6 +2,7 @@
 //! when it is killed, and no alert is opened twice.
 
 use std::time::Duration;
+use stoker_metadata::Actor;
 
 use stoker_analytics::store;
 use stoker_domain::{SensorKey, SensorType, SiteSlug, Unit, ValidRange};
@@ -54,7 +55,7 @@ async fn a_killed_analytics_leader_is_replaced_within_two_intervals_without_dupl
         true,
     )
     .unwrap();
-    stoker_metadata::create_alert_rule(&pool, &rule)
+    stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &rule)
         .await
         .unwrap();
     let influx = TestInflux::create().await;
@@ -114,7 +115,7 @@ async fn a_killed_analytics_leader_is_replaced_within_two_intervals_without_dupl
         states: stoker_domain::States::default(),
         range: ValidRange::new(Some(0.0), Some(1000.0)).unwrap(),
     };
-    stoker_metadata::create_sensor(&pool, &site, &sensor)
+    stoker_metadata::create_sensor(&pool, &Actor::Cli, &site, &sensor)
         .await
         .unwrap();
     assert_eq!(

@@ -27,7 +27,10 @@ async fn keys_are_limited_to_sites_expire_and_rotate_from_the_command_line() {
     let postgres = TestPostgres::create().await;
     let pool = postgres.migrated_pool().await;
     let site = stoker_metadata::NewSite::parse("boiler-house-1", "Boiler house 1", "UTC").unwrap();
-    stoker_metadata::create_site(&pool, &site).await.unwrap();
+    let seeder = stoker_metadata::Actor::Key("tests".into());
+    stoker_metadata::create_site(&pool, &seeder, &site)
+        .await
+        .unwrap();
     let url = postgres.url();
 
     for (args, words) in [
@@ -120,4 +123,44 @@ async fn keys_are_limited_to_sites_expire_and_rotate_from_the_command_line() {
         "{listed}"
     );
     assert!(!listed.contains(&old[17..]), "a secret is listed: {listed}");
+
+    let output = apikey(&url, &["revoke", "gw-1"]);
+    assert!(output.status.success(), "{}", text(&output.stderr));
+
+    // Every change made from the command line is in the audit trail under
+    // `cli`; the failed attempts left nothing.
+    let by_cli = stoker_metadata::AuditFilter {
+        actor: Some("cli".into()),
+        ..Default::default()
+    };
+    let page = stoker_metadata::list_audit_page(&pool, &by_cli, 100, None)
+        .await
+        .unwrap();
+    let actions: Vec<(&str, &str, &str, &str)> = page
+        .items
+        .iter()
+        .rev()
+        .map(|event| {
+            (
+                event.entity.as_str(),
+                event.action.as_str(),
+                event.entity_id.as_str(),
+                event.actor_kind.as_str(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            ("api_key", "created", "gw-1", "cli"),
+            ("api_key", "rotated", "gw-1", "cli"),
+            ("api_key", "rotated", "gw-1", "cli"),
+            ("api_key", "revoked", "gw-1", "cli"),
+        ]
+    );
+    let trail = format!("{:?}", page.items);
+    assert!(
+        !trail.contains(&old[17..]) && !trail.contains(&new[17..]),
+        "{trail}"
+    );
 }

@@ -2,6 +2,7 @@
 //! MQTT (QoS 1, JSON) or HTTP (line protocol, as Telegraf writes it).
 
 use std::time::Duration;
+use stoker_metadata::Actor;
 
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
 use stoker_metadata::{NewSensor, NewSite};
@@ -17,7 +18,9 @@ const MESSAGES: usize = 2_500;
 
 pub(crate) async fn seed(pool: &Pool, slug: &str, sensors: usize) {
     let site = NewSite::parse(slug, slug, "UTC").unwrap();
-    stoker_metadata::create_site(pool, &site).await.unwrap();
+    stoker_metadata::create_site(pool, &Actor::Cli, &site)
+        .await
+        .unwrap();
     for index in 0..sensors {
         let sensor = NewSensor {
             key: SensorKey::parse(format!("t{index:02}")).unwrap(),
@@ -27,7 +30,7 @@ pub(crate) async fn seed(pool: &Pool, slug: &str, sensors: usize) {
             states: stoker_domain::States::default(),
             range: ValidRange::new(Some(0.0), Some(1000.0)).unwrap(),
         };
-        stoker_metadata::create_sensor(pool, site.slug(), &sensor)
+        stoker_metadata::create_sensor(pool, &Actor::Cli, site.slug(), &sensor)
             .await
             .unwrap();
     }

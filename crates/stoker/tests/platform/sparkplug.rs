@@ -9,6 +9,7 @@
 use std::path::Path;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
+use stoker_metadata::Actor;
 
 use serde_json::{Value, json};
 use stoker_domain::{
@@ -142,7 +143,9 @@ fn birth_metrics() -> Value {
 
 async fn seed(pool: &stoker_postgres::Pool, group: &str) {
     let site = NewSite::parse(SITE, "Boiler house 1", "UTC").unwrap();
-    stoker_metadata::create_site(pool, &site).await.unwrap();
+    stoker_metadata::create_site(pool, &Actor::Cli, &site)
+        .await
+        .unwrap();
     for (key, kind, range) in [
         (
             "flue_temp",
@@ -159,12 +162,12 @@ async fn seed(pool: &stoker_postgres::Pool, group: &str) {
             states: States::default(),
             range,
         };
-        stoker_metadata::create_sensor(pool, site.slug(), &sensor)
+        stoker_metadata::create_sensor(pool, &Actor::Cli, site.slug(), &sensor)
             .await
             .unwrap();
     }
     let gateway = NewGateway::parse(group, EDGE_NODE).unwrap();
-    stoker_metadata::create_gateway(pool, site.slug(), &gateway)
+    stoker_metadata::create_gateway(pool, &Actor::Cli, site.slug(), &gateway)
         .await
         .unwrap();
 }

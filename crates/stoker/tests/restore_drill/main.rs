@@ -136,6 +136,7 @@ async fn a_backup_restores_into_fresh_databases_identical_and_the_cache_is_rebui
         "metadata.gateways",
         "metadata.gateway_metrics",
         "metadata.gateway_devices",
+        "metadata.audit_events",
         "analytics.alerts",
         "analytics.alert_events",
         "analytics.notifications",

@@ -1,10 +1,12 @@
 //! What the drill backs up: sites, sensors, rules, keys, alerts and
-//! readings in every schema of record, and series in InfluxDB.
+//! readings in every schema of record (with the audit trail their creation
+//! and the alarm actions left), and series in InfluxDB.
 
 use std::time::Duration;
 use stoker_analytics::notify::NotifyOptions;
 use stoker_analytics::store::{self, Verdict};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, Unit, ValidRange};
+use stoker_metadata::Actor;
 use stoker_metadata::{NewSensor, NewSite, Scope};
 use stoker_postgres::Pool;
 use stoker_rules::{Agg, AlertRule, NewAlertRule, Op, RuleKind, RuleSelector, Severity, Threshold};
@@ -41,7 +43,7 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
     for slug in SITES {
         let new_site = NewSite::parse(slug, &format!("Boiler house {slug}"), "Europe/Berlin")
             .expect("a valid site");
-        stoker_metadata::create_site(pool, &new_site)
+        stoker_metadata::create_site(pool, &Actor::Cli, &new_site)
             .await
             .expect("create site");
         for (sensor, sensor_type, unit) in SENSORS.iter().chain([&(SILENT, "level", "%")]) {
@@ -53,7 +55,7 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
                 states: stoker_domain::States::default(),
                 range: ValidRange::new(Some(-50.0), Some(1000.0)).unwrap(),
             };
-            stoker_metadata::create_sensor(pool, &site(slug), &new_sensor)
+            stoker_metadata::create_sensor(pool, &Actor::Cli, &site(slug), &new_sensor)
                 .await
                 .expect("create sensor");
         }
@@ -77,7 +79,7 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
         )
         .expect("a valid rule");
         rules.push(
-            stoker_metadata::create_alert_rule(pool, &rule)
+            stoker_metadata::create_alert_rule(pool, &Actor::Cli, &rule)
                 .await
                 .expect("create rule"),
         );
@@ -96,10 +98,10 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
         false,
     )
     .expect("a valid rule");
-    stoker_metadata::create_alert_rule(pool, &no_data)
+    stoker_metadata::create_alert_rule(pool, &Actor::Cli, &no_data)
         .await
         .expect("create rule");
-    stoker_metadata::create_api_key(pool, "drill", &[Scope::Read, Scope::Write])
+    stoker_metadata::create_api_key(pool, &Actor::Cli, "drill", &[Scope::Read, Scope::Write])
         .await
         .expect("create API key");
 
@@ -135,7 +137,7 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
     // A Sparkplug gateway of the first site, born with its node's and a
     // device's metrics and then dead, as the host records them.
     let gateway = stoker_metadata::NewGateway::parse("drill plant", "gw-1").expect("valid ids");
-    stoker_metadata::create_gateway(pool, &site(SITES[0]), &gateway)
+    stoker_metadata::create_gateway(pool, &Actor::Cli, &site(SITES[0]), &gateway)
         .await
         .expect("bind a gateway");
     let announced = |device: Option<&str>, metric: &str, sensor: &str, datatype: &str| {

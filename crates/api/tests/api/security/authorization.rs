@@ -4,6 +4,7 @@
 use super::*;
 use reqwest::header::HeaderValue;
 use reqwest::{Method, StatusCode};
+use stoker_metadata::Actor;
 use stoker_metadata::Scope;
 
 #[tokio::test]
@@ -16,7 +17,7 @@ async fn every_route_answers_each_kind_of_key_with_the_right_status_and_code() {
     let writer = key(&app, "matrix-write", &[Scope::Write]).await;
     let read_write = key(&app, "matrix-read-write", &[Scope::Read, Scope::Write]).await;
     let revoked = key(&app, "matrix-revoked", &[Scope::Admin]).await;
-    stoker_metadata::revoke_api_key(&app.pool, "matrix-revoked")
+    stoker_metadata::revoke_api_key(&app.pool, &Actor::Cli, "matrix-revoked")
         .await
         .unwrap();
     // The right secret of a real key id, one character changed.

@@ -215,6 +215,14 @@ async fn injection_in_every_path_and_query_parameter_gets_a_precise_refusal_and_
                     failures += checked(|| answer.assert_influx_client_error(&case));
                     continue;
                 }
+                // An actor is any API key's name: a printable one is taken
+                // as a name, and no event has it.
+                if parameter == "actor" && answer.status == StatusCode::OK {
+                    failures += checked(|| {
+                        assert_eq!(answer.body["items"], json!([]), "{case}: {}", answer.body);
+                    });
+                    continue;
+                }
                 failures += checked(|| {
                     answer.assert_precise_client_error(&case);
                     assert_eq!(
@@ -274,6 +282,7 @@ async fn injection_in_every_path_and_query_parameter_gets_a_precise_refusal_and_
         "/api/v1/sites/boiler-house-1/sensors",
         "/api/v1/alert-rules",
         "/api/v1/alerts",
+        "/api/v1/audit",
     ] {
         for key in ["' OR 1=1--", "\0", "a\0b", "a\r\nFLUSHALL"] {
             let answer = send(

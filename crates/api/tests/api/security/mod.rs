@@ -12,6 +12,7 @@ use reqwest::header::{HeaderMap, HeaderValue};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use stoker_domain::EpochMillis;
+use stoker_metadata::Actor;
 use stoker_metadata::Scope;
 
 mod authorization;
@@ -271,7 +272,7 @@ pub(super) fn bearer(token: &str) -> HeaderValue {
 
 /// A new key with these scopes; its token.
 pub(super) async fn key(app: &TestApp, name: &str, scopes: &[Scope]) -> String {
-    let (_, token) = stoker_metadata::create_api_key(&app.pool, name, scopes)
+    let (_, token) = stoker_metadata::create_api_key(&app.pool, &Actor::Cli, name, scopes)
         .await
         .unwrap();
     token.expose().to_owned()
@@ -293,7 +294,7 @@ pub(super) async fn site_key(
         ),
         ..stoker_metadata::NewApiKey::new(name, scopes)
     };
-    let (_, token) = stoker_metadata::create_api_key_with(&app.pool, &new)
+    let (_, token) = stoker_metadata::create_api_key_with(&app.pool, &Actor::Cli, &new)
         .await
         .unwrap();
     token.expose().to_owned()

@@ -7,6 +7,11 @@ use serde::Serialize;
 use stoker_domain::{SensorKey, SensorKind, SensorType, SiteSlug, States, Unit, ValidRange};
 use uuid::Uuid;
 
+mod write;
+
+pub(crate) use write::sensor_change;
+pub use write::{create_sensor, delete_sensor, update_sensor};
+
 use crate::{Error, Page, Result, fetch_limit, get_site, is_unique_violation};
 
 /// A sensor of a site.
@@ -188,13 +193,6 @@ const COLUMNS: &str = "se.id, s.slug AS site, se.key, se.type, se.unit, se.min_v
                        se.max_value, se.kind, se.states, se.version, se.created_at, \
                        se.updated_at";
 
-/// Adds a sensor to a site.
-pub async fn create_sensor(pool: &Pool, site: &SiteSlug, sensor: &NewSensor) -> Result<Sensor> {
-    sensor.check()?;
-    let client = pool.get().await?;
-    insert_sensor(&client, site, sensor).await
-}
-
 /// Inserts a sensor whose kind, states and range were checked, on
 /// `client` (a connection, or a transaction registering several).
 pub(crate) async fn insert_sensor(
@@ -375,181 +373,6 @@ pub async fn list_sensors_page(
     }))
 }
 
-/// Changes a sensor's type, unit, valid range or states if its version is
-/// still `expected_version`; the version goes up by one. Fails with
-/// [`Error::SiteNotFound`], [`Error::SensorNotFound`],
-/// [`Error::VersionConflict`] (with the current version),
-/// [`Error::KindUnchangeable`] (a kind other than the sensor's),
-/// [`Error::StatesNotKept`] (states that drop, move or rename one of the
-/// current ones) or [`Error::InvalidInput`] (a range or states its kind
-/// cannot have).
-pub async fn update_sensor(
-    pool: &Pool,
-    site: &SiteSlug,
-    key: &SensorKey,
-    expected_version: i64,
-    changes: &SensorChanges,
-) -> Result<Sensor> {
-    let client = pool.get().await?;
-    if changes.kind.is_some() || changes.states.is_some() || changes.range.is_some() {
-        check_changes(&client, site, key, expected_version, changes).await?;
-    }
-    let statement = client
-        .prepare_cached(&format!(
-            "UPDATE metadata.sensors se
-             SET type = coalesce($4::text, se.type),
-                 unit = coalesce($5::text, se.unit),
-                 min_value = CASE WHEN $6::boolean THEN $7::double precision ELSE se.min_value END,
-                 max_value = CASE WHEN $6::boolean THEN $8::double precision ELSE se.max_value END,
-                 states = coalesce($9::text[], se.states),
-                 version = se.version + 1,
-                 updated_at = now()
-             FROM metadata.sites s
-             WHERE s.id = se.site_id AND s.slug = $1 AND se.key = $2 AND se.version = $3
-             RETURNING {COLUMNS}"
-        ))
-        .await?;
-    let range = changes.range;
-    let updated = client
-        .query_opt(
-            &statement,
-            &[
-                &site.as_str(),
-                &key.as_str(),
-                &expected_version,
-                &changes.sensor_type.as_ref().map(SensorType::as_str),
-                &changes.unit.as_ref().map(Unit::as_str),
-                &range.is_some(),
-                &range.and_then(|range| range.min()),
-                &range.and_then(|range| range.max()),
-                &changes
-                    .states
-                    .as_ref()
-                    .map(|states| states.names().collect::<Vec<_>>()),
-            ],
-        )
-        .await
-        .map_err(|error| kind_violation(&error, key).unwrap_or_else(|| error.into()))?;
-    match updated {
-        Some(row) => from_row(&row),
-        None => Err(not_found_or_conflict(&client, site, key).await?),
-    }
-}
-
-/// Checks changes to a sensor's kind, states and range against the
-/// sensor as stored, for precise errors; the table's trigger and checks
-/// stand behind it against a concurrent writer.
-async fn check_changes(
-    client: &deadpool_postgres::Client,
-    site: &SiteSlug,
-    key: &SensorKey,
-    expected_version: i64,
-    changes: &SensorChanges,
-) -> Result<()> {
-    let statement = client
-        .prepare_cached(&format!(
-            "SELECT {COLUMNS} FROM metadata.sensors se JOIN metadata.sites s ON s.id = se.site_id
-             WHERE s.slug = $1 AND se.key = $2"
-        ))
-        .await?;
-    let Some(row) = client
-        .query_opt(&statement, &[&site.as_str(), &key.as_str()])
-        .await?
-    else {
-        return Err(not_found_or_conflict(client, site, key).await?);
-    };
-    let current = from_row(&row)?;
-    if current.version != expected_version {
-        return Err(Error::VersionConflict {
-            current: current.version,
-        });
-    }
-    if let Some(kind) = changes.kind
-        && kind != current.kind
-    {
-        return Err(Error::KindUnchangeable {
-            sensor: key.clone(),
-            current: current.kind,
-        });
-    }
-    let states = changes.states.as_ref().unwrap_or(&current.states);
-    if let Some((index, state)) = states.first_not_kept(&current.states) {
-        return Err(Error::StatesNotKept {
-            sensor: key.clone(),
-            detail: format!(
-                "state {state:?} (index {index}) must stay at its index; new states may only be added at the end"
-            ),
-        });
-    }
-    let range = changes
-        .range
-        .unwrap_or(ValidRange::new(current.min, current.max).map_err(invalid("valid range"))?);
-    check_kind(current.kind, states, &range)
-        .map_err(|(field, message)| Error::KindConflict { field, message })
-}
-
-/// The precise error for a write the table's kind trigger or checks
-/// refused, if that is why it failed.
-fn kind_violation(error: &tokio_postgres::Error, key: &SensorKey) -> Option<Error> {
-    let constraint = error.as_db_error()?.constraint()?;
-    let message = || {
-        error
-            .as_db_error()
-            .map(|db| db.message().to_owned())
-            .unwrap_or_default()
-    };
-    Some(match constraint {
-        "sensors_kind_kept" => Error::InvalidInput {
-            field: "kind",
-            message: message(),
-        },
-        "sensors_states_grow" => Error::StatesNotKept {
-            sensor: key.clone(),
-            detail: message(),
-        },
-        "sensors_states_per_kind" => Error::KindConflict {
-            field: "states",
-            message: "only a state sensor has states, and it has at least one".to_owned(),
-        },
-        "sensors_range_only_numeric" => Error::KindConflict {
-            field: "min",
-            message: "only a numeric sensor has a valid range".to_owned(),
-        },
-        _ => return None,
-    })
-}
-
-/// Deletes a sensor, if its version is `expected_version` (when given).
-/// Alert rules that name its key stay (they may match the key at other
-/// sites, or a sensor created again later). Fails with
-/// [`Error::SiteNotFound`], [`Error::SensorNotFound`] or
-/// [`Error::VersionConflict`].
-pub async fn delete_sensor(
-    pool: &Pool,
-    site: &SiteSlug,
-    key: &SensorKey,
-    expected_version: Option<i64>,
-) -> Result<()> {
-    let client = pool.get().await?;
-    let statement = client
-        .prepare_cached(
-            "DELETE FROM metadata.sensors se USING metadata.sites s
-             WHERE s.id = se.site_id AND s.slug = $1 AND se.key = $2
-               AND ($3::bigint IS NULL OR se.version = $3::bigint)",
-        )
-        .await?;
-    let deleted = client
-        .execute(
-            &statement,
-            &[&site.as_str(), &key.as_str(), &expected_version],
-        )
-        .await?;
-    if deleted > 0 {
-        return Ok(());
-    }
-    Err(not_found_or_conflict(&client, site, key).await?)
-}
-
 /// Why a sensor was not found: its site or itself is missing.
 async fn not_found(
     client: &deadpool_postgres::Client,
@@ -562,7 +385,7 @@ async fn not_found(
 /// Why a change to a sensor matched no row: the site or the sensor is
 /// missing, or the sensor has another version than the one expected.
 async fn not_found_or_conflict(
-    client: &deadpool_postgres::Client,
+    client: &impl GenericClient,
     site: &SiteSlug,
     key: &SensorKey,
 ) -> Result<Error> {
