@@ -14,7 +14,9 @@ use crate::helpers::{create_api_key, env_path, spawn_stoker};
 use stoker_testkit::TempDir;
 
 const SENSORS: usize = 20;
-const MESSAGES: usize = 2_500;
+/// Enough that ingestion is still busy when the count reaches a fifth and
+/// the kill comes (ingestion once took all of 2,500 before the first count).
+const MESSAGES: usize = 10_000;
 
 pub(crate) async fn seed(pool: &Pool, slug: &str, sensors: usize) {
     let site = NewSite::parse(slug, slug, "UTC").unwrap();
@@ -73,7 +75,7 @@ async fn wait_for_count(influx: &Influx, site: &str, expected: u64, limit: Durat
         if stored >= expected || tokio::time::Instant::now() >= deadline {
             return stored;
         }
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
 
@@ -134,7 +136,7 @@ pub(crate) async fn kill_9_mid_run_then_restart(
         }
     }
 
-    // 2,500 messages of 20 readings, each reading its own (sensor, ts).
+    // 10,000 messages of 20 readings, each reading its own (sensor, ts).
     let messages = telemetry(MESSAGES, SENSORS);
     let total = (MESSAGES * SENSORS) as u64;
     let publisher = {
