@@ -24,6 +24,7 @@
 //! ```
 
 mod broker;
+mod error;
 mod ids;
 mod kind;
 mod range;
@@ -31,6 +32,7 @@ mod secret;
 mod time;
 
 pub use broker::BrokerAddress;
+pub use error::error_chain;
 pub use ids::{SensorKey, SensorType, SiteSlug, Unit};
 pub use kind::{ReadingValue, SensorKind, StateName, States};
 pub use range::ValidRange;

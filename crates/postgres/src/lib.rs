@@ -111,24 +111,7 @@ impl Error {
     }
 }
 
-/// An error and every cause under it, `: `-separated: the driver's own
-/// text says little ("db error", "error performing TLS handshake") and
-/// its cause says why (the server's message, the certificate refused).
-/// For messages not printed through `anyhow`, which walks the chain
-/// itself.
-pub fn error_chain(error: &(dyn std::error::Error + 'static)) -> String {
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
-}
+pub use stoker_domain::error_chain;
 
 /// Result with this crate's [`Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

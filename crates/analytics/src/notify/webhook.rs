@@ -1,6 +1,5 @@
 //! Webhook requests: a signed JSON POST per attempt.
 
-use std::error::Error as _;
 use std::time::Duration;
 
 use reqwest::header::CONTENT_TYPE;
@@ -77,18 +76,7 @@ fn describe(error: reqwest::Error, timeout: Duration) -> String {
     if error.is_timeout() {
         return format!("no answer within {timeout:?}");
     }
-    let error = error.without_url();
-    let mut text = error.to_string();
-    let mut source = error.source();
-    while let Some(cause) = source {
-        let cause_text = cause.to_string();
-        if !text.ends_with(&cause_text) {
-            text.push_str(": ");
-            text.push_str(&cause_text);
-        }
-        source = cause.source();
-    }
-    text
+    stoker_domain::error_chain(&error.without_url())
 }
 
 /// The start of an answer's body, on one line.
