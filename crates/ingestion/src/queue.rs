@@ -76,19 +76,15 @@ pub(crate) fn queue(capacity_bytes: usize) -> (QueueSender, QueueReceiver, Arc<A
 
 impl QueueSender {
     /// What a message is charged: its payload and overhead, plus what a
-    /// Sparkplug message holds decoded (each reading and its sensor key:
-    /// a small payload of aliases decodes to several times its size), at
+    /// Sparkplug message holds decoded (each reading, whose sensor key is
+    /// shared with the alias table: a small payload of aliases decodes to
+    /// several times its size), at
     /// most the whole queue (a larger one waits for an empty queue).
     fn cost(&self, envelope: &Envelope) -> u32 {
         let decoded = match &envelope.target {
-            Target::Sparkplug(decoded) => decoded
-                .readings
-                .iter()
-                .map(|reading| {
-                    std::mem::size_of::<stoker_sparkplug::Reading>() + reading.sensor.as_str().len()
-                })
-                .sum::<usize>()
-                .saturating_add(decoded.topic.len()),
+            Target::Sparkplug(decoded) => (decoded.readings.len()
+                * std::mem::size_of::<stoker_sparkplug::Reading>())
+            .saturating_add(decoded.topic.len()),
             _ => 0,
         };
         let bytes = envelope
@@ -189,7 +185,7 @@ mod tests {
     fn a_sparkplug_message_is_charged_its_decoded_readings_too() {
         let (sender, _receiver, _depth) = queue(1 << 20);
         let reading = stoker_sparkplug::Reading {
-            sensor: stoker_domain::SensorKey::parse("sensor_00").unwrap(),
+            sensor: std::sync::Arc::new(stoker_domain::SensorKey::parse("sensor_00").unwrap()),
             metric: "sensor_00".into(),
             timestamp: stoker_domain::EpochMillis::now(),
             value: stoker_sparkplug::MetricValue::Number(1.5),
@@ -204,7 +200,7 @@ mod tests {
             refusals: Vec::new(),
         }));
         let plain = sender.cost(&envelope(270)) as usize;
-        let per_reading = std::mem::size_of::<stoker_sparkplug::Reading>() + "sensor_00".len();
+        let per_reading = std::mem::size_of::<stoker_sparkplug::Reading>();
         assert_eq!(
             sender.cost(&sparkplug) as usize,
             plain + 20 * per_reading + "spBv1.0/bench/NDATA/site".len()

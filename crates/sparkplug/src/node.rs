@@ -502,7 +502,7 @@ fn reading(
         Some(Ok(sensor)) => sensor,
     };
     if !ambiguous.is_empty()
-        && let Some(detail) = ambiguous.get(sensor)
+        && let Some(detail) = ambiguous.get(&**sensor)
     {
         return refuse(handled, RefusalReason::AmbiguousMetric, detail.clone());
     }
@@ -585,7 +585,7 @@ fn reading(
         None => received,
     };
     handled.readings.push(Reading {
-        sensor: sensor.clone(),
+        sensor: Arc::clone(sensor),
         metric: Arc::clone(name),
         timestamp,
         value,

@@ -14,8 +14,9 @@ use crate::value::MetricValue;
 /// A metric value a data or birth message carries for a sensor.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reading {
-    /// The sensor key (DESIGN.md's mapping of the device and metric name).
-    pub sensor: SensorKey,
+    /// The sensor key (DESIGN.md's mapping of the device and metric name),
+    /// shared with the alias table.
+    pub sensor: Arc<SensorKey>,
     /// The metric's Sparkplug name, for messages.
     pub metric: Arc<str>,
     /// The metric's timestamp, else the payload's, else the receive time.

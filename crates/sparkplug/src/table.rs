@@ -29,7 +29,9 @@ pub(crate) struct MetricDef {
     pub(crate) name: Arc<str>,
     pub(crate) datatype: u32,
     /// `None` for the protocol's own metrics (`bdSeq`, `Node Control/*` …).
-    pub(crate) sensor: Option<Result<SensorKey, KeyError>>,
+    /// Shared with every reading of the metric, so that a reading costs
+    /// no copy of its key.
+    pub(crate) sensor: Option<Result<Arc<SensorKey>, KeyError>>,
 }
 
 /// The metrics of one birth, by alias and by name.
@@ -65,7 +67,8 @@ impl Table {
                 continue;
             };
             let name: Arc<str> = Arc::from(name);
-            let sensor = (!is_protocol_metric(&name)).then(|| sensor_key(device, &name));
+            let sensor =
+                (!is_protocol_metric(&name)).then(|| sensor_key(device, &name).map(Arc::new));
             let position = table.defs.len();
             if let Some(alias) = metric.alias {
                 if let Some(&other) = table.by_alias.get(&alias) {
@@ -118,7 +121,10 @@ impl Table {
                 def.sensor.as_ref().map(|sensor| Announced {
                     metric: Arc::clone(&def.name),
                     datatype: def.datatype,
-                    sensor: sensor.clone(),
+                    sensor: sensor
+                        .as_ref()
+                        .map(|key| (**key).clone())
+                        .map_err(Clone::clone),
                 })
             })
             .collect()
@@ -131,7 +137,7 @@ impl Table {
 pub(crate) fn ambiguous_keys<'a>(
     tables: impl Iterator<Item = (Option<&'a str>, &'a Table)>,
 ) -> HashMap<SensorKey, String> {
-    let mut owners: HashMap<&SensorKey, (Option<&str>, &str)> = HashMap::new();
+    let mut owners: HashMap<&Arc<SensorKey>, (Option<&str>, &str)> = HashMap::new();
     let mut ambiguous = HashMap::new();
     for (device, table) in tables {
         for def in &table.defs {
@@ -151,7 +157,7 @@ pub(crate) fn ambiguous_keys<'a>(
                             describe(device, &def.name)
                         )
                     };
-                    ambiguous.entry(key.clone()).or_insert(detail);
+                    ambiguous.entry((**key).clone()).or_insert(detail);
                 }
                 None => {
                     owners.insert(key, (device, &def.name));
