@@ -37,6 +37,9 @@ pub(crate) struct Target {
     pub(crate) addr: SocketAddr,
     pub(crate) path: String,
     pub(crate) request: Arc<[u8]>,
+    /// HTTPS: the connector (trusting the run's CA) and the name the
+    /// server's certificate is verified for.
+    pub(crate) tls: Option<(stoker_tls::Connector, String)>,
 }
 
 impl Target {
@@ -49,6 +52,15 @@ impl Target {
             addr,
             path: path.to_owned(),
             request: Arc::from(request.into_bytes()),
+            tls: None,
+        }
+    }
+
+    /// The same request over TLS, the certificate verified for `name`.
+    pub(crate) fn over_tls(self, connector: stoker_tls::Connector, name: &str) -> Self {
+        Self {
+            tls: Some((connector, name.to_owned())),
+            ..self
         }
     }
 }
@@ -181,7 +193,8 @@ pub(crate) enum BodyAt {
 #[derive(Debug)]
 pub(crate) struct Conn {
     pub(crate) addr: SocketAddr,
-    pub(crate) stream: Option<TcpStream>,
+    pub(crate) tls: Option<(stoker_tls::Connector, String)>,
+    pub(crate) stream: Option<MaybeTls<TcpStream>>,
     pub(crate) buf: Vec<u8>,
     /// Unconsumed bytes are `buf[start..filled]`.
     pub(crate) start: usize,
@@ -190,9 +203,10 @@ pub(crate) struct Conn {
 }
 
 impl Conn {
-    pub(crate) fn new(addr: SocketAddr) -> Self {
+    pub(crate) fn new(target: &Target) -> Self {
         Self {
-            addr,
+            addr: target.addr,
+            tls: target.tls.clone(),
             stream: None,
             buf: vec![0; READ_BUFFER],
             start: 0,
@@ -221,7 +235,12 @@ impl Conn {
         if self.stream.is_none() {
             let stream = TcpStream::connect(self.addr).await?;
             stream.set_nodelay(true)?;
-            self.stream = Some(stream);
+            self.stream = Some(match &self.tls {
+                None => MaybeTls::Plain(stream),
+                Some((connector, name)) => {
+                    MaybeTls::Tls(Box::new(connector.connect(name, stream).await?))
+                }
+            });
             self.start = 0;
             self.filled = 0;
         }
@@ -275,7 +294,7 @@ impl Conn {
 
 /// One request on a fresh connection: status and body.
 pub(crate) async fn probe(target: &Target) -> anyhow::Result<(u16, Vec<u8>)> {
-    let mut conn = Conn::new(target.addr);
+    let mut conn = Conn::new(target);
     let (status, at) = tokio::time::timeout(REQUEST_TIMEOUT, conn.exchange(&target.request))
         .await
         .map_err(|_| anyhow!("no answer within {REQUEST_TIMEOUT:?}"))?

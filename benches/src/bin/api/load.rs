@@ -25,7 +25,7 @@ pub(crate) async fn worker(target: Target, measure_from: Instant, end: Instant) 
         latencies_us: Vec::with_capacity(64 * 1024),
         ..WorkerTally::default()
     };
-    let mut conn = Conn::new(target.addr);
+    let mut conn = Conn::new(&target);
     loop {
         let started = Instant::now();
         if started >= end {

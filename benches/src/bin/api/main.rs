@@ -12,7 +12,11 @@
 //!   rollup);
 //! - history: `GET …/sensors/sensor_00/history` over 24 h of 1 Hz readings
 //!   by 1-minute means (1,440 points), which the API reads from the
-//!   1-minute rollup that the rollup job's backfill wrote after seeding.
+//!   1-minute rollup that the rollup job's backfill wrote after seeding;
+//! - then the API restarted with TLS (`HTTP_TLS_CERT`, `HTTP_TLS_KEY`: a
+//!   certificate for `localhost` signed by a CA made for the run, which
+//!   the client trusts and verifies by name): `/healthz` and latest again,
+//!   over HTTPS (`--no-tls` skips them).
 //!
 //! The load generator is deliberately small: one task per connection, each
 //! owning a `TcpStream`, writing a pre-built request and reading one
@@ -41,13 +45,14 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::Duration;
 use stoker_benches::harness::{self, bounded};
-use stoker_benches::process::{self, Cpu, Procs};
+use stoker_benches::process::{self, Cpu, Procs, StokerProcess};
 use stoker_benches::report::{self, Bound, Check, Figures, RunRecord, nearest_rank};
 use stoker_benches::{influx, procstat};
 use stoker_benches::{progress, rate, thousands, wall_millis};
 use stoker_domain::{EpochMillis, SensorKey, SensorType, SiteSlug, parse_duration};
 use stoker_testkit::{TestInflux, TestPostgres, TestRedis};
 use stoker_timeseries::LineBatch;
+use stoker_tls::MaybeTls;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::time::Instant;
@@ -68,7 +73,9 @@ use seed::*;
 /// connections: GET /healthz (baseline: the server's HTTP stack), GET
 /// …/latest, the history as a raw InfluxQL query sent straight to InfluxDB
 /// (baseline: InfluxDB alone, without the rollup) and GET …/history (24 h
-/// by 1-minute means, read from the rollup the job backfilled). Every
+/// by 1-minute means, read from the rollup the job backfilled); then,
+/// the API restarted with HTTPS (a certificate for localhost from a CA
+/// made for the run), GET /healthz and …/latest again over TLS. Every
 /// phase runs for a fixed time after a warm-up that is not counted.
 /// Needs the local services of scripts/dev-up; the `benches/api` wrapper
 /// starts them and builds the binaries first.
@@ -125,6 +132,12 @@ struct Args {
     /// Also write the results as JSON to this file.
     #[arg(long, value_name = "FILE")]
     json: Option<PathBuf>,
+
+    /// Skip the HTTPS phases (the API restarted with HTTP_TLS_CERT and
+    /// HTTP_TLS_KEY, a certificate for `localhost` signed by a CA made for
+    /// the run: /healthz and latest again over TLS).
+    #[arg(long)]
+    no_tls: bool,
 }
 
 /// The benchmark site.
@@ -314,44 +327,82 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         ),
     ];
     for (name, target, connections, duration, check) in phases {
-        settle().await;
-        stoker.check_alive()?;
-        let (status, body) = probe(target)
-            .await
-            .with_context(|| format!("{}: the first request", name.label()))?;
-        if status != 200 {
-            return Err(anyhow!(
-                "{}: the first request answered {status}: {}",
-                name.label(),
-                excerpt(&body)
-            ));
-        }
-        let checked =
-            check(&body).with_context(|| format!("{}: the first answer", name.label()))?;
-        progress!(
-            "{}: first answer 200, {} bytes, {checked}; {} connections, warm-up {:?}, then {:?} measured",
-            name.label(),
-            thousands(body.len() as u64),
+        let result = measure(
+            args,
+            &mut stoker,
+            &procs,
+            name,
+            target,
             connections,
-            args.warmup,
-            duration
-        );
-        let limit = args.warmup + duration + REQUEST_TIMEOUT + Duration::from_secs(20);
-        let mut result = bounded(
-            name.label(),
-            limit,
-            load(target, connections, args.warmup, duration, &procs),
+            duration,
+            check,
         )
         .await?;
-        result.body_bytes = body.len();
-        result.checked = checked;
-        progress!(
-            "{}: {}{}",
-            name.label(),
-            result.summary(),
-            result.others_text()
-        );
         report.figures.phases.push((name, result));
+    }
+
+    // ------------------------------------------------------------ HTTPS
+    if !args.no_tls {
+        progress!(
+            "stopped the plaintext stoker api: {}",
+            stoker.terminate().await
+        );
+        let ca = stoker_testkit::TestCa::new();
+        let cert = ca.server("api", &["localhost"]);
+        let connector = stoker_tls::ClientTls {
+            ca_file: Some(ca.ca_file().to_owned()),
+            identity: None,
+        }
+        .connector()
+        .context("the HTTPS client's TLS configuration")?;
+        let port = stoker_testkit::free_port();
+        let server: SocketAddr = ([127, 0, 0, 1], port).into();
+        let mut env = process::store_env(&postgres, &influx_db, &redis);
+        env.extend([
+            ("HTTP_ADDR", server.to_string()),
+            ("HTTP_TLS_CERT", cert.cert.display().to_string()),
+            ("HTTP_TLS_KEY", cert.key.display().to_string()),
+        ]);
+        stoker = process::spawn_stoker(
+            &args.stoker,
+            "api",
+            &env,
+            &args.log.with_extension("https.log"),
+            &args.stoker_log,
+        )?;
+        let host = format!("localhost:{port}");
+        let over_tls = |path: &str| {
+            Target::get(server, &host, path, &auth).over_tls(connector.clone(), "localhost")
+        };
+        let readyz = over_tls("/readyz");
+        let ready_in = process::until_ready(
+            &mut stoker,
+            &format!(" on https://localhost:{port}; waiting for /readyz"),
+            async |stoker| wait_ready_tls(stoker, &readyz).await,
+        )
+        .await?;
+        progress!("/readyz answered 200 over HTTPS {ready_in:.1?} after the start");
+        let procs = procs.clone().with_stoker(stoker.pid());
+        let healthz = over_tls("/healthz");
+        let latest = over_tls(&format!("/api/v1/sites/{SITE}/latest"));
+        let phases: [(PhaseName, &Target, BodyCheck<'_>); 2] = [
+            (PhaseName::HealthzTls, &healthz, &check_healthz_body),
+            (PhaseName::LatestTls, &latest, &check_latest),
+        ];
+        for (name, target, check) in phases {
+            let result = measure(
+                args,
+                &mut stoker,
+                &procs,
+                name,
+                target,
+                args.connections,
+                args.duration,
+                check,
+            )
+            .await?;
+            report.figures.phases.push((name, result));
+        }
     }
 
     // ------------------------------------------------------------ end
@@ -362,6 +413,77 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     drop(influx_db);
     drop(postgres);
     Ok(())
+}
+
+/// One phase: a first request checked, then the load, after a settling pause.
+#[allow(clippy::too_many_arguments)]
+async fn measure(
+    args: &Args,
+    stoker: &mut StokerProcess,
+    procs: &Procs,
+    name: PhaseName,
+    target: &Target,
+    connections: usize,
+    duration: Duration,
+    check: BodyCheck<'_>,
+) -> anyhow::Result<LoadResult> {
+    settle().await;
+    stoker.check_alive()?;
+    let (status, body) = probe(target)
+        .await
+        .with_context(|| format!("{}: the first request", name.label()))?;
+    if status != 200 {
+        return Err(anyhow!(
+            "{}: the first request answered {status}: {}",
+            name.label(),
+            excerpt(&body)
+        ));
+    }
+    let checked = check(&body).with_context(|| format!("{}: the first answer", name.label()))?;
+    progress!(
+        "{}: first answer 200, {} bytes, {checked}; {} connections, warm-up {:?}, then {:?} measured",
+        name.label(),
+        thousands(body.len() as u64),
+        connections,
+        args.warmup,
+        duration
+    );
+    let limit = args.warmup + duration + REQUEST_TIMEOUT + Duration::from_secs(20);
+    let mut result = bounded(
+        name.label(),
+        limit,
+        load(target, connections, args.warmup, duration, procs),
+    )
+    .await?;
+    result.body_bytes = body.len();
+    result.checked = checked;
+    progress!(
+        "{}: {}{}",
+        name.label(),
+        result.summary(),
+        result.others_text()
+    );
+    Ok(result)
+}
+
+/// Polls `GET /readyz` over HTTPS every 100 ms until it answers 200.
+async fn wait_ready_tls(stoker: &mut StokerProcess, readyz: &Target) -> anyhow::Result<Duration> {
+    let started = Instant::now();
+    loop {
+        stoker.check_alive()?;
+        let last = match probe(readyz).await {
+            Ok((200, _)) => return Ok(started.elapsed()),
+            Ok((status, body)) => format!("{status}: {}", excerpt(&body)),
+            Err(error) => format!("{error:#}"),
+        };
+        if started.elapsed() > Duration::from_secs(60) {
+            return Err(anyhow!(
+                "/readyz over HTTPS did not answer 200 within 60 s (last: {last}); Stoker's log:\n{}",
+                stoker.log_tail(15)
+            ));
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }
 
 /// A pause between phases, so one phase's tail weighs less on the next.

@@ -10,6 +10,8 @@ pub(crate) enum PhaseName {
     Latest,
     Influx,
     History,
+    HealthzTls,
+    LatestTls,
 }
 
 impl PhaseName {
@@ -19,6 +21,8 @@ impl PhaseName {
             PhaseName::Latest => "latest",
             PhaseName::Influx => "baseline InfluxDB",
             PhaseName::History => "history",
+            PhaseName::HealthzTls => "baseline /healthz over HTTPS",
+            PhaseName::LatestTls => "latest over HTTPS",
         }
     }
 
@@ -28,6 +32,8 @@ impl PhaseName {
             PhaseName::Latest => "latest: GET …/sites/bench-1/latest",
             PhaseName::Influx => "baseline: InfluxDB alone (raw query, /query)",
             PhaseName::History => "history: GET …/history, 24 h, every=1m",
+            PhaseName::HealthzTls => "baseline over HTTPS: GET /healthz",
+            PhaseName::LatestTls => "latest over HTTPS: GET …/sites/bench-1/latest",
         }
     }
 
@@ -37,6 +43,8 @@ impl PhaseName {
             PhaseName::Latest => "latest",
             PhaseName::Influx => "influx",
             PhaseName::History => "history",
+            PhaseName::HealthzTls => "healthz_https",
+            PhaseName::LatestTls => "latest_https",
         }
     }
 }
@@ -101,19 +109,30 @@ impl Figures for Results {
 
     fn checks(&self) -> Vec<Check> {
         let mut checks = Vec::new();
-        if let Some(latest) = self.phase(PhaseName::Latest) {
-            checks.push(Check::new(
-                "latest: requests/s",
-                latest.rate(),
-                Bound::AtLeast,
-                TARGET_LATEST_RPS,
-                format!("{} req/s", rate(latest.rate())),
-                format!("≥ {} req/s", rate(TARGET_LATEST_RPS)),
-            ));
+        for (phase, name) in [
+            (PhaseName::Latest, "latest: requests/s"),
+            (PhaseName::LatestTls, "latest over HTTPS: requests/s"),
+        ] {
+            if let Some(latest) = self.phase(phase) {
+                checks.push(Check::new(
+                    name,
+                    latest.rate(),
+                    Bound::AtLeast,
+                    TARGET_LATEST_RPS,
+                    format!("{} req/s", rate(latest.rate())),
+                    format!("≥ {} req/s", rate(TARGET_LATEST_RPS)),
+                ));
+            }
         }
         // (phase, target name, limit, decimals of the measured figure)
         let p99_targets = [
             (PhaseName::Latest, "latest: p99", TARGET_LATEST_P99_MS, 2),
+            (
+                PhaseName::LatestTls,
+                "latest over HTTPS: p99",
+                TARGET_LATEST_P99_MS,
+                2,
+            ),
             (
                 PhaseName::History,
                 "history (24 h, 1,440 points): p99",
@@ -202,6 +221,13 @@ impl Figures for Results {
                 let _ = writeln!(
                     out,
                     "  latest / baseline /healthz: {:.1}% of the requests/s of the server's HTTP stack",
+                    share * 100.0
+                );
+            }
+            if let Some(share) = ratio(PhaseName::LatestTls, PhaseName::Latest) {
+                let _ = writeln!(
+                    out,
+                    "  latest over HTTPS / latest: {:.1}% of the plaintext requests/s (keep-alive connections: one handshake each)",
                     share * 100.0
                 );
             }

@@ -79,13 +79,14 @@ pub(crate) async fn end_to_end(
     watch: &RssWatch,
     base_ts: i64,
     limit: Duration,
+    phase: &str,
 ) -> anyhow::Result<EndToEnd> {
     let messages = payloads.len() as u64;
     let per_message = fleet.readings_per_message() as u64;
     let total = messages * per_message;
     let publishers = connect_publishers(args.publishers, port, "bench-publisher").await?;
     progress!(
-        "(b) end to end: {} messages ({} readings) from {} publisher(s), QoS 1, as fast as the broker takes them",
+        "{phase}: {} messages ({} readings) from {} publisher(s), QoS 1, as fast as the broker takes them",
         thousands(messages),
         thousands(total),
         args.publishers
@@ -129,7 +130,7 @@ pub(crate) async fn end_to_end(
                 break polled;
             }
             progress!(
-                "(b) end to end: every message's first reading is queryable but only {} of {} readings: counting every reading from now on",
+                "{phase}: every message's first reading is queryable but only {} of {} readings: counting every reading from now on",
                 thousands(all),
                 thousands(total)
             );
@@ -145,7 +146,7 @@ pub(crate) async fn end_to_end(
         {
             published_after = Some((polled - started).as_secs_f64());
             progress!(
-                "(b) end to end: the broker acknowledged all {} messages after {:.2} s",
+                "{phase}: the broker acknowledged all {} messages after {:.2} s",
                 thousands(messages),
                 (polled - started).as_secs_f64()
             );
@@ -170,7 +171,7 @@ pub(crate) async fn end_to_end(
                 .await
                 .map_or_else(|error| format!("failed: {error}"), thousands);
             return Err(anyhow!(
-                "(b) end to end: {why}: only {} of {} readings queryable after {:.0} s (full count: {counted}; the broker took all {} messages from the publishers; Stoker used {:.1} CPU-s; Stoker's counters: {}); Stoker's log:\n{}",
+                "{phase}: {why}: only {} of {} readings queryable after {:.0} s (full count: {counted}; the broker took all {} messages from the publishers; Stoker used {:.1} CPU-s; Stoker's counters: {}); Stoker's log:\n{}",
                 thousands(stored),
                 thousands(total),
                 (polled - started).as_secs_f64(),
@@ -184,7 +185,7 @@ pub(crate) async fn end_to_end(
             let seconds = (polled - started).as_secs_f64();
             let cpu = procs.cpu() - &cpu_before;
             progress!(
-                "(b) end to end: {:.1} s: published {}, acked by broker {}, queryable {} readings ({} /s so far); CPU-s stoker {:.1}, influxd {:.1}",
+                "{phase}: {:.1} s: published {}, acked by broker {}, queryable {} readings ({} /s so far); CPU-s stoker {:.1}, influxd {:.1}",
                 seconds,
                 thousands(publishers.iter().map(|p| p.published()).sum()),
                 thousands(publishers.iter().map(|p| p.acked()).sum()),
@@ -223,13 +224,13 @@ pub(crate) async fn end_to_end(
         confirm_ms: confirmed_in.map(|took| took.as_secs_f64() * 1000.0),
     };
     progress!(
-        "(b) end to end: {} readings/s ({} readings in {:.2} s); CPU {}",
+        "{phase}: {} readings/s ({} readings in {:.2} s); CPU {}",
         rate(e2e.rate),
         thousands(total),
         seconds,
         e2e.cpu.describe(seconds)
     );
-    progress!("(b) Stoker's own counters: {}", counters(stoker).await);
+    progress!("{phase}: Stoker's own counters: {}", counters(stoker).await);
     progress!(
         "(d) ingestion: {:.1} CPU-s per million readings; peak RSS {:.1} MiB (VmHWM {:.1} MiB)",
         e2e.cpu.stoker() / total as f64 * 1e6,

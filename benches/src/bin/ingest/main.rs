@@ -14,16 +14,23 @@
 //!   Telegraf's layout (a field per sensor) and in Stoker's (a line per
 //!   reading), each to InfluxDB's own `/write` and then to Stoker's
 //!   (`stoker api`), same bodies, same clients;
+//! - (f) Sparkplug B: the readings of (b) as NDATA of edge nodes, read by a
+//!   Sparkplug host ingest process of its own;
 //! - optionally a soak at the rate of (b) or a share of it (`scripts/soak`:
-//!   half, 10 minutes), sampling RSS and lag every 10 s.
+//!   half, 10 minutes), sampling RSS and lag every 10 s;
+//! - (g) MQTT over TLS: the readings of (b) read by an ingest process
+//!   connected to the broker's TLS listener (`mqtts://`), last, once (b)'s
+//!   process has stopped.
 //!
 //! `main` holds the options, the targets and the run in order; each phase
-//! is a module (`raw`, `end_to_end`, `latency`, `line_protocol`, `soak`) and `results`
+//! is a module (`raw`, `end_to_end`, `latency`, `line_protocol`,
+//! `sparkplug`, `soak`, `mqtts`) and `results`
 //! writes the report. Modules share the run's imports through `super::*`.
 
 mod end_to_end;
 mod latency;
 mod line_protocol;
+mod mqtts;
 mod raw;
 mod results;
 mod soak;
@@ -57,6 +64,7 @@ use tokio::time::Instant;
 use end_to_end::*;
 use latency::*;
 use line_protocol::*;
+use mqtts::*;
 use raw::*;
 use results::*;
 use soak::*;
@@ -69,8 +77,9 @@ use sparkplug::*;
 /// bare QoS 1 subscriber), (b) Stoker's end-to-end throughput, (c)
 /// publish→queryable latency at half that rate, (d) the ingestion
 /// process's peak RSS and CPU seconds, (e) the same readings as line
-/// protocol to Stoker's `/write`, (f) as Sparkplug B NDATA; and checks
-/// them against the targets.
+/// protocol to Stoker's `/write`, (f) as Sparkplug B NDATA, (g) read by
+/// Stoker over MQTT with TLS (`mqtts://`); and checks them against the
+/// targets.
 /// Needs the local services of scripts/dev-up; the `benches/ingest`
 /// wrapper starts them and builds the binaries first.
 ///
@@ -163,6 +172,10 @@ struct Args {
     /// (0: as fast as their connections take them).
     #[arg(long, default_value_t = 0.0)]
     sparkplug_rate: f64,
+
+    /// Skip phase (g), ingestion over MQTT with TLS (`mqtts://`).
+    #[arg(long)]
+    no_mqtts: bool,
 }
 
 /// Most lines the raw InfluxDB phase pre-encodes (memory of this process).
@@ -194,6 +207,9 @@ const TARGET_THROUGHPUT_SHARE: f64 = 0.5;
 /// Line protocol to Stoker's `/write`, as a share of InfluxDB's own
 /// `/write` rate for the same bodies (issue #14).
 const TARGET_LP_SHARE_OF_INFLUX: f64 = 0.8;
+
+/// Ingestion over `mqtts://` as a share of the plaintext rate (b) (issue #15).
+const TARGET_MQTTS_SHARE: f64 = 0.9;
 
 const TARGET_P99_MS: f64 = 1000.0;
 
@@ -263,9 +279,21 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     );
     // Declared first, dropped last: the Stoker process (declared later) is
     // killed before its broker and databases go.
+    // The run's CA and the broker's certificate, for phase (g): the broker
+    // has a TLS listener beside its plain one.
+    let ca = stoker_testkit::TestCa::new();
     let (broker, postgres, pool, stoker_db, redis) =
         bounded("setup", Duration::from_secs(120), async {
-            let broker = TestBroker::start().await;
+            let broker = if args.no_mqtts {
+                TestBroker::start().await
+            } else {
+                TestBroker::start_tls(&stoker_testkit::BrokerTls {
+                    ca_file: ca.ca_file().to_owned(),
+                    server: ca.server("broker", &["localhost"]),
+                    require_client_cert: false,
+                })
+                .await
+            };
             let postgres = TestPostgres::create().await;
             let pool = postgres.migrated_pool().await;
             fleet.seed(&pool).await.context("seeding the fleet")?;
@@ -333,7 +361,7 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let mut env = process::store_env(&postgres, &stoker_db, &redis);
     env.extend([
         ("MQTT_URL", broker.url()),
-        ("MQTT_CLIENT_ID", client_id),
+        ("MQTT_CLIENT_ID", client_id.clone()),
         ("METRICS_ADDR", format!("127.0.0.1:{metrics_port}")),
         // Phase (f)'s process alone leads the Sparkplug host.
         ("SPARKPLUG_GROUPS", String::new()),
@@ -369,6 +397,7 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
             &watch,
             base_ts,
             e2e_limit,
+            "(b) end to end",
         ),
     )
     .await?;
@@ -503,9 +532,42 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         report.figures.soak = Some(soak);
     }
 
-    // ------------------------------------------------------------ end
     watch.stop();
     report.record.stop_stoker(&mut stoker).await;
+
+    // ------------------------------------------------------- (g) mqtts
+    if !args.no_mqtts {
+        // (b)'s persistent session would queue every message of (g).
+        stoker_testkit::clear_mqtt_session_to(broker.port(), &client_id).await;
+        settle().await;
+        // A window of its own, before every other one: (e)'s layouts,
+        // (f)'s and its births.
+        let tls_base_ts = base_ts - (4 + args.lp_layout.len() as i64) * (per_site + 1_000);
+        let phase = bounded(
+            "(g) mqtts",
+            e2e_limit + Duration::from_secs(90),
+            mqtts(
+                args,
+                &fleet,
+                &influx,
+                &database,
+                TlsTarget {
+                    env: process::store_env(&postgres, &stoker_db, &redis),
+                    url: broker.tls_url("localhost"),
+                    ca_file: ca.ca_file(),
+                    port: broker.port(),
+                },
+                &procs,
+                messages,
+                tls_base_ts,
+                e2e_limit,
+            ),
+        )
+        .await?;
+        report.figures.mqtts = Some(phase);
+    }
+
+    // ------------------------------------------------------------ end
     progress!("removing the test broker and databases");
     drop(stoker);
     drop(redis);

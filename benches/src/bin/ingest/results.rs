@@ -22,6 +22,8 @@ pub(crate) struct Results {
     /// Phase (e), one entry per layout, in the order measured.
     pub(crate) line_protocol: Vec<LineProtocol>,
     pub(crate) sparkplug: Option<Sparkplug>,
+    /// Phase (g): (b) again, Stoker reading the broker over TLS.
+    pub(crate) mqtts: Option<EndToEnd>,
     pub(crate) soak: Option<Soak>,
 }
 
@@ -80,6 +82,7 @@ impl Results {
             latency: None,
             line_protocol: Vec::new(),
             sparkplug: None,
+            mqtts: None,
             soak: None,
         }
     }
@@ -203,6 +206,17 @@ impl Figures for Results {
                 1.0,
                 format!("{:.1}%", share * 100.0),
                 "≤ 100%".into(),
+            ));
+        }
+        if let (Some(tls), Some(e2e)) = (&self.mqtts, &self.e2e) {
+            let share = tls.rate / e2e.rate;
+            checks.push(Check::new(
+                "(g) mqtts / plaintext (b), readings/s",
+                share,
+                Bound::AtLeast,
+                TARGET_MQTTS_SHARE,
+                format!("{:.1}%", share * 100.0),
+                format!("≥ {:.0}%", TARGET_MQTTS_SHARE * 100.0),
             ));
         }
         if let Some(soak) = &self.soak {
@@ -379,6 +393,20 @@ impl Figures for Results {
                 ),
             );
         }
+        if let Some(tls) = &self.mqtts {
+            row(
+                out,
+                "(g) Stoker end to end, reading over mqtts://",
+                rate(tls.rate),
+                format!(
+                    "{} readings in {:.2} s; published in the clear as in (b), Stoker's link TLS (CA verified by name); broker had all after {}",
+                    thousands(tls.readings),
+                    tls.seconds,
+                    tls.published_after
+                        .map_or("n/a".into(), |seconds| format!("{seconds:.2} s")),
+                ),
+            );
+        }
         let _ = writeln!(out);
         if let Some(e2e) = &self.e2e {
             let _ = writeln!(
@@ -444,6 +472,19 @@ impl Figures for Results {
                 )),
                 mib(sp.hwm_kib),
                 sp.cpu.describe(sp.seconds)
+            );
+        }
+        if let Some(tls) = &self.mqtts {
+            let _ = writeln!(
+                out,
+                "  (g) mqtts ingest process: {:.2} CPU-s per million readings (plaintext (b): {}); VmHWM {:.1} MiB; CPU {}",
+                tls.cpu.stoker() / tls.readings as f64 * 1e6,
+                self.e2e.as_ref().map_or("n/a".into(), |e2e| format!(
+                    "{:.2}",
+                    e2e.cpu.stoker() / e2e.readings as f64 * 1e6
+                )),
+                mib(tls.hwm_kib),
+                tls.cpu.describe(tls.seconds)
             );
         }
         if let Some(soak) = &self.soak {
@@ -531,6 +572,14 @@ impl Figures for Results {
                 "share_of_json_rate": self.e2e.as_ref().map(|e2e| sp.rate / e2e.rate),
                 "cpu_per_reading_share_of_json": self.e2e.as_ref().map(|e2e|
                     (sp.cpu.stoker() / sp.readings as f64) / (e2e.cpu.stoker() / e2e.readings as f64)),
+            })),
+            "mqtts": self.mqtts.as_ref().map(|tls| json!({
+                "readings": tls.readings, "seconds": tls.seconds, "readings_per_second": tls.rate,
+                "broker_acked_all_after_seconds": tls.published_after,
+                "cpu_seconds": tls.cpu.json(),
+                "stoker_cpu_seconds_per_million": tls.cpu.stoker() / tls.readings as f64 * 1e6,
+                "stoker_vmhwm_mib": mib(tls.hwm_kib),
+                "share_of_plaintext_rate": self.e2e.as_ref().map(|e2e| tls.rate / e2e.rate),
             })),
             "soak": self.soak.as_ref().map(|soak| json!({
                 "seconds": soak.seconds, "readings_per_second": soak.readings_per_second,
