@@ -106,6 +106,9 @@ pub(crate) async fn end_to_end(
     // count confirms. Should it fall short, every reading is counted from
     // then on.
     let sites = fleet.site_count() as u64;
+    // The phase's own timestamps: other phases write before and after it.
+    let window_end = base_ts + messages.div_ceil(sites) as i64;
+    let window = format!("time >= {base_ts}ms AND time < {window_end}ms AND {NOT_PROBE}");
     let sentinel = format!("sensor = '{}'", fleet.first_sensor());
     let mut counter = WindowCounter::new(base_ts, messages, sites, 1, sentinel);
     let mut full_counts = false;
@@ -123,7 +126,7 @@ pub(crate) async fn end_to_end(
         };
         if stored >= total && !full_counts {
             let confirming = Instant::now();
-            let all = influx.count_readings(database, NOT_PROBE).await?;
+            let all = influx.count_readings(database, &window).await?;
             confirmed_in = Some(confirming.elapsed());
             if all >= total {
                 stored = all;
@@ -167,7 +170,7 @@ pub(crate) async fn end_to_end(
                 format!("hard limit of {limit:?} reached")
             };
             let counted = influx
-                .count_readings(database, NOT_PROBE)
+                .count_readings(database, &window)
                 .await
                 .map_or_else(|error| format!("failed: {error}"), thousands);
             return Err(anyhow!(
@@ -205,8 +208,9 @@ pub(crate) async fn end_to_end(
         task.await.context("publisher")??;
     }
     close_publishers(publishers).await;
-    // Outside the timed window: one full count confirms the windowed ones.
-    let counted = influx.count_readings(database, NOT_PROBE).await?;
+    // Outside the timed window: one full count of the phase's window
+    // confirms the per-millisecond ones.
+    let counted = influx.count_readings(database, &window).await?;
     if stored != total || counted != total {
         return Err(anyhow!(
             "{total} readings published, {stored} counted per millisecond, {counted} in a full count: expected all three equal"
@@ -232,7 +236,7 @@ pub(crate) async fn end_to_end(
     );
     progress!("{phase}: Stoker's own counters: {}", counters(stoker).await);
     progress!(
-        "(d) ingestion: {:.1} CPU-s per million readings; peak RSS {:.1} MiB (VmHWM {:.1} MiB)",
+        "{phase}: ingestion {:.1} CPU-s per million readings; peak RSS {:.1} MiB (VmHWM {:.1} MiB)",
         e2e.cpu.stoker() / total as f64 * 1e6,
         mib(e2e.peak_rss_kib),
         mib(e2e.hwm_kib)

@@ -18,9 +18,9 @@
 //!   Sparkplug host ingest process of its own;
 //! - optionally a soak at the rate of (b) or a share of it (`scripts/soak`:
 //!   half, 10 minutes), sampling RSS and lag every 10 s;
-//! - (g) MQTT over TLS: the readings of (b) read by an ingest process
-//!   connected to the broker's TLS listener (`mqtts://`), last, once (b)'s
-//!   process has stopped.
+//! - (g) MQTT over TLS, right after (b) (listed last, lettered last): the
+//!   readings of (b) read by an ingest process connected to the broker's
+//!   TLS listener (`mqtts://`) in place of (b)'s.
 //!
 //! `main` holds the options, the targets and the run in order; each phase
 //! is a module (`raw`, `end_to_end`, `latency`, `line_protocol`,
@@ -366,18 +366,22 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
         // Phase (f)'s process alone leads the Sparkplug host.
         ("SPARKPLUG_GROUPS", String::new()),
     ]);
-    let mut stoker =
-        process::spawn_stoker(&args.stoker, "ingest", &env, &args.log, &args.stoker_log)?
-            .with_metrics_port(metrics_port);
-    let procs = procs.with_stoker(stoker.pid());
-    let ready_in = process::until_ready(
-        &mut stoker,
-        "; probing until it is subscribed",
-        async |stoker| wait_ready(stoker, &influx, &database, broker.port()).await,
-    )
-    .await?;
-    progress!("Stoker stores readings {ready_in:.1?} after its start");
-    let watch = RssWatch::start(stoker.pid());
+    let start_ingest = async |log: &std::path::Path| {
+        let mut stoker =
+            process::spawn_stoker(&args.stoker, "ingest", &env, log, &args.stoker_log)?
+                .with_metrics_port(metrics_port);
+        let ready_in = process::until_ready(
+            &mut stoker,
+            "; probing until it is subscribed",
+            async |stoker| wait_ready(stoker, &influx, &database, broker.port()).await,
+        )
+        .await?;
+        progress!("Stoker stores readings {ready_in:.1?} after its start");
+        anyhow::Ok(stoker)
+    };
+    let mut stoker = start_ingest(&args.log).await?;
+    let mut procs = procs.with_stoker(stoker.pid());
+    let mut watch = RssWatch::start(stoker.pid());
     settle().await;
 
     // ------------------------------------------------ (b) end to end
@@ -404,6 +408,50 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     let full_rate = e2e.rate;
     report.figures.e2e = Some(e2e);
     settle().await;
+
+    // ------------------------------------------------------- (g) mqtts
+    // Right after (b), which it is compared with: InfluxDB slows down as a
+    // run's data grows. (b)'s process stops first (a second subscriber
+    // would take every message too), and a new one takes over after (g).
+    if !args.no_mqtts {
+        watch.stop();
+        progress!(
+            "stopped the plaintext ingest process of (b): {}",
+            stoker.terminate().await
+        );
+        // Its persistent session would queue every message of (g).
+        stoker_testkit::clear_mqtt_session_to(broker.port(), &client_id).await;
+        settle().await;
+        // A window of its own, before every other one: (e)'s layouts,
+        // (f)'s and its births.
+        let tls_base_ts = base_ts - (4 + args.lp_layout.len() as i64) * (per_site + 1_000);
+        let phase = bounded(
+            "(g) mqtts",
+            e2e_limit + Duration::from_secs(90),
+            mqtts(
+                args,
+                &fleet,
+                &influx,
+                &database,
+                TlsTarget {
+                    env: process::store_env(&postgres, &stoker_db, &redis),
+                    url: broker.tls_url("localhost"),
+                    ca_file: ca.ca_file(),
+                    port: broker.port(),
+                },
+                &procs,
+                messages,
+                tls_base_ts,
+                e2e_limit,
+            ),
+        )
+        .await?;
+        report.figures.mqtts = Some(phase);
+        settle().await;
+        stoker = start_ingest(&args.log.with_extension("after-mqtts.log")).await?;
+        procs = procs.with_stoker(stoker.pid());
+        watch = RssWatch::start(stoker.pid());
+    }
 
     // ------------------------------------------------------ (c) latency
     let latency = bounded(
@@ -534,38 +582,6 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
 
     watch.stop();
     report.record.stop_stoker(&mut stoker).await;
-
-    // ------------------------------------------------------- (g) mqtts
-    if !args.no_mqtts {
-        // (b)'s persistent session would queue every message of (g).
-        stoker_testkit::clear_mqtt_session_to(broker.port(), &client_id).await;
-        settle().await;
-        // A window of its own, before every other one: (e)'s layouts,
-        // (f)'s and its births.
-        let tls_base_ts = base_ts - (4 + args.lp_layout.len() as i64) * (per_site + 1_000);
-        let phase = bounded(
-            "(g) mqtts",
-            e2e_limit + Duration::from_secs(90),
-            mqtts(
-                args,
-                &fleet,
-                &influx,
-                &database,
-                TlsTarget {
-                    env: process::store_env(&postgres, &stoker_db, &redis),
-                    url: broker.tls_url("localhost"),
-                    ca_file: ca.ca_file(),
-                    port: broker.port(),
-                },
-                &procs,
-                messages,
-                tls_base_ts,
-                e2e_limit,
-            ),
-        )
-        .await?;
-        report.figures.mqtts = Some(phase);
-    }
 
     // ------------------------------------------------------------ end
     progress!("removing the test broker and databases");

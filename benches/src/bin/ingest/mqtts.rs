@@ -4,9 +4,10 @@
 //! listener (`mqtts://localhost:…`, the broker's certificate signed by a
 //! CA made for the run and verified by name through `MQTT_CA_FILE`). Only
 //! Stoker's own link changes between (b) and (g), so the ratio of their
-//! rates is what TLS costs ingestion. It runs last, once (b)'s process is
-//! stopped and its persistent session cleared (a second subscriber would
-//! take every message too).
+//! rates is what TLS costs ingestion. It runs right after (b), once (b)'s
+//! process is stopped and its persistent session cleared (a second
+//! subscriber would take every message too); a new plaintext process
+//! takes over after it for the phases that follow.
 
 use super::*;
 
