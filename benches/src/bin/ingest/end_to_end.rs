@@ -4,6 +4,20 @@
 
 use super::*;
 
+/// The messages of phase (b) (and of (g), in its own window): the fleet's
+/// sites in turn, a site's `seq`-th message at `base_ts + seq`.
+pub(crate) fn payloads(fleet: &Fleet, messages: u64, base_ts: i64) -> Arc<Vec<Bytes>> {
+    let sites = fleet.site_count() as u64;
+    Arc::new(
+        (0..messages)
+            .map(|message| {
+                let seq = message / sites;
+                fleet.payload(seq, base_ts + seq as i64)
+            })
+            .collect(),
+    )
+}
+
 /// Publishes a probe reading every second until one is queryable.
 pub(crate) async fn wait_ready(
     stoker: &mut StokerProcess,

@@ -320,15 +320,7 @@ async fn run(args: &Args, report: &mut Report) -> anyhow::Result<()> {
     // the past (ending a minute ago), so every reading is a distinct point.
     let per_site = messages.div_ceil(fleet.site_count() as u64) as i64;
     let base_ts = wall_millis() - per_site - 60_000;
-    let sites = fleet.site_count() as u64;
-    let payloads: Arc<Vec<Bytes>> = Arc::new(
-        (0..messages)
-            .map(|message| {
-                let seq = message / sites;
-                fleet.payload(seq, base_ts + seq as i64)
-            })
-            .collect(),
-    );
+    let payloads = payloads(&fleet, messages, base_ts);
 
     // ------------------------------------------------ (a) InfluxDB raw
     let raw_limit = Duration::from_secs(60) + Duration::from_secs(args.readings / 10_000);

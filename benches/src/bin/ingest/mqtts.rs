@@ -67,15 +67,7 @@ pub(crate) async fn mqtts(
     progress!("(g) mqtts: Stoker stores readings {ready_in:.1?} after its start, over TLS");
     let procs = procs.clone().with_stoker(stoker.pid());
     let watch = RssWatch::start(stoker.pid());
-    let sites = fleet.site_count() as u64;
-    let payloads: Arc<Vec<Bytes>> = Arc::new(
-        (0..messages)
-            .map(|message| {
-                let seq = message / sites;
-                fleet.payload(seq, base_ts + seq as i64)
-            })
-            .collect(),
-    );
+    let payloads = payloads(fleet, messages, base_ts);
     settle().await;
     let result = end_to_end(
         args,
