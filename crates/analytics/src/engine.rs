@@ -35,8 +35,10 @@ use stoker_domain::ReadingValue;
 use stoker_rules::{Agg, RuleKind, Threshold};
 use stoker_timeseries::{BucketStats, Columns};
 
+mod explain;
 mod typed;
 
+pub use explain::{MAX_EXPLAINED_BUCKETS, explain};
 pub use typed::{Reads, compares_typed, on_sensor, reported};
 
 /// Milliseconds of a rule duration (durations are validated to whole

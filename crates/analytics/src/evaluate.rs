@@ -269,6 +269,9 @@ pub struct Step {
     pub target: usize,
     /// Fired or cleared, with the value.
     pub transition: Transition,
+    /// For a firing, how long the condition had held (a threshold's
+    /// pending `for` count; 0 when it fired at its first tick).
+    pub held_ms: i64,
 }
 
 /// Steps one watch through `ticks` over fetched data, from and into
@@ -308,13 +311,19 @@ pub fn replay(
             } else {
                 engine::measure(&kind, series, tick)
             };
-            let (next, transition) = engine::step(&kind, phases[index], tick, value);
+            let before = phases[index];
+            let (next, transition) = engine::step(&kind, before, tick, value);
             phases[index] = next;
             if let Some(transition) = transition {
+                let held_ms = match before {
+                    Phase::Pending { since } => tick - since,
+                    _ => 0,
+                };
                 steps.push(Step {
                     tick,
                     target: index,
                     transition,
+                    held_ms,
                 });
             }
         }

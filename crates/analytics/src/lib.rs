@@ -58,8 +58,39 @@ pub enum Error {
         id: uuid::Uuid,
         /// Its current state.
         state: store::AlertState,
-        /// What was asked (`acknowledged`, `resolved`).
+        /// What was asked (`acknowledged`, `resolved`, `reset`, `shelved`).
         action: &'static str,
+    },
+    /// A reset asked of an alert that is not latched: its condition still
+    /// holds, or its rule does not latch.
+    #[error(
+        "alert {0} is not latched: only an alert of a latching rule whose condition has cleared can be reset"
+    )]
+    NotLatched(uuid::Uuid),
+    /// An unshelve asked of an alert that is not shelved.
+    #[error("alert {0} is not shelved")]
+    NotShelved(uuid::Uuid),
+    /// A shelf longer than the alert's rule allows.
+    #[error(
+        "alert {id} may be shelved for at most {} (its rule's max_shelve), not {}",
+        humantime::format_duration(*max),
+        humantime::format_duration(*requested)
+    )]
+    ShelveTooLong {
+        /// The alert.
+        id: uuid::Uuid,
+        /// How long was asked.
+        requested: std::time::Duration,
+        /// The rule's `max_shelve`.
+        max: std::time::Duration,
+    },
+    /// A shelf without a reason, or of no length.
+    #[error("{message}")]
+    InvalidShelve {
+        /// The field at fault (`for`, `reason`).
+        field: &'static str,
+        /// What is wrong.
+        message: String,
     },
     /// A stored row holds a value Stoker does not write.
     #[error("stored {what} is invalid: {reason}")]

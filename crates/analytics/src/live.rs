@@ -95,7 +95,7 @@ pub struct TickReport {
     pub judged: usize,
     /// InfluxDB queries run.
     pub queries: usize,
-    /// Alerts opened.
+    /// Alerts opened or reactivated.
     pub fired: usize,
     /// Alerts cleared (rule cleared, or its rule or sensor gone; a
     /// gateway back or unbound).
@@ -103,6 +103,8 @@ pub struct TickReport {
     /// `no_data` alerts not raised because the sensor's gateway is offline
     /// or its device dead.
     pub suppressed: usize,
+    /// Alerts taken off their shelf at its expiry.
+    pub unshelved: usize,
 }
 
 type StateKey = (Uuid, SiteSlug, SensorKey);
@@ -145,9 +147,14 @@ impl Evaluator {
         self.windows.clear();
         for alert in store::open_alerts(&self.stores.pool, None).await? {
             // A gateway's alert has no rule phase: its rows are its state.
+            // Only an active alert whose condition holds is firing (a
+            // latched one's condition has cleared).
             let (Some(rule_id), Some(sensor)) = (alert.rule_id, alert.sensor.as_deref()) else {
                 continue;
             };
+            if !alert.active || alert.latched_at.is_some() {
+                continue;
+            }
             let (Ok(site), Ok(sensor)) = (SiteSlug::parse(&alert.site), SensorKey::parse(sensor))
             else {
                 continue;
@@ -246,6 +253,7 @@ impl Evaluator {
         report.rules = rules.len();
         let registry = stoker_metadata::registry(&self.stores.pool).await?;
         self.note_misfits(&rules, &registry);
+        self.unshelve_expired(&mut report).await?;
         let gateway_states = stoker_metadata::gateway_states(&self.stores.pool).await?;
         self.gateway_alarms(&gateway_states, &mut report).await?;
         let silenced = gateways::silenced_sensors(&gateway_states);
@@ -306,7 +314,7 @@ impl Evaluator {
                         report.suppressed += 1;
                         continue;
                     }
-                    self.apply(watch, step, &mut report).await?;
+                    self.apply(watch, step, &data, &mut report).await?;
                 }
             }
         }
@@ -335,9 +343,15 @@ impl Evaluator {
         self.misfits = current;
     }
 
-    async fn apply(&self, watch: &Watch, step: Step, report: &mut TickReport) -> Result<()> {
+    async fn apply(
+        &self,
+        watch: &Watch,
+        step: Step,
+        data: &HashMap<evaluate::SeriesKey, engine::Series>,
+        report: &mut TickReport,
+    ) -> Result<()> {
         let target = &watch.targets[step.target];
-        let verdict = Verdict {
+        let mut verdict = Verdict {
             rule: &watch.rule,
             site: &target.site,
             sensor: &target.sensor,
@@ -352,7 +366,23 @@ impl Evaluator {
                 )),
             },
             message: engine::describe(&watch.rule.kind, step.transition, target.reads()),
+            explanation: None,
         };
+        if let Transition::Fire(_) = step.transition {
+            let key = (
+                target.site.as_str().to_owned(),
+                target.sensor.as_str().to_owned(),
+            );
+            let empty = engine::Series::default();
+            let series = data.get(&key).unwrap_or(&empty);
+            verdict.explanation = Some(engine::explain(
+                &watch.rule,
+                series,
+                step.tick,
+                verdict.value.as_ref(),
+                step.held_ms,
+            ));
+        }
         let changed = match step.transition {
             Transition::Fire(_) => {
                 let alert = store::open_alert(&self.stores.pool, &self.outbox, &verdict).await?;
@@ -387,7 +417,11 @@ impl Evaluator {
     ) -> Result<()> {
         let at = EpochMillis::from_millis(tick).unwrap_or_else(|_| EpochMillis::now());
         for alert in store::open_alerts(&self.stores.pool, None).await? {
-            // Gateway alerts are `gateway_alarms`' to resolve.
+            // Gateway alerts are `gateway_alarms`' to resolve; an alert
+            // already cleared waits for its acknowledgement.
+            if !alert.active {
+                continue;
+            }
             let (Some(rule_id), Some(sensor)) = (alert.rule_id, alert.sensor.as_deref()) else {
                 continue;
             };
@@ -405,6 +439,22 @@ impl Evaluator {
             {
                 report.cleared += 1;
                 tracing::info!(alert = %alert.id, rule = alert.rule_name.as_deref().unwrap_or_default(), site = %alert.site, sensor = alert.sensor.as_deref().unwrap_or_default(), "alert resolved: {message}");
+                self.forget_dashboard(&site).await;
+            }
+        }
+        Ok(())
+    }
+
+    /// Takes off their shelf the alerts whose shelf expired (wall-clock
+    /// time: shelving is an operator's); one still active is announced
+    /// again.
+    async fn unshelve_expired(&self, report: &mut TickReport) -> Result<()> {
+        let unshelved =
+            store::unshelve_expired(&self.stores.pool, &self.outbox, chrono::Utc::now()).await?;
+        for alert in &unshelved {
+            report.unshelved += 1;
+            tracing::info!(alert = %alert.id, site = %alert.site, active = alert.active, "alert shelf expired: unshelved");
+            if let Ok(site) = SiteSlug::parse(&alert.site) {
                 self.forget_dashboard(&site).await;
             }
         }

@@ -67,6 +67,7 @@ fn firing<'a>(
         at: EpochMillis::from_millis(at).unwrap(),
         value: Some(stoker_domain::ReadingValue::Number(13.2)),
         message: "mean over 1m = 13.2 bar, > 12.5 for 30s".into(),
+        explanation: None,
     }
 }
 
@@ -90,7 +91,7 @@ async fn an_alert_fires_once_is_acknowledged_and_resolved_with_a_trail() {
     let opened: Vec<_> = opened.into_iter().flatten().collect();
     assert_eq!(opened.len(), 1);
     let alert = &opened[0];
-    assert_eq!(alert.state, AlertState::Firing);
+    assert_eq!(alert.state, AlertState::Unacknowledged);
     assert_eq!(alert.severity, "critical");
     assert_eq!(alert.opened_at.timestamp_millis(), at);
 
@@ -129,17 +130,18 @@ async fn an_alert_fires_once_is_acknowledged_and_resolved_with_a_trail() {
         at: EpochMillis::from_millis(at + 60_000).unwrap(),
         value: Some(stoker_domain::ReadingValue::Number(11.8)),
         message: "mean over 1m = 11.8 bar, no longer > 12".into(),
+        explanation: None,
     };
     let cleared = store::clear_alert(&pool, &NoOutbox, &clearing)
         .await
         .unwrap()
         .unwrap();
-    assert_eq!(cleared.state, AlertState::Resolved);
+    assert_eq!(cleared.state, AlertState::Closed);
     assert_eq!(cleared.resolved_by.as_deref(), Some(store::ANALYTICS));
     let resolve = store::resolve(&pool, &NoOutbox, alert.id, "operator-1")
         .await
         .unwrap_err();
-    assert!(resolve.to_string().contains("is resolved"), "{resolve}");
+    assert!(resolve.to_string().contains("is closed"), "{resolve}");
 
     let (stored, events) = store::get_alert(&pool, alert.id).await.unwrap();
     assert_eq!(stored, cleared);
@@ -158,7 +160,7 @@ async fn an_alert_fires_once_is_acknowledged_and_resolved_with_a_trail() {
         vec![
             ("fired", "analytics", Some(13.2)),
             ("acknowledged", "operator-1", None),
-            ("resolved", "analytics", Some(11.8)),
+            ("closed", "analytics", Some(11.8)),
         ]
     );
 

@@ -1,7 +1,9 @@
 //! Alerts raised by analytics: `GET /alerts` (newest first, in pages,
 //! filtered by `state`, `site`, `sensor`, `rule`), `GET /alerts/{id}` with
-//! its event trail, and `POST /alerts/{id}/ack` and `…/resolve`, recorded
-//! under the name of the API key that asked.
+//! its event trail (the `fired` event with its explanation), and the
+//! operator's actions `POST /alerts/{id}/ack`, `…/resolve`, `…/reset`,
+//! `…/shelve` (`{"for","reason"}`) and `…/unshelve`, recorded under the
+//! name of the API key that asked, in the alert's trail and the audit.
 //!
 //! Postgres (schema `analytics`) is the truth; a transition is one
 //! transaction that changes the alert, appends its event and queues its
@@ -49,9 +51,28 @@ pub(crate) fn routes(
         .and_then(|id, actor, state| transition(id, actor, state, Action::Acknowledge));
     let resolve = warp::path!("alerts" / String / "resolve")
         .and(warp::post())
+        .and(write.clone())
+        .and(with_state.clone())
+        .and_then(|id, actor, state| transition(id, actor, state, Action::Resolve));
+    let reset = warp::path!("alerts" / String / "reset")
+        .and(warp::post())
+        .and(write.clone())
+        .and(with_state.clone())
+        .and_then(|id, actor, state| transition(id, actor, state, Action::Reset));
+    let shelve = warp::path!("alerts" / String / "shelve")
+        .and(warp::post())
+        .and(write.clone())
+        .and(crate::body::json_object())
+        .and(with_state.clone())
+        .and_then(|id, actor, body, state| async move {
+            let action = shelf(body)?;
+            transition(id, actor, state, action).await
+        });
+    let unshelve = warp::path!("alerts" / String / "unshelve")
+        .and(warp::post())
         .and(write)
         .and(with_state)
-        .and_then(|id, actor, state| transition(id, actor, state, Action::Resolve));
+        .and_then(|id, actor, state| transition(id, actor, state, Action::Unshelve));
     boxed(list)
         .or(boxed(get))
         .unify()
@@ -59,6 +80,31 @@ pub(crate) fn routes(
         .unify()
         .or(boxed(resolve))
         .unify()
+        .or(boxed(reset))
+        .unify()
+        .or(boxed(shelve))
+        .unify()
+        .or(boxed(unshelve))
+        .unify()
+}
+
+/// A shelve body: `for` (a duration, at most the rule's `max_shelve`) and
+/// `reason` (required).
+fn shelf(mut body: crate::body::Fields) -> Result<Action, warp::Rejection> {
+    let duration = body.required("for", |text| stoker_domain::parse_duration(&text));
+    let reason = body.required("reason", |text| {
+        if text.trim().is_empty() {
+            Err("reason is required: say why the alert is shelved")
+        } else {
+            Ok(text)
+        }
+    });
+    body.finish()?;
+    match (duration, reason) {
+        (Some(duration), Some(reason)) => Ok(Action::Shelve { duration, reason }),
+        // `finish` has refused the body already.
+        _ => Err(ApiError::Internal("a shelve body was refused without an error".into()).into()),
+    }
 }
 
 /// The kinds an alert may have: its rule's, or `gateway_offline`.
@@ -172,14 +218,20 @@ async fn get_alert(
 }
 
 /// What a person may do to an alert.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Action {
     Acknowledge,
     Resolve,
+    Reset,
+    Shelve {
+        duration: std::time::Duration,
+        reason: String,
+    },
+    Unshelve,
 }
 
-/// A key limited to sites acknowledges and resolves only its sites'
-/// alerts (checked before the change).
+/// A key limited to sites acts only on its sites' alerts (checked before
+/// the change).
 async fn transition(
     id: String,
     principal: Principal,
@@ -194,9 +246,15 @@ async fn transition(
         principal.check_site(&alert.site)?;
     }
     let actor = principal.name;
+    let (pool, notify) = (&state.pool, &state.notify);
     let changed = match action {
-        Action::Acknowledge => store::acknowledge(&state.pool, &state.notify, id, &actor).await,
-        Action::Resolve => store::resolve(&state.pool, &state.notify, id, &actor).await,
+        Action::Acknowledge => store::acknowledge(pool, notify, id, &actor).await,
+        Action::Resolve => store::resolve(pool, notify, id, &actor).await,
+        Action::Reset => store::reset(pool, notify, id, &actor).await,
+        Action::Shelve { duration, reason } => {
+            store::shelve(pool, notify, id, &actor, duration, &reason).await
+        }
+        Action::Unshelve => store::unshelve(pool, notify, id, &actor).await,
     }
     .map_err(ApiError::from)?;
     tracing::info!(alert = %changed.id, state = %changed.state, actor, "alert changed by hand");
@@ -232,7 +290,7 @@ mod tests {
         assert_eq!(parsed.rule_id, Some(rule));
         assert_eq!(filter(&query(&[])).unwrap(), AlertFilter::default());
         for (name, value) in [
-            ("state", "closed"),
+            ("state", "shut"),
             ("site", "Boiler House"),
             ("sensor", "b1 flue"),
             ("rule", "7"),

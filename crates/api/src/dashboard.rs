@@ -75,7 +75,8 @@ struct Dashboard {
     generated_at: String,
     counts: Counts,
     sensors: Vec<SensorStatus>,
-    /// Open alerts of the site (firing or acknowledged), newest first.
+    /// Alerts of the site not closed (active, or cleared before anyone
+    /// acknowledged them), newest first.
     open_alerts: Vec<Alert>,
 }
 
@@ -122,7 +123,7 @@ async fn dashboard(slug: String, state: State) -> Result<warp::reply::Response, 
         .map(|(sensor, value)| {
             let alerting = open_alerts
                 .iter()
-                .any(|alert| alert.sensor.as_deref() == Some(sensor.key.as_str()));
+                .any(|alert| alert.active && alert.sensor.as_deref() == Some(sensor.key.as_str()));
             // Only a numeric sensor has a range: another kind's value is
             // judged by its age alone.
             let number = value

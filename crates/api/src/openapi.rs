@@ -3,7 +3,7 @@
 //! checks that each operation is answered and that no other method is.
 
 use serde_json::{Map, Value, json};
-use stoker_analytics::store::StateFilter;
+use stoker_analytics::store::{AlertState, StateFilter};
 use stoker_domain::{
     EpochMillis, SensorKey, SensorKind, SensorType, SiteSlug, StateName, States, Unit,
 };
@@ -166,7 +166,13 @@ fn errors(route: &Route) -> Map<String, Value> {
     if route.path.starts_with("/api/v1/alerts/") && route.method == "post" {
         responses.insert(
             "409".into(),
-            problem("invalid_transition: the alert's state does not allow this change."),
+            problem("invalid_transition: the alert's state does not allow this change; not_latched (reset): its condition still holds or its rule does not latch; not_shelved (unshelve)."),
+        );
+    }
+    if route.path.ends_with("/shelve") {
+        responses.insert(
+            "422".into(),
+            problem("Invalid fields (for: a duration of at least 1s; reason: required, at most 1000 characters), or shelve_too_long: longer than the rule's max_shelve."),
         );
     }
     if route.path == "/api/v1/alert-rules/preview" {
@@ -525,19 +531,31 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
                     "counts": { "type": "object", "properties": { "ok": { "type": "integer" }, "stale": { "type": "integer" }, "out_of_range": { "type": "integer" }, "alerting": { "type": "integer" } } },
                     "sensors": { "type": "array", "items": { "type": "object", "properties": { "sensor": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "value": reading_value, "ts": { "type": ["string", "null"], "format": "date-time" }, "min": number_or_null, "max": number_or_null, "status": { "enum": ["ok", "stale", "out_of_range", "alerting"] } } } },
                     "open_alerts": { "type": "array", "items": schema("Alert") } } },
-                "Alert": { "type": "object", "description": "DESIGN.md's alert, with the rule's name and kind, the limit compared with, who acknowledged and resolved it (an API key's name, or analytics) and its version. A gateway_offline alert (a Sparkplug gateway that died; resolved by analytics when it is born again) has no rule and no sensor (null) and names its gateway; a rule's alert has gateway null.", "properties": {
+                "Alert": { "type": "object", "description": "DESIGN.md's alert, with the rule's name and kind, the limit compared with, who acknowledged and resolved it (an API key's name, or analytics) and its version. Its state (ISA-18.2) names two facts, active and acknowledged: unacknowledged and acknowledged are active; cleared_unacknowledged returned to normal before anyone acknowledged it; closed is over. resolved_at and resolved_by say when and by whom its active life last ended (its condition cleared: analytics; a reset or a resolution by hand: the operator); null while active. A condition that returns while the alert is not closed reactivates it (activated_at). A gateway_offline alert (a Sparkplug gateway that died; cleared by analytics when it is born again) has no rule and no sensor (null) and names its gateway; a rule's alert has gateway null.", "properties": {
                     "id": uuid, "rule_id": { "type": ["string", "null"], "format": "uuid" }, "rule_name": string_or_null, "kind": { "type": "string", "enum": crate::alerts::KIND_NAMES },
                     "site": slug, "sensor": { "anyOf": [slug, { "type": "null" }] },
                     "gateway": { "anyOf": [{ "type": "object", "required": ["group", "edge_node"], "properties": { "group": { "type": "string" }, "edge_node": { "type": "string" } } }, { "type": "null" }] },
                     "severity": { "enum": ["info", "warning", "critical"] },
-                    "state": { "enum": ["firing", "acknowledged", "resolved"] },
+                    "state": { "enum": AlertState::ALL.map(AlertState::as_str) },
+                    "active": { "type": "boolean", "description": "Whether its condition is active; a latched alert stays active until reset." },
+                    "activated_at": { "type": "string", "format": "date-time", "description": "When it last fired or was reactivated." },
+                    "latched_at": { "type": ["string", "null"], "format": "date-time", "description": "When the condition of its latching rule cleared: it stays active until POST …/reset." },
+                    "shelved_until": { "type": ["string", "null"], "format": "date-time", "description": "Shelved until then: recorded, not announced." },
+                    "shelved_by": string_or_null, "shelve_reason": string_or_null,
+                    "cause": string_or_null, "consequence": string_or_null, "operator_action": string_or_null,
+                    "response_time": { "type": ["string", "null"], "description": "Its rule's rationalization when it fired: how soon the operator must act, a duration such as 10m." },
                     "opened_at": time, "acknowledged_at": time_or_null, "resolved_at": time_or_null,
                     "value": alert_value("The value that fired it"), "threshold": alert_value("What the value was compared with"), "message": { "type": "string" },
                     "acknowledged_by": string_or_null, "resolved_by": string_or_null, "version": { "type": "integer" }
                 } },
                 "AlertEvent": { "type": "object", "properties": {
-                    "id": { "type": "integer" }, "alert_id": uuid, "transition": { "enum": ["fired", "acknowledged", "resolved"] },
-                    "at": time, "actor": { "type": "string" }, "value": alert_value("The value seen"), "detail": { "type": "string" }
+                    "id": { "type": "integer" }, "alert_id": uuid, "transition": { "enum": ["fired", "acknowledged", "resolved", "cleared", "reactivated", "closed", "latched", "reset", "shelved", "unshelved"] },
+                    "at": time, "actor": { "type": "string" }, "value": alert_value("The value seen"), "detail": { "type": "string" },
+                    "explanation": { "type": "object", "description": "On fired and reactivated events: rule_id, rule_version, rule_name, kind, evaluated_at, aggregate (mean, min, max, last, rate_per_min, count, z), value, op, threshold, clear, window, for, held_for (and held_for_ms: how long the condition had held), bucket_ms, buckets (the newest 360 of the span: start, count and the statistics the rule reads, as stored: a boolean 0/1, a state its index), buckets_total; an anomaly's baseline." }
+                } },
+                "AlertShelve": { "type": "object", "required": ["for", "reason"], "additionalProperties": false, "properties": {
+                    "for": { "type": "string", "pattern": "^\\s*([0-9]+\\s*(ms|s|m|h|d)\\s*)+$", "description": "How long, a duration such as 30m (at least 1s, at most the rule's max_shelve)." },
+                    "reason": { "type": "string", "minLength": 1, "maxLength": stoker_analytics::store::MAX_SHELVE_REASON_CHARS, "pattern": "\\S", "description": "Why it is shelved." }
                 } },
                 "AlertWithEvents": { "allOf": [ schema("Alert"), { "type": "object", "properties": { "events": { "type": "array", "items": schema("AlertEvent") } } } ] },
                 "AlertPage": { "type": "object", "properties": { "items": { "type": "array", "items": schema("Alert") }, "next_cursor": { "type": ["string", "null"] } } },

@@ -209,6 +209,17 @@ pub enum ApiError {
     /// an alert that is not firing, resolving a resolved one).
     #[error("{0}")]
     InvalidTransition(String),
+    /// A well-formed request the rules refuse, with its own code and the
+    /// field at fault (422: `shelve_too_long`).
+    #[error("{detail}")]
+    Unprocessable {
+        /// The stable code.
+        code: &'static str,
+        /// The field at fault.
+        field: &'static str,
+        /// What is wrong, and what would do.
+        detail: String,
+    },
     /// A backtest would read more than analytics allows.
     #[error("{0}")]
     TooLarge(String),
@@ -325,6 +336,23 @@ impl From<stoker_analytics::Error> for ApiError {
         match error {
             E::AlertNotFound(_) => ApiError::NotFound(error.to_string()),
             E::InvalidTransition { .. } => ApiError::InvalidTransition(error.to_string()),
+            E::NotLatched(_) => ApiError::Contradicts {
+                code: "not_latched",
+                detail: error.to_string(),
+            },
+            E::NotShelved(_) => ApiError::Contradicts {
+                code: "not_shelved",
+                detail: error.to_string(),
+            },
+            E::ShelveTooLong { .. } => ApiError::Unprocessable {
+                code: "shelve_too_long",
+                field: "for",
+                detail: error.to_string(),
+            },
+            E::InvalidShelve { field, message } => ApiError::Validation(vec![FieldError {
+                field: field.to_owned(),
+                message,
+            }]),
             E::TooLarge(detail) => ApiError::TooLarge(detail),
             E::InvalidRange(_) => ApiError::InvalidRange(error.to_string()),
             // The store refuses a cursor it did not make.
@@ -358,6 +386,7 @@ impl ApiError {
             ApiError::HasDependents(_) => (StatusCode::CONFLICT, "has_dependents"),
             ApiError::Contradicts { code, .. } => (StatusCode::CONFLICT, *code),
             ApiError::InvalidTransition(_) => (StatusCode::CONFLICT, "invalid_transition"),
+            ApiError::Unprocessable { code, .. } => (StatusCode::UNPROCESSABLE_ENTITY, *code),
             ApiError::TooLarge(_) => (StatusCode::UNPROCESSABLE_ENTITY, "backtest_too_large"),
             ApiError::InvalidRange(_) => (StatusCode::BAD_REQUEST, "invalid_range"),
             ApiError::Unavailable { .. } => {
@@ -438,6 +467,13 @@ pub(crate) async fn recover(rejection: Rejection) -> Result<warp::reply::Respons
         let (status, code) = error.status_and_code();
         return Ok(match error {
             ApiError::Validation(errors) => problem(status, code, error.to_string(), Some(errors)),
+            ApiError::Unprocessable { field, detail, .. } => {
+                let errors = [FieldError {
+                    field: (*field).to_owned(),
+                    message: detail.clone(),
+                }];
+                problem(status, code, detail.clone(), Some(&errors))
+            }
             ApiError::BadParameter { parameter, detail } => {
                 let errors = [FieldError {
                     field: (*parameter).to_owned(),

@@ -361,6 +361,13 @@ fn field_schema(spec: &FieldSpec) -> Value {
             ),
         }),
         Shape::Flag => json!({ "type": "boolean" }),
+        Shape::Text(max) => json!({
+            "type": "string", "minLength": 1, "maxLength": max, "pattern": "\\S",
+            "description": format!(
+                "Text for people, 1 to {max} characters once trimmed; no control characters \
+                 but line breaks and tabs."
+            ),
+        }),
         Shape::Threshold => json!({
             "anyOf": [
                 { "type": "number" },
@@ -423,8 +430,9 @@ fn kind_variants(stored: bool) -> Vec<Value> {
             for spec in specs {
                 let schema = field_schema(spec);
                 if stored && spec.absent {
-                    // Left out when it holds no value.
-                    properties.insert(spec.name.into(), schema);
+                    // Left out (a kind's field) or null (a setting) when it
+                    // holds no value.
+                    properties.insert(spec.name.into(), nullable(schema));
                 } else if stored || !spec.optional {
                     required.push(spec.name);
                     properties.insert(spec.name.into(), schema);

@@ -23,6 +23,9 @@ macro_rules! rule_model {
         settings {
             $( $(#[$smeta:meta])* $setting:ident: $sty:ty $(= $sdefault:expr)?, )*
         }
+        options {
+            $( $(#[$ometa:meta])* $option:ident: $oty:ty = $odefault:expr, )*
+        }
         fields {
             $( $(#[$fmeta:meta])* $field:ident $(as $fjson:literal)?: $fty:ty $(= $fdefault:expr)?, )*
         }
@@ -40,6 +43,7 @@ macro_rules! rule_model {
         mod field_type {
             use super::*;
             $( pub(crate) type $setting = $sty; )*
+            $( pub(crate) type $option = $oty; )*
             $( pub(crate) type $field = $fty; )*
         }
 
@@ -47,6 +51,7 @@ macro_rules! rule_model {
         #[allow(non_upper_case_globals)]
         mod json {
             $( pub(crate) const $setting: &str = $crate::define::rule_model!(@json $setting); )*
+            $( pub(crate) const $option: &str = stringify!($option); )*
             $( pub(crate) const $field: &str = $crate::define::rule_model!(@json $field $($fjson)?); )*
         }
 
@@ -56,6 +61,11 @@ macro_rules! rule_model {
             $(
                 pub(crate) fn $setting() -> Option<field_type::$setting> {
                     $crate::define::rule_model!(@default $($sdefault)?)
+                }
+            )*
+            $(
+                pub(crate) fn $option() -> field_type::$option {
+                    $odefault
                 }
             )*
             $(
@@ -72,6 +82,12 @@ macro_rules! rule_model {
                 shape: <$sty as Field>::SHAPE,
                 optional: $crate::define::rule_model!(@optional $($sdefault)?),
                 absent: <$sty as Field>::ABSENT,
+            }, )*
+            $( FieldSpec {
+                name: json::$option,
+                shape: <$oty as Field>::SHAPE,
+                optional: true,
+                absent: <$oty as Field>::ABSENT,
             }, )*
         ];
 
@@ -226,6 +242,7 @@ macro_rules! rule_model {
             pub sensor_type: Option<String>,
             $( $(#[$fmeta])* pub $field: Option<<$fty as Field>::Draft>, )*
             $( $(#[$smeta])* pub $setting: Option<<$sty as Field>::Draft>, )*
+            $( $(#[$ometa])* pub $option: Option<<$oty as Field>::Draft>, )*
         }
 
         impl RuleDraft {
@@ -234,6 +251,7 @@ macro_rules! rule_model {
                 "name", "kind", "site", "sensor", "sensor_type",
                 $( json::$field, )*
                 $( json::$setting, )*
+                $( json::$option, )*
             ];
 
             /// Sets the field named `field` from `value` (JSON `null`
@@ -252,6 +270,7 @@ macro_rules! rule_model {
                     "sensor_type" => self.sensor_type = Deserialize::deserialize(value)?,
                     $( json::$field => self.$field = Deserialize::deserialize(value)?, )*
                     $( json::$setting => self.$setting = Deserialize::deserialize(value)?, )*
+                    $( json::$option => self.$option = Deserialize::deserialize(value)?, )*
                     _ => return Ok(false),
                 }
                 Ok(true)
@@ -281,6 +300,7 @@ macro_rules! rule_model {
                     sensor: rule.selector.sensor.as_ref().map(ToString::to_string),
                     sensor_type: rule.selector.sensor_type.as_ref().map(ToString::to_string),
                     $( $setting: Field::to_draft(&rule.$setting), )*
+                    $( $option: Field::to_draft(&rule.$option), )*
                     ..RuleDraft::default()
                 };
                 rule.kind.fill(&mut draft);
@@ -312,6 +332,11 @@ macro_rules! rule_model {
                 #[serde(with = "crate::field::wire")]
                 pub $setting: $sty,
             )*
+            $(
+                $(#[$ometa])*
+                #[serde(with = "crate::field::wire")]
+                pub $option: $oty,
+            )*
             /// Incremented by every change (optimistic locking).
             pub version: i64,
             /// When it was created.
@@ -338,6 +363,7 @@ macro_rules! rule_model {
                     selector,
                     kind: RuleKind::from_values(kind, values)?,
                     $( $setting: stored(json::$setting, values)?, )*
+                    $( $option: stored(json::$option, values)?, )*
                     version: record.version,
                     created_at: record.created_at,
                     updated_at: record.updated_at,
@@ -354,6 +380,7 @@ macro_rules! rule_model {
             selector: RuleSelector,
             kind: RuleKind,
             $( $setting: $sty, )*
+            $( $option: $oty, )*
         }
 
         impl NewAlertRule {
@@ -371,12 +398,15 @@ macro_rules! rule_model {
                 selector.check()?;
                 let kind = kind.with_defaults();
                 kind.validate()?;
-                Ok(Self {
+                let rule = Self {
                     name: name.to_owned(),
                     selector,
                     kind,
                     $( $setting, )*
-                })
+                    $( $option: default::$option(), )*
+                };
+                rule.check_settings()?;
+                Ok(rule)
             }
 
             /// Validates a rule written as in JSON (see [`RuleDraft`]):
@@ -401,7 +431,14 @@ macro_rules! rule_model {
                         default::$setting(),
                     )?;
                 )*
-                Self::new(name, selector, kind, $($setting),*)
+                let mut rule = Self::new(name, selector, kind, $($setting),*)?;
+                $(
+                    if let Some(draft) = draft.$option.as_ref() {
+                        rule.$option = <$oty as Field>::from_draft(json::$option, draft)?;
+                    }
+                )*
+                rule.check_settings()?;
+                Ok(rule)
             }
 
             /// The display name (trimmed).
@@ -421,14 +458,23 @@ macro_rules! rule_model {
 
             $(
                 $(#[$smeta])*
+                #[allow(clippy::clone_on_copy)]
                 pub fn $setting(&self) -> $sty {
-                    self.$setting
+                    self.$setting.clone()
+                }
+            )*
+
+            $(
+                $(#[$ometa])*
+                #[allow(clippy::clone_on_copy)]
+                pub fn $option(&self) -> $oty {
+                    self.$option.clone()
                 }
             )*
 
             /// The settings' values, by field name (for storage).
             pub fn setting_values(&self) -> Vec<(&'static str, Value)> {
-                [$( (json::$setting, Field::to_value(&self.$setting)) ),*]
+                [$( (json::$setting, Field::to_value(&self.$setting)), )* $( (json::$option, Field::to_value(&self.$option)), )*]
                     .into_iter()
                     .filter_map(|(field, value)| value.map(|value| (field, value)))
                     .collect()
@@ -442,6 +488,7 @@ macro_rules! rule_model {
                     selector: self.selector,
                     kind: self.kind,
                     $( $setting: self.$setting, )*
+                    $( $option: self.$option, )*
                     version: record.version,
                     created_at: record.created_at,
                     updated_at: record.updated_at,

@@ -30,6 +30,8 @@ pub enum Value {
     Flag(bool),
     /// A state's name (a threshold compared with a state sensor).
     State(StateName),
+    /// Free text for people (a rule's rationalization).
+    Text(String),
 }
 
 impl Serialize for Value {
@@ -42,6 +44,7 @@ impl Serialize for Value {
             }
             Value::Flag(flag) => serializer.serialize_bool(*flag),
             Value::State(name) => serializer.serialize_str(name.as_str()),
+            Value::Text(text) => serializer.serialize_str(text),
         }
     }
 }
@@ -61,6 +64,9 @@ pub enum Shape {
     /// What a threshold rule compares with ([`Threshold`]): a finite
     /// number, `true`/`false`, or a state's name.
     Threshold,
+    /// Text for people of 1 to this many characters once trimmed, without
+    /// control characters other than line breaks and tabs ([`Text`]).
+    Text(usize),
 }
 
 /// A field of a rule as the model describes it.
@@ -202,6 +208,68 @@ impl Field for Duration {
     }
 }
 
+/// Text for people of 1 to `MAX` characters once trimmed (a rule's
+/// `cause`, `consequence`, `operator_action`): no control characters but
+/// line breaks and tabs.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Text<const MAX: usize>(String);
+
+impl<const MAX: usize> Text<MAX> {
+    /// Checks `text` (trimmed); the error names `field`.
+    pub fn parse(field: &'static str, text: &str) -> Result<Self, FieldError> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err((
+                field,
+                format!("{field} must not be empty: leave it out or send null for none"),
+            ));
+        }
+        let chars = text.chars().count();
+        if chars > MAX {
+            return Err((
+                field,
+                format!("{field} must be at most {MAX} characters, not {chars}"),
+            ));
+        }
+        if text
+            .chars()
+            .any(|c| c.is_control() && c != '\n' && c != '\r' && c != '\t')
+        {
+            return Err((
+                field,
+                format!("{field} must not hold control characters other than line breaks and tabs"),
+            ));
+        }
+        Ok(Self(text.to_owned()))
+    }
+
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl<const MAX: usize> Field for Text<MAX> {
+    type Draft = String;
+    const SHAPE: Shape = Shape::Text(MAX);
+
+    fn to_value(&self) -> Option<Value> {
+        Some(Value::Text(self.0.clone()))
+    }
+    fn from_value(field: &'static str, value: Option<Value>) -> Result<Self, FieldError> {
+        match value {
+            Some(Value::Text(text)) => Ok(Self(text)),
+            other => Err(wrong_type(field, other)),
+        }
+    }
+    fn to_draft(&self) -> Option<String> {
+        Some(self.0.clone())
+    }
+    fn from_draft(field: &'static str, draft: &String) -> Result<Self, FieldError> {
+        Self::parse(field, draft)
+    }
+}
+
 /// A duration as whole milliseconds (how storage holds it), at most
 /// [`MAX_DURATION`]; the error names `field`.
 pub fn millis(field: &'static str, duration: Duration) -> Result<i64, FieldError> {
@@ -244,11 +312,15 @@ pub(crate) mod wire {
         value.to_value().serialize(serializer)
     }
 
+    /// `null` is no value: an optional setting's none.
     pub(crate) fn deserialize<'de, T: Field, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<T, D::Error> {
-        let draft = T::Draft::deserialize(deserializer)?;
-        T::from_draft("value", &draft).map_err(|(_, message)| serde::de::Error::custom(message))
+        match Option::<T::Draft>::deserialize(deserializer)? {
+            Some(draft) => T::from_draft("value", &draft),
+            None => T::from_value("value", None),
+        }
+        .map_err(|(_, message)| serde::de::Error::custom(message))
     }
 }
 

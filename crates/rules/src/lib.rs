@@ -20,10 +20,11 @@ mod field;
 mod model;
 mod threshold;
 
-pub use field::{Field, FieldError, FieldSpec, MAX_DURATION, Shape, Value, millis};
+pub use field::{Field, FieldError, FieldSpec, MAX_DURATION, Shape, Text, Value, millis};
 pub use model::{
-    AlertRule, KIND_FIELDS, MAX_NAME_CHARS, NewAlertRule, Record, RuleDraft, RuleKind,
-    RuleSelector, SETTINGS, Severity, Values,
+    AlertRule, DEFAULT_MAX_SHELVE, KIND_FIELDS, MAX_NAME_CHARS, MAX_RATIONALE_CHARS,
+    MAX_SHELVE_LIMIT, NewAlertRule, Rationale, Record, RuleDraft, RuleKind, RuleSelector, SETTINGS,
+    Severity, Values,
 };
 pub use threshold::{Agg, Op, Threshold};
 

@@ -27,6 +27,19 @@ use crate::threshold::{
 /// The longest rule name, in characters.
 pub const MAX_NAME_CHARS: usize = 200;
 
+/// The longest `cause`, `consequence` or `operator_action`, in characters.
+pub const MAX_RATIONALE_CHARS: usize = 2000;
+
+/// A rule's rationalization text.
+pub type Rationale = crate::field::Text<MAX_RATIONALE_CHARS>;
+
+/// How long an alert may be shelved when its rule does not say
+/// (ISA-18.2 shelving is bounded; one shift).
+pub const DEFAULT_MAX_SHELVE: Duration = Duration::from_secs(8 * 3600);
+
+/// The longest `max_shelve` a rule may set.
+pub const MAX_SHELVE_LIMIT: Duration = Duration::from_secs(7 * 24 * 3600);
+
 names! {
     /// How urgent an alert of a rule is.
     pub enum Severity as "severity": PartialOrd, Ord {
@@ -45,6 +58,22 @@ rule_model! {
         severity: Severity,
         /// Whether it is evaluated (default true).
         enabled: bool = true,
+    }
+    options {
+        /// Whether its alert stays active once the condition clears, until
+        /// an operator resets it (`POST /alerts/{id}/reset`; default false).
+        latching: bool = false,
+        /// The longest an operator may shelve its alert (default 8h, at
+        /// most [`MAX_SHELVE_LIMIT`]).
+        max_shelve: Duration = DEFAULT_MAX_SHELVE,
+        /// Rationalization: what makes the condition happen.
+        cause: Option<Rationale> = None,
+        /// Rationalization: what follows if nobody acts.
+        consequence: Option<Rationale> = None,
+        /// Rationalization: what the operator should do.
+        operator_action: Option<Rationale> = None,
+        /// Rationalization: how soon the operator must act (a duration).
+        response_time: Option<Duration> = None,
     }
     fields {
         /// Threshold: how the window's readings are reduced (required for
@@ -228,6 +257,27 @@ impl RuleKind {
                     ));
                 }
             }
+        }
+        Ok(())
+    }
+}
+
+impl NewAlertRule {
+    /// Checks the settings with bounds: `max_shelve` above 0 and at most
+    /// [`MAX_SHELVE_LIMIT`], `response_time` above 0.
+    fn check_settings(&self) -> Result<(), FieldError> {
+        positive_millis("max_shelve", self.max_shelve)?;
+        if self.max_shelve > MAX_SHELVE_LIMIT {
+            return Err((
+                "max_shelve",
+                format!(
+                    "max_shelve must be at most {}",
+                    humantime::format_duration(MAX_SHELVE_LIMIT)
+                ),
+            ));
+        }
+        if let Some(response_time) = self.response_time {
+            positive_millis("response_time", response_time)?;
         }
         Ok(())
     }

@@ -1,5 +1,7 @@
 //! Alerts and their event trail in Postgres (schema `analytics`): the
 //! source of truth for what fired, who acknowledged it and what resolved it.
+//! An alert's life (`life`) is ISA-18.2's: two facts, active and
+//! acknowledged, named by its [`AlertState`]; shelving on top.
 //!
 //! Every transition is one transaction: the alert row changes, an event is
 //! appended (`analytics.alert_events`, which refuses updates and deletes),
@@ -18,48 +20,66 @@ use uuid::Uuid;
 
 use crate::{Error, Result};
 
+mod life;
 mod read;
 mod rows;
 mod transitions;
 
 pub use read::{AlertFilter, StateFilter, alerted_since, get_alert, list_alerts, open_alerts};
 pub use transitions::{
-    GATEWAY_OFFLINE, GATEWAY_OFFLINE_SEVERITY, GatewayVerdict, Verdict, acknowledge, clear_alert,
-    clear_gateway_alert, open_alert, open_gateway_alert, resolve, retire,
+    GATEWAY_OFFLINE, GATEWAY_OFFLINE_SEVERITY, GatewayVerdict, MAX_SHELVE_REASON_CHARS, Verdict,
+    acknowledge, clear_alert, clear_gateway_alert, open_alert, open_gateway_alert, reset, resolve,
+    retire, shelve, unshelve, unshelve_expired,
 };
 
-/// Where an alert stands.
+/// Where an alert stands (ISA-18.2): whether its condition is active and
+/// whether someone acknowledged it, in one name.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
+#[serde(rename_all = "snake_case")]
 pub enum AlertState {
-    /// Raised and not yet seen by anyone.
-    Firing,
-    /// Someone said they are on it; still open.
+    /// Active, and nobody has acknowledged it yet.
+    Unacknowledged,
+    /// Active; someone said they are on it.
     Acknowledged,
-    /// Over: cleared by analytics, or resolved by someone.
-    Resolved,
+    /// Back to normal before anyone acknowledged it: it stays in the list
+    /// until someone does.
+    ClearedUnacknowledged,
+    /// Back to normal and acknowledged, or resolved by hand: over.
+    Closed,
 }
 
 impl AlertState {
+    /// Every state, in the order of an alert's life.
+    pub const ALL: [AlertState; 4] = [
+        AlertState::Unacknowledged,
+        AlertState::Acknowledged,
+        AlertState::ClearedUnacknowledged,
+        AlertState::Closed,
+    ];
+
     /// The name in JSON, SQL and URLs.
     pub fn as_str(self) -> &'static str {
         match self {
-            AlertState::Firing => "firing",
+            AlertState::Unacknowledged => "unacknowledged",
             AlertState::Acknowledged => "acknowledged",
-            AlertState::Resolved => "resolved",
+            AlertState::ClearedUnacknowledged => "cleared_unacknowledged",
+            AlertState::Closed => "closed",
         }
     }
 
+    /// Whether the condition is active in this state.
+    pub fn is_active(self) -> bool {
+        matches!(self, AlertState::Unacknowledged | AlertState::Acknowledged)
+    }
+
     fn parse(text: &str) -> Result<Self> {
-        match text {
-            "firing" => Ok(AlertState::Firing),
-            "acknowledged" => Ok(AlertState::Acknowledged),
-            "resolved" => Ok(AlertState::Resolved),
-            other => Err(Error::InvalidRow {
+        Self::ALL
+            .into_iter()
+            .find(|state| state.as_str() == text)
+            .ok_or_else(|| Error::InvalidRow {
                 what: "alert state",
-                reason: format!("{other:?}"),
-            }),
-        }
+                reason: format!("{text:?}"),
+            })
     }
 }
 
@@ -99,6 +119,10 @@ pub struct Alert {
     pub gateway: Option<GatewayRef>,
     /// Where it stands.
     pub state: AlertState,
+    /// Whether its condition is active (`unacknowledged`, `acknowledged`);
+    /// a latched alert stays active after its condition cleared until an
+    /// operator resets it.
+    pub active: bool,
     /// The evaluation time at which it fired.
     pub opened_at: DateTime<Utc>,
     /// The value that fired it (none for `no_data`): a number, or for a
@@ -113,11 +137,31 @@ pub struct Alert {
     pub acknowledged_at: Option<DateTime<Utc>>,
     /// Who acknowledged it (an API key's name).
     pub acknowledged_by: Option<String>,
-    /// When it was resolved.
+    /// When its active life last ended: its condition cleared, or an
+    /// operator reset or resolved it; `None` while active.
     pub resolved_at: Option<DateTime<Utc>>,
-    /// Who resolved it: `analytics` when its rule cleared, else an API
-    /// key's name.
+    /// Who ended it: `analytics` when its condition cleared, else the
+    /// operator's name.
     pub resolved_by: Option<String>,
+    /// When it last fired or was reactivated.
+    pub activated_at: DateTime<Utc>,
+    /// When the condition of its latching rule cleared: it stays active
+    /// until an operator resets it (`None`: not latched).
+    pub latched_at: Option<DateTime<Utc>>,
+    /// Shelved by an operator until then: not announced meanwhile.
+    pub shelved_until: Option<DateTime<Utc>>,
+    /// Who shelved it.
+    pub shelved_by: Option<String>,
+    /// Why it was shelved.
+    pub shelve_reason: Option<String>,
+    /// Its rule's rationalization when it fired: what causes it.
+    pub cause: Option<String>,
+    /// What follows if nobody acts.
+    pub consequence: Option<String>,
+    /// What the operator should do.
+    pub operator_action: Option<String>,
+    /// How soon the operator must act (`10m`).
+    pub response_time: Option<String>,
     /// Bumped on every change.
     pub version: i64,
 }
@@ -129,7 +173,12 @@ pub struct AlertEvent {
     pub id: i64,
     /// The alert.
     pub alert_id: Uuid,
-    /// `fired`, `acknowledged` or `resolved`.
+    /// `fired`, `acknowledged`, `resolved` (by hand), `cleared` (its
+    /// condition returned to normal before an acknowledgement), `closed`
+    /// (it returned to normal once acknowledged), `reactivated` (its
+    /// condition returned while it was not closed), `latched` (the
+    /// condition of its latching rule cleared), `reset`, `shelved`,
+    /// `unshelved`.
     pub transition: String,
     /// When.
     pub at: DateTime<Utc>,
@@ -139,6 +188,11 @@ pub struct AlertEvent {
     pub value: Option<ReadingValue>,
     /// Why.
     pub detail: String,
+    /// What a `fired` or `reactivated` decision was computed from: the
+    /// rule's version, the aggregate, the bucket values, the trigger and
+    /// clear values, how long the condition had held.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub explanation: Option<serde_json::Value>,
 }
 
 /// The actor name of the evaluation loop.

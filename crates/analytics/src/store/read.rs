@@ -14,8 +14,7 @@ use crate::{Error, Result};
 /// Which alerts a list shows.
 #[derive(Debug, Clone, Default, PartialEq)]
 pub struct AlertFilter {
-    /// `open` (firing or acknowledged), `firing`, `acknowledged`,
-    /// `resolved`; none: all.
+    /// A state, `open` (not closed) or `active`; none: all.
     pub state: Option<StateFilter>,
     /// One site's alerts only.
     pub site: Option<SiteSlug>,
@@ -33,20 +32,37 @@ pub struct AlertFilter {
 /// The `state` of a list query.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum StateFilter {
-    /// Firing or acknowledged.
+    /// Not closed: `unacknowledged`, `acknowledged`,
+    /// `cleared_unacknowledged`.
     Open,
+    /// Condition active: `unacknowledged` or `acknowledged`.
+    Active,
     /// Exactly this state.
     Is(AlertState),
 }
 
 impl StateFilter {
-    /// Every name `parse` takes.
-    pub const NAMES: [&'static str; 4] = ["open", "firing", "acknowledged", "resolved"];
+    /// Every name `parse` takes: the four states, `active`, `open`, and
+    /// the names before ISA-18.2 states, `firing` (= `unacknowledged`:
+    /// active and not acknowledged) and `resolved` (= `closed`).
+    pub const NAMES: [&'static str; 8] = [
+        "unacknowledged",
+        "cleared_unacknowledged",
+        "closed",
+        "active",
+        "open",
+        "firing",
+        "acknowledged",
+        "resolved",
+    ];
 
-    /// Parses `open`, `firing`, `acknowledged` or `resolved`.
+    /// Parses one of [`StateFilter::NAMES`].
     pub fn parse(text: &str) -> Option<Self> {
         match text {
             "open" => Some(StateFilter::Open),
+            "active" => Some(StateFilter::Active),
+            "firing" => Some(StateFilter::Is(AlertState::Unacknowledged)),
+            "resolved" => Some(StateFilter::Is(AlertState::Closed)),
             other => AlertState::parse(other).ok().map(StateFilter::Is),
         }
     }
@@ -70,10 +86,11 @@ pub async fn list_alerts(
             (Some(at), Some(id))
         }
     };
-    let (open_only, state) = match filter.state {
-        None => (false, None),
-        Some(StateFilter::Open) => (true, None),
-        Some(StateFilter::Is(state)) => (false, Some(state.as_str())),
+    let (open_only, active_only, state) = match filter.state {
+        None => (false, false, None),
+        Some(StateFilter::Open) => (true, false, None),
+        Some(StateFilter::Active) => (false, true, None),
+        Some(StateFilter::Is(state)) => (false, false, Some(state.as_str())),
     };
     let within: Option<Vec<&str>> = filter
         .within
@@ -84,7 +101,8 @@ pub async fn list_alerts(
         .query(
             &format!(
                 "SELECT {COLUMNS} FROM analytics.alerts
-                 WHERE (NOT $1 OR state <> 'resolved')
+                 WHERE (NOT $1 OR state <> 'closed')
+                   AND (NOT $11 OR active)
                    AND ($2::text IS NULL OR state = $2)
                    AND ($3::text IS NULL OR site = $3)
                    AND ($4::text IS NULL OR sensor = $4)
@@ -106,6 +124,7 @@ pub async fn list_alerts(
                 &(limit.clamp(1, stoker_metadata::MAX_PAGE_LIMIT) + 1),
                 &filter.kind,
                 &within,
+                &active_only,
             ],
         )
         .await?;
@@ -146,14 +165,15 @@ pub async fn get_alert(pool: &Pool, id: Uuid) -> Result<(Alert, Vec<AlertEvent>)
     Ok((alert, events))
 }
 
-/// Every open alert (the evaluation loop's starting point), or one site's.
+/// Every alert not closed (the evaluation loop's starting point), or one
+/// site's: active ones, and those cleared before anyone acknowledged them.
 pub async fn open_alerts(pool: &Pool, site: Option<&SiteSlug>) -> Result<Vec<Alert>> {
     let client = pool.get().await?;
     let rows = client
         .query(
             &format!(
                 "SELECT {COLUMNS} FROM analytics.alerts
-                 WHERE state <> 'resolved' AND ($1::text IS NULL OR site = $1)
+                 WHERE state <> 'closed' AND ($1::text IS NULL OR site = $1)
                  ORDER BY opened_at DESC, id DESC"
             ),
             &[&site.map(SiteSlug::as_str)],
@@ -162,9 +182,9 @@ pub async fn open_alerts(pool: &Pool, site: Option<&SiteSlug>) -> Result<Vec<Ale
     rows.iter().map(alert_from_row).collect()
 }
 
-/// The newest opening time of any alert (open or not) of a rule and sensor
-/// since `since`: tells the loop, after a takeover, whether an episode it
-/// replays was already alerted (and maybe resolved by hand).
+/// Whether any alert (closed or not) of a rule and sensor was opened or
+/// reactivated since `since`: tells the loop, after a takeover, whether an
+/// episode it replays was already alerted (and maybe resolved by hand).
 pub async fn alerted_since(
     pool: &Pool,
     rule_id: Uuid,
@@ -176,7 +196,8 @@ pub async fn alerted_since(
     let row = client
         .query_one(
             "SELECT EXISTS (SELECT 1 FROM analytics.alerts
-                            WHERE rule_id = $1 AND site = $2 AND sensor = $3 AND opened_at >= $4)",
+                            WHERE rule_id = $1 AND site = $2 AND sensor = $3
+                              AND activated_at >= $4)",
             &[
                 &rule_id,
                 &site.as_str(),
@@ -211,6 +232,15 @@ mod tests {
             StateFilter::parse("acknowledged"),
             Some(StateFilter::Is(AlertState::Acknowledged))
         );
-        assert_eq!(StateFilter::parse("closed"), None);
+        assert_eq!(StateFilter::parse("shut"), None);
+        assert_eq!(
+            StateFilter::parse("firing"),
+            Some(StateFilter::Is(AlertState::Unacknowledged))
+        );
+        assert_eq!(
+            StateFilter::parse("resolved"),
+            Some(StateFilter::Is(AlertState::Closed))
+        );
+        assert_eq!(StateFilter::parse("active"), Some(StateFilter::Active));
     }
 }

@@ -10,11 +10,13 @@ use crate::{Error, Result};
 
 pub(super) const COLUMNS: &str = "id, rule_id, rule_name, kind, severity, site, sensor, state, opened_at, \
      value, threshold, message, acknowledged_at, acknowledged_by, resolved_at, resolved_by, version, \
-     value_flag, value_state, threshold_flag, threshold_state, gateway_group, gateway_edge_node";
+     value_flag, value_state, threshold_flag, threshold_state, gateway_group, gateway_edge_node, \
+     active, activated_at, latched_at, shelved_until, shelved_by, shelve_reason, cause, consequence, \
+     operator_action, response_time_ms";
 
 /// The columns of an event, in its table.
 pub(super) const EVENT_COLUMNS: &str =
-    "id, alert_id, transition, at, actor, value, detail, value_flag, value_state";
+    "id, alert_id, transition, at, actor, value, detail, value_flag, value_state, explanation";
 
 /// A value in the sensor's type as its three columns: the number, the
 /// boolean (`<column>_flag`) and the state's name (`<column>_state`), at
@@ -60,6 +62,7 @@ pub(super) fn alert_from_row(row: &Row) -> Result<Alert> {
             _ => None,
         },
         state: AlertState::parse(row.try_get("state")?)?,
+        active: row.try_get("active")?,
         opened_at: row.try_get("opened_at")?,
         value: typed(row, "value")?,
         threshold: typed(row, "threshold")?,
@@ -68,6 +71,22 @@ pub(super) fn alert_from_row(row: &Row) -> Result<Alert> {
         acknowledged_by: row.try_get("acknowledged_by")?,
         resolved_at: row.try_get("resolved_at")?,
         resolved_by: row.try_get("resolved_by")?,
+        activated_at: row.try_get("activated_at")?,
+        latched_at: row.try_get("latched_at")?,
+        shelved_until: row.try_get("shelved_until")?,
+        shelved_by: row.try_get("shelved_by")?,
+        shelve_reason: row.try_get("shelve_reason")?,
+        cause: row.try_get("cause")?,
+        consequence: row.try_get("consequence")?,
+        operator_action: row.try_get("operator_action")?,
+        response_time: row
+            .try_get::<_, Option<i64>>("response_time_ms")?
+            .map(|millis| {
+                humantime::format_duration(std::time::Duration::from_millis(
+                    u64::try_from(millis).unwrap_or(0),
+                ))
+                .to_string()
+            }),
         version: row.try_get("version")?,
     })
 }
@@ -81,6 +100,7 @@ pub(super) fn event_from_row(row: &Row) -> Result<AlertEvent> {
         actor: row.try_get("actor")?,
         value: typed(row, "value")?,
         detail: row.try_get("detail")?,
+        explanation: row.try_get("explanation")?,
     })
 }
 

@@ -1,5 +1,8 @@
-//! The transitions of an alert: each one transaction that changes the
-//! alert, appends its event and queues its notifications.
+//! The transitions of an alert: each one transaction that locks the alert,
+//! changes it (`life`), appends its event and queues its notifications
+//! (none while the alert is shelved).
+
+use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
@@ -7,13 +10,13 @@ use stoker_domain::{EpochMillis, ReadingValue, SensorKey, SiteSlug};
 use stoker_metadata::Actor;
 use stoker_postgres::Pool;
 use stoker_rules::AlertRule;
-use tokio_postgres::{Row, Transaction};
+use tokio_postgres::Transaction;
 use uuid::Uuid;
 
 use super::rows::{
     COLUMNS, EVENT_COLUMNS, alert_by_id, alert_from_row, event_from_row, timestamp, typed_columns,
 };
-use super::{ANALYTICS, Alert, AlertEvent, AlertState, Outbox};
+use super::{ANALYTICS, Alert, AlertEvent, Outbox};
 use crate::{Error, Result};
 
 /// What a notification carries: the event and the alert after it.
@@ -31,6 +34,14 @@ struct Draft<'a> {
     actor: &'a str,
     value: Option<&'a ReadingValue>,
     detail: &'a str,
+    explanation: Option<&'a serde_json::Value>,
+}
+
+/// Whether an event of `alert` (as it is after the event) is announced: a
+/// shelved alert's transitions are recorded, not announced; taking it off
+/// the shelf announces it again if its condition is still active.
+fn announced(alert: &Alert, transition: &str) -> bool {
+    !alert.is_shelved(Utc::now()) && (transition != "unshelved" || alert.active)
 }
 
 /// Appends an event and queues its notifications.
@@ -46,6 +57,7 @@ async fn record(
         actor,
         value,
         detail,
+        explanation,
     } = draft;
     let site = SiteSlug::parse(&alert.site).map_err(|error| Error::InvalidRow {
         what: "alert site",
@@ -56,8 +68,9 @@ async fn record(
         .query_one(
             &format!(
                 "INSERT INTO analytics.alert_events
-                     (alert_id, transition, at, actor, value, detail, value_flag, value_state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+                     (alert_id, transition, at, actor, value, detail, value_flag, value_state,
+                      explanation)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)
                  RETURNING {EVENT_COLUMNS}"
             ),
             &[
@@ -69,17 +82,74 @@ async fn record(
                 &detail,
                 &flag,
                 &state,
+                &explanation,
             ],
         )
         .await?;
     let event = event_from_row(&row)?;
-    let body = serde_json::to_string(&Notice {
-        event: &event,
-        alert,
-    })
-    .map_err(|error| Error::Encode(error.to_string()))?;
-    outbox.enqueue(transaction, event.id, &site, &body).await?;
+    if announced(alert, transition) {
+        let body = serde_json::to_string(&Notice {
+            event: &event,
+            alert,
+        })
+        .map_err(|error| Error::Encode(error.to_string()))?;
+        outbox.enqueue(transaction, event.id, &site, &body).await?;
+    } else {
+        tracing::info!(alert = %alert.id, transition, "alert transition recorded, not announced: the alert is shelved");
+    }
     Ok(event)
+}
+
+/// Writes back what a transition changed (every column an alert's life
+/// changes) and returns the row as stored.
+async fn save(transaction: &Transaction<'_>, alert: &Alert) -> Result<Alert> {
+    let (value, value_flag, value_state) = typed_columns(alert.value.as_ref());
+    let row = transaction
+        .query_one(
+            &format!(
+                "UPDATE analytics.alerts
+                 SET state = $2, active = $3, activated_at = $4, acknowledged_at = $5,
+                     acknowledged_by = $6, resolved_at = $7, resolved_by = $8, latched_at = $9,
+                     shelved_until = $10, shelved_by = $11, shelve_reason = $12, value = $13,
+                     value_flag = $14, value_state = $15, message = $16, version = version + 1
+                 WHERE id = $1
+                 RETURNING {COLUMNS}"
+            ),
+            &[
+                &alert.id,
+                &alert.state.as_str(),
+                &alert.active,
+                &alert.activated_at,
+                &alert.acknowledged_at,
+                &alert.acknowledged_by,
+                &alert.resolved_at,
+                &alert.resolved_by,
+                &alert.latched_at,
+                &alert.shelved_until,
+                &alert.shelved_by,
+                &alert.shelve_reason,
+                &value,
+                &value_flag,
+                &value_state,
+                &alert.message,
+            ],
+        )
+        .await?;
+    alert_from_row(&row)
+}
+
+/// Saves a changed alert, records its event and commits; the alert as
+/// stored.
+async fn commit_change(
+    transaction: deadpool_postgres::Transaction<'_>,
+    outbox: &dyn Outbox,
+    changed: &Alert,
+    draft: Draft<'_>,
+) -> Result<Alert> {
+    let alert = save(&transaction, changed).await?;
+    record(&transaction, outbox, &alert, draft).await?;
+    transaction.commit().await?;
+    Ok(alert)
 }
 
 /// What the evaluation loop records when a rule fires or clears for a
@@ -99,70 +169,9 @@ pub struct Verdict<'a> {
     pub value: Option<ReadingValue>,
     /// Why, in one sentence.
     pub message: String,
-}
-
-/// Opens an alert unless one is open for the same rule and sensor; returns
-/// it when it was opened.
-pub async fn open_alert(
-    pool: &Pool,
-    outbox: &dyn Outbox,
-    firing: &Verdict<'_>,
-) -> Result<Option<Alert>> {
-    let mut client = pool.get().await?;
-    let transaction = client.transaction().await?;
-    let at = timestamp(firing.at);
-    let (value, value_flag, value_state) = typed_columns(firing.value.as_ref());
-    let limit = crate::engine::limit(&firing.rule.kind);
-    let (threshold, threshold_flag, threshold_state) = typed_columns(limit.as_ref());
-    let row = transaction
-        .query_opt(
-            &format!(
-                "INSERT INTO analytics.alerts
-                     (id, rule_id, rule_name, kind, severity, site, sensor, state, opened_at,
-                      value, threshold, message, value_flag, value_state, threshold_flag,
-                      threshold_state)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'firing', $8, $9, $10, $11, $12, $13, $14,
-                         $15)
-                 ON CONFLICT (rule_id, site, sensor) WHERE state <> 'resolved' DO NOTHING
-                 RETURNING {COLUMNS}"
-            ),
-            &[
-                &Uuid::now_v7(),
-                &firing.rule.id,
-                &firing.rule.name,
-                &firing.rule.kind.name(),
-                &firing.rule.severity.as_str(),
-                &firing.site.as_str(),
-                &firing.sensor.as_str(),
-                &at,
-                &value,
-                &threshold,
-                &firing.message,
-                &value_flag,
-                &value_state,
-                &threshold_flag,
-                &threshold_state,
-            ],
-        )
-        .await?;
-    settle(transaction, outbox, row, firing.draft("fired")).await
-}
-
-/// Records a transition of the alert row a statement returned (none:
-/// nothing changed, nothing to record) and commits.
-async fn settle(
-    transaction: deadpool_postgres::Transaction<'_>,
-    outbox: &dyn Outbox,
-    row: Option<Row>,
-    draft: Draft<'_>,
-) -> Result<Option<Alert>> {
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    let alert = alert_from_row(&row)?;
-    record(&transaction, outbox, &alert, draft).await?;
-    transaction.commit().await?;
-    Ok(Some(alert))
+    /// What a firing was computed from (`engine::explain`), kept with the
+    /// `fired` or `reactivated` event.
+    pub explanation: Option<serde_json::Value>,
 }
 
 impl<'a> Verdict<'a> {
@@ -174,35 +183,140 @@ impl<'a> Verdict<'a> {
             actor: ANALYTICS,
             value: self.value.as_ref(),
             detail: &self.message,
+            explanation: match transition {
+                "fired" | "reactivated" => self.explanation.as_ref(),
+                _ => None,
+            },
         }
     }
 }
 
-/// Resolves the open alert of a rule and sensor because the rule cleared;
-/// returns it when there was one.
+/// A rule's alert for one sensor that is not closed, locked.
+async fn not_closed(
+    transaction: &Transaction<'_>,
+    rule_id: Uuid,
+    site: &SiteSlug,
+    sensor: &SensorKey,
+) -> Result<Option<Alert>> {
+    transaction
+        .query_opt(
+            &format!(
+                "SELECT {COLUMNS} FROM analytics.alerts
+                 WHERE rule_id = $1 AND site = $2 AND sensor = $3 AND state <> 'closed'
+                 FOR UPDATE"
+            ),
+            &[&rule_id, &site.as_str(), &sensor.as_str()],
+        )
+        .await?
+        .as_ref()
+        .map(alert_from_row)
+        .transpose()
+}
+
+/// The rule's condition fired for a sensor: opens an alert, or reactivates
+/// the one not closed (cleared before anyone acknowledged it, or latched);
+/// returns it when it was opened or reactivated.
+pub async fn open_alert(
+    pool: &Pool,
+    outbox: &dyn Outbox,
+    firing: &Verdict<'_>,
+) -> Result<Option<Alert>> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let at = timestamp(firing.at);
+    if let Some(mut alert) =
+        not_closed(&transaction, firing.rule.id, firing.site, firing.sensor).await?
+    {
+        let Some(transition) = alert.reactivate(at, firing.value.clone(), &firing.message) else {
+            return Ok(None);
+        };
+        let draft = firing.draft(transition);
+        return commit_change(transaction, outbox, &alert, draft)
+            .await
+            .map(Some);
+    }
+    let (value, value_flag, value_state) = typed_columns(firing.value.as_ref());
+    let limit = crate::engine::limit(&firing.rule.kind);
+    let (threshold, threshold_flag, threshold_state) = typed_columns(limit.as_ref());
+    let rule = firing.rule;
+    let text =
+        |text: &Option<stoker_rules::Rationale>| text.as_ref().map(|text| text.as_str().to_owned());
+    let response_time_ms = rule
+        .response_time
+        .map(|duration| i64::try_from(duration.as_millis()).unwrap_or(i64::MAX));
+    let row = transaction
+        .query_opt(
+            &format!(
+                "INSERT INTO analytics.alerts
+                     (id, rule_id, rule_name, kind, severity, site, sensor, state, opened_at,
+                      value, threshold, message, value_flag, value_state, threshold_flag,
+                      threshold_state, active, activated_at, cause, consequence, operator_action,
+                      response_time_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, 'unacknowledged', $8, $9, $10, $11, $12, $13,
+                         $14, $15, true, $8, $16, $17, $18, $19)
+                 ON CONFLICT (rule_id, site, sensor) WHERE state <> 'closed' DO NOTHING
+                 RETURNING {COLUMNS}"
+            ),
+            &[
+                &Uuid::now_v7(),
+                &rule.id,
+                &rule.name,
+                &rule.kind.name(),
+                &rule.severity.as_str(),
+                &firing.site.as_str(),
+                &firing.sensor.as_str(),
+                &at,
+                &value,
+                &threshold,
+                &firing.message,
+                &value_flag,
+                &value_state,
+                &threshold_flag,
+                &threshold_state,
+                &text(&rule.cause),
+                &text(&rule.consequence),
+                &text(&rule.operator_action),
+                &response_time_ms,
+            ],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let alert = alert_from_row(&row)?;
+    record(&transaction, outbox, &alert, firing.draft("fired")).await?;
+    transaction.commit().await?;
+    Ok(Some(alert))
+}
+
+/// The rule's condition cleared for a sensor: its active alert becomes
+/// `cleared_unacknowledged` or `closed`, or, for a latching rule, stays
+/// active, latched until an operator resets it; returns it when it changed.
 pub async fn clear_alert(
     pool: &Pool,
     outbox: &dyn Outbox,
     clearing: &Verdict<'_>,
 ) -> Result<Option<Alert>> {
-    let Verdict {
-        rule, site, sensor, ..
-    } = *clearing;
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
-    let at = timestamp(clearing.at);
-    let row = transaction
-        .query_opt(
-            &format!(
-                "UPDATE analytics.alerts
-                 SET state = 'resolved', resolved_at = $4, resolved_by = $5, version = version + 1
-                 WHERE rule_id = $1 AND site = $2 AND sensor = $3 AND state <> 'resolved'
-                 RETURNING {COLUMNS}"
-            ),
-            &[&rule.id, &site.as_str(), &sensor.as_str(), &at, &ANALYTICS],
-        )
-        .await?;
-    settle(transaction, outbox, row, clearing.draft("resolved")).await
+    let Some(mut alert) = not_closed(
+        &transaction,
+        clearing.rule.id,
+        clearing.site,
+        clearing.sensor,
+    )
+    .await?
+    else {
+        return Ok(None);
+    };
+    let Some(transition) = alert.clear(timestamp(clearing.at), ANALYTICS, clearing.rule.latching)
+    else {
+        return Ok(None);
+    };
+    let draft = clearing.draft(transition);
+    commit_change(transaction, outbox, &alert, draft)
+        .await
+        .map(Some)
 }
 
 /// The kind of the alert a gateway that went offline raises.
@@ -229,21 +343,45 @@ pub struct GatewayVerdict<'a> {
 }
 
 impl<'a> GatewayVerdict<'a> {
-    fn draft(&'a self, transition: &'a str) -> Draft<'a> {
+    fn draft(&'a self, transition: &'a str, at: DateTime<Utc>) -> Draft<'a> {
         Draft {
             transition,
-            at: timestamp(self.at),
+            at,
             actor: ANALYTICS,
             value: None,
             detail: &self.message,
+            explanation: None,
         }
     }
 }
 
+/// A gateway's `gateway_offline` alert that is not closed, locked.
+async fn gateway_not_closed(
+    transaction: &Transaction<'_>,
+    group: &str,
+    edge_node: &str,
+) -> Result<Option<Alert>> {
+    transaction
+        .query_opt(
+            &format!(
+                "SELECT {COLUMNS} FROM analytics.alerts
+                 WHERE kind = 'gateway_offline' AND gateway_group = $1 AND gateway_edge_node = $2
+                   AND state <> 'closed'
+                 FOR UPDATE"
+            ),
+            &[&group, &edge_node],
+        )
+        .await?
+        .as_ref()
+        .map(alert_from_row)
+        .transpose()
+}
+
 /// Opens the `gateway_offline` alert of a gateway that died at
-/// `offline.at`, unless one is open for it or one was opened since that
-/// death (an operator may have resolved it by hand: one death, one
-/// alert); returns it when it was opened.
+/// `offline.at`, or reactivates its alert that is not closed and cleared
+/// before that death; nothing if one is active, or one was activated since
+/// that death (an operator may have resolved it by hand: one death, one
+/// alert). Returns it when it was opened or reactivated.
 pub async fn open_gateway_alert(
     pool: &Pool,
     outbox: &dyn Outbox,
@@ -252,19 +390,34 @@ pub async fn open_gateway_alert(
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     let at = timestamp(offline.at);
+    if let Some(mut alert) =
+        gateway_not_closed(&transaction, offline.group, offline.edge_node).await?
+    {
+        let cleared_before = alert.resolved_at.is_some_and(|cleared| cleared <= at);
+        if alert.active || !cleared_before {
+            return Ok(None);
+        }
+        let Some(transition) = alert.reactivate(at, None, &offline.message) else {
+            return Ok(None);
+        };
+        let draft = offline.draft(transition, at);
+        return commit_change(transaction, outbox, &alert, draft)
+            .await
+            .map(Some);
+    }
     let row = transaction
         .query_opt(
             &format!(
                 "INSERT INTO analytics.alerts
                      (id, kind, severity, site, state, opened_at, message,
-                      gateway_group, gateway_edge_node)
-                 SELECT $1, $2, $3, $4, 'firing', $5, $6, $7, $8
+                      gateway_group, gateway_edge_node, active, activated_at)
+                 SELECT $1, $2, $3, $4, 'unacknowledged', $5, $6, $7, $8, true, $5
                  WHERE NOT EXISTS (
                      SELECT 1 FROM analytics.alerts
                      WHERE kind = $2 AND gateway_group = $7 AND gateway_edge_node = $8
-                       AND (state <> 'resolved' OR opened_at >= $5))
+                       AND (state <> 'closed' OR activated_at >= $5))
                  ON CONFLICT (gateway_group, gateway_edge_node)
-                     WHERE kind = 'gateway_offline' AND state <> 'resolved' DO NOTHING
+                     WHERE kind = 'gateway_offline' AND state <> 'closed' DO NOTHING
                  RETURNING {COLUMNS}"
             ),
             &[
@@ -279,11 +432,18 @@ pub async fn open_gateway_alert(
             ],
         )
         .await?;
-    settle(transaction, outbox, row, offline.draft("fired")).await
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let alert = alert_from_row(&row)?;
+    record(&transaction, outbox, &alert, offline.draft("fired", at)).await?;
+    transaction.commit().await?;
+    Ok(Some(alert))
 }
 
-/// Resolves the open `gateway_offline` alert of a gateway that is online
-/// again (or, with another message, no longer bound); returns it when
+/// The gateway of an active `gateway_offline` alert is online again (or,
+/// with another message, no longer bound): the alert becomes
+/// `cleared_unacknowledged`, or `closed` if acknowledged; returns it when
 /// there was one.
 pub async fn clear_gateway_alert(
     pool: &Pool,
@@ -292,26 +452,23 @@ pub async fn clear_gateway_alert(
 ) -> Result<Option<Alert>> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
-    let at = timestamp(back.at);
-    let row = transaction
-        .query_opt(
-            &format!(
-                "UPDATE analytics.alerts
-                 SET state = 'resolved', resolved_at = greatest($3, opened_at), resolved_by = $4,
-                     version = version + 1
-                 WHERE kind = 'gateway_offline' AND gateway_group = $1 AND gateway_edge_node = $2
-                   AND state <> 'resolved'
-                 RETURNING {COLUMNS}"
-            ),
-            &[&back.group, &back.edge_node, &at, &ANALYTICS],
-        )
-        .await?;
-    settle(transaction, outbox, row, back.draft("resolved")).await
+    let Some(mut alert) = gateway_not_closed(&transaction, back.group, back.edge_node).await?
+    else {
+        return Ok(None);
+    };
+    let at = timestamp(back.at).max(alert.activated_at);
+    let Some(transition) = alert.clear(at, ANALYTICS, false) else {
+        return Ok(None);
+    };
+    let draft = back.draft(transition, at);
+    commit_change(transaction, outbox, &alert, draft)
+        .await
+        .map(Some)
 }
 
-/// Resolves an open alert on behalf of analytics for a reason other than
-/// its rule clearing (the rule was disabled or deleted, the sensor went);
-/// returns it when it was open.
+/// Ends an active alert on behalf of analytics for a reason other than its
+/// rule clearing (the rule was disabled or deleted, the sensor went): as
+/// if its condition cleared, latching or not; returns it when it changed.
 pub async fn retire(
     pool: &Pool,
     outbox: &dyn Outbox,
@@ -322,38 +479,155 @@ pub async fn retire(
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     let at = timestamp(at);
-    let row = transaction
-        .query_opt(
-            &format!(
-                "UPDATE analytics.alerts
-                 SET state = 'resolved', resolved_at = $2, resolved_by = $3, version = version + 1
-                 WHERE id = $1 AND state <> 'resolved'
-                 RETURNING {COLUMNS}"
-            ),
-            &[&id, &at, &ANALYTICS],
-        )
-        .await?;
+    let mut alert = alert_by_id(&*transaction, id, true).await?;
+    let Some(transition) = alert.clear(at, ANALYTICS, false) else {
+        return Ok(None);
+    };
     let draft = Draft {
-        transition: "resolved",
+        transition,
         at,
         actor: ANALYTICS,
         value: None,
         detail: message,
+        explanation: None,
     };
-    settle(transaction, outbox, row, draft).await
+    commit_change(transaction, outbox, &alert, draft)
+        .await
+        .map(Some)
 }
 
-/// Acknowledges a firing alert on behalf of `actor` (an API key's name),
-/// recorded in the alert's trail and in the audit trail.
+/// The longest reason a shelf may give, in characters.
+pub const MAX_SHELVE_REASON_CHARS: usize = 1000;
+
+/// Acknowledges an alert on behalf of `actor` (`unacknowledged` →
+/// `acknowledged`, `cleared_unacknowledged` → `closed`), recorded in the
+/// alert's trail and in the audit trail.
 pub async fn acknowledge(pool: &Pool, outbox: &dyn Outbox, id: Uuid, actor: &str) -> Result<Alert> {
     change_by_hand(pool, outbox, id, actor, Action::Acknowledge).await
 }
 
-/// Resolves an open alert on behalf of `actor` (an API key's name),
-/// recorded in the alert's trail and in the audit trail. The rule does not fire
-/// again for that sensor until its condition has cleared and returned.
+/// Resolves (closes) an alert that is not closed on behalf of `actor`,
+/// recorded in the alert's trail and in the audit trail. The rule does not
+/// fire again for that sensor until its condition has cleared and returned.
 pub async fn resolve(pool: &Pool, outbox: &dyn Outbox, id: Uuid, actor: &str) -> Result<Alert> {
     change_by_hand(pool, outbox, id, actor, Action::Resolve).await
+}
+
+/// Resets a latched alert (its latching rule's condition has cleared) on
+/// behalf of `actor`: it becomes inactive, `closed` if acknowledged, else
+/// `cleared_unacknowledged`. An alert whose condition still holds, or that
+/// is not latched, is refused ([`Error::NotLatched`]).
+pub async fn reset(pool: &Pool, outbox: &dyn Outbox, id: Uuid, actor: &str) -> Result<Alert> {
+    change_by_hand(pool, outbox, id, actor, Action::Reset).await
+}
+
+/// Shelves an alert that is not closed for `duration` on behalf of
+/// `actor`, with a reason: it is not announced until the shelf expires
+/// (the evaluation loop then takes it off, [`unshelve_expired`]) or an
+/// operator unshelves it. At most its rule's `max_shelve` (8 h for an alert
+/// without a rule, or whose rule is gone).
+pub async fn shelve(
+    pool: &Pool,
+    outbox: &dyn Outbox,
+    id: Uuid,
+    actor: &str,
+    duration: Duration,
+    reason: &str,
+) -> Result<Alert> {
+    let reason = reason.trim();
+    if reason.is_empty() {
+        return Err(Error::InvalidShelve {
+            field: "reason",
+            message: "reason is required: say why the alert is shelved".into(),
+        });
+    }
+    let chars = reason.chars().count();
+    if chars > MAX_SHELVE_REASON_CHARS {
+        return Err(Error::InvalidShelve {
+            field: "reason",
+            message: format!(
+                "reason must be at most {MAX_SHELVE_REASON_CHARS} characters, not {chars}"
+            ),
+        });
+    }
+    if reason
+        .chars()
+        .any(|c| c.is_control() && c != '\n' && c != '\t')
+    {
+        return Err(Error::InvalidShelve {
+            field: "reason",
+            message: "reason must not hold control characters other than line breaks and tabs"
+                .into(),
+        });
+    }
+    if duration < Duration::from_secs(1) {
+        return Err(Error::InvalidShelve {
+            field: "for",
+            message: "for must be at least 1s".into(),
+        });
+    }
+    change_by_hand(
+        pool,
+        outbox,
+        id,
+        actor,
+        Action::Shelve {
+            duration,
+            reason: reason.to_owned(),
+        },
+    )
+    .await
+}
+
+/// Takes an alert off its shelf on behalf of `actor`; announced again if
+/// its condition is active.
+pub async fn unshelve(pool: &Pool, outbox: &dyn Outbox, id: Uuid, actor: &str) -> Result<Alert> {
+    change_by_hand(pool, outbox, id, actor, Action::Unshelve).await
+}
+
+/// Takes every alert whose shelf expired by `now` off it, on behalf of
+/// analytics (each its own transaction); an alert whose condition is still
+/// active is announced again. Returns the alerts unshelved.
+pub async fn unshelve_expired(
+    pool: &Pool,
+    outbox: &dyn Outbox,
+    now: DateTime<Utc>,
+) -> Result<Vec<Alert>> {
+    let ids: Vec<Uuid> = pool
+        .get()
+        .await?
+        .query(
+            "SELECT id FROM analytics.alerts WHERE shelved_until <= $1 ORDER BY shelved_until",
+            &[&now],
+        )
+        .await?
+        .iter()
+        .map(|row| row.try_get(0))
+        .collect::<Result<_, _>>()?;
+    let mut unshelved = Vec::new();
+    for id in ids {
+        let mut client = pool.get().await?;
+        let transaction = client.transaction().await?;
+        let mut alert = alert_by_id(&*transaction, id, true).await?;
+        let Some(until) = alert.shelved_until.filter(|until| *until <= now) else {
+            continue;
+        };
+        let transition = alert.unshelve()?;
+        let detail = format!(
+            "the shelf expired at {}",
+            until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+        );
+        let draft = Draft {
+            transition,
+            at: now,
+            actor: ANALYTICS,
+            value: None,
+            detail: &detail,
+            explanation: None,
+        };
+        unshelved.push(commit_change(transaction, outbox, &alert, draft).await?);
+    }
+    Ok(unshelved)
 }
 
 /// Records an operator's action on an alert in the audit trail
@@ -384,10 +658,28 @@ async fn audit_by_hand(
         })
 }
 
-#[derive(Debug, Clone, Copy)]
+/// What an operator may do to an alert.
+#[derive(Debug, Clone)]
 enum Action {
     Acknowledge,
     Resolve,
+    Reset,
+    Shelve { duration: Duration, reason: String },
+    Unshelve,
+}
+
+/// The longest an alert may be shelved: its rule's `max_shelve`, or the
+/// default for an alert without a rule or whose rule is gone.
+async fn max_shelve(pool: &Pool, alert: &Alert) -> Result<Duration> {
+    let Some(rule_id) = alert.rule_id else {
+        return Ok(stoker_rules::DEFAULT_MAX_SHELVE);
+    };
+    match stoker_metadata::get_alert_rule(pool, rule_id).await {
+        Ok(rule) => Ok(rule.max_shelve),
+        Err(stoker_metadata::Error::AlertRuleNotFound(_)) => Ok(stoker_rules::DEFAULT_MAX_SHELVE),
+        Err(stoker_metadata::Error::Postgres(error)) => Err(Error::Postgres(error)),
+        Err(other) => Err(Error::Metadata(other)),
+    }
 }
 
 async fn change_by_hand(
@@ -400,46 +692,46 @@ async fn change_by_hand(
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     let current = alert_by_id(&*transaction, id, true).await?;
-    let (allowed, past, sql) = match action {
-        Action::Acknowledge => (
-            current.state == AlertState::Firing,
-            "acknowledged",
-            "UPDATE analytics.alerts
-             SET state = 'acknowledged', acknowledged_at = now(), acknowledged_by = $2,
-                 version = version + 1
-             WHERE id = $1",
-        ),
-        Action::Resolve => (
-            current.state != AlertState::Resolved,
-            "resolved",
-            "UPDATE analytics.alerts
-             SET state = 'resolved', resolved_at = now(), resolved_by = $2, version = version + 1
-             WHERE id = $1",
-        ),
+    let mut alert = current.clone();
+    let now = Utc::now();
+    let (transition, detail) = match &action {
+        Action::Acknowledge => (alert.acknowledge(now, actor)?, None),
+        Action::Resolve => (alert.resolve(now, actor)?, None),
+        Action::Reset => (alert.reset(now, actor)?, None),
+        Action::Shelve { duration, reason } => {
+            let max = max_shelve(pool, &current).await?;
+            if *duration > max {
+                return Err(Error::ShelveTooLong {
+                    id,
+                    requested: *duration,
+                    max,
+                });
+            }
+            let until = now
+                + chrono::Duration::from_std(*duration).map_err(|_| Error::ShelveTooLong {
+                    id,
+                    requested: *duration,
+                    max,
+                })?;
+            let transition = alert.shelve(until, actor, reason)?;
+            let detail = format!(
+                "shelved by {actor} until {}: {reason}",
+                until.to_rfc3339_opts(chrono::SecondsFormat::Millis, true)
+            );
+            (transition, Some(detail))
+        }
+        Action::Unshelve => (alert.unshelve()?, None),
     };
-    if !allowed {
-        return Err(Error::InvalidTransition {
-            id,
-            state: current.state,
-            action: past,
-        });
-    }
-    let sql = format!("{sql} RETURNING {COLUMNS}");
-    let row = transaction.query_one(&sql, &[&id, &actor]).await?;
-    let alert = alert_from_row(&row)?;
-    audit_by_hand(&transaction, actor, past, &current, &alert).await?;
-    let at = match action {
-        Action::Acknowledge => alert.acknowledged_at,
-        Action::Resolve => alert.resolved_at,
-    }
-    .unwrap_or_else(Utc::now);
-    let detail = format!("{past} by {actor}");
+    let alert = save(&transaction, &alert).await?;
+    audit_by_hand(&transaction, actor, transition, &current, &alert).await?;
+    let detail = detail.unwrap_or_else(|| format!("{transition} by {actor}"));
     let draft = Draft {
-        transition: past,
-        at,
+        transition,
+        at: now,
         actor,
         value: None,
         detail: &detail,
+        explanation: None,
     };
     record(&transaction, outbox, &alert, draft).await?;
     transaction.commit().await?;

@@ -110,7 +110,7 @@ async fn a_dead_gateway_raises_one_alert_and_holds_back_its_sensors_no_data() {
     let offline = alerts(&harness, "gateway_offline").await;
     assert_eq!(offline.len(), 1, "one alert over twenty ticks: {offline:?}");
     let alert = &offline[0];
-    assert_eq!(alert.state, AlertState::Firing);
+    assert_eq!(alert.state, AlertState::Unacknowledged);
     assert_eq!((alert.rule_id, alert.sensor.as_deref()), (None, None));
     let gateway = alert.gateway.as_ref().unwrap();
     assert_eq!(
@@ -151,7 +151,7 @@ async fn a_dead_gateway_raises_one_alert_and_holds_back_its_sensors_no_data() {
     let report = successor.tick(origin + 320 * SECOND).await.unwrap();
     assert_eq!(report.suppressed, 0);
     let (alert, events) = store::get_alert(&harness.pool, alert.id).await.unwrap();
-    assert_eq!(alert.state, AlertState::Resolved);
+    assert_eq!(alert.state, AlertState::ClearedUnacknowledged);
     assert_eq!(alert.resolved_by.as_deref(), Some("analytics"));
     assert_eq!(
         alert.resolved_at.unwrap().timestamp_millis(),
@@ -161,7 +161,7 @@ async fn a_dead_gateway_raises_one_alert_and_holds_back_its_sensors_no_data() {
         .iter()
         .map(|event| event.transition.as_str())
         .collect();
-    assert_eq!(transitions, ["fired", "resolved"]);
+    assert_eq!(transitions, ["fired", "cleared"]);
     let silent_alerts = alerts(&harness, "no_data").await;
     let mut sensors: Vec<_> = silent_alerts
         .iter()
@@ -354,7 +354,7 @@ async fn an_alert_resolved_by_hand_stays_resolved_for_that_death_and_unbinding_r
             .unwrap();
         let open = alerts(&harness, "gateway_offline").await;
         let alert = open.first().unwrap();
-        if alert.state != AlertState::Resolved {
+        if alert.state != AlertState::Closed {
             store::resolve(
                 &harness.pool,
                 &NotifyOptions::default(),
@@ -404,6 +404,6 @@ async fn an_alert_resolved_by_hand_stays_resolved_for_that_death_and_unbinding_r
     evaluator.tick(origin + 100 * SECOND).await.unwrap();
     let all = alerts(&harness, "gateway_offline").await;
     assert_eq!(all.len(), 3);
-    assert_eq!(all[0].state, AlertState::Resolved);
+    assert_eq!(all[0].state, AlertState::ClearedUnacknowledged);
     assert_eq!(all[0].resolved_by.as_deref(), Some("analytics"));
 }

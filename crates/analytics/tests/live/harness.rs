@@ -129,7 +129,11 @@ pub(crate) fn origin() -> i64 {
     (EpochMillis::now().as_millis() - 3_600 * SECOND).div_euclid(10 * SECOND) * 10 * SECOND
 }
 
-/// Alerts of a rule as (opened, resolved) seconds after `origin`.
+/// Activations of a rule's alerts as (fired, cleared) seconds after
+/// `origin`, read from each alert's trail: an alert cleared before anyone
+/// acknowledged it is reactivated by the condition's return, so one alert
+/// may hold several (`fired` or `reactivated` until `cleared`, `closed`,
+/// `reset` or `resolved`).
 pub(crate) async fn alerts_of(
     pool: &Pool,
     rule: &AlertRule,
@@ -139,20 +143,30 @@ pub(crate) async fn alerts_of(
         rule_id: Some(rule.id),
         ..AlertFilter::default()
     };
-    let mut alerts: Vec<(i64, Option<i64>)> = store::list_alerts(pool, &filter, 1000, None)
+    let alerts = store::list_alerts(pool, &filter, 1000, None)
         .await
         .unwrap()
-        .items
-        .iter()
-        .map(|alert| {
-            (
-                (alert.opened_at.timestamp_millis() - origin) / SECOND,
-                alert
-                    .resolved_at
-                    .map(|at| (at.timestamp_millis() - origin) / SECOND),
-            )
-        })
-        .collect();
-    alerts.sort();
-    alerts
+        .items;
+    let mut activations = Vec::new();
+    for alert in alerts {
+        let (_, events) = store::get_alert(pool, alert.id).await.unwrap();
+        let mut active: Option<i64> = None;
+        for event in events {
+            let at = (event.at.timestamp_millis() - origin) / SECOND;
+            match event.transition.as_str() {
+                "fired" | "reactivated" if active.is_none() => active = Some(at),
+                "cleared" | "closed" | "reset" | "resolved" => {
+                    if let Some(fired) = active.take() {
+                        activations.push((fired, Some(at)));
+                    }
+                }
+                _ => {}
+            }
+        }
+        if let Some(fired) = active {
+            activations.push((fired, None));
+        }
+    }
+    activations.sort();
+    activations
 }

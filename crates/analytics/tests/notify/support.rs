@@ -59,7 +59,7 @@ pub(crate) async fn new_event(pool: &Pool) -> i64 {
                  (id, rule_id, rule_name, kind, severity, site, sensor, state, opened_at, value,
                   threshold, message)
              VALUES ($1, $2, 'Steam pressure high', 'threshold', 'critical', 'boiler-house-1',
-                     'b1_steam_pressure', 'firing', now(), 13.2, 12.5,
+                     'b1_steam_pressure', 'unacknowledged', now(), 13.2, 12.5,
                      'mean over 1m = 13.2 bar, > 12.5 for 30s')",
             &[&alert, &uuid::Uuid::new_v4()],
         )

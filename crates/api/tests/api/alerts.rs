@@ -101,7 +101,7 @@ async fn alerts_are_listed_newest_first_filtered_and_in_pages() {
     assert_eq!(first["rule_id"], pressure.id.to_string());
     assert_eq!(
         (first["state"].as_str(), first["severity"].as_str()),
-        (Some("firing"), Some("warning"))
+        (Some("unacknowledged"), Some("warning"))
     );
     assert_eq!(
         EpochMillis::parse_rfc3339(first["opened_at"].as_str().unwrap()).unwrap(),
@@ -136,12 +136,12 @@ async fn alerts_are_listed_newest_first_filtered_and_in_pages() {
         .get_with_headers(&format!("/api/v1/alerts?limit=3&cursor={cursor}"))
         .await;
     assert_eq!(last["items"][0]["id"], a1.as_str());
-    assert_eq!(last["items"][0]["state"], "resolved");
+    assert_eq!(last["items"][0]["state"], "closed");
     assert!(last["next_cursor"].is_null());
 
     // Bad parameters: 400 invalid_parameter, naming the parameter.
     for (query, parameter) in [
-        ("state=closed", "state"),
+        ("state=shut", "state"),
         ("site=Boiler%20House", "site"),
         ("sensor=b1%20flue", "sensor"),
         ("rule=7", "rule"),
@@ -158,7 +158,7 @@ async fn alerts_are_listed_newest_first_filtered_and_in_pages() {
         assert_eq!(problem["code"], "invalid_parameter", "{query}");
         assert_eq!(problem["errors"][0]["field"], parameter, "{query}");
     }
-    let (_, _, problem) = app.get_with_headers("/api/v1/alerts?state=closed").await;
+    let (_, _, problem) = app.get_with_headers("/api/v1/alerts?state=shut").await;
     assert!(
         problem["detail"]
             .as_str()
@@ -203,13 +203,13 @@ async fn alerts_are_acknowledged_and_resolved_in_the_name_of_the_key_with_notifi
     let dashboard = "/api/v1/sites/boiler-house-1/dashboard";
     let (_, headers, board) = app.get_with_headers(dashboard).await;
     assert_eq!(headers["x-cache"], "miss");
-    assert_eq!(board["open_alerts"][0]["state"], "firing");
+    assert_eq!(board["open_alerts"][0]["state"], "unacknowledged");
     let (_, headers, _) = app.get_with_headers(dashboard).await;
     assert_eq!(headers["x-cache"], "hit");
 
     let (status, _, alert) = app.get_with_headers(&path).await;
     assert_eq!(status, StatusCode::OK, "{alert}");
-    assert_eq!(alert["state"], "firing");
+    assert_eq!(alert["state"], "unacknowledged");
     let events = alert["events"].as_array().unwrap();
     assert_eq!(events.len(), 1);
     assert_eq!(
@@ -248,7 +248,7 @@ async fn alerts_are_acknowledged_and_resolved_in_the_name_of_the_key_with_notifi
     assert_eq!(status, StatusCode::OK, "{resolved}");
     assert_eq!(
         (resolved["state"].as_str(), resolved["resolved_by"].as_str()),
-        (Some("resolved"), Some("operator-anna"))
+        (Some("closed"), Some("operator-anna"))
     );
     assert!(resolved["resolved_at"].is_string());
     for (route, action) in [(&resolve, "resolved"), (&ack, "acknowledged")] {
@@ -257,7 +257,7 @@ async fn alerts_are_acknowledged_and_resolved_in_the_name_of_the_key_with_notifi
         assert_eq!(problem["code"], "invalid_transition");
         assert_eq!(
             problem["detail"],
-            format!("alert {id} is resolved: it cannot be {action}")
+            format!("alert {id} is closed: it cannot be {action}")
         );
     }
 

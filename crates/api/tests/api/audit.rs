@@ -164,7 +164,7 @@ async fn every_change_made_through_the_api_appears_with_its_actor() {
     assert_eq!(rule_update["before"]["threshold"], 12.5);
     assert_eq!(rule_update["after"]["threshold"], 13.0);
     let ack = &events[12];
-    assert_eq!(ack["before"]["state"], "firing");
+    assert_eq!(ack["before"]["state"], "unacknowledged");
     assert_eq!(ack["after"]["state"], "acknowledged");
     assert_eq!(ack["after"]["acknowledged_by"], "tests");
     let created_key = &events[9];

@@ -352,6 +352,7 @@ impl TestApp {
             at: EpochMillis::from_millis(at).unwrap(),
             value: Some(stoker_domain::ReadingValue::Number(13.2)),
             message: "mean over 1m = 13.2 bar, > 12.5 for 30s".into(),
+            explanation: None,
         };
         let alert = store::open_alert(&self.pool, &NoOutbox, &verdict)
             .await

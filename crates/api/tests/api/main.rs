@@ -1,6 +1,7 @@
 //! The API over real HTTP, against real Postgres, InfluxDB and Redis: one
 //! module per feature; `helpers` starts the app and names its requests.
 
+mod alarm_states;
 mod alerts;
 mod audit;
 mod dashboard;

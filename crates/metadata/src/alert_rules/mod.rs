@@ -58,7 +58,7 @@ enum Type {
 fn columns(spec: &FieldSpec) -> Vec<(String, Type)> {
     let name = spec.name;
     match spec.shape {
-        Shape::Choice(_) => vec![(name.to_owned(), Type::Text)],
+        Shape::Choice(_) | Shape::Text(_) => vec![(name.to_owned(), Type::Text)],
         Shape::Number => vec![(name.to_owned(), Type::Number)],
         Shape::Duration => vec![(format!("{name}_ms"), Type::Millis)],
         Shape::Flag => vec![(name.to_owned(), Type::Flag)],
@@ -131,6 +131,7 @@ impl Param {
         let (column_type, param) = match value {
             Value::Name(name) => (Type::Text, Param::Text(Some(name.clone()))),
             Value::State(name) => (Type::Text, Param::Text(Some(name.as_str().to_owned()))),
+            Value::Text(text) => (Type::Text, Param::Text(Some(text.clone()))),
             Value::Number(number) => (Type::Number, Param::Number(Some(*number))),
             Value::Duration(duration) => (
                 Type::Millis,
@@ -232,6 +233,9 @@ fn values(row: &Row) -> Result<Values> {
                     .map(|name| StateName::parse(name).map(Value::State))
                     .transpose()
                     .map_err(|error| invalid(format!("{column}: {error}")))?,
+                (Type::Text, Shape::Text(_)) => {
+                    row.try_get::<_, Option<String>>(column)?.map(Value::Text)
+                }
                 (Type::Text, _) => row.try_get::<_, Option<String>>(column)?.map(Value::Name),
                 (Type::Number, _) => row.try_get::<_, Option<f64>>(column)?.map(Value::Number),
                 (Type::Millis, _) => match row.try_get::<_, Option<i64>>(column)? {

@@ -183,6 +183,8 @@ async fn rules_serialize_to_the_design_shape() {
             "site": "boiler-house-1", "sensor": null, "sensor_type": "pressure",
             "agg": "mean", "op": ">", "threshold": 12.5, "clear_threshold": 12.0,
             "window": "1m", "for": "30s", "severity": "warning", "enabled": true,
+            "latching": false, "max_shelve": "8h", "cause": null, "consequence": null,
+            "operator_action": null, "response_time": null,
             "version": 1
         })
     );

@@ -278,6 +278,7 @@ async fn open(
         at: EpochMillis::from_millis(at).expect("a valid time"),
         value: value.map(stoker_domain::ReadingValue::Number),
         message: format!("{} at {site}/{sensor}", rule.name),
+        explanation: None,
     };
     store::open_alert(pool, &NoOutbox, &verdict)
         .await
@@ -342,6 +343,7 @@ async fn seed_alerts(pool: &Pool, rules: &Rules, now: i64) {
         at: EpochMillis::from_millis(ago(95)).expect("a valid time"),
         value: Some(stoker_domain::ReadingValue::Number(4.1)),
         message: "b1_o2 reports again".into(),
+        explanation: None,
     };
     store::clear_alert(pool, &NoOutbox, &back)
         .await

@@ -331,6 +331,7 @@ async fn secrets_and_api_keys_never_appear_in_the_output() {
         at: stoker_domain::EpochMillis::now(),
         value: Some(stoker_domain::ReadingValue::Number(13.0)),
         message: "last = 13 bar > 12.5".into(),
+        explanation: None,
     };
     let alert =
         stoker_analytics::store::open_alert(&pool, &stoker_analytics::store::NoOutbox, &verdict)

@@ -117,6 +117,7 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
             at,
             value: Some(stoker_domain::ReadingValue::Number(13.0 + index as f64)),
             message: format!("mean steam pressure {} bar > 12.5 bar", 13.0 + index as f64),
+            explanation: None,
         };
         let alert = store::open_alert(pool, &outbox, &verdict)
             .await
