@@ -28,10 +28,11 @@ use crate::Result;
 use crate::engine::{self, Phase, Transition};
 use crate::evaluate::{self, Step, Watch};
 use crate::notify::NotifyOptions;
-use crate::store::{self, Verdict};
+use crate::store::{self, Suppression, Verdict};
 
 mod gateways;
 mod metrics;
+mod suppression;
 
 pub use metrics::Metrics;
 
@@ -100,8 +101,10 @@ pub struct TickReport {
     /// Alerts cleared (rule cleared, or its rule or sensor gone; a
     /// gateway back or unbound).
     pub cleared: usize,
-    /// `no_data` alerts not raised because the sensor's gateway is offline
-    /// or its device dead.
+    /// Alarms suppressed at this tick (recorded, not announced): fired
+    /// suppressed, or open and still suppressed (a rule or sensor out of
+    /// service, a maintenance window, an offline gateway's `no_data`,
+    /// `suppress_when`).
     pub suppressed: usize,
 }
 
@@ -121,6 +124,10 @@ pub struct Evaluator {
     /// The (rule, sensor) pairs the rule selects but cannot judge
     /// (`evaluate::misfits`), each logged once while it lasts.
     misfits: HashSet<StateKey>,
+    /// Why each open alarm is suppressed, as recorded.
+    suppressed: HashMap<StateKey, Suppression>,
+    /// The deciding sensors' last values (`suppress_when`).
+    deciders: suppression::Deciders,
 }
 
 impl Evaluator {
@@ -134,6 +141,8 @@ impl Evaluator {
             mirrored: HashSet::new(),
             windows: HashMap::new(),
             misfits: HashSet::new(),
+            suppressed: HashMap::new(),
+            deciders: suppression::Deciders::default(),
         }
     }
 
@@ -143,6 +152,8 @@ impl Evaluator {
     pub async fn take_over(&mut self, tick: i64) -> Result<()> {
         self.phases.clear();
         self.windows.clear();
+        self.suppressed.clear();
+        self.deciders.clear();
         for alert in store::open_alerts(&self.stores.pool, None).await? {
             // A gateway's alert has no rule phase: its rows are its state.
             let (Some(rule_id), Some(sensor)) = (alert.rule_id, alert.sensor.as_deref()) else {
@@ -152,6 +163,10 @@ impl Evaluator {
             else {
                 continue;
             };
+            if let Some(why) = alert.suppressed {
+                self.suppressed
+                    .insert((rule_id, site.clone(), sensor.clone()), why);
+            }
             self.phases.insert(
                 (rule_id, site, sensor),
                 Phase::Firing {
@@ -250,6 +265,16 @@ impl Evaluator {
         self.gateway_alarms(&gateway_states, &mut report).await?;
         let silenced = gateways::silenced_sensors(&gateway_states);
         let watches = evaluate::watches(rules, &registry);
+        let (context, queries) = suppression::Context::load(
+            &self.stores,
+            &mut self.deciders,
+            &watches,
+            &registry,
+            tick,
+            self.interval_ms,
+        )
+        .await?;
+        report.queries += queries;
         let mut watched: HashSet<StateKey> = HashSet::new();
         let mut planned = HashSet::new();
         for (plan, group) in evaluate::groups(&watches, self.interval_ms) {
@@ -283,6 +308,10 @@ impl Evaluator {
                     std::iter::once(tick),
                 );
                 report.judged += keys.len();
+                let firing: Vec<bool> = phases
+                    .iter()
+                    .map(|phase| matches!(phase, Phase::Firing { .. }))
+                    .collect();
                 for (key, phase) in keys.into_iter().zip(phases) {
                     if phase == Phase::Quiet {
                         self.phases.remove(&key);
@@ -291,26 +320,44 @@ impl Evaluator {
                     }
                     watched.insert(key);
                 }
+                let mut stepped = HashSet::new();
                 for step in steps {
                     let target = &watch.targets[step.target];
-                    if matches!(watch.rule.kind, RuleKind::NoData { .. })
-                        && matches!(step.transition, Transition::Fire(_))
-                        && silenced.contains(&(&target.site, &target.sensor))
-                    {
-                        // Its gateway is offline and has its own alert, or
-                        // its device is dead: the silence is explained.
-                        // Quiet again, so the rule fires at the first tick
-                        // the gateway or device is back and the sensor
-                        // still silent.
-                        self.phases.remove(&key(watch, target));
-                        report.suppressed += 1;
+                    let is_silenced = silenced.contains(&(&target.site, &target.sensor));
+                    let why = context.why(&self.deciders, &watch.rule, target, is_silenced);
+                    stepped.insert(step.target);
+                    let state_key = key(watch, target);
+                    match (step.transition, &why) {
+                        (Transition::Fire(_), Some((reason, _))) => {
+                            report.suppressed += 1;
+                            self.suppressed.insert(state_key, *reason);
+                        }
+                        _ => {
+                            self.suppressed.remove(&state_key);
+                        }
+                    }
+                    let why = why
+                        .as_ref()
+                        .map(|(reason, sentence)| (*reason, sentence.as_str()));
+                    self.apply(watch, step, why, &mut report).await?;
+                }
+                // The alarms open before this tick: suppressed or announced
+                // as the tick finds them.
+                for (index, target) in watch.targets.iter().enumerate() {
+                    if !firing[index] || stepped.contains(&index) {
                         continue;
                     }
-                    self.apply(watch, step, &mut report).await?;
+                    let is_silenced = silenced.contains(&(&target.site, &target.sensor));
+                    let why = context.why(&self.deciders, &watch.rule, target, is_silenced);
+                    self.sync_suppression(watch, target, tick, why, &mut report)
+                        .await?;
                 }
             }
         }
         self.phases.retain(|key, _| watched.contains(key));
+        let phases = &self.phases;
+        self.suppressed
+            .retain(|key, _| matches!(phases.get(key), Some(Phase::Firing { .. })));
         self.windows.retain(|plan, _| planned.contains(plan));
         self.retire_unwatched(tick, &watched, &mut report).await?;
         self.mirror(tick).await;
@@ -335,7 +382,62 @@ impl Evaluator {
         self.misfits = current;
     }
 
-    async fn apply(&self, watch: &Watch, step: Step, report: &mut TickReport) -> Result<()> {
+    /// Records a change of an open alarm's suppression: suppressed (not
+    /// announced) or announced again (`unsuppressed`, while it is still
+    /// open).
+    async fn sync_suppression(
+        &mut self,
+        watch: &Watch,
+        target: &evaluate::Target,
+        tick: i64,
+        why: Option<(Suppression, String)>,
+        report: &mut TickReport,
+    ) -> Result<()> {
+        let state_key = key(watch, target);
+        let now = why.as_ref().map(|(reason, _)| *reason);
+        if now.is_some() {
+            report.suppressed += 1;
+        }
+        if self.suppressed.get(&state_key).copied() == now {
+            return Ok(());
+        }
+        match now {
+            Some(reason) => self.suppressed.insert(state_key, reason),
+            None => self.suppressed.remove(&state_key),
+        };
+        let at = EpochMillis::from_millis(tick).unwrap_or_else(|_| EpochMillis::now());
+        let changed = store::set_suppression(
+            &self.stores.pool,
+            &self.outbox,
+            &watch.rule,
+            &target.site,
+            &target.sensor,
+            at,
+            why.as_ref()
+                .map(|(reason, sentence)| (*reason, sentence.as_str())),
+        )
+        .await?;
+        if let Some(alert) = changed {
+            match &why {
+                Some((reason, sentence)) => {
+                    tracing::info!(alert = %alert.id, rule = %watch.rule.name, site = %target.site, sensor = %target.sensor, suppressed = %reason, "alert suppressed: {sentence}");
+                }
+                None => {
+                    tracing::info!(alert = %alert.id, rule = %watch.rule.name, site = %target.site, sensor = %target.sensor, "alert no longer suppressed: announced");
+                }
+            }
+            self.forget_dashboard(&target.site).await;
+        }
+        Ok(())
+    }
+
+    async fn apply(
+        &self,
+        watch: &Watch,
+        step: Step,
+        suppressed: Option<(Suppression, &str)>,
+        report: &mut TickReport,
+    ) -> Result<()> {
         let target = &watch.targets[step.target];
         let verdict = Verdict {
             rule: &watch.rule,
@@ -355,10 +457,23 @@ impl Evaluator {
         };
         let changed = match step.transition {
             Transition::Fire(_) => {
-                let alert = store::open_alert(&self.stores.pool, &self.outbox, &verdict).await?;
+                let alert = store::open_alert_suppressed(
+                    &self.stores.pool,
+                    &self.outbox,
+                    &verdict,
+                    suppressed,
+                )
+                .await?;
                 if let Some(alert) = &alert {
                     report.fired += 1;
-                    tracing::info!(alert = %alert.id, rule = %watch.rule.name, site = %target.site, sensor = %target.sensor, severity = %alert.severity, message = %verdict.message, "alert fired");
+                    match suppressed {
+                        Some((reason, sentence)) => {
+                            tracing::info!(alert = %alert.id, rule = %watch.rule.name, site = %target.site, sensor = %target.sensor, severity = %alert.severity, message = %verdict.message, suppressed = %reason, "alert fired, suppressed (not announced): {sentence}");
+                        }
+                        None => {
+                            tracing::info!(alert = %alert.id, rule = %watch.rule.name, site = %target.site, sensor = %target.sensor, severity = %alert.severity, message = %verdict.message, "alert fired");
+                        }
+                    }
                 }
                 alert.is_some()
             }

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use stoker_domain::{SensorKey, SensorType, SiteSlug, StateName};
 use stoker_metadata::{RuleFilter, Scope};
 use stoker_rules::{
-    AlertRule, FieldSpec, KIND_FIELDS, MAX_DURATION, MAX_NAME_CHARS, NewAlertRule, RuleDraft,
+    AlertRule, FieldSpec, KIND_FIELDS, MAX_DURATION, MAX_NAME_CHARS, NewAlertRule, Op, RuleDraft,
     RuleKind, RuleSelector, SETTINGS, Shape,
 };
 use uuid::Uuid;
@@ -170,12 +170,20 @@ pub(crate) async fn check_against_sensors(
     state: &State,
     rule: &NewAlertRule,
 ) -> Result<(), ApiError> {
-    if !stoker_analytics::engine::compares_typed(rule.kind()) {
+    let typed = stoker_analytics::engine::compares_typed(rule.kind());
+    let condition = rule.suppress_when();
+    if !typed && condition.is_none() {
         return Ok(());
     }
     let registry = stoker_metadata::registry(&state.pool)
         .await
         .map_err(ApiError::from)?;
+    if let Some(condition) = &condition {
+        check_suppress_when(rule, condition, &registry)?;
+    }
+    if !typed {
+        return Ok(());
+    }
     let targets = stoker_analytics::evaluate::targets(rule.selector(), &registry);
     let misfits = stoker_analytics::evaluate::misfits(rule.kind(), &targets);
     if misfits.is_empty() {
@@ -194,6 +202,64 @@ pub(crate) async fn check_against_sensors(
             })
             .collect(),
     ))
+}
+
+/// Refuses (422 on `suppress_when`) a condition whose sensor is missing,
+/// or of a kind (or states) its value does not fit, at a site the rule
+/// watches: its own site, or the sites of the sensors it selects now.
+fn check_suppress_when(
+    rule: &NewAlertRule,
+    condition: &stoker_rules::SuppressWhen,
+    registry: &[stoker_metadata::RegistryEntry],
+) -> Result<(), ApiError> {
+    let mut sites: Vec<&SiteSlug> = match &rule.selector().site {
+        Some(site) => vec![site],
+        None => registry
+            .iter()
+            .filter(|entry| {
+                rule.selector()
+                    .matches(&entry.site, &entry.key, &entry.sensor_type)
+            })
+            .map(|entry| &entry.site)
+            .collect(),
+    };
+    sites.sort();
+    sites.dedup();
+    let mut errors = Vec::new();
+    for site in sites {
+        let found = registry
+            .iter()
+            .find(|entry| &entry.site == site && entry.key == condition.sensor);
+        let message = match found {
+            None => Some(format!(
+                "suppress_when names sensor {}, which does not exist at site {site}",
+                condition.sensor
+            )),
+            Some(entry) => condition
+                .stored_for(entry.kind, &entry.states)
+                .err()
+                .map(|reason| {
+                    format!(
+                        "suppress_when cannot compare sensor {} of site {site}: {reason}",
+                        condition.sensor
+                    )
+                }),
+        };
+        if let Some(message) = message {
+            errors.push(FieldError {
+                field: "suppress_when".to_owned(),
+                message,
+            });
+        }
+        if errors.len() >= MAX_MISFITS_NAMED {
+            break;
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(ApiError::Validation(errors))
+    }
 }
 
 fn validated(draft: &RuleDraft) -> Result<NewAlertRule, ApiError> {
@@ -361,6 +427,27 @@ fn field_schema(spec: &FieldSpec) -> Value {
             ),
         }),
         Shape::Flag => json!({ "type": "boolean" }),
+        Shape::Condition => json!({
+            "type": "object",
+            "required": ["sensor", "op", "value"],
+            "additionalProperties": false,
+            "properties": {
+                "sensor": { "type": "string", "minLength": 1, "maxLength": SensorKey::MAX_LEN,
+                            "pattern": SensorKey::PATTERN },
+                "op": { "enum": Op::NAMES },
+                "value": { "anyOf": [
+                    { "type": "number" },
+                    { "type": "boolean" },
+                    { "type": "string", "minLength": 1, "maxLength": StateName::MAX_LEN,
+                      "pattern": StateName::PATTERN },
+                ] },
+            },
+            "description": "Suppression by design: while this sensor of the watched sensor's \
+                site compares with value by op (a number for >, >=, <, <=; true/false or a \
+                state name for == and !=), the rule's alarms are recorded as suppressed \
+                (suppress_when) and not announced. The sensor must exist, with a kind that \
+                fits, at every site the rule watches.",
+        }),
         Shape::Threshold => json!({
             "anyOf": [
                 { "type": "number" },
@@ -422,7 +509,10 @@ fn kind_variants(stored: bool) -> Vec<Value> {
                 .chain(SETTINGS);
             for spec in specs {
                 let schema = field_schema(spec);
-                if stored && spec.absent {
+                if stored && spec.absent && SETTINGS.contains(spec) {
+                    // A setting without a value reads null.
+                    properties.insert(spec.name.into(), nullable(schema));
+                } else if stored && spec.absent {
                     // Left out when it holds no value.
                     properties.insert(spec.name.into(), schema);
                 } else if stored || !spec.optional {
@@ -442,6 +532,7 @@ fn kind_variants(stored: bool) -> Vec<Value> {
                         json!({ "type": "string", "format": "date-time" }),
                     );
                 }
+                properties.insert("out_of_service".into(), out_of_service_schema());
                 required.extend(RuleSelector::FIELDS);
                 required.extend(["id", "version", "created_at", "updated_at"]);
             }
@@ -461,6 +552,22 @@ fn kind_variants(stored: bool) -> Vec<Value> {
             schema
         })
         .collect()
+}
+
+/// A sensor's or rule's time out of service, as answered: null (in
+/// service) or since when, until when, why and by whom.
+pub(crate) fn out_of_service_schema() -> Value {
+    json!({
+        "anyOf": [
+            { "type": "object", "required": ["until", "reason", "by", "since"], "properties": {
+                "until": { "type": "string", "format": "date-time" },
+                "reason": { "type": "string" },
+                "by": { "type": "string" },
+                "since": { "type": "string", "format": "date-time" } } },
+            { "type": "null" }
+        ],
+        "description": "Out of service (its alarms recorded as suppressed, not announced) until then; null: in service.",
+    })
 }
 
 /// The rule schemas of the OpenAPI document, from the model's own field

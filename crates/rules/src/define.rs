@@ -294,7 +294,8 @@ macro_rules! rule_model {
         /// `sensor`, `sensor_type` (null when not set), `kind` and the
         /// kind's own fields (durations as humantime text such as `1m
         /// 30s`), the settings (`severity`, `enabled`), `version`,
-        /// `created_at`, `updated_at`.
+        /// `created_at`, `updated_at`, and `out_of_service` (null, or since
+        /// when, until when, why and by whom).
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         pub struct AlertRule {
             /// Immutable id; UUIDv7, so ids sort by creation.
@@ -312,6 +313,11 @@ macro_rules! rule_model {
                 #[serde(with = "crate::field::wire")]
                 pub $setting: $sty,
             )*
+            /// Taken out of service by an operator (its alarms recorded as
+            /// suppressed until then); not part of its definition, so not
+            /// versioned. `null`: in service.
+            #[serde(default)]
+            pub out_of_service: Option<stoker_domain::OutOfService>,
             /// Incremented by every change (optimistic locking).
             pub version: i64,
             /// When it was created.
@@ -338,6 +344,7 @@ macro_rules! rule_model {
                     selector,
                     kind: RuleKind::from_values(kind, values)?,
                     $( $setting: stored(json::$setting, values)?, )*
+                    out_of_service: None,
                     version: record.version,
                     created_at: record.created_at,
                     updated_at: record.updated_at,
@@ -421,8 +428,9 @@ macro_rules! rule_model {
 
             $(
                 $(#[$smeta])*
+                #[allow(clippy::clone_on_copy)]
                 pub fn $setting(&self) -> $sty {
-                    self.$setting
+                    self.$setting.clone()
                 }
             )*
 
@@ -442,6 +450,7 @@ macro_rules! rule_model {
                     selector: self.selector,
                     kind: self.kind,
                     $( $setting: self.$setting, )*
+                    out_of_service: None,
                     version: record.version,
                     created_at: record.created_at,
                     updated_at: record.updated_at,

@@ -30,6 +30,8 @@ pub enum Value {
     Flag(bool),
     /// A state's name (a threshold compared with a state sensor).
     State(StateName),
+    /// A condition on another sensor (`suppress_when`).
+    Condition(crate::SuppressWhen),
 }
 
 impl Serialize for Value {
@@ -42,6 +44,7 @@ impl Serialize for Value {
             }
             Value::Flag(flag) => serializer.serialize_bool(*flag),
             Value::State(name) => serializer.serialize_str(name.as_str()),
+            Value::Condition(condition) => condition.serialize(serializer),
         }
     }
 }
@@ -61,6 +64,9 @@ pub enum Shape {
     /// What a threshold rule compares with ([`Threshold`]): a finite
     /// number, `true`/`false`, or a state's name.
     Threshold,
+    /// A condition on another sensor of the site ([`crate::SuppressWhen`]):
+    /// `{"sensor", "op", "value"}`.
+    Condition,
 }
 
 /// A field of a rule as the model describes it.
@@ -247,8 +253,12 @@ pub(crate) mod wire {
     pub(crate) fn deserialize<'de, T: Field, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<T, D::Error> {
-        let draft = T::Draft::deserialize(deserializer)?;
-        T::from_draft("value", &draft).map_err(|(_, message)| serde::de::Error::custom(message))
+        // `null` is no value: an optional setting's, refused for the others.
+        let value = match Option::<T::Draft>::deserialize(deserializer)? {
+            Some(draft) => T::from_draft("value", &draft),
+            None => T::from_value("value", None),
+        };
+        value.map_err(|(_, message)| serde::de::Error::custom(message))
     }
 }
 

@@ -13,7 +13,7 @@ use uuid::Uuid;
 use super::rows::{
     COLUMNS, EVENT_COLUMNS, alert_by_id, alert_from_row, event_from_row, timestamp, typed_columns,
 };
-use super::{ANALYTICS, Alert, AlertEvent, AlertState, Outbox};
+use super::{ANALYTICS, Alert, AlertEvent, AlertState, Outbox, Suppression};
 use crate::{Error, Result};
 
 /// What a notification carries: the event and the alert after it.
@@ -73,6 +73,10 @@ async fn record(
         )
         .await?;
     let event = event_from_row(&row)?;
+    if alert.suppressed.is_some() {
+        // Recorded, never announced.
+        return Ok(event);
+    }
     let body = serde_json::to_string(&Notice {
         event: &event,
         alert,
@@ -108,6 +112,18 @@ pub async fn open_alert(
     outbox: &dyn Outbox,
     firing: &Verdict<'_>,
 ) -> Result<Option<Alert>> {
+    open_alert_suppressed(pool, outbox, firing, None).await
+}
+
+/// Like [`open_alert`], suppressed when `suppressed` names why (with a
+/// sentence): the alert is recorded with its `fired` and `suppressed`
+/// events, and nothing is announced.
+pub async fn open_alert_suppressed(
+    pool: &Pool,
+    outbox: &dyn Outbox,
+    firing: &Verdict<'_>,
+    suppressed: Option<(Suppression, &str)>,
+) -> Result<Option<Alert>> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     let at = timestamp(firing.at);
@@ -120,9 +136,9 @@ pub async fn open_alert(
                 "INSERT INTO analytics.alerts
                      (id, rule_id, rule_name, kind, severity, site, sensor, state, opened_at,
                       value, threshold, message, value_flag, value_state, threshold_flag,
-                      threshold_state)
+                      threshold_state, suppressed)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 'firing', $8, $9, $10, $11, $12, $13, $14,
-                         $15)
+                         $15, $16)
                  ON CONFLICT (rule_id, site, sensor) WHERE state <> 'resolved' DO NOTHING
                  RETURNING {COLUMNS}"
             ),
@@ -142,10 +158,69 @@ pub async fn open_alert(
                 &value_state,
                 &threshold_flag,
                 &threshold_state,
+                &suppressed.map(|(why, _)| why.as_str()),
             ],
         )
         .await?;
-    settle(transaction, outbox, row, firing.draft("fired")).await
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let alert = alert_from_row(&row)?;
+    record(&transaction, outbox, &alert, firing.draft("fired")).await?;
+    if let Some((_, detail)) = suppressed {
+        let draft = Draft {
+            detail,
+            ..firing.draft("suppressed")
+        };
+        record(&transaction, outbox, &alert, draft).await?;
+    }
+    transaction.commit().await?;
+    Ok(Some(alert))
+}
+
+/// Sets or lifts the suppression of the open alert of a rule and sensor
+/// (`None`: announced again) if it differs, with a `suppressed` event
+/// (the sentence says why; not announced) or an `unsuppressed` one (which
+/// announces the alert, still open); returns the alert when it changed.
+pub async fn set_suppression(
+    pool: &Pool,
+    outbox: &dyn Outbox,
+    rule: &AlertRule,
+    site: &SiteSlug,
+    sensor: &SensorKey,
+    at: EpochMillis,
+    suppressed: Option<(Suppression, &str)>,
+) -> Result<Option<Alert>> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let why = suppressed.map(|(why, _)| why.as_str());
+    let row = transaction
+        .query_opt(
+            &format!(
+                "UPDATE analytics.alerts SET suppressed = $4, version = version + 1
+                 WHERE rule_id = $1 AND site = $2 AND sensor = $3 AND state <> 'resolved'
+                   AND suppressed IS DISTINCT FROM $4
+                 RETURNING {COLUMNS}"
+            ),
+            &[&rule.id, &site.as_str(), &sensor.as_str(), &why],
+        )
+        .await?;
+    let detail = match suppressed {
+        Some((_, detail)) => detail.to_owned(),
+        None => "no longer suppressed: announced".to_owned(),
+    };
+    let draft = Draft {
+        transition: if suppressed.is_some() {
+            "suppressed"
+        } else {
+            "unsuppressed"
+        },
+        at: timestamp(at),
+        actor: ANALYTICS,
+        value: None,
+        detail: &detail,
+    };
+    settle(transaction, outbox, row, draft).await
 }
 
 /// Records a transition of the alert row a statement returned (none:

@@ -7,3 +7,4 @@ mod kinds;
 mod leadership;
 mod rollup;
 mod rules;
+mod suppression;

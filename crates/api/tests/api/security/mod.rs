@@ -34,6 +34,8 @@ pub(super) struct Seeded {
     pub(super) rule: String,
     pub(super) alert: String,
     pub(super) gateway: String,
+    /// A maintenance window of the site.
+    pub(super) window: String,
     /// An API key's name, for `/api-keys/{name}` (a key of its own, so
     /// that revoking or rotating it disturbs no case).
     pub(super) key_name: String,
@@ -57,12 +59,20 @@ pub(super) async fn seed(app: &TestApp) -> Seeded {
         .post_gateway(SITE, json!({"group": "plant", "edge_node": "gw1"}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{gateway}");
+    let (status, window) = app
+        .post(
+            "/api/v1/maintenance-windows",
+            json!({"site": SITE, "weekly": {"days": ["sun"], "from": "02:00", "to": "04:00"}, "reason": "burner service"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{window}");
     let key_name = "seeded-key".to_owned();
     key(app, &key_name, &[Scope::Read]).await;
     Seeded {
         rule: rule.id.to_string(),
         alert,
         gateway: gateway["id"].as_str().unwrap().to_owned(),
+        window: window["id"].as_str().unwrap().to_owned(),
         key_name,
     }
 }
@@ -94,6 +104,7 @@ impl Operation {
                 "rule" => seeded.rule.as_str(),
                 "alert" => seeded.alert.as_str(),
                 "gateway" => seeded.gateway.as_str(),
+                "window" => seeded.window.as_str(),
                 "name" => seeded.key_name.as_str(),
                 other => panic!(
                     "{}: no seeded value for path parameter {other}",
