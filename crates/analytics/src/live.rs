@@ -16,7 +16,6 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::Serialize;
-use stoker_cache::AlertStateKey;
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
 use stoker_postgres::Leadership;
 use stoker_rules::{AlertRule, RuleKind};
@@ -32,6 +31,7 @@ use crate::store::{self, Suppression, Verdict};
 
 mod gateways;
 mod metrics;
+mod mirror;
 mod suppression;
 
 pub use metrics::Metrics;
@@ -382,55 +382,6 @@ impl Evaluator {
         self.misfits = current;
     }
 
-    /// Records a change of an open alarm's suppression: suppressed (not
-    /// announced) or announced again (`unsuppressed`, while it is still
-    /// open).
-    async fn sync_suppression(
-        &mut self,
-        watch: &Watch,
-        target: &evaluate::Target,
-        tick: i64,
-        why: Option<(Suppression, String)>,
-        report: &mut TickReport,
-    ) -> Result<()> {
-        let state_key = key(watch, target);
-        let now = why.as_ref().map(|(reason, _)| *reason);
-        if now.is_some() {
-            report.suppressed += 1;
-        }
-        if self.suppressed.get(&state_key).copied() == now {
-            return Ok(());
-        }
-        match now {
-            Some(reason) => self.suppressed.insert(state_key, reason),
-            None => self.suppressed.remove(&state_key),
-        };
-        let at = EpochMillis::from_millis(tick).unwrap_or_else(|_| EpochMillis::now());
-        let changed = store::set_suppression(
-            &self.stores.pool,
-            &self.outbox,
-            &watch.rule,
-            &target.site,
-            &target.sensor,
-            at,
-            why.as_ref()
-                .map(|(reason, sentence)| (*reason, sentence.as_str())),
-        )
-        .await?;
-        if let Some(alert) = changed {
-            match &why {
-                Some((reason, sentence)) => {
-                    tracing::info!(alert = %alert.id, rule = %watch.rule.name, site = %target.site, sensor = %target.sensor, suppressed = %reason, "alert suppressed: {sentence}");
-                }
-                None => {
-                    tracing::info!(alert = %alert.id, rule = %watch.rule.name, site = %target.site, sensor = %target.sensor, "alert no longer suppressed: announced");
-                }
-            }
-            self.forget_dashboard(&target.site).await;
-        }
-        Ok(())
-    }
-
     async fn apply(
         &self,
         watch: &Watch,
@@ -530,55 +481,6 @@ impl Evaluator {
         if let Err(error) = self.stores.cache.forget_dashboard(site).await {
             tracing::debug!(%error, %site, "could not drop the cached dashboard");
         }
-    }
-
-    /// Writes pending and firing states to Redis and deletes the states
-    /// that became quiet. Redis is a mirror: a failure is logged, no more.
-    async fn mirror(&mut self, tick: i64) {
-        #[derive(Serialize)]
-        struct Mirrored {
-            phase: &'static str,
-            since: i64,
-            tick: i64,
-        }
-        let rule_ids: HashMap<Uuid, String> = self
-            .phases
-            .keys()
-            .chain(self.mirrored.iter())
-            .map(|(rule, _, _)| (*rule, rule.to_string()))
-            .collect();
-        fn as_key<'a>(
-            rule_ids: &'a HashMap<Uuid, String>,
-            (rule, site, sensor): &'a StateKey,
-        ) -> AlertStateKey<'a> {
-            AlertStateKey {
-                rule_id: rule_ids.get(rule).map_or("", String::as_str),
-                site: site.as_str(),
-                sensor: sensor.as_str(),
-            }
-        }
-        let mut set = Vec::with_capacity(self.phases.len());
-        for (key, phase) in &self.phases {
-            let (phase, since) = match *phase {
-                Phase::Pending { since } => ("pending", since),
-                Phase::Firing { since } => ("firing", since),
-                Phase::Quiet => continue,
-            };
-            let json = serde_json::to_string(&Mirrored { phase, since, tick }).unwrap_or_default();
-            set.push((as_key(&rule_ids, key), json));
-        }
-        let gone: Vec<AlertStateKey<'_>> = self
-            .mirrored
-            .iter()
-            .filter(|key| !self.phases.contains_key(*key))
-            .map(|key| as_key(&rule_ids, key))
-            .collect();
-        if let Err(error) = self.stores.cache.write_alert_states(&set, &gone).await {
-            tracing::debug!(%error, "could not mirror alert states to Redis");
-        }
-        drop(set);
-        drop(gone);
-        self.mirrored = self.phases.keys().cloned().collect();
     }
 }
 

@@ -35,6 +35,8 @@
 //!   open alerts (Postgres), cached in Redis for 60 s and dropped on
 //!   metadata changes and alert transitions.
 //! - `rules`: alert rules; a PATCH is merged onto the stored rule.
+//! - `condition`: a rule's `suppress_when` checked against the sites'
+//!   sensors, and the `out_of_service` schema.
 //! - `suppression`: sensors and rules out of service
 //!   (`…/out-of-service`) and `/maintenance-windows` (DESIGN.md, "Alarm
 //!   management").
@@ -75,6 +77,7 @@ mod audit;
 mod auth;
 mod body;
 mod catalog;
+mod condition;
 mod dashboard;
 mod gateways;
 mod history;

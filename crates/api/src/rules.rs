@@ -179,7 +179,7 @@ pub(crate) async fn check_against_sensors(
         .await
         .map_err(ApiError::from)?;
     if let Some(condition) = &condition {
-        check_suppress_when(rule, condition, &registry)?;
+        crate::condition::check_suppress_when(rule, condition, &registry)?;
     }
     if !typed {
         return Ok(());
@@ -202,64 +202,6 @@ pub(crate) async fn check_against_sensors(
             })
             .collect(),
     ))
-}
-
-/// Refuses (422 on `suppress_when`) a condition whose sensor is missing,
-/// or of a kind (or states) its value does not fit, at a site the rule
-/// watches: its own site, or the sites of the sensors it selects now.
-fn check_suppress_when(
-    rule: &NewAlertRule,
-    condition: &stoker_rules::SuppressWhen,
-    registry: &[stoker_metadata::RegistryEntry],
-) -> Result<(), ApiError> {
-    let mut sites: Vec<&SiteSlug> = match &rule.selector().site {
-        Some(site) => vec![site],
-        None => registry
-            .iter()
-            .filter(|entry| {
-                rule.selector()
-                    .matches(&entry.site, &entry.key, &entry.sensor_type)
-            })
-            .map(|entry| &entry.site)
-            .collect(),
-    };
-    sites.sort();
-    sites.dedup();
-    let mut errors = Vec::new();
-    for site in sites {
-        let found = registry
-            .iter()
-            .find(|entry| &entry.site == site && entry.key == condition.sensor);
-        let message = match found {
-            None => Some(format!(
-                "suppress_when names sensor {}, which does not exist at site {site}",
-                condition.sensor
-            )),
-            Some(entry) => condition
-                .stored_for(entry.kind, &entry.states)
-                .err()
-                .map(|reason| {
-                    format!(
-                        "suppress_when cannot compare sensor {} of site {site}: {reason}",
-                        condition.sensor
-                    )
-                }),
-        };
-        if let Some(message) = message {
-            errors.push(FieldError {
-                field: "suppress_when".to_owned(),
-                message,
-            });
-        }
-        if errors.len() >= MAX_MISFITS_NAMED {
-            break;
-        }
-    }
-    if errors.is_empty() {
-        Ok(())
-    } else {
-        Err(ApiError::Validation(errors))
-    }
 }
 
 fn validated(draft: &RuleDraft) -> Result<NewAlertRule, ApiError> {
@@ -532,7 +474,10 @@ fn kind_variants(stored: bool) -> Vec<Value> {
                         json!({ "type": "string", "format": "date-time" }),
                     );
                 }
-                properties.insert("out_of_service".into(), out_of_service_schema());
+                properties.insert(
+                    "out_of_service".into(),
+                    crate::condition::out_of_service_schema(),
+                );
                 required.extend(RuleSelector::FIELDS);
                 required.extend(["id", "version", "created_at", "updated_at"]);
             }
@@ -552,22 +497,6 @@ fn kind_variants(stored: bool) -> Vec<Value> {
             schema
         })
         .collect()
-}
-
-/// A sensor's or rule's time out of service, as answered: null (in
-/// service) or since when, until when, why and by whom.
-pub(crate) fn out_of_service_schema() -> Value {
-    json!({
-        "anyOf": [
-            { "type": "object", "required": ["until", "reason", "by", "since"], "properties": {
-                "until": { "type": "string", "format": "date-time" },
-                "reason": { "type": "string" },
-                "by": { "type": "string" },
-                "since": { "type": "string", "format": "date-time" } } },
-            { "type": "null" }
-        ],
-        "description": "Out of service (its alarms recorded as suppressed, not announced) until then; null: in service.",
-    })
 }
 
 /// The rule schemas of the OpenAPI document, from the model's own field

@@ -21,9 +21,10 @@ use stoker_metadata::RegistryEntry;
 use stoker_rules::{AlertRule, RuleKind};
 use stoker_timeseries::{Columns, Influx, SeriesFilter, SeriesMatch};
 
+use super::{Evaluator, TickReport, key};
 use crate::Result;
 use crate::evaluate::{SeriesKey, Target, Watch};
-use crate::store::Suppression;
+use crate::store::{self, Suppression};
 
 /// How long the last value of a deciding sensor holds: a sensor silent
 /// for longer decides nothing.
@@ -199,9 +200,7 @@ impl Context {
         for watch in watches {
             if let Some(condition) = &watch.rule.suppress_when {
                 for target in &watch.targets {
-                    if !needed.contains(&(target.site.clone(), condition.sensor.clone())) {
-                        needed.insert((target.site.clone(), condition.sensor.clone()));
-                    }
+                    needed.insert((target.site.clone(), condition.sensor.clone()));
                 }
             }
         }
@@ -306,5 +305,56 @@ impl Context {
                 ),
             )
         })
+    }
+}
+
+impl Evaluator {
+    /// Records a change of an open alarm's suppression: suppressed (not
+    /// announced) or announced again (`unsuppressed`, while it is still
+    /// open).
+    pub(super) async fn sync_suppression(
+        &mut self,
+        watch: &Watch,
+        target: &Target,
+        tick: i64,
+        why: Option<(Suppression, String)>,
+        report: &mut TickReport,
+    ) -> Result<()> {
+        let state_key = key(watch, target);
+        let now = why.as_ref().map(|(reason, _)| *reason);
+        if now.is_some() {
+            report.suppressed += 1;
+        }
+        if self.suppressed.get(&state_key).copied() == now {
+            return Ok(());
+        }
+        match now {
+            Some(reason) => self.suppressed.insert(state_key, reason),
+            None => self.suppressed.remove(&state_key),
+        };
+        let at = EpochMillis::from_millis(tick).unwrap_or_else(|_| EpochMillis::now());
+        let changed = store::set_suppression(
+            &self.stores.pool,
+            &self.outbox,
+            &watch.rule,
+            &target.site,
+            &target.sensor,
+            at,
+            why.as_ref()
+                .map(|(reason, sentence)| (*reason, sentence.as_str())),
+        )
+        .await?;
+        if let Some(alert) = changed {
+            match &why {
+                Some((reason, sentence)) => {
+                    tracing::info!(alert = %alert.id, rule = %watch.rule.name, site = %target.site, sensor = %target.sensor, suppressed = %reason, "alert suppressed: {sentence}");
+                }
+                None => {
+                    tracing::info!(alert = %alert.id, rule = %watch.rule.name, site = %target.site, sensor = %target.sensor, "alert no longer suppressed: announced");
+                }
+            }
+            self.forget_dashboard(&target.site).await;
+        }
+        Ok(())
     }
 }

@@ -15,15 +15,20 @@ use std::sync::LazyLock;
 use deadpool_postgres::{GenericClient, Pool};
 use stoker_domain::{SensorKey, SensorType, SiteSlug, StateName};
 use stoker_rules::{
-    AlertRule, FieldSpec, KIND_FIELDS, NewAlertRule, Op, Record, RuleSelector, SETTINGS, Shape,
-    SuppressWhen, Threshold, Value, Values,
+    AlertRule, FieldSpec, KIND_FIELDS, NewAlertRule, Record, RuleSelector, SETTINGS, Shape, Value,
+    Values,
 };
 use tokio_postgres::Row;
 use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::audit::{self, Actor, Change, Entity};
+
+mod suppression;
+
 use crate::{Error, Page, Result, fetch_limit, is_foreign_key_violation};
+use suppression::condition;
+pub use suppression::set_rule_out_of_service;
 
 /// Which rules a list returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -140,19 +145,7 @@ impl Param {
             return Ok(params);
         };
         if let Value::Condition(condition) = value {
-            // In `columns` order: sensor, op, then the typed value.
-            let (number, flag, state) = match &condition.value {
-                Threshold::Number(number) => (Some(*number), None, None),
-                Threshold::Boolean(flag) => (None, Some(*flag), None),
-                Threshold::State(name) => (None, None, Some(name.as_str().to_owned())),
-            };
-            return Ok(vec![
-                Param::Text(Some(condition.sensor.as_str().to_owned())),
-                Param::Text(Some(condition.op.as_str().to_owned())),
-                Param::Number(number),
-                Param::Flag(flag),
-                Param::Text(state),
-            ]);
+            return Ok(suppression::condition_params(condition));
         }
         let (column_type, param) = match value {
             Value::Name(name) => (Type::Text, Param::Text(Some(name.clone()))),
@@ -284,33 +277,6 @@ fn values(row: &Row) -> Result<Values> {
         }
     }
     Ok(values)
-}
-
-/// A condition's five columns (`<name>_sensor`, `_op`, `_value`,
-/// `_value_flag`, `_value_state`); none when its sensor is NULL.
-fn condition(row: &Row, name: &str) -> Result<Option<SuppressWhen>> {
-    let column = |suffix: &str| format!("{name}_{suffix}");
-    let Some(sensor) = row.try_get::<_, Option<String>>(column("sensor").as_str())? else {
-        return Ok(None);
-    };
-    let sensor = SensorKey::parse(sensor).map_err(|error| invalid(format!("{name}: {error}")))?;
-    let op: String = row
-        .try_get::<_, Option<String>>(column("op").as_str())?
-        .ok_or_else(|| invalid(format!("{name} has a sensor and no op")))?;
-    let op = Op::parse(&op).map_err(|(_, message)| invalid(message))?;
-    let value = if let Some(flag) = row.try_get::<_, Option<bool>>(column("value_flag").as_str())? {
-        Threshold::Boolean(flag)
-    } else if let Some(state) = row.try_get::<_, Option<String>>(column("value_state").as_str())? {
-        Threshold::State(
-            StateName::parse(state).map_err(|error| invalid(format!("{name}: {error}")))?,
-        )
-    } else {
-        Threshold::Number(
-            row.try_get::<_, Option<f64>>(column("value").as_str())?
-                .ok_or_else(|| invalid(format!("{name} has a sensor and no value")))?,
-        )
-    };
-    Ok(Some(SuppressWhen { sensor, op, value }))
 }
 
 fn from_row(row: &Row) -> Result<AlertRule> {
@@ -627,63 +593,4 @@ pub async fn enabled_alert_rules(pool: &Pool) -> Result<Vec<AlertRule>> {
         .iter()
         .map(from_row)
         .collect()
-}
-
-/// Takes a rule out of service (`Some`: until when and why) or back into
-/// service (`None`), recorded in the audit trail as done by `actor`
-/// (action `out_of_service` or `in_service`; nothing is recorded when a
-/// rule in service is put back). Not a change of its definition: the
-/// version stays. Fails with [`Error::AlertRuleNotFound`].
-pub async fn set_rule_out_of_service(
-    pool: &Pool,
-    actor: &Actor,
-    id: Uuid,
-    take_out: Option<&crate::TakeOut>,
-) -> Result<AlertRule> {
-    let columns = COLUMNS.as_str();
-    let mut client = pool.get().await?;
-    let transaction = client.transaction().await?;
-    let before = locked(&transaction, id).await?;
-    if take_out.is_none() && before.out_of_service.is_none() {
-        return Ok(before);
-    }
-    let statement = transaction
-        .prepare_cached(&format!(
-            "WITH updated AS (
-                 UPDATE metadata.alert_rules
-                 SET out_of_service_until = $2, out_of_service_reason = $3,
-                     out_of_service_by = CASE WHEN $2::timestamptz IS NULL THEN NULL ELSE $4 END,
-                     out_of_service_since =
-                         CASE WHEN $2::timestamptz IS NULL THEN NULL ELSE now() END
-                 WHERE id = $1
-                 RETURNING *
-             )
-             SELECT {columns} FROM updated r LEFT JOIN metadata.sites s ON s.id = r.site_id"
-        ))
-        .await?;
-    let row = transaction
-        .query_one(
-            &statement,
-            &[
-                &id,
-                &take_out.map(crate::TakeOut::until),
-                &take_out.map(crate::TakeOut::reason),
-                &actor.name(),
-            ],
-        )
-        .await?;
-    let after = from_row(&row)?;
-    let action = if take_out.is_some() {
-        "out_of_service"
-    } else {
-        "in_service"
-    };
-    audit::record(
-        &transaction,
-        actor,
-        rule_change(action, Some(&before), Some(&after))?,
-    )
-    .await?;
-    transaction.commit().await?;
-    Ok(after)
 }
