@@ -36,6 +36,9 @@ pub(super) struct Seeded {
     pub(super) gateway: String,
     /// A maintenance window of the site.
     pub(super) window: String,
+    /// Another, for the site matrix's DELETE (windows have no version, so
+    /// a DELETE is not stopped by a stale If-Match).
+    pub(super) spare_window: String,
     /// An API key's name, for `/api-keys/{name}` (a key of its own, so
     /// that revoking or rotating it disturbs no case).
     pub(super) key_name: String,
@@ -66,6 +69,13 @@ pub(super) async fn seed(app: &TestApp) -> Seeded {
         )
         .await;
     assert_eq!(status, StatusCode::CREATED, "{window}");
+    let (status, spare_window) = app
+        .post(
+            "/api/v1/maintenance-windows",
+            json!({"site": SITE, "weekly": {"days": ["sat"], "from": "22:00", "to": "02:00"}, "reason": "cleaning"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{spare_window}");
     let key_name = "seeded-key".to_owned();
     key(app, &key_name, &[Scope::Read]).await;
     Seeded {
@@ -73,6 +83,7 @@ pub(super) async fn seed(app: &TestApp) -> Seeded {
         alert,
         gateway: gateway["id"].as_str().unwrap().to_owned(),
         window: window["id"].as_str().unwrap().to_owned(),
+        spare_window: spare_window["id"].as_str().unwrap().to_owned(),
         key_name,
     }
 }

@@ -93,7 +93,12 @@ fn case(operation: &Operation, seeded: &Seeded) -> Case {
 /// The URL of an operation on the seeded site (the InfluxDB-compatible
 /// writes name it as their bucket or database).
 fn url(app: &TestApp, operation: &Operation, seeded: &Seeded) -> String {
-    let path = operation.path(seeded, None);
+    // The own key's DELETE deletes (a window has no version): another
+    // window, so that the seeded one stays for the other operations.
+    let spare = (operation.method == Method::DELETE
+        && operation.template == "/api/v1/maintenance-windows/{window}")
+        .then_some(("window", seeded.spare_window.as_str()));
+    let path = operation.path(seeded, spare);
     match operation.template.as_str() {
         "/api/v2/write" => format!("{}{path}?org=o&bucket={SITE}&precision=ms", app.base),
         "/write" => format!("{}{path}?db={SITE}&precision=ms", app.base),
