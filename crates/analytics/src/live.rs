@@ -16,7 +16,6 @@ use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 use serde::Serialize;
-use stoker_cache::AlertStateKey;
 use stoker_domain::{EpochMillis, SensorKey, SiteSlug};
 use stoker_postgres::Leadership;
 use stoker_rules::{AlertRule, RuleKind};
@@ -28,10 +27,12 @@ use crate::Result;
 use crate::engine::{self, Phase, Transition};
 use crate::evaluate::{self, Step, Watch};
 use crate::notify::NotifyOptions;
-use crate::store::{self, Verdict};
+use crate::store::{self, Suppression, Verdict};
 
 mod gateways;
 mod metrics;
+mod mirror;
+mod suppression;
 
 pub use metrics::Metrics;
 
@@ -100,8 +101,10 @@ pub struct TickReport {
     /// Alerts cleared (rule cleared, or its rule or sensor gone; a
     /// gateway back or unbound).
     pub cleared: usize,
-    /// `no_data` alerts not raised because the sensor's gateway is offline
-    /// or its device dead.
+    /// Alarms suppressed at this tick (recorded, not announced): fired
+    /// suppressed, or open and still suppressed (a rule or sensor out of
+    /// service, a maintenance window, an offline gateway's `no_data`,
+    /// `suppress_when`).
     pub suppressed: usize,
     /// Alerts taken off their shelf at its expiry.
     pub unshelved: usize,
@@ -123,6 +126,10 @@ pub struct Evaluator {
     /// The (rule, sensor) pairs the rule selects but cannot judge
     /// (`evaluate::misfits`), each logged once while it lasts.
     misfits: HashSet<StateKey>,
+    /// Why each open alarm is suppressed, as recorded.
+    suppressed: HashMap<StateKey, Suppression>,
+    /// The deciding sensors' last values (`suppress_when`).
+    deciders: suppression::Deciders,
 }
 
 impl Evaluator {
@@ -136,6 +143,8 @@ impl Evaluator {
             mirrored: HashSet::new(),
             windows: HashMap::new(),
             misfits: HashSet::new(),
+            suppressed: HashMap::new(),
+            deciders: suppression::Deciders::default(),
         }
     }
 
@@ -145,6 +154,8 @@ impl Evaluator {
     pub async fn take_over(&mut self, tick: i64) -> Result<()> {
         self.phases.clear();
         self.windows.clear();
+        self.suppressed.clear();
+        self.deciders.clear();
         for alert in store::open_alerts(&self.stores.pool, None).await? {
             // A gateway's alert has no rule phase: its rows are its state.
             // Only an active alert whose condition holds is firing (a
@@ -159,6 +170,10 @@ impl Evaluator {
             else {
                 continue;
             };
+            if let Some(why) = alert.suppressed {
+                self.suppressed
+                    .insert((rule_id, site.clone(), sensor.clone()), why);
+            }
             self.phases.insert(
                 (rule_id, site, sensor),
                 Phase::Firing {
@@ -258,6 +273,16 @@ impl Evaluator {
         self.gateway_alarms(&gateway_states, &mut report).await?;
         let silenced = gateways::silenced_sensors(&gateway_states);
         let watches = evaluate::watches(rules, &registry);
+        let (context, queries) = suppression::Context::load(
+            &self.stores,
+            &mut self.deciders,
+            &watches,
+            &registry,
+            tick,
+            self.interval_ms,
+        )
+        .await?;
+        report.queries += queries;
         let mut watched: HashSet<StateKey> = HashSet::new();
         let mut planned = HashSet::new();
         for (plan, group) in evaluate::groups(&watches, self.interval_ms) {
@@ -291,6 +316,10 @@ impl Evaluator {
                     std::iter::once(tick),
                 );
                 report.judged += keys.len();
+                let firing: Vec<bool> = phases
+                    .iter()
+                    .map(|phase| matches!(phase, Phase::Firing { .. }))
+                    .collect();
                 for (key, phase) in keys.into_iter().zip(phases) {
                     if phase == Phase::Quiet {
                         self.phases.remove(&key);
@@ -299,26 +328,44 @@ impl Evaluator {
                     }
                     watched.insert(key);
                 }
+                let mut stepped = HashSet::new();
                 for step in steps {
                     let target = &watch.targets[step.target];
-                    if matches!(watch.rule.kind, RuleKind::NoData { .. })
-                        && matches!(step.transition, Transition::Fire(_))
-                        && silenced.contains(&(&target.site, &target.sensor))
-                    {
-                        // Its gateway is offline and has its own alert, or
-                        // its device is dead: the silence is explained.
-                        // Quiet again, so the rule fires at the first tick
-                        // the gateway or device is back and the sensor
-                        // still silent.
-                        self.phases.remove(&key(watch, target));
-                        report.suppressed += 1;
+                    let is_silenced = silenced.contains(&(&target.site, &target.sensor));
+                    let why = context.why(&self.deciders, &watch.rule, target, is_silenced);
+                    stepped.insert(step.target);
+                    let state_key = key(watch, target);
+                    match (step.transition, &why) {
+                        (Transition::Fire(_), Some((reason, _))) => {
+                            report.suppressed += 1;
+                            self.suppressed.insert(state_key, *reason);
+                        }
+                        _ => {
+                            self.suppressed.remove(&state_key);
+                        }
+                    }
+                    let why = why
+                        .as_ref()
+                        .map(|(reason, sentence)| (*reason, sentence.as_str()));
+                    self.apply(watch, step, &data, why, &mut report).await?;
+                }
+                // The alarms open before this tick: suppressed or announced
+                // as the tick finds them.
+                for (index, target) in watch.targets.iter().enumerate() {
+                    if !firing[index] || stepped.contains(&index) {
                         continue;
                     }
-                    self.apply(watch, step, &data, &mut report).await?;
+                    let is_silenced = silenced.contains(&(&target.site, &target.sensor));
+                    let why = context.why(&self.deciders, &watch.rule, target, is_silenced);
+                    self.sync_suppression(watch, target, tick, why, &mut report)
+                        .await?;
                 }
             }
         }
         self.phases.retain(|key, _| watched.contains(key));
+        let phases = &self.phases;
+        self.suppressed
+            .retain(|key, _| matches!(phases.get(key), Some(Phase::Firing { .. })));
         self.windows.retain(|plan, _| planned.contains(plan));
         self.retire_unwatched(tick, &watched, &mut report).await?;
         self.mirror(tick).await;
@@ -348,6 +395,7 @@ impl Evaluator {
         watch: &Watch,
         step: Step,
         data: &HashMap<evaluate::SeriesKey, engine::Series>,
+        suppressed: Option<(Suppression, &str)>,
         report: &mut TickReport,
     ) -> Result<()> {
         let target = &watch.targets[step.target];
@@ -385,10 +433,23 @@ impl Evaluator {
         }
         let changed = match step.transition {
             Transition::Fire(_) => {
-                let alert = store::open_alert(&self.stores.pool, &self.outbox, &verdict).await?;
+                let alert = store::open_alert_suppressed(
+                    &self.stores.pool,
+                    &self.outbox,
+                    &verdict,
+                    suppressed,
+                )
+                .await?;
                 if let Some(alert) = &alert {
                     report.fired += 1;
-                    tracing::info!(alert = %alert.id, rule = %watch.rule.name, site = %target.site, sensor = %target.sensor, severity = %alert.severity, message = %verdict.message, "alert fired");
+                    match suppressed {
+                        Some((reason, sentence)) => {
+                            tracing::info!(alert = %alert.id, rule = %watch.rule.name, site = %target.site, sensor = %target.sensor, severity = %alert.severity, message = %verdict.message, suppressed = %reason, "alert fired, suppressed (not announced): {sentence}");
+                        }
+                        None => {
+                            tracing::info!(alert = %alert.id, rule = %watch.rule.name, site = %target.site, sensor = %target.sensor, severity = %alert.severity, message = %verdict.message, "alert fired");
+                        }
+                    }
                 }
                 alert.is_some()
             }
@@ -465,55 +526,6 @@ impl Evaluator {
         if let Err(error) = self.stores.cache.forget_dashboard(site).await {
             tracing::debug!(%error, %site, "could not drop the cached dashboard");
         }
-    }
-
-    /// Writes pending and firing states to Redis and deletes the states
-    /// that became quiet. Redis is a mirror: a failure is logged, no more.
-    async fn mirror(&mut self, tick: i64) {
-        #[derive(Serialize)]
-        struct Mirrored {
-            phase: &'static str,
-            since: i64,
-            tick: i64,
-        }
-        let rule_ids: HashMap<Uuid, String> = self
-            .phases
-            .keys()
-            .chain(self.mirrored.iter())
-            .map(|(rule, _, _)| (*rule, rule.to_string()))
-            .collect();
-        fn as_key<'a>(
-            rule_ids: &'a HashMap<Uuid, String>,
-            (rule, site, sensor): &'a StateKey,
-        ) -> AlertStateKey<'a> {
-            AlertStateKey {
-                rule_id: rule_ids.get(rule).map_or("", String::as_str),
-                site: site.as_str(),
-                sensor: sensor.as_str(),
-            }
-        }
-        let mut set = Vec::with_capacity(self.phases.len());
-        for (key, phase) in &self.phases {
-            let (phase, since) = match *phase {
-                Phase::Pending { since } => ("pending", since),
-                Phase::Firing { since } => ("firing", since),
-                Phase::Quiet => continue,
-            };
-            let json = serde_json::to_string(&Mirrored { phase, since, tick }).unwrap_or_default();
-            set.push((as_key(&rule_ids, key), json));
-        }
-        let gone: Vec<AlertStateKey<'_>> = self
-            .mirrored
-            .iter()
-            .filter(|key| !self.phases.contains_key(*key))
-            .map(|key| as_key(&rule_ids, key))
-            .collect();
-        if let Err(error) = self.stores.cache.write_alert_states(&set, &gone).await {
-            tracing::debug!(%error, "could not mirror alert states to Redis");
-        }
-        drop(set);
-        drop(gone);
-        self.mirrored = self.phases.keys().cloned().collect();
     }
 }
 

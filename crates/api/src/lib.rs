@@ -35,6 +35,11 @@
 //!   open alerts (Postgres), cached in Redis for 60 s and dropped on
 //!   metadata changes and alert transitions.
 //! - `rules`: alert rules; a PATCH is merged onto the stored rule.
+//! - `condition`: a rule's `suppress_when` checked against the sites'
+//!   sensors, and the `out_of_service` schema.
+//! - `suppression`: sensors and rules out of service
+//!   (`…/out-of-service`) and `/maintenance-windows` (DESIGN.md, "Alarm
+//!   management").
 //! - `preview`: `POST /alert-rules/preview`, a saved or draft rule replayed
 //!   over a past range by analytics' backtest; answers cached in Redis.
 //! - `alerts`: alerts and their event trail (analytics' store);
@@ -72,6 +77,7 @@ mod audit;
 mod auth;
 mod body;
 mod catalog;
+mod condition;
 mod dashboard;
 mod gateways;
 mod history;
@@ -86,6 +92,7 @@ mod readings;
 mod rules;
 mod server;
 mod sites;
+mod suppression;
 mod telemetry;
 
 use std::sync::Arc;
@@ -297,6 +304,8 @@ pub fn routes(
         .or(boxed(telemetry::routes(Arc::clone(&state))))
         .unify()
         .or(boxed(preview::routes(Arc::clone(&state))))
+        .unify()
+        .or(boxed(suppression::routes(Arc::clone(&state))))
         .unify()
         .or(boxed(rules::routes(Arc::clone(&state))))
         .unify()

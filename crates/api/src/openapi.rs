@@ -12,6 +12,7 @@ use stoker_timeseries::Aggregate;
 mod audit;
 mod influx;
 mod keys;
+mod maintenance;
 mod routes;
 
 pub(crate) use routes::allowed_methods;
@@ -70,7 +71,7 @@ fn uuid_cursor() -> String {
 /// `next_cursor` gave it.
 fn cursor_schema(path: &str) -> Value {
     let pattern = match path {
-        "/api/v1/alert-rules" | "/api/v1/sites/{site}/gateways" => {
+        "/api/v1/alert-rules" | "/api/v1/sites/{site}/gateways" | "/api/v1/maintenance-windows" => {
             format!("^{}$", uuid_cursor())
         }
         // The audit trail: an event's id, in decimal.
@@ -266,7 +267,7 @@ fn operation(route: &Route) -> Value {
     if route.path.contains("{name}") {
         parameters.push(json!({ "name": "name", "in": "path", "required": true, "description": "An API key's name, public id or UUID (a key whose name has other characters is named by its public id).", "schema": { "type": "string", "minLength": 1, "maxLength": 100, "pattern": "^[A-Za-z0-9][A-Za-z0-9_~-]*$" } }));
     }
-    for name in ["rule", "alert", "gateway"] {
+    for name in ["rule", "alert", "gateway", "window"] {
         if route.path.contains(&format!("{{{name}}}")) {
             parameters.push(json!({ "name": name, "in": "path", "required": true, "schema": { "type": "string", "format": "uuid" } }));
         }
@@ -275,7 +276,12 @@ fn operation(route: &Route) -> Value {
         parameters.push(json!({ "name": name, "in": "query", "required": false, "description": description, "schema": query_schema(route, name) }));
     }
     // Keys have no version: revoking one takes no If-Match.
-    if matches!(route.method, "patch" | "delete") && !route.path.starts_with("/api/v1/api-keys") {
+    // Neither have out-of-service and maintenance windows.
+    if matches!(route.method, "patch" | "delete")
+        && !route.path.starts_with("/api/v1/api-keys")
+        && !route.path.starts_with("/api/v1/maintenance-windows")
+        && !route.path.ends_with("/out-of-service")
+    {
         parameters.push(json!({ "name": "If-Match", "in": "header", "required": false, "description": "The ETag (version) read; instead of version in the body.", "schema": { "type": "string", "pattern": IF_MATCH_PATTERN } }));
     }
     let mut responses = errors(route);
@@ -482,7 +488,7 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
                 "SitePage": { "type": "object", "required": ["items", "next_cursor"], "properties": { "items": { "type": "array", "items": schema("Site") }, "next_cursor": { "type": ["string", "null"] } } },
                 "NewSensor": { "type": "object", "description": "min must be below max when both are set. A state sensor needs states; only a numeric sensor has min and max, only a state sensor states.", "required": ["key", "type", "unit"], "additionalProperties": false, "properties": { "key": key, "type": sensor_type, "unit": unit, "min": number_or_null, "max": number_or_null, "kind": kind, "states": states }, "allOf": new_sensor_rules },
                 "SensorPatch": { "type": "object", "description": "The key and the kind may be sent only unchanged (409 kind_unchangeable); states only grow at the end (409 states_only_grow); min must stay below max (null clears a bound), and only a numeric sensor has them (409 kind_conflict), only a state sensor states.", "required": ["version"], "additionalProperties": false, "properties": { "type": sensor_type, "unit": unit, "min": number_or_null, "max": number_or_null, "kind": kind, "states": states, "version": version }, "allOf": patch_rules },
-                "Sensor": { "type": "object", "required": ["id", "site", "key", "type", "unit", "kind", "version", "created_at", "updated_at"], "properties": { "id": { "type": "string", "format": "uuid" }, "site": slug, "key": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "kind": kind, "states": states, "min": number_or_null, "max": number_or_null, "version": { "type": "integer" }, "created_at": time, "updated_at": time } },
+                "Sensor": { "type": "object", "required": ["id", "site", "key", "type", "unit", "kind", "version", "created_at", "updated_at"], "properties": { "id": { "type": "string", "format": "uuid" }, "site": slug, "key": slug, "type": { "type": "string" }, "unit": { "type": "string" }, "kind": kind, "states": states, "min": number_or_null, "max": number_or_null, "out_of_service": crate::condition::out_of_service_schema(), "version": { "type": "integer" }, "created_at": time, "updated_at": time } },
                 "SensorPage": { "type": "object", "required": ["items", "next_cursor"], "properties": { "items": { "type": "array", "items": schema("Sensor") }, "next_cursor": { "type": ["string", "null"] } } },
                 "NewGateway": { "type": "object", "required": ["group", "edge_node"], "additionalProperties": false, "properties": { "group": gateway_id, "edge_node": gateway_id } },
                 "GatewayMetric": { "type": "object", "required": ["device", "metric", "sensor", "datatype", "registered"], "properties": {
@@ -546,10 +552,11 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
                     "response_time": { "type": ["string", "null"], "description": "Its rule's rationalization when it fired: how soon the operator must act, a duration such as 10m." },
                     "opened_at": time, "acknowledged_at": time_or_null, "resolved_at": time_or_null,
                     "value": alert_value("The value that fired it"), "threshold": alert_value("What the value was compared with"), "message": { "type": "string" },
-                    "acknowledged_by": string_or_null, "resolved_by": string_or_null, "version": { "type": "integer" }
+                    "acknowledged_by": string_or_null, "resolved_by": string_or_null, "version": { "type": "integer" },
+                    "suppressed": { "enum": [stoker_analytics::store::Suppression::NAMES[0], stoker_analytics::store::Suppression::NAMES[1], stoker_analytics::store::Suppression::NAMES[2], stoker_analytics::store::Suppression::NAMES[3], null], "description": "Why it is suppressed (recorded, not announced): its rule's suppress_when holds, its gateway is offline (no_data), its rule or sensor is out of service, or its site is in a maintenance window; null: announced." }
                 } },
                 "AlertEvent": { "type": "object", "properties": {
-                    "id": { "type": "integer" }, "alert_id": uuid, "transition": { "enum": ["fired", "acknowledged", "resolved", "cleared", "reactivated", "closed", "latched", "reset", "shelved", "unshelved"] },
+                    "id": { "type": "integer" }, "alert_id": uuid, "transition": { "enum": ["fired", "acknowledged", "resolved", "cleared", "reactivated", "closed", "latched", "reset", "shelved", "unshelved", "suppressed", "unsuppressed"], "description": "suppressed: the detail says why it is recorded and not announced; unsuppressed: announced from then on." },
                     "at": time, "actor": { "type": "string" }, "value": alert_value("The value seen"), "detail": { "type": "string" },
                     "explanation": { "type": "object", "description": "On fired and reactivated events: rule_id, rule_version, rule_name, kind, evaluated_at, aggregate (mean, min, max, last, rate_per_min, count, z), value, op, threshold, clear, window, for, held_for (and held_for_ms: how long the condition had held), bucket_ms, buckets (the newest 360 of the span: start, count and the statistics the rule reads, as stored: a boolean 0/1, a state its index), buckets_total; an anomaly's baseline." }
                 } },
@@ -588,6 +595,7 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
         schemas.extend(crate::rules::schemas());
         schemas.extend(keys::schemas());
         schemas.extend(audit::schemas());
+        schemas.extend(maintenance::schemas());
     }
     document
 }

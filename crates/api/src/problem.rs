@@ -278,6 +278,7 @@ impl From<stoker_metadata::Error> for ApiError {
             | E::SensorNotFound { .. }
             | E::GatewayNotFound { .. }
             | E::AlertRuleNotFound(_)
+            | E::MaintenanceWindowNotFound(_)
             | E::ApiKeyNotFound(_) => ApiError::NotFound(error.to_string()),
             E::SiteExists(_)
             | E::SensorExists { .. }

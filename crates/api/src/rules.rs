@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 use stoker_domain::{SensorKey, SensorType, SiteSlug, StateName};
 use stoker_metadata::{RuleFilter, Scope};
 use stoker_rules::{
-    AlertRule, FieldSpec, KIND_FIELDS, MAX_DURATION, MAX_NAME_CHARS, NewAlertRule, RuleDraft,
+    AlertRule, FieldSpec, KIND_FIELDS, MAX_DURATION, MAX_NAME_CHARS, NewAlertRule, Op, RuleDraft,
     RuleKind, RuleSelector, SETTINGS, Shape,
 };
 use uuid::Uuid;
@@ -170,12 +170,20 @@ pub(crate) async fn check_against_sensors(
     state: &State,
     rule: &NewAlertRule,
 ) -> Result<(), ApiError> {
-    if !stoker_analytics::engine::compares_typed(rule.kind()) {
+    let typed = stoker_analytics::engine::compares_typed(rule.kind());
+    let condition = rule.suppress_when();
+    if !typed && condition.is_none() {
         return Ok(());
     }
     let registry = stoker_metadata::registry(&state.pool)
         .await
         .map_err(ApiError::from)?;
+    if let Some(condition) = &condition {
+        crate::condition::check_suppress_when(rule, condition, &registry)?;
+    }
+    if !typed {
+        return Ok(());
+    }
     let targets = stoker_analytics::evaluate::targets(rule.selector(), &registry);
     let misfits = stoker_analytics::evaluate::misfits(rule.kind(), &targets);
     if misfits.is_empty() {
@@ -368,6 +376,27 @@ fn field_schema(spec: &FieldSpec) -> Value {
                  but line breaks and tabs."
             ),
         }),
+        Shape::Condition => json!({
+            "type": "object",
+            "required": ["sensor", "op", "value"],
+            "additionalProperties": false,
+            "properties": {
+                "sensor": { "type": "string", "minLength": 1, "maxLength": SensorKey::MAX_LEN,
+                            "pattern": SensorKey::PATTERN },
+                "op": { "enum": Op::NAMES },
+                "value": { "anyOf": [
+                    { "type": "number" },
+                    { "type": "boolean" },
+                    { "type": "string", "minLength": 1, "maxLength": StateName::MAX_LEN,
+                      "pattern": StateName::PATTERN },
+                ] },
+            },
+            "description": "Suppression by design: while this sensor of the watched sensor's \
+                site compares with value by op (a number for >, >=, <, <=; true/false or a \
+                state name for == and !=), the rule's alarms are recorded as suppressed \
+                (suppress_when) and not announced. The sensor must exist, with a kind that \
+                fits, at every site the rule watches.",
+        }),
         Shape::Threshold => json!({
             "anyOf": [
                 { "type": "number" },
@@ -450,6 +479,10 @@ fn kind_variants(stored: bool) -> Vec<Value> {
                         json!({ "type": "string", "format": "date-time" }),
                     );
                 }
+                properties.insert(
+                    "out_of_service".into(),
+                    crate::condition::out_of_service_schema(),
+                );
                 required.extend(RuleSelector::FIELDS);
                 required.extend(["id", "version", "created_at", "updated_at"]);
             }

@@ -14,6 +14,8 @@
 //!   value in its kind.
 //! - [`EpochMillis`]: a reading's timestamp at millisecond precision.
 //! - [`Secret`]: a password or token that never prints.
+//! - [`OutOfService`]: a sensor or rule taken out of service until a time,
+//!   with a reason ([`checked_reason`]).
 //!
 //! ```
 //! use stoker_domain::{SiteSlug, SensorKey};
@@ -29,6 +31,7 @@ mod ids;
 mod kind;
 mod range;
 mod secret;
+mod service;
 mod time;
 
 pub use broker::BrokerAddress;
@@ -37,6 +40,7 @@ pub use ids::{SensorKey, SensorType, SiteSlug, Unit};
 pub use kind::{ReadingValue, SensorKind, StateName, States};
 pub use range::ValidRange;
 pub use secret::{Secret, redact_url};
+pub use service::{MAX_REASON_CHARS, OutOfService, checked_reason};
 pub use time::EpochMillis;
 
 /// Why a value could not become one of the domain types.

@@ -68,25 +68,29 @@ pub enum Entity {
     ApiKey,
     /// An alert an operator acted on (acknowledged, resolved).
     Alert,
+    /// A maintenance window of a site.
+    MaintenanceWindow,
 }
 
 impl Entity {
     /// Every entity, in the order of their names.
-    pub const ALL: [Entity; 6] = [
+    pub const ALL: [Entity; 7] = [
         Entity::Alert,
         Entity::AlertRule,
         Entity::ApiKey,
         Entity::Gateway,
+        Entity::MaintenanceWindow,
         Entity::Sensor,
         Entity::Site,
     ];
 
     /// Every entity's name, as `?entity=` takes it.
-    pub const NAMES: [&'static str; 6] = [
+    pub const NAMES: [&'static str; 7] = [
         "alert",
         "alert_rule",
         "api_key",
         "gateway",
+        "maintenance_window",
         "sensor",
         "site",
     ];
@@ -100,6 +104,7 @@ impl Entity {
             Entity::AlertRule => "alert_rule",
             Entity::ApiKey => "api_key",
             Entity::Alert => "alert",
+            Entity::MaintenanceWindow => "maintenance_window",
         }
     }
 

@@ -29,6 +29,12 @@
 //!   [`Actor`] and records the change, with the entity's JSON before and
 //!   after, in its own transaction ([`record_audit`] for other schemas'
 //!   operator actions); [`list_audit_page`] reads it back.
+//! - `service`, `maintenance`: alarm suppression's configuration: a
+//!   sensor's or rule's time out of service ([`TakeOut`],
+//!   [`set_sensor_out_of_service`], [`set_rule_out_of_service`],
+//!   [`sensors_out_of_service`]) and maintenance windows, one-off or
+//!   weekly on the site's wall clock (chrono-tz), with their repository
+//!   functions and [`current_maintenance_windows`] for the evaluation loop.
 //! - `changes`: [`watch_changes`] and [`watch_change_events`], a LISTEN
 //!   (`stoker_postgres::Listener`) on `stoker_metadata` (row-level triggers
 //!   say which table and site changed) so that in-memory copies refresh as
@@ -57,13 +63,15 @@ mod api_keys;
 mod audit;
 mod changes;
 mod gateways;
+mod maintenance;
 mod migrations;
 mod sensors;
+mod service;
 mod sites;
 
 pub use alert_rules::{
     RuleFilter, create_alert_rule, delete_alert_rule, enabled_alert_rules, get_alert_rule,
-    list_alert_rules_page, update_alert_rule,
+    list_alert_rules_page, set_rule_out_of_service, update_alert_rule,
 };
 pub use api_keys::{
     ApiKey, KeyCheck, MAX_ROTATION_GRACE, NewApiKey, Scope, StoredKey, authenticate,
@@ -82,11 +90,18 @@ pub use gateways::{
     record_device_birth, record_device_death, record_gateway_birth, record_gateway_death,
     register_gateway_sensors,
 };
+pub use maintenance::{
+    DAY_NAMES, MaintenanceWindow, NewMaintenanceWindow, Schedule, Weekly, WindowFilter,
+    create_maintenance_window, current_maintenance_windows, delete_maintenance_window,
+    get_maintenance_window, list_maintenance_windows_page, site_timezone,
+};
 pub use migrations::migrate;
 pub use sensors::{
     NewSensor, RegistryEntry, Sensor, SensorChanges, SiteRegistry, create_sensor, delete_sensor,
-    get_sensor, list_sensors, list_sensors_page, registry, site_registry, update_sensor,
+    get_sensor, list_sensors, list_sensors_page, registry, set_sensor_out_of_service,
+    site_registry, update_sensor,
 };
+pub use service::{TakeOut, sensors_out_of_service};
 pub use sites::{
     NewSite, SITE_NAME_MAX_LEN, Site, SiteChanges, TIMEZONE_MAX_LEN, create_site, delete_site,
     get_site, list_sites, list_sites_page, list_sites_page_within, timezone_names, update_site,
@@ -207,6 +222,9 @@ pub enum Error {
     /// No alert rule has this id.
     #[error("alert rule {0} does not exist")]
     AlertRuleNotFound(Uuid),
+    /// No maintenance window has this id.
+    #[error("maintenance window {0} does not exist")]
+    MaintenanceWindowNotFound(Uuid),
     /// No API key has this id, key id or name.
     #[error("API key {0:?} does not exist")]
     ApiKeyNotFound(String),

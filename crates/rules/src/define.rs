@@ -314,7 +314,8 @@ macro_rules! rule_model {
         /// `sensor`, `sensor_type` (null when not set), `kind` and the
         /// kind's own fields (durations as humantime text such as `1m
         /// 30s`), the settings (`severity`, `enabled`), `version`,
-        /// `created_at`, `updated_at`.
+        /// `created_at`, `updated_at`, and `out_of_service` (null, or since
+        /// when, until when, why and by whom).
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         pub struct AlertRule {
             /// Immutable id; UUIDv7, so ids sort by creation.
@@ -337,6 +338,11 @@ macro_rules! rule_model {
                 #[serde(with = "crate::field::wire")]
                 pub $option: $oty,
             )*
+            /// Taken out of service by an operator (its alarms recorded as
+            /// suppressed until then); not part of its definition, so not
+            /// versioned. `null`: in service.
+            #[serde(default)]
+            pub out_of_service: Option<stoker_domain::OutOfService>,
             /// Incremented by every change (optimistic locking).
             pub version: i64,
             /// When it was created.
@@ -364,6 +370,7 @@ macro_rules! rule_model {
                     kind: RuleKind::from_values(kind, values)?,
                     $( $setting: stored(json::$setting, values)?, )*
                     $( $option: stored(json::$option, values)?, )*
+                    out_of_service: None,
                     version: record.version,
                     created_at: record.created_at,
                     updated_at: record.updated_at,
@@ -489,6 +496,7 @@ macro_rules! rule_model {
                     kind: self.kind,
                     $( $setting: self.$setting, )*
                     $( $option: self.$option, )*
+                    out_of_service: None,
                     version: record.version,
                     created_at: record.created_at,
                     updated_at: record.updated_at,

@@ -32,6 +32,8 @@ pub enum Value {
     State(StateName),
     /// Free text for people (a rule's rationalization).
     Text(String),
+    /// A condition on another sensor (`suppress_when`).
+    Condition(crate::SuppressWhen),
 }
 
 impl Serialize for Value {
@@ -45,6 +47,7 @@ impl Serialize for Value {
             Value::Flag(flag) => serializer.serialize_bool(*flag),
             Value::State(name) => serializer.serialize_str(name.as_str()),
             Value::Text(text) => serializer.serialize_str(text),
+            Value::Condition(condition) => condition.serialize(serializer),
         }
     }
 }
@@ -67,6 +70,9 @@ pub enum Shape {
     /// Text for people of 1 to this many characters once trimmed, without
     /// control characters other than line breaks and tabs ([`Text`]).
     Text(usize),
+    /// A condition on another sensor of the site ([`crate::SuppressWhen`]):
+    /// `{"sensor", "op", "value"}`.
+    Condition,
 }
 
 /// A field of a rule as the model describes it.

@@ -18,6 +18,7 @@
 mod define;
 mod field;
 mod model;
+mod suppress;
 mod threshold;
 
 pub use field::{Field, FieldError, FieldSpec, MAX_DURATION, Shape, Text, Value, millis};
@@ -26,6 +27,7 @@ pub use model::{
     MAX_SHELVE_LIMIT, NewAlertRule, Rationale, Record, RuleDraft, RuleKind, RuleSelector, SETTINGS,
     Severity, Values,
 };
+pub use suppress::SuppressWhen;
 pub use threshold::{Agg, Op, Threshold};
 
 /// The spec of a kind's field or of a setting, by its name in JSON.

@@ -18,6 +18,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use stoker_domain::{SensorKey, SensorType, SiteSlug};
 use uuid::Uuid;
 
+use crate::SuppressWhen;
 use crate::define::rule_model;
 use crate::field::{Field, FieldError, FieldSpec, Value, millis, names, one_of};
 use crate::threshold::{
@@ -58,6 +59,10 @@ rule_model! {
         severity: Severity,
         /// Whether it is evaluated (default true).
         enabled: bool = true,
+        /// While this condition on another sensor of the watched sensor's
+        /// site holds, the rule's alarms are recorded as suppressed, never
+        /// announced (default none).
+        suppress_when: Option<SuppressWhen> = None,
     }
     options {
         /// Whether its alert stays active once the condition clears, until
@@ -599,13 +604,15 @@ mod tests {
             kind.clone(),
             Severity::Info,
             true,
+            None,
         )
         .unwrap_err();
         assert_eq!(error.0, "selector");
-        let error =
-            NewAlertRule::new("  ", selector(), kind.clone(), Severity::Info, true).unwrap_err();
+        let error = NewAlertRule::new("  ", selector(), kind.clone(), Severity::Info, true, None)
+            .unwrap_err();
         assert_eq!(error.0, "name");
-        let rule = NewAlertRule::new(" High ", selector(), kind, Severity::Info, true).unwrap();
+        let rule =
+            NewAlertRule::new(" High ", selector(), kind, Severity::Info, true, None).unwrap();
         assert_eq!(rule.name(), "High");
     }
 

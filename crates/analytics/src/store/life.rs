@@ -220,6 +220,7 @@ mod tests {
             operator_action: None,
             response_time: None,
             version: 1,
+            suppressed: None,
         }
     }
 

@@ -5,7 +5,9 @@
 //!
 //! Every transition is one transaction: the alert row changes, an event is
 //! appended (`analytics.alert_events`, which refuses updates and deletes),
-//! and the [`Outbox`] queues its notifications. A partial unique index
+//! and the [`Outbox`] queues its notifications, unless the alert is
+//! suppressed ([`Suppression`]): a suppressed alert's events are recorded,
+//! never announced, until an `unsuppressed` event announces it. A partial unique index
 //! keeps at most one open alert per rule and sensor, whichever process
 //! tries to open a second.
 
@@ -28,8 +30,9 @@ mod transitions;
 pub use read::{AlertFilter, StateFilter, alerted_since, get_alert, list_alerts, open_alerts};
 pub use transitions::{
     GATEWAY_OFFLINE, GATEWAY_OFFLINE_SEVERITY, GatewayVerdict, MAX_SHELVE_REASON_CHARS, Verdict,
-    acknowledge, clear_alert, clear_gateway_alert, open_alert, open_gateway_alert, reset, resolve,
-    retire, shelve, unshelve, unshelve_expired,
+    acknowledge, clear_alert, clear_gateway_alert, open_alert, open_alert_suppressed,
+    open_gateway_alert, reset, resolve, retire, set_suppression, shelve, unshelve,
+    unshelve_expired,
 };
 
 /// Where an alert stands (ISA-18.2): whether its condition is active and
@@ -84,6 +87,61 @@ impl AlertState {
 }
 
 impl fmt::Display for AlertState {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// Why an alert is suppressed: recorded, never announced (DESIGN.md,
+/// "Alarm management").
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Suppression {
+    /// Its rule's `suppress_when` holds on another sensor of the site.
+    SuppressWhen,
+    /// Its sensor's gateway is offline (or its device dead): a `no_data`
+    /// alarm the gateway's own alarm explains.
+    GatewayOffline,
+    /// Its rule or its sensor is out of service.
+    OutOfService,
+    /// Its site is in a maintenance window.
+    Maintenance,
+}
+
+impl Suppression {
+    /// Every reason, as JSON and SQL name them.
+    pub const NAMES: [&'static str; 4] = [
+        "suppress_when",
+        "gateway_offline",
+        "out_of_service",
+        "maintenance",
+    ];
+
+    /// The name in JSON and SQL.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Suppression::SuppressWhen => "suppress_when",
+            Suppression::GatewayOffline => "gateway_offline",
+            Suppression::OutOfService => "out_of_service",
+            Suppression::Maintenance => "maintenance",
+        }
+    }
+
+    fn parse(text: &str) -> Result<Self> {
+        match text {
+            "suppress_when" => Ok(Suppression::SuppressWhen),
+            "gateway_offline" => Ok(Suppression::GatewayOffline),
+            "out_of_service" => Ok(Suppression::OutOfService),
+            "maintenance" => Ok(Suppression::Maintenance),
+            other => Err(Error::InvalidRow {
+                what: "alert suppression",
+                reason: format!("{other:?}"),
+            }),
+        }
+    }
+}
+
+impl fmt::Display for Suppression {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())
     }
@@ -164,6 +222,8 @@ pub struct Alert {
     pub response_time: Option<String>,
     /// Bumped on every change.
     pub version: i64,
+    /// Why it is suppressed (recorded, not announced); `None`: announced.
+    pub suppressed: Option<Suppression>,
 }
 
 /// One transition of an alert, as the trail keeps it.
@@ -178,7 +238,8 @@ pub struct AlertEvent {
     /// (it returned to normal once acknowledged), `reactivated` (its
     /// condition returned while it was not closed), `latched` (the
     /// condition of its latching rule cleared), `reset`, `shelved`,
-    /// `unshelved`.
+    /// `unshelved`, `suppressed` (recorded, not announced: the detail says
+    /// why) or `unsuppressed` (announced from then on).
     pub transition: String,
     /// When.
     pub at: DateTime<Utc>,

@@ -5,14 +5,14 @@ use stoker_domain::{EpochMillis, ReadingValue};
 use tokio_postgres::Row;
 use uuid::Uuid;
 
-use super::{Alert, AlertEvent, AlertState, GatewayRef};
+use super::{Alert, AlertEvent, AlertState, GatewayRef, Suppression};
 use crate::{Error, Result};
 
 pub(super) const COLUMNS: &str = "id, rule_id, rule_name, kind, severity, site, sensor, state, opened_at, \
      value, threshold, message, acknowledged_at, acknowledged_by, resolved_at, resolved_by, version, \
      value_flag, value_state, threshold_flag, threshold_state, gateway_group, gateway_edge_node, \
      active, activated_at, latched_at, shelved_until, shelved_by, shelve_reason, cause, consequence, \
-     operator_action, response_time_ms";
+     operator_action, response_time_ms, suppressed";
 
 /// The columns of an event, in its table.
 pub(super) const EVENT_COLUMNS: &str =
@@ -88,6 +88,10 @@ pub(super) fn alert_from_row(row: &Row) -> Result<Alert> {
                 .to_string()
             }),
         version: row.try_get("version")?,
+        suppressed: row
+            .try_get::<_, Option<&str>>("suppressed")?
+            .map(Suppression::parse)
+            .transpose()?,
     })
 }
 

@@ -16,7 +16,7 @@ use uuid::Uuid;
 use super::rows::{
     COLUMNS, EVENT_COLUMNS, alert_by_id, alert_from_row, event_from_row, timestamp, typed_columns,
 };
-use super::{ANALYTICS, Alert, AlertEvent, Outbox};
+use super::{ANALYTICS, Alert, AlertEvent, Outbox, Suppression};
 use crate::{Error, Result};
 
 /// What a notification carries: the event and the alert after it.
@@ -41,7 +41,9 @@ struct Draft<'a> {
 /// shelved alert's transitions are recorded, not announced; taking it off
 /// the shelf announces it again if its condition is still active.
 fn announced(alert: &Alert, transition: &str) -> bool {
-    !alert.is_shelved(Utc::now()) && (transition != "unshelved" || alert.active)
+    alert.suppressed.is_none()
+        && !alert.is_shelved(Utc::now())
+        && (transition != "unshelved" || alert.active)
 }
 
 /// Appends an event and queues its notifications.
@@ -95,7 +97,7 @@ async fn record(
         .map_err(|error| Error::Encode(error.to_string()))?;
         outbox.enqueue(transaction, event.id, &site, &body).await?;
     } else {
-        tracing::info!(alert = %alert.id, transition, "alert transition recorded, not announced: the alert is shelved");
+        tracing::info!(alert = %alert.id, transition, suppressed = ?alert.suppressed, shelved_until = ?alert.shelved_until, "alert transition recorded, not announced: the alert is shelved or suppressed");
     }
     Ok(event)
 }
@@ -111,7 +113,8 @@ async fn save(transaction: &Transaction<'_>, alert: &Alert) -> Result<Alert> {
                  SET state = $2, active = $3, activated_at = $4, acknowledged_at = $5,
                      acknowledged_by = $6, resolved_at = $7, resolved_by = $8, latched_at = $9,
                      shelved_until = $10, shelved_by = $11, shelve_reason = $12, value = $13,
-                     value_flag = $14, value_state = $15, message = $16, version = version + 1
+                     value_flag = $14, value_state = $15, message = $16, suppressed = $17,
+                     version = version + 1
                  WHERE id = $1
                  RETURNING {COLUMNS}"
             ),
@@ -132,6 +135,7 @@ async fn save(transaction: &Transaction<'_>, alert: &Alert) -> Result<Alert> {
                 &value_flag,
                 &value_state,
                 &alert.message,
+                &alert.suppressed.map(Suppression::as_str),
             ],
         )
         .await?;
@@ -172,6 +176,58 @@ pub struct Verdict<'a> {
     /// What a firing was computed from (`engine::explain`), kept with the
     /// `fired` or `reactivated` event.
     pub explanation: Option<serde_json::Value>,
+}
+
+/// Sets or lifts the suppression of the open alert of a rule and sensor
+/// (`None`: announced again) if it differs, with a `suppressed` event
+/// (the sentence says why; not announced) or an `unsuppressed` one (which
+/// announces the alert, still open); returns the alert when it changed.
+pub async fn set_suppression(
+    pool: &Pool,
+    outbox: &dyn Outbox,
+    rule: &AlertRule,
+    site: &SiteSlug,
+    sensor: &SensorKey,
+    at: EpochMillis,
+    suppressed: Option<(Suppression, &str)>,
+) -> Result<Option<Alert>> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let why = suppressed.map(|(why, _)| why.as_str());
+    let row = transaction
+        .query_opt(
+            &format!(
+                "UPDATE analytics.alerts SET suppressed = $4, version = version + 1
+                 WHERE rule_id = $1 AND site = $2 AND sensor = $3 AND state <> 'closed'
+                   AND suppressed IS DISTINCT FROM $4
+                 RETURNING {COLUMNS}"
+            ),
+            &[&rule.id, &site.as_str(), &sensor.as_str(), &why],
+        )
+        .await?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
+    let alert = alert_from_row(&row)?;
+    let detail = match suppressed {
+        Some((_, detail)) => detail.to_owned(),
+        None => "no longer suppressed: announced".to_owned(),
+    };
+    let draft = Draft {
+        transition: if suppressed.is_some() {
+            "suppressed"
+        } else {
+            "unsuppressed"
+        },
+        at: timestamp(at),
+        actor: ANALYTICS,
+        value: None,
+        detail: &detail,
+        explanation: None,
+    };
+    record(&transaction, outbox, &alert, draft).await?;
+    transaction.commit().await?;
+    Ok(Some(alert))
 }
 
 impl<'a> Verdict<'a> {
@@ -221,6 +277,18 @@ pub async fn open_alert(
     outbox: &dyn Outbox,
     firing: &Verdict<'_>,
 ) -> Result<Option<Alert>> {
+    open_alert_suppressed(pool, outbox, firing, None).await
+}
+
+/// Like [`open_alert`], suppressed when `suppressed` names why (with a
+/// sentence): the alert is recorded with its `fired` (or `reactivated`)
+/// and `suppressed` events, and nothing is announced.
+pub async fn open_alert_suppressed(
+    pool: &Pool,
+    outbox: &dyn Outbox,
+    firing: &Verdict<'_>,
+    suppressed: Option<(Suppression, &str)>,
+) -> Result<Option<Alert>> {
     let mut client = pool.get().await?;
     let transaction = client.transaction().await?;
     let at = timestamp(firing.at);
@@ -230,10 +298,19 @@ pub async fn open_alert(
         let Some(transition) = alert.reactivate(at, firing.value.clone(), &firing.message) else {
             return Ok(None);
         };
+        alert.suppressed = suppressed.map(|(why, _)| why);
         let draft = firing.draft(transition);
-        return commit_change(transaction, outbox, &alert, draft)
-            .await
-            .map(Some);
+        let alert = save(&transaction, &alert).await?;
+        record(&transaction, outbox, &alert, draft).await?;
+        if let Some((_, detail)) = suppressed {
+            let draft = Draft {
+                detail,
+                ..firing.draft("suppressed")
+            };
+            record(&transaction, outbox, &alert, draft).await?;
+        }
+        transaction.commit().await?;
+        return Ok(Some(alert));
     }
     let (value, value_flag, value_state) = typed_columns(firing.value.as_ref());
     let limit = crate::engine::limit(&firing.rule.kind);
@@ -251,9 +328,9 @@ pub async fn open_alert(
                      (id, rule_id, rule_name, kind, severity, site, sensor, state, opened_at,
                       value, threshold, message, value_flag, value_state, threshold_flag,
                       threshold_state, active, activated_at, cause, consequence, operator_action,
-                      response_time_ms)
+                      response_time_ms, suppressed)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, 'unacknowledged', $8, $9, $10, $11, $12, $13,
-                         $14, $15, true, $8, $16, $17, $18, $19)
+                         $14, $15, true, $8, $16, $17, $18, $19, $20)
                  ON CONFLICT (rule_id, site, sensor) WHERE state <> 'closed' DO NOTHING
                  RETURNING {COLUMNS}"
             ),
@@ -277,6 +354,7 @@ pub async fn open_alert(
                 &text(&rule.consequence),
                 &text(&rule.operator_action),
                 &response_time_ms,
+                &suppressed.map(|(why, _)| why.as_str()),
             ],
         )
         .await?;
@@ -285,6 +363,13 @@ pub async fn open_alert(
     };
     let alert = alert_from_row(&row)?;
     record(&transaction, outbox, &alert, firing.draft("fired")).await?;
+    if let Some((_, detail)) = suppressed {
+        let draft = Draft {
+            detail,
+            ..firing.draft("suppressed")
+        };
+        record(&transaction, outbox, &alert, draft).await?;
+    }
     transaction.commit().await?;
     Ok(Some(alert))
 }

@@ -8,3 +8,4 @@ mod kinds;
 mod leadership;
 mod rollup;
 mod rules;
+mod suppression;

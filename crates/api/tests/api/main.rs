@@ -21,4 +21,5 @@ mod rules;
 mod security;
 mod site_keys;
 mod sites;
+mod suppression;
 mod telemetry;

@@ -7,7 +7,8 @@
 //! has three, `<name>`, `<name>_flag` and `<name>_state`, one per type it
 //! may hold), derived here from the model's field specs; the table's
 //! CHECKs require each kind's columns and forbid the others', and repeat
-//! the hysteresis rules.
+//! the hysteresis rules. A condition (`suppress_when`) has five:
+//! `<name>_sensor`, `<name>_op` and its value typed as a threshold's.
 
 use std::sync::LazyLock;
 
@@ -22,7 +23,12 @@ use tokio_postgres::types::ToSql;
 use uuid::Uuid;
 
 use crate::audit::{self, Actor, Change, Entity};
+
+mod suppression;
+
 use crate::{Error, Page, Result, fetch_limit, is_foreign_key_violation};
+use suppression::condition;
+pub use suppression::set_rule_out_of_service;
 
 /// Which rules a list returns.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -67,6 +73,15 @@ fn columns(spec: &FieldSpec) -> Vec<(String, Type)> {
             (format!("{name}_flag"), Type::Flag),
             (format!("{name}_state"), Type::Text),
         ],
+        // The deciding sensor, the comparison, and the value typed as a
+        // threshold's.
+        Shape::Condition => vec![
+            (format!("{name}_sensor"), Type::Text),
+            (format!("{name}_op"), Type::Text),
+            (format!("{name}_value"), Type::Number),
+            (format!("{name}_value_flag"), Type::Flag),
+            (format!("{name}_value_state"), Type::Text),
+        ],
     }
 }
 
@@ -96,6 +111,7 @@ static COLUMNS: LazyLock<String> = LazyLock::new(|| {
     columns.extend(["sensor_key", "sensor_type", "kind"].map(|name| format!("r.{name}")));
     columns.extend(field_columns().map(|(column, _)| format!("r.{column}")));
     columns.extend(["version", "created_at", "updated_at"].map(|name| format!("r.{name}")));
+    columns.push(crate::service::columns("r"));
     columns.join(", ")
 });
 
@@ -128,6 +144,9 @@ impl Param {
         let Some(value) = value else {
             return Ok(params);
         };
+        if let Value::Condition(condition) = value {
+            return Ok(suppression::condition_params(condition));
+        }
         let (column_type, param) = match value {
             Value::Name(name) => (Type::Text, Param::Text(Some(name.clone()))),
             Value::State(name) => (Type::Text, Param::Text(Some(name.as_str().to_owned()))),
@@ -138,6 +157,9 @@ impl Param {
                 Param::Millis(Some(stoker_rules::millis(spec.name, *duration)?)),
             ),
             Value::Flag(flag) => (Type::Flag, Param::Flag(Some(*flag))),
+            Value::Condition(_) => {
+                return Err(invalid(format!("{} holds a condition", spec.name)));
+            }
         };
         let slot = columns(spec)
             .into_iter()
@@ -225,6 +247,12 @@ fn invalid(reason: impl Into<String>) -> Error {
 fn values(row: &Row) -> Result<Values> {
     let mut values = Values::new();
     for spec in fields() {
+        if spec.shape == Shape::Condition {
+            if let Some(condition) = condition(row, spec.name)? {
+                values.insert(spec.name, Value::Condition(condition));
+            }
+            continue;
+        }
         for (column, column_type) in columns(spec) {
             let column = column.as_str();
             let value = match (column_type, spec.shape) {
@@ -281,8 +309,11 @@ fn from_row(row: &Row) -> Result<AlertRule> {
         updated_at: row.try_get("updated_at")?,
     };
     let kind: String = row.try_get("kind")?;
-    AlertRule::from_stored(record, row.try_get("name")?, selector, &kind, &values(row)?)
-        .map_err(|(_, message)| invalid(message))
+    let mut rule =
+        AlertRule::from_stored(record, row.try_get("name")?, selector, &kind, &values(row)?)
+            .map_err(|(_, message)| invalid(message))?;
+    rule.out_of_service = crate::service::from_row(row, chrono::Utc::now())?;
+    Ok(rule)
 }
 
 /// The audit record of a change to a rule.

@@ -10,7 +10,7 @@ use uuid::Uuid;
 mod write;
 
 pub(crate) use write::sensor_change;
-pub use write::{create_sensor, delete_sensor, update_sensor};
+pub use write::{create_sensor, delete_sensor, set_sensor_out_of_service, update_sensor};
 
 use crate::{Error, Page, Result, fetch_limit, get_site, is_unique_violation};
 
@@ -37,6 +37,9 @@ pub struct Sensor {
     pub min: Option<f64>,
     /// Highest valid reading, if bounded.
     pub max: Option<f64>,
+    /// Taken out of service by an operator (its alarms recorded as
+    /// suppressed until then); not versioned. `null`: in service.
+    pub out_of_service: Option<stoker_domain::OutOfService>,
     /// Incremented by every change (optimistic locking).
     pub version: i64,
     /// When it was created.
@@ -183,6 +186,7 @@ fn from_row(row: &tokio_postgres::Row) -> Result<Sensor> {
         states: entry.states,
         min: entry.range.min(),
         max: entry.range.max(),
+        out_of_service: crate::service::from_row(row, Utc::now())?,
         version: row.get("version"),
         created_at: row.get("created_at"),
         updated_at: row.get("updated_at"),
@@ -191,7 +195,8 @@ fn from_row(row: &tokio_postgres::Row) -> Result<Sensor> {
 
 const COLUMNS: &str = "se.id, s.slug AS site, se.key, se.type, se.unit, se.min_value, \
                        se.max_value, se.kind, se.states, se.version, se.created_at, \
-                       se.updated_at";
+                       se.updated_at, se.out_of_service_until, se.out_of_service_reason, \
+                       se.out_of_service_by, se.out_of_service_since";
 
 /// Inserts a sensor whose kind, states and range were checked, on
 /// `client` (a connection, or a transaction registering several).
@@ -342,7 +347,9 @@ pub async fn list_sensors_page(
     let statement = client
         .prepare_cached(
             "SELECT se.id, s.slug AS site, se.key, se.type, se.unit, se.min_value, se.max_value,
-                    se.kind, se.states, se.version, se.created_at, se.updated_at
+                    se.kind, se.states, se.version, se.created_at, se.updated_at,
+                    se.out_of_service_until, se.out_of_service_reason, se.out_of_service_by,
+                    se.out_of_service_since
              FROM metadata.sites s
              LEFT JOIN LATERAL (
                  SELECT * FROM metadata.sensors

@@ -242,3 +242,60 @@ pub async fn delete_sensor(
     transaction.commit().await?;
     Ok(())
 }
+
+/// Takes a sensor out of service (`Some`: until when and why) or back into
+/// service (`None`), recorded in the audit trail as done by `actor`
+/// (action `out_of_service` or `in_service`; nothing is recorded when a
+/// sensor in service is put back). Not a change of its definition: the
+/// version stays. Fails with [`Error::SiteNotFound`] or
+/// [`Error::SensorNotFound`].
+pub async fn set_sensor_out_of_service(
+    pool: &Pool,
+    actor: &Actor,
+    site: &SiteSlug,
+    key: &SensorKey,
+    take_out: Option<&crate::TakeOut>,
+) -> Result<Sensor> {
+    let mut client = pool.get().await?;
+    let transaction = client.transaction().await?;
+    let before = locked(&transaction, site, key).await?;
+    if take_out.is_none() && before.out_of_service.is_none() {
+        return Ok(before);
+    }
+    let statement = transaction
+        .prepare_cached(&format!(
+            "UPDATE metadata.sensors se
+             SET out_of_service_until = $2, out_of_service_reason = $3,
+                 out_of_service_by = CASE WHEN $2::timestamptz IS NULL THEN NULL ELSE $4 END,
+                 out_of_service_since = CASE WHEN $2::timestamptz IS NULL THEN NULL ELSE now() END
+             FROM metadata.sites s
+             WHERE s.id = se.site_id AND se.id = $1
+             RETURNING {COLUMNS}"
+        ))
+        .await?;
+    let row = transaction
+        .query_one(
+            &statement,
+            &[
+                &before.id,
+                &take_out.map(crate::TakeOut::until),
+                &take_out.map(crate::TakeOut::reason),
+                &actor.name(),
+            ],
+        )
+        .await?;
+    let after = from_row(&row)?;
+    let action = if take_out.is_some() {
+        "out_of_service"
+    } else {
+        "in_service"
+    };
+    audit::record(
+        &transaction,
+        actor,
+        sensor_change(action, Some(&before), Some(&after))?,
+    )
+    .await?;
+    transaction.commit().await?;
+    Ok(after)
+}

@@ -137,6 +137,7 @@ async fn a_backup_restores_into_fresh_databases_identical_and_the_cache_is_rebui
         "metadata.gateway_metrics",
         "metadata.gateway_devices",
         "metadata.audit_events",
+        "metadata.maintenance_windows",
         "analytics.alerts",
         "analytics.alert_events",
         "analytics.notifications",

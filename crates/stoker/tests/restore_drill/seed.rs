@@ -76,6 +76,7 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
             },
             Severity::Warning,
             true,
+            None,
         )
         .expect("a valid rule");
         rules.push(
@@ -96,6 +97,7 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
         },
         Severity::Info,
         false,
+        None,
     )
     .expect("a valid rule");
     stoker_metadata::create_alert_rule(pool, &Actor::Cli, &no_data)
@@ -202,6 +204,32 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
     .await
     .expect("open a gateway alert")
     .expect("a new gateway alert");
+
+    // A weekly maintenance window and a sensor out of service.
+    let weekly = stoker_metadata::Weekly::parse(&["sun".to_owned()], "02:00", "04:00")
+        .expect("a weekly window");
+    let window = stoker_metadata::NewMaintenanceWindow::new(
+        site(SITES[0]),
+        stoker_metadata::Schedule::Weekly(weekly),
+        "burner service",
+    )
+    .expect("a valid window");
+    stoker_metadata::create_maintenance_window(pool, &Actor::Cli, &window)
+        .await
+        .expect("create a maintenance window");
+    let now = chrono::Utc::now();
+    let take_out =
+        stoker_metadata::TakeOut::new(now + chrono::Duration::days(1), "calibration", now)
+            .expect("a valid out of service");
+    stoker_metadata::set_sensor_out_of_service(
+        pool,
+        &Actor::Cli,
+        &site(SITES[0]),
+        &SensorKey::parse(SENSORS[0].0).expect("a key"),
+        Some(&take_out),
+    )
+    .await
+    .expect("take a sensor out of service");
 
     // The ingestion journal: its writer is internal to ingestion, so rows
     // go in as it writes them.

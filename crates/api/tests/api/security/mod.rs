@@ -34,6 +34,11 @@ pub(super) struct Seeded {
     pub(super) rule: String,
     pub(super) alert: String,
     pub(super) gateway: String,
+    /// A maintenance window of the site.
+    pub(super) window: String,
+    /// Another, for the site matrix's DELETE (windows have no version, so
+    /// a DELETE is not stopped by a stale If-Match).
+    pub(super) spare_window: String,
     /// An API key's name, for `/api-keys/{name}` (a key of its own, so
     /// that revoking or rotating it disturbs no case).
     pub(super) key_name: String,
@@ -57,12 +62,28 @@ pub(super) async fn seed(app: &TestApp) -> Seeded {
         .post_gateway(SITE, json!({"group": "plant", "edge_node": "gw1"}))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{gateway}");
+    let (status, window) = app
+        .post(
+            "/api/v1/maintenance-windows",
+            json!({"site": SITE, "weekly": {"days": ["sun"], "from": "02:00", "to": "04:00"}, "reason": "burner service"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{window}");
+    let (status, spare_window) = app
+        .post(
+            "/api/v1/maintenance-windows",
+            json!({"site": SITE, "weekly": {"days": ["sat"], "from": "22:00", "to": "02:00"}, "reason": "cleaning"}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{spare_window}");
     let key_name = "seeded-key".to_owned();
     key(app, &key_name, &[Scope::Read]).await;
     Seeded {
         rule: rule.id.to_string(),
         alert,
         gateway: gateway["id"].as_str().unwrap().to_owned(),
+        window: window["id"].as_str().unwrap().to_owned(),
+        spare_window: spare_window["id"].as_str().unwrap().to_owned(),
         key_name,
     }
 }
@@ -94,6 +115,7 @@ impl Operation {
                 "rule" => seeded.rule.as_str(),
                 "alert" => seeded.alert.as_str(),
                 "gateway" => seeded.gateway.as_str(),
+                "window" => seeded.window.as_str(),
                 "name" => seeded.key_name.as_str(),
                 other => panic!(
                     "{}: no seeded value for path parameter {other}",

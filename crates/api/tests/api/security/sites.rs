@@ -43,12 +43,17 @@ fn case(operation: &Operation, seeded: &Seeded) -> Case {
         return default;
     }
     match (method.as_str(), template) {
-        ("GET", "/api/v1/sites" | "/api/v1/alert-rules" | "/api/v1/alerts" | "/api/v1/audit") => {
-            Case {
-                elsewhere: Elsewhere::Filtered,
-                ..default
-            }
-        }
+        (
+            "GET",
+            "/api/v1/sites"
+            | "/api/v1/alert-rules"
+            | "/api/v1/alerts"
+            | "/api/v1/audit"
+            | "/api/v1/maintenance-windows",
+        ) => Case {
+            elsewhere: Elsewhere::Filtered,
+            ..default
+        },
         // A site among the key's own may be created (this one exists: 409).
         ("POST", "/api/v1/sites") => Case {
             body: Some(json!({"slug": SITE, "name": "Boiler house 1"})),
@@ -63,7 +68,15 @@ fn case(operation: &Operation, seeded: &Seeded) -> Case {
             body: Some(json!({"rule_id": seeded.rule})),
             ..default
         },
+        // A window of the seeded site: the other key may not create it.
+        ("POST", "/api/v1/maintenance-windows") => Case {
+            body: Some(json!({"site": SITE, "starts_at": "2030-01-01T00:00:00Z",
+                              "ends_at": "2030-01-01T02:00:00Z", "reason": "overhaul"})),
+            ..default
+        },
         (_, "/api/v1/alert-rules/{rule}")
+        | (_, "/api/v1/alert-rules/{rule}/out-of-service")
+        | (_, "/api/v1/maintenance-windows/{window}")
         | (_, "/api/v1/alerts/{alert}")
         | (_, "/api/v1/alerts/{alert}/ack")
         | (_, "/api/v1/alerts/{alert}/resolve") => default,
@@ -80,7 +93,12 @@ fn case(operation: &Operation, seeded: &Seeded) -> Case {
 /// The URL of an operation on the seeded site (the InfluxDB-compatible
 /// writes name it as their bucket or database).
 fn url(app: &TestApp, operation: &Operation, seeded: &Seeded) -> String {
-    let path = operation.path(seeded, None);
+    // The own key's DELETE deletes (a window has no version): another
+    // window, so that the seeded one stays for the other operations.
+    let spare = (operation.method == Method::DELETE
+        && operation.template == "/api/v1/maintenance-windows/{window}")
+        .then_some(("window", seeded.spare_window.as_str()));
+    let path = operation.path(seeded, spare);
     match operation.template.as_str() {
         "/api/v2/write" => format!("{}{path}?org=o&bucket={SITE}&precision=ms", app.base),
         "/write" => format!("{}{path}?db={SITE}&precision=ms", app.base),
