@@ -33,6 +33,7 @@ mod gateways;
 mod metrics;
 mod mirror;
 mod suppression;
+mod shelves;
 
 pub use metrics::Metrics;
 
@@ -500,22 +501,6 @@ impl Evaluator {
             {
                 report.cleared += 1;
                 tracing::info!(alert = %alert.id, rule = alert.rule_name.as_deref().unwrap_or_default(), site = %alert.site, sensor = alert.sensor.as_deref().unwrap_or_default(), "alert resolved: {message}");
-                self.forget_dashboard(&site).await;
-            }
-        }
-        Ok(())
-    }
-
-    /// Takes off their shelf the alerts whose shelf expired (wall-clock
-    /// time: shelving is an operator's); one still active is announced
-    /// again.
-    async fn unshelve_expired(&self, report: &mut TickReport) -> Result<()> {
-        let unshelved =
-            store::unshelve_expired(&self.stores.pool, &self.outbox, chrono::Utc::now()).await?;
-        for alert in &unshelved {
-            report.unshelved += 1;
-            tracing::info!(alert = %alert.id, site = %alert.site, active = alert.active, "alert shelf expired: unshelved");
-            if let Ok(site) = SiteSlug::parse(&alert.site) {
                 self.forget_dashboard(&site).await;
             }
         }

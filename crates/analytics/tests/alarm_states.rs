@@ -1,5 +1,7 @@
 //! ISA-18.2 alert states, latching, shelving and rationalization against
 //! the real Postgres, one database per test.
+//! Length: one test per part of an alert's life, each walking it step by
+//! step with the trail, the audit and the notifications checked at each.
 
 use std::time::Duration;
 
@@ -612,7 +614,7 @@ async fn state_filters_take_the_new_names_and_the_old() {
     let site = site();
     let mut ids = Vec::new();
     for index in 0..4 {
-        let sensor = SensorKey::parse(&format!("sensor_{index}")).unwrap();
+        let sensor = SensorKey::parse(format!("sensor_{index}")).unwrap();
         let alert = store::open_alert(
             &pool,
             &NoOutbox,

@@ -22,17 +22,20 @@ use uuid::Uuid;
 
 use crate::{Error, Result};
 
+mod by_hand;
 mod life;
 mod read;
 mod rows;
 mod transitions;
 
+pub use by_hand::{
+    MAX_SHELVE_REASON_CHARS, acknowledge, reset, resolve, shelve, unshelve, unshelve_expired,
+};
 pub use read::{AlertFilter, StateFilter, alerted_since, get_alert, list_alerts, open_alerts};
 pub use transitions::{
-    GATEWAY_OFFLINE, GATEWAY_OFFLINE_SEVERITY, GatewayVerdict, MAX_SHELVE_REASON_CHARS, Verdict,
-    acknowledge, clear_alert, clear_gateway_alert, open_alert, open_alert_suppressed,
-    open_gateway_alert, reset, resolve, retire, set_suppression, shelve, unshelve,
-    unshelve_expired,
+    GATEWAY_OFFLINE, GATEWAY_OFFLINE_SEVERITY, GatewayVerdict, Verdict, clear_alert,
+    clear_gateway_alert, open_alert, open_alert_suppressed, open_gateway_alert, retire,
+    set_suppression,
 };
 
 /// Where an alert stands (ISA-18.2): whether its condition is active and
