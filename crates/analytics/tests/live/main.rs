@@ -4,6 +4,7 @@
 mod gateways;
 mod harness;
 mod kinds;
+mod kpis;
 mod leadership;
 mod rollup;
 mod rules;
