@@ -15,11 +15,33 @@ pub(super) fn local_days(
     zone: SiteZone,
 ) -> Option<Vec<EpochMillis>> {
     let day = DAY_MS.unsigned_abs();
-    if every_ms == 0 || every_ms % day != 0 {
+    if every_ms == 0 || !every_ms.is_multiple_of(day) {
         return None;
     }
     let days = u32::try_from(every_ms / day).ok()?;
     Some(zone.day_boundaries(start, end, days))
+}
+
+/// `[start, end)` cut into spans of `buckets` of the local days that
+/// `boundaries` delimit, at their boundaries.
+pub(super) fn local_chunks(
+    boundaries: &[EpochMillis],
+    start: EpochMillis,
+    end: EpochMillis,
+    buckets: u64,
+) -> Vec<(EpochMillis, EpochMillis)> {
+    let step = usize::try_from(buckets).unwrap_or(usize::MAX).max(1);
+    let mut spans = Vec::new();
+    let mut index = 0;
+    while index + 1 < boundaries.len() {
+        let next = (index + step).min(boundaries.len() - 1);
+        let (from, to) = (boundaries[index].max(start), boundaries[next].min(end));
+        if from < to {
+            spans.push((from, to));
+        }
+        index = next;
+    }
+    spans
 }
 
 #[cfg(test)]
@@ -55,26 +77,4 @@ mod tests {
             ]
         );
     }
-}
-
-/// `[start, end)` cut into spans of `buckets` of the local days that
-/// `boundaries` delimit, at their boundaries.
-pub(super) fn local_chunks(
-    boundaries: &[EpochMillis],
-    start: EpochMillis,
-    end: EpochMillis,
-    buckets: u64,
-) -> Vec<(EpochMillis, EpochMillis)> {
-    let step = usize::try_from(buckets).unwrap_or(usize::MAX).max(1);
-    let mut spans = Vec::new();
-    let mut index = 0;
-    while index + 1 < boundaries.len() {
-        let next = (index + step).min(boundaries.len() - 1);
-        let (from, to) = (boundaries[index].max(start), boundaries[next].min(end));
-        if from < to {
-            spans.push((from, to));
-        }
-        index = next;
-    }
-    spans
 }
