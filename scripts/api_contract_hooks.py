@@ -15,7 +15,9 @@ rather than sent and counted as "valid data refused":
   points of `every` (CSV, `format=csv`, takes up to 1,000,000 rows, but
   requests are kept to JSON's 10,000 either way to bound the run's time);
 - a preview: start before end (an end after now counts as now), at most
-  31 days apart.
+  31 days apart;
+- alarm KPIs: start before end (an end after now counts as now), at most
+  366 days apart.
 
 JSON Schema counts 2.0 as an integer; the server reads integers (a
 version, epoch milliseconds) only as JSON integers, as the document says:
@@ -46,9 +48,10 @@ import schemathesis
 DAY_MS = 86_400_000
 MAX_POINTS = 10_000
 MAX_PREVIEW_MS = 31 * DAY_MS
+MAX_KPI_MS = 366 * DAY_MS
 # EpochMillis::MIN_MILLIS: the earliest time InfluxDB holds.
 MIN_MILLIS = -9_223_372_036_854
-UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000}
+UNITS_MS = {"ms": 1, "s": 1_000, "m": 60_000, "h": 3_600_000, "d": DAY_MS}
 
 
 def _millis(value):
@@ -159,6 +162,10 @@ def filter_case(ctx, case) -> bool:
             points = -(-(end - start) // (int(number) * UNITS_MS[unit]))
             if points > MAX_POINTS:
                 return False
+    if path.endswith("/alarm-kpis"):
+        query = case.query or {}
+        if not _range_ok(query.get("start"), query.get("end"), MAX_KPI_MS, cap_end=True):
+            return False
     if path.endswith("/alert-rules/preview"):
         if not _range_ok(body.get("start"), body.get("end"), MAX_PREVIEW_MS, cap_end=True):
             return False

@@ -5,6 +5,9 @@
 //!   the live loop and the backtest).
 //! - `evaluate`: rules applied to the sensors they select, grouped by plan
 //!   (one query per group and tick), stepped tick by tick; the backtest.
+//! - `kpi`: measured alarm performance (alarms per hour, peak, floods,
+//!   chattering, stale, bad actors, time to acknowledge) of a list of
+//!   activations (the backtest's) or of the recorded alerts (SQL).
 //! - `live`: the evaluation loop (interval, grace, takeover, Redis mirror);
 //!   one process evaluates, the holder of a Postgres advisory lock
 //!   (`stoker_postgres::try_lead`).
@@ -18,6 +21,7 @@
 
 pub mod engine;
 pub mod evaluate;
+pub mod kpi;
 pub mod live;
 pub mod notify;
 pub mod rollup;

@@ -13,7 +13,7 @@ use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
 use stoker_cache::Cache;
-use stoker_domain::{SensorKey, SiteSlug};
+use stoker_domain::{SensorKey, SiteSlug, SiteZone};
 use stoker_metadata::Change;
 use stoker_metadata::{Sensor, StoredKey};
 use stoker_postgres::{Pool, PostgresOptions};
@@ -30,6 +30,8 @@ const MAX_AGE: Duration = Duration::from_secs(60);
 #[derive(Debug)]
 pub(crate) struct SiteEntry {
     pub sensors: Vec<Sensor>,
+    /// The site's timezone (history's day buckets begin at its midnights).
+    pub zone: SiteZone,
 }
 
 impl SiteEntry {
@@ -179,7 +181,13 @@ impl Catalog {
         let sensors = stoker_metadata::list_sensors(pool, slug)
             .await
             .map_err(ApiError::from)?;
-        let entry = Arc::new(SiteEntry { sensors });
+        let site = stoker_metadata::get_site(pool, slug)
+            .await
+            .map_err(ApiError::from)?;
+        let entry = Arc::new(SiteEntry {
+            sensors,
+            zone: zone_of(&site),
+        });
         self.remember(generation, |entries| {
             entries
                 .sites
@@ -230,4 +238,14 @@ impl Catalog {
             .unwrap_or_else(|poison| poison.into_inner());
         entries.sites.remove(slug);
     }
+}
+
+/// A site's timezone. Postgres accepted its name; one the IANA database
+/// compiled into Stoker lacks (a Postgres-only alias) is read as UTC, and
+/// said so.
+pub(crate) fn zone_of(site: &stoker_metadata::Site) -> SiteZone {
+    SiteZone::parse(&site.timezone).unwrap_or_else(|error| {
+        tracing::warn!(site = %site.slug, %error, "local days of this site are taken in UTC");
+        SiteZone::UTC
+    })
 }

@@ -1,9 +1,12 @@
 //! `GET /sites/{site}/sensors/{sensor}/history`: one sensor's readings
 //! summed up per time bucket, through InfluxQL `GROUP BY time`; as JSON,
 //! or as CSV (`csv`: `?format=csv` or `Accept: text/csv`), streamed a
-//! chunk of buckets at a time.
+//! chunk of buckets at a time. Buckets of whole days begin at the site's
+//! local midnights (its `timezone`, across daylight-saving changes), summed
+//! up here from InfluxDB's hourly (or finer) parts.
 
 mod csv;
+mod days;
 
 use std::sync::Arc;
 
@@ -21,6 +24,7 @@ use warp::http::{HeaderValue, header};
 use crate::problem::ApiError;
 use crate::{State, site_from_path};
 use csv::Format;
+use days::{local_chunks, local_days};
 
 /// Most points one JSON answer holds (it is built whole in memory).
 pub(crate) const MAX_POINTS: u64 = 10_000;
@@ -341,23 +345,46 @@ async fn history(
         .through(&state.influx)
         .await
         .unwrap_or(request.start);
+    let days = local_days(request.start, request.end, request.every_ms, entry.zone);
     if format == Format::Csv {
-        return csv_answer(state, found.clone(), request, rolled_through).await;
+        return csv_answer(state, found.clone(), request, rolled_through, days).await;
     }
     let every = Duration::from_millis(request.every_ms);
-    let rows = state
-        .influx
-        .history_with_rollup(
-            &site,
-            &sensor,
-            request.start,
-            request.end,
-            every,
-            request.aggregate,
-            rolled_through,
-        )
-        .await
-        .map_err(influx_unavailable)?;
+    let rows = match &days {
+        Some(boundaries) => state
+            .influx
+            .history_between(
+                &site,
+                &sensor,
+                boundaries,
+                request.start,
+                request.end,
+                request.aggregate,
+                rolled_through,
+            )
+            .await
+            .map(|buckets| {
+                buckets
+                    .into_iter()
+                    .map(|bucket| (bucket.start, bucket.value))
+                    .collect()
+            }),
+        None => {
+            state
+                .influx
+                .history_with_rollup(
+                    &site,
+                    &sensor,
+                    request.start,
+                    request.end,
+                    every,
+                    request.aggregate,
+                    rolled_through,
+                )
+                .await
+        }
+    }
+    .map_err(influx_unavailable)?;
     Ok(warp::reply::json(&History {
         site,
         sensor,
@@ -424,13 +451,19 @@ async fn csv_answer(
     sensor: stoker_metadata::Sensor,
     request: HistoryQuery,
     rolled_through: EpochMillis,
+    days: Option<Vec<EpochMillis>>,
 ) -> Result<warp::reply::Response, warp::Rejection> {
-    let mut spans = chunks(
-        request.start,
-        request.end,
-        request.every_ms,
-        CSV_CHUNK_BUCKETS,
-    );
+    let spans: Vec<(EpochMillis, EpochMillis)> = match &days {
+        Some(boundaries) => local_chunks(boundaries, request.start, request.end, CSV_CHUNK_BUCKETS),
+        None => chunks(
+            request.start,
+            request.end,
+            request.every_ms,
+            CSV_CHUNK_BUCKETS,
+        )
+        .collect(),
+    };
+    let mut spans = spans.into_iter();
     let prefix = csv::RowPrefix::new(
         sensor.site.as_str(),
         sensor.key.as_str(),
@@ -443,6 +476,7 @@ async fn csv_answer(
         request,
         rolled_through,
         prefix,
+        days,
     };
     let mut first = String::new();
     csv::push_header(&mut first);
@@ -501,6 +535,8 @@ struct CsvReader {
     request: HistoryQuery,
     rolled_through: EpochMillis,
     prefix: csv::RowPrefix,
+    /// The local days' boundaries, when the buckets are whole days.
+    days: Option<Vec<EpochMillis>>,
 }
 
 impl CsvReader {
@@ -509,19 +545,43 @@ impl CsvReader {
         &self,
         (from, to): (EpochMillis, EpochMillis),
     ) -> Result<String, stoker_timeseries::Error> {
-        let buckets = self
-            .state
-            .influx
-            .history_buckets(
-                &self.sensor.site,
-                &self.sensor.key,
-                from,
-                to,
-                Duration::from_millis(self.request.every_ms),
-                self.request.aggregate,
-                self.rolled_through,
-            )
-            .await?;
+        let influx = &self.state.influx;
+        let buckets = match &self.days {
+            Some(boundaries) => {
+                // The boundaries of this span's days: the last at or
+                // before `from` to the first at or after `to`.
+                let first = boundaries
+                    .partition_point(|at| *at <= from)
+                    .saturating_sub(1);
+                let last = boundaries
+                    .partition_point(|at| *at < to)
+                    .min(boundaries.len().saturating_sub(1));
+                influx
+                    .history_between(
+                        &self.sensor.site,
+                        &self.sensor.key,
+                        &boundaries[first..=last.max(first)],
+                        from,
+                        to,
+                        self.request.aggregate,
+                        self.rolled_through,
+                    )
+                    .await?
+            }
+            None => {
+                influx
+                    .history_buckets(
+                        &self.sensor.site,
+                        &self.sensor.key,
+                        from,
+                        to,
+                        Duration::from_millis(self.request.every_ms),
+                        self.request.aggregate,
+                        self.rolled_through,
+                    )
+                    .await?
+            }
+        };
         let mut rows = String::with_capacity(buckets.len() * 80);
         for bucket in buckets {
             if let Some(value) = bucket_value(&self.sensor, self.request.aggregate, bucket.value) {

@@ -45,6 +45,8 @@
 //! - `alerts`: alerts and their event trail (analytics' store);
 //!   acknowledged and resolved under the API key's name, with the
 //!   transition's notifications queued like the evaluation loop's.
+//! - `kpis`: `GET /alarm-kpis`, measured alarm performance of a site (or
+//!   every site the key may see) over a range, from analytics' `kpi`.
 //! - `openapi`: the OpenAPI 3 document, from one table of every route.
 //! - `page`: cursor pagination (`limit`, `cursor`, `next_cursor`).
 //! - `history`: one sensor's readings per time bucket (InfluxQL
@@ -82,6 +84,7 @@ mod dashboard;
 mod gateways;
 mod history;
 mod influx_write;
+mod kpis;
 mod openapi;
 mod options;
 mod page;
@@ -310,6 +313,8 @@ pub fn routes(
         .or(boxed(rules::routes(Arc::clone(&state))))
         .unify()
         .or(boxed(alerts::routes(Arc::clone(&state))))
+        .unify()
+        .or(boxed(kpis::routes(Arc::clone(&state))))
         .unify()
         .or(boxed(dashboard::routes(Arc::clone(&state))))
         .unify()

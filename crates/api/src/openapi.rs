@@ -13,6 +13,7 @@ mod audit;
 mod influx;
 mod keys;
 mod maintenance;
+mod kpis;
 mod routes;
 
 pub(crate) use routes::allowed_methods;
@@ -100,7 +101,7 @@ fn query_schema(route: &Route, name: &str) -> Value {
         "actor" => audit::actor(),
         "agg" => json!({ "type": "string", "enum": Aggregate::ALL.map(Aggregate::as_str) }),
         "start" | "end" => time_input(),
-        "every" => json!({ "type": "string", "pattern": "^[1-9][0-9]{0,3}(ms|s|m|h)$" }),
+        "every" => json!({ "type": "string", "pattern": "^[1-9][0-9]{0,3}(ms|s|m|h|d)$" }),
         "format" => json!({ "type": "string", "enum": crate::history::FORMATS }),
         _ => json!({ "type": "string" }),
     }
@@ -584,7 +585,8 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
                         "value": alert_value("The value that fired it"), "message": { "type": "string" },
                         "cleared_at": { "type": ["integer", "null"], "description": "Epoch milliseconds; null: still firing at end." },
                         "cleared_message": string_or_null
-                    } } }
+                    } } },
+                    "kpis": schema("AlarmKpis")
                 } },
                 "RejectedReading": { "type": "object", "required": ["reason", "detail"], "properties": { "sensor": { "type": "string" }, "reason": { "type": "string", "enum": stoker_ingestion::Reason::ALL.map(stoker_ingestion::Reason::as_str) }, "detail": { "type": "string" } } },
                 "TelemetryReceipt": { "type": "object", "required": ["accepted", "rejected"], "properties": { "accepted": { "type": "integer" }, "rejected": { "type": "array", "items": schema("RejectedReading") } } }
@@ -596,6 +598,7 @@ pub(crate) fn document(timezones: Option<&[String]>) -> Value {
         schemas.extend(keys::schemas());
         schemas.extend(audit::schemas());
         schemas.extend(maintenance::schemas());
+        schemas.extend(kpis::schemas());
     }
     document
 }

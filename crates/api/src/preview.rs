@@ -8,7 +8,9 @@
 //! milliseconds or RFC 3339, as history's; `end` defaults to now, and a
 //! later one is taken as now; `start` to `end` minus 24 h; at most 31
 //! days) and `interval` (the evaluation interval, default `10s`, whole
-//! seconds of at least 1 s, like `ANALYTICS_INTERVAL`).
+//! seconds of at least 1 s, like `ANALYTICS_INTERVAL`). The answer holds
+//! the alerts and their alarm KPIs over the range (`kpis`, the object of
+//! `GET /alarm-kpis`), so a rule is tuned before it is enabled.
 //!
 //! An answer whose range ended more than [`CACHE_AFTER`] ago is cached in
 //! Redis (`analytics:preview:{sha256}`, 30 min) under the digest of all it
@@ -24,6 +26,7 @@ use serde::Serialize;
 use serde_json::Value;
 use sha2::{Digest as _, Sha256};
 use stoker_analytics::evaluate::{self, PreviewAlert, Target};
+use stoker_analytics::kpi::{self, Kpis};
 use stoker_domain::EpochMillis;
 use stoker_metadata::Scope;
 use stoker_rules::{AlertRule, NewAlertRule, Record};
@@ -271,6 +274,9 @@ struct Preview<'a> {
     /// The sensors the rule selects.
     sensors: usize,
     alerts: Vec<PreviewAlert>,
+    /// The alarm KPIs of these alerts over the range, as
+    /// `GET /alarm-kpis` measures the recorded ones.
+    kpis: Kpis,
 }
 
 /// A key limited to sites previews only rules of its sites (saved or
@@ -339,6 +345,7 @@ async fn preview(
     )
     .await
     .map_err(ApiError::from)?;
+    let kpis = kpi::of_backtest(&watch.rule, &alerts, request.start, request.end);
     let body = serde_json::to_string(&Preview {
         rule: &rule,
         start: request.start.to_string(),
@@ -346,6 +353,7 @@ async fn preview(
         interval: humantime::format_duration(request.interval).to_string(),
         sensors: watch.targets.len(),
         alerts,
+        kpis,
     })
     .map_err(|error| ApiError::Internal(format!("cannot encode a preview: {error}")))?;
     let Some(digest) = digest else {

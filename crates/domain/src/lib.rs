@@ -16,6 +16,7 @@
 //! - [`Secret`]: a password or token that never prints.
 //! - [`OutOfService`]: a sensor or rule taken out of service until a time,
 //!   with a reason ([`checked_reason`]).
+//! - [`SiteZone`]: a site's IANA timezone and where its local days begin.
 //!
 //! ```
 //! use stoker_domain::{SiteSlug, SensorKey};
@@ -29,6 +30,7 @@ mod broker;
 mod error;
 mod ids;
 mod kind;
+mod local_time;
 mod range;
 mod secret;
 mod service;
@@ -38,6 +40,7 @@ pub use broker::BrokerAddress;
 pub use error::error_chain;
 pub use ids::{SensorKey, SensorType, SiteSlug, Unit};
 pub use kind::{ReadingValue, SensorKind, StateName, States};
+pub use local_time::{DAY_MS, SiteZone};
 pub use range::ValidRange;
 pub use secret::{Secret, redact_url};
 pub use service::{MAX_REASON_CHARS, OutOfService, checked_reason};
@@ -71,6 +74,9 @@ pub enum ParseError {
     /// A list of states with a bad name, a name twice, or too many names.
     #[error("states are invalid: {0}")]
     States(String),
+    /// A timezone name the IANA database does not hold.
+    #[error("timezone {0:?} is not an IANA timezone name such as Europe/Berlin")]
+    Timezone(String),
     /// A duration that is not of the form `500ms`, `30s`, `5m`, `24h`.
     #[error("duration {0:?} is invalid: expected a number and a unit, e.g. 500ms, 30s, 5m, 24h")]
     Duration(String),

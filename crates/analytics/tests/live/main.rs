@@ -5,6 +5,7 @@ mod alarms;
 mod gateways;
 mod harness;
 mod kinds;
+mod kpis;
 mod leadership;
 mod rollup;
 mod rules;

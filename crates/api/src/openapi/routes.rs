@@ -236,7 +236,7 @@ pub(crate) const ROUTES: &[Route] = &[
             ("end", "Epoch milliseconds or RFC 3339; default now."),
             (
                 "every",
-                "Bucket width such as 10s, 1m, 1h; default: about 1,000 points over the range.",
+                "Bucket width such as 10s, 1m, 1h or 1d; default: about 1,000 points over the range. Buckets of whole days (1d, 7d) begin at the site's local midnight (its timezone; 23 or 25 hours long across a daylight-saving change); shorter ones are aligned to the epoch.",
             ),
             (
                 "agg",
@@ -362,7 +362,7 @@ pub(crate) const ROUTES: &[Route] = &[
         method: "post",
         path: "/api/v1/alert-rules/preview",
         scope: Some("read"),
-        summary: "The alerts a saved rule (rule_id) or a draft (rule) would have raised over a past range, by the evaluation loop's own steps; changes nothing, hence scope read. A range whose end is 10 minutes past is cached 30 min (x-cache: hit, miss, bypass).",
+        summary: "The alerts a saved rule (rule_id) or a draft (rule) would have raised over a past range, by the evaluation loop's own steps, with their alarm KPIs (as GET /alarm-kpis measures them); changes nothing, hence scope read. A range whose end is 10 minutes past is cached 30 min (x-cache: hit, miss, bypass).",
         query: &[],
         body: Some("PreviewRequest"),
         ok: (200, Some("Preview")),
@@ -443,6 +443,25 @@ pub(crate) const ROUTES: &[Route] = &[
         query: &[],
         body: None,
         ok: (200, Some("Alert")),
+    },
+    Route {
+        method: "get",
+        path: "/api/v1/alarm-kpis",
+        scope: Some("read"),
+        summary: "Measured alarm performance (ISA-18.2) of the alarms that began in [start, end): alarms per hour, the most at one site within 10 minutes, the share of the range some site was in flood (more than 10 alarms within 10 minutes), rule-and-sensor pairs that chattered (3 or more activations within a minute; a pair counts once), alarms active more than 24 h as known at end, the ten most frequent rule-and-sensor pairs, seconds to acknowledge (median, p90); suppressed alarms are counted apart and left out of the rest. Without site: every site the key may see.",
+        query: &[
+            ("site", "Only this site's alarms."),
+            (
+                "start",
+                "Alarms that began at or after this time: epoch milliseconds or RFC 3339; default end minus 24 h, at most 366 days before end.",
+            ),
+            (
+                "end",
+                "Alarms that began before this time: epoch milliseconds or RFC 3339; default now (a later end is taken as now).",
+            ),
+        ],
+        body: None,
+        ok: (200, Some("AlarmKpis")),
     },
     Route {
         method: "get",

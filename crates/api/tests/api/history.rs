@@ -145,7 +145,7 @@ async fn history_aggregates_per_bucket_and_refuses_bad_parameters() {
 }
 
 /// A GET with headers: status, headers and the body as text.
-async fn get_text(
+pub(crate) async fn get_text(
     app: &TestApp,
     path: &str,
     headers: &[(&str, &str)],
@@ -162,7 +162,7 @@ async fn get_text(
 
 /// The rows of a CSV body as the server wrote them (no field of these
 /// tests is quoted but the unit, checked apart).
-fn csv_lines(body: &str) -> Vec<Vec<&str>> {
+pub(crate) fn csv_lines(body: &str) -> Vec<Vec<&str>> {
     assert!(body.ends_with("\r\n"), "CRLF after every row: {body:?}");
     body.trim_end_matches("\r\n")
         .split("\r\n")

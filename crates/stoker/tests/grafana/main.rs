@@ -25,7 +25,8 @@ use crate::render::{Binding, Bindings, Context, TimeRange, render};
 const BASE_INTERVAL_MS: i64 = 10_000;
 
 /// The dashboards the project ships, by uid.
-const EXPECTED_UIDS: [&str; 5] = [
+const EXPECTED_UIDS: [&str; 6] = [
+    "stoker-alarm-performance",
     "stoker-alerts-timeline",
     "stoker-fleet-overview",
     "stoker-ingestion-health",

@@ -58,10 +58,12 @@ impl Influx {
                 .await;
         };
         let series = self.query(&statements.join("; ")).await?;
-        Ok(merge_partials(&series, aggregate, read.every_ms)
-            .into_iter()
-            .map(|bucket| (bucket.start, bucket.value))
-            .collect())
+        Ok(
+            merge_partials(&series, aggregate, &epoch_buckets(read.every_ms))
+                .into_iter()
+                .map(|bucket| (bucket.start, bucket.value))
+                .collect(),
+        )
     }
 
     /// [`Influx::history_with_rollup`] with each bucket's count of
@@ -92,8 +94,85 @@ impl Influx {
             .over_rollup(rolled_through)
             .unwrap_or_else(|| vec![read.part((start, end), Part::Raw)]);
         let series = self.query(&statements.join("; ")).await?;
-        Ok(merge_partials(&series, aggregate, read.every_ms))
+        Ok(merge_partials(
+            &series,
+            aggregate,
+            &epoch_buckets(read.every_ms),
+        ))
     }
+
+    /// One sensor's history in buckets of uneven length, such as a site's
+    /// local days (23 or 25 hours across a daylight-saving change): bucket
+    /// `i` is `[boundaries[i], boundaries[i + 1])`, so `n + 1` boundaries
+    /// give `n` buckets, and only the readings of `[start, end)` (within
+    /// them) count. InfluxDB groups by the largest width that divides
+    /// every boundary (an hour for a zone whose offsets are whole hours),
+    /// over the rollup as [`Influx::history_buckets`] does, and the parts
+    /// are summed up here into their buckets; a mean is Σ sum / Σ count,
+    /// as over the rollup. Each bucket's count of readings is given.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn history_between(
+        &self,
+        site: &SiteSlug,
+        sensor: &SensorKey,
+        boundaries: &[EpochMillis],
+        start: EpochMillis,
+        end: EpochMillis,
+        aggregate: Aggregate,
+        rolled_through: EpochMillis,
+    ) -> Result<Vec<HistoryBucket>> {
+        let (Some(first), Some(last)) = (boundaries.first(), boundaries.last()) else {
+            return Ok(Vec::new());
+        };
+        let (start, end) = (start.max(*first), end.min(*last));
+        if start >= end {
+            return Ok(Vec::new());
+        }
+        let read = HistoryRead {
+            site,
+            sensor,
+            range: (start, end),
+            every_ms: common_width(boundaries),
+            aggregate,
+            counted: true,
+        };
+        let statements = read
+            .over_rollup(rolled_through)
+            .unwrap_or_else(|| vec![read.part((start, end), Part::Raw)]);
+        let series = self.query(&statements.join("; ")).await?;
+        let starts: Vec<i64> = boundaries.iter().map(|at| at.as_millis()).collect();
+        let bucket_of = |at: i64| {
+            let index = starts
+                .partition_point(|start| *start <= at)
+                .checked_sub(1)?;
+            (index + 1 < starts.len()).then(|| starts[index])
+        };
+        Ok(merge_partials(&series, aggregate, &bucket_of))
+    }
+}
+
+/// The largest width, in whole minutes where it can be, that divides every
+/// boundary (measured from the epoch, as InfluxDB aligns `GROUP BY time`),
+/// at most a day. A boundary off the whole minute (a zone's local mean time
+/// before standard time) is taken to its minute: its bucket may then gain
+/// or lose those seconds.
+fn common_width(boundaries: &[EpochMillis]) -> i64 {
+    fn gcd(a: i64, b: i64) -> i64 {
+        if b == 0 { a } else { gcd(b, a % b) }
+    }
+    let width = boundaries.iter().fold(stoker_domain::DAY_MS, |width, at| {
+        gcd(width, at.as_millis().rem_euclid(stoker_domain::DAY_MS))
+    });
+    if width % MINUTE_MS == 0 {
+        width
+    } else {
+        MINUTE_MS
+    }
+}
+
+/// Where a time falls in buckets of `every_ms` aligned to the epoch.
+fn epoch_buckets(every_ms: i64) -> impl Fn(i64) -> Option<i64> {
+    move |at| Some(at - at.rem_euclid(every_ms.max(1)))
 }
 
 /// What one history read asks for.
@@ -223,7 +302,11 @@ const PLAIN_MINUTES: i64 = 7 * 1_440;
 
 /// Combines the parts' buckets (oldest part first) into one value per
 /// bucket, with its count of readings where the parts read it (else 0).
-fn merge_partials(series: &[Series], aggregate: Aggregate, every_ms: i64) -> Vec<HistoryBucket> {
+fn merge_partials(
+    series: &[Series],
+    aggregate: Aggregate,
+    bucket_of: &dyn Fn(i64) -> Option<i64>,
+) -> Vec<HistoryBucket> {
     #[derive(Default)]
     struct Bucket {
         sum: f64,
@@ -251,7 +334,7 @@ fn merge_partials(series: &[Series], aggregate: Aggregate, every_ms: i64) -> Vec
             let Some(start) = time
                 .and_then(|index| row.get(index))
                 .and_then(serde_json::Value::as_i64)
-                .map(|at| at - at.rem_euclid(every_ms.max(1)))
+                .and_then(bucket_of)
             else {
                 continue;
             };
@@ -332,13 +415,13 @@ mod tests {
             ],
         );
         assert_eq!(
-            merge_partials(&[head, rolled], Aggregate::Mean, 60_000),
+            merge_partials(&[head, rolled], Aggregate::Mean, &epoch_buckets(60_000)),
             vec![bucket(0, 3.0, 4), bucket(120_000, 2.0, 2)]
         );
         let older = part(&["time", "last"], vec![vec![0.into(), 1.0.into()]]);
         let newer = part(&["time", "last"], vec![vec![0.into(), 7.0.into()]]);
         assert_eq!(
-            merge_partials(&[older, newer], Aggregate::Last, 60_000),
+            merge_partials(&[older, newer], Aggregate::Last, &epoch_buckets(60_000)),
             vec![bucket(0, 7.0, 0)],
             "no count asked for"
         );
@@ -360,8 +443,39 @@ mod tests {
             vec![vec![120_000.into(), 20.0.into(), 2.into()]],
         );
         assert_eq!(
-            merge_partials(&[minutes, raw], Aggregate::Max, 120_000),
+            merge_partials(&[minutes, raw], Aggregate::Max, &epoch_buckets(120_000)),
             vec![bucket(0, 11.0, 12), bucket(120_000, 20.0, 8)]
+        );
+    }
+
+    #[test]
+    fn uneven_buckets_are_grouped_by_the_width_dividing_every_boundary() {
+        let hour = 3_600_000;
+        // Berlin's days around the spring change: 23:00 and 22:00 UTC.
+        let days = [at(-hour), at(23 * hour), at(46 * hour)];
+        assert_eq!(common_width(&days), hour);
+        assert_eq!(common_width(&[at(0), at(86_400_000)]), 86_400_000);
+        assert_eq!(
+            common_width(&[at(30 * 60_000), at(86_400_000)]),
+            30 * 60_000
+        );
+        assert_eq!(common_width(&[at(1_234), at(86_400_000)]), MINUTE_MS);
+        let starts: Vec<i64> = days.iter().map(|day| day.as_millis()).collect();
+        let hours = part(
+            &["time", "sum", "count"],
+            (-1..45)
+                .map(|h| vec![(h * hour).into(), 2.0.into(), 2.into()])
+                .collect(),
+        );
+        let bucket_of = |at: i64| {
+            let index = starts
+                .partition_point(|start| *start <= at)
+                .checked_sub(1)?;
+            (index + 1 < starts.len()).then(|| starts[index])
+        };
+        assert_eq!(
+            merge_partials(&[hours], Aggregate::Mean, &bucket_of),
+            vec![bucket(-hour, 1.0, 48), bucket(23 * hour, 1.0, 44)]
         );
     }
 

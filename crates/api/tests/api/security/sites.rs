@@ -18,6 +18,9 @@ enum Elsewhere {
     Forbidden,
     /// A list: 200, without an item of the seeded site.
     Filtered,
+    /// Figures (alarm KPIs): 200, with none of the seeded site's alarms
+    /// among its bad actors.
+    Measured,
 }
 
 /// How the matrix treats an operation: its body, and what a key of the
@@ -55,6 +58,10 @@ fn case(operation: &Operation, seeded: &Seeded) -> Case {
             ..default
         },
         // A site among the key's own may be created (this one exists: 409).
+        ("GET", "/api/v1/alarm-kpis") => Case {
+            elsewhere: Elsewhere::Measured,
+            ..default
+        },
         ("POST", "/api/v1/sites") => Case {
             body: Some(json!({"slug": SITE, "name": "Boiler house 1"})),
             own: Some((StatusCode::CONFLICT, "conflict")),
@@ -200,6 +207,15 @@ async fn every_route_scopes_a_site_limited_key_to_its_sites() {
                     answer.body
                 );
                 answer.assert_precise_client_error(&name);
+            }
+            Elsewhere::Measured => {
+                assert_eq!(answer.status, StatusCode::OK, "{name}: {}", answer.body);
+                let top = answer.body["top"].as_array().unwrap();
+                assert!(
+                    !top.iter().any(of_seeded_site),
+                    "{name} with a key of another site counts the seeded site's: {}",
+                    answer.body
+                );
             }
             Elsewhere::Filtered => {
                 assert_eq!(answer.status, StatusCode::OK, "{name}: {}", answer.body);
