@@ -285,6 +285,7 @@ async fn run(args: &Args, report: &mut Report<Results>) -> anyhow::Result<()> {
             },
             Severity::Warning,
             true,
+            None,
         )
         .map_err(|(field, message)| anyhow!("rule {field}: {message}"))?;
         stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &rule).await?;

@@ -32,6 +32,7 @@ use crate::store::{self, Verdict};
 
 mod gateways;
 mod metrics;
+mod notices;
 
 pub use metrics::Metrics;
 
@@ -553,6 +554,9 @@ pub async fn run(
                 metrics.tick_errors.inc();
                 tracing::warn!(%error, tick = last_tick, "tick not evaluated");
             }
+        }
+        if let Err(error) = notices::tend(&stores, &evaluator.outbox, chrono::Utc::now()).await {
+            tracing::warn!(%error, "escalations and flood digests not tended; trying again at the next tick");
         }
     }
     tracing::info!("alert evaluation stopped");

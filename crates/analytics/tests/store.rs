@@ -38,6 +38,7 @@ async fn setup() -> (TestPostgres, Pool, AlertRule) {
         },
         Severity::Critical,
         true,
+        None,
     )
     .unwrap();
     let rule = stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &rule)

@@ -423,8 +423,13 @@ fn kind_variants(stored: bool) -> Vec<Value> {
             for spec in specs {
                 let schema = field_schema(spec);
                 if stored && spec.absent {
-                    // Left out when it holds no value.
-                    properties.insert(spec.name.into(), schema);
+                    // A kind's field is left out when it holds no value; a
+                    // setting is null.
+                    let setting = SETTINGS.iter().any(|setting| setting.name == spec.name);
+                    properties.insert(
+                        spec.name.into(),
+                        if setting { nullable(schema) } else { schema },
+                    );
                 } else if stored || !spec.optional {
                     required.push(spec.name);
                     properties.insert(spec.name.into(), schema);

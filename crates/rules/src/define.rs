@@ -371,6 +371,7 @@ macro_rules! rule_model {
                 selector.check()?;
                 let kind = kind.with_defaults();
                 kind.validate()?;
+                $( Field::check_setting(&$setting, json::$setting)?; )*
                 Ok(Self {
                     name: name.to_owned(),
                     selector,

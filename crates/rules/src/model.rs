@@ -45,6 +45,10 @@ rule_model! {
         severity: Severity,
         /// Whether it is evaluated (default true).
         enabled: bool = true,
+        /// How long an alert may stay unacknowledged before it is
+        /// escalated, and again after each such period until it is
+        /// acknowledged or closed (> 0; none by default: never escalated).
+        escalate_after: Option<Duration> = None,
     }
     fields {
         /// Threshold: how the window's readings are reduced (required for
@@ -549,13 +553,15 @@ mod tests {
             kind.clone(),
             Severity::Info,
             true,
+            None,
         )
         .unwrap_err();
         assert_eq!(error.0, "selector");
-        let error =
-            NewAlertRule::new("  ", selector(), kind.clone(), Severity::Info, true).unwrap_err();
+        let error = NewAlertRule::new("  ", selector(), kind.clone(), Severity::Info, true, None)
+            .unwrap_err();
         assert_eq!(error.0, "name");
-        let rule = NewAlertRule::new(" High ", selector(), kind, Severity::Info, true).unwrap();
+        let rule =
+            NewAlertRule::new(" High ", selector(), kind, Severity::Info, true, None).unwrap();
         assert_eq!(rule.name(), "High");
     }
 

@@ -557,14 +557,21 @@ mod tests {
             sensor: Some(sensor.clone()),
             sensor_type: None,
         };
-        let rule = NewAlertRule::new("suggested", selector, kind.clone(), Severity::Warning, true)
-            .unwrap()
-            .into_rule(Record {
-                id: Uuid::nil(),
-                version: 1,
-                created_at: DateTime::UNIX_EPOCH,
-                updated_at: DateTime::UNIX_EPOCH,
-            });
+        let rule = NewAlertRule::new(
+            "suggested",
+            selector,
+            kind.clone(),
+            Severity::Warning,
+            true,
+            None,
+        )
+        .unwrap()
+        .into_rule(Record {
+            id: Uuid::nil(),
+            version: 1,
+            created_at: DateTime::UNIX_EPOCH,
+            updated_at: DateTime::UNIX_EPOCH,
+        });
         let watch = Watch {
             rule,
             targets: vec![Target {

@@ -18,10 +18,12 @@ use uuid::Uuid;
 
 use crate::{Error, Result};
 
+mod escalation;
 mod read;
 mod rows;
 mod transitions;
 
+pub use escalation::{Escalation, escalate};
 pub use read::{AlertFilter, StateFilter, alerted_since, get_alert, list_alerts, open_alerts};
 pub use transitions::{
     GATEWAY_OFFLINE, GATEWAY_OFFLINE_SEVERITY, GatewayVerdict, Verdict, acknowledge, clear_alert,

@@ -86,6 +86,7 @@ impl Harness {
             kind,
             Severity::Warning,
             true,
+            None,
         )
         .unwrap();
         stoker_metadata::create_alert_rule(&self.pool, &Actor::Cli, &rule)

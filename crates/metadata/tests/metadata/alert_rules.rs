@@ -37,6 +37,7 @@ pub(super) fn no_data_at(site: &SiteSlug) -> NewAlertRule {
         },
         Severity::Warning,
         true,
+        None,
     )
     .unwrap()
 }
@@ -127,6 +128,7 @@ async fn every_kind_round_trips_through_postgres_and_json() {
             kind.clone(),
             Severity::Critical,
             false,
+            None,
         )
         .unwrap();
         let created = stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &new)
@@ -166,6 +168,7 @@ async fn rules_serialize_to_the_design_shape() {
         threshold(),
         Severity::Warning,
         true,
+        None,
     )
     .unwrap();
     let rule = stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &new)
@@ -451,6 +454,7 @@ async fn rules_are_replaced_and_deleted_by_version() {
         threshold(),
         Severity::Critical,
         false,
+        None,
     )
     .unwrap();
     let updated =
@@ -530,6 +534,7 @@ async fn rules_page_in_creation_order_and_filter() {
             threshold(),
             Severity::Info,
             index % 2 == 0,
+            None,
         )
         .unwrap();
         ids.push(

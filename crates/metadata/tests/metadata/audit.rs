@@ -91,6 +91,7 @@ async fn every_change_is_recorded_with_its_actor_and_before_and_after() {
         },
         Severity::Warning,
         true,
+        None,
     )
     .unwrap();
     let rule = stoker_metadata::create_alert_rule(&pool, &ops(), &rule)

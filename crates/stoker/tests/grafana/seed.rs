@@ -194,7 +194,7 @@ fn threshold_rule(
         window: Duration::from_secs(60),
         for_: Duration::from_secs(30),
     };
-    NewAlertRule::new(name, selector, kind, severity, enabled).expect("a valid rule")
+    NewAlertRule::new(name, selector, kind, severity, enabled, None).expect("a valid rule")
 }
 
 /// Rules selecting by site and type, by type alone and by sensor key alone
@@ -236,6 +236,7 @@ async fn seed_rules(pool: &Pool) -> Rules {
             },
             Severity::Info,
             true,
+            None,
         )
         .expect("a valid rule"),
         threshold_rule(

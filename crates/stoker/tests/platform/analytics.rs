@@ -53,6 +53,7 @@ async fn a_killed_analytics_leader_is_replaced_within_two_intervals_without_dupl
         },
         Severity::Warning,
         true,
+        None,
     )
     .unwrap();
     stoker_metadata::create_alert_rule(&pool, &Actor::Cli, &rule)

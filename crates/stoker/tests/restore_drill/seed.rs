@@ -76,6 +76,7 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
             },
             Severity::Warning,
             true,
+            None,
         )
         .expect("a valid rule");
         rules.push(
@@ -96,6 +97,7 @@ pub(crate) async fn seed_postgres(pool: &Pool, newest: i64) -> Vec<AlertRule> {
         },
         Severity::Info,
         false,
+        None,
     )
     .expect("a valid rule");
     stoker_metadata::create_alert_rule(pool, &Actor::Cli, &no_data)
