@@ -263,8 +263,12 @@ pub(crate) mod wire {
     pub(crate) fn deserialize<'de, T: Field, D: Deserializer<'de>>(
         deserializer: D,
     ) -> Result<T, D::Error> {
-        let draft = T::Draft::deserialize(deserializer)?;
-        T::from_draft("value", &draft).map_err(|(_, message)| serde::de::Error::custom(message))
+        // `null` is no value: an optional setting's none, else an error.
+        match Option::<T::Draft>::deserialize(deserializer)? {
+            Some(draft) => T::from_draft("value", &draft),
+            None => T::from_value("value", None),
+        }
+        .map_err(|(_, message)| serde::de::Error::custom(message))
     }
 }
 

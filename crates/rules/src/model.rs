@@ -566,6 +566,33 @@ mod tests {
     }
 
     #[test]
+    fn escalate_after_is_an_optional_period() {
+        let draft: RuleDraft = serde_json::from_value(serde_json::json!({
+            "name": "High pressure", "kind": "no_data", "site": "boiler-house-1",
+            "timeout": "2m", "severity": "critical", "escalate_after": "15m"
+        }))
+        .unwrap();
+        let rule = NewAlertRule::parse(&draft).unwrap();
+        assert_eq!(rule.escalate_after(), Some(Duration::from_secs(900)));
+        assert!(
+            rule.setting_values()
+                .contains(&("escalate_after", Value::Duration(Duration::from_secs(900))))
+        );
+        let mut none = draft.clone();
+        none.escalate_after = None;
+        assert_eq!(NewAlertRule::parse(&none).unwrap().escalate_after(), None);
+        for bad in ["0s", "1500us", "soon"] {
+            let mut bad_draft = draft.clone();
+            bad_draft.escalate_after = Some(bad.into());
+            assert_eq!(
+                NewAlertRule::parse(&bad_draft).unwrap_err().0,
+                "escalate_after",
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
     fn drafts_name_the_missing_or_foreign_field() {
         let draft: RuleDraft = serde_json::from_value(serde_json::json!({
             "name": "High pressure", "kind": "threshold", "site": "boiler-house-1",

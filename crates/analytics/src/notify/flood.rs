@@ -156,8 +156,8 @@ pub async fn tend(pool: &Pool, options: &NotifyOptions, now: DateTime<Utc>) -> R
                              f.started_at) AS last_digest,
                     (SELECT count(*) FROM analytics.alerts a
                      WHERE a.site = f.site
-                       AND a.opened_at > $1 - $2::float8 * interval '1 millisecond'
-                       AND a.opened_at <= $1) AS alarms
+                       AND a.opened_at > $1::timestamptz - $2::float8 * interval '1 millisecond'
+                       AND a.opened_at <= $1::timestamptz) AS alarms
              FROM analytics.floods f
              WHERE f.ended_at IS NULL
              ORDER BY f.id",

@@ -135,7 +135,7 @@ pub(super) async fn insert(
              SELECT $1, $2, channel, target, body, $6
              FROM UNNEST($3::text[], $4::text[], $5::text[]) AS destination (channel, target, body)
              RETURNING id)
-         SELECT pg_notify($7, count(*)::text) FROM inserted WHERE $6::bigint IS NULL",
+         SELECT pg_notify($7, count(*)::text) FROM inserted HAVING $6::bigint IS NULL",
         &[
             &event_id, &digest_id, &channels, &targets, &bodies, &held_by, &CHANNEL,
         ],

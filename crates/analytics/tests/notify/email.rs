@@ -163,7 +163,13 @@ async fn an_alert_is_emailed_with_its_explanation_and_operator_action() {
             json!(["shift@boiler.example", "night@boiler.example"])
         );
     }
-    let (subject, text) = subject_and_text(&messages[0]);
+    // Sent side by side: tell them apart by their state.
+    let (fired, rich): (Vec<_>, Vec<_>) = messages
+        .iter()
+        .map(subject_and_text)
+        .partition(|(subject, _)| subject.ends_with(": firing"));
+    assert_eq!((fired.len(), rich.len()), (1, 1), "{messages:?}");
+    let (subject, text) = fired[0].clone();
     assert_eq!(
         subject,
         "[Stoker] CRITICAL boiler-house-1/b1_steam_pressure Steam pressure high: firing"
@@ -178,7 +184,7 @@ async fn an_alert_is_emailed_with_its_explanation_and_operator_action() {
     }
     assert!(!text.contains("Operator action"), "{text}");
 
-    let (subject, text) = subject_and_text(&messages[1]);
+    let (subject, text) = rich[0].clone();
     assert!(subject.contains("unacknowledged"), "{subject}");
     for expected in [
         "Operator action: Reduce the firing rate; check the safety valve",

@@ -100,6 +100,7 @@ pub(crate) fn subject_and_text(message: &Value) -> (String, String) {
     let mut subject = String::new();
     let mut in_subject = false;
     let mut quoted_printable = false;
+    let mut base64 = false;
     for line in head.lines() {
         if let Some(rest) = line.strip_prefix("Subject: ") {
             subject.push_str(rest);
@@ -112,9 +113,14 @@ pub(crate) fn subject_and_text(message: &Value) -> (String, String) {
         if line.eq_ignore_ascii_case("Content-Transfer-Encoding: quoted-printable") {
             quoted_printable = true;
         }
+        if line.eq_ignore_ascii_case("Content-Transfer-Encoding: base64") {
+            base64 = true;
+        }
     }
     let text = if quoted_printable {
         decode_quoted_printable(body)
+    } else if base64 {
+        base64_decode(&body.split_whitespace().collect::<String>()).unwrap_or_default()
     } else {
         body.to_owned()
     };

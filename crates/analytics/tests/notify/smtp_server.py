@@ -36,13 +36,16 @@ def main():
                 "rcpt_tos": envelope.rcpt_tos,
                 "data": envelope.content.decode("utf-8", "replace"),
                 "tls": session.ssl is not None,
-                "login": (session.login_data or b"").decode("utf-8", "replace")
-                if isinstance(session.login_data, bytes)
-                else session.login_data,
+                "login": login_of(session.auth_data),
             }
             with open(args.out, "a", encoding="utf-8") as out:
                 out.write(json.dumps(record) + "\n")
             return "250 Message accepted for delivery"
+
+    def login_of(auth_data):
+        if isinstance(auth_data, LoginPassword):
+            return auth_data.login.decode("utf-8", "replace")
+        return None
 
     def authenticator(server, session, envelope, mechanism, auth_data):
         ok = (
@@ -50,7 +53,7 @@ def main():
             and auth_data.login.decode() == args.user
             and auth_data.password.decode() == args.password
         )
-        return AuthResult(success=ok, handled=False)
+        return AuthResult(success=ok, handled=False, auth_data=auth_data)
 
     options = {}
     if args.cert:
@@ -61,9 +64,7 @@ def main():
         options.update(
             authenticator=authenticator, auth_required=True, auth_require_tls=bool(args.cert)
         )
-    controller = Controller(
-        Handler(), hostname="127.0.0.1", port=args.port, server_hostname="localhost", **options
-    )
+    controller = Controller(Handler(), hostname="127.0.0.1", port=args.port, **options)
     controller.start()
     print("ready", flush=True)
     try:
