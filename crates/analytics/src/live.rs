@@ -34,6 +34,7 @@ mod metrics;
 mod mirror;
 mod suppression;
 mod shelves;
+mod notices;
 
 pub use metrics::Metrics;
 
@@ -600,6 +601,9 @@ pub async fn run(
                 metrics.tick_errors.inc();
                 tracing::warn!(%error, tick = last_tick, "tick not evaluated");
             }
+        }
+        if let Err(error) = notices::tend(&stores, &evaluator.outbox, chrono::Utc::now()).await {
+            tracing::warn!(%error, "escalations and flood digests not tended; trying again at the next tick");
         }
     }
     tracing::info!("alert evaluation stopped");

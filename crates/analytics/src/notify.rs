@@ -42,6 +42,23 @@
 //! constant time, and refuses timestamps more than a few minutes from its
 //! clock, so that a captured request cannot be replayed later.
 //!
+//! # E-mail
+//! With `ALERT_SMTP_URL` and `ALERT_EMAIL_FROM`, each event is also
+//! e-mailed to `ALERT_EMAIL_TO` (or, for a severity,
+//! `ALERT_EMAIL_TO_{INFO,WARNING,CRITICAL}`): one `email` row per event,
+//! its recipients as the target and the rendered message (subject: severity,
+//! site, sensor, rule and state; text: message, value, threshold, the
+//! explanation and the rule's rationalization when the notice carries
+//! them) as the body, sent through lettre (plain, STARTTLS, or TLS from the
+//! start), retried like the other channels.
+//!
+//! # Escalations and floods
+//! An `escalated` event (an alert left unacknowledged for its rule's
+//! `escalate_after`) goes to `{prefix}alerts/{site}/escalations`, the
+//! webhooks and `ALERT_ESCALATE_TO` rather than to `alerts/{site}` and
+//! `ALERT_EMAIL_TO`. While a site is in an alarm flood ([`FloodOptions`])
+//! its other events' rows are held and go out as digests ([`tend_floods`]).
+//!
 //! ```no_run
 //! # async fn example(pool: stoker_postgres::Pool, postgres: stoker_postgres::PostgresOptions) -> Result<(), Box<dyn std::error::Error>> {
 //! use stoker_analytics::notify::{self, Dispatcher, NotifyOptions};
@@ -62,14 +79,20 @@
 //! ```
 
 mod dispatcher;
+mod email;
+mod flood;
 mod mqtt;
 mod options;
 mod outbox;
+mod render;
 mod signature;
 mod webhook;
 
 pub use dispatcher::Dispatcher;
+pub use email::{EmailOptions, SmtpSecurity, SmtpUrl, check_smtp};
+pub use flood::{FloodOptions, FloodReport, tend as tend_floods};
 pub use options::NotifyOptions;
+pub(crate) use outbox::ESCALATED;
 pub use outbox::enqueue;
 pub use signature::signature;
 

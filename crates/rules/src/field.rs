@@ -114,6 +114,12 @@ pub trait Field: Clone + Sized {
     fn missing(field: &'static str, _kind: &str) -> FieldError {
         (field, format!("{field} is required"))
     }
+    /// Checks a setting's value (kinds check their fields in
+    /// [`crate::RuleKind::validate`]): a duration setting is a period,
+    /// longer than zero, in whole milliseconds.
+    fn check_setting(&self, _field: &'static str) -> Result<(), FieldError> {
+        Ok(())
+    }
 }
 
 /// A field that may hold no value: a draft leaves it out (or sends
@@ -138,6 +144,10 @@ impl<T: Field> Field for Option<T> {
     }
     fn from_draft(field: &'static str, draft: &T::Draft) -> Result<Self, FieldError> {
         T::from_draft(field, draft).map(Some)
+    }
+    fn check_setting(&self, field: &'static str) -> Result<(), FieldError> {
+        self.as_ref()
+            .map_or(Ok(()), |value| value.check_setting(field))
     }
 }
 
@@ -211,6 +221,12 @@ impl Field for Duration {
     }
     fn from_draft(field: &'static str, draft: &String) -> Result<Self, FieldError> {
         parse_duration(draft).map_err(|error| (field, error.to_string()))
+    }
+    fn check_setting(&self, field: &'static str) -> Result<(), FieldError> {
+        if millis(field, *self)? == 0 {
+            return Err((field, format!("{field} must be longer than 0")));
+        }
+        Ok(())
     }
 }
 

@@ -79,6 +79,10 @@ rule_model! {
         operator_action: Option<Rationale> = None,
         /// Rationalization: how soon the operator must act (a duration).
         response_time: Option<Duration> = None,
+        /// How long an alert may stay unacknowledged before it is
+        /// escalated, and again after each such period until it is
+        /// acknowledged or closed (> 0; none by default: never escalated).
+        escalate_after: Option<Duration> = None,
     }
     fields {
         /// Threshold: how the window's readings are reduced (required for
@@ -283,6 +287,9 @@ impl NewAlertRule {
         }
         if let Some(response_time) = self.response_time {
             positive_millis("response_time", response_time)?;
+        }
+        if let Some(escalate_after) = self.escalate_after {
+            positive_millis("escalate_after", escalate_after)?;
         }
         Ok(())
     }
@@ -614,6 +621,33 @@ mod tests {
         let rule =
             NewAlertRule::new(" High ", selector(), kind, Severity::Info, true, None).unwrap();
         assert_eq!(rule.name(), "High");
+    }
+
+    #[test]
+    fn escalate_after_is_an_optional_period() {
+        let draft: RuleDraft = serde_json::from_value(serde_json::json!({
+            "name": "High pressure", "kind": "no_data", "site": "boiler-house-1",
+            "timeout": "2m", "severity": "critical", "escalate_after": "15m"
+        }))
+        .unwrap();
+        let rule = NewAlertRule::parse(&draft).unwrap();
+        assert_eq!(rule.escalate_after(), Some(Duration::from_secs(900)));
+        assert!(
+            rule.setting_values()
+                .contains(&("escalate_after", Value::Duration(Duration::from_secs(900))))
+        );
+        let mut none = draft.clone();
+        none.escalate_after = None;
+        assert_eq!(NewAlertRule::parse(&none).unwrap().escalate_after(), None);
+        for bad in ["0s", "1500us", "soon"] {
+            let mut bad_draft = draft.clone();
+            bad_draft.escalate_after = Some(bad.into());
+            assert_eq!(
+                NewAlertRule::parse(&bad_draft).unwrap_err().0,
+                "escalate_after",
+                "{bad}"
+            );
+        }
     }
 
     #[test]

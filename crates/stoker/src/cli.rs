@@ -317,6 +317,8 @@ pub(crate) struct CheckArgs {
     pub stores: StoreArgs,
     #[command(flatten)]
     pub ingest: IngestOptions,
+    #[command(flatten)]
+    pub email: stoker_analytics::notify::EmailOptions,
 }
 
 #[derive(Debug, Clone, Args)]

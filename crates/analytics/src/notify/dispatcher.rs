@@ -11,6 +11,7 @@ use tokio::task::JoinSet;
 use tokio::time::Instant;
 use tokio_util::sync::CancellationToken;
 
+use super::email::Mailer;
 use super::mqtt::{self, MAX_IN_FLIGHT, Publisher};
 use super::options::redact_webhook;
 use super::outbox::{self, CHANNEL, Claimed, Verdict};
@@ -52,6 +53,7 @@ pub struct Dispatcher {
     options: NotifyOptions,
     mqtt: mqtt::Broker,
     http: reqwest::Client,
+    mailer: Option<Mailer>,
 }
 
 impl std::fmt::Debug for Dispatcher {
@@ -59,6 +61,7 @@ impl std::fmt::Debug for Dispatcher {
         f.debug_struct("Dispatcher")
             .field("options", &self.options)
             .field("broker", &self.mqtt.describe())
+            .field("mailer", &self.mailer)
             .finish_non_exhaustive()
     }
 }
@@ -81,12 +84,14 @@ impl Dispatcher {
         let client_id = format!("stoker-notify-{}", uuid::Uuid::new_v4().simple());
         let mqtt = mqtt::Broker::parse(mqtt_url, client_id)?;
         let http = webhook::client(options.timeout, None)?;
+        let mailer = Mailer::new(&options.email, options.timeout)?;
         Ok(Self {
             pool,
             listen,
             options,
             mqtt,
             http,
+            mailer,
         })
     }
 
@@ -120,6 +125,7 @@ impl Dispatcher {
             options,
             mqtt,
             http,
+            mailer,
         } = self;
         let background = CancellationToken::new();
         let wake = Arc::new(Notify::new());
@@ -132,12 +138,14 @@ impl Dispatcher {
         let lease = options.timeout + LEASE_MARGIN;
         tracing::info!(
             webhooks = options.webhooks.len(),
+            email = ?mailer,
             max_attempts = options.max_attempts,
             "alert notification dispatcher started"
         );
         let sender = Arc::new(Sender {
             publisher,
             http,
+            mailer,
             options,
         });
         let mut in_flight: JoinSet<(Claimed, Verdict)> = JoinSet::new();
@@ -208,6 +216,7 @@ impl Dispatcher {
 struct Sender {
     publisher: Publisher,
     http: reqwest::Client,
+    mailer: Option<Mailer>,
     options: NotifyOptions,
 }
 
@@ -225,6 +234,10 @@ impl Sender {
                 let secret = self.options.webhook_secret.as_ref();
                 webhook::post(&self.http, secret, timeout, notification).await
             }
+            "email" => match &self.mailer {
+                Some(mailer) => mailer.send(&notification.target, &notification.body).await,
+                None => Err("e-mail is not configured (ALERT_SMTP_URL, ALERT_EMAIL_FROM)".into()),
+            },
             other => Err(format!("unknown channel {other:?}")),
         };
         let verdict = judge(&self.options, notification.attempts, outcome);
@@ -260,21 +273,22 @@ fn log(notification: &Claimed, verdict: &Verdict) {
             .unwrap_or_else(|_| "(an invalid URL)".into()),
         _ => notification.target.clone(),
     };
-    let (id, event, channel, attempts) = (
+    let (id, event, digest, channel, attempts) = (
         notification.id,
         notification.event_id,
+        notification.digest_id,
         notification.channel.as_str(),
         notification.attempts,
     );
     match verdict {
         Verdict::Delivered => {
-            tracing::debug!(notification = id, event, channel, %target, attempts, "alert notification delivered");
+            tracing::debug!(notification = id, event, digest, channel, %target, attempts, "alert notification delivered");
         }
         Verdict::Retry { error, after } => {
-            tracing::info!(notification = id, event, channel, %target, attempts, %error, retry_in = ?after, "alert notification attempt failed; it will be retried");
+            tracing::info!(notification = id, event, digest, channel, %target, attempts, %error, retry_in = ?after, "alert notification attempt failed; it will be retried");
         }
         Verdict::Failed { error } => {
-            tracing::warn!(notification = id, event, channel, %target, attempts, %error, "alert notification given up after its last attempt; recorded as failed");
+            tracing::warn!(notification = id, event, digest, channel, %target, attempts, %error, "alert notification given up after its last attempt; recorded as failed");
         }
     }
 }

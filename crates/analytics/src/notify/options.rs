@@ -6,6 +6,8 @@ use std::time::Duration;
 use stoker_domain::{Secret, SiteSlug, parse_duration};
 use url::Url;
 
+use super::email::EmailOptions;
+use super::flood::FloodOptions;
 use super::{Error, Result};
 
 /// Where alert notifications go and how their delivery is retried.
@@ -94,6 +96,14 @@ pub struct NotifyOptions {
         value_parser = parse_topic_prefix
     )]
     pub topic_prefix: String,
+
+    /// The e-mail channel and the escalation targets.
+    #[command(flatten)]
+    pub email: EmailOptions,
+
+    /// Alarm floods and their digests.
+    #[command(flatten)]
+    pub flood: FloodOptions,
 }
 
 impl Default for NotifyOptions {
@@ -106,6 +116,8 @@ impl Default for NotifyOptions {
             backoff_max: Duration::from_secs(300),
             timeout: Duration::from_secs(10),
             topic_prefix: String::new(),
+            email: EmailOptions::default(),
+            flood: FloodOptions::default(),
         }
     }
 }
@@ -121,6 +133,8 @@ impl fmt::Debug for NotifyOptions {
             .field("backoff_max", &self.backoff_max)
             .field("timeout", &self.timeout)
             .field("topic_prefix", &self.topic_prefix)
+            .field("email", &self.email)
+            .field("flood", &self.flood)
             .finish()
     }
 }
@@ -129,6 +143,16 @@ impl NotifyOptions {
     /// The MQTT topic of a site's alerts: `{prefix}alerts/{site}`.
     pub fn topic(&self, site: &SiteSlug) -> String {
         format!("{}alerts/{site}", self.topic_prefix)
+    }
+
+    /// The MQTT topic of a site's escalations: `{prefix}alerts/{site}/escalations`.
+    pub fn escalation_topic(&self, site: &SiteSlug) -> String {
+        format!("{}alerts/{site}/escalations", self.topic_prefix)
+    }
+
+    /// The MQTT topic of a site's flood digests: `{prefix}alerts/{site}/digest`.
+    pub fn digest_topic(&self, site: &SiteSlug) -> String {
+        format!("{}alerts/{site}/digest", self.topic_prefix)
     }
 
     /// Checks what the command line cannot check on its own: settings
@@ -182,7 +206,15 @@ impl NotifyOptions {
         if let Err(reason) = parse_topic_prefix(&self.topic_prefix) {
             return invalid("ALERT_MQTT_TOPIC_PREFIX", reason);
         }
-        Ok(())
+        for (variable, value) in [
+            ("ALERT_FLOOD_WINDOW", self.flood.window),
+            ("ALERT_DIGEST_EVERY", self.flood.digest_every),
+        ] {
+            if value < Duration::from_secs(1) {
+                return invalid(variable, "it must be at least 1s".into());
+            }
+        }
+        self.email.validate()
     }
 
     /// The wait before the next attempt after `attempts` failed ones:

@@ -5,20 +5,25 @@ use std::time::Duration;
 use stoker_domain::SiteSlug;
 use stoker_postgres::Pool;
 
-use super::{Error, NotifyOptions, Result};
+use super::{Error, NotifyOptions, Result, email, flood, render};
 
 /// The Postgres channel that [`enqueue`] notifies (at commit) so that
 /// dispatchers wake at once instead of at their next poll.
 pub(super) const CHANNEL: &str = "stoker_analytics_notifications";
 
 /// Writes the notifications of one alert event in the caller's
-/// transaction: one `mqtt` row for the topic `{prefix}alerts/{site}` and
-/// one `webhook` row per configured URL, each with exactly `body` (JSON
-/// text), to be sent and signed as is.
+/// transaction, each with exactly `body` (JSON text), to be sent and
+/// signed as is: an `mqtt` row for the topic `{prefix}alerts/{site}`, a
+/// `webhook` row per configured URL, and an `email` row (the message
+/// rendered from `body`) to the recipients of the alert's severity. An
+/// `escalated` event goes to the escalation targets instead: the topic
+/// `{prefix}alerts/{site}/escalations`, the webhooks and `ALERT_ESCALATE_TO`.
 ///
 /// They commit or roll back with the transition itself, so a transition is
 /// never announced without being recorded, nor recorded without being
 /// announced. The dispatchers are woken when the transaction commits.
+/// While the site is in an alarm flood ([`super::flood`]) the rows of
+/// every event but escalations are held for the flood's digest instead.
 pub async fn enqueue(
     tx: &tokio_postgres::Transaction<'_>,
     options: &NotifyOptions,
@@ -26,24 +31,114 @@ pub async fn enqueue(
     site: &SiteSlug,
     body: &str,
 ) -> Result<()> {
-    serde_json::from_str::<serde::de::IgnoredAny>(body)
-        .map_err(|error| Error::InvalidBody(error.to_string()))?;
-    let mut channels = vec!["mqtt"];
-    let mut targets = vec![options.topic(site)];
+    let json: serde_json::Value =
+        serde_json::from_str(body).map_err(|error| Error::InvalidBody(error.to_string()))?;
+    let notice = render::Notice::of(&json);
+    let escalation = notice.transition() == Some(ESCALATED);
+    let topic = if escalation {
+        options.escalation_topic(site)
+    } else {
+        options.topic(site)
+    };
+    let mut destinations = vec![Destination::new("mqtt", topic, body.to_owned())];
     for url in &options.webhooks {
-        channels.push("webhook");
-        targets.push(url.to_string());
+        destinations.push(Destination::new(
+            "webhook",
+            url.to_string(),
+            body.to_owned(),
+        ));
     }
+    if options.email.enabled() {
+        let recipients = if escalation {
+            &options.email.escalate_to[..]
+        } else {
+            options
+                .email
+                .recipients(notice.severity().unwrap_or_default())
+        };
+        if !recipients.is_empty() {
+            let recipients: Vec<String> = recipients.iter().map(ToString::to_string).collect();
+            destinations.push(Destination::email(
+                &recipients,
+                &render::notice_email(&json),
+            )?);
+        }
+    }
+    let held_by = if escalation {
+        None
+    } else {
+        let alarm = notice.transition() == Some("fired");
+        flood::hold(tx, &options.flood, event_id, site, alarm).await?
+    };
+    insert(tx, Source::Event(event_id), held_by, &destinations).await
+}
+
+/// The transition of an escalation event.
+pub(crate) const ESCALATED: &str = "escalated";
+
+/// What a notification announces.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Source {
+    /// An alert event (`analytics.alert_events`).
+    Event(i64),
+    /// A flood digest (`analytics.digests`).
+    Digest(i64),
+}
+
+/// One row to write: channel, target, body.
+#[derive(Debug, Clone)]
+pub(super) struct Destination {
+    channel: &'static str,
+    target: String,
+    body: String,
+}
+
+impl Destination {
+    pub(super) fn new(channel: &'static str, target: String, body: String) -> Self {
+        Self {
+            channel,
+            target,
+            body,
+        }
+    }
+
+    /// An e-mail to `recipients`: the rendered message is the body.
+    pub(super) fn email(recipients: &[String], message: &email::Rendered) -> Result<Self> {
+        let body = serde_json::to_string(message)
+            .map_err(|error| Error::InvalidBody(error.to_string()))?;
+        Ok(Self::new("email", recipients.join(","), body))
+    }
+}
+
+/// Writes `destinations` of one source; `held_by`: the flood holding them
+/// (not sent until digested). Wakes the dispatchers at commit when
+/// anything is to be sent.
+pub(super) async fn insert(
+    tx: &tokio_postgres::Transaction<'_>,
+    source: Source,
+    held_by: Option<i64>,
+    destinations: &[Destination],
+) -> Result<()> {
+    let (event_id, digest_id) = match source {
+        Source::Event(id) => (Some(id), None),
+        Source::Digest(id) => (None, Some(id)),
+    };
+    let channels: Vec<&str> = destinations.iter().map(|row| row.channel).collect();
+    let targets: Vec<&str> = destinations.iter().map(|row| row.target.as_str()).collect();
+    let bodies: Vec<&str> = destinations.iter().map(|row| row.body.as_str()).collect();
     // pg_notify inside the transaction is delivered at commit, and not at
     // all on rollback.
     tx.execute(
         "WITH inserted AS (
-             INSERT INTO analytics.notifications (event_id, channel, target, body)
-             SELECT $1, channel, target, $4
-             FROM UNNEST($2::text[], $3::text[]) AS destination (channel, target)
+             INSERT INTO analytics.notifications
+                 (event_id, digest_id, channel, target, body, held_by)
+             SELECT $1, $2, channel, target, body, $6
+             FROM UNNEST($3::text[], $4::text[], $5::text[]) AS destination (channel, target, body)
              RETURNING id)
-         SELECT pg_notify($5, count(*)::text) FROM inserted",
-        &[&event_id, &channels, &targets, &body, &CHANNEL],
+         SELECT pg_notify($7, count(*)::text) FROM inserted HAVING $6::bigint IS NULL",
+        &[
+            &event_id, &digest_id, &channels, &targets, &bodies, &held_by, &CHANNEL,
+        ],
     )
     .await?;
     Ok(())
@@ -53,10 +148,13 @@ pub async fn enqueue(
 #[derive(Debug, Clone)]
 pub(super) struct Claimed {
     pub id: i64,
-    pub event_id: i64,
-    /// `mqtt` or `webhook`.
+    /// The alert event it announces (none for a digest).
+    pub event_id: Option<i64>,
+    /// The flood digest it carries (none for an event).
+    pub digest_id: Option<i64>,
+    /// `mqtt`, `webhook` or `email`.
     pub channel: String,
-    /// The topic or the URL.
+    /// The topic, the URL, or the e-mail's recipients.
     pub target: String,
     pub body: String,
     /// Attempts so far, this one included.
@@ -77,12 +175,13 @@ pub(super) async fn claim(pool: &Pool, limit: usize, lease: Duration) -> Result<
              SET attempts = n.attempts + 1,
                  next_attempt_at = now() + $2::float8 * interval '1 second'
              FROM (SELECT id FROM analytics.notifications
-                   WHERE delivered_at IS NULL AND failed_at IS NULL AND next_attempt_at <= now()
+                   WHERE delivered_at IS NULL AND failed_at IS NULL AND held_by IS NULL
+                     AND next_attempt_at <= now()
                    ORDER BY next_attempt_at, id
                    LIMIT $1
                    FOR UPDATE SKIP LOCKED) AS due
              WHERE n.id = due.id
-             RETURNING n.id, n.event_id, n.channel, n.target, n.body, n.attempts",
+             RETURNING n.id, n.event_id, n.digest_id, n.channel, n.target, n.body, n.attempts",
         )
         .await?;
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
@@ -94,10 +193,11 @@ pub(super) async fn claim(pool: &Pool, limit: usize, lease: Duration) -> Result<
         .map(|row| Claimed {
             id: row.get(0),
             event_id: row.get(1),
-            channel: row.get(2),
-            target: row.get(3),
-            body: row.get(4),
-            attempts: row.get(5),
+            digest_id: row.get(2),
+            channel: row.get(3),
+            target: row.get(4),
+            body: row.get(5),
+            attempts: row.get(6),
         })
         .collect();
     claimed.sort_by_key(|notification| notification.id);
@@ -112,7 +212,7 @@ pub(super) async fn next_due(pool: &Pool) -> Result<Option<Duration>> {
         .prepare_cached(
             "SELECT EXTRACT(EPOCH FROM min(next_attempt_at) - now())::float8
              FROM analytics.notifications
-             WHERE delivered_at IS NULL AND failed_at IS NULL",
+             WHERE delivered_at IS NULL AND failed_at IS NULL AND held_by IS NULL",
         )
         .await?;
     let seconds: Option<f64> = client.query_one(&statement, &[]).await?.get(0);

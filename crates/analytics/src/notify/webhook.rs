@@ -45,10 +45,16 @@ pub(super) async fn post(
         return Err("ALERT_WEBHOOK_SECRET is not set: the request cannot be signed".into());
     };
     let timestamp = chrono::Utc::now().timestamp();
-    let response = client
+    let mut request = client
         .post(&notification.target)
-        .header(CONTENT_TYPE, "application/json")
-        .header("X-Stoker-Event-Id", notification.event_id.to_string())
+        .header(CONTENT_TYPE, "application/json");
+    if let Some(event) = notification.event_id {
+        request = request.header("X-Stoker-Event-Id", event.to_string());
+    }
+    if let Some(digest) = notification.digest_id {
+        request = request.header("X-Stoker-Digest-Id", digest.to_string());
+    }
+    let response = request
         .header("X-Stoker-Delivery", notification.id.to_string())
         .header("X-Stoker-Timestamp", timestamp.to_string())
         .header(

@@ -24,6 +24,7 @@ use crate::{Error, Result};
 
 mod by_hand;
 mod life;
+mod escalation;
 mod read;
 mod rows;
 mod transitions;
@@ -31,6 +32,7 @@ mod transitions;
 pub use by_hand::{
     MAX_SHELVE_REASON_CHARS, acknowledge, reset, resolve, shelve, unshelve, unshelve_expired,
 };
+pub use escalation::{Escalation, escalate};
 pub use read::{AlertFilter, StateFilter, alerted_since, get_alert, list_alerts, open_alerts};
 pub use transitions::{
     GATEWAY_OFFLINE, GATEWAY_OFFLINE_SEVERITY, GatewayVerdict, Verdict, clear_alert,

@@ -46,6 +46,7 @@ pub(crate) fn options(webhooks: &[&str]) -> NotifyOptions {
         backoff_max: Duration::from_millis(200),
         timeout: Duration::from_secs(5),
         topic_prefix: stoker_testkit::unique_topic_prefix(),
+        ..NotifyOptions::default()
     }
 }
 

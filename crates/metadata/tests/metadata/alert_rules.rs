@@ -187,7 +187,7 @@ async fn rules_serialize_to_the_design_shape() {
             "agg": "mean", "op": ">", "threshold": 12.5, "clear_threshold": 12.0,
             "window": "1m", "for": "30s", "severity": "warning", "enabled": true,
             "latching": false, "max_shelve": "8h", "cause": null, "consequence": null,
-            "operator_action": null, "response_time": null,
+            "operator_action": null, "response_time": null, "escalate_after": null,
             "version": 1
         })
     );

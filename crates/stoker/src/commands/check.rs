@@ -21,13 +21,14 @@ struct Outcome {
 }
 
 pub(super) async fn run(args: &CheckArgs) -> ExitCode {
-    let (postgres, redis, mqtt, influx) = tokio::join!(
+    let (postgres, redis, mqtt, influx, smtp) = tokio::join!(
         bounded(check_postgres(args)),
         bounded(check_redis(args)),
         bounded(check_mqtt(args)),
         bounded(check_influx(args)),
+        stoker_analytics::notify::check_smtp(&args.email, TIMEOUT),
     );
-    let outcomes = [
+    let mut outcomes = vec![
         Outcome {
             name: "Postgres",
             target: args.stores.postgres.describe(),
@@ -53,6 +54,15 @@ pub(super) async fn run(args: &CheckArgs) -> ExitCode {
             variable: "INFLUX_URL (and INFLUX_TOKEN, INFLUX_ORG, INFLUX_BUCKET), INFLUX_CA_FILE",
         },
     ];
+    // Alert e-mail, when configured: the password never shows.
+    if let (Some(result), Some(url)) = (smtp, &args.email.smtp_url) {
+        outcomes.push(Outcome {
+            name: "SMTP",
+            target: url.describe(),
+            result,
+            variable: "ALERT_SMTP_URL, ALERT_SMTP_CA_FILE, ALERT_EMAIL_FROM",
+        });
+    }
     let mut failed = 0;
     for outcome in &outcomes {
         match &outcome.result {
