@@ -67,7 +67,7 @@ enum Source {
     /// A saved rule, by id.
     Saved(Uuid),
     /// A draft, validated.
-    Draft(NewAlertRule),
+    Draft(Box<NewAlertRule>),
 }
 
 /// A validated preview request.
@@ -111,7 +111,7 @@ fn parse(mut fields: Fields, now: EpochMillis) -> Result<Request, ApiError> {
             }
         },
         (Some(None), Some(Some(draft))) => match new_rule(draft) {
-            Ok(rule) => Some(Source::Draft(rule)),
+            Ok(rule) => Some(Source::Draft(Box::new(rule))),
             Err(ApiError::Validation(errors)) => {
                 for error in errors {
                     fields.invalid(&format!("rule.{}", error.field), error.message);
