@@ -186,7 +186,7 @@ async fn rules_serialize_to_the_design_shape() {
             "site": "boiler-house-1", "sensor": null, "sensor_type": "pressure",
             "agg": "mean", "op": ">", "threshold": 12.5, "clear_threshold": 12.0,
             "window": "1m", "for": "30s", "severity": "warning", "enabled": true,
-            "version": 1
+            "suppress_when": null, "out_of_service": null, "version": 1
         })
     );
 
