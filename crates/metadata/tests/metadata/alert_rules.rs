@@ -188,7 +188,7 @@ async fn rules_serialize_to_the_design_shape() {
             "window": "1m", "for": "30s", "severity": "warning", "enabled": true,
             "latching": false, "max_shelve": "8h", "cause": null, "consequence": null,
             "operator_action": null, "response_time": null, "escalate_after": null,
-            "version": 1
+            "suppress_when": null, "out_of_service": null, "version": 1
         })
     );
 
