@@ -32,9 +32,9 @@ use crate::store::{self, Suppression, Verdict};
 mod gateways;
 mod metrics;
 mod mirror;
-mod suppression;
-mod shelves;
 mod notices;
+mod shelves;
+mod suppression;
 
 pub use metrics::Metrics;
 

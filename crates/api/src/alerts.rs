@@ -64,9 +64,12 @@ pub(crate) fn routes(
         .and(write.clone())
         .and(crate::body::json_object())
         .and(with_state.clone())
-        .and_then(|id, actor, body, state| async move {
+        .and_then(|id: String, actor, body, state| async move {
+            // The alert and the key's right to it come first: a malformed
+            // id is 404 and another site's alert 403 whatever the body says.
+            let id = alert_in_scope(&id, &actor, &state).await?;
             let action = shelf(body)?;
-            transition(id, actor, state, action).await
+            change(id, actor, state, action).await
         });
     let unshelve = warp::path!("alerts" / String / "unshelve")
         .and(warp::post())
@@ -238,13 +241,34 @@ async fn transition(
     state: State,
     action: Action,
 ) -> Result<warp::reply::Json, warp::Rejection> {
-    let id = crate::uuid_from_path("alert", &id)?;
+    let id = alert_in_scope(&id, &principal, &state).await?;
+    change(id, principal, state, action).await
+}
+
+/// The alert the path names, if the key may act on it: a malformed id is
+/// 404, and a key limited to sites gets 403 on another site's alert.
+async fn alert_in_scope(
+    id: &str,
+    principal: &Principal,
+    state: &State,
+) -> Result<uuid::Uuid, warp::Rejection> {
+    let id = crate::uuid_from_path("alert", id)?;
     if principal.sites().is_some() {
         let (alert, _) = store::get_alert(&state.pool, id)
             .await
             .map_err(ApiError::from)?;
         principal.check_site(&alert.site)?;
     }
+    Ok(id)
+}
+
+/// Applies an operator's action to an alert already in the key's scope.
+async fn change(
+    id: uuid::Uuid,
+    principal: Principal,
+    state: State,
+    action: Action,
+) -> Result<warp::reply::Json, warp::Rejection> {
     let actor = principal.name;
     let (pool, notify) = (&state.pool, &state.notify);
     let changed = match action {

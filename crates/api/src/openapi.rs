@@ -12,8 +12,8 @@ use stoker_timeseries::Aggregate;
 mod audit;
 mod influx;
 mod keys;
-mod maintenance;
 mod kpis;
+mod maintenance;
 mod routes;
 
 pub(crate) use routes::allowed_methods;

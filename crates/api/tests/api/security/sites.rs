@@ -86,7 +86,10 @@ fn case(operation: &Operation, seeded: &Seeded) -> Case {
         | (_, "/api/v1/maintenance-windows/{window}")
         | (_, "/api/v1/alerts/{alert}")
         | (_, "/api/v1/alerts/{alert}/ack")
-        | (_, "/api/v1/alerts/{alert}/resolve") => default,
+        | (_, "/api/v1/alerts/{alert}/resolve")
+        | (_, "/api/v1/alerts/{alert}/reset")
+        | (_, "/api/v1/alerts/{alert}/shelve")
+        | (_, "/api/v1/alerts/{alert}/unshelve") => default,
         // Keys span every site: no key limited to sites manages them.
         (_, path) if path.starts_with("/api/v1/api-keys") => Case {
             own: every_site,
