@@ -17,7 +17,9 @@ rather than sent and counted as "valid data refused":
 - a preview: start before end (an end after now counts as now), at most
   31 days apart;
 - alarm KPIs: start before end (an end after now counts as now), at most
-  366 days apart.
+  366 days apart;
+- out of service: `until` in the future (a minute ahead at least, so the
+  request still holds when it arrives).
 
 JSON Schema counts 2.0 as an integer; the server reads integers (a
 version, epoch milliseconds) only as JSON integers, as the document says:
@@ -94,7 +96,7 @@ def _sampled_out(case, body) -> bool:
     )
 
 
-INTEGER_FIELDS = ("version", "start", "end")
+INTEGER_FIELDS = ("version", "start", "end", "until", "starts_at", "ends_at")
 
 
 def _kind_rules_hold(body, creating: bool) -> bool:
@@ -168,5 +170,12 @@ def filter_case(ctx, case) -> bool:
             return False
     if path.endswith("/alert-rules/preview"):
         if not _range_ok(body.get("start"), body.get("end"), MAX_PREVIEW_MS, cap_end=True):
+            return False
+    if path.endswith("/out-of-service") and case.method.upper() == "PUT":
+        try:
+            until = _millis(body.get("until"))
+        except (ValueError, OverflowError):
+            until = None
+        if until is None or until <= int(time.time() * 1000) + 60_000:
             return False
     return True

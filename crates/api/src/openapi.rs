@@ -332,9 +332,11 @@ fn operation_id(route: &Route) -> String {
 }
 
 /// Where a created resource leads: its slug or key, or its id, handed to
-/// the operations on it. A new site leads to no telemetry: it has no
-/// sensor yet, and ingestion's registry knows a site through its sensors
-/// (telemetry for it is refused as unknown_site until one is added).
+/// the operations on it. A site is named by its slug in every path (its
+/// `id` names it nowhere): the links say so, so that a client following
+/// them (and schemathesis, which would otherwise guess `{site}` from the
+/// `id`) posts telemetry to the new site by its slug (the site has no
+/// sensor yet: its readings are refused one by one, 422).
 fn links(route: &Route) -> Option<Value> {
     let to = |operation: &str, parameters: Value| json!({ "operationId": operation, "parameters": parameters });
     match (route.method, route.path) {
@@ -349,6 +351,7 @@ fn links(route: &Route) -> Option<Value> {
                 "Latest": to("getSitesSiteLatest", site.clone()),
                 "Dashboard": to("getSitesSiteDashboard", site.clone()),
                 "ListGateways": to("getSitesSiteGateways", site.clone()),
+                "Telemetry": to("postSitesSiteTelemetry", site.clone()),
                 "BindGateway": to("postSitesSiteGateways", site)
             }))
         }
