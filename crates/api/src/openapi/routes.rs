@@ -1,3 +1,6 @@
+//! Length: one table entry per operation the server answers (every route
+//! in one place is what the document, the 405s and the tests read).
+//!
 //! The table of every operation the server answers, and the methods a
 //! path takes (a 405's `Allow`), read from it.
 
