@@ -37,7 +37,8 @@ pub struct Escalation {
     pub round: i64,
 }
 
-/// Escalates, as of `now`, every open, unacknowledged alert of a rule in
+/// Escalates, as of `now`, every active, unacknowledged alert (neither
+/// suppressed nor shelved: neither is announced) of a rule in
 /// `escalate_after` (rule id → period) whose period has passed since it
 /// fired or since its last escalation. Each escalation is one transaction
 /// that locks the alert and checks again, so two passes (two processes)
@@ -56,10 +57,11 @@ pub async fn escalate(
     let candidates = client
         .query(
             "SELECT a.id, a.rule_id FROM analytics.alerts a
-             WHERE a.rule_id = ANY($1) AND a.acknowledged_at IS NULL
-               AND a.state NOT IN ('resolved', 'closed')
+             WHERE a.rule_id = ANY($1) AND a.state = 'unacknowledged'
+               AND a.suppressed IS NULL
+               AND (a.shelved_until IS NULL OR a.shelved_until <= $2)
              ORDER BY a.opened_at, a.id",
-            &[&rule_ids],
+            &[&rule_ids, &now],
         )
         .await?;
     drop(client);
@@ -89,10 +91,11 @@ async fn escalate_one(
         .query_opt(
             &format!(
                 "SELECT {COLUMNS} FROM analytics.alerts
-                 WHERE id = $1 AND acknowledged_at IS NULL AND state NOT IN ('resolved', 'closed')
+                 WHERE id = $1 AND state = 'unacknowledged' AND suppressed IS NULL
+                   AND (shelved_until IS NULL OR shelved_until <= $2)
                  FOR UPDATE"
             ),
-            &[&id],
+            &[&id, &now],
         )
         .await?
     else {
