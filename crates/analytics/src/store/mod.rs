@@ -23,8 +23,8 @@ use uuid::Uuid;
 use crate::{Error, Result};
 
 mod by_hand;
-mod life;
 mod escalation;
+mod life;
 mod read;
 mod rows;
 mod transitions;

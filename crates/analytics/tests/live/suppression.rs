@@ -254,7 +254,10 @@ async fn a_maintenance_window_records_suppressed_alarms_and_announces_none() {
     assert_eq!(activations.len(), 3, "{activations:?}");
     for inside in &activations[..2] {
         let why = inside.suppressed.as_deref().unwrap_or_default();
-        assert!(why.contains("burner overhaul"), "the trail says why: {inside:?}");
+        assert!(
+            why.contains("burner overhaul"),
+            "the trail says why: {inside:?}"
+        );
         assert!(!inside.announced, "{inside:?}");
     }
     assert!(activations[2].suppressed.is_none() && activations[2].announced);
