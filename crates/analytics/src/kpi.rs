@@ -3,15 +3,14 @@
 //!
 //! One definition serves two sources. [`compute`] takes activations as a
 //! list: the backtest's simulated alerts, or any test's. [`measure`] reads
-//! the same figures from `analytics.alerts` (a year of alarm history is a
-//! million rows) with two queries run at once on two connections: the
-//! counts and stale alarms aggregated in SQL with the acknowledgement
-//! waits gathered into an array, and each rule-and-sensor pair's
-//! activation times gathered into an array
-//! in one ordered pass over an index of migration V7, from which the
-//! sliding-window figures (peak, floods, chattering) and the bad actors
-//! are computed by the same code as [`compute`]'s. A test holds both to
-//! the same answers.
+//! the same figures from the alerts' trails in `analytics.alert_events`
+//! (an alert holds one activation per `fired` or `reactivated` event: a
+//! condition that returns while its alert is not closed reactivates it) in
+//! one query: each rule-and-sensor pair's activation times, waits for
+//! acknowledgement, stale and suppressed counts gathered into a row, from
+//! which the sliding-window figures (peak, floods, chattering), the
+//! percentiles and the bad actors are computed by the same code as
+//! [`compute`]'s. A test holds both to the same answers.
 //!
 //! The figures, over the activations that began in `[start, end)`:
 //! - `alarms`: how many; `alarms_per_hour`: that over the range's hours.

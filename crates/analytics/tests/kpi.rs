@@ -1,6 +1,7 @@
-//! Alarm KPIs: the SQL over the recorded alerts (`kpi::measure`) gives
-//! exactly the figures of the same activations as a list (`kpi::compute`),
-//! over floods, chattering, stale, acknowledged and gateway alarms, for
+//! Alarm KPIs: the SQL over the recorded alerts' trails (`kpi::measure`)
+//! gives exactly the figures of the same activations as a list
+//! (`kpi::compute`), over floods, chattering, stale, acknowledged,
+//! reactivated, suppressed and gateway alarms, for
 //! every site, one site and the sites a key is limited to.
 
 use chrono::{DateTime, Duration, Utc};
@@ -127,16 +128,45 @@ fn activations() -> Vec<Activation> {
     activations
 }
 
-/// Records the activations as alerts, as the store's columns hold them.
-async fn record(pool: &Pool, activations: &[Activation]) {
+/// One alert of `rule` on `sensor` at boiler-house-1 that holds three
+/// activations: its condition cleared twice before anyone acknowledged it
+/// and returned, reactivating it; the third activation was recorded while
+/// suppressed, acknowledged and then cleared, which closed the alert.
+fn reactivated() -> Vec<Activation> {
+    let at = |minutes: i64| origin() + Duration::hours(10) + Duration::minutes(minutes);
+    [(0, None, false), (2, None, false), (5, Some(30), true)]
+        .into_iter()
+        .map(|(minute, acknowledged, suppressed)| Activation {
+            site: "boiler-house-1".into(),
+            rule_id: Some(Uuid::from_u128(6)),
+            rule_name: Some("rule 6".into()),
+            sensor: Some("again".into()),
+            activated_at: at(minute),
+            cleared_at: Some(at(minute) + Duration::seconds(60)),
+            acknowledged_at: acknowledged.map(|seconds| at(minute) + Duration::seconds(seconds)),
+            suppressed,
+        })
+        .collect()
+}
+
+/// Records each group of activations as one alert, as the store keeps it:
+/// the alert's columns (its last activation's state) and its trail, where
+/// the first activation is a `fired` event, each later one a
+/// `reactivated` event (a suppressed one followed by its `suppressed`
+/// event), each ended by `cleared` (still unacknowledged), `closed`
+/// (acknowledged before) or `resolved` (closed by hand), and an
+/// acknowledgement by `acknowledged`.
+async fn record(pool: &Pool, alerts: &[Vec<Activation>]) {
     let client = pool.get().await.unwrap();
-    for (index, activation) in activations.iter().enumerate() {
-        let state = match (activation.cleared_at, activation.acknowledged_at) {
-            (Some(_), _) => "resolved",
+    for (index, lives) in alerts.iter().enumerate() {
+        let (first, last) = (&lives[0], &lives[lives.len() - 1]);
+        let acknowledged_at = lives.iter().find_map(|life| life.acknowledged_at);
+        let state = match (last.cleared_at, acknowledged_at) {
+            (Some(_), _) => "closed",
             (None, Some(_)) => "acknowledged",
-            (None, None) => "firing",
+            (None, None) => "unacknowledged",
         };
-        let (kind, group, edge) = match activation.rule_id {
+        let (kind, group, edge) = match first.rule_id {
             Some(_) => ("threshold", None, None),
             None => (
                 "gateway_offline",
@@ -144,32 +174,69 @@ async fn record(pool: &Pool, activations: &[Activation]) {
                 Some(format!("edge-{index}")),
             ),
         };
+        let id = Uuid::now_v7();
         client
             .execute(
                 "INSERT INTO analytics.alerts (id, rule_id, rule_name, kind, severity, site, sensor,
-                     state, opened_at, message, acknowledged_at, acknowledged_by, resolved_at,
-                     resolved_by, gateway_group, gateway_edge_node)
-                 VALUES ($1, $2, $3, $4, 'warning', $5, $6, $7, $8, 'test', $9,
-                         CASE WHEN $9::timestamptz IS NULL THEN NULL ELSE 'operator' END,
-                         $10, CASE WHEN $10::timestamptz IS NULL THEN NULL ELSE 'analytics' END,
-                         $11, $12)",
+                     state, active, opened_at, activated_at, message, acknowledged_at,
+                     acknowledged_by, resolved_at, resolved_by, gateway_group, gateway_edge_node,
+                     suppressed)
+                 VALUES ($1, $2, $3, $4, 'warning', $5, $6, $7, $8, $9, $10, 'test', $11,
+                         CASE WHEN $11::timestamptz IS NULL THEN NULL ELSE 'operator' END,
+                         $12, CASE WHEN $12::timestamptz IS NULL THEN NULL ELSE 'analytics' END,
+                         $13, $14, CASE WHEN $15 THEN 'maintenance' END)",
                 &[
-                    &Uuid::now_v7(),
-                    &activation.rule_id,
-                    &activation.rule_name,
+                    &id,
+                    &first.rule_id,
+                    &first.rule_name,
                     &kind,
-                    &activation.site,
-                    &activation.sensor,
+                    &first.site,
+                    &first.sensor,
                     &state,
-                    &activation.activated_at,
-                    &activation.acknowledged_at,
-                    &activation.cleared_at,
+                    &last.cleared_at.is_none(),
+                    &first.activated_at,
+                    &last.activated_at,
+                    &acknowledged_at,
+                    &last.cleared_at,
                     &group,
                     &edge,
+                    &last.suppressed,
                 ],
             )
             .await
             .unwrap();
+        let mut trail: Vec<(DateTime<Utc>, &str)> = Vec::new();
+        for (number, life) in lives.iter().enumerate() {
+            let start = if number == 0 { "fired" } else { "reactivated" };
+            trail.push((life.activated_at, start));
+            if life.suppressed {
+                trail.push((life.activated_at, "suppressed"));
+            }
+            let mut rest: Vec<(DateTime<Utc>, &str)> = Vec::new();
+            if let Some(at) = life.acknowledged_at {
+                rest.push((at, "acknowledged"));
+            }
+            if let Some(at) = life.cleared_at {
+                let end = match (life.acknowledged_at, number + 1 == lives.len()) {
+                    (Some(acknowledged), _) if acknowledged <= at => "closed",
+                    (None, true) => "resolved",
+                    _ => "cleared",
+                };
+                rest.push((at, end));
+            }
+            rest.sort();
+            trail.extend(rest);
+        }
+        for (at, transition) in trail {
+            client
+                .execute(
+                    "INSERT INTO analytics.alert_events (alert_id, transition, at, actor, detail)
+                     VALUES ($1, $2, $3, 'analytics', 'test')",
+                    &[&id, &transition, &at],
+                )
+                .await
+                .unwrap();
+        }
     }
 }
 
@@ -178,8 +245,13 @@ async fn the_sql_over_recorded_alerts_gives_the_figures_of_the_list() {
     let postgres = TestPostgres::create().await;
     let pool = postgres.migrated_pool().await;
     stoker_analytics::migrate(&pool).await.unwrap();
-    let activations = activations();
-    record(&pool, &activations).await;
+    let mut alerts: Vec<Vec<Activation>> = activations()
+        .into_iter()
+        .map(|activation| vec![activation])
+        .collect();
+    alerts.push(reactivated());
+    record(&pool, &alerts).await;
+    let activations: Vec<Activation> = alerts.concat();
 
     let whole = KpiRange {
         start: origin(),
@@ -187,7 +259,8 @@ async fn the_sql_over_recorded_alerts_gives_the_figures_of_the_list() {
     };
     let expected = kpi::compute(&activations, whole);
     // The data has what the figures measure.
-    assert_eq!(expected.alarms, activations.len() as u64);
+    assert_eq!(expected.alarms, activations.len() as u64 - 1);
+    assert_eq!(expected.suppressed, 1);
     assert!(expected.peak_10min >= 25, "{expected:?}");
     assert!(expected.flood_share > 0.0, "{expected:?}");
     assert!(expected.chattering >= 1, "{expected:?}");

@@ -104,6 +104,51 @@ async fn transitions(harness: &Harness, alert: &store::Alert) -> Vec<String> {
     events.into_iter().map(|event| event.transition).collect()
 }
 
+/// One activation of an alert (its `fired` or a `reactivated` event) as
+/// its trail tells it: whether the store recorded it suppressed (its
+/// `suppressed` event, with why), and whether it queued a notification.
+#[derive(Debug)]
+struct Activation {
+    at: chrono::DateTime<Utc>,
+    suppressed: Option<String>,
+    announced: bool,
+}
+
+/// The activations of `alert`, oldest first.
+async fn activations(harness: &Harness, alert: &store::Alert) -> Vec<Activation> {
+    let rows = harness
+        .pool
+        .get()
+        .await
+        .unwrap()
+        .query(
+            "SELECT e.transition, e.at, e.detail,
+                    EXISTS (SELECT 1 FROM analytics.notifications n WHERE n.event_id = e.id)
+             FROM analytics.alert_events e WHERE e.alert_id = $1 ORDER BY e.id",
+            &[&alert.id],
+        )
+        .await
+        .unwrap();
+    let mut activations: Vec<Activation> = Vec::new();
+    for row in rows {
+        let transition: String = row.get(0);
+        match transition.as_str() {
+            "fired" | "reactivated" => activations.push(Activation {
+                at: row.get(1),
+                suppressed: None,
+                announced: row.get(3),
+            }),
+            "suppressed" => {
+                if let Some(last) = activations.last_mut() {
+                    last.suppressed = Some(row.get(2));
+                }
+            }
+            _ => {}
+        }
+    }
+    activations
+}
+
 #[tokio::test]
 async fn a_low_o2_alarm_is_suppressed_while_the_burner_is_off_and_announced_when_it_is_on() {
     let harness = Harness::start().await;
@@ -142,23 +187,26 @@ async fn a_low_o2_alarm_is_suppressed_while_the_burner_is_off_and_announced_when
         .await;
     evaluate(&harness, origin, 10..=400).await;
 
+    // One alert: the condition returned (the burner on) before anyone
+    // acknowledged the suppressed activation, and reactivated it.
     let alerts = alerts(&harness, &rule).await;
-    assert_eq!(alerts.len(), 2, "{alerts:?}");
-    let (off, on) = (&alerts[0], &alerts[1]);
-    assert_eq!(off.suppressed, Some(Suppression::SuppressWhen), "{off:?}");
-    assert!(
-        off.resolved_at.is_some(),
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let alert = &alerts[0];
+    assert_eq!(
+        transitions(&harness, alert).await,
+        ["fired", "suppressed", "cleared", "reactivated"],
         "cleared while the burner was off"
     );
-    assert_eq!(
-        transitions(&harness, off).await,
-        ["fired", "suppressed", "resolved"]
-    );
-    assert_eq!(on.suppressed, None, "{on:?}");
-    assert!(on.opened_at.timestamp_millis() >= origin + 250 * SECOND);
+    assert_eq!(alert.suppressed, None, "{alert:?}");
+    let activations = activations(&harness, alert).await;
+    assert_eq!(activations.len(), 2, "{activations:?}");
+    let (off, on) = (&activations[0], &activations[1]);
+    assert!(off.suppressed.is_some() && !off.announced, "{off:?}");
+    assert!(on.suppressed.is_none() && on.announced, "{on:?}");
+    assert!(on.at.timestamp_millis() >= origin + 250 * SECOND);
     assert_eq!(
         announced(&harness, &rule).await,
-        ["fired"],
+        ["reactivated"],
         "only the alarm with the burner on is announced"
     );
 }
@@ -197,25 +245,25 @@ async fn a_maintenance_window_records_suppressed_alarms_and_announces_none() {
         .await;
     evaluate(&harness, origin, 10..=440).await;
 
+    // One alert, reactivated each time the O2 was low again before anyone
+    // acknowledged it: three activations.
     let alerts = alerts(&harness, &rule).await;
-    assert_eq!(alerts.len(), 3, "{alerts:?}");
-    for inside in &alerts[..2] {
-        assert_eq!(
-            inside.suppressed,
-            Some(Suppression::Maintenance),
-            "{inside:?}"
-        );
-        assert!(inside.resolved_at.is_some());
-        let (_, events) = store::get_alert(&harness.pool, inside.id).await.unwrap();
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    assert_eq!(alerts[0].suppressed, None, "{alerts:?}");
+    let activations = activations(&harness, &alerts[0]).await;
+    assert_eq!(activations.len(), 3, "{activations:?}");
+    for inside in &activations[..2] {
+        let why = inside.suppressed.as_deref().unwrap_or_default();
         assert!(
-            events[1].detail.contains("burner overhaul"),
-            "the trail says why: {events:?}"
+            why.contains("burner overhaul"),
+            "the trail says why: {inside:?}"
         );
+        assert!(!inside.announced, "{inside:?}");
     }
-    assert_eq!(alerts[2].suppressed, None);
+    assert!(activations[2].suppressed.is_none() && activations[2].announced);
     assert_eq!(
         announced(&harness, &rule).await,
-        ["fired"],
+        ["reactivated"],
         "nothing announced inside the window"
     );
 }
@@ -270,9 +318,18 @@ async fn a_sensor_or_rule_out_of_service_records_suppressed_alarms_and_announces
         })
         .await;
     evaluate(&harness, origin, 200..=390).await;
+    // The returning condition reactivated the same alert, suppressed again.
     let all = alerts(&harness, &rule).await;
-    assert_eq!(all.len(), 2, "{all:?}");
-    assert_eq!(all[1].suppressed, Some(Suppression::OutOfService));
+    assert_eq!(all.len(), 1, "{all:?}");
+    assert_eq!(all[0].suppressed, Some(Suppression::OutOfService));
+    let activations = activations(&harness, &all[0]).await;
+    assert_eq!(activations.len(), 2, "{activations:?}");
+    assert!(
+        activations
+            .iter()
+            .all(|activation| activation.suppressed.is_some() && !activation.announced),
+        "{activations:?}"
+    );
     assert!(announced(&harness, &rule).await.is_empty());
 
     // Each change is in the audit trail under who made it.

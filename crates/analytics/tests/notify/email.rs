@@ -100,7 +100,7 @@ async fn an_alert_is_emailed_with_its_explanation_and_operator_action() {
     );
     let rule = critical_rule(&pool, None).await;
 
-    // As the evaluation loop records it today.
+    // As the evaluation loop records it for a rule without rationalization.
     let alert = fire(
         &pool,
         &options,
@@ -109,8 +109,9 @@ async fn an_alert_is_emailed_with_its_explanation_and_operator_action() {
         EpochMillis::now().as_millis(),
     )
     .await;
-    // And a notice carrying what rules and alerts also hold once they
-    // carry their rationalization and explanation.
+    // And a notice as the loop writes it for a rule with its
+    // rationalization (on the alert) and an explained decision (the
+    // explanation on the event).
     let event = new_event(&pool).await;
     let rich = json!({
         "event": {"id": event, "alert_id": alert.id, "transition": "fired",
@@ -152,16 +153,17 @@ async fn an_alert_is_emailed_with_its_explanation_and_operator_action() {
             json!(["shift@boiler.example", "night@boiler.example"])
         );
     }
-    // Sent side by side: tell them apart by their state.
-    let (fired, rich): (Vec<_>, Vec<_>) = messages
+    // Sent side by side, both of an unacknowledged alert: tell them apart
+    // by their event (the rich notice's is of 2026-12-07 10:00).
+    let (rich, fired): (Vec<_>, Vec<_>) = messages
         .iter()
         .map(subject_and_text)
-        .partition(|(subject, _)| subject.ends_with(": firing"));
+        .partition(|(_, text)| text.contains("Event: fired at 2026-12-07T10:00:00Z"));
     assert_eq!((fired.len(), rich.len()), (1, 1), "{messages:?}");
     let (subject, text) = fired[0].clone();
     assert_eq!(
         subject,
-        "[Stoker] CRITICAL boiler-house-1/b1_steam_pressure Steam pressure high: firing"
+        "[Stoker] CRITICAL boiler-house-1/b1_steam_pressure Steam pressure high: unacknowledged"
     );
     for expected in [
         "Message: mean over 1m = 13.2 bar, > 12.5 for 30s (b1_steam_pressure)",
@@ -171,7 +173,9 @@ async fn an_alert_is_emailed_with_its_explanation_and_operator_action() {
     ] {
         assert!(text.contains(expected), "{expected:?} in {text}");
     }
+    // Its rule has no rationalization and the decision no explanation.
     assert!(!text.contains("Operator action"), "{text}");
+    assert!(!text.contains("Explanation:"), "{text}");
 
     let (subject, text) = rich[0].clone();
     assert!(subject.contains("unacknowledged"), "{subject}");
