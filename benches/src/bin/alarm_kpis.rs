@@ -163,14 +163,15 @@ impl Figures for Results {
 /// A year of alarms in one statement: background, floods, chattering.
 const LOAD: &str = "
 INSERT INTO analytics.alerts (id, rule_id, rule_name, kind, severity, site, sensor, state,
-    opened_at, message, acknowledged_at, acknowledged_by, resolved_at, resolved_by)
+    opened_at, message, acknowledged_at, acknowledged_by, resolved_at, resolved_by, active)
 SELECT gen_random_uuid(),
        ('00000000-0000-0000-0000-' || lpad(to_hex(rule), 12, '0'))::uuid,
        'rule ' || rule, 'threshold', 'warning',
-       'site-' || lpad(site::text, 3, '0'), sensor, 'resolved', at, 'bench',
+       'site-' || lpad(site::text, 3, '0'), sensor,
+       'closed', at, 'bench',
        CASE WHEN g % 3 = 0 THEN at + (5 + g % 900) * interval '1 second' END,
        CASE WHEN g % 3 = 0 THEN 'operator' END,
-       at + (10 + g % 7200) * interval '1 second', 'analytics'
+       at + (10 + g % 7200) * interval '1 second', 'analytics', false
 FROM (
     SELECT g,
            CASE g % 10
@@ -192,6 +193,23 @@ FROM (
                ELSE (g * 3266489917 % 31536000000) * interval '1 millisecond'
            END AS at
     FROM generate_series(1::bigint, $2::bigint) g) s";
+
+/// The trail of each loaded alarm, as the store writes it: `fired`, its
+/// acknowledgement if any, and its clearing (`closed` when acknowledged
+/// before, else `cleared`); the KPIs count activations from it. Every
+/// loaded alarm is closed (one not closed per rule and sensor at most).
+const TRAILS: &str = "
+INSERT INTO analytics.alert_events (alert_id, transition, at, actor, detail)
+SELECT id, 'fired', opened_at, 'analytics', 'bench' FROM analytics.alerts
+UNION ALL
+SELECT id, 'acknowledged', acknowledged_at, acknowledged_by, 'bench'
+FROM analytics.alerts WHERE acknowledged_at IS NOT NULL
+UNION ALL
+SELECT id,
+       CASE WHEN acknowledged_at IS NOT NULL AND acknowledged_at < resolved_at
+            THEN 'closed' ELSE 'cleared' END,
+       resolved_at, 'analytics', 'bench'
+FROM analytics.alerts";
 
 /// Seconds of `runs` runs of `work`, the first not counted.
 async fn timed<T>(
@@ -242,7 +260,11 @@ async fn run(args: &Args, report: &mut Report<Results>) -> anyhow::Result<()> {
         .await
         .context("loading the alarms")?;
     client
-        .batch_execute("VACUUM ANALYZE analytics.alerts")
+        .execute(TRAILS, &[])
+        .await
+        .context("loading the alarms' trails")?;
+    client
+        .batch_execute("VACUUM ANALYZE analytics.alerts, analytics.alert_events")
         .await
         .context("vacuuming")?;
     drop(client);
